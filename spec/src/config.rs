@@ -1,0 +1,192 @@
+//! The one configuration type: array size and memory sizes.
+//!
+//! Every layer (hdl, sim, driver, reports) takes a [`Config`]; nothing re-derives DIM or a
+//! memory size on its own. A `Config` can only be built valid: [`Config::new`], the presets and
+//! serde deserialisation all run the same checks.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Version word answered by INFO (payload word 0).
+pub const VERSION: u32 = 1;
+
+/// Largest supported array dimension.
+pub const MAX_DIM: usize = 256;
+/// Largest supported memory depth (row addresses are 16 bits).
+pub const MAX_ROWS: usize = 65536;
+
+/// Why a configuration was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("DIM must be in 1..={MAX_DIM}, got {0}")]
+    Dim(usize),
+    #[error("{what} must be a power of two in 1..={MAX_ROWS}, got {got}")]
+    Rows { what: &'static str, got: usize },
+    #[error("unknown preset '{0}' (known: {known})", known = Config::PRESET_NAMES.join(", "))]
+    UnknownPreset(String),
+}
+
+/// Architecture parameters of one protobrain core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawConfig", into = "RawConfig")]
+pub struct Config {
+    dim: usize,
+    scratch_rows: usize,
+    acc_rows: usize,
+}
+
+/// The serialised form of [`Config`]; deserialisation validates it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    dim: usize,
+    scratch_rows: usize,
+    acc_rows: usize,
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+    fn try_from(r: RawConfig) -> Result<Self, ConfigError> {
+        Config::new(r.dim, r.scratch_rows, r.acc_rows)
+    }
+}
+
+impl From<Config> for RawConfig {
+    fn from(c: Config) -> Self {
+        RawConfig { dim: c.dim, scratch_rows: c.scratch_rows, acc_rows: c.acc_rows }
+    }
+}
+
+impl Default for Config {
+    /// DIM 8, 1024 scratchpad rows, 512 accumulator rows (DESIGN.md's defaults).
+    fn default() -> Self {
+        Config { dim: 8, scratch_rows: 1024, acc_rows: 512 }
+    }
+}
+
+impl Config {
+    /// Names accepted by [`Config::preset`].
+    pub const PRESET_NAMES: [&'static str; 5] =
+        ["default", "ice40-up5k", "ecp5-25k", "ecp5-85k", "tpu-v1"];
+
+    /// A validated configuration.
+    pub fn new(dim: usize, scratch_rows: usize, acc_rows: usize) -> Result<Self, ConfigError> {
+        if !(1..=MAX_DIM).contains(&dim) {
+            return Err(ConfigError::Dim(dim));
+        }
+        check_rows("SCRATCH_ROWS", scratch_rows)?;
+        check_rows("ACC_ROWS", acc_rows)?;
+        Ok(Config { dim, scratch_rows, acc_rows })
+    }
+
+    /// A named preset:
+    ///
+    /// | name | DIM | SCRATCH_ROWS | ACC_ROWS | for |
+    /// |---|---|---|---|---|
+    /// | `default` | 8 | 1024 | 512 | simulation, ECP5-85k class |
+    /// | `ice40-up5k` | 2 | 4096 | 512 | iCEBreaker (8 SB_MAC16, 30 EBR) |
+    /// | `ecp5-25k` | 4 | 2048 | 1024 | ULX3S 25F (28 MULT18X18D) |
+    /// | `ecp5-85k` | 8 | 1024 | 512 | ULX3S 85F (156 MULT18X18D) |
+    /// | `tpu-v1` | 256 | 65536 | 4096 | estimation only (TPU v1: 256x256, 16 MiB of the 24 MiB buffer, 4 MiB accumulators) |
+    pub fn preset(name: &str) -> Result<Self, ConfigError> {
+        let (d, s, a) = match name {
+            "default" => (8, 1024, 512),
+            "ice40-up5k" => (2, 4096, 512),
+            "ecp5-25k" => (4, 2048, 1024),
+            "ecp5-85k" => (8, 1024, 512),
+            "tpu-v1" => (256, 65536, 4096),
+            other => return Err(ConfigError::UnknownPreset(other.to_string())),
+        };
+        Config::new(d, s, a)
+    }
+
+    /// The array is `dim() x dim()` processing elements.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    /// Activation scratchpad depth, rows of `dim()` int8.
+    pub fn scratch_rows(&self) -> usize {
+        self.scratch_rows
+    }
+    /// Accumulator memory depth, rows of `dim()` int32.
+    pub fn acc_rows(&self) -> usize {
+        self.acc_rows
+    }
+    /// Words per int8 row on the stream: `ceil(dim / 4)`.
+    pub fn words_per_row(&self) -> usize {
+        self.dim.div_ceil(4)
+    }
+    /// Multiply-accumulates per row pushed through the array: `dim²`.
+    pub fn macs_per_row(&self) -> u64 {
+        (self.dim * self.dim) as u64
+    }
+}
+
+fn check_rows(what: &'static str, got: usize) -> Result<(), ConfigError> {
+    if got == 0 || got > MAX_ROWS || !got.is_power_of_two() {
+        return Err(ConfigError::Rows { what, got });
+    }
+    Ok(())
+}
+
+impl std::fmt::Display for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "DIM {} ({}x{} PEs), {} scratchpad rows, {} accumulator rows",
+            self.dim, self.dim, self.dim, self.scratch_rows, self.acc_rows
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid_and_named() {
+        for name in Config::PRESET_NAMES {
+            Config::preset(name).unwrap();
+        }
+        assert_eq!(Config::preset("default").unwrap(), Config::default());
+        assert_eq!(Config::preset("ice40-up5k").unwrap().dim(), 2);
+        assert_eq!(Config::preset("ecp5-25k").unwrap().dim(), 4);
+        assert_eq!(Config::preset("ecp5-85k").unwrap().dim(), 8);
+        assert_eq!(Config::preset("tpu-v1").unwrap().dim(), 256);
+    }
+
+    #[test]
+    fn errors_say_what_was_wrong() {
+        assert_eq!(Config::new(0, 8, 8).unwrap_err().to_string(), "DIM must be in 1..=256, got 0");
+        assert_eq!(Config::new(257, 8, 8).unwrap_err().to_string(), "DIM must be in 1..=256, got 257");
+        assert_eq!(
+            Config::new(4, 1000, 8).unwrap_err().to_string(),
+            "SCRATCH_ROWS must be a power of two in 1..=65536, got 1000"
+        );
+        assert_eq!(
+            Config::new(4, 8, 131072).unwrap_err().to_string(),
+            "ACC_ROWS must be a power of two in 1..=65536, got 131072"
+        );
+        assert_eq!(
+            Config::preset("zynq").unwrap_err().to_string(),
+            "unknown preset 'zynq' (known: default, ice40-up5k, ecp5-25k, ecp5-85k, tpu-v1)"
+        );
+    }
+
+    #[test]
+    fn serde_round_trips_and_validates() {
+        let c = Config::preset("ecp5-25k").unwrap();
+        let s = serde_json::to_string(&c).unwrap();
+        assert_eq!(s, r#"{"dim":4,"scratch_rows":2048,"acc_rows":1024}"#);
+        assert_eq!(serde_json::from_str::<Config>(&s).unwrap(), c);
+        let bad = serde_json::from_str::<Config>(r#"{"dim":4,"scratch_rows":3,"acc_rows":8}"#);
+        assert!(bad.unwrap_err().to_string().contains("SCRATCH_ROWS must be a power of two"));
+    }
+
+    #[test]
+    fn words_per_row_rounds_up() {
+        for (d, w) in [(1, 1), (4, 1), (5, 2), (8, 2), (256, 64)] {
+            assert_eq!(Config::new(d, 1, 1).unwrap().words_per_row(), w);
+        }
+    }
+}
