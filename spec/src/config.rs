@@ -66,8 +66,7 @@ impl Default for Config {
 
 impl Config {
     /// Names accepted by [`Config::preset`].
-    pub const PRESET_NAMES: [&'static str; 5] =
-        ["default", "ice40-up5k", "ecp5-25k", "ecp5-85k", "tpu-v1"];
+    pub const PRESET_NAMES: [&'static str; 5] = ["default", "ice40-up5k", "ecp5-25k", "ecp5-85k", "tpu-v1"];
 
     /// A validated configuration.
     pub fn new(dim: usize, scratch_rows: usize, acc_rows: usize) -> Result<Self, ConfigError> {

@@ -3,8 +3,16 @@
 //! The single source of truth shared by the hardware generator, the simulators and the driver:
 //! the [`Config`], the bit-exact arithmetic ([`arith`]), the nalgebra golden model
 //! ([`golden`]), the command encoding ([`isa`]) and the functional golden device
-//! ([`device`]). See `docs/architecture.md` and `docs/protocol.md`.
+//! ([`device`]). The hardware and every simulator must agree with these to the bit.
 
+pub mod arith;
 pub mod config;
+pub mod device;
+pub mod golden;
+pub mod isa;
 
+pub use arith::{requantize, Quant, QuantError};
 pub use config::{Config, ConfigError, VERSION};
+pub use device::GoldenDevice;
+pub use golden::ShapeError;
+pub use isa::{Command, CommandDecoder, CommandError, Counters, ErrorCode, Response, ResponseDecoder};

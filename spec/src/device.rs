@@ -1,0 +1,209 @@
+//! The golden device: a functional (untimed) interpreter of the command stream.
+//!
+//! It holds exactly the architectural state of the hardware — scratchpad, accumulators,
+//! shadow and active weight tiles, bias, quantisation, counters — and answers every command
+//! with the exact words the hardware must produce, including the error rules: a bad command is
+//! consumed whole, changes nothing and answers 0xFF. The RTL and the cycle simulators are
+//! checked against it word for word (except the timed COUNTERS words, which it answers as 0:
+//! see [`crate::isa::TIMED_COUNTER_WORDS`]).
+//!
+//! State after reset: weights, bias and quantisation are zero (M = 0, S = 0, no ReLU); the
+//! memories are zero at power-on (a reset does not clear them in hardware).
+
+use crate::arith::{dot, Quant};
+use crate::config::Config;
+use crate::isa::{Command, CommandDecoder, CommandError, Counters, Response};
+
+/// The functional model of one protobrain core.
+#[derive(Debug, Clone)]
+pub struct GoldenDevice {
+    cfg: Config,
+    decoder: CommandDecoder,
+    scratch: Vec<i8>,
+    acc: Vec<i32>,
+    shadow: Vec<i8>,
+    active: Vec<i8>,
+    shadow_pending: bool,
+    bias: Vec<i32>,
+    quant: Quant,
+    counters: Counters,
+    out: Vec<u32>,
+}
+
+impl GoldenDevice {
+    /// A device at power-on.
+    pub fn new(cfg: Config) -> Self {
+        let d = cfg.dim();
+        GoldenDevice {
+            cfg,
+            decoder: CommandDecoder::new(cfg),
+            scratch: vec![0; cfg.scratch_rows() * d],
+            acc: vec![0; cfg.acc_rows() * d],
+            shadow: vec![0; d * d],
+            active: vec![0; d * d],
+            shadow_pending: false,
+            bias: vec![0; d],
+            quant: Quant::default(),
+            counters: Counters::default(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Run a whole word stream from power-on and return every output word.
+    pub fn run(cfg: Config, words: &[u32]) -> Vec<u32> {
+        let mut dev = GoldenDevice::new(cfg);
+        dev.push_all(words.iter().copied());
+        dev.take_output()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Feed one input word; responses are appended to the output queue.
+    pub fn push(&mut self, word: u32) {
+        if let Some(result) = self.decoder.push(word) {
+            let response = match result {
+                Ok(cmd) => self.execute_checked(&cmd),
+                Err(e) => Some(self.error(e)),
+            };
+            if let Some(r) = response {
+                r.encode_into(self.cfg.dim(), &mut self.out);
+            }
+        }
+    }
+
+    /// Feed many input words.
+    pub fn push_all(&mut self, words: impl IntoIterator<Item = u32>) {
+        words.into_iter().for_each(|w| self.push(w));
+    }
+
+    /// Take every output word produced so far.
+    pub fn take_output(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// True between commands.
+    pub fn is_idle(&self) -> bool {
+        self.decoder.is_idle()
+    }
+
+    /// Execute one typed command (checked against the Config like a decoded one); returns the
+    /// response, if the command has one. Does not touch the word-stream decoder.
+    pub fn execute(&mut self, cmd: &Command) -> Option<Response> {
+        match cmd.check(&self.cfg) {
+            Ok(()) => self.execute_checked(cmd),
+            Err(e) => Some(self.error(e)),
+        }
+    }
+
+    fn error(&mut self, e: CommandError) -> Response {
+        self.counters.commands += 1;
+        self.counters.errors += 1;
+        Response::Error(e)
+    }
+
+    fn execute_checked(&mut self, cmd: &Command) -> Option<Response> {
+        let response = match cmd {
+            Command::Info => Some(Response::info(&self.cfg)),
+            Command::Sync { token } => Some(Response::Sync { token: *token }),
+            Command::LoadWeights { weights } => {
+                self.shadow.copy_from_slice(weights);
+                self.shadow_pending = true;
+                None
+            }
+            Command::LoadBias { bias } => {
+                self.bias.copy_from_slice(bias);
+                None
+            }
+            Command::SetQuant(q) => {
+                self.quant = *q;
+                None
+            }
+            Command::WriteAct { dst, rows } => {
+                for (i, row) in rows.iter().enumerate() {
+                    self.scratch_row_mut(usize::from(*dst) + i).copy_from_slice(row);
+                }
+                None
+            }
+            Command::ReadAct { src, n } => Some(Response::ReadAct {
+                rows: (0..usize::from(*n))
+                    .map(|i| self.scratch_row(usize::from(*src) + i).to_vec())
+                    .collect(),
+            }),
+            Command::Matmul { src, n, dst, accumulate } => {
+                if self.shadow_pending {
+                    self.active.copy_from_slice(&self.shadow);
+                    self.shadow_pending = false;
+                }
+                for i in 0..usize::from(*n) {
+                    let x = self.scratch_row(usize::from(*src) + i).to_vec();
+                    let row = self.matmul_row(&x);
+                    let out = self.acc_row_mut(usize::from(*dst) + i);
+                    for (o, v) in out.iter_mut().zip(row) {
+                        *o = if *accumulate { o.wrapping_add(v) } else { v };
+                    }
+                }
+                self.counters.macs += u64::from(*n) * self.cfg.macs_per_row();
+                None
+            }
+            Command::Activate { src, n, dst } => {
+                for i in 0..usize::from(*n) {
+                    let acc = self.acc_row(usize::from(*src) + i).to_vec();
+                    let q = self.quant;
+                    let y: Vec<i8> = acc.iter().zip(&self.bias).map(|(&a, &b)| q.apply(a, b)).collect();
+                    self.scratch_row_mut(usize::from(*dst) + i).copy_from_slice(&y);
+                }
+                None
+            }
+            Command::ReadAcc { src, n } => Some(Response::ReadAcc {
+                rows: (0..usize::from(*n)).map(|i| self.acc_row(usize::from(*src) + i).to_vec()).collect(),
+            }),
+            Command::Counters => Some(Response::Counters(self.counters)),
+        };
+        self.counters.commands += 1;
+        response
+    }
+
+    /// One row through the array: `out[n] = sum_k x[k] * W[k][n]`, int32 wrap.
+    fn matmul_row(&self, x: &[i8]) -> Vec<i32> {
+        let d = self.cfg.dim();
+        (0..d).map(|n| dot(x.iter().copied(), (0..d).map(|k| self.active[k * d + n]))).collect()
+    }
+
+    /// Scratchpad row `r` (DIM int8).
+    pub fn scratch_row(&self, r: usize) -> &[i8] {
+        let d = self.cfg.dim();
+        &self.scratch[r * d..(r + 1) * d]
+    }
+    fn scratch_row_mut(&mut self, r: usize) -> &mut [i8] {
+        let d = self.cfg.dim();
+        &mut self.scratch[r * d..(r + 1) * d]
+    }
+    /// Accumulator row `r` (DIM int32).
+    pub fn acc_row(&self, r: usize) -> &[i32] {
+        let d = self.cfg.dim();
+        &self.acc[r * d..(r + 1) * d]
+    }
+    fn acc_row_mut(&mut self, r: usize) -> &mut [i32] {
+        let d = self.cfg.dim();
+        &mut self.acc[r * d..(r + 1) * d]
+    }
+    /// The weight tile MATMUL uses now (`[k * dim + n]`).
+    pub fn active_weights(&self) -> &[i8] {
+        &self.active
+    }
+    /// The bias vector.
+    pub fn bias(&self) -> &[i32] {
+        &self.bias
+    }
+    /// The current quantisation.
+    pub fn quant(&self) -> Quant {
+        self.quant
+    }
+    /// The counters (timed ones are 0).
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+}
