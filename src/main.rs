@@ -1,1 +1,44 @@
-fn main() {}
+//! The `protobrain` command line.
+//!
+//! ```text
+//! protobrain matmul -i X.npy -w W.npy [-b B.npy] [--multiplier M --shift S | --scale F]
+//!                   [--relu] [--raw] [--backend golden] -o Y.npy
+//! protobrain demo [--seed N]
+//! ```
+//!
+//! Errors are one line on stderr, `error: <file or flag>: <problem>`, with exit code 2 for bad
+//! input (as for clap's usage errors) and 1 for internal failures.
+
+mod cli;
+mod demo;
+mod error;
+mod matmul;
+mod npy;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+use error::CliError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code)
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<String, CliError> {
+    match &cli.command {
+        Command::Matmul(args) => matmul::run(args).map(|summary| format!("wrote {summary}\n")),
+        Command::Demo(args) => demo::run(args),
+    }
+}

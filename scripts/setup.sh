@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Install what protobrain's builds and tests need on a Debian machine that has Rust.
+# Idempotent: a second run only checks, installs nothing and takes about a second.
+#
+#   apt:  verilator yosys nextpnr-ice40 fpga-icestorm iverilog   (RTL simulation, FPGA flows)
+#         libfontconfig1-dev pkg-config                          (plots)
+#         python3-numpy                                          (numpy cross-check test)
+#   pip:  numpy, only if the `python3` on PATH (e.g. a pyenv build) cannot import Debian's
+set -euo pipefail
+
+APT_PACKAGES=(verilator yosys nextpnr-ice40 fpga-icestorm iverilog libfontconfig1-dev pkg-config
+    python3-numpy)
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+# --- Rust -------------------------------------------------------------------------------------
+if ! command -v cargo >/dev/null 2>&1; then
+    die "cargo not found. Install Rust first (https://rustup.rs), open a new shell, and rerun."
+fi
+say "cargo: $(cargo --version)"
+
+# --- Debian packages --------------------------------------------------------------------------
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [[ $status == *" ok installed" ]] || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found: install ${missing[*]} by hand"
+    if [[ $(id -u) -eq 0 ]]; then
+        sudo=()
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo=(sudo)
+    else
+        die "need root (or sudo) to install: ${missing[*]}"
+    fi
+    say "installing with apt: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+    say "apt packages present: ${APT_PACKAGES[*]}"
+fi
+
+# --- numpy for the python3 on PATH ------------------------------------------------------------
+command -v python3 >/dev/null 2>&1 || die "python3 not found on PATH"
+if ! python3 -c 'import numpy' >/dev/null 2>&1; then
+    # Debian's python3-numpy serves /usr/bin/python3 only; another python3 (pyenv, venv) needs
+    # its own copy.
+    say "installing numpy for $(command -v python3) with pip"
+    python3 -m pip --version >/dev/null 2>&1 || die "$(command -v python3) has no pip; install numpy for it by hand"
+    PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet numpy
+fi
+python3 -c 'import numpy' 2>/dev/null || die "numpy still cannot be imported by $(command -v python3)"
+say "numpy $(python3 -c 'import numpy; print(numpy.__version__)') for $(command -v python3)"
+say "ready"

@@ -1,0 +1,142 @@
+//! Command-line syntax (clap derive). Semantic checks (flag combinations, value ranges) live in
+//! the command modules so that each failure is reported as one line, like a bad file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// protobrain: an open systolic-array int8 matmul + ReLU accelerator.
+#[derive(Debug, Parser)]
+#[command(
+    name = "protobrain",
+    version,
+    about = "protobrain: an open systolic-array int8 matmul + ReLU accelerator",
+    long_about = "protobrain: an open systolic-array int8 matmul + ReLU accelerator.\n\n\
+        Computes layers Y = act(X W + b) with the bit-exact arithmetic of the design contract \
+        (int8 inputs, int32 accumulation, multiply-shift requantisation, optional ReLU, int8 \
+        saturation). Today the only backend is the golden model; the RTL, the cycle \
+        simulators and the FPGA flows are being built.",
+    after_help = "Examples:\n  \
+        protobrain demo\n  \
+        protobrain matmul -i X.npy -w W.npy -b B.npy --scale 0.01 --relu -o Y.npy\n  \
+        protobrain matmul -i X.npy -w W.npy --raw -o ACC.npy"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compute one layer Y = act(X W + b) from .npy files.
+    #[command(
+        long_about = "Compute one layer Y = act(X W + b) from .npy files.\n\n\
+            X is int8 of shape (M, K), W int8 (K, N), b int32 (N,). The output is int8 (M, N): \
+            acc = X W in int32 (wrapping), then (acc + b) * MULT, rounded half up and \
+            shifted right by SHIFT, ReLU if asked, saturated to [-128, 127]. With --raw the \
+            output is int32 acc + b instead. Without --multiplier/--shift/--scale the \
+            requantisation is the identity (multiplier 1, shift 0). The output is written only if \
+            everything succeeds.",
+        after_help = "Examples:\n  \
+            protobrain matmul -i X.npy -w W.npy -o Y.npy\n  \
+            protobrain matmul -i X.npy -w W.npy -b B.npy --multiplier 300 --shift 16 --relu -o Y.npy\n  \
+            protobrain matmul -i X.npy -w W.npy -b B.npy --scale 0.0045 -o Y.npy\n  \
+            protobrain matmul -i X.npy -w W.npy -b B.npy --raw -o ACC.npy"
+    )]
+    Matmul(MatmulArgs),
+    /// Run a small seeded example end to end on the golden model and check it.
+    #[command(long_about = "Run a small seeded example end to end on the golden model and \
+        check it against an independent naive loop. The full demo (train a digits MLP and run \
+        it on the hardware models) arrives with the RTL and the simulators.")]
+    Demo(DemoArgs),
+}
+
+/// Arguments of `protobrain matmul`.
+#[derive(Debug, Args)]
+pub struct MatmulArgs {
+    /// Activations X: int8 .npy of shape (M, K).
+    #[arg(short, long, value_name = "X.npy")]
+    pub input: PathBuf,
+
+    /// Weights W: int8 .npy of shape (K, N).
+    #[arg(short, long, value_name = "W.npy")]
+    pub weights: PathBuf,
+
+    /// Bias b: int32 .npy of shape (N,) [default: zeros].
+    #[arg(short, long, value_name = "B.npy")]
+    pub bias: Option<PathBuf>,
+
+    /// Requantisation multiplier, 0..=65535 [default: 1].
+    #[arg(long, value_name = "MULT")]
+    pub multiplier: Option<u64>,
+
+    /// Requantisation right shift, 0..=47, rounding half up [default: 0].
+    #[arg(long, value_name = "SHIFT")]
+    pub shift: Option<u64>,
+
+    /// Real scale: picks the closest MULT / 2^SHIFT (instead of --multiplier/--shift).
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
+    pub scale: Option<f64>,
+
+    /// Apply ReLU before saturating to int8.
+    #[arg(long)]
+    pub relu: bool,
+
+    /// Write int32 acc + b (no requantisation, no ReLU) instead of int8.
+    #[arg(long)]
+    pub raw: bool,
+
+    /// Which model computes the result.
+    #[arg(long, value_enum, default_value_t = Backend::Golden)]
+    pub backend: Backend,
+
+    /// Where to write Y: int8 .npy (M, N), or int32 with --raw.
+    #[arg(short, long, value_name = "Y.npy")]
+    pub output: PathBuf,
+}
+
+/// Arguments of `protobrain demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Seed of the random example.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// A model that computes layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// The bit-exact nalgebra golden model (spec::golden).
+    Golden,
+}
+
+impl Backend {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Golden => "golden",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = Cli::try_parse_from(["protobrain", "matmul", "-i", "x", "-w", "w", "-o", "y"]).unwrap();
+        let Command::Matmul(a) = cli.command else { panic!("not matmul") };
+        assert_eq!(a.backend, Backend::Golden);
+        assert!(a.bias.is_none() && a.multiplier.is_none() && a.shift.is_none());
+        assert!(a.scale.is_none() && !a.relu && !a.raw);
+    }
+}
