@@ -10,6 +10,7 @@ pub mod config;
 pub mod device;
 pub mod golden;
 pub mod isa;
+pub mod stimulus;
 
 pub use arith::{requantize, Quant, QuantError};
 pub use config::{Config, ConfigError, VERSION};

@@ -1,0 +1,653 @@
+//! The activation unit of one column: bias, requantise, ReLU, saturate — bit-exact with
+//! DESIGN.md (`spec::arith::requantize`), one vector per cycle, fixed latency
+//! [`ActivationUnit::LATENCY`].
+//!
+//! ```text
+//!            stage 1          stage 2               stage 3            stage 4                 stage 5
+//! acc ──┐
+//!      (+)──► [sum 32] ─┬─ sum[15:0]  * M ─► [lo 32] ─┐
+//! bias ─┘               ├─ sum[31:16] * M ─► [hi 32] ─┼─(hi<<16)+lo ─► [v 48] ── flip, ──► [mag 8]  ── round, ──► [y 8] ──► y
+//!                       └─ sum<0 ? M : 0 ──► [mneg]  ─┘   -(mneg<<32)            6-level   [over]      ReLU,
+//! multiplier ─► [M 16] ──┘  (2 unsigned 16x16 DSP products)                    window    [neg]       clamp
+//! shift ──────► [S] ─────────► [S] ─────────────────────► [S] ─────────────────► shifter
+//! relu ───────► [relu] ──────► [relu] ──────────────────► [relu] ──────────────────────► [relu] ─┘
+//! valid_in ───► [v] ─────────► [v] ─────────────────────► [v] ──────────────────► [v] ─────────► [v] ──► valid_out
+//!                            [n] = register of n bits, clock `clock`; `rst` clears the valid bits
+//! ```
+//!
+//! # Arithmetic (DESIGN.md, exactly)
+//! ```text
+//! v = (acc + bias) wrapped to int32, as i64 * M       (M: u16)
+//! r = S == 0 ? v : (v + (1 << (S - 1))) >> S           (arithmetic shift)
+//! r = relu ? max(r, 0) : r
+//! y = clamp(r, -128, 127)
+//! ```
+//! `multiplier`, `shift` and `relu` are sampled with the vector (on the edge where `valid_in`
+//! is high) and travel down the pipeline with it, so they may change on every cycle. Shifts
+//! 48..=63 (rejected by SET_QUANT) still follow the formula with unbounded integers: every
+//! result is 0.
+//!
+//! # How the hardware computes it
+//! * **Multiply**: rust-hdl multiplies only 16x16. The signed 32-bit sum times the unsigned
+//!   16-bit M is `(sum[31:16] * M) << 16 + sum[15:0] * M - (sum < 0 ? M << 32 : 0)` modulo
+//!   2^48: two unsigned 16x16 products (one SB_MAC16 / MULT18X18D each), summed next stage.
+//!   `|v| < 2^47`, so 48 bits hold it exactly.
+//! * **Round and shift without a 49-bit adder**: with `t = (2v) >>> S`,
+//!   `(v + 2^(S-1)) >> S = floor((t + 1) / 2)` for every S, S = 0 included. Only the low 9 bits
+//!   of `t` and whether `t` fits 9 bits matter for an int8 result, so the shifter is a
+//!   *window* shifter: stages of 32, 16, 8, 4, 2, 1 that keep only the bits that can still
+//!   reach the 9-bit window (40, 24, 16, 12, 10, 9 bits) and OR together the bits they drop.
+//!   Working on `z = 2v` for `v >= 0` and `!(2v)` for `v < 0` (so `z >= 0`, and
+//!   `!(z >> S) = (2v) >>> S`), the dropped bits are simply nonzero when `t` overflows.
+//! * **Round, ReLU, clamp**: with `mag = z >> S` (8 bits, when it fits) and
+//!   `c = ceil(mag / 2)`: `r = c` for `v >= 0` and `r = -c` for `v < 0`; `c = 128` saturates to
+//!   127 (positive) and is exactly -128 (negative); an overflowing `mag` saturates by the sign.
+//!
+//! Everything is unsigned `Bits` with sized locals and sized constants, so the Verilog has no
+//! signed comparisons and no 32-bit literal widening; the tests replay the same random vectors
+//! through the emitted Verilog under Icarus.
+//!
+//! # Cost (Yosys 0.23, one unit)
+//! iCE40 `synth_ice40 -dsp`: 2 SB_MAC16, see the `activation_unit_synthesis_report` test for
+//! LUT/FF counts and the reproduction command. ECP5 `synth_ecp5`: 2 MULT18X18D.
+
+use rust_hdl::prelude::*;
+
+use crate::wide::Concat;
+
+/// The activation unit of one column (see the module docs for the schematic and arithmetic).
+///
+/// Timing: a vector presented with `valid_in` high in cycle `k` (i.e. sampled on the rising
+/// edge that ends cycle `k`) is on `y`, with `valid_out` high, during cycle
+/// `k + LATENCY`. One vector per cycle. `y` holds its last value while `valid_out` is low.
+/// `rst` (synchronous, active high) clears every valid bit in flight; the data registers are
+/// not reset (they are ignored while invalid).
+#[derive(LogicBlock)]
+pub struct ActivationUnit {
+    /// Clock; every register updates on its rising edge.
+    pub clock: Signal<In, Clock>,
+    /// Synchronous active-high reset of the valid pipeline.
+    pub rst: Signal<In, Bit>,
+    /// Accumulator value (int32).
+    pub acc: Signal<In, Signed<32>>,
+    /// Bias of this column (int32); `acc + bias` wraps to int32.
+    pub bias: Signal<In, Signed<32>>,
+    /// M, the unsigned requantisation multiplier.
+    pub multiplier: Signal<In, Bits<16>>,
+    /// S, the rounding right shift (0..=47 per DESIGN.md; 48..=63 give 0).
+    pub shift: Signal<In, Bits<6>>,
+    /// Apply ReLU before saturating.
+    pub relu: Signal<In, Bit>,
+    /// The inputs hold a vector to process.
+    pub valid_in: Signal<In, Bit>,
+    /// The int8 result of the vector that entered `LATENCY` cycles ago.
+    pub y: Signal<Out, Signed<8>>,
+    /// `y` holds a result this cycle.
+    pub valid_out: Signal<Out, Bit>,
+    // Stage 1: bias added, quantisation captured.
+    s1_sum: DFF<Bits<32>>,
+    s1_m: DFF<Bits<16>>,
+    s1_shift: DFF<Bits<6>>,
+    s1_relu: DFF<Bit>,
+    s1_valid: DFF<Bit>,
+    // Stage 2: partial products and the sign correction `(sum < 0 ? M : 0) << 16`.
+    s2_lo: DFF<Bits<32>>,
+    s2_hi: DFF<Bits<32>>,
+    s2_corr: DFF<Bits<32>>,
+    s2_shift: DFF<Bits<6>>,
+    s2_relu: DFF<Bit>,
+    s2_valid: DFF<Bit>,
+    // Stage 3: the 48-bit product v.
+    s3_w: DFF<Bits<49>>,
+    s3_shift: DFF<Bits<6>>,
+    s3_relu: DFF<Bit>,
+    s3_valid: DFF<Bit>,
+    // Stage 4: the shifted magnitude window.
+    s4_mag: DFF<Bits<8>>,
+    s4_over: DFF<Bit>,
+    s4_neg: DFF<Bit>,
+    s4_relu: DFF<Bit>,
+    s4_valid: DFF<Bit>,
+    // Stage 5: the result.
+    s5_y: DFF<Bits<8>>,
+    s5_valid: DFF<Bit>,
+    // Widening without casts (see `wide`): corr = {M or 0, 16'b0}, w = 2v = {v[47:16], v[15:0], 0}.
+    cat_corr: Concat<16, 16, 32>,
+    cat_w: Concat<32, 17, 49>,
+    // Stage 4 combinational locals: the window shifter.
+    neg: Signal<Local, Bit>,
+    z: Signal<Local, Bits<49>>,
+    x5: Signal<Local, Bits<49>>,
+    x4: Signal<Local, Bits<24>>,
+    x3: Signal<Local, Bits<16>>,
+    x2: Signal<Local, Bits<12>>,
+    x1: Signal<Local, Bits<10>>,
+    x0: Signal<Local, Bits<9>>,
+    ov5: Signal<Local, Bit>,
+    ov4: Signal<Local, Bit>,
+    ov3: Signal<Local, Bit>,
+    ov2: Signal<Local, Bit>,
+    ov1: Signal<Local, Bit>,
+    ov0: Signal<Local, Bit>,
+    // Stage 5 combinational local: ceil(mag / 2).
+    c: Signal<Local, Bits<8>>,
+    // Sized constants (a bare literal would be emitted 32 bits wide).
+    zero8: Constant<Bits<8>>,
+    one8: Constant<Bits<8>>,
+    zero16: Constant<Bits<16>>,
+    max8: Constant<Bits<8>>,
+    min8: Constant<Bits<8>>,
+}
+
+impl ActivationUnit {
+    /// Cycles from a vector entering (`valid_in`) to its result leaving (`valid_out`).
+    pub const LATENCY: usize = 5;
+}
+
+impl Default for ActivationUnit {
+    fn default() -> Self {
+        ActivationUnit {
+            clock: Default::default(),
+            rst: Default::default(),
+            acc: Default::default(),
+            bias: Default::default(),
+            multiplier: Default::default(),
+            shift: Default::default(),
+            relu: Default::default(),
+            valid_in: Default::default(),
+            y: Default::default(),
+            valid_out: Default::default(),
+            s1_sum: Default::default(),
+            s1_m: Default::default(),
+            s1_shift: Default::default(),
+            s1_relu: Default::default(),
+            s1_valid: Default::default(),
+            s2_lo: Default::default(),
+            s2_hi: Default::default(),
+            s2_corr: Default::default(),
+            s2_shift: Default::default(),
+            s2_relu: Default::default(),
+            s2_valid: Default::default(),
+            s3_w: Default::default(),
+            s3_shift: Default::default(),
+            s3_relu: Default::default(),
+            s3_valid: Default::default(),
+            s4_mag: Default::default(),
+            s4_over: Default::default(),
+            s4_neg: Default::default(),
+            s4_relu: Default::default(),
+            s4_valid: Default::default(),
+            s5_y: Default::default(),
+            s5_valid: Default::default(),
+            cat_corr: Concat::new(),
+            cat_w: Concat::new(),
+            neg: Default::default(),
+            z: Default::default(),
+            x5: Default::default(),
+            x4: Default::default(),
+            x3: Default::default(),
+            x2: Default::default(),
+            x1: Default::default(),
+            x0: Default::default(),
+            ov5: Default::default(),
+            ov4: Default::default(),
+            ov3: Default::default(),
+            ov2: Default::default(),
+            ov1: Default::default(),
+            ov0: Default::default(),
+            c: Default::default(),
+            zero8: Constant::new(0u64.into()),
+            one8: Constant::new(1u64.into()),
+            zero16: Constant::new(0u64.into()),
+            max8: Constant::new(0x7fu64.into()),
+            min8: Constant::new(0x80u64.into()),
+        }
+    }
+}
+
+impl Logic for ActivationUnit {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(
+            self, clock, s1_sum, s1_m, s1_shift, s1_relu, s1_valid, s2_lo, s2_hi, s2_corr,
+            s2_shift, s2_relu, s2_valid, s3_w, s3_shift, s3_relu, s3_valid, s4_mag, s4_over,
+            s4_neg, s4_relu, s4_valid, s5_y, s5_valid
+        );
+
+        // Stage 1: acc + bias (int32 wrap); the quantisation travels with the vector.
+        self.s1_valid.d.next = self.valid_in.val();
+        if self.valid_in.val() {
+            self.s1_sum.d.next = unsigned_cast(self.acc.val()) + unsigned_cast(self.bias.val());
+            self.s1_m.d.next = self.multiplier.val();
+            self.s1_shift.d.next = self.shift.val();
+            self.s1_relu.d.next = self.relu.val();
+        }
+
+        // Stage 2: two unsigned 16x16 partial products and the sign correction.
+        self.cat_corr.hi.next = self.zero16.val();
+        if self.s1_sum.q.val().get_bit(31) {
+            self.cat_corr.hi.next = self.s1_m.q.val();
+        }
+        self.cat_corr.lo.next = self.zero16.val();
+        self.s2_valid.d.next = self.s1_valid.q.val();
+        if self.s1_valid.q.val() {
+            self.s2_lo.d.next = self.s1_sum.q.val().get_bits::<16>(0) * self.s1_m.q.val();
+            self.s2_hi.d.next = self.s1_sum.q.val().get_bits::<16>(16) * self.s1_m.q.val();
+            self.s2_corr.d.next = self.cat_corr.y.val();
+            self.s2_shift.d.next = self.s1_shift.q.val();
+            self.s2_relu.d.next = self.s1_relu.q.val();
+        }
+
+        // Stage 3: w = 2v = 2 * (hi * 2^16 + lo - corr * 2^16), 49-bit two's complement: bits
+        // 16:0 are lo's low bits shifted once, bits 48:17 the 32-bit sum of the rest.
+        self.cat_w.hi.next = self.s2_hi.q.val() + (self.s2_lo.q.val() >> 16) - self.s2_corr.q.val();
+        self.cat_w.lo.next = self.s2_lo.q.val().get_bits::<17>(0) << 1;
+        self.s3_valid.d.next = self.s2_valid.q.val();
+        if self.s2_valid.q.val() {
+            self.s3_w.d.next = self.cat_w.y.val();
+            self.s3_shift.d.next = self.s2_shift.q.val();
+            self.s3_relu.d.next = self.s2_relu.q.val();
+        }
+
+        // Stage 4: z = w (its complement when v < 0), shifted right by S into a 9-bit window;
+        // ovN collects any nonzero bit dropped above the window.
+        self.neg.next = self.s3_w.q.val().get_bit(48);
+        self.z.next = self.s3_w.q.val();
+        if self.neg.val() {
+            self.z.next = !self.s3_w.q.val();
+        }
+        self.x5.next = self.z.val();
+        if self.s3_shift.q.val().get_bit(5) {
+            self.x5.next = self.z.val() >> 32;
+        }
+        self.ov5.next = self.x5.val().get_bits::<9>(40).any();
+        self.x4.next = self.x5.val().get_bits::<24>(0);
+        self.ov4.next = self.ov5.val() | self.x5.val().get_bits::<16>(24).any();
+        if self.s3_shift.q.val().get_bit(4) {
+            self.x4.next = self.x5.val().get_bits::<24>(16);
+            self.ov4.next = self.ov5.val();
+        }
+        self.x3.next = self.x4.val().get_bits::<16>(0);
+        self.ov3.next = self.ov4.val() | self.x4.val().get_bits::<8>(16).any();
+        if self.s3_shift.q.val().get_bit(3) {
+            self.x3.next = self.x4.val().get_bits::<16>(8);
+            self.ov3.next = self.ov4.val();
+        }
+        self.x2.next = self.x3.val().get_bits::<12>(0);
+        self.ov2.next = self.ov3.val() | self.x3.val().get_bits::<4>(12).any();
+        if self.s3_shift.q.val().get_bit(2) {
+            self.x2.next = self.x3.val().get_bits::<12>(4);
+            self.ov2.next = self.ov3.val();
+        }
+        self.x1.next = self.x2.val().get_bits::<10>(0);
+        self.ov1.next = self.ov2.val() | self.x2.val().get_bits::<2>(10).any();
+        if self.s3_shift.q.val().get_bit(1) {
+            self.x1.next = self.x2.val().get_bits::<10>(2);
+            self.ov1.next = self.ov2.val();
+        }
+        self.x0.next = self.x1.val().get_bits::<9>(0);
+        self.ov0.next = self.ov1.val() | self.x1.val().get_bit(9);
+        if self.s3_shift.q.val().get_bit(0) {
+            self.x0.next = self.x1.val().get_bits::<9>(1);
+            self.ov0.next = self.ov1.val();
+        }
+        self.s4_valid.d.next = self.s3_valid.q.val();
+        if self.s3_valid.q.val() {
+            self.s4_mag.d.next = self.x0.val().get_bits::<8>(0);
+            self.s4_over.d.next = self.ov0.val() | self.x0.val().get_bit(8);
+            self.s4_neg.d.next = self.neg.val();
+            self.s4_relu.d.next = self.s3_relu.q.val();
+        }
+
+        // Stage 5: r = +-ceil(mag / 2), ReLU, saturate to int8.
+        self.c.next = (self.s4_mag.q.val() >> 1) + (self.s4_mag.q.val() & self.one8.val());
+        self.s5_valid.d.next = self.s4_valid.q.val();
+        if self.s4_valid.q.val() {
+            if self.s4_over.q.val() {
+                self.s5_y.d.next = self.max8.val();
+                if self.s4_neg.q.val() {
+                    self.s5_y.d.next = self.min8.val();
+                }
+            } else if self.s4_neg.q.val() {
+                // c = 128 gives 0x80 = -128 exactly.
+                self.s5_y.d.next = self.zero8.val() - self.c.val();
+            } else if self.c.val().get_bit(7) {
+                self.s5_y.d.next = self.max8.val();
+            } else {
+                self.s5_y.d.next = self.c.val();
+            }
+            if self.s4_neg.q.val() && self.s4_relu.q.val() {
+                self.s5_y.d.next = self.zero8.val();
+            }
+        }
+
+        // Synchronous reset of the valid pipeline (last, so it wins).
+        if self.rst.val() {
+            self.s1_valid.d.next = false;
+            self.s2_valid.d.next = false;
+            self.s3_valid.d.next = false;
+            self.s4_valid.d.next = false;
+            self.s5_valid.d.next = false;
+        }
+
+        self.y.next = signed_cast(self.s5_y.q.val());
+        self.valid_out.next = self.s5_valid.q.val();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::primitives::sign_extend;
+    use crate::replay::{self, Port};
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+
+    /// Straight from DESIGN.md's formula in i128 (any S in 0..=63).
+    fn reference(acc: i32, bias: i32, m: u16, s: u8, relu: bool) -> i8 {
+        let sum = acc.wrapping_add(bias);
+        let v = i128::from(sum) * i128::from(m);
+        let r = if s == 0 { v } else { (v + (1i128 << (s - 1))) >> s };
+        let r = if relu { r.max(0) } else { r };
+        r.clamp(-128, 127) as i8
+    }
+
+    /// One cycle of input.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    struct Vector {
+        acc: i32,
+        bias: i32,
+        m: u16,
+        s: u8,
+        relu: bool,
+        valid: bool,
+        rst: bool,
+    }
+
+    impl Vector {
+        fn new(acc: i32, bias: i32, m: u16, s: u8, relu: bool) -> Self {
+            Vector { acc, bias, m, s, relu, valid: true, rst: false }
+        }
+
+        fn expected(&self) -> i8 {
+            reference(self.acc, self.bias, self.m, self.s, self.relu)
+        }
+
+        fn row(&self) -> Vec<u128> {
+            vec![
+                self.rst as u128,
+                self.acc as u32 as u128,
+                self.bias as u32 as u128,
+                self.m as u128,
+                self.s as u128,
+                self.relu as u128,
+                self.valid as u128,
+            ]
+        }
+    }
+
+    fn inputs() -> Vec<Port> {
+        vec![
+            Port::new("rst", 1),
+            Port::new("acc", 32),
+            Port::new("bias", 32),
+            Port::new("multiplier", 16),
+            Port::new("shift", 6),
+            Port::new("relu", 1),
+            Port::new("valid_in", 1),
+        ]
+    }
+
+    fn outputs() -> Vec<Port> {
+        vec![Port::new("y", 8), Port::new("valid_out", 1)]
+    }
+
+    fn connected() -> ActivationUnit {
+        let mut uut = ActivationUnit::default();
+        uut.clock.connect();
+        uut.rst.connect();
+        uut.acc.connect();
+        uut.bias.connect();
+        uut.multiplier.connect();
+        uut.shift.connect();
+        uut.relu.connect();
+        uut.valid_in.connect();
+        uut.connect_all();
+        uut
+    }
+
+    /// The stimulus with `LATENCY` idle cycles appended so every result comes out.
+    fn stimulus(vectors: &[Vector]) -> Vec<Vec<u128>> {
+        let idle = Vector { valid: false, ..Vector::new(0, 0, 0, 0, false) };
+        let tail = std::iter::repeat_n(idle, ActivationUnit::LATENCY);
+        vectors.iter().copied().chain(tail).map(|v| v.row()).collect()
+    }
+
+    /// The rust-hdl simulation's trace (`[y as raw bits, valid_out]` per cycle).
+    fn rust_trace(vectors: &[Vector]) -> Vec<Vec<u128>> {
+        let mut uut = connected();
+        replay::simulate(
+            &mut uut,
+            |u| &mut u.clock,
+            &stimulus(vectors),
+            |u, row| {
+                u.rst.next = row[0] == 1;
+                u.acc.next = signed_cast(Bits::<32>::from(row[1] as u64));
+                u.bias.next = signed_cast(Bits::<32>::from(row[2] as u64));
+                u.multiplier.next = (row[3] as u64).into();
+                u.shift.next = (row[4] as u64).into();
+                u.relu.next = row[5] == 1;
+                u.valid_in.next = row[6] == 1;
+            },
+            |u| vec![unsigned_cast(u.y.val()).to_u64() as u128, u.valid_out.val() as u128],
+        )
+        .expect("rust-hdl simulation")
+    }
+
+    /// The same stimulus through the emitted Verilog under Icarus.
+    fn verilog_trace(vectors: &[Vector]) -> Vec<Vec<u128>> {
+        let uut = connected();
+        let verilog = generate_verilog(&uut);
+        replay::replay(&verilog, "top", "clock", &inputs(), &outputs(), &stimulus(vectors))
+            .unwrap_or_else(|e| panic!("Icarus replay: {e}"))
+    }
+
+    /// Checks a trace against the reference: each valid vector's result appears exactly
+    /// `LATENCY` cycles later with `valid_out`, and `valid_out` is low everywhere else. A
+    /// vector is dropped when `rst` is high during one of the cycles it spends in the pipe.
+    fn check(vectors: &[Vector], trace: &[Vec<u128>], who: &str) {
+        let lat = ActivationUnit::LATENCY;
+        assert_eq!(trace.len(), vectors.len() + lat);
+        for (c, row) in trace.iter().enumerate() {
+            let source = c.checked_sub(lat).map(|k| &vectors[k]);
+            let flushed = c >= lat && vectors[c - lat..c.min(vectors.len())].iter().any(|v| v.rst);
+            match source {
+                Some(v) if v.valid && !flushed => {
+                    assert_eq!(row[1], 1, "{who}: valid_out low at cycle {c} for {v:?}");
+                    let y = sign_extend(row[0], 8) as i8;
+                    assert_eq!(y, v.expected(), "{who}: cycle {c}, input {v:?}");
+                }
+                _ => assert_eq!(row[1], 0, "{who}: valid_out high at cycle {c}"),
+            }
+        }
+    }
+
+    /// Runs `vectors` through rust-hdl and Icarus, checks both against the reference and
+    /// against each other.
+    fn check_both(vectors: &[Vector]) {
+        let rust = rust_trace(vectors);
+        check(vectors, &rust, "rust-hdl");
+        let verilog = verilog_trace(vectors);
+        check(vectors, &verilog, "Icarus");
+        assert_eq!(rust, verilog, "rust-hdl and Icarus traces differ");
+    }
+
+    fn edge_cases() -> Vec<Vector> {
+        let mut v = vec![];
+        let extremes = [i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX - 1, i32::MAX];
+        for &acc in &extremes {
+            for &bias in &extremes {
+                for m in [0u16, 1, 2, 32768, 65535] {
+                    for s in [0u8, 1, 7, 8, 16, 31, 32, 46, 47] {
+                        for relu in [false, true] {
+                            v.push(Vector::new(acc, bias, m, s, relu));
+                        }
+                    }
+                }
+            }
+        }
+        // Rounding ties (x.5 rounds up), the saturation boundaries, ReLU on negatives.
+        for (acc, m, s) in [
+            (-1, 1, 1),     // -0.5 -> 0
+            (1, 1, 1),      // 0.5 -> 1
+            (-3, 1, 1),     // -1.5 -> -1
+            (3, 1, 1),      // 1.5 -> 2
+            (-255, 1, 1),   // -127.5 -> -127
+            (-257, 1, 1),   // -128.5 -> -128
+            (-259, 1, 1),   // -129.5 -> -129 -> -128
+            (255, 1, 1),    // 127.5 -> 128 -> 127
+            (253, 1, 1),    // 126.5 -> 127
+            (-128, 1, 0),   // exactly -128
+            (-129, 1, 0),   // -129 -> -128
+            (127, 1, 0),    // 127
+            (128, 1, 0),    // 128 -> 127
+            (-16384, 1, 7), // -128
+            (-16449, 1, 7), // -128.5078 -> -129 -> -128
+            (16320, 1, 7),  // 127.5 -> 128 -> 127
+            (1, 65535, 17), // 0.49999 -> 0
+            (1, 32768, 16), // 0.5 -> 1
+            (-1, 32768, 16), // -0.5 -> 0
+            (-3, 32768, 16), // -1.5 -> -1
+        ] {
+            for relu in [false, true] {
+                v.push(Vector::new(acc, 0, m, s, relu));
+            }
+        }
+        // Every shift against v = +-2^p (+-1): a single bit at every position of the shifter,
+        // so a bit dropped by any shifter stage without being checked shows up.
+        for s in 0..=63u8 {
+            for p in 0..=45u32 {
+                let k = p.min(30);
+                let m = 1u16 << (p - k);
+                for delta in [-1, 0, 1] {
+                    for sign in [-1, 1] {
+                        v.push(Vector::new(sign * (1 << k), delta, m, s, false));
+                    }
+                }
+            }
+            v.push(Vector::new(i32::MIN, 0, 1 << 15, s, false)); // v = -2^46
+        }
+        v
+    }
+
+    #[test]
+    fn reference_agrees_with_spec() {
+        for v in edge_cases().iter().filter(|v| v.s <= spec::arith::MAX_SHIFT) {
+            let q = spec::Quant::new(v.m, v.s, v.relu).unwrap();
+            assert_eq!(v.expected(), spec::requantize(v.acc, v.bias, q), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn hand_checked_results() {
+        // Independent of `reference`: the results worked out by hand.
+        let cases = [
+            (Vector::new(-1, 0, 1, 1, false), 0),
+            (Vector::new(1, 0, 1, 1, false), 1),
+            (Vector::new(-3, 0, 1, 1, false), -1),
+            (Vector::new(-257, 0, 1, 1, false), -128),
+            (Vector::new(255, 0, 1, 1, false), 127),
+            (Vector::new(-100, -28, 1, 0, false), -128),
+            (Vector::new(-100, -27, 1, 0, false), -127),
+            (Vector::new(-100, -27, 1, 0, true), 0),
+            (Vector::new(i32::MAX, 1, 1, 0, false), -128),
+            (Vector::new(i32::MIN, 0, 65535, 47, false), -1),
+            (Vector::new(i32::MAX, 0, 65535, 47, false), 1),
+            (Vector::new(i32::MIN, 0, 0, 0, false), 0),
+            (Vector::new(1000, 24, 3, 5, false), 96), // 1024 * 3 / 32
+        ];
+        let vectors: Vec<Vector> = cases.iter().map(|c| c.0).collect();
+        let trace = rust_trace(&vectors);
+        for (k, (v, want)) in cases.iter().enumerate() {
+            let y = sign_extend(trace[k + ActivationUnit::LATENCY][0], 8) as i8;
+            assert_eq!(y, *want, "{v:?}");
+            assert_eq!(v.expected(), *want, "reference for {v:?}");
+        }
+    }
+
+    #[test]
+    fn edge_cases_at_full_rate_in_rust_hdl_and_icarus() {
+        check_both(&edge_cases());
+    }
+
+    fn vector() -> impl Strategy<Value = Vector> {
+        let wide = prop_oneof![any::<i32>(), -100_000i32..100_000, Just(i32::MIN), Just(i32::MAX)];
+        (
+            wide.clone(),
+            wide,
+            prop_oneof![any::<u16>(), Just(0u16), Just(1), Just(65535)],
+            prop_oneof![0u8..=47, Just(0u8), Just(47), 48u8..=63],
+            any::<bool>(),
+            prop::bool::weighted(0.85),
+        )
+            .prop_map(|(acc, bias, m, s, relu, valid)| Vector { valid, ..Vector::new(acc, bias, m, s, relu) })
+    }
+
+    #[test]
+    fn random_vectors_in_icarus_match_the_reference_and_rust_hdl() {
+        // One long deterministic stream (a replay per proptest case would spend its time
+        // compiling): full rate with gaps, one in 400 cycles in reset.
+        let mut runner = TestRunner::deterministic();
+        let strategy = (vector(), 0u32..400);
+        let vectors: Vec<Vector> = (0..6000)
+            .map(|_| {
+                let (v, r) = strategy.new_tree(&mut runner).unwrap().current();
+                Vector { rst: r == 0, ..v }
+            })
+            .collect();
+        assert!(vectors.iter().any(|v| v.rst) && vectors.iter().any(|v| !v.valid));
+        check_both(&vectors);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn random_streams_match_the_reference(vectors in proptest::collection::vec(vector(), 1..30)) {
+            check(&vectors, &rust_trace(&vectors), "rust-hdl");
+        }
+    }
+
+    #[test]
+    fn reset_drops_vectors_in_flight() {
+        let mut vectors: Vec<Vector> = (0..8).map(|k| Vector::new(k, 0, 1, 0, false)).collect();
+        vectors[3].rst = true; // results of vectors 0..=3 never come out
+        let trace = rust_trace(&vectors);
+        let valid: Vec<u128> = trace.iter().map(|r| r[1]).collect();
+        assert_eq!(valid, vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1]);
+        check(&vectors, &trace, "rust-hdl");
+        assert_eq!(verilog_trace(&vectors), trace);
+    }
+
+    #[test]
+    fn quantisation_travels_with_each_vector() {
+        // A different M, S and relu on every cycle, back to back.
+        let vectors = vec![
+            Vector::new(1000, 0, 1, 0, false),  // 127
+            Vector::new(-1000, 0, 1, 3, false), // -125
+            Vector::new(-1000, 0, 1, 3, true),  // 0
+            Vector::new(1000, 0, 3, 5, false),  // 93.75 -> 94
+            Vector::new(100, 0, 0, 0, false),   // 0
+        ];
+        let trace = rust_trace(&vectors);
+        let ys: Vec<i8> = trace[5..10].iter().map(|r| sign_extend(r[0], 8) as i8).collect();
+        assert_eq!(ys, vec![127, -125, 0, 94, 0]);
+        check(&vectors, &trace, "rust-hdl");
+    }
+
+    #[test]
+    fn activation_unit_is_synthesizable() {
+        let uut = connected();
+        yosys_validate("pb_activation_unit", &generate_verilog(&uut)).unwrap();
+    }
+}

@@ -1,0 +1,1091 @@
+//! The controller: parses the command stream, runs every opcode, answers on the output stream,
+//! keeps the performance counters and applies the error rules.
+//!
+//! ```text
+//!                    ┌──────────────────────── Controller ─────────────────────────┐
+//!  in_data/valid ───►│ front end FSM ──► args, checks ──► response / 0xFF ──► out  │───► out_data/valid
+//!  in_ready      ◄───│   │   │   │                                                  │◄─── out_ready
+//!                    │   │   │   └─► MATMUL sequencer (runs in the background):     │
+//!                    │   │   │        scratch read ─► array ─► delay L ─► acc RMW   │──► sp_*, arr_*, acc_*
+//!                    │   │   └─────► ACTIVATE issue: acc read ─► act units ─► scratch
+//!                    │   └─────────► row buffer (words <-> rows), weight rows, bias │──► rb_*, wl_*, bias_*
+//!                    │ counters: cycles, MACs, MATMUL cycles, in/out stalls, ...    │
+//!                    └──────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! The front end handles one command at a time; only MATMUL runs in the background, so
+//! LOAD_WEIGHTS (into the shadow bank), LOAD_BIAS, SET_QUANT and the next MATMUL's arguments
+//! overlap with the array working. Ordering rules (what waits for what) and the cycle cost of
+//! each state are documented in `docs/architecture.md`; the native cycle model reproduces them.
+//!
+//! This block is DIM-independent except for a few constants; the DIM-wide datapath (row
+//! buffer, memories, array, activation units, bias registers) is wired in [`crate::core`].
+
+use rust_hdl::prelude::*;
+use spec::isa::{opcode, COUNTER_WORDS};
+use spec::{Config, VERSION};
+
+/// States of the front end (see `docs/architecture.md` for the cycle table).
+#[derive(Copy, Clone, PartialEq, Eq, Debug, LogicState)]
+pub enum State {
+    /// Waiting for a header word.
+    Header,
+    /// Consuming the payload of a refused command.
+    Skip,
+    /// Sending the 0xFF header.
+    ErrHeader,
+    /// Sending the error word.
+    ErrWord,
+    /// Taking payload word 0.
+    Arg0,
+    /// Taking payload word 1 (MATMUL, ACTIVATE).
+    Arg1,
+    /// Range checks, then waiting for the resources the command needs, then starting it.
+    Exec,
+    /// LOAD_WEIGHTS payload.
+    Weights,
+    /// LOAD_BIAS payload.
+    Bias,
+    /// WRITE_ACT rows.
+    WriteRows,
+    /// SYNC / COUNTERS: waiting until every earlier command has completed.
+    SyncWait,
+    /// Sending a response header.
+    RespHeader,
+    /// INFO payload.
+    RespInfo,
+    /// SYNC payload.
+    RespToken,
+    /// COUNTERS payload.
+    RespCounters,
+    /// READ_ACT / READ_ACC: memory read of the next row.
+    RowRead,
+    /// READ_ACT / READ_ACC: the row enters the row buffer.
+    RowLoad,
+    /// READ_ACT / READ_ACC: sending the row's words.
+    RowEmit,
+    /// ACTIVATE: one accumulator row read per cycle into the activation units.
+    ActRun,
+    /// ACTIVATE: waiting for the last row to be written to the scratchpad.
+    ActDrain,
+}
+
+/// The controller (see the module docs).
+#[derive(LogicBlock)]
+pub struct Controller {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Synchronous active-high reset.
+    pub rst: Signal<In, Bit>,
+    /// Command stream in.
+    pub in_data: Signal<In, Bits<32>>,
+    /// `in_data` is valid.
+    pub in_valid: Signal<In, Bit>,
+    /// The controller takes `in_data` on this edge if `in_valid`.
+    pub in_ready: Signal<Out, Bit>,
+    /// Response stream out.
+    pub out_data: Signal<Out, Bits<32>>,
+    /// `out_data` is valid (held until taken).
+    pub out_valid: Signal<Out, Bit>,
+    /// The host takes `out_data` on this edge if `out_valid`.
+    pub out_ready: Signal<In, Bit>,
+
+    /// Row buffer: write `in_data` into word `rb_word_idx`.
+    pub rb_word_we: Signal<Out, Bit>,
+    /// Row buffer word index (write and read).
+    pub rb_word_idx: Signal<Out, Bits<16>>,
+    /// Row buffer word `rb_word_idx`.
+    pub rb_word_out: Signal<In, Bits<32>>,
+    /// Row buffer: load the scratchpad read data.
+    pub rb_load8: Signal<Out, Bit>,
+    /// Row buffer: load the accumulator read data.
+    pub rb_load32: Signal<Out, Bit>,
+
+    /// Scratchpad read address.
+    pub sp_raddr: Signal<Out, Bits<16>>,
+    /// Scratchpad read enable (data the next cycle).
+    pub sp_ren: Signal<Out, Bit>,
+    /// Scratchpad write address.
+    pub sp_waddr: Signal<Out, Bits<16>>,
+    /// Scratchpad write enable.
+    pub sp_we: Signal<Out, Bit>,
+    /// Scratchpad write data: activation unit outputs (1) or the row buffer (0).
+    pub sp_wsel_act: Signal<Out, Bit>,
+
+    /// Write row buffer bytes into weight row `wl_row` of bank `wl_bank`.
+    pub wl_en: Signal<Out, Bit>,
+    /// Weight row (k) being written.
+    pub wl_row: Signal<Out, Bits<16>>,
+    /// Bank being written (always the shadow bank).
+    pub wl_bank: Signal<Out, Bit>,
+
+    /// Write `in_data` into bias register `bias_idx`.
+    pub bias_we: Signal<Out, Bit>,
+    /// Bias register index.
+    pub bias_idx: Signal<Out, Bits<16>>,
+
+    /// Requantisation multiplier M.
+    pub q_mult: Signal<Out, Bits<16>>,
+    /// Requantisation shift S.
+    pub q_shift: Signal<Out, Bits<6>>,
+    /// ReLU enable.
+    pub q_relu: Signal<Out, Bit>,
+
+    /// A row enters the array this cycle (the scratchpad read data of the last cycle).
+    pub arr_valid: Signal<Out, Bit>,
+    /// Its weight bank.
+    pub arr_sel: Signal<Out, Bit>,
+
+    /// Accumulator read address (MATMUL read-modify-write, ACTIVATE, READ_ACC).
+    pub acc_raddr: Signal<Out, Bits<16>>,
+    /// Accumulator read enable.
+    pub acc_ren: Signal<Out, Bit>,
+    /// Accumulator write address (MATMUL write back).
+    pub acc_waddr: Signal<Out, Bits<16>>,
+    /// Write `psum (+ old)` this cycle.
+    pub acc_we: Signal<Out, Bit>,
+    /// Add the old accumulator row (accumulate) instead of overwriting.
+    pub acc_accumulate: Signal<Out, Bit>,
+
+    /// The accumulator read data of this cycle goes into the activation units.
+    pub act_valid: Signal<Out, Bit>,
+
+    state: DFF<State>,
+    op: DFF<Bits<8>>,
+    remaining: DFF<Bits<24>>,
+    err_code: DFF<Bits<8>>,
+    a0: DFF<Bits<32>>,
+    a1: DFF<Bits<32>>,
+    idx: DFF<Bits<16>>,
+    row: DFF<Bits<16>>,
+    addr: DFF<Bits<16>>,
+    left: DFF<Bits<16>>,
+    resp_hdr: DFF<Bits<32>>,
+    q_mult_r: DFF<Bits<16>>,
+    q_shift_r: DFF<Bits<6>>,
+    q_relu_r: DFF<Bit>,
+    cur_bank: DFF<Bit>,
+    swap_pending: DFF<Bit>,
+    wl_pending: DFF<Bit>,
+    wl_row_r: DFF<Bits<16>>,
+    sw_pending: DFF<Bit>,
+    sw_addr: DFF<Bits<16>>,
+    // MATMUL sequencer
+    seq_busy: DFF<Bit>,
+    seq_addr: DFF<Bits<16>>,
+    seq_dst: DFF<Bits<16>>,
+    seq_left: DFF<Bits<16>>,
+    seq_acc: DFF<Bit>,
+    seq_bank: DFF<Bit>,
+    arr_valid_r: DFF<Bit>,
+    arr_sel_r: DFF<Bit>,
+    /// {dst[15:0], accumulate, valid} of each issued row, delayed to the accumulator read.
+    rmw_line: crate::primitives::DelayLine<Bits<18>>,
+    rmw_wb: DFF<Bits<18>>,
+    arr_cnt: DFF<Bits<16>>,
+    bank0_cnt: DFF<Bits<16>>,
+    bank1_cnt: DFF<Bits<16>>,
+    // ACTIVATE
+    act_dst: DFF<Bits<16>>,
+    act_valid_r: DFF<Bit>,
+    /// {dst[15:0], valid} of each activated row, delayed to the scratchpad write.
+    act_line: crate::primitives::DelayLine<Bits<17>>,
+    act_cnt: DFF<Bits<16>>,
+    // counters
+    cycles: DFF<Bits<64>>,
+    macs: DFF<Bits<64>>,
+    matmul_cycles: DFF<Bits<32>>,
+    in_stalls: DFF<Bits<32>>,
+    out_stalls: DFF<Bits<32>>,
+    commands: DFF<Bits<32>>,
+    errors: DFF<Bits<32>>,
+    snap: Vec<DFF<Bits<32>>>,
+    snap_index: Vec<Constant<Bits<16>>>,
+
+    // combinational helpers
+    take: Signal<Local, Bit>,
+    sent: Signal<Local, Bit>,
+    cmd_done: Signal<Local, Bit>,
+    err_done: Signal<Local, Bit>,
+    issue: Signal<Local, Bit>,
+    act_issue: Signal<Local, Bit>,
+    h_op: Signal<Local, Bits<8>>,
+    h_len: Signal<Local, Bits<24>>,
+    h_known: Signal<Local, Bit>,
+    h_fixed: Signal<Local, Bit>,
+    h_exp: Signal<Local, Bits<24>>,
+    mul_a: Signal<Local, Bits<16>>,
+    mul_b: Signal<Local, Bits<16>>,
+    prod: Signal<Local, Bits<32>>,
+    end_a: Signal<Local, Bits<17>>,
+    end_b: Signal<Local, Bits<17>>,
+    range_ok: Signal<Local, Bit>,
+    arr_idle: Signal<Local, Bit>,
+    seq_idle: Signal<Local, Bit>,
+    rmw_rd: Signal<Local, Bits<18>>,
+    act_wb: Signal<Local, Bits<17>>,
+    last_word: Signal<Local, Bits<16>>,
+
+    // constants
+    c_op_info: Constant<Bits<8>>,
+    c_op_sync: Constant<Bits<8>>,
+    c_op_load_weights: Constant<Bits<8>>,
+    c_op_load_bias: Constant<Bits<8>>,
+    c_op_set_quant: Constant<Bits<8>>,
+    c_op_write_act: Constant<Bits<8>>,
+    c_op_read_act: Constant<Bits<8>>,
+    c_op_matmul: Constant<Bits<8>>,
+    c_op_activate: Constant<Bits<8>>,
+    c_op_read_acc: Constant<Bits<8>>,
+    c_op_counters: Constant<Bits<8>>,
+    c_code_unknown: Constant<Bits<8>>,
+    c_code_length: Constant<Bits<8>>,
+    c_code_range: Constant<Bits<8>>,
+    c_len0: Constant<Bits<24>>,
+    c_len1: Constant<Bits<24>>,
+    c_len2: Constant<Bits<24>>,
+    c_len_weights: Constant<Bits<24>>,
+    c_len_bias: Constant<Bits<24>>,
+    c_dim: Constant<Bits<16>>,
+    c_dim_m1: Constant<Bits<16>>,
+    c_wpr: Constant<Bits<16>>,
+    c_wpr_m1: Constant<Bits<16>>,
+    c_scratch_rows: Constant<Bits<17>>,
+    c_acc_rows: Constant<Bits<17>>,
+    c_max_shift: Constant<Bits<6>>,
+    c_macs_per_row: Constant<Bits<64>>,
+    c_arr_drain: Constant<Bits<16>>,
+    c_act_drain: Constant<Bits<16>>,
+    c_hdr_error: Constant<Bits<32>>,
+    c_hdr_info: Constant<Bits<32>>,
+    c_hdr_sync: Constant<Bits<32>>,
+    c_hdr_counters: Constant<Bits<32>>,
+    c_hdr_read_act: Constant<Bits<32>>,
+    c_hdr_read_acc: Constant<Bits<32>>,
+    c_info_version: Constant<Bits<32>>,
+    c_info_dim: Constant<Bits<32>>,
+    c_info_scratch: Constant<Bits<32>>,
+    c_info_acc: Constant<Bits<32>>,
+    c_last_info: Constant<Bits<16>>,
+    c_last_counter: Constant<Bits<16>>,
+    c_one16: Constant<Bits<16>>,
+    c_zero16: Constant<Bits<16>>,
+}
+
+fn k<const N: usize>(v: u64) -> Constant<Bits<N>> {
+    Constant::new(v.into())
+}
+
+impl Controller {
+    /// A controller for `cfg`, whose array has `array_latency` cycles from a row entering to
+    /// its sums leaving, and whose activation units have `act_latency` cycles.
+    pub fn new(cfg: &Config, array_latency: usize, act_latency: usize) -> Self {
+        let d = cfg.dim() as u64;
+        let w = cfg.words_per_row() as u64;
+        let hdr = |op: u8, len: u64| k::<32>(((op as u64) << 24) | len);
+        Controller {
+            clock: Default::default(),
+            rst: Default::default(),
+            in_data: Default::default(),
+            in_valid: Default::default(),
+            in_ready: Default::default(),
+            out_data: Default::default(),
+            out_valid: Default::default(),
+            out_ready: Default::default(),
+            rb_word_we: Default::default(),
+            rb_word_idx: Default::default(),
+            rb_word_out: Default::default(),
+            rb_load8: Default::default(),
+            rb_load32: Default::default(),
+            sp_raddr: Default::default(),
+            sp_ren: Default::default(),
+            sp_waddr: Default::default(),
+            sp_we: Default::default(),
+            sp_wsel_act: Default::default(),
+            wl_en: Default::default(),
+            wl_row: Default::default(),
+            wl_bank: Default::default(),
+            bias_we: Default::default(),
+            bias_idx: Default::default(),
+            q_mult: Default::default(),
+            q_shift: Default::default(),
+            q_relu: Default::default(),
+            arr_valid: Default::default(),
+            arr_sel: Default::default(),
+            acc_raddr: Default::default(),
+            acc_ren: Default::default(),
+            acc_waddr: Default::default(),
+            acc_we: Default::default(),
+            acc_accumulate: Default::default(),
+            act_valid: Default::default(),
+            state: Default::default(),
+            op: Default::default(),
+            remaining: Default::default(),
+            err_code: Default::default(),
+            a0: Default::default(),
+            a1: Default::default(),
+            idx: Default::default(),
+            row: Default::default(),
+            addr: Default::default(),
+            left: Default::default(),
+            resp_hdr: Default::default(),
+            q_mult_r: Default::default(),
+            q_shift_r: Default::default(),
+            q_relu_r: Default::default(),
+            cur_bank: Default::default(),
+            swap_pending: Default::default(),
+            wl_pending: Default::default(),
+            wl_row_r: Default::default(),
+            sw_pending: Default::default(),
+            sw_addr: Default::default(),
+            seq_busy: Default::default(),
+            seq_addr: Default::default(),
+            seq_dst: Default::default(),
+            seq_left: Default::default(),
+            seq_acc: Default::default(),
+            seq_bank: Default::default(),
+            arr_valid_r: Default::default(),
+            arr_sel_r: Default::default(),
+            rmw_line: crate::primitives::DelayLine::new(array_latency),
+            rmw_wb: Default::default(),
+            arr_cnt: Default::default(),
+            bank0_cnt: Default::default(),
+            bank1_cnt: Default::default(),
+            act_dst: Default::default(),
+            act_valid_r: Default::default(),
+            act_line: crate::primitives::DelayLine::new(1 + act_latency),
+            act_cnt: Default::default(),
+            cycles: Default::default(),
+            macs: Default::default(),
+            matmul_cycles: Default::default(),
+            in_stalls: Default::default(),
+            out_stalls: Default::default(),
+            commands: Default::default(),
+            errors: Default::default(),
+            snap: (0..COUNTER_WORDS).map(|_| Default::default()).collect(),
+            snap_index: (0..COUNTER_WORDS as u64).map(k::<16>).collect(),
+            take: Default::default(),
+            sent: Default::default(),
+            cmd_done: Default::default(),
+            err_done: Default::default(),
+            issue: Default::default(),
+            act_issue: Default::default(),
+            h_op: Default::default(),
+            h_len: Default::default(),
+            h_known: Default::default(),
+            h_fixed: Default::default(),
+            h_exp: Default::default(),
+            mul_a: Default::default(),
+            mul_b: Default::default(),
+            prod: Default::default(),
+            end_a: Default::default(),
+            end_b: Default::default(),
+            range_ok: Default::default(),
+            arr_idle: Default::default(),
+            seq_idle: Default::default(),
+            rmw_rd: Default::default(),
+            act_wb: Default::default(),
+            last_word: Default::default(),
+            c_op_info: k(opcode::INFO.into()),
+            c_op_sync: k(opcode::SYNC.into()),
+            c_op_load_weights: k(opcode::LOAD_WEIGHTS.into()),
+            c_op_load_bias: k(opcode::LOAD_BIAS.into()),
+            c_op_set_quant: k(opcode::SET_QUANT.into()),
+            c_op_write_act: k(opcode::WRITE_ACT.into()),
+            c_op_read_act: k(opcode::READ_ACT.into()),
+            c_op_matmul: k(opcode::MATMUL.into()),
+            c_op_activate: k(opcode::ACTIVATE.into()),
+            c_op_read_acc: k(opcode::READ_ACC.into()),
+            c_op_counters: k(opcode::COUNTERS.into()),
+            c_code_unknown: k(1),
+            c_code_length: k(2),
+            c_code_range: k(3),
+            c_len0: k(0),
+            c_len1: k(1),
+            c_len2: k(2),
+            c_len_weights: k(d * w),
+            c_len_bias: k(d),
+            c_dim: k(d),
+            c_dim_m1: k(d - 1),
+            c_wpr: k(w),
+            c_wpr_m1: k(w - 1),
+            c_scratch_rows: k(cfg.scratch_rows() as u64),
+            c_acc_rows: k(cfg.acc_rows() as u64),
+            c_max_shift: k(spec::arith::MAX_SHIFT.into()),
+            c_macs_per_row: k(d * d),
+            c_arr_drain: k(array_latency as u64 + 1),
+            c_act_drain: k(act_latency as u64 + 1),
+            c_hdr_error: hdr(opcode::ERROR, 1),
+            c_hdr_info: hdr(0x81, 4),
+            c_hdr_sync: hdr(0x82, 1),
+            c_hdr_counters: hdr(0xC0, COUNTER_WORDS as u64),
+            c_hdr_read_act: hdr(0xA1, 0),
+            c_hdr_read_acc: hdr(0xB2, 0),
+            c_info_version: k(VERSION.into()),
+            c_info_dim: k(d),
+            c_info_scratch: k(cfg.scratch_rows() as u64),
+            c_info_acc: k(cfg.acc_rows() as u64),
+            c_last_info: k(3),
+            c_last_counter: k(COUNTER_WORDS as u64 - 1),
+            c_one16: k(1),
+            c_zero16: k(0),
+        }
+    }
+}
+
+#[allow(clippy::needless_range_loop, clippy::collapsible_else_if)]
+impl Logic for Controller {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(
+            self,
+            clock,
+            state,
+            op,
+            remaining,
+            err_code,
+            a0,
+            a1,
+            idx,
+            row,
+            addr,
+            left,
+            resp_hdr,
+            q_mult_r,
+            q_shift_r,
+            q_relu_r,
+            cur_bank,
+            swap_pending,
+            wl_pending,
+            wl_row_r,
+            sw_pending,
+            sw_addr,
+            seq_busy,
+            seq_addr,
+            seq_dst,
+            seq_left,
+            seq_acc,
+            seq_bank,
+            arr_valid_r,
+            arr_sel_r,
+            rmw_wb,
+            arr_cnt,
+            bank0_cnt,
+            bank1_cnt,
+            act_dst,
+            act_valid_r,
+            act_cnt,
+            cycles,
+            macs,
+            matmul_cycles,
+            in_stalls,
+            out_stalls,
+            commands,
+            errors
+        );
+        for i in 0..self.snap.len() {
+            self.snap[i].clock.next = self.clock.val();
+            self.snap[i].d.next = self.snap[i].q.val();
+        }
+        self.rmw_line.clock.next = self.clock.val();
+        self.rmw_line.rst.next = self.rst.val();
+        self.act_line.clock.next = self.clock.val();
+        self.act_line.rst.next = self.rst.val();
+
+        // ---- defaults of every output and helper ----
+        self.in_ready.next = false;
+        self.out_valid.next = false;
+        self.out_data.next = self.resp_hdr.q.val();
+        self.rb_word_we.next = false;
+        self.rb_word_idx.next = self.idx.q.val();
+        self.rb_load8.next = false;
+        self.rb_load32.next = false;
+        self.cmd_done.next = false;
+        self.err_done.next = false;
+        self.act_issue.next = false;
+        self.wl_pending.d.next = false;
+        self.sw_pending.d.next = false;
+
+        // ---- header classification (combinational, from in_data) ----
+        self.h_op.next = self.in_data.val().get_bits::<8>(24);
+        self.h_len.next = self.in_data.val().get_bits::<24>(0);
+        self.h_known.next = true;
+        self.h_fixed.next = true;
+        self.h_exp.next = self.c_len0.val();
+        if self.h_op.val() == self.c_op_info.val() || self.h_op.val() == self.c_op_counters.val() {
+            self.h_exp.next = self.c_len0.val();
+        } else if self.h_op.val() == self.c_op_sync.val()
+            || self.h_op.val() == self.c_op_set_quant.val()
+            || self.h_op.val() == self.c_op_read_act.val()
+            || self.h_op.val() == self.c_op_read_acc.val()
+        {
+            self.h_exp.next = self.c_len1.val();
+        } else if self.h_op.val() == self.c_op_matmul.val() || self.h_op.val() == self.c_op_activate.val() {
+            self.h_exp.next = self.c_len2.val();
+        } else if self.h_op.val() == self.c_op_load_weights.val() {
+            self.h_exp.next = self.c_len_weights.val();
+        } else if self.h_op.val() == self.c_op_load_bias.val() {
+            self.h_exp.next = self.c_len_bias.val();
+        } else if self.h_op.val() == self.c_op_write_act.val() {
+            self.h_fixed.next = false;
+        } else {
+            self.h_known.next = false;
+        }
+
+        // ---- shared arithmetic: n * row words, and range ends (17 bits, no wrap) ----
+        if self.state.q.val() == State::Arg0 {
+            self.mul_a.next = self.in_data.val().get_bits::<16>(16);
+        } else {
+            self.mul_a.next = self.a0.q.val().get_bits::<16>(16);
+        }
+        if self.op.q.val() == self.c_op_read_acc.val() {
+            self.mul_b.next = self.c_dim.val();
+        } else {
+            self.mul_b.next = self.c_wpr.val();
+        }
+        self.prod.next = self.mul_a.val() * self.mul_b.val();
+        // end_a: first range (a0 = start | n << 16); end_b: second range (a1 start, same n)
+        self.end_a.next = bit_cast::<17, 16>(self.a0.q.val().get_bits::<16>(0))
+            + bit_cast::<17, 16>(self.a0.q.val().get_bits::<16>(16));
+        self.end_b.next = bit_cast::<17, 16>(self.a1.q.val().get_bits::<16>(0))
+            + bit_cast::<17, 16>(self.a0.q.val().get_bits::<16>(16));
+        self.range_ok.next = true;
+        if self.op.q.val() == self.c_op_write_act.val() || self.op.q.val() == self.c_op_read_act.val() {
+            self.range_ok.next = self.end_a.val() <= self.c_scratch_rows.val();
+        } else if self.op.q.val() == self.c_op_read_acc.val() {
+            self.range_ok.next = self.end_a.val() <= self.c_acc_rows.val();
+        } else if self.op.q.val() == self.c_op_matmul.val() {
+            self.range_ok.next = (self.end_a.val() <= self.c_scratch_rows.val())
+                && (self.end_b.val() <= self.c_acc_rows.val());
+        } else if self.op.q.val() == self.c_op_activate.val() {
+            self.range_ok.next = (self.end_a.val() <= self.c_acc_rows.val())
+                && (self.end_b.val() <= self.c_scratch_rows.val());
+        }
+
+        // ---- the MATMUL pipeline ----
+        self.seq_idle.next = !self.seq_busy.q.val();
+        self.arr_idle.next = !self.seq_busy.q.val() && (self.arr_cnt.q.val() == self.c_zero16.val());
+        self.issue.next = self.seq_busy.q.val();
+        self.sp_ren.next = false;
+        self.sp_raddr.next = self.addr.q.val();
+        self.rmw_line.din.next = 0u64.into();
+        // countdowns to "no row in flight": reloaded when a row is issued, else down to 0
+        if self.arr_cnt.q.val() != self.c_zero16.val() {
+            self.arr_cnt.d.next = self.arr_cnt.q.val() - 1u64;
+        }
+        if self.bank0_cnt.q.val() != self.c_zero16.val() {
+            self.bank0_cnt.d.next = self.bank0_cnt.q.val() - 1u64;
+        }
+        if self.bank1_cnt.q.val() != self.c_zero16.val() {
+            self.bank1_cnt.d.next = self.bank1_cnt.q.val() - 1u64;
+        }
+        if self.issue.val() {
+            self.sp_ren.next = true;
+            self.sp_raddr.next = self.seq_addr.q.val();
+            self.rmw_line.din.next = (bit_cast::<18, 16>(self.seq_dst.q.val()) << 2u64) | 1u64;
+            if self.seq_acc.q.val() {
+                self.rmw_line.din.next = (bit_cast::<18, 16>(self.seq_dst.q.val()) << 2u64) | 3u64;
+            }
+            self.seq_addr.d.next = self.seq_addr.q.val() + 1u64;
+            self.seq_dst.d.next = self.seq_dst.q.val() + 1u64;
+            self.seq_left.d.next = self.seq_left.q.val() - 1u64;
+            if self.seq_left.q.val() == self.c_one16.val() {
+                self.seq_busy.d.next = false;
+            }
+            self.macs.d.next = self.macs.q.val() + self.c_macs_per_row.val();
+            self.matmul_cycles.d.next = self.matmul_cycles.q.val() + 1u64;
+            self.arr_cnt.d.next = self.c_arr_drain.val();
+            if self.seq_bank.q.val() {
+                self.bank1_cnt.d.next = self.c_arr_drain.val();
+            } else {
+                self.bank0_cnt.d.next = self.c_arr_drain.val();
+            }
+        }
+        self.arr_valid_r.d.next = self.issue.val();
+        self.arr_sel_r.d.next = self.seq_bank.q.val();
+        self.arr_valid.next = self.arr_valid_r.q.val();
+        self.arr_sel.next = self.arr_sel_r.q.val();
+        // read-modify-write of the accumulators, `array_latency` cycles after issue (read) and
+        // one more (write back, with the array's sums of that row)
+        self.rmw_rd.next = self.rmw_line.dout.val();
+        self.rmw_wb.d.next = self.rmw_rd.val();
+        self.acc_we.next = self.rmw_wb.q.val().get_bit(0);
+        self.acc_accumulate.next = self.rmw_wb.q.val().get_bit(1);
+        self.acc_waddr.next = self.rmw_wb.q.val().get_bits::<16>(2);
+        self.acc_ren.next = self.rmw_rd.val().get_bit(0);
+        self.acc_raddr.next = self.rmw_rd.val().get_bits::<16>(2);
+
+        // ---- the ACTIVATE pipeline: acc read -> activation units -> scratchpad write ----
+        self.act_wb.next = self.act_line.dout.val();
+        self.act_valid.next = self.act_valid_r.q.val();
+        if self.act_cnt.q.val() != self.c_zero16.val() {
+            self.act_cnt.d.next = self.act_cnt.q.val() - 1u64;
+        }
+
+        // ---- weight and scratchpad row writes (the cycle after a row is complete) ----
+        self.wl_en.next = self.wl_pending.q.val();
+        self.wl_row.next = self.wl_row_r.q.val();
+        self.wl_bank.next = !self.cur_bank.q.val();
+        self.sp_we.next = self.sw_pending.q.val() || self.act_wb.val().get_bit(0);
+        self.sp_wsel_act.next = !self.sw_pending.q.val();
+        if self.sw_pending.q.val() {
+            self.sp_waddr.next = self.sw_addr.q.val();
+        } else {
+            self.sp_waddr.next = self.act_wb.val().get_bits::<16>(1);
+        }
+        self.bias_we.next = false;
+        self.bias_idx.next = self.idx.q.val();
+        self.q_mult.next = self.q_mult_r.q.val();
+        self.q_shift.next = self.q_shift_r.q.val();
+        self.q_relu.next = self.q_relu_r.q.val();
+
+        if self.op.q.val() == self.c_op_read_acc.val() {
+            self.last_word.next = self.c_dim_m1.val();
+        } else {
+            self.last_word.next = self.c_wpr_m1.val();
+        }
+
+        // ---- input handshake ----
+        match self.state.q.val() {
+            State::Header => self.in_ready.next = true,
+            State::Skip => self.in_ready.next = true,
+            State::Arg0 => self.in_ready.next = true,
+            State::Arg1 => self.in_ready.next = true,
+            State::Bias => self.in_ready.next = true,
+            State::WriteRows => self.in_ready.next = true,
+            State::Weights => {
+                if self.cur_bank.q.val() {
+                    self.in_ready.next = self.bank0_cnt.q.val() == self.c_zero16.val();
+                } else {
+                    self.in_ready.next = self.bank1_cnt.q.val() == self.c_zero16.val();
+                }
+            }
+            _ => {}
+        }
+        self.take.next = self.in_ready.val() && self.in_valid.val();
+
+        // ---- output word ----
+        match self.state.q.val() {
+            State::ErrHeader => {
+                self.out_valid.next = true;
+                self.out_data.next = self.c_hdr_error.val();
+            }
+            State::ErrWord => {
+                self.out_valid.next = true;
+                self.out_data.next =
+                    (bit_cast::<32, 8>(self.op.q.val()) << 8u64) | bit_cast::<32, 8>(self.err_code.q.val());
+            }
+            State::RespHeader => {
+                self.out_valid.next = true;
+                self.out_data.next = self.resp_hdr.q.val();
+            }
+            State::RespInfo => {
+                self.out_valid.next = true;
+                self.out_data.next = self.c_info_version.val();
+                if self.idx.q.val() == 1u64 {
+                    self.out_data.next = self.c_info_dim.val();
+                }
+                if self.idx.q.val() == 2u64 {
+                    self.out_data.next = self.c_info_scratch.val();
+                }
+                if self.idx.q.val() == 3u64 {
+                    self.out_data.next = self.c_info_acc.val();
+                }
+            }
+            State::RespToken => {
+                self.out_valid.next = true;
+                self.out_data.next = self.a0.q.val();
+            }
+            State::RespCounters => {
+                self.out_valid.next = true;
+                for i in 0..self.snap.len() {
+                    if self.idx.q.val() == self.snap_index[i].val() {
+                        self.out_data.next = self.snap[i].q.val();
+                    }
+                }
+            }
+            State::RowEmit => {
+                self.out_valid.next = true;
+                self.out_data.next = self.rb_word_out.val();
+            }
+            _ => {}
+        }
+        self.sent.next = self.out_valid.val() && self.out_ready.val();
+
+        // ---- the front-end state machine ----
+        match self.state.q.val() {
+            State::Header => {
+                if self.take.val() {
+                    self.op.d.next = self.h_op.val();
+                    self.remaining.d.next = self.h_len.val();
+                    self.idx.d.next = 0u64.into();
+                    self.row.d.next = 0u64.into();
+                    if !self.h_known.val() {
+                        self.err_code.d.next = self.c_code_unknown.val();
+                        if self.h_len.val() == self.c_len0.val() {
+                            self.state.d.next = State::ErrHeader;
+                        } else {
+                            self.state.d.next = State::Skip;
+                        }
+                    } else if (self.h_fixed.val() && self.h_len.val() != self.h_exp.val())
+                        || (!self.h_fixed.val() && self.h_len.val() == self.c_len0.val())
+                    {
+                        self.err_code.d.next = self.c_code_length.val();
+                        if self.h_len.val() == self.c_len0.val() {
+                            self.state.d.next = State::ErrHeader;
+                        } else {
+                            self.state.d.next = State::Skip;
+                        }
+                    } else if self.h_op.val() == self.c_op_info.val() {
+                        self.resp_hdr.d.next = self.c_hdr_info.val();
+                        self.state.d.next = State::RespHeader;
+                    } else if self.h_op.val() == self.c_op_counters.val() {
+                        self.state.d.next = State::SyncWait;
+                    } else if self.h_op.val() == self.c_op_load_weights.val() {
+                        self.state.d.next = State::Weights;
+                    } else if self.h_op.val() == self.c_op_load_bias.val() {
+                        self.state.d.next = State::Bias;
+                    } else {
+                        self.state.d.next = State::Arg0;
+                    }
+                }
+            }
+            State::Skip => {
+                if self.take.val() {
+                    self.remaining.d.next = self.remaining.q.val() - 1u64;
+                    if self.remaining.q.val() == self.c_len1.val() {
+                        self.state.d.next = State::ErrHeader;
+                    }
+                }
+            }
+            State::ErrHeader => {
+                if self.sent.val() {
+                    self.state.d.next = State::ErrWord;
+                }
+            }
+            State::ErrWord => {
+                if self.sent.val() {
+                    self.cmd_done.next = true;
+                    self.err_done.next = true;
+                    self.state.d.next = State::Header;
+                }
+            }
+            State::Arg0 => {
+                if self.take.val() {
+                    self.a0.d.next = self.in_data.val();
+                    self.remaining.d.next = self.remaining.q.val() - 1u64;
+                    if self.op.q.val() == self.c_op_sync.val() {
+                        self.state.d.next = State::SyncWait;
+                    } else if self.op.q.val() == self.c_op_set_quant.val() {
+                        if self.in_data.val().get_bits::<6>(16) > self.c_max_shift.val() {
+                            self.err_code.d.next = self.c_code_range.val();
+                            self.state.d.next = State::ErrHeader;
+                        } else {
+                            self.q_mult_r.d.next = self.in_data.val().get_bits::<16>(0);
+                            self.q_shift_r.d.next = self.in_data.val().get_bits::<6>(16);
+                            self.q_relu_r.d.next = self.in_data.val().get_bit(24);
+                            self.cmd_done.next = true;
+                            self.state.d.next = State::Header;
+                        }
+                    } else if self.op.q.val() == self.c_op_write_act.val() {
+                        if bit_cast::<32, 24>(self.remaining.q.val()) != self.prod.val() + 1u64 {
+                            self.err_code.d.next = self.c_code_length.val();
+                            if self.remaining.q.val() == self.c_len1.val() {
+                                self.state.d.next = State::ErrHeader;
+                            } else {
+                                self.state.d.next = State::Skip;
+                            }
+                        } else {
+                            self.state.d.next = State::Exec;
+                        }
+                    } else if self.op.q.val() == self.c_op_matmul.val()
+                        || self.op.q.val() == self.c_op_activate.val()
+                    {
+                        self.state.d.next = State::Arg1;
+                    } else {
+                        self.state.d.next = State::Exec;
+                    }
+                }
+            }
+            State::Arg1 => {
+                if self.take.val() {
+                    self.a1.d.next = self.in_data.val();
+                    self.state.d.next = State::Exec;
+                }
+            }
+            State::Exec => {
+                self.addr.d.next = self.a0.q.val().get_bits::<16>(0);
+                self.left.d.next = self.a0.q.val().get_bits::<16>(16);
+                self.idx.d.next = 0u64.into();
+                if !self.range_ok.val() {
+                    self.err_code.d.next = self.c_code_range.val();
+                    if self.remaining.q.val() == self.c_len0.val()
+                        || self.op.q.val() != self.c_op_write_act.val()
+                    {
+                        self.state.d.next = State::ErrHeader;
+                    } else {
+                        self.state.d.next = State::Skip;
+                    }
+                } else if self.op.q.val() == self.c_op_matmul.val() {
+                    if self.seq_idle.val() {
+                        if self.swap_pending.q.val() {
+                            self.cur_bank.d.next = !self.cur_bank.q.val();
+                            self.seq_bank.d.next = !self.cur_bank.q.val();
+                            self.swap_pending.d.next = false;
+                        } else {
+                            self.seq_bank.d.next = self.cur_bank.q.val();
+                        }
+                        self.seq_addr.d.next = self.a0.q.val().get_bits::<16>(0);
+                        self.seq_left.d.next = self.a0.q.val().get_bits::<16>(16);
+                        self.seq_dst.d.next = self.a1.q.val().get_bits::<16>(0);
+                        self.seq_acc.d.next = self.a1.q.val().get_bit(16);
+                        self.seq_busy.d.next = self.a0.q.val().get_bits::<16>(16) != self.c_zero16.val();
+                        self.cmd_done.next = true;
+                        self.state.d.next = State::Header;
+                    }
+                } else if self.op.q.val() == self.c_op_activate.val() {
+                    if self.arr_idle.val() {
+                        self.act_dst.d.next = self.a1.q.val().get_bits::<16>(0);
+                        if self.a0.q.val().get_bits::<16>(16) == self.c_zero16.val() {
+                            self.cmd_done.next = true;
+                            self.state.d.next = State::Header;
+                        } else {
+                            self.state.d.next = State::ActRun;
+                        }
+                    }
+                } else if self.op.q.val() == self.c_op_write_act.val() {
+                    if self.seq_idle.val() {
+                        if self.a0.q.val().get_bits::<16>(16) == self.c_zero16.val() {
+                            self.cmd_done.next = true;
+                            self.state.d.next = State::Header;
+                        } else {
+                            self.state.d.next = State::WriteRows;
+                        }
+                    }
+                } else if self.op.q.val() == self.c_op_read_act.val() {
+                    if self.seq_idle.val() {
+                        self.resp_hdr.d.next = self.c_hdr_read_act.val() | self.prod.val();
+                        self.state.d.next = State::RespHeader;
+                    }
+                } else {
+                    // READ_ACC
+                    if self.arr_idle.val() {
+                        self.resp_hdr.d.next = self.c_hdr_read_acc.val() | self.prod.val();
+                        self.state.d.next = State::RespHeader;
+                    }
+                }
+            }
+            State::Weights => {
+                if self.take.val() {
+                    self.rb_word_we.next = true;
+                    if self.idx.q.val() == self.c_wpr_m1.val() {
+                        self.idx.d.next = 0u64.into();
+                        self.wl_pending.d.next = true;
+                        self.wl_row_r.d.next = self.row.q.val();
+                        self.row.d.next = self.row.q.val() + 1u64;
+                        if self.row.q.val() == self.c_dim_m1.val() {
+                            self.swap_pending.d.next = true;
+                            self.cmd_done.next = true;
+                            self.state.d.next = State::Header;
+                        }
+                    } else {
+                        self.idx.d.next = self.idx.q.val() + 1u64;
+                    }
+                }
+            }
+            State::Bias => {
+                if self.take.val() {
+                    self.bias_we.next = true;
+                    self.idx.d.next = self.idx.q.val() + 1u64;
+                    if self.idx.q.val() == self.c_dim_m1.val() {
+                        self.cmd_done.next = true;
+                        self.state.d.next = State::Header;
+                    }
+                }
+            }
+            State::WriteRows => {
+                if self.take.val() {
+                    self.rb_word_we.next = true;
+                    if self.idx.q.val() == self.c_wpr_m1.val() {
+                        self.idx.d.next = 0u64.into();
+                        self.sw_pending.d.next = true;
+                        self.sw_addr.d.next = self.addr.q.val();
+                        self.addr.d.next = self.addr.q.val() + 1u64;
+                        self.left.d.next = self.left.q.val() - 1u64;
+                        if self.left.q.val() == self.c_one16.val() {
+                            self.cmd_done.next = true;
+                            self.state.d.next = State::Header;
+                        }
+                    } else {
+                        self.idx.d.next = self.idx.q.val() + 1u64;
+                    }
+                }
+            }
+            State::SyncWait => {
+                self.idx.d.next = 0u64.into();
+                if self.arr_idle.val() && !self.wl_pending.q.val() && !self.sw_pending.q.val() {
+                    if self.op.q.val() == self.c_op_sync.val() {
+                        self.resp_hdr.d.next = self.c_hdr_sync.val();
+                    } else {
+                        self.resp_hdr.d.next = self.c_hdr_counters.val();
+                        self.snap[0].d.next = self.cycles.q.val().get_bits::<32>(0);
+                        self.snap[1].d.next = self.cycles.q.val().get_bits::<32>(32);
+                        self.snap[2].d.next = self.macs.q.val().get_bits::<32>(0);
+                        self.snap[3].d.next = self.macs.q.val().get_bits::<32>(32);
+                        self.snap[4].d.next = self.matmul_cycles.q.val();
+                        self.snap[5].d.next = self.in_stalls.q.val();
+                        self.snap[6].d.next = self.out_stalls.q.val();
+                        self.snap[7].d.next = self.commands.q.val();
+                        self.snap[8].d.next = self.errors.q.val();
+                    }
+                    self.state.d.next = State::RespHeader;
+                }
+            }
+            State::RespHeader => {
+                if self.sent.val() {
+                    if self.op.q.val() == self.c_op_info.val() {
+                        self.state.d.next = State::RespInfo;
+                    } else if self.op.q.val() == self.c_op_sync.val() {
+                        self.state.d.next = State::RespToken;
+                    } else if self.op.q.val() == self.c_op_counters.val() {
+                        self.state.d.next = State::RespCounters;
+                    } else if self.left.q.val() == self.c_zero16.val() {
+                        self.cmd_done.next = true;
+                        self.state.d.next = State::Header;
+                    } else {
+                        self.state.d.next = State::RowRead;
+                    }
+                }
+            }
+            State::RespInfo => {
+                if self.sent.val() {
+                    self.idx.d.next = self.idx.q.val() + 1u64;
+                    if self.idx.q.val() == self.c_last_info.val() {
+                        self.cmd_done.next = true;
+                        self.state.d.next = State::Header;
+                    }
+                }
+            }
+            State::RespToken => {
+                if self.sent.val() {
+                    self.cmd_done.next = true;
+                    self.state.d.next = State::Header;
+                }
+            }
+            State::RespCounters => {
+                if self.sent.val() {
+                    self.idx.d.next = self.idx.q.val() + 1u64;
+                    if self.idx.q.val() == self.c_last_counter.val() {
+                        self.cmd_done.next = true;
+                        self.state.d.next = State::Header;
+                    }
+                }
+            }
+            State::RowRead => {
+                if self.op.q.val() == self.c_op_read_acc.val() {
+                    self.acc_ren.next = true;
+                    self.acc_raddr.next = self.addr.q.val();
+                } else {
+                    self.sp_ren.next = true;
+                    self.sp_raddr.next = self.addr.q.val();
+                }
+                self.state.d.next = State::RowLoad;
+            }
+            State::RowLoad => {
+                if self.op.q.val() == self.c_op_read_acc.val() {
+                    self.rb_load32.next = true;
+                } else {
+                    self.rb_load8.next = true;
+                }
+                self.idx.d.next = 0u64.into();
+                self.state.d.next = State::RowEmit;
+            }
+            State::RowEmit => {
+                if self.sent.val() {
+                    if self.idx.q.val() == self.last_word.val() {
+                        self.idx.d.next = 0u64.into();
+                        self.addr.d.next = self.addr.q.val() + 1u64;
+                        self.left.d.next = self.left.q.val() - 1u64;
+                        if self.left.q.val() == self.c_one16.val() {
+                            self.cmd_done.next = true;
+                            self.state.d.next = State::Header;
+                        } else {
+                            self.state.d.next = State::RowRead;
+                        }
+                    } else {
+                        self.idx.d.next = self.idx.q.val() + 1u64;
+                    }
+                }
+            }
+            State::ActRun => {
+                self.act_issue.next = true;
+                self.acc_ren.next = true;
+                self.acc_raddr.next = self.addr.q.val();
+                self.addr.d.next = self.addr.q.val() + 1u64;
+                self.act_dst.d.next = self.act_dst.q.val() + 1u64;
+                self.left.d.next = self.left.q.val() - 1u64;
+                self.act_cnt.d.next = self.c_act_drain.val();
+                if self.left.q.val() == self.c_one16.val() {
+                    self.state.d.next = State::ActDrain;
+                }
+            }
+            State::ActDrain => {
+                if self.act_cnt.q.val() == self.c_zero16.val() {
+                    self.cmd_done.next = true;
+                    self.state.d.next = State::Header;
+                }
+            }
+            _ => {
+                self.state.d.next = State::Header;
+            }
+        }
+        self.act_valid_r.d.next = self.act_issue.val();
+        if self.act_issue.val() {
+            self.act_line.din.next = (bit_cast::<17, 16>(self.act_dst.q.val()) << 1u64) | 1u64;
+        } else {
+            self.act_line.din.next = 0u64.into();
+        }
+
+        // ---- counters ----
+        self.cycles.d.next = self.cycles.q.val() + 1u64;
+        if self.in_ready.val() && !self.in_valid.val() {
+            self.in_stalls.d.next = self.in_stalls.q.val() + 1u64;
+        }
+        if self.out_valid.val() && !self.out_ready.val() {
+            self.out_stalls.d.next = self.out_stalls.q.val() + 1u64;
+        }
+        if self.cmd_done.val() {
+            self.commands.d.next = self.commands.q.val() + 1u64;
+        }
+        if self.err_done.val() {
+            self.errors.d.next = self.errors.q.val() + 1u64;
+        }
+
+        // ---- synchronous reset: the last word on every register ----
+        if self.rst.val() {
+            self.state.d.next = State::Header;
+            self.q_mult_r.d.next = 0u64.into();
+            self.q_shift_r.d.next = 0u64.into();
+            self.q_relu_r.d.next = false;
+            self.cur_bank.d.next = false;
+            self.swap_pending.d.next = false;
+            self.wl_pending.d.next = false;
+            self.sw_pending.d.next = false;
+            self.seq_busy.d.next = false;
+            self.arr_valid_r.d.next = false;
+            self.rmw_wb.d.next = 0u64.into();
+            self.arr_cnt.d.next = 0u64.into();
+            self.bank0_cnt.d.next = 0u64.into();
+            self.bank1_cnt.d.next = 0u64.into();
+            self.act_valid_r.d.next = false;
+            self.act_cnt.d.next = 0u64.into();
+            self.cycles.d.next = 0u64.into();
+            self.macs.d.next = 0u64.into();
+            self.matmul_cycles.d.next = 0u64.into();
+            self.in_stalls.d.next = 0u64.into();
+            self.out_stalls.d.next = 0u64.into();
+            self.commands.d.next = 0u64.into();
+            self.errors.d.next = 0u64.into();
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! `protobrain_core`: the whole accelerator behind one 32-bit command stream and one 32-bit
+//! response stream (DESIGN.md).
+//!
+//! ```text
+//!             ┌──────────────────────────────── protobrain_core ───────────────────────────────┐
+//!  in_data ──►│ Controller ──► RowBuffer (words <-> rows) ─────────────┬──► weights (shadow)   │
+//!  in_valid ─►│    │                 ▲                                  │                      │
+//!  in_ready ◄─│    │                 │ READ_ACT/READ_ACC rows           ▼                      │
+//!             │    ├──► Scratchpad ──┼──────────► SystolicArray (DIM x DIM PEs, skew/deskew)   │
+//!             │    │    SCRATCH_ROWS │              │ psum row (DIM int32)                     │
+//!             │    │    x DIM int8   │              ▼                                          │
+//!             │    │      ▲          │        (+ old row if accumulate) ──► AccumulatorMem     │
+//!             │    │      │          └──────────────────────────────────── ACC_ROWS x DIM i32 │
+//!             │    │      │                                                   │               │
+//!             │    │      └──── DIM x ActivationUnit (bias, requant, ReLU) ◄──┘  ACTIVATE     │
+//! out_data ◄──│ responses (INFO, SYNC, READ_*, COUNTERS, 0xFF)                                 │
+//! out_valid◄──│                                                                                │
+//! out_ready──►│                                        clk, rst: one clock, synchronous reset  │
+//!             └────────────────────────────────────────────────────────────────────────────────┘
+//! ```
+//!
+//! The ports are the struct's first fields in the order of DESIGN.md, so the emitted module
+//! needs no wrapper: rust-hdl names top-level ports after the fields, and
+//! [`crate::emit::verilog`] names the module `protobrain_core`. Every register of the design is
+//! clocked by `clk`; `rst` is a synchronous, active-high reset of all control state (the
+//! memories keep their contents).
+
+use rust_hdl::prelude::*;
+use spec::Config;
+
+use crate::activation::ActivationUnit;
+use crate::array::SystolicArray;
+use crate::controller::Controller;
+use crate::memory::{AccumulatorMem, Scratchpad};
+use crate::rowbuf::RowBuffer;
+
+/// The accelerator core (see the module docs).
+#[derive(LogicBlock)]
+pub struct ProtobrainCore {
+    /// Clock.
+    pub clk: Signal<In, Clock>,
+    /// Synchronous active-high reset.
+    pub rst: Signal<In, Bit>,
+    /// Command word.
+    pub in_data: Signal<In, Bits<32>>,
+    /// `in_data` is valid.
+    pub in_valid: Signal<In, Bit>,
+    /// The core takes `in_data` on this rising edge if `in_valid`.
+    pub in_ready: Signal<Out, Bit>,
+    /// Response word.
+    pub out_data: Signal<Out, Bits<32>>,
+    /// `out_data` is valid; held until taken.
+    pub out_valid: Signal<Out, Bit>,
+    /// The host takes `out_data` on this rising edge if `out_valid`.
+    pub out_ready: Signal<In, Bit>,
+    ctl: Controller,
+    rowbuf: RowBuffer,
+    scratch: Scratchpad,
+    accmem: AccumulatorMem,
+    array: SystolicArray,
+    act: Vec<ActivationUnit>,
+    bias: Vec<DFF<Signed<32>>>,
+    sum: Vec<Signal<Local, Signed<32>>>,
+    index: Vec<Constant<Bits<16>>>,
+    zero8: Constant<Signed<8>>,
+    zero32: Constant<Signed<32>>,
+    _config: Config,
+}
+
+impl ProtobrainCore {
+    /// The core for a configuration.
+    pub fn new(cfg: &Config) -> Self {
+        let d = cfg.dim();
+        ProtobrainCore {
+            clk: Default::default(),
+            rst: Default::default(),
+            in_data: Default::default(),
+            in_valid: Default::default(),
+            in_ready: Default::default(),
+            out_data: Default::default(),
+            out_valid: Default::default(),
+            out_ready: Default::default(),
+            ctl: Controller::new(cfg, SystolicArray::latency(d), ActivationUnit::LATENCY),
+            rowbuf: RowBuffer::new(d),
+            scratch: Scratchpad::new(cfg),
+            accmem: AccumulatorMem::new(cfg),
+            array: SystolicArray::new(d),
+            act: (0..d).map(|_| ActivationUnit::default()).collect(),
+            bias: (0..d).map(|_| Default::default()).collect(),
+            sum: (0..d).map(|_| Default::default()).collect(),
+            index: (0..d as u64).map(|i| Constant::new(i.into())).collect(),
+            zero8: Constant::new(0i64.into()),
+            zero32: Constant::new(0i64.into()),
+            _config: *cfg,
+        }
+    }
+
+    /// The configuration this core was built for.
+    pub fn config(&self) -> &Config {
+        &self._config
+    }
+}
+
+#[allow(clippy::needless_range_loop)]
+impl Logic for ProtobrainCore {
+    #[hdl_gen]
+    fn update(&mut self) {
+        // controller and streams
+        self.ctl.clock.next = self.clk.val();
+        self.ctl.rst.next = self.rst.val();
+        self.ctl.in_data.next = self.in_data.val();
+        self.ctl.in_valid.next = self.in_valid.val();
+        self.in_ready.next = self.ctl.in_ready.val();
+        self.out_data.next = self.ctl.out_data.val();
+        self.out_valid.next = self.ctl.out_valid.val();
+        self.ctl.out_ready.next = self.out_ready.val();
+
+        // row buffer
+        self.rowbuf.clock.next = self.clk.val();
+        self.rowbuf.word_we.next = self.ctl.rb_word_we.val();
+        self.rowbuf.word_idx.next = self.ctl.rb_word_idx.val();
+        self.rowbuf.word_in.next = self.in_data.val();
+        self.ctl.rb_word_out.next = self.rowbuf.word_out.val();
+        self.rowbuf.load8.next = self.ctl.rb_load8.val();
+        self.rowbuf.load32.next = self.ctl.rb_load32.val();
+        for i in 0..self.index.len() {
+            self.rowbuf.row8_in[i].next = unsigned_cast(self.scratch.read_data[i].val());
+            self.rowbuf.row32_in[i].next = unsigned_cast(self.accmem.read_data[i].val());
+        }
+
+        // scratchpad: rows from the row buffer (WRITE_ACT) or the activation units (ACTIVATE)
+        self.scratch.clock.next = self.clk.val();
+        self.scratch.read_addr.next = self.ctl.sp_raddr.val();
+        self.scratch.read_enable.next = self.ctl.sp_ren.val();
+        self.scratch.write_addr.next = self.ctl.sp_waddr.val();
+        self.scratch.write_enable.next = self.ctl.sp_we.val();
+        for i in 0..self.index.len() {
+            if self.ctl.sp_wsel_act.val() {
+                self.scratch.write_data[i].next = self.act[i].y.val();
+            } else {
+                self.scratch.write_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
+            }
+        }
+
+        // the array: the scratchpad row read last cycle, weights from the row buffer
+        self.array.clock.next = self.clk.val();
+        self.array.rst.next = self.rst.val();
+        self.array.sel_in.next = self.ctl.arr_sel.val();
+        self.array.w_bank.next = self.ctl.wl_bank.val();
+        for i in 0..self.index.len() {
+            if self.ctl.arr_valid.val() {
+                self.array.act_in[i].next = self.scratch.read_data[i].val();
+            } else {
+                self.array.act_in[i].next = self.zero8.val();
+            }
+            self.array.w_load[i].next =
+                self.ctl.wl_en.val() && (self.ctl.wl_row.val() == self.index[i].val());
+            self.array.w_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
+        }
+
+        // accumulators: read-modify-write. The old row is read the cycle before the write; rows
+        // of one MATMUL have distinct addresses and rows of two MATMULs enter the array at
+        // least two cycles apart, so a read never meets the write of the same row.
+        self.accmem.clock.next = self.clk.val();
+        self.accmem.read_addr.next = self.ctl.acc_raddr.val();
+        self.accmem.read_enable.next = self.ctl.acc_ren.val();
+        self.accmem.write_addr.next = self.ctl.acc_waddr.val();
+        self.accmem.write_enable.next = self.ctl.acc_we.val();
+        for i in 0..self.index.len() {
+            if self.ctl.acc_accumulate.val() {
+                self.sum[i].next = self.array.psum_out[i].val() + self.accmem.read_data[i].val();
+            } else {
+                self.sum[i].next = self.array.psum_out[i].val();
+            }
+            self.accmem.write_data[i].next = self.sum[i].val();
+        }
+
+        // bias registers and activation units
+        for i in 0..self.index.len() {
+            self.bias[i].clock.next = self.clk.val();
+            self.bias[i].d.next = self.bias[i].q.val();
+            if self.ctl.bias_we.val() && (self.ctl.bias_idx.val() == self.index[i].val()) {
+                self.bias[i].d.next = signed_cast(self.in_data.val());
+            }
+            if self.rst.val() {
+                self.bias[i].d.next = self.zero32.val();
+            }
+            self.act[i].clock.next = self.clk.val();
+            self.act[i].rst.next = self.rst.val();
+            self.act[i].acc.next = self.accmem.read_data[i].val();
+            self.act[i].bias.next = self.bias[i].q.val();
+            self.act[i].multiplier.next = self.ctl.q_mult.val();
+            self.act[i].shift.next = self.ctl.q_shift.val();
+            self.act[i].relu.next = self.ctl.q_relu.val();
+            self.act[i].valid_in.next = self.ctl.act_valid.val();
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;
