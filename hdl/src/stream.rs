@@ -10,11 +10,8 @@
 //!                       out_ready = !out_stall[cycle % P]   └──────────────┘
 //! ```
 //!
-//! Host rules (DESIGN.md): `in_valid` never waits for `in_ready`; once raised it stays high
-//! with the same word until the word is taken. The host raises `in_valid` for a new word on
-//! cycles where `in_stall[cycle % P]` is false. Cycle 0 is the first cycle after one cycle of
-//! reset. A run ends when every input word was taken and no output appeared for
-//! `quiet` cycles; it fails if the input is not consumed within `limit` cycles.
+//! The host is [`spec::stream::Host`] (its rules are documented there); the Icarus test bench
+//! is the same host written in Verilog, and the tests compare the two traces cycle for cycle.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -26,65 +23,20 @@ use thiserror::Error;
 use crate::core::ProtobrainCore;
 use crate::emit::TOP;
 use crate::replay::{run_tool, work_dir, ReplayError};
-
-/// Stall patterns of the host, repeated with period `len()`; `true` = stall that cycle.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stalls {
-    /// `true`: the host does not offer a new input word this cycle.
-    pub input: Vec<bool>,
-    /// `true`: the host is not ready for an output word this cycle.
-    pub output: Vec<bool>,
-}
-
-impl Stalls {
-    /// No stalls: a word offered every cycle, always ready.
-    pub fn none() -> Self {
-        Stalls { input: vec![false], output: vec![false] }
-    }
-
-    fn input_at(&self, cycle: u64) -> bool {
-        !self.input.is_empty() && self.input[(cycle % self.input.len() as u64) as usize]
-    }
-
-    fn output_at(&self, cycle: u64) -> bool {
-        !self.output.is_empty() && self.output[(cycle % self.output.len() as u64) as usize]
-    }
-}
-
-/// What came out of a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Trace {
-    /// Every output word with the cycle it was taken on.
-    pub outputs: Vec<(u64, u32)>,
-    /// The cycle on which the last input word was taken.
-    pub last_input_cycle: u64,
-}
-
-impl Trace {
-    /// The output words alone.
-    pub fn words(&self) -> Vec<u32> {
-        self.outputs.iter().map(|&(_, w)| w).collect()
-    }
-}
+pub use spec::stream::{quiet_cycles, DeviceOut, Host, HostOut, Stalls, Stuck, Trace};
 
 /// Why a stream run failed.
 #[derive(Debug, Error)]
 pub enum StreamError {
     /// The core stopped taking input: a deadlock (or a limit too small for the program).
-    #[error("the core took {taken} of {total} input words in {limit} cycles")]
-    Stuck { taken: usize, total: usize, limit: u64 },
+    #[error(transparent)]
+    Stuck(#[from] Stuck),
     /// Running the simulator failed.
     #[error(transparent)]
     Tool(#[from] ReplayError),
     /// The simulator's output could not be read.
     #[error("bad simulator output: {0}")]
     Parse(String),
-}
-
-/// Cycles without output after the last input before a run is over: longer than any internal
-/// wait of the core (array and activation drains).
-pub fn quiet_cycles(dim: usize) -> u64 {
-    8 * dim as u64 + 64
 }
 
 /// Run the rust-hdl model of `core` (fresh from [`ProtobrainCore::new`]).
@@ -94,7 +46,7 @@ pub fn run_rust(
     stalls: &Stalls,
     limit: u64,
 ) -> Result<Trace, StreamError> {
-    let quiet = quiet_cycles(core.config().dim());
+    let dim = core.config().dim();
     core.connect_all();
     let settle = |core: &mut ProtobrainCore| {
         if simulate(core, 100) {
@@ -113,37 +65,23 @@ pub fn run_rust(
     settle(core)?;
     core.clk.next = Clock { clk: false };
     core.rst.next = false;
-    let mut trace = Trace::default();
-    let (mut ip, mut held, mut idle) = (0usize, false, 0u64);
-    let mut cycle = 0u64;
+    let mut host = Host::new(words, stalls, dim, limit);
     loop {
-        let valid = ip < words.len() && (held || !stalls.input_at(cycle));
-        core.in_valid.next = valid;
-        core.in_data.next = (*words.get(ip).unwrap_or(&0) as u64).into();
-        core.out_ready.next = !stalls.output_at(cycle);
+        let drive = host.drive();
+        core.in_valid.next = drive.in_valid;
+        core.in_data.next = u64::from(drive.in_data).into();
+        core.out_ready.next = drive.out_ready;
         settle(core)?;
-        let took_in = valid && core.in_ready.val();
-        let out = core.out_valid.val() && core.out_ready.val();
-        if out {
-            trace.outputs.push((cycle, core.out_data.val().to_u64() as u32));
-            idle = 0;
-        } else if ip >= words.len() {
-            idle += 1;
-        }
-        held = valid && !took_in;
-        if took_in {
-            trace.last_input_cycle = cycle;
-            ip += 1;
-        }
+        let seen = DeviceOut {
+            in_ready: core.in_ready.val(),
+            out_valid: core.out_valid.val(),
+            out_data: core.out_data.val().to_u64() as u32,
+        };
         core.clk.next = Clock { clk: true };
         settle(core)?;
         core.clk.next = Clock { clk: false };
-        cycle += 1;
-        if ip >= words.len() && idle >= quiet {
-            return Ok(trace);
-        }
-        if ip < words.len() && cycle >= limit {
-            return Err(StreamError::Stuck { taken: ip, total: words.len(), limit });
+        if let Some(done) = host.observe(drive, seen) {
+            return Ok(done?);
         }
     }
 }
@@ -220,7 +158,7 @@ module tb;
       end
       clk = 1'b1; #1 clk = 1'b0;
       cycle = cycle + 1;
-      if (ip >= {total} && idle >= {quiet}) begin $fwrite(fd, "done\n"); $fclose(fd); $finish; end
+      if (ip >= {total} && idle >= {quiet}) begin $fwrite(fd, "done %0d\n", cycle); $fclose(fd); $finish; end
       if (ip < {total} && cycle >= {limit}) begin $fwrite(fd, "stuck %0d\n", ip); $fclose(fd); $finish; end
     end
   end
@@ -257,10 +195,13 @@ endmodule
                 trace.outputs.push((c, w));
             }
             ["i", c] => trace.last_input_cycle = c.parse().map_err(|_| StreamError::Parse(line.into()))?,
-            ["done"] => return Ok(trace),
+            ["done", c] => {
+                trace.cycles = c.parse().map_err(|_| StreamError::Parse(line.into()))?;
+                return Ok(trace);
+            }
             ["stuck", taken] => {
                 let taken = taken.parse().map_err(|_| StreamError::Parse(line.into()))?;
-                return Err(StreamError::Stuck { taken, total, limit });
+                return Err(Stuck { taken, total, limit }.into());
             }
             _ => return Err(StreamError::Parse(line.into())),
         }

@@ -1,1 +1,60 @@
-//! placeholder
+//! # protobrain sim
+//!
+//! Cycle-accurate simulators of `protobrain_core` behind one trait, [`CycleSim`], in the spirit
+//! of Amaranth's simulator front end over its engines: test benches, the driver's transports
+//! and the estimators see only the trait.
+//!
+//! ```text
+//!            ┌───────────── CycleSim ─────────────┐
+//!  Host ────►│ reset · tick(inputs) -> outputs    │   spec::stream::Host drives every backend
+//!  (spec)    │ cycle · run_stream(words, stalls)  │   with the same AXI4-Stream rules
+//!            └──────┬──────────────────────┬──────┘
+//!                   │                      │
+//!          native model (Rust,      Verilator model of the emitted
+//!          bulk array math)         Verilog (C++ over FFI)
+//! ```
+//!
+//! Both backends produce the same output words on the same cycles for any input stream and
+//! stall pattern; the lockstep tests hold them to it.
+
+use spec::stream::{DeviceOut, Host, HostOut, Stalls, Stuck, Trace};
+use spec::Config;
+
+/// A cycle-accurate model of one `protobrain_core`.
+pub trait CycleSim {
+    /// The configuration being simulated.
+    fn config(&self) -> &Config;
+
+    /// One cycle with `rst` high; the cycle after it is cycle 0. Control state, counters and
+    /// the pipelines are cleared; the memories keep their contents (as in hardware).
+    fn reset(&mut self);
+
+    /// Cycles since the end of the last reset.
+    fn cycle(&self) -> u64;
+
+    /// One clock cycle: the host drives `inputs`, the device's outputs during the cycle are
+    /// returned (what the host sees before the rising edge), then the rising edge happens.
+    fn tick(&mut self, inputs: HostOut) -> DeviceOut;
+
+    /// Advance `n` cycles with the host idle (`in_valid` and `out_ready` low).
+    fn idle(&mut self, n: u64) {
+        for _ in 0..n {
+            self.tick(HostOut::default());
+        }
+    }
+
+    /// Reset, then send `words` with the host stalls and record every output word with its
+    /// cycle (see [`spec::stream`] for the rules and when a run ends). Backends may override
+    /// this with a faster loop; the result must be the same.
+    fn run_stream(&mut self, words: &[u32], stalls: &Stalls, limit: u64) -> Result<Trace, Stuck> {
+        self.reset();
+        let mut host = Host::new(words, stalls, self.config().dim(), limit);
+        loop {
+            let drive = host.drive();
+            let seen = self.tick(drive);
+            if let Some(done) = host.observe(drive, seen) {
+                return done;
+            }
+        }
+    }
+}

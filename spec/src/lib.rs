@@ -11,6 +11,7 @@ pub mod device;
 pub mod golden;
 pub mod isa;
 pub mod stimulus;
+pub mod stream;
 
 pub use arith::{requantize, Quant, QuantError};
 pub use config::{Config, ConfigError, VERSION};

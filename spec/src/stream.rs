@@ -1,0 +1,226 @@
+//! The host side of the two word streams, cycle by cycle: the one model of "a host feeding a
+//! command stream with stalls and recording the responses" that every cycle-accurate backend
+//! (rust-hdl, Icarus, Verilator, the native model) is driven by, so their traces compare word
+//! for word and cycle for cycle.
+//!
+//! ```text
+//!   words ──► Host::drive ──► in_valid/in_data, out_ready ──► device ──► in_ready,
+//!                                                                       out_valid/out_data
+//!   Trace ◄── Host::observe ◄──────────────────────────────────────────────┘
+//! ```
+//!
+//! Rules (DESIGN.md, AXI4-Stream): a word moves on a rising edge when valid and ready are both
+//! high. The host's `in_valid` never waits for `in_ready`; once raised it stays high with the
+//! same word until the word is taken. The host offers a new word on cycles where
+//! `stalls.input[cycle % len]` is false and is ready for output where `stalls.output[...]` is
+//! false. Cycle 0 is the first cycle after one cycle of reset. A run is over once every input
+//! word was taken and no output appeared for [`quiet_cycles`] cycles; it is stuck if the input
+//! is not consumed within the cycle limit.
+
+use thiserror::Error;
+
+/// Stall patterns of the host, each repeated with its own period; `true` = stall that cycle.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stalls {
+    /// `true`: the host does not offer a new input word this cycle.
+    pub input: Vec<bool>,
+    /// `true`: the host is not ready for an output word this cycle.
+    pub output: Vec<bool>,
+}
+
+impl Stalls {
+    /// No stalls: a word offered every cycle, always ready.
+    pub fn none() -> Self {
+        Stalls { input: vec![false], output: vec![false] }
+    }
+
+    /// Input stall on `cycle`.
+    pub fn input_at(&self, cycle: u64) -> bool {
+        !self.input.is_empty() && self.input[(cycle % self.input.len() as u64) as usize]
+    }
+
+    /// Output stall on `cycle`.
+    pub fn output_at(&self, cycle: u64) -> bool {
+        !self.output.is_empty() && self.output[(cycle % self.output.len() as u64) as usize]
+    }
+}
+
+/// The device's input ports for one cycle (driven by the host).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostOut {
+    pub in_valid: bool,
+    pub in_data: u32,
+    pub out_ready: bool,
+}
+
+/// The device's output ports during one cycle (seen by the host before the edge).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceOut {
+    pub in_ready: bool,
+    pub out_valid: bool,
+    pub out_data: u32,
+}
+
+/// What came out of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Trace {
+    /// Every output word with the cycle it was taken on.
+    pub outputs: Vec<(u64, u32)>,
+    /// The cycle on which the last input word was taken.
+    pub last_input_cycle: u64,
+    /// Cycles simulated (including the quiet tail).
+    pub cycles: u64,
+}
+
+impl Trace {
+    /// The output words alone.
+    pub fn words(&self) -> Vec<u32> {
+        self.outputs.iter().map(|&(_, w)| w).collect()
+    }
+}
+
+/// The device stopped taking input.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("the device took {taken} of {total} input words in {limit} cycles")]
+pub struct Stuck {
+    pub taken: usize,
+    pub total: usize,
+    pub limit: u64,
+}
+
+/// Cycles without output after the last input before a run is over: longer than any internal
+/// wait of the core (array and activation drains) for this DIM.
+pub fn quiet_cycles(dim: usize) -> u64 {
+    8 * dim as u64 + 64
+}
+
+/// The host of one run (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Host<'a> {
+    words: &'a [u32],
+    stalls: &'a Stalls,
+    quiet: u64,
+    limit: u64,
+    ip: usize,
+    held: bool,
+    idle: u64,
+    cycle: u64,
+    trace: Trace,
+}
+
+impl<'a> Host<'a> {
+    /// A host that will send `words` to a device of array size `dim`.
+    pub fn new(words: &'a [u32], stalls: &'a Stalls, dim: usize, limit: u64) -> Self {
+        Host {
+            words,
+            stalls,
+            quiet: quiet_cycles(dim),
+            limit,
+            ip: 0,
+            held: false,
+            idle: 0,
+            cycle: 0,
+            trace: Trace::default(),
+        }
+    }
+
+    /// The current cycle.
+    pub fn cycle(&self) -> u64 {
+        self.cycle
+    }
+
+    /// The inputs the host drives this cycle.
+    pub fn drive(&self) -> HostOut {
+        let in_valid = self.ip < self.words.len() && (self.held || !self.stalls.input_at(self.cycle));
+        HostOut {
+            in_valid,
+            in_data: self.words.get(self.ip).copied().unwrap_or(0),
+            out_ready: !self.stalls.output_at(self.cycle),
+        }
+    }
+
+    /// Record what the device showed this cycle (before the edge) and advance to the next
+    /// cycle. Returns the trace once the run is over, or [`Stuck`].
+    pub fn observe(&mut self, drove: HostOut, seen: DeviceOut) -> Option<Result<Trace, Stuck>> {
+        let took = drove.in_valid && seen.in_ready;
+        if seen.out_valid && drove.out_ready {
+            self.trace.outputs.push((self.cycle, seen.out_data));
+            self.idle = 0;
+        } else if self.ip >= self.words.len() {
+            self.idle += 1;
+        }
+        self.held = drove.in_valid && !took;
+        if took {
+            self.trace.last_input_cycle = self.cycle;
+            self.ip += 1;
+        }
+        self.cycle += 1;
+        if self.ip >= self.words.len() && self.idle >= self.quiet {
+            self.trace.cycles = self.cycle;
+            return Some(Ok(std::mem::take(&mut self.trace)));
+        }
+        if self.ip < self.words.len() && self.cycle >= self.limit {
+            return Some(Err(Stuck { taken: self.ip, total: self.words.len(), limit: self.limit }));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A toy device: takes a word every other cycle and echoes it two cycles later.
+    #[test]
+    fn host_follows_the_stream_rules() {
+        let words = [10, 11, 12];
+        let stalls = Stalls { input: vec![false, true, true], output: vec![false, false, true] };
+        let mut host = Host::new(&words, &stalls, 1, 1000);
+        let mut pipe: Vec<(u64, u32)> = Vec::new();
+        let mut last: Option<HostOut> = None;
+        let trace = loop {
+            let d = host.drive();
+            // valid is held with the same word until taken
+            if let Some(l) = last {
+                if l.in_valid {
+                    assert!(d.in_valid);
+                }
+            }
+            let c = host.cycle();
+            let seen = DeviceOut {
+                in_ready: c % 2 == 0,
+                out_valid: pipe.first().is_some_and(|&(t, _)| t <= c),
+                out_data: pipe.first().map_or(0, |&(_, w)| w),
+            };
+            if d.in_valid && seen.in_ready {
+                pipe.push((c + 2, d.in_data));
+                last = None;
+            } else {
+                last = Some(d);
+            }
+            if seen.out_valid && d.out_ready {
+                pipe.remove(0);
+            }
+            if let Some(r) = host.observe(d, seen) {
+                break r.unwrap();
+            }
+        };
+        assert_eq!(trace.words(), vec![10, 11, 12]);
+        assert!(trace.outputs.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(trace.cycles, trace.outputs.last().unwrap().0 + 1 + quiet_cycles(1));
+    }
+
+    #[test]
+    fn a_device_that_never_takes_input_is_stuck() {
+        let words = [1, 2];
+        let stalls = Stalls::none();
+        let mut host = Host::new(&words, &stalls, 1, 50);
+        let r = loop {
+            let d = host.drive();
+            if let Some(r) = host.observe(d, DeviceOut::default()) {
+                break r;
+            }
+        };
+        assert_eq!(r.unwrap_err(), Stuck { taken: 0, total: 2, limit: 50 });
+    }
+}
