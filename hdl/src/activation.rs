@@ -1,18 +1,30 @@
 //! The activation unit of one column: bias, requantise, ReLU, saturate — bit-exact with
 //! DESIGN.md (`spec::arith::requantize`), one vector per cycle, fixed latency
-//! [`ActivationUnit::LATENCY`].
+//! [`ActivationUnit::LATENCY`] = 6.
 //!
 //! ```text
-//!            stage 1          stage 2               stage 3            stage 4                 stage 5
-//! acc ──┐
-//!      (+)──► [sum 32] ─┬─ sum[15:0]  * M ─► [lo 32] ─┐
-//! bias ─┘               ├─ sum[31:16] * M ─► [hi 32] ─┼─(hi<<16)+lo ─► [v 48] ── flip, ──► [mag 8]  ── round, ──► [y 8] ──► y
-//!                       └─ sum<0 ? M : 0 ──► [mneg]  ─┘   -(mneg<<32)            6-level   [over]      ReLU,
-//! multiplier ─► [M 16] ──┘  (2 unsigned 16x16 DSP products)                    window    [neg]       clamp
-//! shift ──────► [S] ─────────► [S] ─────────────────────► [S] ─────────────────► shifter
-//! relu ───────► [relu] ──────► [relu] ──────────────────► [relu] ──────────────────────► [relu] ─┘
-//! valid_in ───► [v] ─────────► [v] ─────────────────────► [v] ──────────────────► [v] ─────────► [v] ──► valid_out
-//!                            [n] = register of n bits, clock `clock`; `rst` clears the valid bits
+//!            acc [32]   bias [32]   multiplier M [16]   shift S [6]   relu   valid_in     rst
+//!                │          │             │                 │          │        │          │
+//!  stage 1       └──► (+) ◄─┘             │                 │          │        │          │
+//!                      │                  │                 │          │        │          │
+//!                   [sum 32]           [M 16]             [S]       [relu]     [v] ◄── clear ┤
+//!                      │                  │                 │          │        │          │
+//!  stage 2   sum[15:0]*M, sum[31:16]*M (two 16x16 DSPs), corr = sum<0 ? M<<16 : 0          │
+//!                   [lo 32] [hi 32] [corr 32]             [S]       [relu]     [v] ◄── clear ┤
+//!                      │                                    │          │        │          │
+//!  stage 3   w = 2v = 2 * (hi<<16 + lo - corr<<16)          │          │        │          │
+//!                   [w 49]                                [S]       [relu]     [v] ◄── clear ┤
+//!                      │                                    │          │        │          │
+//!  stage 4   z = w, or !w if v < 0; z >> S[5:3]*8 into a 16-bit window, overflow bits OR-ed │
+//!                   [x3 16] [ov] [neg]                    [S 3]     [relu]     [v] ◄── clear ┤
+//!                      │                                    │          │        │          │
+//!  stage 5   x3 >> S[2:0] into a 9-bit window                          │        │          │
+//!                   [mag 8] [over] [neg]                            [relu]     [v] ◄── clear ┤
+//!                      │                                               │        │          │
+//!  stage 6   r = +-ceil(mag/2), ReLU, clamp to -128..=127                        │          │
+//!                   [y 8] ──► y                                                [v] ◄── clear ┘
+//!                                                                               └──► valid_out
+//!   [..] = register, rising edge of `clock`; data registers load only with a valid vector
 //! ```
 //!
 //! # Arithmetic (DESIGN.md, exactly)
@@ -30,26 +42,34 @@
 //! # How the hardware computes it
 //! * **Multiply**: rust-hdl multiplies only 16x16. The signed 32-bit sum times the unsigned
 //!   16-bit M is `(sum[31:16] * M) << 16 + sum[15:0] * M - (sum < 0 ? M << 32 : 0)` modulo
-//!   2^48: two unsigned 16x16 products (one SB_MAC16 / MULT18X18D each), summed next stage.
-//!   `|v| < 2^47`, so 48 bits hold it exactly.
-//! * **Round and shift without a 49-bit adder**: with `t = (2v) >>> S`,
+//!   2^48: two unsigned 16x16 products (one SB_MAC16 / MULT18X18D each), summed the next
+//!   stage. `|v| < 2^47`, so 48 bits hold it exactly; stage 3 keeps `w = 2v` (49 bits).
+//! * **Round and shift without a 49-bit adder**: with `t = w >>> S`,
 //!   `(v + 2^(S-1)) >> S = floor((t + 1) / 2)` for every S, S = 0 included. Only the low 9 bits
 //!   of `t` and whether `t` fits 9 bits matter for an int8 result, so the shifter is a
 //!   *window* shifter: stages of 32, 16, 8, 4, 2, 1 that keep only the bits that can still
 //!   reach the 9-bit window (40, 24, 16, 12, 10, 9 bits) and OR together the bits they drop.
-//!   Working on `z = 2v` for `v >= 0` and `!(2v)` for `v < 0` (so `z >= 0`, and
-//!   `!(z >> S) = (2v) >>> S`), the dropped bits are simply nonzero when `t` overflows.
+//!   It works on `z = w` for `v >= 0` and `z = !w` for `v < 0`, so `z >= 0` and
+//!   `!(z >> S) = w >>> S`: a dropped bit is simply a nonzero one.
 //! * **Round, ReLU, clamp**: with `mag = z >> S` (8 bits, when it fits) and
 //!   `c = ceil(mag / 2)`: `r = c` for `v >= 0` and `r = -c` for `v < 0`; `c = 128` saturates to
 //!   127 (positive) and is exactly -128 (negative); an overflowing `mag` saturates by the sign.
 //!
 //! Everything is unsigned `Bits` with sized locals and sized constants, so the Verilog has no
-//! signed comparisons and no 32-bit literal widening; the tests replay the same random vectors
-//! through the emitted Verilog under Icarus.
+//! signed comparisons and no 32-bit literal widening; widening is [`Concat`] (rust-hdl's
+//! `bit_cast` trips Verilator's WIDTH lint). The tests replay the same vectors through the
+//! rust-hdl model and through the emitted Verilog under Icarus, against an i128 reference.
 //!
-//! # Cost (Yosys 0.23, one unit)
-//! iCE40 `synth_ice40 -dsp`: 2 SB_MAC16, see the `activation_unit_synthesis_report` test for
-//! LUT/FF counts and the reproduction command. ECP5 `synth_ecp5`: 2 MULT18X18D.
+//! # Cost (Yosys 0.23, nextpnr-ice40 0.4; one unit)
+//! | target | cells |
+//! |---|---|
+//! | iCE40 `synth_ice40 -dsp` | 283 SB_LUT4, 75 SB_CARRY, 149 FFs, 2 SB_MAC16 |
+//! | ECP5 `synth_ecp5` | 216 LUT4 (+ 45 PFUMX, 4 L6MUX21), 40 CCU2C, 244 FFs, 2 MULT18X18D |
+//!
+//! UP5K Fmax 51-54 MHz (3 placement seeds; critical path: the 32-bit bias adder into the DSP
+//! input register). Reproduce the cell counts with
+//! `cargo test -p protobrain-hdl activation_unit_uses_two_dsps -- --nocapture`. With the
+//! shifter in one stage (LATENCY 5) Fmax was 45 MHz.
 
 use rust_hdl::prelude::*;
 
@@ -222,10 +242,9 @@ impl Logic for ActivationUnit {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, s1_sum, s1_m, s1_shift, s1_relu, s1_valid, s2_lo, s2_hi, s2_corr,
-            s2_shift, s2_relu, s2_valid, s3_w, s3_shift, s3_relu, s3_valid, s4_x3, s4_ov,
-            s4_neg, s4_shift, s4_relu, s4_valid, s5_mag, s5_over, s5_neg, s5_relu, s5_valid, s6_y,
-            s6_valid
+            self, clock, s1_sum, s1_m, s1_shift, s1_relu, s1_valid, s2_lo, s2_hi, s2_corr, s2_shift, s2_relu,
+            s2_valid, s3_w, s3_shift, s3_relu, s3_valid, s4_x3, s4_ov, s4_neg, s4_shift, s4_relu, s4_valid,
+            s5_mag, s5_over, s5_neg, s5_relu, s5_valid, s6_y, s6_valid
         );
 
         // Stage 1: acc + bias (int32 wrap); the quantisation travels with the vector.
@@ -522,24 +541,24 @@ mod tests {
         }
         // Rounding ties (x.5 rounds up), the saturation boundaries, ReLU on negatives.
         for (acc, m, s) in [
-            (-1, 1, 1),     // -0.5 -> 0
-            (1, 1, 1),      // 0.5 -> 1
-            (-3, 1, 1),     // -1.5 -> -1
-            (3, 1, 1),      // 1.5 -> 2
-            (-255, 1, 1),   // -127.5 -> -127
-            (-257, 1, 1),   // -128.5 -> -128
-            (-259, 1, 1),   // -129.5 -> -129 -> -128
-            (255, 1, 1),    // 127.5 -> 128 -> 127
-            (253, 1, 1),    // 126.5 -> 127
-            (-128, 1, 0),   // exactly -128
-            (-129, 1, 0),   // -129 -> -128
-            (127, 1, 0),    // 127
-            (128, 1, 0),    // 128 -> 127
-            (-16384, 1, 7), // -128
-            (-16449, 1, 7), // -128.5078 -> -129 -> -128
-            (16320, 1, 7),  // 127.5 -> 128 -> 127
-            (1, 65535, 17), // 0.49999 -> 0
-            (1, 32768, 16), // 0.5 -> 1
+            (-1, 1, 1),      // -0.5 -> 0
+            (1, 1, 1),       // 0.5 -> 1
+            (-3, 1, 1),      // -1.5 -> -1
+            (3, 1, 1),       // 1.5 -> 2
+            (-255, 1, 1),    // -127.5 -> -127
+            (-257, 1, 1),    // -128.5 -> -128
+            (-259, 1, 1),    // -129.5 -> -129 -> -128
+            (255, 1, 1),     // 127.5 -> 128 -> 127
+            (253, 1, 1),     // 126.5 -> 127
+            (-128, 1, 0),    // exactly -128
+            (-129, 1, 0),    // -129 -> -128
+            (127, 1, 0),     // 127
+            (128, 1, 0),     // 128 -> 127
+            (-16384, 1, 7),  // -128
+            (-16449, 1, 7),  // -128.5078 -> -129 -> -128
+            (16320, 1, 7),   // 127.5 -> 128 -> 127
+            (1, 65535, 17),  // 0.49999 -> 0
+            (1, 32768, 16),  // 0.5 -> 1
             (-1, 32768, 16), // -0.5 -> 0
             (-3, 32768, 16), // -1.5 -> -1
         ] {

@@ -21,6 +21,8 @@
 //! This block is DIM-independent except for a few constants; the DIM-wide datapath (row
 //! buffer, memories, array, activation units, bias registers) is wired in [`crate::core`].
 
+use crate::primitives::{DelayLine, Widen};
+use crate::rowbuf::Pack4;
 use rust_hdl::prelude::*;
 use spec::isa::{opcode, COUNTER_WORDS};
 use spec::{Config, VERSION};
@@ -179,17 +181,23 @@ pub struct Controller {
     seq_bank: DFF<Bit>,
     arr_valid_r: DFF<Bit>,
     arr_sel_r: DFF<Bit>,
-    /// {dst[15:0], accumulate, valid} of each issued row, delayed to the accumulator read.
-    rmw_line: crate::primitives::DelayLine<Bits<18>>,
-    rmw_wb: DFF<Bits<18>>,
+    // valid, accumulate and dst of each issued row, delayed to the accumulator read
+    rmw_valid: DelayLine<Bit>,
+    rmw_acc: DelayLine<Bit>,
+    rmw_dst: DelayLine<Bits<16>>,
+    // ... and one more cycle to the write back
+    wb_valid: DFF<Bit>,
+    wb_acc: DFF<Bit>,
+    wb_dst: DFF<Bits<16>>,
     arr_cnt: DFF<Bits<16>>,
     bank0_cnt: DFF<Bits<16>>,
     bank1_cnt: DFF<Bits<16>>,
     // ACTIVATE
     act_dst: DFF<Bits<16>>,
     act_valid_r: DFF<Bit>,
-    /// {dst[15:0], valid} of each activated row, delayed to the scratchpad write.
-    act_line: crate::primitives::DelayLine<Bits<17>>,
+    // valid and dst of each activated row, delayed to the scratchpad write
+    act_wb_valid: DelayLine<Bit>,
+    act_wb_dst: DelayLine<Bits<16>>,
     act_cnt: DFF<Bits<16>>,
     // counters
     cycles: DFF<Bits<64>>,
@@ -217,13 +225,15 @@ pub struct Controller {
     mul_a: Signal<Local, Bits<16>>,
     mul_b: Signal<Local, Bits<16>>,
     prod: Signal<Local, Bits<32>>,
+    a_start: Widen<16, 17>,
+    a_count: Widen<16, 17>,
+    b_start: Widen<16, 17>,
+    err_word: Pack4,
     end_a: Signal<Local, Bits<17>>,
     end_b: Signal<Local, Bits<17>>,
     range_ok: Signal<Local, Bit>,
     arr_idle: Signal<Local, Bit>,
     seq_idle: Signal<Local, Bit>,
-    rmw_rd: Signal<Local, Bits<18>>,
-    act_wb: Signal<Local, Bits<17>>,
     last_word: Signal<Local, Bits<16>>,
 
     // constants
@@ -270,6 +280,13 @@ pub struct Controller {
     c_last_counter: Constant<Bits<16>>,
     c_one16: Constant<Bits<16>>,
     c_zero16: Constant<Bits<16>>,
+    c_two16: Constant<Bits<16>>,
+    c_zero8: Constant<Bits<8>>,
+    c_zero6: Constant<Bits<6>>,
+    c_one32: Constant<Bits<32>>,
+    c_zero32: Constant<Bits<32>>,
+    c_one64: Constant<Bits<64>>,
+    c_zero64: Constant<Bits<64>>,
 }
 
 fn k<const N: usize>(v: u64) -> Constant<Bits<N>> {
@@ -346,14 +363,19 @@ impl Controller {
             seq_bank: Default::default(),
             arr_valid_r: Default::default(),
             arr_sel_r: Default::default(),
-            rmw_line: crate::primitives::DelayLine::new(array_latency),
-            rmw_wb: Default::default(),
+            rmw_valid: DelayLine::new(array_latency),
+            rmw_acc: DelayLine::new(array_latency),
+            rmw_dst: DelayLine::new(array_latency),
+            wb_valid: Default::default(),
+            wb_acc: Default::default(),
+            wb_dst: Default::default(),
             arr_cnt: Default::default(),
             bank0_cnt: Default::default(),
             bank1_cnt: Default::default(),
             act_dst: Default::default(),
             act_valid_r: Default::default(),
-            act_line: crate::primitives::DelayLine::new(1 + act_latency),
+            act_wb_valid: DelayLine::new(1 + act_latency),
+            act_wb_dst: DelayLine::new(1 + act_latency),
             act_cnt: Default::default(),
             cycles: Default::default(),
             macs: Default::default(),
@@ -378,13 +400,15 @@ impl Controller {
             mul_a: Default::default(),
             mul_b: Default::default(),
             prod: Default::default(),
+            a_start: Default::default(),
+            a_count: Default::default(),
+            b_start: Default::default(),
+            err_word: Default::default(),
             end_a: Default::default(),
             end_b: Default::default(),
             range_ok: Default::default(),
             arr_idle: Default::default(),
             seq_idle: Default::default(),
-            rmw_rd: Default::default(),
-            act_wb: Default::default(),
             last_word: Default::default(),
             c_op_info: k(opcode::INFO.into()),
             c_op_sync: k(opcode::SYNC.into()),
@@ -429,6 +453,13 @@ impl Controller {
             c_last_counter: k(COUNTER_WORDS as u64 - 1),
             c_one16: k(1),
             c_zero16: k(0),
+            c_two16: k(2),
+            c_zero8: k(0),
+            c_zero6: k(0),
+            c_one32: k(1),
+            c_zero32: k(0),
+            c_one64: k(1),
+            c_zero64: k(0),
         }
     }
 }
@@ -468,7 +499,9 @@ impl Logic for Controller {
             seq_bank,
             arr_valid_r,
             arr_sel_r,
-            rmw_wb,
+            wb_valid,
+            wb_acc,
+            wb_dst,
             arr_cnt,
             bank0_cnt,
             bank1_cnt,
@@ -487,10 +520,16 @@ impl Logic for Controller {
             self.snap[i].clock.next = self.clock.val();
             self.snap[i].d.next = self.snap[i].q.val();
         }
-        self.rmw_line.clock.next = self.clock.val();
-        self.rmw_line.rst.next = self.rst.val();
-        self.act_line.clock.next = self.clock.val();
-        self.act_line.rst.next = self.rst.val();
+        self.rmw_valid.clock.next = self.clock.val();
+        self.rmw_valid.rst.next = self.rst.val();
+        self.rmw_acc.clock.next = self.clock.val();
+        self.rmw_acc.rst.next = self.rst.val();
+        self.rmw_dst.clock.next = self.clock.val();
+        self.rmw_dst.rst.next = self.rst.val();
+        self.act_wb_valid.clock.next = self.clock.val();
+        self.act_wb_valid.rst.next = self.rst.val();
+        self.act_wb_dst.clock.next = self.clock.val();
+        self.act_wb_dst.rst.next = self.rst.val();
 
         // ---- defaults of every output and helper ----
         self.in_ready.next = false;
@@ -545,10 +584,11 @@ impl Logic for Controller {
         }
         self.prod.next = self.mul_a.val() * self.mul_b.val();
         // end_a: first range (a0 = start | n << 16); end_b: second range (a1 start, same n)
-        self.end_a.next = bit_cast::<17, 16>(self.a0.q.val().get_bits::<16>(0))
-            + bit_cast::<17, 16>(self.a0.q.val().get_bits::<16>(16));
-        self.end_b.next = bit_cast::<17, 16>(self.a1.q.val().get_bits::<16>(0))
-            + bit_cast::<17, 16>(self.a0.q.val().get_bits::<16>(16));
+        self.a_start.i.next = self.a0.q.val().get_bits::<16>(0);
+        self.a_count.i.next = self.a0.q.val().get_bits::<16>(16);
+        self.b_start.i.next = self.a1.q.val().get_bits::<16>(0);
+        self.end_a.next = self.a_start.o.val() + self.a_count.o.val();
+        self.end_b.next = self.b_start.o.val() + self.a_count.o.val();
         self.range_ok.next = true;
         if self.op.q.val() == self.c_op_write_act.val() || self.op.q.val() == self.c_op_read_act.val() {
             self.range_ok.next = self.end_a.val() <= self.c_scratch_rows.val();
@@ -568,32 +608,30 @@ impl Logic for Controller {
         self.issue.next = self.seq_busy.q.val();
         self.sp_ren.next = false;
         self.sp_raddr.next = self.addr.q.val();
-        self.rmw_line.din.next = 0u64.into();
+        self.rmw_valid.din.next = self.issue.val();
+        self.rmw_acc.din.next = self.seq_acc.q.val();
+        self.rmw_dst.din.next = self.seq_dst.q.val();
         // countdowns to "no row in flight": reloaded when a row is issued, else down to 0
         if self.arr_cnt.q.val() != self.c_zero16.val() {
-            self.arr_cnt.d.next = self.arr_cnt.q.val() - 1u64;
+            self.arr_cnt.d.next = self.arr_cnt.q.val() - self.c_one16.val();
         }
         if self.bank0_cnt.q.val() != self.c_zero16.val() {
-            self.bank0_cnt.d.next = self.bank0_cnt.q.val() - 1u64;
+            self.bank0_cnt.d.next = self.bank0_cnt.q.val() - self.c_one16.val();
         }
         if self.bank1_cnt.q.val() != self.c_zero16.val() {
-            self.bank1_cnt.d.next = self.bank1_cnt.q.val() - 1u64;
+            self.bank1_cnt.d.next = self.bank1_cnt.q.val() - self.c_one16.val();
         }
         if self.issue.val() {
             self.sp_ren.next = true;
             self.sp_raddr.next = self.seq_addr.q.val();
-            self.rmw_line.din.next = (bit_cast::<18, 16>(self.seq_dst.q.val()) << 2u64) | 1u64;
-            if self.seq_acc.q.val() {
-                self.rmw_line.din.next = (bit_cast::<18, 16>(self.seq_dst.q.val()) << 2u64) | 3u64;
-            }
-            self.seq_addr.d.next = self.seq_addr.q.val() + 1u64;
-            self.seq_dst.d.next = self.seq_dst.q.val() + 1u64;
-            self.seq_left.d.next = self.seq_left.q.val() - 1u64;
+            self.seq_addr.d.next = self.seq_addr.q.val() + self.c_one16.val();
+            self.seq_dst.d.next = self.seq_dst.q.val() + self.c_one16.val();
+            self.seq_left.d.next = self.seq_left.q.val() - self.c_one16.val();
             if self.seq_left.q.val() == self.c_one16.val() {
                 self.seq_busy.d.next = false;
             }
             self.macs.d.next = self.macs.q.val() + self.c_macs_per_row.val();
-            self.matmul_cycles.d.next = self.matmul_cycles.q.val() + 1u64;
+            self.matmul_cycles.d.next = self.matmul_cycles.q.val() + self.c_one32.val();
             self.arr_cnt.d.next = self.c_arr_drain.val();
             if self.seq_bank.q.val() {
                 self.bank1_cnt.d.next = self.c_arr_drain.val();
@@ -607,31 +645,31 @@ impl Logic for Controller {
         self.arr_sel.next = self.arr_sel_r.q.val();
         // read-modify-write of the accumulators, `array_latency` cycles after issue (read) and
         // one more (write back, with the array's sums of that row)
-        self.rmw_rd.next = self.rmw_line.dout.val();
-        self.rmw_wb.d.next = self.rmw_rd.val();
-        self.acc_we.next = self.rmw_wb.q.val().get_bit(0);
-        self.acc_accumulate.next = self.rmw_wb.q.val().get_bit(1);
-        self.acc_waddr.next = self.rmw_wb.q.val().get_bits::<16>(2);
-        self.acc_ren.next = self.rmw_rd.val().get_bit(0);
-        self.acc_raddr.next = self.rmw_rd.val().get_bits::<16>(2);
+        self.wb_valid.d.next = self.rmw_valid.dout.val();
+        self.wb_acc.d.next = self.rmw_acc.dout.val();
+        self.wb_dst.d.next = self.rmw_dst.dout.val();
+        self.acc_we.next = self.wb_valid.q.val();
+        self.acc_accumulate.next = self.wb_acc.q.val();
+        self.acc_waddr.next = self.wb_dst.q.val();
+        self.acc_ren.next = self.rmw_valid.dout.val();
+        self.acc_raddr.next = self.rmw_dst.dout.val();
 
         // ---- the ACTIVATE pipeline: acc read -> activation units -> scratchpad write ----
-        self.act_wb.next = self.act_line.dout.val();
         self.act_valid.next = self.act_valid_r.q.val();
         if self.act_cnt.q.val() != self.c_zero16.val() {
-            self.act_cnt.d.next = self.act_cnt.q.val() - 1u64;
+            self.act_cnt.d.next = self.act_cnt.q.val() - self.c_one16.val();
         }
 
         // ---- weight and scratchpad row writes (the cycle after a row is complete) ----
         self.wl_en.next = self.wl_pending.q.val();
         self.wl_row.next = self.wl_row_r.q.val();
         self.wl_bank.next = !self.cur_bank.q.val();
-        self.sp_we.next = self.sw_pending.q.val() || self.act_wb.val().get_bit(0);
+        self.sp_we.next = self.sw_pending.q.val() || self.act_wb_valid.dout.val();
         self.sp_wsel_act.next = !self.sw_pending.q.val();
         if self.sw_pending.q.val() {
             self.sp_waddr.next = self.sw_addr.q.val();
         } else {
-            self.sp_waddr.next = self.act_wb.val().get_bits::<16>(1);
+            self.sp_waddr.next = self.act_wb_dst.dout.val();
         }
         self.bias_we.next = false;
         self.bias_idx.next = self.idx.q.val();
@@ -665,6 +703,10 @@ impl Logic for Controller {
         self.take.next = self.in_ready.val() && self.in_valid.val();
 
         // ---- output word ----
+        self.err_word.b0.next = self.err_code.q.val();
+        self.err_word.b1.next = self.op.q.val();
+        self.err_word.b2.next = self.c_zero8.val();
+        self.err_word.b3.next = self.c_zero8.val();
         match self.state.q.val() {
             State::ErrHeader => {
                 self.out_valid.next = true;
@@ -672,8 +714,7 @@ impl Logic for Controller {
             }
             State::ErrWord => {
                 self.out_valid.next = true;
-                self.out_data.next =
-                    (bit_cast::<32, 8>(self.op.q.val()) << 8u64) | bit_cast::<32, 8>(self.err_code.q.val());
+                self.out_data.next = self.err_word.word.val();
             }
             State::RespHeader => {
                 self.out_valid.next = true;
@@ -682,13 +723,13 @@ impl Logic for Controller {
             State::RespInfo => {
                 self.out_valid.next = true;
                 self.out_data.next = self.c_info_version.val();
-                if self.idx.q.val() == 1u64 {
+                if self.idx.q.val() == self.c_one16.val() {
                     self.out_data.next = self.c_info_dim.val();
                 }
-                if self.idx.q.val() == 2u64 {
+                if self.idx.q.val() == self.c_two16.val() {
                     self.out_data.next = self.c_info_scratch.val();
                 }
-                if self.idx.q.val() == 3u64 {
+                if self.idx.q.val() == self.c_last_info.val() {
                     self.out_data.next = self.c_info_acc.val();
                 }
             }
@@ -718,8 +759,8 @@ impl Logic for Controller {
                 if self.take.val() {
                     self.op.d.next = self.h_op.val();
                     self.remaining.d.next = self.h_len.val();
-                    self.idx.d.next = 0u64.into();
-                    self.row.d.next = 0u64.into();
+                    self.idx.d.next = self.c_zero16.val();
+                    self.row.d.next = self.c_zero16.val();
                     if !self.h_known.val() {
                         self.err_code.d.next = self.c_code_unknown.val();
                         if self.h_len.val() == self.c_len0.val() {
@@ -752,7 +793,7 @@ impl Logic for Controller {
             }
             State::Skip => {
                 if self.take.val() {
-                    self.remaining.d.next = self.remaining.q.val() - 1u64;
+                    self.remaining.d.next = self.remaining.q.val() - self.c_len1.val();
                     if self.remaining.q.val() == self.c_len1.val() {
                         self.state.d.next = State::ErrHeader;
                     }
@@ -773,7 +814,7 @@ impl Logic for Controller {
             State::Arg0 => {
                 if self.take.val() {
                     self.a0.d.next = self.in_data.val();
-                    self.remaining.d.next = self.remaining.q.val() - 1u64;
+                    self.remaining.d.next = self.remaining.q.val() - self.c_len1.val();
                     if self.op.q.val() == self.c_op_sync.val() {
                         self.state.d.next = State::SyncWait;
                     } else if self.op.q.val() == self.c_op_set_quant.val() {
@@ -788,7 +829,7 @@ impl Logic for Controller {
                             self.state.d.next = State::Header;
                         }
                     } else if self.op.q.val() == self.c_op_write_act.val() {
-                        if bit_cast::<32, 24>(self.remaining.q.val()) != self.prod.val() + 1u64 {
+                        if self.remaining.q.val() != self.prod.val().get_bits::<24>(0) + self.c_len1.val() {
                             self.err_code.d.next = self.c_code_length.val();
                             if self.remaining.q.val() == self.c_len1.val() {
                                 self.state.d.next = State::ErrHeader;
@@ -816,7 +857,7 @@ impl Logic for Controller {
             State::Exec => {
                 self.addr.d.next = self.a0.q.val().get_bits::<16>(0);
                 self.left.d.next = self.a0.q.val().get_bits::<16>(16);
-                self.idx.d.next = 0u64.into();
+                self.idx.d.next = self.c_zero16.val();
                 if !self.range_ok.val() {
                     self.err_code.d.next = self.c_code_range.val();
                     if self.remaining.q.val() == self.c_len0.val()
@@ -879,24 +920,24 @@ impl Logic for Controller {
                 if self.take.val() {
                     self.rb_word_we.next = true;
                     if self.idx.q.val() == self.c_wpr_m1.val() {
-                        self.idx.d.next = 0u64.into();
+                        self.idx.d.next = self.c_zero16.val();
                         self.wl_pending.d.next = true;
                         self.wl_row_r.d.next = self.row.q.val();
-                        self.row.d.next = self.row.q.val() + 1u64;
+                        self.row.d.next = self.row.q.val() + self.c_one16.val();
                         if self.row.q.val() == self.c_dim_m1.val() {
                             self.swap_pending.d.next = true;
                             self.cmd_done.next = true;
                             self.state.d.next = State::Header;
                         }
                     } else {
-                        self.idx.d.next = self.idx.q.val() + 1u64;
+                        self.idx.d.next = self.idx.q.val() + self.c_one16.val();
                     }
                 }
             }
             State::Bias => {
                 if self.take.val() {
                     self.bias_we.next = true;
-                    self.idx.d.next = self.idx.q.val() + 1u64;
+                    self.idx.d.next = self.idx.q.val() + self.c_one16.val();
                     if self.idx.q.val() == self.c_dim_m1.val() {
                         self.cmd_done.next = true;
                         self.state.d.next = State::Header;
@@ -907,22 +948,22 @@ impl Logic for Controller {
                 if self.take.val() {
                     self.rb_word_we.next = true;
                     if self.idx.q.val() == self.c_wpr_m1.val() {
-                        self.idx.d.next = 0u64.into();
+                        self.idx.d.next = self.c_zero16.val();
                         self.sw_pending.d.next = true;
                         self.sw_addr.d.next = self.addr.q.val();
-                        self.addr.d.next = self.addr.q.val() + 1u64;
-                        self.left.d.next = self.left.q.val() - 1u64;
+                        self.addr.d.next = self.addr.q.val() + self.c_one16.val();
+                        self.left.d.next = self.left.q.val() - self.c_one16.val();
                         if self.left.q.val() == self.c_one16.val() {
                             self.cmd_done.next = true;
                             self.state.d.next = State::Header;
                         }
                     } else {
-                        self.idx.d.next = self.idx.q.val() + 1u64;
+                        self.idx.d.next = self.idx.q.val() + self.c_one16.val();
                     }
                 }
             }
             State::SyncWait => {
-                self.idx.d.next = 0u64.into();
+                self.idx.d.next = self.c_zero16.val();
                 if self.arr_idle.val() && !self.wl_pending.q.val() && !self.sw_pending.q.val() {
                     if self.op.q.val() == self.c_op_sync.val() {
                         self.resp_hdr.d.next = self.c_hdr_sync.val();
@@ -959,7 +1000,7 @@ impl Logic for Controller {
             }
             State::RespInfo => {
                 if self.sent.val() {
-                    self.idx.d.next = self.idx.q.val() + 1u64;
+                    self.idx.d.next = self.idx.q.val() + self.c_one16.val();
                     if self.idx.q.val() == self.c_last_info.val() {
                         self.cmd_done.next = true;
                         self.state.d.next = State::Header;
@@ -974,7 +1015,7 @@ impl Logic for Controller {
             }
             State::RespCounters => {
                 if self.sent.val() {
-                    self.idx.d.next = self.idx.q.val() + 1u64;
+                    self.idx.d.next = self.idx.q.val() + self.c_one16.val();
                     if self.idx.q.val() == self.c_last_counter.val() {
                         self.cmd_done.next = true;
                         self.state.d.next = State::Header;
@@ -997,15 +1038,15 @@ impl Logic for Controller {
                 } else {
                     self.rb_load8.next = true;
                 }
-                self.idx.d.next = 0u64.into();
+                self.idx.d.next = self.c_zero16.val();
                 self.state.d.next = State::RowEmit;
             }
             State::RowEmit => {
                 if self.sent.val() {
                     if self.idx.q.val() == self.last_word.val() {
-                        self.idx.d.next = 0u64.into();
-                        self.addr.d.next = self.addr.q.val() + 1u64;
-                        self.left.d.next = self.left.q.val() - 1u64;
+                        self.idx.d.next = self.c_zero16.val();
+                        self.addr.d.next = self.addr.q.val() + self.c_one16.val();
+                        self.left.d.next = self.left.q.val() - self.c_one16.val();
                         if self.left.q.val() == self.c_one16.val() {
                             self.cmd_done.next = true;
                             self.state.d.next = State::Header;
@@ -1013,7 +1054,7 @@ impl Logic for Controller {
                             self.state.d.next = State::RowRead;
                         }
                     } else {
-                        self.idx.d.next = self.idx.q.val() + 1u64;
+                        self.idx.d.next = self.idx.q.val() + self.c_one16.val();
                     }
                 }
             }
@@ -1021,9 +1062,9 @@ impl Logic for Controller {
                 self.act_issue.next = true;
                 self.acc_ren.next = true;
                 self.acc_raddr.next = self.addr.q.val();
-                self.addr.d.next = self.addr.q.val() + 1u64;
-                self.act_dst.d.next = self.act_dst.q.val() + 1u64;
-                self.left.d.next = self.left.q.val() - 1u64;
+                self.addr.d.next = self.addr.q.val() + self.c_one16.val();
+                self.act_dst.d.next = self.act_dst.q.val() + self.c_one16.val();
+                self.left.d.next = self.left.q.val() - self.c_one16.val();
                 self.act_cnt.d.next = self.c_act_drain.val();
                 if self.left.q.val() == self.c_one16.val() {
                     self.state.d.next = State::ActDrain;
@@ -1040,32 +1081,29 @@ impl Logic for Controller {
             }
         }
         self.act_valid_r.d.next = self.act_issue.val();
-        if self.act_issue.val() {
-            self.act_line.din.next = (bit_cast::<17, 16>(self.act_dst.q.val()) << 1u64) | 1u64;
-        } else {
-            self.act_line.din.next = 0u64.into();
-        }
+        self.act_wb_valid.din.next = self.act_issue.val();
+        self.act_wb_dst.din.next = self.act_dst.q.val();
 
         // ---- counters ----
-        self.cycles.d.next = self.cycles.q.val() + 1u64;
+        self.cycles.d.next = self.cycles.q.val() + self.c_one64.val();
         if self.in_ready.val() && !self.in_valid.val() {
-            self.in_stalls.d.next = self.in_stalls.q.val() + 1u64;
+            self.in_stalls.d.next = self.in_stalls.q.val() + self.c_one32.val();
         }
         if self.out_valid.val() && !self.out_ready.val() {
-            self.out_stalls.d.next = self.out_stalls.q.val() + 1u64;
+            self.out_stalls.d.next = self.out_stalls.q.val() + self.c_one32.val();
         }
         if self.cmd_done.val() {
-            self.commands.d.next = self.commands.q.val() + 1u64;
+            self.commands.d.next = self.commands.q.val() + self.c_one32.val();
         }
         if self.err_done.val() {
-            self.errors.d.next = self.errors.q.val() + 1u64;
+            self.errors.d.next = self.errors.q.val() + self.c_one32.val();
         }
 
         // ---- synchronous reset: the last word on every register ----
         if self.rst.val() {
             self.state.d.next = State::Header;
-            self.q_mult_r.d.next = 0u64.into();
-            self.q_shift_r.d.next = 0u64.into();
+            self.q_mult_r.d.next = self.c_zero16.val();
+            self.q_shift_r.d.next = self.c_zero6.val();
             self.q_relu_r.d.next = false;
             self.cur_bank.d.next = false;
             self.swap_pending.d.next = false;
@@ -1073,19 +1111,19 @@ impl Logic for Controller {
             self.sw_pending.d.next = false;
             self.seq_busy.d.next = false;
             self.arr_valid_r.d.next = false;
-            self.rmw_wb.d.next = 0u64.into();
-            self.arr_cnt.d.next = 0u64.into();
-            self.bank0_cnt.d.next = 0u64.into();
-            self.bank1_cnt.d.next = 0u64.into();
+            self.wb_valid.d.next = false;
+            self.arr_cnt.d.next = self.c_zero16.val();
+            self.bank0_cnt.d.next = self.c_zero16.val();
+            self.bank1_cnt.d.next = self.c_zero16.val();
             self.act_valid_r.d.next = false;
-            self.act_cnt.d.next = 0u64.into();
-            self.cycles.d.next = 0u64.into();
-            self.macs.d.next = 0u64.into();
-            self.matmul_cycles.d.next = 0u64.into();
-            self.in_stalls.d.next = 0u64.into();
-            self.out_stalls.d.next = 0u64.into();
-            self.commands.d.next = 0u64.into();
-            self.errors.d.next = 0u64.into();
+            self.act_cnt.d.next = self.c_zero16.val();
+            self.cycles.d.next = self.c_zero64.val();
+            self.macs.d.next = self.c_zero64.val();
+            self.matmul_cycles.d.next = self.c_zero32.val();
+            self.in_stalls.d.next = self.c_zero32.val();
+            self.out_stalls.d.next = self.c_zero32.val();
+            self.commands.d.next = self.c_zero32.val();
+            self.errors.d.next = self.c_zero32.val();
         }
     }
 }

@@ -120,3 +120,12 @@ fn random_streams_dim4_match_golden_in_rust_hdl_and_icarus() {
         random_case(cfg, seed, 30, Some(&verilog));
     }
 }
+
+#[test]
+#[ignore]
+fn dump_core_verilog() {
+    for d in [2usize, 4, 8] {
+        let cfg = Config::new(d, 1024, 512).unwrap();
+        std::fs::write(format!("/tmp/lint/core{d}.v"), emit::verilog(&cfg).unwrap()).unwrap();
+    }
+}

@@ -25,7 +25,8 @@
 //!   and in simulation of the Verilog. The memory is declared `(* no_rw_check *)`, which tells
 //!   Yosys not to build collision logic; on an FPGA the result of such a read is whatever the
 //!   block RAM gives (undefined on iCE40 and ECP5 dual-port RAM). **Users must not rely on it**:
-//!   the controller forwards a row it is writing instead of reading it back in the same cycle.
+//!   never read a row on the edge it is written, or forward the written row (the core
+//!   schedules its accumulator read-modify-write so a read never meets a write of its row).
 //! * **Initial contents are zero** (a Verilog `initial` loop; FPGA block RAM is configured to
 //!   0). **`rst` does not clear memory** and these blocks have no reset at all: block RAM has
 //!   no reset, and clearing 64 K rows would take 64 K cycles. `read_data` is 0 until the first
@@ -258,7 +259,10 @@ macro_rules! row_memory {
         }
 
         impl $name {
-            #[doc = concat!("A zero-filled memory of `config.", stringify!($rows), "()` rows of `config.dim()` ", $what, ".")]
+            #[doc = concat!(
+                "A zero-filled memory of `config.", stringify!($rows), "()` rows of `config.dim()` ",
+                $what, "."
+            )]
             pub fn new(config: &Config) -> Self {
                 let lanes = config.dim();
                 $name {
@@ -323,6 +327,7 @@ row_memory!(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::primitives::signed_to_i128;
     use crate::replay::{self, sign_extend, Port};
     use proptest::prelude::*;
     use proptest::strategy::ValueTree;
@@ -452,8 +457,14 @@ pub(crate) mod tests {
     fn rust_trace<M: MemoryPorts>(mut uut: M, cycles: &[Cycle]) -> Vec<Vec<i64>> {
         let bits = M::Elem::BITS;
         uut.connect_inputs();
-        let trace = replay::simulate(&mut uut, |u| u.clock(), &stimulus(cycles, bits), |u, r| u.apply(r), |u| u.sample())
-            .expect("rust-hdl simulation");
+        let trace = replay::simulate(
+            &mut uut,
+            |u| u.clock(),
+            &stimulus(cycles, bits),
+            |u, r| u.apply(r),
+            |u| u.sample(),
+        )
+        .expect("rust-hdl simulation");
         decode(trace, bits)
     }
 
@@ -464,9 +475,15 @@ pub(crate) mod tests {
         uut.connect_inputs();
         uut.connect_all();
         let (inputs, outputs) = ports(lanes, bits);
-        let trace =
-            replay::replay(&generate_verilog(&uut), "top", "clock", &inputs, &outputs, &stimulus(cycles, bits))
-                .unwrap_or_else(|e| panic!("Icarus replay: {e}"));
+        let trace = replay::replay(
+            &generate_verilog(&uut),
+            "top",
+            "clock",
+            &inputs,
+            &outputs,
+            &stimulus(cycles, bits),
+        )
+        .unwrap_or_else(|e| panic!("Icarus replay: {e}"));
         decode(trace, bits)
     }
 
@@ -507,8 +524,15 @@ pub(crate) mod tests {
     #[test]
     fn addresses_wrap_at_depth_and_memory_starts_at_zero() {
         // depth 8: address 13 is row 5, 0xffff is row 7.
-        let cycles =
-            vec![read(6, 1), write(13, &[-7]), write(0xffff, &[9]), read(5, 1), read(7, 1), read(15, 1), idle(1)];
+        let cycles = vec![
+            read(6, 1),
+            write(13, &[-7]),
+            write(0xffff, &[9]),
+            read(5, 1),
+            read(7, 1),
+            read(15, 1),
+            idle(1),
+        ];
         let out = check_both(|| Ram::<Signed<32>>::new(8, 1), 8, &cycles);
         assert_eq!(out[1], vec![0]);
         assert_eq!(out[4], vec![-7]);
@@ -518,7 +542,8 @@ pub(crate) mod tests {
 
     #[test]
     fn depth_one_and_full_depth() {
-        let out = check_both(|| Ram::<Signed<8>>::new(1, 2), 1, &[write(1234, &[3, 4]), read(999, 2), idle(2)]);
+        let out =
+            check_both(|| Ram::<Signed<8>>::new(1, 2), 1, &[write(1234, &[3, 4]), read(999, 2), idle(2)]);
         assert_eq!(out[2], vec![3, 4], "a depth-1 RAM ignores its addresses");
         let cycles = vec![write(0xffff, &[-5]), write(0, &[6]), read(0xffff, 1), read(0, 1), idle(1)];
         let out = check_both(|| Ram::<Signed<32>>::new(MAX_DEPTH, 1), MAX_DEPTH, &cycles);
@@ -547,12 +572,19 @@ pub(crate) mod tests {
         let _ = Ram::<Bits<8>>::new(4, 0);
     }
 
-    fn cycles_strategy(depth: usize, lanes: usize, lo: i64, hi: i64, len: usize) -> impl Strategy<Value = Vec<Cycle>> {
+    fn cycles_strategy(
+        depth: usize,
+        lanes: usize,
+        lo: i64,
+        hi: i64,
+        len: usize,
+    ) -> impl Strategy<Value = Vec<Cycle>> {
         // Addresses over twice the depth exercise wrapping; a small depth makes collisions
         // (same-row read and write) common.
         let addr = 0u16..(2 * depth as u16).max(2);
-        let cycle = (addr.clone(), any::<bool>(), addr, any::<bool>(), proptest::collection::vec(lo..=hi, lanes))
-            .prop_map(|(ra, re, wa, we, row)| Cycle { ra, re, wa, we, row });
+        let cycle =
+            (addr.clone(), any::<bool>(), addr, any::<bool>(), proptest::collection::vec(lo..=hi, lanes))
+                .prop_map(|(ra, re, wa, we, row)| Cycle { ra, re, wa, we, row });
         proptest::collection::vec(cycle, 1..len)
     }
 
@@ -578,9 +610,26 @@ pub(crate) mod tests {
         let mut runner = TestRunner::deterministic();
         let cycles = cycles_strategy(16, 3, -128, 127, 2000).new_tree(&mut runner).unwrap().current();
         check_both(|| Scratchpad::new(&cfg), 16, &cycles);
-        let cycles =
-            cycles_strategy(8, 3, i32::MIN as i64, i32::MAX as i64, 2000).new_tree(&mut runner).unwrap().current();
+        let cycles = cycles_strategy(8, 3, i32::MIN as i64, i32::MAX as i64, 2000)
+            .new_tree(&mut runner)
+            .unwrap()
+            .current();
         check_both(|| AccumulatorMem::new(&cfg), 8, &cycles);
+    }
+
+    #[test]
+    fn peek_shows_the_rows_written() {
+        let cfg = Config::new(2, 4, 4).unwrap();
+        let mut uut = Scratchpad::new(&cfg);
+        uut.connect_inputs();
+        let cycles = [write(1, &[-128, 127]), write(6, &[5, -6]), idle(2)];
+        replay::simulate(&mut uut, |u| u.clock(), &stimulus(&cycles, 8), |u, r| u.apply(r), |u| u.sample())
+            .unwrap();
+        let row = |r: usize| -> Vec<i64> { uut.peek(r).iter().map(|v| signed_to_i128(*v) as i64).collect() };
+        assert_eq!(row(1), vec![-128, 127]);
+        assert_eq!(row(2), vec![5, -6], "address 6 wraps to row 2 of 4");
+        assert_eq!(row(6), vec![5, -6], "peek wraps like an address");
+        assert_eq!(row(0), vec![0, 0]);
     }
 
     #[test]
@@ -616,7 +665,8 @@ pub(crate) mod tests {
     fn memories_are_synthesizable() {
         let cfg = Config::new(3, 8, 4).unwrap();
         yosys_validate("pb_mem_scratchpad", &generate_verilog(&connected(Scratchpad::new(&cfg)))).unwrap();
-        yosys_validate("pb_mem_accumulator", &generate_verilog(&connected(AccumulatorMem::new(&cfg)))).unwrap();
+        yosys_validate("pb_mem_accumulator", &generate_verilog(&connected(AccumulatorMem::new(&cfg))))
+            .unwrap();
         for (depth, lanes) in [(1, 1), (2, 3), (512, 8)] {
             let uut = connected(Ram::<Signed<32>>::new(depth, lanes));
             yosys_validate(&format!("pb_ram_{depth}_{lanes}"), &generate_verilog(&uut)).unwrap();

@@ -277,3 +277,32 @@ mod tests {
         }
     }
 }
+
+/// Zero extension of an `N`-bit value to `M >= N` bits, as a leaf (`o = {{M-N{1'b0}}, i}`).
+///
+/// rust-hdl emits `bit_cast::<M, N>(x)` as `((x) & M'hMASK)`, which Verilator flags as a WIDTH
+/// mismatch (an `N`-bit operand in an `M`-bit AND); this leaf widens without a warning.
+#[derive(LogicBlock, Default)]
+pub struct Widen<const N: usize, const M: usize> {
+    /// Input.
+    pub i: Signal<In, Bits<N>>,
+    /// `i` zero-extended.
+    pub o: Signal<Out, Bits<M>>,
+}
+
+impl<const N: usize, const M: usize> Logic for Widen<N, M> {
+    fn update(&mut self) {
+        assert!(M >= N, "Widen<{N}, {M}> cannot narrow");
+        self.o.next = bit_cast::<M, N>(self.i.val());
+    }
+    fn connect(&mut self) {
+        self.o.connect();
+    }
+    fn hdl(&self) -> Verilog {
+        if M == N {
+            Verilog::Custom("always @(*) o = i;".into())
+        } else {
+            Verilog::Custom(format!("always @(*) o = {{{{{}{{1'b0}}}}, i}};", M - N))
+        }
+    }
+}

@@ -44,6 +44,7 @@ pub struct RowBuffer {
     pack: Vec<Pack4>,
     word_index: Vec<Constant<Bits<16>>>,
     zero8: Constant<Bits<8>>,
+    zero32: Constant<Bits<32>>,
 }
 
 impl RowBuffer {
@@ -65,6 +66,7 @@ impl RowBuffer {
             pack: (0..dim).map(|_| Default::default()).collect(),
             word_index: (0..dim).map(|j| Constant::new((j as u64).into())).collect(),
             zero8: Constant::new(0u64.into()),
+            zero32: Constant::new(0u64.into()),
         }
     }
 }
@@ -88,7 +90,7 @@ impl Logic for RowBuffer {
             self.pack[j].b2.next = self.bytes[4 * j + 2].q.val();
             self.pack[j].b3.next = self.bytes[4 * j + 3].q.val();
         }
-        self.word_out.next = 0u64.into();
+        self.word_out.next = self.zero32.val();
         for j in 0..self.word_index.len() {
             if self.word_idx.val() == self.word_index[j].val() {
                 self.word_out.next = self.pack[j].word.val();

@@ -8,8 +8,9 @@
 //!
 //! rust-hdl has no concatenation, and its `bit_cast` widens by emitting `(x) & W'hff..`, which
 //! Verilator's lint reports as a WIDTH mismatch (fatal by default); struct-field assignments
-//! emit 64-bit offsets, which it also reports. [`Concat`] is the clean way: a tiny
-//! leaf whose Verilog is `assign y = {hi, lo};`, with the same behaviour modelled in Rust. Zero-extension is a [`Concat`] with a zero `hi`, a left shift one with a zero `lo`.
+//! emit 64-bit offsets, which it also reports. [`Concat`] is the clean way: a tiny leaf whose
+//! Verilog is `assign y = {hi, lo};`, with the same behaviour modelled in Rust.
+//! Zero-extension is a [`Concat`] with a zero `hi`, a left shift one with a zero `lo`.
 
 use rust_hdl::prelude::*;
 
@@ -127,8 +128,14 @@ mod tests {
     fn concat_places_hi_above_lo_in_rust_hdl_and_icarus() {
         // The first row is not all zero: the test bench's inputs start at 0, and a combinational
         // `always @(*)` (the harness's wiring) only runs once an input changes.
-        let mut rows: Vec<Vec<u128>> =
-            vec![vec![0x1fff, 0x7f], vec![0, 0], vec![1, 0], vec![0, 1], vec![0x1000, 0x40], vec![0x0abc, 0x5a]];
+        let mut rows: Vec<Vec<u128>> = vec![
+            vec![0x1fff, 0x7f],
+            vec![0, 0],
+            vec![1, 0],
+            vec![0, 1],
+            vec![0x1000, 0x40],
+            vec![0x0abc, 0x5a],
+        ];
         rows.extend((0..200u128).map(|k| vec![(k * 7919) & 0x1fff, (k * 31) & 0x7f]));
         let want: Vec<Vec<u128>> = rows.iter().map(|r| vec![(r[0] << 7) | r[1]]).collect();
         assert_eq!(rust_trace(&rows), want, "rust-hdl model");
