@@ -51,6 +51,18 @@ pub enum Command {
         check it against an independent naive loop. The full demo (train a digits MLP and run \
         it on the hardware models) arrives with the RTL and the simulators.")]
     Demo(DemoArgs),
+    /// Write the Verilog of protobrain_core for a configuration.
+    #[command(
+        long_about = "Write the Verilog of protobrain_core for a configuration: one self-contained \
+            file with the ports clk, rst, in_data[31:0], in_valid, in_ready, out_data[31:0], \
+            out_valid, out_ready (DESIGN.md). Start from --preset and override any of --dim, \
+            --scratch-rows, --acc-rows.",
+        after_help = "Examples:\n  \
+            protobrain emit -o core.v\n  \
+            protobrain emit --preset ecp5-25k -o core_ecp5.v\n  \
+            protobrain emit --dim 16 --scratch-rows 4096 --acc-rows 1024 -o core16.v"
+    )]
+    Emit(crate::emit::EmitArgs),
 }
 
 /// Arguments of `protobrain matmul`.

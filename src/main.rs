@@ -4,16 +4,20 @@
 //! protobrain matmul -i X.npy -w W.npy [-b B.npy] [--multiplier M --shift S | --scale F]
 //!                   [--relu] [--raw] [--backend golden] -o Y.npy
 //! protobrain demo [--seed N]
+//! protobrain emit [--preset NAME] [--dim D] [--scratch-rows S] [--acc-rows A] -o core.v
 //! ```
 //!
 //! Errors are one line on stderr, `error: <file or flag>: <problem>`, with exit code 2 for bad
 //! input (as for clap's usage errors) and 1 for internal failures.
 
 mod cli;
+mod config_args;
 mod demo;
+mod emit;
 mod error;
 mod matmul;
 mod npy;
+mod output;
 
 use std::process::ExitCode;
 
@@ -40,5 +44,6 @@ fn run(cli: &Cli) -> Result<String, CliError> {
     match &cli.command {
         Command::Matmul(args) => matmul::run(args).map(|summary| format!("wrote {summary}\n")),
         Command::Demo(args) => demo::run(args),
+        Command::Emit(args) => emit::run(args),
     }
 }

@@ -11,13 +11,14 @@
 //! stale-looking output behind. Outputs are always C order.
 
 use std::fs;
-use std::io::{BufWriter, Cursor, Write};
+use std::io::Cursor;
 use std::path::Path;
 
 use nalgebra::{DMatrix, DVector, Scalar};
 use npyz::{DType, NpyFile, NpyHeader, Order, TypeChar, WriterBuilder};
 
 use crate::error::{describe_io, CliError};
+use crate::output::write_atomically;
 
 /// The six bytes every `.npy` file starts with.
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -75,36 +76,20 @@ pub fn read_vector<T: Element>(path: &Path) -> Result<DVector<T>, CliError> {
 
 /// Write a matrix as a C-order 2-D `.npy` file, atomically (temp file + rename).
 pub fn write_matrix<T: Element>(path: &Path, m: &DMatrix<T>) -> Result<(), CliError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let fail =
-        |what: &str, e: &std::io::Error| CliError::file(path, format!("cannot {what}: {}", describe_io(e)));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".protobrain-")
-        .suffix(".npy.tmp")
-        .tempfile_in(dir)
-        .map_err(|e| fail("create the output file", &e))?;
-    {
-        let mut out = BufWriter::new(tmp.as_file_mut());
+    write_atomically(path, |out| {
         let mut writer = npyz::WriteOptions::<T>::new()
             .default_dtype()
             .shape(&[m.nrows() as u64, m.ncols() as u64])
-            .writer(&mut out)
-            .begin_nd()
-            .map_err(|e| fail("write the output file", &e))?;
+            .writer(out)
+            .begin_nd()?;
         // C order: row by row.
         for r in 0..m.nrows() {
             for c in 0..m.ncols() {
-                writer.push(&m[(r, c)]).map_err(|e| fail("write the output file", &e))?;
+                writer.push(&m[(r, c)])?;
             }
         }
-        writer.finish().map_err(|e| fail("write the output file", &e))?;
-        out.flush().map_err(|e| fail("write the output file", &e))?;
-    }
-    tmp.persist(path).map_err(|e| fail("move the finished output into place", &e.error))?;
-    Ok(())
+        writer.finish()
+    })
 }
 
 /// Read and check one array file: returns its header and its elements in storage order.

@@ -21,7 +21,7 @@
 //! This block is DIM-independent except for a few constants; the DIM-wide datapath (row
 //! buffer, memories, array, activation units, bias registers) is wired in [`crate::core`].
 
-use crate::primitives::{DelayLine, Widen};
+use crate::primitives::{ConstMul, DelayLine, Widen};
 use crate::rowbuf::Pack4;
 use rust_hdl::prelude::*;
 use spec::isa::{opcode, COUNTER_WORDS};
@@ -223,7 +223,8 @@ pub struct Controller {
     h_fixed: Signal<Local, Bit>,
     h_exp: Signal<Local, Bits<24>>,
     mul_a: Signal<Local, Bits<16>>,
-    mul_b: Signal<Local, Bits<16>>,
+    mul_w: ConstMul,
+    mul_d: ConstMul,
     prod: Signal<Local, Bits<32>>,
     a_start: Widen<16, 17>,
     a_count: Widen<16, 17>,
@@ -256,9 +257,7 @@ pub struct Controller {
     c_len2: Constant<Bits<24>>,
     c_len_weights: Constant<Bits<24>>,
     c_len_bias: Constant<Bits<24>>,
-    c_dim: Constant<Bits<16>>,
     c_dim_m1: Constant<Bits<16>>,
-    c_wpr: Constant<Bits<16>>,
     c_wpr_m1: Constant<Bits<16>>,
     c_scratch_rows: Constant<Bits<17>>,
     c_acc_rows: Constant<Bits<17>>,
@@ -398,7 +397,8 @@ impl Controller {
             h_fixed: Default::default(),
             h_exp: Default::default(),
             mul_a: Default::default(),
-            mul_b: Default::default(),
+            mul_w: ConstMul::new(w as u16),
+            mul_d: ConstMul::new(d as u16),
             prod: Default::default(),
             a_start: Default::default(),
             a_count: Default::default(),
@@ -429,9 +429,7 @@ impl Controller {
             c_len2: k(2),
             c_len_weights: k(d * w),
             c_len_bias: k(d),
-            c_dim: k(d),
             c_dim_m1: k(d - 1),
-            c_wpr: k(w),
             c_wpr_m1: k(w - 1),
             c_scratch_rows: k(cfg.scratch_rows() as u64),
             c_acc_rows: k(cfg.acc_rows() as u64),
@@ -577,12 +575,13 @@ impl Logic for Controller {
         } else {
             self.mul_a.next = self.a0.q.val().get_bits::<16>(16);
         }
+        self.mul_w.n.next = self.mul_a.val();
+        self.mul_d.n.next = self.mul_a.val();
         if self.op.q.val() == self.c_op_read_acc.val() {
-            self.mul_b.next = self.c_dim.val();
+            self.prod.next = self.mul_d.p.val();
         } else {
-            self.mul_b.next = self.c_wpr.val();
+            self.prod.next = self.mul_w.p.val();
         }
-        self.prod.next = self.mul_a.val() * self.mul_b.val();
         // end_a: first range (a0 = start | n << 16); end_b: second range (a1 start, same n)
         self.a_start.i.next = self.a0.q.val().get_bits::<16>(0);
         self.a_count.i.next = self.a0.q.val().get_bits::<16>(16);

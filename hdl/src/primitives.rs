@@ -306,3 +306,37 @@ impl<const N: usize, const M: usize> Logic for Widen<N, M> {
         }
     }
 }
+
+/// `p = n * k` for a constant `k` fixed when the block is built, as a leaf whose Verilog is a
+/// sum of shifted copies of `n` (one per set bit of `k`): adders only, so Yosys never spends a
+/// DSP block on it (a `$mul` would take an SB_MAC16, and the iCE40 UP5K has eight).
+#[derive(LogicBlock)]
+pub struct ConstMul {
+    /// The variable factor.
+    pub n: Signal<In, Bits<16>>,
+    /// `n * k` (fits 32 bits for `k < 65536`).
+    pub p: Signal<Out, Bits<32>>,
+    _k: u16,
+}
+
+impl ConstMul {
+    /// A multiplier by `k`.
+    pub fn new(k: u16) -> Self {
+        ConstMul { n: Default::default(), p: Default::default(), _k: k }
+    }
+}
+
+impl Logic for ConstMul {
+    fn update(&mut self) {
+        self.p.next = (self.n.val().to_u64() * u64::from(self._k)).into();
+    }
+    fn connect(&mut self) {
+        self.p.connect();
+    }
+    fn hdl(&self) -> Verilog {
+        let terms: Vec<String> =
+            (0..16).filter(|b| self._k >> b & 1 == 1).map(|b| format!("({{16'd0, n}} << {b})")).collect();
+        let sum = if terms.is_empty() { "32'd0".to_string() } else { terms.join(" + ") };
+        Verilog::Custom(format!("// n * {}\nalways @(*) p = {sum};", self._k))
+    }
+}

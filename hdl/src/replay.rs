@@ -312,19 +312,35 @@ pub fn verilator_lint(verilog: &str, top: &str) -> Result<Vec<LintWarning>, Repl
     Ok(warnings)
 }
 
-/// Synthesises `verilog` (top module `top`) for iCE40 with Yosys (`synth_ice40`, with `-dsp`
-/// when `dsp`) and returns the cell counts of the flattened design, e.g. `SB_LUT4 -> 42`.
-pub fn ice40_cells(
+/// An FPGA family for [`synth_cells`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fpga {
+    /// Lattice iCE40 (`synth_ice40`, with `-dsp` to map multipliers onto SB_MAC16).
+    Ice40 {
+        /// Use the DSP blocks.
+        dsp: bool,
+    },
+    /// Lattice ECP5 (`synth_ecp5`).
+    Ecp5,
+}
+
+/// Synthesises `verilog` (top module `top`) with Yosys for `fpga` and returns the cell counts
+/// of the flattened design, e.g. `SB_LUT4 -> 42` or `DP16KD -> 4`.
+pub fn synth_cells(
     verilog: &str,
     top: &str,
-    dsp: bool,
+    fpga: Fpga,
 ) -> Result<std::collections::BTreeMap<String, usize>, ReplayError> {
     check_identifier(top)?;
-    let work = tempfile::Builder::new().prefix("ice40-").tempdir()?;
+    let work = tempfile::Builder::new().prefix("synth-").tempdir()?;
     let dir = work.path();
     std::fs::write(dir.join("design.v"), verilog)?;
-    let dsp = if dsp { " -dsp" } else { "" };
-    let script = format!("read_verilog design.v; synth_ice40{dsp} -top {top}; tee -o stat.txt stat");
+    let synth = match fpga {
+        Fpga::Ice40 { dsp: true } => "synth_ice40 -dsp",
+        Fpga::Ice40 { dsp: false } => "synth_ice40",
+        Fpga::Ecp5 => "synth_ecp5",
+    };
+    let script = format!("read_verilog design.v; {synth} -top {top}; tee -o stat.txt stat");
     let run = run_tool(Command::new("yosys").current_dir(dir).args(["-q", "-p", &script]), "yosys", dir)?;
     if !run.success {
         return Err(ReplayError::ToolFailed { tool: "yosys", log: run.log });
@@ -334,15 +350,41 @@ pub fn ice40_cells(
     for line in stat.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         if let [name, count] = fields[..] {
-            if let (true, Ok(n)) = (name.starts_with("SB_"), count.parse::<usize>()) {
+            if let Ok(n) = count.parse::<usize>() {
                 cells.insert(name.to_string(), n);
             }
         }
     }
     if cells.is_empty() {
-        return Err(ReplayError::Output(format!("no SB_* cells in Yosys statistics:\n{stat}")));
+        return Err(ReplayError::Output(format!("no cells in Yosys statistics:\n{stat}")));
     }
     Ok(cells)
+}
+
+/// [`synth_cells`] for iCE40, keeping only the `SB_*` cells.
+pub fn ice40_cells(
+    verilog: &str,
+    top: &str,
+    dsp: bool,
+) -> Result<std::collections::BTreeMap<String, usize>, ReplayError> {
+    let mut cells = synth_cells(verilog, top, Fpga::Ice40 { dsp })?;
+    cells.retain(|name, _| name.starts_with("SB_"));
+    Ok(cells)
+}
+
+/// Reads `verilog` with Yosys and checks its hierarchy under `top` (`read_verilog;
+/// hierarchy -check -top TOP; proc`): rust-hdl's `yosys_validate` for a top not named `top`.
+pub fn yosys_check(verilog: &str, top: &str) -> Result<(), ReplayError> {
+    check_identifier(top)?;
+    let work = tempfile::Builder::new().prefix("yosys-check-").tempdir()?;
+    let dir = work.path();
+    std::fs::write(dir.join("design.v"), verilog)?;
+    let script = format!("read_verilog design.v; hierarchy -check -top {top}; proc");
+    let run = run_tool(Command::new("yosys").current_dir(dir).args(["-q", "-p", &script]), "yosys", dir)?;
+    if !run.success {
+        return Err(ReplayError::ToolFailed { tool: "yosys", log: run.log });
+    }
+    Ok(())
 }
 
 fn settle<B: Block>(uut: &mut B, cycle: usize) -> Result<(), ReplayError> {
@@ -384,7 +426,10 @@ impl WorkDir {
 }
 
 /// The work directory of one replay, and its path when it is kept (then a VCD is dumped too).
-pub(crate) fn work_dir(top: &str, keep_root: Option<&Path>) -> Result<(WorkDir, Option<PathBuf>), ReplayError> {
+pub(crate) fn work_dir(
+    top: &str,
+    keep_root: Option<&Path>,
+) -> Result<(WorkDir, Option<PathBuf>), ReplayError> {
     let prefix = format!("replay-{}-", top.replace('$', "_"));
     match keep_root {
         Some(root) => {

@@ -1,0 +1,777 @@
+//! The tiling compiler: `Y = act(X·W + b)` and chains of such layers (MLPs), for any M, K, N,
+//! into a [`Program`] for one [`Config`].
+//!
+//! ```text
+//!            K (kt tiles of DIM)                 N (nt tiles)              scratchpad (rows of DIM int8)
+//!        ┌────┬────┬────┐              ┌────┬────┬────┬────┐           ┌──────────────────────┐ 0
+//!   M  ┌ │x00 │x01 │x02 │ chunk 0   K  │w00 │w01 │w02 │w03 │           │ X block kt=0 (mc rows)│
+//!  rows│ ├────┼────┼────┤  (mc rows)   ├────┼────┼────┼────┤           │ X block kt=1          │
+//!      └ │x10 │x11 │x12 │ chunk 1      │w10 │ .. │    │    │           │ ...                   │
+//!        └────┴────┴────┘              └────┴────┴────┴────┘           │        (free)         │
+//!                                                                      │ Y block nt=0 (mc rows)│
+//!   per chunk, per group of g N-tiles (g·mc accumulator rows):         │ Y block nt=1          │
+//!     for nt in group, for kt:  LOAD_WEIGHTS w[kt][nt]                 └──────────────────────┘ SCRATCH_ROWS
+//!                               MATMUL X block kt -> acc block nt (accumulate = kt > 0)
+//!     for nt in group:          LOAD_BIAS b[nt]; ACTIVATE acc block nt -> Y block nt   (int8)
+//!                               or READ_ACC acc block nt, bias added on the host     (raw)
+//! ```
+//!
+//! * **K** is cut into `kt` tiles of DIM; a tile's MATMULs accumulate into the same
+//!   accumulator rows (`accumulate = true` after the first). If the X blocks of a chunk do not
+//!   fit the scratchpad, they are written in slabs of `ks` tiles (and rewritten per group).
+//! * **N** is cut into `nt` tiles; tile `nt` of a group lives in accumulator rows
+//!   `(nt - g0)·mc ..`. A layer whose whole output fits the accumulators runs all its MATMULs
+//!   before any ACTIVATE, so its output may overwrite its own input ("in place").
+//! * **M** is cut into chunks of `mc` rows, the largest (balanced) size that fits both
+//!   memories; among the sizes that fit, the one sending the fewest words wins (fewer chunks
+//!   mean fewer weight reloads).
+//! * **Layers chain on chip**: ACTIVATE writes a layer's output blocks exactly where the next
+//!   layer reads its X blocks (the other end of the scratchpad, or in place), so only the last
+//!   layer of a chain is read back. Layers are chained greedily; where the activations do not
+//!   fit, the chain ends: its output is read back and written again (a `WriteBack` step) as
+//!   the input of the next chain.
+//! * **Overlap**: the core runs a MATMUL in the background while its front end takes the next
+//!   command (DESIGN.md, `hdl::controller`): LOAD_WEIGHTS fills the shadow bank and the next
+//!   MATMUL's arguments are parsed meanwhile; ACTIVATE, READ_* and SYNC wait for the array. So
+//!   every LOAD_WEIGHTS is placed right after the previous MATMUL (hoisted above ACTIVATEs,
+//!   bias loads and reads, which do not touch the weights), and a weight tile or bias already
+//!   on the device is not sent again.
+//! * Padding: partial tiles are padded with zeros (weights, X columns, bias), so padded
+//!   columns compute `act(0) = 0` and padded K rows contribute nothing.
+
+use crate::program::{Block, Program, ResultKind, ResultSpec, Step};
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+use spec::isa::Command;
+use spec::{Config, Quant, ShapeError};
+use std::ops::Range;
+use thiserror::Error;
+
+/// The token of the SYNC that ends every program (its echo proves every command completed and
+/// none was refused).
+pub const END_TOKEN: u32 = 0x7062_656E;
+
+/// Largest row count of one command (16-bit field).
+const MAX_CMD_ROWS: usize = u16::MAX as usize;
+
+/// One layer `Y = act(X·W + b)`: K x N int8 weights, N int32 biases, the requantisation
+/// (ReLU is [`Quant::relu`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawLayer", into = "RawLayer")]
+pub struct Layer {
+    weights: DMatrix<i8>,
+    bias: DVector<i32>,
+    quant: Quant,
+}
+
+/// The serialised form of a [`Layer`]: weights row-major (`weights[k * n_cols + n]`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayer {
+    k: usize,
+    n: usize,
+    weights: Vec<i8>,
+    bias: Vec<i32>,
+    quant: Quant,
+}
+
+impl TryFrom<RawLayer> for Layer {
+    type Error = CompileError;
+    fn try_from(r: RawLayer) -> Result<Self, CompileError> {
+        Layer::from_row_major(r.k, r.n, &r.weights, r.bias, r.quant)
+    }
+}
+
+impl From<Layer> for RawLayer {
+    fn from(l: Layer) -> Self {
+        let (k, n) = l.weights.shape();
+        let weights =
+            (0..k).flat_map(|r| (0..n).map(move |c| (r, c))).map(|(r, c)| l.weights[(r, c)]).collect();
+        RawLayer { k, n, weights, bias: l.bias.iter().copied().collect(), quant: l.quant }
+    }
+}
+
+impl Layer {
+    /// A layer; the bias must have one element per column of `weights`.
+    pub fn new(weights: DMatrix<i8>, bias: DVector<i32>, quant: Quant) -> Result<Self, CompileError> {
+        if bias.len() != weights.ncols() {
+            return Err(ShapeError::Bias { bias: bias.len(), n: weights.ncols() }.into());
+        }
+        Ok(Layer { weights, bias, quant })
+    }
+
+    /// A layer from row-major weights (`weights[k * n + j]` is `W[k][j]`), as read from a file.
+    pub fn from_row_major(
+        k: usize,
+        n: usize,
+        weights: &[i8],
+        bias: Vec<i32>,
+        quant: Quant,
+    ) -> Result<Self, CompileError> {
+        if weights.len() != k * n {
+            return Err(CompileError::WeightCount { k, n, got: weights.len() });
+        }
+        Layer::new(DMatrix::from_row_slice(k, n, weights), DVector::from_vec(bias), quant)
+    }
+
+    /// K x N weights.
+    pub fn weights(&self) -> &DMatrix<i8> {
+        &self.weights
+    }
+    /// N biases.
+    pub fn bias(&self) -> &DVector<i32> {
+        &self.bias
+    }
+    /// The requantisation (with the ReLU flag).
+    pub fn quant(&self) -> Quant {
+        self.quant
+    }
+    /// Inputs (rows of W).
+    pub fn k(&self) -> usize {
+        self.weights.nrows()
+    }
+    /// Outputs (columns of W).
+    pub fn n(&self) -> usize {
+        self.weights.ncols()
+    }
+}
+
+/// What the last layer returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// `act(X·W + b)`: int8 (ACTIVATE, READ_ACT).
+    Int8,
+    /// `X·W + b`: raw int32 logits (READ_ACC, bias added on the host); the last layer's
+    /// [`Quant`] is not used.
+    Raw,
+}
+
+/// Why a computation cannot be compiled.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CompileError {
+    /// X and W (or W and b) do not fit together.
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    /// Consecutive layers do not fit together.
+    #[error("layer {layer} takes K = {k} inputs but layer {} produces N = {n} outputs", layer - 1)]
+    Chain {
+        /// The layer whose K is wrong.
+        layer: usize,
+        /// Its K.
+        k: usize,
+        /// The previous layer's N.
+        n: usize,
+    },
+    /// Row-major weights of the wrong length.
+    #[error("weights of a {k}x{n} layer need {} elements, got {got}", k * n)]
+    WeightCount {
+        /// Rows.
+        k: usize,
+        /// Columns.
+        n: usize,
+        /// Elements given.
+        got: usize,
+    },
+    /// An MLP without layers.
+    #[error("an MLP needs at least one layer")]
+    NoLayers,
+    /// The device's memories cannot hold even one row of the layer.
+    #[error(
+        "layer {layer} (K = {k}, N = {n}) does not fit {config}: an int8 output needs one scratchpad \
+         row for the input and one for the output (2 rows), unless K and N are at most DIM"
+    )]
+    TooSmall {
+        /// The layer.
+        layer: usize,
+        /// Its K.
+        k: usize,
+        /// Its N.
+        n: usize,
+        /// The device.
+        config: Config,
+    },
+}
+
+/// How one layer is tiled (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerTiling {
+    /// K tiles of DIM.
+    pub k_tiles: usize,
+    /// N tiles of DIM.
+    pub n_tiles: usize,
+    /// N tiles held in the accumulators at once.
+    pub group: usize,
+    /// K tiles of X resident in the scratchpad at once (`< k_tiles`: X is written in slabs).
+    pub slab: usize,
+    /// All MATMULs of a chunk run before its ACTIVATEs, the output overwrites the input.
+    pub in_place: bool,
+}
+
+/// A chain of layers run on chip without reading back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Layer indices.
+    pub layers: Range<usize>,
+    /// Rows of X per chunk.
+    pub chunk_rows: usize,
+    /// Chunks.
+    pub chunks: usize,
+    /// Tiling of each layer of the chain.
+    pub tiling: Vec<LayerTiling>,
+}
+
+/// How a computation is cut up: chains of layers, each run chunk by chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The device.
+    pub config: Config,
+    /// Rows of X.
+    pub m: usize,
+    /// The chains, in order; more than one means host round trips.
+    pub segments: Vec<Segment>,
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for s in &self.segments {
+            writeln!(
+                f,
+                "layers {}..{} on chip: {} chunk(s) of up to {} rows",
+                s.layers.start, s.layers.end, s.chunks, s.chunk_rows
+            )?;
+            for (l, t) in s.layers.clone().zip(&s.tiling) {
+                writeln!(
+                    f,
+                    "  layer {l}: {}x{} tiles, {} N-tile(s) per accumulator group, {} K-tile(s) resident{}",
+                    t.k_tiles,
+                    t.n_tiles,
+                    t.group,
+                    t.slab,
+                    if t.in_place { ", in place" } else { "" }
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What happens to a layer's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Out {
+    /// Stays on chip as the next layer's input.
+    Chain,
+    /// Read back as int8.
+    Int8,
+    /// Read back raw.
+    Raw,
+}
+
+/// K and N in tiles; at least one tile each (a zero-sized dimension computes on a zero tile).
+#[derive(Debug, Clone, Copy)]
+struct Geom {
+    kt: usize,
+    nt: usize,
+}
+
+impl Geom {
+    fn new(k: usize, n: usize, dim: usize) -> Self {
+        Geom { kt: k.div_ceil(dim).max(1), nt: n.div_ceil(dim).max(1) }
+    }
+}
+
+/// The tiling of one layer for chunks of `mc` rows, if it fits.
+fn plan_layer(cfg: &Config, g: Geom, mc: usize, first: bool, out: Out) -> Option<LayerTiling> {
+    let (s, a) = (cfg.scratch_rows(), cfg.acc_rows());
+    let (kt, nt) = (g.kt, g.nt);
+    let out_rows = |group: usize| match out {
+        Out::Chain => nt * mc,
+        Out::Int8 => group * mc,
+        Out::Raw => 0,
+    };
+    if nt * mc <= a && (kt * mc).max(out_rows(nt)) <= s {
+        return Some(LayerTiling { k_tiles: kt, n_tiles: nt, group: nt, slab: kt, in_place: true });
+    }
+    // input and output regions side by side: the largest group that fits both memories
+    let group_for = |in_rows: usize| -> usize {
+        if in_rows > s {
+            return 0;
+        }
+        let room = s - in_rows;
+        let group = nt.min(a / mc);
+        match out {
+            Out::Chain if nt * mc <= room => group,
+            Out::Chain => 0,
+            Out::Int8 => group.min(room / mc),
+            Out::Raw => group,
+        }
+    };
+    let group = group_for(kt * mc);
+    if group >= 1 {
+        return Some(LayerTiling { k_tiles: kt, n_tiles: nt, group, slab: kt, in_place: false });
+    }
+    if !first {
+        return None; // a chained layer's input is on chip already, whole
+    }
+    // X in slabs: one-tile slabs leave the most room for the output group
+    let group = group_for(mc);
+    if group == 0 {
+        return None;
+    }
+    let slab = ((s - out_rows(group)) / mc).min(kt);
+    Some(LayerTiling { k_tiles: kt, n_tiles: nt, group, slab, in_place: false })
+}
+
+fn plan_segment(
+    cfg: &Config,
+    geoms: &[Geom],
+    layers: Range<usize>,
+    mc: usize,
+    last: Out,
+) -> Option<Vec<LayerTiling>> {
+    let end = layers.end;
+    layers
+        .clone()
+        .map(|l| {
+            plan_layer(cfg, geoms[l], mc, l == layers.start, if l + 1 == end { last } else { Out::Chain })
+        })
+        .collect()
+}
+
+/// Words a segment sends for chunks of `mc` rows (the objective when choosing `mc`).
+fn segment_cost(
+    cfg: &Config,
+    geoms: &[Geom],
+    layers: Range<usize>,
+    m: usize,
+    mc: usize,
+    tiling: &[LayerTiling],
+) -> u64 {
+    let chunks = m.div_ceil(mc) as u64;
+    let (d, wpr) = (cfg.dim() as u64, cfg.words_per_row() as u64);
+    let mut words = 0u64;
+    for (i, (l, t)) in layers.zip(tiling).enumerate() {
+        let g = geoms[l];
+        let tiles = (g.kt * g.nt) as u64;
+        let loads = if tiles == 1 { 1 } else { chunks * tiles };
+        words += loads * (1 + d * wpr) + chunks * tiles * 3 + chunks * g.nt as u64 * (d + 4);
+        if i == 0 {
+            let rewrites = if t.slab < t.k_tiles { t.n_tiles.div_ceil(t.group) as u64 } else { 1 };
+            words += rewrites * (m as u64 * g.kt as u64 * wpr + chunks * g.kt as u64 * 2);
+        }
+    }
+    words
+}
+
+/// Cut a computation of `m` rows through layers of shapes `shapes` (K, N) into chains and
+/// chunks (see the module docs). Errors only if a single layer cannot fit at all.
+pub fn plan(
+    cfg: &Config,
+    m: usize,
+    shapes: &[(usize, usize)],
+    kind: OutputKind,
+) -> Result<Plan, CompileError> {
+    if shapes.is_empty() {
+        return Err(CompileError::NoLayers);
+    }
+    let geoms: Vec<Geom> = shapes.iter().map(|&(k, n)| Geom::new(k, n, cfg.dim())).collect();
+    let count = geoms.len();
+    let last_out = |l: usize| match (l + 1 == count, kind) {
+        (true, OutputKind::Raw) => Out::Raw,
+        _ => Out::Int8,
+    };
+    let mut segments = Vec::new();
+    let mut start = 0;
+    while start < count {
+        if plan_segment(cfg, &geoms, start..start + 1, 1, last_out(start)).is_none() {
+            let (k, n) = shapes[start];
+            return Err(CompileError::TooSmall { layer: start, k, n, config: *cfg });
+        }
+        let mut end = start + 1;
+        while end < count && plan_segment(cfg, &geoms, start..end + 1, 1, last_out(end)).is_some() {
+            end += 1;
+        }
+        segments.push(plan_chunks(cfg, &geoms, start..end, m, last_out(end - 1)));
+        start = end;
+    }
+    Ok(Plan { config: *cfg, m, segments })
+}
+
+/// Choose the chunk size of a feasible segment.
+fn plan_chunks(cfg: &Config, geoms: &[Geom], layers: Range<usize>, m: usize, last: Out) -> Segment {
+    let fits = |mc: usize| plan_segment(cfg, geoms, layers.clone(), mc, last);
+    // the largest chunk that fits (feasibility only gets easier as chunks shrink)
+    let (mut lo, mut hi) = (1usize, m.clamp(1, MAX_CMD_ROWS));
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid).is_some() {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let mc_max = lo;
+    // balanced chunk sizes for chunk counts from the fewest up: the one sending least wins
+    let fewest = m.div_ceil(mc_max).max(1);
+    let mut best: Option<(u64, usize, Vec<LayerTiling>)> = None;
+    for chunks in fewest..=(fewest + 255).min(m.max(1)) {
+        let mc = m.div_ceil(chunks).max(1);
+        if best.as_ref().is_some_and(|(_, b, _)| *b == mc) {
+            continue;
+        }
+        let tiling = fits(mc).expect("smaller chunks fit when larger ones do");
+        let cost = segment_cost(cfg, geoms, layers.clone(), m, mc, &tiling);
+        if best.as_ref().is_none_or(|(c, _, _)| cost < *c) {
+            best = Some((cost, mc, tiling));
+        }
+    }
+    let (_, mc, tiling) = best.expect("at least one chunk size is tried");
+    Segment { layers, chunk_rows: mc, chunks: m.div_ceil(mc), tiling }
+}
+
+/// Compile one layer: `act(X·W + b)` (int8) or `X·W + b` (raw int32).
+pub fn compile_layer(
+    cfg: &Config,
+    x: &DMatrix<i8>,
+    layer: &Layer,
+    kind: OutputKind,
+) -> Result<Program, CompileError> {
+    compile_mlp(cfg, x, std::slice::from_ref(layer), kind)
+}
+
+/// Compile an MLP: every layer but the last is `act(X·W + b)`; the last returns `kind`.
+pub fn compile_mlp(
+    cfg: &Config,
+    x: &DMatrix<i8>,
+    layers: &[Layer],
+    kind: OutputKind,
+) -> Result<Program, CompileError> {
+    let first = layers.first().ok_or(CompileError::NoLayers)?;
+    if x.ncols() != first.k() {
+        return Err(ShapeError::Inner {
+            x_rows: x.nrows(),
+            x_cols: x.ncols(),
+            w_rows: first.k(),
+            w_cols: first.n(),
+        }
+        .into());
+    }
+    for (l, pair) in layers.windows(2).enumerate() {
+        if pair[1].k() != pair[0].n() {
+            return Err(CompileError::Chain { layer: l + 1, k: pair[1].k(), n: pair[0].n() });
+        }
+    }
+    let shapes: Vec<(usize, usize)> = layers.iter().map(|l| (l.k(), l.n())).collect();
+    let plan = plan(cfg, x.nrows(), &shapes, kind)?;
+    Ok(emit(&plan, x, layers, kind))
+}
+
+/// Where a segment's X comes from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// The program's input, embedded in WRITE_ACT commands.
+    Input(&'a DMatrix<i8>),
+    /// An earlier result, written back at run time.
+    Result(usize),
+}
+
+/// A weight tile: (layer, k tile, n tile).
+type TileId = (usize, usize, usize);
+
+/// Emits commands and tracks what the device holds, to skip redundant loads.
+struct Emitter<'a> {
+    cfg: Config,
+    layers: &'a [Layer],
+    steps: Vec<Step>,
+    active: Option<TileId>,
+    shadow: Option<TileId>,
+    bias: Option<(usize, usize)>,
+    quant: Option<Quant>,
+}
+
+fn row(v: usize) -> u16 {
+    u16::try_from(v).expect("row addresses and counts fit 16 bits (Config rows <= 65536, chunks <= 65535)")
+}
+
+impl Emitter<'_> {
+    fn dim(&self) -> usize {
+        self.cfg.dim()
+    }
+
+    fn push(&mut self, cmd: Command) {
+        self.steps.push(Step::Command(cmd));
+    }
+
+    /// WRITE_ACT of X's K-tile `kt` (rows `r0..r0 + n`) to scratchpad row `dst`.
+    fn write_x(&mut self, src: Source, k: usize, kt: usize, r0: usize, n: usize, dst: usize) {
+        let d = self.dim();
+        match src {
+            Source::Input(x) => {
+                let rows = (r0..r0 + n)
+                    .map(|r| (kt * d..(kt + 1) * d).map(|c| if c < k { x[(r, c)] } else { 0 }).collect())
+                    .collect();
+                self.push(Command::WriteAct { dst: row(dst), rows });
+            }
+            Source::Result(result) => {
+                let from =
+                    Block { result, row: r0, col: kt * d, rows: n, cols: d.min(k.saturating_sub(kt * d)) };
+                self.steps.push(Step::WriteBack { dst: row(dst), from });
+            }
+        }
+    }
+
+    fn load_weights(&mut self, id: TileId) {
+        if self.shadow == Some(id) || (self.shadow.is_none() && self.active == Some(id)) {
+            return;
+        }
+        let (l, kt, nt) = id;
+        let d = self.dim();
+        let w = self.layers[l].weights();
+        let weights = (0..d * d)
+            .map(|i| {
+                let (r, c) = (kt * d + i / d, nt * d + i % d);
+                if r < w.nrows() && c < w.ncols() {
+                    w[(r, c)]
+                } else {
+                    0
+                }
+            })
+            .collect();
+        self.push(Command::LoadWeights { weights });
+        self.shadow = Some(id);
+    }
+
+    fn matmul(&mut self, src: usize, n: usize, dst: usize, accumulate: bool) {
+        self.push(Command::Matmul { src: row(src), n: row(n), dst: row(dst), accumulate });
+        if let Some(id) = self.shadow.take() {
+            self.active = Some(id);
+        }
+    }
+
+    fn set_quant(&mut self, q: Quant) {
+        if self.quant != Some(q) {
+            self.push(Command::SetQuant(q));
+            self.quant = Some(q);
+        }
+    }
+
+    fn load_bias(&mut self, l: usize, nt: usize) {
+        if self.bias == Some((l, nt)) {
+            return;
+        }
+        let d = self.dim();
+        let b = self.layers[l].bias();
+        let bias = (nt * d..(nt + 1) * d).map(|c| if c < b.len() { b[c] } else { 0 }).collect();
+        self.push(Command::LoadBias { bias });
+        self.bias = Some((l, nt));
+    }
+}
+
+/// Turn a plan into commands.
+fn emit(plan: &Plan, x: &DMatrix<i8>, layers: &[Layer], kind: OutputKind) -> Program {
+    let cfg = plan.config;
+    let (d, s_rows) = (cfg.dim(), cfg.scratch_rows());
+    let m = plan.m;
+    let mut e =
+        Emitter { cfg, layers, steps: Vec::new(), active: None, shadow: None, bias: None, quant: None };
+    let mut results = Vec::new();
+    let last_segment = plan.segments.len() - 1;
+    for (si, seg) in plan.segments.iter().enumerate() {
+        let source = if si == 0 { Source::Input(x) } else { Source::Result(si - 1) };
+        let final_layer = &layers[seg.layers.end - 1];
+        let raw = si == last_segment && kind == OutputKind::Raw;
+        let result = results.len();
+        results.push(ResultSpec {
+            rows: m,
+            cols: final_layer.n(),
+            kind: if raw {
+                ResultKind::Raw { bias: final_layer.bias().iter().copied().collect() }
+            } else {
+                ResultKind::Int8
+            },
+        });
+        for r0 in (0..m).step_by(seg.chunk_rows) {
+            let mc = seg.chunk_rows.min(m - r0);
+            let mut in_base = 0;
+            for (i, (l, t)) in seg.layers.clone().zip(&seg.tiling).enumerate() {
+                let layer = &layers[l];
+                let (k, n) = (layer.k(), layer.n());
+                let out = match (l + 1 == seg.layers.end, raw) {
+                    (false, _) => Out::Chain,
+                    (true, true) => Out::Raw,
+                    (true, false) => Out::Int8,
+                };
+                let slabbed = t.slab < t.k_tiles;
+                if i == 0 && !slabbed {
+                    for kt in 0..t.k_tiles {
+                        e.write_x(source, k, kt, r0, mc, kt * mc);
+                    }
+                }
+                let in_rows = if i == 0 { t.slab * mc } else { t.k_tiles * mc };
+                let out_rows = match out {
+                    Out::Chain => t.n_tiles * mc,
+                    Out::Int8 if t.in_place => t.n_tiles * mc,
+                    Out::Int8 => t.group * mc,
+                    Out::Raw => 0,
+                };
+                let out_base = if t.in_place || in_base != 0 { 0 } else { s_rows - out_rows };
+                debug_assert!(t.in_place || in_base + in_rows <= out_base || out_base + out_rows <= in_base);
+                for g0 in (0..t.n_tiles).step_by(t.group) {
+                    let g_end = (g0 + t.group).min(t.n_tiles);
+                    for s0 in (0..t.k_tiles).step_by(t.slab) {
+                        let s_end = (s0 + t.slab).min(t.k_tiles);
+                        if slabbed {
+                            for kt in s0..s_end {
+                                e.write_x(source, k, kt, r0, mc, in_base + (kt - s0) * mc);
+                            }
+                        }
+                        let x_block =
+                            |kt: usize| if slabbed { in_base + (kt - s0) * mc } else { in_base + kt * mc };
+                        for nt in g0..g_end {
+                            for kt in s0..s_end {
+                                e.load_weights((l, kt, nt));
+                                e.matmul(x_block(kt), mc, (nt - g0) * mc, kt > 0);
+                            }
+                        }
+                    }
+                    for nt in g0..g_end {
+                        let acc = (nt - g0) * mc;
+                        let to = Block {
+                            result,
+                            row: r0,
+                            col: nt * d,
+                            rows: mc,
+                            cols: d.min(n.saturating_sub(nt * d)),
+                        };
+                        if out == Out::Raw {
+                            e.steps.push(Step::ReadAcc { src: row(acc), n: row(mc), to });
+                            continue;
+                        }
+                        e.set_quant(layer.quant());
+                        e.load_bias(l, nt);
+                        let slot = if out == Out::Chain || t.in_place { nt } else { nt - g0 };
+                        let dst = out_base + slot * mc;
+                        e.push(Command::Activate { src: row(acc), n: row(mc), dst: row(dst) });
+                        if out == Out::Int8 {
+                            e.steps.push(Step::ReadAct { src: row(dst), n: row(mc), to });
+                        }
+                    }
+                }
+                in_base = out_base;
+            }
+        }
+    }
+    e.push(Command::Sync { token: END_TOKEN });
+    let output = results.len() - 1;
+    Program { config: cfg, steps: hoist_weight_loads(e.steps), results, output }
+}
+
+fn is_weights_or_matmul(s: &Step) -> bool {
+    matches!(s, Step::Command(Command::LoadWeights { .. } | Command::Matmul { .. }))
+}
+
+/// Move every LOAD_WEIGHTS up to right after the previous MATMUL: the commands it passes
+/// (ACTIVATE, LOAD_BIAS, SET_QUANT, WRITE_ACT, READ_*) do not use the weights, and the load
+/// then fills the shadow bank while the array is still busy.
+fn hoist_weight_loads(steps: Vec<Step>) -> Vec<Step> {
+    let mut out: Vec<Step> = Vec::with_capacity(steps.len());
+    for step in steps {
+        if matches!(step, Step::Command(Command::LoadWeights { .. })) {
+            let at = out.iter().rposition(is_weights_or_matmul).map_or(0, |p| p + 1);
+            out.insert(at, step);
+        } else {
+            out.push(step);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(d: usize, s: usize, a: usize) -> Config {
+        Config::new(d, s, a).unwrap()
+    }
+
+    #[test]
+    fn a_layer_that_fits_is_one_chunk_in_place() {
+        let p = plan(&cfg(4, 64, 64), 10, &[(8, 12)], OutputKind::Int8).unwrap();
+        assert_eq!(p.segments.len(), 1);
+        let s = &p.segments[0];
+        assert_eq!((s.chunks, s.chunk_rows), (1, 10));
+        assert_eq!(s.tiling, vec![LayerTiling { k_tiles: 2, n_tiles: 3, group: 3, slab: 2, in_place: true }]);
+    }
+
+    #[test]
+    fn small_memories_split_m_n_and_k() {
+        // DIM 2, 16 scratch rows, 8 acc rows; M = 40, K = 40 (20 tiles), N = 40 (20 tiles)
+        let p = plan(&cfg(2, 16, 8), 40, &[(40, 40)], OutputKind::Int8).unwrap();
+        let s = &p.segments[0];
+        let t = s.tiling[0];
+        assert!(t.slab < t.k_tiles && t.group < t.n_tiles, "{p}");
+        // the memories are respected
+        assert!(t.group * s.chunk_rows <= 8);
+        assert!((t.slab + t.group) * s.chunk_rows <= 16);
+        assert_eq!(s.chunks, 40usize.div_ceil(s.chunk_rows));
+    }
+
+    #[test]
+    fn chains_end_where_activations_do_not_fit() {
+        // DIM 2, 8 scratch rows: 20 hidden units = 10 tiles cannot stay on chip
+        let c = cfg(2, 8, 8);
+        let p = plan(&c, 4, &[(4, 20), (20, 4), (4, 2)], OutputKind::Raw).unwrap();
+        let ranges: Vec<_> = p.segments.iter().map(|s| s.layers.clone()).collect();
+        assert_eq!(ranges, vec![0..1, 1..3], "{p}");
+        // with room enough, one chain
+        let p = plan(&cfg(2, 64, 64), 4, &[(4, 20), (20, 4), (4, 2)], OutputKind::Raw).unwrap();
+        assert_eq!(p.segments.len(), 1);
+        assert!(p.to_string().starts_with("layers 0..3 on chip: 1 chunk(s) of up to 4 rows"), "{p}");
+    }
+
+    #[test]
+    fn too_small_is_an_error_with_the_reason() {
+        let e = plan(&cfg(2, 1, 1), 3, &[(4, 2)], OutputKind::Int8).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "layer 0 (K = 4, N = 2) does not fit DIM 2 (2x2 PEs), 1 scratchpad rows, 1 accumulator rows: an \
+             int8 output needs one scratchpad row for the input and one for the output (2 rows), unless K and \
+             N are at most DIM"
+        );
+        // raw output needs no scratchpad row for the output: it fits
+        plan(&cfg(2, 1, 1), 3, &[(4, 2)], OutputKind::Raw).unwrap();
+        // and so does a layer of one tile, in place
+        plan(&cfg(2, 1, 1), 3, &[(2, 2)], OutputKind::Int8).unwrap();
+    }
+
+    #[test]
+    fn loads_follow_matmuls_and_skip_what_the_device_holds() {
+        let c = cfg(2, 4, 4);
+        let layer = Layer::from_row_major(2, 2, &[1, 2, 3, 4], vec![0, 0], Quant::IDENTITY).unwrap();
+        // 12 rows in chunks of at most 4: one weight tile, loaded once
+        let x = DMatrix::from_element(12, 2, 1i8);
+        let p = compile_layer(&c, &x, &layer, OutputKind::Int8).unwrap();
+        let s = p.stats();
+        assert_eq!(s.weight_loads, 1);
+        assert_eq!(s.matmul_rows, 12);
+        assert_eq!(
+            p.steps.iter().filter(|s| matches!(s, Step::Command(Command::LoadBias { .. }))).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn layer_serde_is_row_major_and_checked() {
+        let l = Layer::from_row_major(2, 3, &[1, 2, 3, 4, 5, 6], vec![7, 8, 9], Quant::IDENTITY).unwrap();
+        assert_eq!(l.weights()[(1, 0)], 4);
+        let json = serde_json::to_string(&l).unwrap();
+        assert!(json.contains("\"weights\":[1,2,3,4,5,6]"), "{json}");
+        assert_eq!(serde_json::from_str::<Layer>(&json).unwrap(), l);
+        let bad = json.replace("[7,8,9]", "[7,8]");
+        assert!(serde_json::from_str::<Layer>(&bad).unwrap_err().to_string().contains("bias has 2 elements"));
+        assert_eq!(
+            Layer::from_row_major(2, 3, &[1, 2], vec![0; 3], Quant::IDENTITY).unwrap_err().to_string(),
+            "weights of a 2x3 layer need 6 elements, got 2"
+        );
+    }
+}
