@@ -53,8 +53,14 @@ mod tests {
     #[test]
     fn presets_and_overrides() {
         assert_eq!(args("default", None, None, None).config().unwrap(), Config::default());
-        assert_eq!(args("ecp5-25k", None, None, Some(64)).config().unwrap(), Config::new(4, 2048, 64).unwrap());
-        assert_eq!(args("default", Some(16), None, None).config().unwrap(), Config::new(16, 1024, 512).unwrap());
+        assert_eq!(
+            args("ecp5-25k", None, None, Some(64)).config().unwrap(),
+            Config::new(4, 2048, 64).unwrap()
+        );
+        assert_eq!(
+            args("default", Some(16), None, None).config().unwrap(),
+            Config::new(16, 1024, 512).unwrap()
+        );
     }
 
     #[test]

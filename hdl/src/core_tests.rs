@@ -229,8 +229,7 @@ fn core_is_synthesizable() {
 /// Full Yosys synthesis of the core for iCE40 (`synth_ice40 -dsp`) and ECP5 (`synth_ecp5`):
 /// it succeeds, the memories land in block RAM (no flip-flop memories), and every multiplier
 /// lands in a DSP (DIM² PEs + 2 per activation unit). Prints the cell counts that
-/// docs/architecture.md's resource table shows. DIM 8 takes a few minutes: ignored by default,
-/// run with `cargo test -p protobrain-hdl --release core_synthesis -- --ignored --nocapture`.
+/// docs/architecture.md's resource table shows: `cargo test -p protobrain-hdl core_synthesis -- --nocapture`.
 fn synthesize(d: usize) {
     use crate::replay::{synth_cells, Fpga};
     let cfg = Config::new(d, 1024, 512).unwrap();
@@ -263,7 +262,6 @@ fn core_synthesis_dim4() {
 }
 
 #[test]
-#[ignore = "a few minutes; run with --ignored"]
 fn core_synthesis_dim8() {
     synthesize(8);
 }
