@@ -188,7 +188,7 @@ mod tests {
             }
             let c = host.cycle();
             let seen = DeviceOut {
-                in_ready: c % 2 == 0,
+                in_ready: c.is_multiple_of(2),
                 out_valid: pipe.first().is_some_and(|&(t, _)| t <= c),
                 out_data: pipe.first().map_or(0, |&(_, w)| w),
             };
