@@ -2,13 +2,13 @@
 # Install what protobrain's builds and tests need on a Debian machine that has Rust.
 # Idempotent: a second run only checks, installs nothing and takes about a second.
 #
-#   apt:  verilator yosys nextpnr-ice40 fpga-icestorm iverilog   (RTL simulation, FPGA flows)
+#   apt:  g++ verilator yosys nextpnr-ice40 fpga-icestorm iverilog   (RTL simulation, FPGA flows)
 #         libfontconfig1-dev pkg-config                          (plots)
 #         python3-numpy                                          (numpy cross-check test)
 #   pip:  numpy, only if the `python3` on PATH (e.g. a pyenv build) cannot import Debian's
 set -euo pipefail
 
-APT_PACKAGES=(verilator yosys nextpnr-ice40 fpga-icestorm iverilog libfontconfig1-dev pkg-config
+APT_PACKAGES=(g++ verilator yosys nextpnr-ice40 fpga-icestorm iverilog libfontconfig1-dev pkg-config
     python3-numpy)
 
 say() { printf 'setup: %s\n' "$*"; }

@@ -63,6 +63,18 @@ pub enum Command {
             protobrain emit --dim 16 --scratch-rows 4096 --acc-rows 1024 -o core16.v"
     )]
     Emit(crate::emit::EmitArgs),
+    /// Run a quantised MLP (model.json) on int8 inputs through the driver.
+    #[command(
+        long_about = "Run a quantised MLP from a model file (docs/model-format.md) on int8 inputs. \
+            The layers are compiled for the device (--preset, --dim, ...) and run on --backend; \
+            only the last layer is read back. X is int8 of shape (M, K); Y is int32 (M, N) raw \
+            logits when the model's output is \"raw\" (take the argmax per row), else int8. The \
+            output is written only if everything succeeds.",
+        after_help = "Examples:\n  \
+            protobrain mlp --model data/digits-mlp.json --input X.npy --output LOGITS.npy\n  \
+            protobrain mlp -m model.json -i X.npy -o Y.npy --preset ice40-up5k"
+    )]
+    Mlp(crate::mlp::MlpArgs),
 }
 
 /// Arguments of `protobrain matmul`.

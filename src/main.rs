@@ -5,6 +5,7 @@
 //!                   [--relu] [--raw] [--backend golden] -o Y.npy
 //! protobrain demo [--seed N]
 //! protobrain emit [--preset NAME] [--dim D] [--scratch-rows S] [--acc-rows A] -o core.v
+//! protobrain mlp -m model.json -i X.npy -o Y.npy [--backend golden] [--preset NAME] [--dim D] ...
 //! ```
 //!
 //! Errors are one line on stderr, `error: <file or flag>: <problem>`, with exit code 2 for bad
@@ -16,6 +17,7 @@ mod demo;
 mod emit;
 mod error;
 mod matmul;
+mod mlp;
 mod npy;
 mod output;
 
@@ -45,5 +47,6 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Matmul(args) => matmul::run(args).map(|summary| format!("wrote {summary}\n")),
         Command::Demo(args) => demo::run(args),
         Command::Emit(args) => emit::run(args),
+        Command::Mlp(args) => mlp::run(args),
     }
 }

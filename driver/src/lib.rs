@@ -42,3 +42,4 @@ pub use device::{Device, DriverError, Info, LinkStats};
 pub use program::{Block, Output, Program, ProgramError, ProgramStats, ResultKind, RunOutput, Step};
 pub use serial::SerialTransport;
 pub use transport::{GoldenTransport, Recorder, Transport, TransportError};
+pub mod quant;

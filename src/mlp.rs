@@ -1,0 +1,118 @@
+//! `protobrain mlp`: run a quantised MLP from a model file on int8 inputs, through the driver.
+//!
+//! ```text
+//!  model.json ── ModelFile::load ──► QuantizedMlp (int8 W, int32 b, Quant per layer)
+//!                                        │ compile_mlp for --preset/--dim/...
+//!  X.npy int8 (M, K) ────────────────────┴──► Device::run on --backend ──┬─ raw ──► Y.npy int32 (M, N) logits
+//!                                                                         └─ int8 ─► Y.npy int8 (M, N)
+//! ```
+//!
+//! Every check (flags, model, input) runs before the backend; the output is written
+//! atomically and only on success. Model files are described in `docs/model-format.md`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use driver::quant::QuantizedMlp;
+use driver::{CompileError, Device, DriverError, GoldenTransport, Output, Transport};
+use nalgebra::DMatrix;
+use protobrain::nn::ModelFile;
+use spec::Config;
+
+use crate::cli::Backend;
+use crate::config_args::ConfigArgs;
+use crate::error::CliError;
+use crate::npy;
+
+/// Arguments of `protobrain mlp`.
+#[derive(Debug, Args)]
+pub struct MlpArgs {
+    /// The model: a protobrain model file (docs/model-format.md).
+    #[arg(short, long, value_name = "model.json")]
+    pub model: PathBuf,
+
+    /// Inputs X: int8 .npy of shape (M, K), K the model's inputs.
+    #[arg(short, long, value_name = "X.npy")]
+    pub input: PathBuf,
+
+    /// Where to write Y: int32 .npy (M, N) logits if the model's output is raw, else int8.
+    #[arg(short, long, value_name = "Y.npy")]
+    pub output: PathBuf,
+
+    /// Which model of the device runs the network.
+    #[arg(long, value_enum, default_value_t = Backend::Golden)]
+    pub backend: Backend,
+
+    /// The device the network is compiled for.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// Run the command: check, compute, write. Returns the report for stdout.
+pub fn run(args: &MlpArgs) -> Result<String, CliError> {
+    let cfg = args.config.config()?;
+    let file = ModelFile::load(&args.model).map_err(|e| CliError::file(&args.model, e.problem))?;
+    let model = &file.model;
+    let x = npy::read_matrix::<i8>(&args.input)?;
+    if x.ncols() != model.k() {
+        return Err(CliError::file(
+            &args.input,
+            format!(
+                "has {} columns but the model {} takes K = {} inputs: X must be (M, {})",
+                x.ncols(),
+                args.model.display(),
+                model.k(),
+                model.k()
+            ),
+        ));
+    }
+    let y = compute(args.backend, &cfg, model, &x)?;
+    let (m, n) = y.shape();
+    let what = match &y {
+        Output::Raw(y) => {
+            npy::write_matrix(&args.output, y)?;
+            "int32 logits"
+        }
+        Output::Int8(y) => {
+            npy::write_matrix(&args.output, y)?;
+            "int8"
+        }
+    };
+    let widths: Vec<String> = model.widths().iter().map(usize::to_string).collect();
+    Ok(format!(
+        "wrote {}: {what} ({m}, {n}) of MLP {} ({}) on {m} inputs; {} backend, {cfg}\n",
+        args.output.display(),
+        widths.join("-"),
+        args.model.display(),
+        args.backend.name()
+    ))
+}
+
+/// The model on the chosen backend.
+fn compute(
+    backend: Backend,
+    cfg: &Config,
+    model: &QuantizedMlp,
+    x: &DMatrix<i8>,
+) -> Result<Output, CliError> {
+    match backend {
+        Backend::Golden => run_on(GoldenTransport::new(*cfg), cfg, model, x),
+    }
+}
+
+/// Open a device on `transport` and run the model; a model that cannot fit the configuration
+/// is bad input (the memory flags), anything else is an internal failure.
+fn run_on<T: Transport>(
+    transport: T,
+    cfg: &Config,
+    model: &QuantizedMlp,
+    x: &DMatrix<i8>,
+) -> Result<Output, CliError> {
+    let mut device = Device::open(transport, cfg).map_err(|e| CliError::internal("device", e.to_string()))?;
+    model.run(&mut device, x).map_err(|e| match e {
+        DriverError::Compile(e @ CompileError::TooSmall { .. }) => {
+            CliError::input("--scratch-rows", e.to_string())
+        }
+        other => CliError::internal("device", other.to_string()),
+    })
+}

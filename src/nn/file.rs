@@ -1,0 +1,335 @@
+//! `model.json`: a quantised MLP and where it came from (format: `docs/model-format.md`).
+//!
+//! ```text
+//!   {
+//!     "format": "protobrain-mlp", "version": 1,
+//!     "model": { "input_scale", "output": "raw" | "int8",
+//!                "layers": [ { k, n, weight_scale, output_scale, quant, bias[n], weights[k*n] } ] },
+//!     "provenance": { dataset, input_encoding, split, training, calibration, accuracy }   (optional)
+//!   }
+//! ```
+//!
+//! The model part is [`driver::quant::QuantizedMlp`] and is checked when read (weights count,
+//! chaining, scales, shift range). Files are written with each weight row on one line, and
+//! atomically (temporary file, then rename).
+
+use std::io::Write;
+use std::path::Path;
+
+use driver::quant::{Calibration, QuantizedMlp};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::train::TrainConfig;
+
+/// The `format` value of a model file.
+pub const FORMAT: &str = "protobrain-mlp";
+/// The `version` this code reads and writes.
+pub const VERSION: u32 = 1;
+
+/// A model file: the quantised model and, optionally, how it was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelFile {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Always [`VERSION`].
+    pub version: u32,
+    /// What runs on the device.
+    pub model: QuantizedMlp,
+    /// How the model was made (absent in a hand-written file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// Where a model came from. Everything here is deterministic: the same data, split, seed and
+/// code give the same file, byte for byte.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The data set, in words.
+    pub dataset: String,
+    /// How raw inputs become the int8 inputs of the model, in words.
+    pub input_encoding: String,
+    /// The train/test split.
+    pub split: SplitInfo,
+    /// The training hyper-parameters.
+    pub training: TrainConfig,
+    /// How the activation ranges were calibrated.
+    pub calibration: CalibrationInfo,
+    /// Accuracies on the test set.
+    pub accuracy: AccuracyInfo,
+}
+
+/// A train/test split, as recorded in [`Provenance`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitInfo {
+    /// The method, in words.
+    pub method: String,
+    /// Its seed.
+    pub seed: u64,
+    /// Training images.
+    pub train: usize,
+    /// Test images.
+    pub test: usize,
+}
+
+/// The calibration, as recorded in [`Provenance`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalibrationInfo {
+    /// How each layer's output range was taken.
+    pub method: Calibration,
+    /// Images the ranges were taken over (the training set).
+    pub images: usize,
+}
+
+/// Test accuracies, as recorded in [`Provenance`] (fractions in [0, 1]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccuracyInfo {
+    /// Test images.
+    pub test_images: usize,
+    /// The float model.
+    pub float: f64,
+    /// The int8 model (bit-exact on every backend).
+    pub int8: f64,
+}
+
+/// A model file that cannot be read or written: `path: problem`, one line.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{path}: {problem}")]
+pub struct ModelFileError {
+    /// The file as given.
+    pub path: String,
+    /// What is wrong, lower case.
+    pub problem: String,
+}
+
+/// Only `format` and `version`, read first so that another kind of JSON file gets a clear
+/// message rather than a complaint about its first unknown field.
+#[derive(Deserialize)]
+struct Head {
+    format: Option<String>,
+    version: Option<u32>,
+}
+
+impl ModelFile {
+    /// A file for `model`.
+    pub fn new(model: QuantizedMlp, provenance: Option<Provenance>) -> Self {
+        ModelFile { format: FORMAT.to_string(), version: VERSION, model, provenance }
+    }
+
+    /// The JSON text: two-space indentation, arrays of numbers on one line, each weight row
+    /// (`n` values) on a line of its own, a final newline.
+    pub fn to_json(&self) -> String {
+        let pretty = serde_json::to_string_pretty(self).expect("a model file serialises");
+        let mut text = compact_number_arrays(&pretty);
+        text.push('\n');
+        text
+    }
+
+    /// Parse a model file; `name` is used in error messages.
+    pub fn from_json(text: &str, name: &str) -> Result<Self, ModelFileError> {
+        let err = |problem: String| ModelFileError { path: name.to_string(), problem };
+        let head: Head =
+            serde_json::from_str(text).map_err(|e| err(format!("not a JSON model file: {e}")))?;
+        match head.format.as_deref() {
+            Some(FORMAT) => {}
+            Some(other) => {
+                return Err(err(format!(
+                    "format is {other:?}, expected {FORMAT:?}: not a protobrain model file"
+                )))
+            }
+            None => {
+                return Err(err(format!("no \"format\" field: not a protobrain model file ({FORMAT:?})")))
+            }
+        }
+        match head.version {
+            Some(VERSION) => {}
+            Some(v) => {
+                return Err(err(format!(
+                    "version {v} is not supported: this program reads version {VERSION}"
+                )))
+            }
+            None => return Err(err("no \"version\" field".into())),
+        }
+        serde_json::from_str(text).map_err(|e| err(format!("invalid model: {e}")))
+    }
+
+    /// Read a model file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, ModelFileError> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ModelFileError { path: name.clone(), problem: describe_io(&e) })?;
+        ModelFile::from_json(&text, &name)
+    }
+
+    /// Write the file atomically: a temporary file beside it, renamed into place when complete.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), ModelFileError> {
+        let path = path.as_ref();
+        let fail = |what: &str, e: &std::io::Error| ModelFileError {
+            path: path.display().to_string(),
+            problem: format!("cannot {what}: {}", describe_io(e)),
+        };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".protobrain-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|e| fail("create the file", &e))?;
+        tmp.write_all(self.to_json().as_bytes()).map_err(|e| fail("write the file", &e))?;
+        tmp.persist(path).map_err(|e| fail("move the finished file into place", &e.error))?;
+        Ok(())
+    }
+}
+
+fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::IsADirectory => "is a directory, not a file".into(),
+        std::io::ErrorKind::InvalidData => "not a text file (invalid UTF-8)".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Rewrite serde_json's pretty output so that an array whose elements are all numbers is
+/// printed on one line (up to 16 values), or as rows: `n` values per line for a `weights`
+/// array following an `"n": <n>` field, 16 per line otherwise. Anything else is unchanged.
+fn compact_number_arrays(pretty: &str) -> String {
+    let lines: Vec<&str> = pretty.lines().collect();
+    let mut out = String::with_capacity(pretty.len());
+    let mut last_n: Option<usize> = None;
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if let Some(v) = line.trim().strip_prefix("\"n\": ") {
+            last_n = v.trim_end_matches(',').parse().ok();
+        }
+        if line.ends_with('[') {
+            // collect the following number lines up to the closing bracket
+            let mut values = Vec::new();
+            let mut j = i + 1;
+            while j < lines.len() {
+                let t = lines[j].trim().trim_end_matches(',');
+                if t.parse::<f64>().is_err() {
+                    break;
+                }
+                values.push(t);
+                j += 1;
+            }
+            let close = lines.get(j).map(|l| l.trim());
+            if !values.is_empty() && matches!(close, Some("]") | Some("],")) {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                let per_line = if line.trim_start().starts_with("\"weights\"") {
+                    last_n.filter(|n| *n > 0).unwrap_or(16)
+                } else {
+                    16
+                };
+                if values.len() <= 16 && per_line >= values.len() {
+                    out.push_str(&format!("{line}{}{}\n", values.join(", "), close.unwrap()));
+                } else {
+                    out.push_str(line);
+                    out.push('\n');
+                    let rows: Vec<String> =
+                        values.chunks(per_line).map(|c| format!("{indent}  {}", c.join(", "))).collect();
+                    out.push_str(&rows.join(",\n"));
+                    out.push('\n');
+                    out.push_str(indent);
+                    out.push_str(close.unwrap());
+                    out.push('\n');
+                }
+                i = j + 1;
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+        i += 1;
+    }
+    out.pop(); // the caller adds the final newline
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use driver::quant::QuantLayer;
+    use driver::{Layer, OutputKind};
+    use nalgebra::{DMatrix, DVector};
+    use spec::Quant;
+
+    fn model() -> QuantizedMlp {
+        let w0 = DMatrix::from_fn(3, 20, |k, n| (k as i8 - 1) * (n as i8));
+        let l0 = Layer::new(
+            w0,
+            DVector::from_fn(20, |n, _| n as i32 * 100 - 7),
+            Quant::new(300, 16, true).unwrap(),
+        )
+        .unwrap();
+        let w1 = DMatrix::from_fn(20, 2, |k, n| k as i8 - 3 * n as i8);
+        let l1 = Layer::new(w1, DVector::from_vec(vec![-5, 5]), Quant::new(7, 10, false).unwrap()).unwrap();
+        let layers = vec![QuantLayer::new(l0, 0.01, 0.05).unwrap(), QuantLayer::new(l1, 0.02, 0.3).unwrap()];
+        QuantizedMlp::new(1.0 / 127.0, layers, OutputKind::Raw).unwrap()
+    }
+
+    #[test]
+    fn json_layout_and_round_trip() {
+        let f = ModelFile::new(model(), None);
+        let text = f.to_json();
+        assert!(text.starts_with("{\n  \"format\": \"protobrain-mlp\",\n  \"version\": 1,\n"), "{text}");
+        // the 20-bias array wraps at 16, the 3 x 20 weights are 3 rows of 20, the 20 x 2 ones 20 rows
+        assert!(text.contains("\"bias\": [\n          -7, 93, 193,"), "{text}");
+        let w0_row1 = (0..20).map(|_| "0").collect::<Vec<_>>().join(", ");
+        assert!(text.contains(&format!("\n          {w0_row1},\n")), "{text}");
+        assert!(text.contains("\"bias\": [-5, 5]"), "{text}");
+        assert!(text.contains("\n          0, -3,\n"), "{text}");
+        assert!(text.ends_with("}\n"));
+        assert!(!text.contains("provenance"));
+        let back = ModelFile::from_json(&text, "m.json").unwrap();
+        assert_eq!(back, f);
+        assert_eq!(back.to_json(), text, "the text is a fixed point");
+    }
+
+    #[test]
+    fn errors_name_the_file() {
+        let e = |text: &str| ModelFile::from_json(text, "m.json").unwrap_err().to_string();
+        assert!(e("{").starts_with("m.json: not a JSON model file: EOF while parsing"), "{}", e("{"));
+        assert_eq!(e("{}"), "m.json: no \"format\" field: not a protobrain model file (\"protobrain-mlp\")");
+        assert_eq!(
+            e(r#"{"format": "onnx"}"#),
+            "m.json: format is \"onnx\", expected \"protobrain-mlp\": not a protobrain model file"
+        );
+        assert_eq!(
+            e(r#"{"format": "protobrain-mlp", "version": 2}"#),
+            "m.json: version 2 is not supported: this program reads version 1"
+        );
+        let good = ModelFile::new(model(), None).to_json();
+        let bad = good.replacen("\"shift\": 16", "\"shift\": 48", 1);
+        assert!(e(&bad).starts_with("m.json: invalid model: shift must be in 0..=47, got 48"), "{}", e(&bad));
+        let bad = good.replacen("\"k\": 20", "\"k\": 21", 1);
+        assert!(e(&bad).contains("weights of a 21x2 layer need 42 elements, got 40"), "{}", e(&bad));
+        let bad = good.replacen("\"version\": 1,", "\"version\": 1, \"extra\": 0,", 1);
+        assert!(e(&bad).contains("unknown field `extra`"), "{}", e(&bad));
+        let missing = ModelFile::load("/no/such/model.json").unwrap_err();
+        assert_eq!(missing.to_string(), "/no/such/model.json: no such file or directory");
+    }
+
+    #[test]
+    fn save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.json");
+        let f = ModelFile::new(model(), None);
+        f.save(&path).unwrap();
+        assert_eq!(ModelFile::load(&path).unwrap(), f);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        let e = f.save(dir.path().join("no/such/dir/m.json")).unwrap_err();
+        assert!(e.problem.starts_with("cannot create the file"), "{e}");
+    }
+}
