@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// protobrain: an open systolic-array int8 matmul + ReLU accelerator.
 #[derive(Debug, Parser)]
@@ -112,9 +112,17 @@ pub struct MatmulArgs {
     #[arg(long)]
     pub raw: bool,
 
-    /// Which model computes the result.
-    #[arg(long, value_enum, default_value_t = Backend::Golden)]
-    pub backend: Backend,
+    /// Which device computes the result, and how to reach it.
+    #[command(flatten)]
+    pub link: crate::backend::LinkArgs,
+
+    /// The device configuration the layer is tiled for.
+    #[command(flatten)]
+    pub config: crate::config_args::ConfigArgs,
+
+    /// Write a JSON report (cycles, MACs, utilization, words moved, Config) here.
+    #[arg(long, value_name = "r.json")]
+    pub report: Option<PathBuf>,
 
     /// Where to write Y: int8 .npy (M, N), or int32 with --raw.
     #[arg(short, long, value_name = "Y.npy")]
@@ -127,22 +135,6 @@ pub struct DemoArgs {
     /// Seed of the random example.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-}
-
-/// A model that computes layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Backend {
-    /// The bit-exact nalgebra golden model (spec::golden).
-    Golden,
-}
-
-impl Backend {
-    /// The name used on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Golden => "golden",
-        }
-    }
 }
 
 #[cfg(test)]
@@ -159,7 +151,7 @@ mod tests {
     fn defaults() {
         let cli = Cli::try_parse_from(["protobrain", "matmul", "-i", "x", "-w", "w", "-o", "y"]).unwrap();
         let Command::Matmul(a) = cli.command else { panic!("not matmul") };
-        assert_eq!(a.backend, Backend::Golden);
+        assert_eq!(a.link.backend, crate::backend::Backend::Golden);
         assert!(a.bias.is_none() && a.multiplier.is_none() && a.shift.is_none());
         assert!(a.scale.is_none() && !a.relu && !a.raw);
     }

@@ -11,6 +11,7 @@
 //! Errors are one line on stderr, `error: <file or flag>: <problem>`, with exit code 2 for bad
 //! input (as for clap's usage errors) and 1 for internal failures.
 
+mod backend;
 mod cli;
 mod config_args;
 mod demo;

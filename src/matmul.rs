@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  X.npy int8 (M, K) ──┐
-//!  W.npy int8 (K, N) ──┼─> backend ──> acc + b (int32) ──┬─ --raw ──> Y.npy int32 (M, N)
+//!  W.npy int8 (K, N) ──┼─> driver (tiling) ─> backend ──> acc + b (int32) ──┬─ --raw ──> Y.npy int32 (M, N)
 //!  B.npy int32 (N,) ───┘                                 └─ requantise (MULT, SHIFT),
 //!                                                           ReLU, saturate ──> Y.npy int8 (M, N)
 //! ```
@@ -10,11 +10,13 @@
 //! Every check (flags, files, dtypes, shapes) runs before the backend; the output is written
 //! atomically and only on success.
 
-use nalgebra::{DMatrix, DVector};
+use driver::{Device, DriverError, Layer, Output, OutputKind};
+use nalgebra::DVector;
 use spec::arith::MAX_SHIFT;
 use spec::Quant;
 
-use crate::cli::{Backend, MatmulArgs};
+use crate::backend::{Link, RunReport};
+use crate::cli::MatmulArgs;
 use crate::error::CliError;
 use crate::npy;
 
@@ -109,54 +111,66 @@ pub fn run(args: &MatmulArgs) -> Result<String, CliError> {
         None => DVector::zeros(w.ncols()),
     };
 
+    let cfg = args.config.config()?;
     let (m, k, n) = (x.nrows(), x.ncols(), w.ncols());
     let plus_b = if args.bias.is_some() { " + b" } else { "" };
     let formula = format!("X ({m}, {k}) x W ({k}, {n}){plus_b}");
-    let described = match mode {
-        Mode::Raw => {
-            let y = compute_raw(args.backend, &x, &w, &bias)?;
-            npy::write_matrix(&args.output, &y)?;
+    let quant = match mode {
+        Mode::Raw => Quant::IDENTITY,
+        Mode::Quantized(q) => q,
+    };
+    let layer = Layer::new(w, bias, quant).map_err(|e| CliError::internal("compile", e.to_string()))?;
+    let kind = if mode == Mode::Raw { OutputKind::Raw } else { OutputKind::Int8 };
+    let link = Link::open(&args.link, &cfg)?;
+    let timeout = link.timeout();
+    let backend = args.link.backend;
+    let failed = |e: DriverError| CliError::internal(format!("--backend {}", backend.name()), e.to_string());
+    let mut dev = Device::open_with_timeout(link, &cfg, timeout).map_err(failed)?;
+    let y = dev.layer(&x, &layer, kind).map_err(|e| match e {
+        DriverError::Compile(c) => CliError::input("--scratch-rows", format!("{c} (for {cfg})")),
+        e => failed(e),
+    })?;
+    let cycles = dev.transport().cycles();
+    let activity = dev.transport().activity();
+    let stats = dev.stats();
+    let counters = dev.counters().map_err(failed)?;
+    let macs = (m * k * n) as u64;
+    let report = RunReport {
+        backend,
+        config: cfg,
+        m,
+        layers: vec![(k, n)],
+        cycles,
+        macs,
+        macs_issued: Some(counters.macs),
+        utilization: cycles.map(|c| macs as f64 / (c.max(1) as f64 * cfg.macs_per_row() as f64)),
+        words_sent: stats.words_sent,
+        words_received: stats.words_received,
+        activity,
+    };
+    let described = match &y {
+        Output::Raw(y) => {
+            npy::write_matrix(&args.output, y)?;
             format!("int32 ({m}, {n}) = {formula}")
         }
-        Mode::Quantized(q) => {
-            let y = compute(args.backend, &x, &w, &bias, q)?;
-            npy::write_matrix(&args.output, &y)?;
+        Output::Int8(y) => {
+            npy::write_matrix(&args.output, y)?;
             format!(
                 "int8 ({m}, {n}) = act({formula}); multiplier {}, shift {} (scale {}){}",
-                q.multiplier,
-                q.shift,
-                q.scale(),
-                if q.relu { ", ReLU" } else { "" }
+                quant.multiplier,
+                quant.shift,
+                quant.scale(),
+                if quant.relu { ", ReLU" } else { "" }
             )
         }
     };
-    Ok(format!("{}: {described}; {} backend", args.output.display(), args.backend.name()))
-}
-
-fn compute(
-    backend: Backend,
-    x: &DMatrix<i8>,
-    w: &DMatrix<i8>,
-    bias: &DVector<i32>,
-    q: Quant,
-) -> Result<DMatrix<i8>, CliError> {
-    match backend {
-        Backend::Golden => spec::golden::layer(x, w, bias, q).map_err(shape_bug),
+    if let Some(path) = &args.report {
+        report.save(path)?;
     }
-}
-
-fn compute_raw(
-    backend: Backend,
-    x: &DMatrix<i8>,
-    w: &DMatrix<i8>,
-    bias: &DVector<i32>,
-) -> Result<DMatrix<i32>, CliError> {
-    match backend {
-        Backend::Golden => spec::golden::layer_raw(x, w, bias).map_err(shape_bug),
-    }
-}
-
-/// Shapes were checked above, so a shape error from a backend is a bug, not bad input.
-fn shape_bug(e: spec::ShapeError) -> CliError {
-    CliError::internal("backend", e.to_string())
+    Ok(format!(
+        "{}: {described}; {} backend, {cfg}\n{}",
+        args.output.display(),
+        backend.name(),
+        report.summary()
+    ))
 }

@@ -14,12 +14,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 use driver::quant::QuantizedMlp;
-use driver::{CompileError, Device, DriverError, GoldenTransport, Output, Transport};
+use driver::{CompileError, Device, DriverError, Output};
 use nalgebra::DMatrix;
 use protobrain::nn::ModelFile;
 use spec::Config;
 
-use crate::cli::Backend;
+use crate::backend::{Link, LinkArgs, RunReport};
 use crate::config_args::ConfigArgs;
 use crate::error::CliError;
 use crate::npy;
@@ -39,9 +39,13 @@ pub struct MlpArgs {
     #[arg(short, long, value_name = "Y.npy")]
     pub output: PathBuf,
 
-    /// Which model of the device runs the network.
-    #[arg(long, value_enum, default_value_t = Backend::Golden)]
-    pub backend: Backend,
+    /// Which device runs the network, and how to reach it.
+    #[command(flatten)]
+    pub link: LinkArgs,
+
+    /// Write a JSON report (cycles, MACs, utilization, words moved, Config) here.
+    #[arg(long, value_name = "r.json")]
+    pub report: Option<PathBuf>,
 
     /// The device the network is compiled for.
     #[command(flatten)]
@@ -66,7 +70,10 @@ pub fn run(args: &MlpArgs) -> Result<String, CliError> {
             ),
         ));
     }
-    let y = compute(args.backend, &cfg, model, &x)?;
+    let (y, report) = compute(&args.link, &cfg, model, &x)?;
+    if let Some(path) = &args.report {
+        report.save(path)?;
+    }
     let (m, n) = y.shape();
     let what = match &y {
         Output::Raw(y) => {
@@ -80,39 +87,52 @@ pub fn run(args: &MlpArgs) -> Result<String, CliError> {
     };
     let widths: Vec<String> = model.widths().iter().map(usize::to_string).collect();
     Ok(format!(
-        "wrote {}: {what} ({m}, {n}) of MLP {} ({}) on {m} inputs; {} backend, {cfg}\n",
+        "wrote {}: {what} ({m}, {n}) of MLP {} ({}) on {m} inputs; {} backend, {cfg}\n{}\n",
         args.output.display(),
         widths.join("-"),
         args.model.display(),
-        args.backend.name()
+        args.link.backend.name(),
+        report.summary()
     ))
 }
 
-/// The model on the chosen backend.
+/// Open the device the flags ask for and run the model; a model that cannot fit the
+/// configuration is bad input (the memory flags), anything else is an internal failure.
 fn compute(
-    backend: Backend,
+    link: &LinkArgs,
     cfg: &Config,
     model: &QuantizedMlp,
     x: &DMatrix<i8>,
-) -> Result<Output, CliError> {
-    match backend {
-        Backend::Golden => run_on(GoldenTransport::new(*cfg), cfg, model, x),
-    }
-}
-
-/// Open a device on `transport` and run the model; a model that cannot fit the configuration
-/// is bad input (the memory flags), anything else is an internal failure.
-fn run_on<T: Transport>(
-    transport: T,
-    cfg: &Config,
-    model: &QuantizedMlp,
-    x: &DMatrix<i8>,
-) -> Result<Output, CliError> {
-    let mut device = Device::open(transport, cfg).map_err(|e| CliError::internal("device", e.to_string()))?;
-    model.run(&mut device, x).map_err(|e| match e {
+) -> Result<(Output, RunReport), CliError> {
+    let transport = Link::open(link, cfg)?;
+    let timeout = transport.timeout();
+    let failed =
+        |e: DriverError| CliError::internal(format!("--backend {}", link.backend.name()), e.to_string());
+    let mut device = Device::open_with_timeout(transport, cfg, timeout).map_err(failed)?;
+    let y = model.run(&mut device, x).map_err(|e| match e {
         DriverError::Compile(e @ CompileError::TooSmall { .. }) => {
             CliError::input("--scratch-rows", e.to_string())
         }
-        other => CliError::internal("device", other.to_string()),
-    })
+        other => failed(other),
+    })?;
+    let cycles = device.transport().cycles();
+    let activity = device.transport().activity();
+    let stats = device.stats();
+    let counters = device.counters().map_err(failed)?;
+    let layers: Vec<(usize, usize)> = model.widths().windows(2).map(|w| (w[0], w[1])).collect();
+    let macs: u64 = layers.iter().map(|&(k, n)| (x.nrows() * k * n) as u64).sum();
+    let report = RunReport {
+        backend: link.backend,
+        config: *cfg,
+        m: x.nrows(),
+        layers,
+        cycles,
+        macs,
+        macs_issued: Some(counters.macs),
+        utilization: cycles.map(|c| macs as f64 / (c.max(1) as f64 * cfg.macs_per_row() as f64)),
+        words_sent: stats.words_sent,
+        words_received: stats.words_received,
+        activity,
+    };
+    Ok((y, report))
 }

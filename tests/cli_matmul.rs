@@ -371,9 +371,9 @@ fn failed_run_leaves_an_existing_output_untouched() {
 #[test]
 fn unknown_backend_is_a_usage_error() {
     let c = Case::new();
-    let run = c.matmul(&["--backend", "rtl"]);
+    let run = c.matmul(&["--backend", "fpga"]);
     assert_eq!(run.code, Some(2));
-    // clap lists what exists: only the golden model today
-    assert!(run.stderr.contains("[possible values: golden]"), "{}", run.stderr);
+    // clap lists what exists
+    assert!(run.stderr.contains("[possible values: golden, native, rtl, serial]"), "{}", run.stderr);
     assert!(!c.path("Y.npy").exists());
 }

@@ -84,6 +84,8 @@ struct Case {
     mode: Mode,
     /// Store W in Fortran order (the data above stays row-major; it is transposed on write).
     w_fortran: bool,
+    /// More flags: the backend and the device configuration.
+    extra: Vec<String>,
 }
 
 impl Case {
@@ -91,7 +93,7 @@ impl Case {
         let x = (0..m * k).map(|_| rng.i8()).collect();
         let w = (0..k * n).map(|_| rng.i8()).collect();
         let bias = rng.bool().then(|| (0..n).map(|_| rng.range(-typical(k), typical(k)) as i32).collect());
-        Case { name: name.into(), m, k, n, x, w, bias, mode, w_fortran: false }
+        Case { name: name.into(), m, k, n, x, w, bias, mode, w_fortran: false, extra: vec![] }
     }
 
     /// Write the inputs, run the CLI, and return the manifest line for the reference.
@@ -128,6 +130,7 @@ impl Case {
                 ("quant", m, s, relu)
             }
         };
+        args.extend(self.extra.iter().cloned());
         let out = Command::new(env!("CARGO_BIN_EXE_protobrain")).args(&args).output().unwrap();
         assert!(
             out.status.success(),
@@ -204,6 +207,27 @@ fn cases() -> Vec<Case> {
             }
         };
         cases.push(Case::random(&mut rng, &format!("random{i}"), m as usize, k as usize, n as usize, mode));
+    }
+    // The cycle-accurate backends through the driver's tiling: the 100 x 70 x 45 at
+    // DIM 8 on the Verilator model of the RTL and the native model, and small memories that
+    // force K-, N- and M-tiling.
+    let flags = |f: &str| f.split_whitespace().map(String::from).collect::<Vec<_>>();
+    for (name, extra) in [
+        ("rtl_100x70x45", "--backend rtl --preset default"),
+        ("native_100x70x45", "--backend native --preset default"),
+    ] {
+        let (mm, s) = calibrated(&mut rng, 70);
+        let mut c = Case::random(&mut rng, name, 100, 70, 45, q(mm, s, true));
+        c.extra = flags(extra);
+        cases.push(c);
+    }
+    for (i, backend) in ["rtl", "native", "rtl", "native"].into_iter().enumerate() {
+        let (m, k, n) = (rng.range(1, 40), rng.range(1, 40), rng.range(1, 40));
+        let mode = if i % 2 == 0 { Mode::Raw } else { q(calibrated(&mut rng, k as usize).0, 10, true) };
+        let mut c =
+            Case::random(&mut rng, &format!("{backend}_tiny{i}"), m as usize, k as usize, n as usize, mode);
+        c.extra = flags(&format!("--backend {backend} --dim {} --scratch-rows 16 --acc-rows 8", 2 + i));
+        cases.push(c);
     }
     cases
 }

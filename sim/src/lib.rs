@@ -20,6 +20,12 @@
 use spec::stream::{DeviceOut, Host, HostOut, Stalls, Stuck, Trace};
 use spec::Config;
 
+pub mod activity;
+pub mod native;
+pub mod transport;
+pub mod verilated;
+pub use verilated::{VerilatedSim, VerilatorError};
+
 /// A cycle-accurate model of one `protobrain_core`.
 pub trait CycleSim {
     /// The configuration being simulated.

@@ -1,0 +1,346 @@
+//! Fast-forward: many cycles at once where the front end does something simple and known.
+//!
+//! * **Blind windows**: the front end's state cannot change and it neither takes nor sends a
+//!   word (`in_ready` and `out_valid` low), so the host's inputs do not matter. That is where a
+//!   GEMM spends most of its cycles: the next MATMUL (or ACTIVATE, READ_ACC, SYNC, COUNTERS)
+//!   waiting in Exec/SyncWait for the array, an ACTIVATE streaming rows, LOAD_WEIGHTS waiting
+//!   for the shadow bank to drain.
+//! * **Input runs**: the front end takes a payload word every cycle (LOAD_WEIGHTS, LOAD_BIAS,
+//!   WRITE_ACT rows, a refused command's payload) and the host offers one every cycle.
+//!
+//! Both split a window of `k` cycles into the *background* (the MATMUL sequencer, the two
+//! landing pipelines, the countdowns and cycle/MAC counters), which does not depend on the
+//! front end inside such a window, and the front end's own effect:
+//!
+//! ```text
+//!  cycle:   now ──────────────────── window (k cycles) ─────────────────────► now + k
+//!  issue:   row row row ... row  (s = min(k, seq_left) rows, one per cycle)
+//!  land:    pipe rows due < now+k, then new rows due < now+k  ──► acc (in due order)
+//!  carry:   new rows due >= now+k ──► rows Pipe (sums computed now, as in `step`)
+//!  front:   closed form (blind) or one payload word per cycle (input run)
+//! ```
+//!
+//! Writes land in the same order and with the same values as stepping cycle by cycle: rows
+//! already in a pipe are due before any row issued in the window; what the background reads
+//! (scratchpad rows for MATMUL, the current weight bank) no front end in these windows writes
+//! (WRITE_ACT starts only with the sequencer idle, LOAD_WEIGHTS writes the shadow bank), and
+//! what the front end reads (accumulators for ACTIVATE) the background no longer writes
+//! (ACTIVATE starts only with the array drained). The lockstep tests compare `run_stream`
+//! (which uses this) with the per-tick path on every backend.
+
+use super::{array_latency, NativeSim, State, ACT_LATENCY};
+use crate::native::pipe::Landing;
+use spec::arith::{requantize, Quant};
+use spec::config::MAX_DIM;
+use spec::isa::opcode;
+
+impl NativeSim {
+    /// Cycles from now during which the front end is blind (see the module docs); 0 if the
+    /// next cycle may take or send a word or change state.
+    pub(super) fn blind_window(&self) -> u64 {
+        let r = &self.r;
+        let lat = array_latency(self.dim) as u64;
+        // cycles until `arr_idle` (no row issued or in flight)
+        let arr_wait = if r.seq_busy { u64::from(r.seq_left) + lat + 1 } else { u64::from(r.arr_cnt) };
+        match r.state {
+            State::Exec if self.range_ok(r) => match r.op {
+                opcode::MATMUL | opcode::WRITE_ACT | opcode::READ_ACT if r.seq_busy => u64::from(r.seq_left),
+                opcode::ACTIVATE | opcode::READ_ACC => arr_wait,
+                _ => 0,
+            },
+            State::SyncWait if !r.wl_pending && !r.sw_pending => arr_wait,
+            // shadow-bank interlock: in_ready low while rows using that bank are in flight
+            State::Weights if !r.wl_pending && !r.sw_pending && self.shadow_stays_free() => {
+                u64::from(r.bank_cnt[usize::from(!r.cur_bank)])
+            }
+            // every cycle but the last (which moves to ActDrain)
+            State::ActRun if !r.sw_pending => u64::from(r.left.saturating_sub(1)),
+            State::ActDrain if !r.sw_pending => u64::from(r.act_cnt),
+            _ => 0,
+        }
+    }
+
+    /// Rows issued meanwhile use the current bank (as they always do while LOAD_WEIGHTS runs),
+    /// so the shadow bank's countdown only falls.
+    fn shadow_stays_free(&self) -> bool {
+        !self.r.seq_busy || self.r.seq_bank == self.r.cur_bank
+    }
+
+    /// Advance `k` cycles of a blind window (`k <= blind_window()`), host inputs irrelevant.
+    pub(super) fn advance_blind(&mut self, k: u64) {
+        debug_assert!(k <= self.blind_window(), "advance_blind({k}) past the blind window");
+        if k == 0 {
+            return;
+        }
+        let q = self.r;
+        self.advance_background(k);
+        match q.state {
+            State::Exec => {
+                self.r.addr = q.a0 as u16;
+                self.r.left = (q.a0 >> 16) as u16;
+                self.r.idx = 0;
+            }
+            State::SyncWait => self.r.idx = 0,
+            State::ActRun => self.activate_rows(k, &q),
+            _ => {}
+        }
+        self.now += k;
+    }
+
+    /// ACTIVATE rows read on cycles `now .. now + k` (front end in ActRun throughout).
+    fn activate_rows(&mut self, k: u64, q: &super::Regs) {
+        let dim = self.dim;
+        let (now, end) = (self.now, self.now + k);
+        let quant = Quant { multiplier: q.q_mult, shift: q.q_shift, relu: q.q_relu };
+        let mut y = [0i8; MAX_DIM];
+        let y = &mut y[..dim];
+        for i in 0..k {
+            let src = (usize::from(q.addr.wrapping_add(i as u16)) & self.acc_mask) * dim;
+            for ((y, &a), &b) in y.iter_mut().zip(&self.acc[src..src + dim]).zip(&self.bias) {
+                *y = requantize(a, b, quant);
+            }
+            let due = now + i + 1 + ACT_LATENCY as u64;
+            let dst16 = q.act_dst.wrapping_add(i as u16);
+            if due < end {
+                let dst = (usize::from(dst16) & self.scratch_mask) * dim;
+                self.scratch[dst..dst + dim].copy_from_slice(y);
+                self.activity.scratch_writes += 1;
+            } else {
+                self.acts.push(Landing { due, dst: dst16, accumulate: false }).copy_from_slice(y);
+            }
+        }
+        let k16 = k as u16;
+        let r = &mut self.r;
+        r.addr = q.addr.wrapping_add(k16);
+        r.act_dst = q.act_dst.wrapping_add(k16);
+        r.left = q.left.wrapping_sub(k16);
+        r.act_cnt = (ACT_LATENCY + 1) as u16;
+        let a = &mut self.activity;
+        a.acc_reads += k;
+        a.act_rows += k;
+        // every cycle of the window issues (the background counted the countdown's share)
+        a.act_busy_cycles += k - k.min(u64::from(q.act_cnt));
+    }
+
+    /// Payload words the front end would take back to back from now, one per cycle, before
+    /// its state changes (0 outside the payload states, or if a pending row write or the
+    /// shadow-bank interlock makes the next cycles special).
+    pub(super) fn input_window(&self) -> u64 {
+        let r = &self.r;
+        let (dim, wpr) = (self.dim as u64, self.wpr as u64);
+        let (row, idx) = (u64::from(r.row), u64::from(r.idx));
+        match r.state {
+            State::Weights if !r.sw_pending && r.bank_cnt[usize::from(!r.cur_bank)] == 0 && self.shadow_stays_free() => {
+                (dim - 1).saturating_sub(row) * wpr + wpr.saturating_sub(idx)
+            }
+            State::WriteRows if !r.wl_pending && r.left > 0 => {
+                u64::from(r.left - 1) * wpr + wpr.saturating_sub(idx)
+            }
+            State::Bias if !r.wl_pending && !r.sw_pending => dim.saturating_sub(idx),
+            State::Skip if !r.wl_pending && !r.sw_pending => u64::from(r.remaining),
+            _ => 0,
+        }
+    }
+
+    /// Take `words` (at most `input_window()`), one per cycle from now: the host offers one on
+    /// every one of these cycles.
+    pub(super) fn take_words(&mut self, words: &[u32]) {
+        let k = words.len() as u64;
+        debug_assert!(k <= self.input_window(), "take_words({k}) past the input window");
+        if k == 0 {
+            return;
+        }
+        let q = self.r;
+        self.advance_background(k);
+        let dim = self.dim;
+        let last = self.wpr - 1;
+        let mut done = false;
+        let r = &mut self.r;
+        match q.state {
+            State::Weights => {
+                let mut pending = q.wl_pending;
+                for &w in words {
+                    if pending {
+                        // the row completed on the previous cycle is written on this edge
+                        let bank = usize::from(!r.cur_bank);
+                        write_weight_row(&self.rowbuf, &mut self.weights[bank], &mut self.zero_weights[bank], r.wl_row);
+                        self.activity.weight_row_writes += 1;
+                    }
+                    self.rowbuf[usize::from(r.idx)] = w;
+                    pending = usize::from(r.idx) == last;
+                    if pending {
+                        r.idx = 0;
+                        r.wl_row = r.row;
+                        if usize::from(r.row) == dim - 1 {
+                            r.swap_pending = true;
+                            r.state = State::Header;
+                            done = true;
+                        }
+                        r.row = r.row.wrapping_add(1);
+                    } else {
+                        r.idx += 1;
+                    }
+                }
+                r.wl_pending = pending;
+            }
+            State::WriteRows => {
+                let mut pending = q.sw_pending;
+                for &w in words {
+                    if pending {
+                        let dst = (usize::from(r.sw_addr) & self.scratch_mask) * dim;
+                        NativeSim::unpack_rowbuf(&self.rowbuf, &mut self.scratch[dst..dst + dim]);
+                        self.activity.scratch_writes += 1;
+                    }
+                    self.rowbuf[usize::from(r.idx)] = w;
+                    pending = usize::from(r.idx) == last;
+                    if pending {
+                        r.idx = 0;
+                        r.sw_addr = r.addr;
+                        r.addr = r.addr.wrapping_add(1);
+                        if r.left == 1 {
+                            r.state = State::Header;
+                            done = true;
+                        }
+                        r.left = r.left.wrapping_sub(1);
+                    } else {
+                        r.idx += 1;
+                    }
+                }
+                r.sw_pending = pending;
+            }
+            State::Bias => {
+                for &w in words {
+                    self.bias[usize::from(r.idx)] = w as i32;
+                    if usize::from(r.idx) == dim - 1 {
+                        r.state = State::Header;
+                        done = true;
+                    }
+                    r.idx += 1;
+                }
+                self.activity.bias_writes += k;
+            }
+            State::Skip => {
+                r.remaining -= k as u32;
+                if r.remaining == 0 {
+                    r.state = State::ErrHeader;
+                }
+            }
+            _ => unreachable!("take_words outside a payload state"),
+        }
+        if done {
+            r.commands = r.commands.wrapping_add(1);
+        }
+        self.activity.words_in += k;
+        self.now += k;
+    }
+
+    /// The background for `k` cycles from now: MATMUL rows issued, rows landing from both
+    /// pipelines, countdowns, the cycle/MAC counters and their activity. Leaves `now` alone.
+    fn advance_background(&mut self, k: u64) {
+        let dim = self.dim;
+        let now = self.now;
+        let end = now + k;
+        let q = self.r;
+        let drain = u64::from(self.arr_drain);
+
+        // rows already in flight that land in the window (all due before any new row)
+        while self.rows.front().is_some_and(|l| l.due < end) {
+            let (l, sums) = self.rows.pop();
+            let dst = (usize::from(l.dst) & self.acc_mask) * dim;
+            land_acc(&mut self.acc[dst..dst + dim], sums, l.accumulate);
+            self.activity.acc_reads += 1;
+            self.activity.acc_writes += 1;
+        }
+        while self.acts.front().is_some_and(|l| l.due < end) {
+            let (l, y) = self.acts.pop();
+            let dst = (usize::from(l.dst) & self.scratch_mask) * dim;
+            self.scratch[dst..dst + dim].copy_from_slice(y);
+            self.activity.scratch_writes += 1;
+        }
+
+        // the MATMUL sequencer: s rows issued on cycles now .. now + s - 1
+        let s = if q.seq_busy { k.min(u64::from(q.seq_left)) } else { 0 };
+        let bank = usize::from(q.seq_bank);
+        let mut zero_macs = 0u64;
+        for i in 0..s {
+            let src = (usize::from(q.seq_addr.wrapping_add(i as u16)) & self.scratch_mask) * dim;
+            let x = &self.scratch[src..src + dim];
+            let (w, zw) = (&self.weights[bank], &self.zero_weights[bank]);
+            let due = now + i + drain;
+            let dst16 = q.seq_dst.wrapping_add(i as u16);
+            if due < end {
+                // lands inside the window: straight into the accumulator row
+                let dst = (usize::from(dst16) & self.acc_mask) * dim;
+                zero_macs += (self.kernel)(x, w, zw, &mut self.acc[dst..dst + dim], q.seq_acc);
+                self.activity.acc_reads += 1;
+                self.activity.acc_writes += 1;
+            } else {
+                let slot = self.rows.push(Landing { due, dst: dst16, accumulate: q.seq_acc });
+                zero_macs += (self.kernel)(x, w, zw, slot, false);
+            }
+        }
+
+        let r = &mut self.r;
+        let count_after = |old: u16, reloaded: bool| -> u16 {
+            // a reload to `drain` on each issue cycle, else down by one per cycle to 0
+            if reloaded {
+                (drain.saturating_sub(k - s)) as u16
+            } else {
+                (u64::from(old).saturating_sub(k)) as u16
+            }
+        };
+        r.arr_cnt = count_after(q.arr_cnt, s > 0);
+        let other = 1 - bank;
+        r.bank_cnt[bank] = count_after(q.bank_cnt[bank], s > 0);
+        r.bank_cnt[other] = count_after(q.bank_cnt[other], false);
+        r.act_cnt = count_after(q.act_cnt, false);
+        if s > 0 {
+            let s16 = s as u16;
+            r.seq_addr = q.seq_addr.wrapping_add(s16);
+            r.seq_dst = q.seq_dst.wrapping_add(s16);
+            r.seq_left = q.seq_left.wrapping_sub(s16);
+            r.seq_busy = r.seq_left != 0;
+        }
+        r.cycles = q.cycles.wrapping_add(k);
+        r.macs = q.macs.wrapping_add(s * self.cfg.macs_per_row());
+        r.matmul_cycles = q.matmul_cycles.wrapping_add(s as u32);
+        r.wl_pending = false;
+        r.sw_pending = false;
+
+        let a = &mut self.activity;
+        a.cycles += k;
+        a.macs += s * self.cfg.macs_per_row();
+        a.zero_operand_macs += zero_macs;
+        a.scratch_reads += s;
+        a.array_busy_cycles += if s > 0 { s + (k - s).min(drain) } else { k.min(u64::from(q.arr_cnt)) };
+        a.act_busy_cycles += k.min(u64::from(q.act_cnt));
+    }
+}
+
+/// Weight row `k` of a bank from the row buffer's int8 row (a write past DIM does nothing, as
+/// in the array, where no PE row matches).
+pub(super) fn write_weight_row(rowbuf: &[u32], bank: &mut [i16], zeros: &mut [u32], k: u16) {
+    let dim = zeros.len();
+    let k = usize::from(k);
+    if k >= dim {
+        return;
+    }
+    let mut row = [0i8; MAX_DIM];
+    NativeSim::unpack_rowbuf(rowbuf, &mut row[..dim]);
+    for (w, &v) in bank[k * dim..(k + 1) * dim].iter_mut().zip(&row[..dim]) {
+        *w = i16::from(v);
+    }
+    zeros[k] = row[..dim].iter().filter(|&&v| v == 0).count() as u32;
+}
+
+/// An accumulator row write: `acc = sums` or `acc += sums` (int32 wrap).
+#[inline]
+pub(super) fn land_acc(acc: &mut [i32], sums: &[i32], accumulate: bool) {
+    if accumulate {
+        for (a, &s) in acc.iter_mut().zip(sums) {
+            *a = a.wrapping_add(s);
+        }
+    } else {
+        acc.copy_from_slice(sums);
+    }
+}

@@ -1,0 +1,170 @@
+//! [`spec::stream::Host`]'s rules, restated for speed: stall phases advance by increment
+//! instead of a modulo per cycle, and [`FastHost::skip`] accounts many cycles at once while the
+//! device is blind (neither ready for input nor offering output), which the spec host cannot.
+//! The lockstep tests hold `NativeSim::run_stream` (this host) to the trait's default
+//! `run_stream` (the spec host) on random streams and stall patterns.
+
+use spec::stream::{quiet_cycles, DeviceOut, HostOut, Stalls, Stuck, Trace};
+
+/// The host of one run (same behaviour as [`spec::stream::Host`]).
+pub(super) struct FastHost<'a> {
+    words: &'a [u32],
+    input: &'a [bool],
+    output: &'a [bool],
+    quiet: u64,
+    limit: u64,
+    ip: usize,
+    held: bool,
+    idle: u64,
+    cycle: u64,
+    in_phase: usize,
+    out_phase: usize,
+    trace: Trace,
+}
+
+impl<'a> FastHost<'a> {
+    /// A host that will send `words` to a device of array size `dim`.
+    pub fn new(words: &'a [u32], stalls: &'a Stalls, dim: usize, limit: u64) -> Self {
+        FastHost {
+            words,
+            input: &stalls.input,
+            output: &stalls.output,
+            quiet: quiet_cycles(dim),
+            limit,
+            ip: 0,
+            held: false,
+            idle: 0,
+            cycle: 0,
+            in_phase: 0,
+            out_phase: 0,
+            trace: Trace::default(),
+        }
+    }
+
+    /// The inputs the host drives this cycle.
+    #[inline]
+    pub fn drive(&self) -> HostOut {
+        let in_stall = !self.input.is_empty() && self.input[self.in_phase];
+        let out_stall = !self.output.is_empty() && self.output[self.out_phase];
+        let more = self.ip < self.words.len();
+        HostOut {
+            in_valid: more && (self.held || !in_stall),
+            in_data: if more { self.words[self.ip] } else { 0 },
+            out_ready: !out_stall,
+        }
+    }
+
+    /// Record what the device showed this cycle and advance one cycle; the trace once the run
+    /// is over, or [`Stuck`].
+    #[inline]
+    pub fn observe(&mut self, drove: HostOut, seen: DeviceOut) -> Option<Result<Trace, Stuck>> {
+        let took = drove.in_valid && seen.in_ready;
+        if seen.out_valid && drove.out_ready {
+            self.trace.outputs.push((self.cycle, seen.out_data));
+            self.idle = 0;
+        } else if self.ip >= self.words.len() {
+            self.idle += 1;
+        }
+        self.held = drove.in_valid && !took;
+        if took {
+            self.trace.last_input_cycle = self.cycle;
+            self.ip += 1;
+        }
+        self.cycle += 1;
+        self.in_phase += 1;
+        if self.in_phase >= self.input.len() {
+            self.in_phase = 0;
+        }
+        self.out_phase += 1;
+        if self.out_phase >= self.output.len() {
+            self.out_phase = 0;
+        }
+        self.verdict()
+    }
+
+    /// Consecutive cycles from now on which the host offers a word: at most `max`, and never
+    /// past the end of the stream or the cycle limit.
+    pub fn input_run(&self, max: u64) -> u64 {
+        let left = self.words.len().saturating_sub(self.ip) as u64;
+        if left == 0 {
+            return 0;
+        }
+        let cap = max.min(left).min(self.limit - self.cycle);
+        let n = self.input.len();
+        if n == 0 {
+            return cap;
+        }
+        // the first word may be one held from an earlier cycle; after a take, only a cycle
+        // without a stall offers the next one
+        let mut m = 0;
+        while m < cap && (!self.input[(self.in_phase + m as usize) % n] || (m == 0 && self.held)) {
+            m += 1;
+        }
+        m
+    }
+
+    /// The words not yet taken, the one offered now first.
+    pub fn upcoming(&self) -> &'a [u32] {
+        &self.words[self.ip..]
+    }
+
+    /// Account `m <= input_run(..)` cycles on each of which the device took the word offered
+    /// and sent nothing.
+    pub fn took(&mut self, m: u64) -> Option<Result<Trace, Stuck>> {
+        self.trace.last_input_cycle = self.cycle + m - 1;
+        self.ip += m as usize;
+        self.held = false;
+        self.advance(m);
+        self.verdict()
+    }
+
+    /// How many of the next `k` blind cycles the host can account at once: all of them, unless
+    /// the run ends (quiet tail complete, or the cycle limit) inside.
+    pub fn skippable(&self, k: u64) -> u64 {
+        if self.ip >= self.words.len() {
+            k.min(self.quiet - self.idle)
+        } else {
+            k.min(self.limit - self.cycle)
+        }
+    }
+
+    /// Account `k <= skippable(k)` cycles in which the device neither took nor sent a word.
+    pub fn skip(&mut self, k: u64) -> Option<Result<Trace, Stuck>> {
+        if self.ip < self.words.len() {
+            // a word offered in any of these cycles stays offered (held) until taken
+            if !self.held {
+                let n = self.input.len();
+                self.held =
+                    n == 0 || (0..(k.min(n as u64) as usize)).any(|i| !self.input[(self.in_phase + i) % n]);
+            }
+        } else {
+            self.idle += k;
+        }
+        self.advance(k);
+        self.verdict()
+    }
+
+    fn advance(&mut self, k: u64) {
+        self.cycle += k;
+        if !self.input.is_empty() {
+            let n = self.input.len();
+            self.in_phase = (self.in_phase + (k % n as u64) as usize) % n;
+        }
+        if !self.output.is_empty() {
+            let n = self.output.len();
+            self.out_phase = (self.out_phase + (k % n as u64) as usize) % n;
+        }
+    }
+
+    fn verdict(&mut self) -> Option<Result<Trace, Stuck>> {
+        let total = self.words.len();
+        if self.ip >= total && self.idle >= self.quiet {
+            self.trace.cycles = self.cycle;
+            return Some(Ok(std::mem::take(&mut self.trace)));
+        }
+        if self.ip < total && self.cycle >= self.limit {
+            return Some(Err(Stuck { taken: self.ip, total, limit: self.limit }));
+        }
+        None
+    }
+}

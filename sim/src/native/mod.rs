@@ -1,0 +1,875 @@
+//! The native cycle model of `protobrain_core`: the controller's front-end state machine
+//! stepped cycle by cycle exactly as `hdl::controller` does it, and the datapath computed in
+//! bulk with [`spec::arith`] instead of PE by PE.
+//!
+//! ```text
+//!              ┌──────────────────────────── NativeSim ────────────────────────────────┐
+//!  HostOut ───►│ front end (Regs, one step per cycle, the RTL's FSM and counters)      │──► DeviceOut
+//!              │   │ LOAD_WEIGHTS rows ──► bank[!cur] (i16, k-major) ◄─ bank_cnt guards │
+//!              │   │ MATMUL ─► sequencer: one row per cycle                             │
+//!              │   │            scratch row ─► kernel: DIM sums now ─► rows Pipe ──┐    │
+//!              │   │                            (lands at issue + L + 1)          ▼    │
+//!              │   │                                          acc[dst] (=|+=) sums     │
+//!              │   │ ACTIVATE ─► acc row ─► requantize now ─► acts Pipe ─► scratch[dst] │
+//!              │   │                            (lands at read + 1 + A)                 │
+//!              │   └ READ_ACT / READ_ACC / INFO / SYNC / COUNTERS / 0xFF: row buffer,   │
+//!              │     response words, one per cycle                                      │
+//!              └────────────────────────────────────────────────────────────────────────┘
+//!   L = array latency 2·DIM − 1 ([`array_latency`]),  A = activation latency ([`ACT_LATENCY`])
+//! ```
+//!
+//! # What is exact
+//! Every register of the controller that is visible on the ports or in a COUNTERS response is
+//! modelled with the RTL's widths, reset values and update order: `in_ready`, `out_valid` and
+//! `out_data` (even while `out_valid` is low: the last response header) are the RTL's on every
+//! cycle, for any input stream, stall pattern and reset. The memories change on the cycle the
+//! RTL writes them:
+//! * a MATMUL row issued (scratchpad read) on cycle `t` has its DIM sums computed right away
+//!   with its bank's weights and is written to the accumulators on the edge of cycle
+//!   `t + L + 1` (the RTL reads the old row on `t + L` and writes on `t + L + 1`);
+//! * an ACTIVATE row read on cycle `c` is requantised right away and written to the scratchpad
+//!   on the edge of cycle `c + 1 + A`;
+//! * WRITE_ACT rows and LOAD_WEIGHTS rows are written the cycle after their last word.
+//!
+//! Computing a row's sums at issue rather than as it moves through the PEs is exact because
+//! its bank cannot change while it is in flight: weights are only written to the shadow bank,
+//! and only after `bank_cnt` of that bank counted down from `L + 1` (the RTL's interlock).
+//! Applying an accumulate with the accumulator row as it is on the write cycle rather than as
+//! read one cycle earlier is exact because rows of one MATMUL have distinct addresses and
+//! two MATMULs' rows enter at least two cycles apart (the RTL relies on the same fact).
+//!
+//! Everything observable is checked against the RTL (rust-hdl and Icarus) cycle for cycle by
+//! the lockstep tests in `lockstep.rs`.
+
+mod bulk;
+mod host;
+mod kernel;
+mod pipe;
+
+#[cfg(test)]
+mod lockstep;
+#[cfg(test)]
+mod tests;
+
+use spec::arith::{requantize, Quant, MAX_SHIFT};
+use spec::isa::{header, opcode, Counters, COUNTER_WORDS};
+use spec::stream::{DeviceOut, HostOut, Stalls, Stuck, Trace};
+use spec::{Config, VERSION};
+
+use crate::activity::Activity;
+use crate::CycleSim;
+use host::FastHost;
+use kernel::RowKernel;
+use pipe::{Landing, Pipe};
+
+/// Cycles of the activation units (`hdl::activation::ActivationUnit::LATENCY`; a test holds
+/// the two equal).
+pub const ACT_LATENCY: usize = 6;
+
+/// Cycles from a row entering the array to its sums leaving it
+/// (`hdl::array::SystolicArray::latency`; a test holds the two equal): `2 * dim - 1`.
+pub fn array_latency(dim: usize) -> usize {
+    2 * dim - 1
+}
+
+/// States of the controller's front end (`hdl::controller::State`, same meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum State {
+    #[default]
+    Header,
+    Skip,
+    ErrHeader,
+    ErrWord,
+    Arg0,
+    Arg1,
+    Exec,
+    Weights,
+    Bias,
+    WriteRows,
+    SyncWait,
+    RespHeader,
+    RespInfo,
+    RespToken,
+    RespCounters,
+    RowRead,
+    RowLoad,
+    RowEmit,
+    ActRun,
+    ActDrain,
+}
+
+/// The controller's registers (names and widths as in `hdl::controller`); zero at power-on.
+#[derive(Debug, Clone, Copy, Default)]
+struct Regs {
+    state: State,
+    op: u8,
+    /// 24 bits.
+    remaining: u32,
+    err_code: u8,
+    a0: u32,
+    a1: u32,
+    idx: u16,
+    row: u16,
+    addr: u16,
+    left: u16,
+    resp_hdr: u32,
+    q_mult: u16,
+    /// 6 bits.
+    q_shift: u8,
+    q_relu: bool,
+    cur_bank: bool,
+    swap_pending: bool,
+    wl_pending: bool,
+    wl_row: u16,
+    sw_pending: bool,
+    sw_addr: u16,
+    seq_busy: bool,
+    seq_addr: u16,
+    seq_dst: u16,
+    seq_left: u16,
+    seq_acc: bool,
+    seq_bank: bool,
+    arr_cnt: u16,
+    bank_cnt: [u16; 2],
+    act_dst: u16,
+    act_cnt: u16,
+    cycles: u64,
+    macs: u64,
+    matmul_cycles: u32,
+    in_stalls: u32,
+    out_stalls: u32,
+    commands: u32,
+    errors: u32,
+}
+
+const MASK24: u32 = 0x00FF_FFFF;
+
+/// The native cycle-accurate model of one `protobrain_core` (see the module docs).
+///
+/// ```
+/// use sim::{native::NativeSim, CycleSim};
+/// use spec::isa::Command;
+/// use spec::stream::Stalls;
+///
+/// let cfg = spec::Config::new(4, 64, 64).unwrap();
+/// let mut words = Vec::new();
+/// Command::Sync { token: 7 }.encode_into(4, &mut words).unwrap();
+/// let mut sim = NativeSim::new(&cfg);
+/// let trace = sim.run_stream(&words, &Stalls::none(), 10_000).unwrap();
+/// // header taken on cycle 0, token on 1, SyncWait on 2: the response goes out on 3 and 4
+/// assert_eq!(trace.outputs, vec![(3, 0x8200_0001), (4, 7)]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct NativeSim {
+    cfg: Config,
+    dim: usize,
+    wpr: usize,
+    scratch_mask: usize,
+    acc_mask: usize,
+    /// `L + 1`: the array drain count reloaded on every issue.
+    arr_drain: u16,
+    /// Absolute ticks since construction (schedules the pipelines; never reset).
+    now: u64,
+    r: Regs,
+    snap: [u32; COUNTER_WORDS],
+    scratch: Vec<i8>,
+    acc: Vec<i32>,
+    /// Weight banks, `[k * dim + n]`, widened for the kernel.
+    weights: [Vec<i16>; 2],
+    /// Zero weights in each row `k` of each bank (for [`Activity::zero_operand_macs`]).
+    zero_weights: [Vec<u32>; 2],
+    bias: Vec<i32>,
+    /// The row buffer: DIM words (int32 row) = 4·DIM bytes (int8 row in bytes 0..DIM).
+    rowbuf: Vec<u32>,
+    /// MATMUL rows between issue and accumulator write.
+    rows: Pipe<i32>,
+    /// ACTIVATE rows between accumulator read and scratchpad write.
+    acts: Pipe<i8>,
+    kernel: RowKernel,
+    activity: Activity,
+}
+
+impl NativeSim {
+    /// A core for `cfg` at power-on: every register and memory zero (as the emitted Verilog's
+    /// initial values), ready for a header.
+    pub fn new(cfg: &Config) -> Self {
+        let dim = cfg.dim();
+        let lat = array_latency(dim);
+        NativeSim {
+            cfg: *cfg,
+            dim,
+            wpr: cfg.words_per_row(),
+            scratch_mask: cfg.scratch_rows() - 1,
+            acc_mask: cfg.acc_rows() - 1,
+            arr_drain: (lat + 1) as u16,
+            now: 0,
+            r: Regs::default(),
+            snap: [0; COUNTER_WORDS],
+            scratch: vec![0; cfg.scratch_rows() * dim],
+            acc: vec![0; cfg.acc_rows() * dim],
+            weights: [vec![0; dim * dim], vec![0; dim * dim]],
+            zero_weights: [vec![dim as u32; dim], vec![dim as u32; dim]],
+            bias: vec![0; dim],
+            rowbuf: vec![0; dim],
+            rows: Pipe::new(dim, lat + 3),
+            acts: Pipe::new(dim, ACT_LATENCY + 3),
+            kernel: kernel::select(dim),
+            activity: Activity::default(),
+        }
+    }
+
+    /// Activity since the last reset (or construction).
+    pub fn activity(&self) -> Activity {
+        self.activity
+    }
+
+    /// The performance counter registers as they are now (a COUNTERS command snapshots them
+    /// once every earlier command has completed).
+    pub fn counters(&self) -> Counters {
+        let r = &self.r;
+        Counters {
+            cycles: r.cycles,
+            macs: r.macs,
+            matmul_cycles: r.matmul_cycles,
+            in_stall_cycles: r.in_stalls,
+            out_stall_cycles: r.out_stalls,
+            commands: r.commands,
+            errors: r.errors,
+        }
+    }
+
+    /// Scratchpad row `row` (DIM int8) as it is now.
+    ///
+    /// # Panics
+    /// If `row >= SCRATCH_ROWS`.
+    pub fn scratch_row(&self, row: usize) -> &[i8] {
+        assert!(row < self.cfg.scratch_rows(), "scratchpad row {row} of {}", self.cfg.scratch_rows());
+        &self.scratch[row * self.dim..(row + 1) * self.dim]
+    }
+
+    /// Accumulator row `row` (DIM int32) as it is now.
+    ///
+    /// # Panics
+    /// If `row >= ACC_ROWS`.
+    pub fn acc_row(&self, row: usize) -> &[i32] {
+        assert!(row < self.cfg.acc_rows(), "accumulator row {row} of {}", self.cfg.acc_rows());
+        &self.acc[row * self.dim..(row + 1) * self.dim]
+    }
+
+    /// True when the core waits for a header with nothing in flight: no MATMUL rows, no
+    /// ACTIVATE rows, no pending row writes.
+    pub fn is_quiescent(&self) -> bool {
+        let r = &self.r;
+        r.state == State::Header
+            && !r.seq_busy
+            && r.arr_cnt == 0
+            && r.act_cnt == 0
+            && !r.wl_pending
+            && !r.sw_pending
+            && self.rows.len() == 0
+            && self.acts.len() == 0
+    }
+
+    /// The row buffer's bytes `0..DIM` (the int8 row it holds) into `dst`.
+    #[inline]
+    fn unpack_rowbuf(rowbuf: &[u32], dst: &mut [i8]) {
+        for (chunk, w) in dst.chunks_mut(4).zip(rowbuf) {
+            for (d, b) in chunk.iter_mut().zip(w.to_le_bytes()) {
+                *d = b as i8;
+            }
+        }
+    }
+
+    /// The output ports for registers `q` (combinational in the RTL).
+    #[inline]
+    fn outputs(&self, q: &Regs) -> (bool, u32) {
+        match q.state {
+            State::ErrHeader => (true, header(opcode::ERROR, 1)),
+            State::ErrWord => (true, u32::from(q.err_code) | (u32::from(q.op) << 8)),
+            State::RespHeader => (true, q.resp_hdr),
+            State::RespInfo => (
+                true,
+                match q.idx {
+                    1 => self.dim as u32,
+                    2 => self.cfg.scratch_rows() as u32,
+                    3 => self.cfg.acc_rows() as u32,
+                    _ => VERSION,
+                },
+            ),
+            State::RespToken => (true, q.a0),
+            State::RespCounters => (true, self.snap.get(usize::from(q.idx)).copied().unwrap_or(q.resp_hdr)),
+            State::RowEmit => (true, self.rowbuf.get(usize::from(q.idx)).copied().unwrap_or(0)),
+            _ => (false, q.resp_hdr),
+        }
+    }
+
+    /// `n * w` as the RTL's 16x16 multiplier computes it, `n` the row count of payload word 0.
+    #[inline]
+    fn row_words(&self, a0: u32, op: u8) -> u32 {
+        let per_row = if op == opcode::READ_ACC { self.dim } else { self.wpr } as u32;
+        (a0 >> 16) * per_row
+    }
+
+    /// The range check of the Exec state (17-bit ends, no wrap).
+    fn range_ok(&self, q: &Regs) -> bool {
+        let n = q.a0 >> 16;
+        let end_a = (q.a0 & 0xFFFF) + n;
+        let end_b = (q.a1 & 0xFFFF) + n;
+        let (s, a) = (self.cfg.scratch_rows() as u32, self.cfg.acc_rows() as u32);
+        match q.op {
+            opcode::WRITE_ACT | opcode::READ_ACT => end_a <= s,
+            opcode::READ_ACC => end_a <= a,
+            opcode::MATMUL => end_a <= s && end_b <= a,
+            opcode::ACTIVATE => end_a <= a && end_b <= s,
+            _ => true,
+        }
+    }
+
+    /// One clock cycle with `rst` as given (see [`CycleSim::tick`]).
+    fn step(&mut self, inp: HostOut, rst: bool) -> DeviceOut {
+        let q = self.r;
+        let mut d = q;
+        let now = self.now;
+        let dim = self.dim;
+
+        // ---- ports (combinational) ----
+        let in_ready = match q.state {
+            State::Header | State::Skip | State::Arg0 | State::Arg1 | State::Bias | State::WriteRows => true,
+            State::Weights => q.bank_cnt[usize::from(!q.cur_bank)] == 0,
+            _ => false,
+        };
+        let take = in_ready && inp.in_valid;
+        let (out_valid, out_data) = self.outputs(&q);
+        let sent = out_valid && inp.out_ready;
+        let issue = q.seq_busy;
+
+        // ---- the memories on this edge: reads see the old contents, then the writes ----
+        if q.wl_pending {
+            let bank = usize::from(!q.cur_bank);
+            bulk::write_weight_row(&self.rowbuf, &mut self.weights[bank], &mut self.zero_weights[bank], q.wl_row);
+            self.activity.weight_row_writes += 1;
+        }
+        if issue {
+            let src = usize::from(q.seq_addr) & self.scratch_mask;
+            let bank = usize::from(q.seq_bank);
+            let x = &self.scratch[src * dim..(src + 1) * dim];
+            let due = now + u64::from(self.arr_drain);
+            let sums = self.rows.push(Landing { due, dst: q.seq_dst, accumulate: q.seq_acc });
+            let zero_macs = (self.kernel)(x, &self.weights[bank], &self.zero_weights[bank], sums, false);
+            let a = &mut self.activity;
+            a.macs += (dim * dim) as u64;
+            a.zero_operand_macs += zero_macs;
+            a.scratch_reads += 1;
+        }
+        match q.state {
+            State::ActRun => {
+                let src = usize::from(q.addr) & self.acc_mask;
+                let quant = Quant { multiplier: q.q_mult, shift: q.q_shift, relu: q.q_relu };
+                let due = now + 1 + ACT_LATENCY as u64;
+                let y = self.acts.push(Landing { due, dst: q.act_dst, accumulate: false });
+                let acc = &self.acc[src * dim..(src + 1) * dim];
+                for ((y, &a), &b) in y.iter_mut().zip(acc).zip(&self.bias) {
+                    *y = requantize(a, b, quant);
+                }
+                self.activity.acc_reads += 1;
+                self.activity.act_rows += 1;
+            }
+            State::RowRead => {
+                // The RTL reads here and loads the row buffer in RowLoad; nothing else touches
+                // the row buffer or this row in between, so it is loaded now.
+                let at = usize::from(q.addr);
+                if q.op == opcode::READ_ACC {
+                    let src = (at & self.acc_mask) * dim;
+                    for (w, &v) in self.rowbuf.iter_mut().zip(&self.acc[src..src + dim]) {
+                        *w = v as u32;
+                    }
+                    self.activity.acc_reads += 1;
+                } else {
+                    let src = (at & self.scratch_mask) * dim;
+                    self.rowbuf.fill(0);
+                    for (w, chunk) in self.rowbuf.iter_mut().zip(self.scratch[src..src + dim].chunks(4)) {
+                        let mut b = [0u8; 4];
+                        for (b, &v) in b.iter_mut().zip(chunk) {
+                            *b = v as u8;
+                        }
+                        *w = u32::from_le_bytes(b);
+                    }
+                    self.activity.scratch_reads += 1;
+                }
+            }
+            _ => {}
+        }
+        if self.rows.front().is_some_and(|l| l.due == now) {
+            let (l, sums) = self.rows.pop();
+            let dst = (usize::from(l.dst) & self.acc_mask) * dim;
+            bulk::land_acc(&mut self.acc[dst..dst + dim], sums, l.accumulate);
+            self.activity.acc_reads += 1;
+            self.activity.acc_writes += 1;
+        }
+        let act_lands = self.acts.front().is_some_and(|l| l.due == now);
+        if q.sw_pending {
+            // the row buffer wins the scratchpad's write port (the RTL's sp_wsel_act)
+            let dst = (usize::from(q.sw_addr) & self.scratch_mask) * dim;
+            Self::unpack_rowbuf(&self.rowbuf, &mut self.scratch[dst..dst + dim]);
+            self.activity.scratch_writes += 1;
+            if act_lands {
+                self.acts.pop();
+            }
+        } else if act_lands {
+            let (l, y) = self.acts.pop();
+            let dst = (usize::from(l.dst) & self.scratch_mask) * dim;
+            self.scratch[dst..dst + dim].copy_from_slice(y);
+            self.activity.scratch_writes += 1;
+        }
+
+        // ---- the MATMUL sequencer and the countdowns ----
+        d.arr_cnt = q.arr_cnt.saturating_sub(1);
+        d.bank_cnt = [q.bank_cnt[0].saturating_sub(1), q.bank_cnt[1].saturating_sub(1)];
+        d.act_cnt = q.act_cnt.saturating_sub(1);
+        if issue {
+            d.seq_addr = q.seq_addr.wrapping_add(1);
+            d.seq_dst = q.seq_dst.wrapping_add(1);
+            d.seq_left = q.seq_left.wrapping_sub(1);
+            if q.seq_left == 1 {
+                d.seq_busy = false;
+            }
+            d.macs = q.macs.wrapping_add(self.cfg.macs_per_row());
+            d.matmul_cycles = q.matmul_cycles.wrapping_add(1);
+            d.arr_cnt = self.arr_drain;
+            d.bank_cnt[usize::from(q.seq_bank)] = self.arr_drain;
+        }
+        let seq_idle = !q.seq_busy;
+        let arr_idle = !q.seq_busy && q.arr_cnt == 0;
+
+        // ---- the front end ----
+        d.wl_pending = false;
+        d.sw_pending = false;
+        let mut cmd_done = false;
+        let mut err_done = false;
+        let mut act_issue = false;
+        let data = inp.in_data;
+        match q.state {
+            State::Header => {
+                if take {
+                    let (op, len) = ((data >> 24) as u8, data & MASK24);
+                    d.op = op;
+                    d.remaining = len;
+                    d.idx = 0;
+                    d.row = 0;
+                    let expected = match op {
+                        opcode::INFO | opcode::COUNTERS => Some(Some(0)),
+                        opcode::SYNC | opcode::SET_QUANT | opcode::READ_ACT | opcode::READ_ACC => {
+                            Some(Some(1))
+                        }
+                        opcode::MATMUL | opcode::ACTIVATE => Some(Some(2)),
+                        opcode::LOAD_WEIGHTS => Some(Some((dim * self.wpr) as u32)),
+                        opcode::LOAD_BIAS => Some(Some(dim as u32)),
+                        opcode::WRITE_ACT => Some(None),
+                        _ => None,
+                    };
+                    let refuse = |d: &mut Regs, code: u8| {
+                        d.err_code = code;
+                        d.state = if len == 0 { State::ErrHeader } else { State::Skip };
+                    };
+                    match expected {
+                        None => refuse(&mut d, 1),
+                        Some(Some(n)) if n != len => refuse(&mut d, 2),
+                        Some(None) if len == 0 => refuse(&mut d, 2),
+                        _ => match op {
+                            opcode::INFO => {
+                                d.resp_hdr = header(opcode::INFO | 0x80, 4);
+                                d.state = State::RespHeader;
+                            }
+                            opcode::COUNTERS => d.state = State::SyncWait,
+                            opcode::LOAD_WEIGHTS => d.state = State::Weights,
+                            opcode::LOAD_BIAS => d.state = State::Bias,
+                            _ => d.state = State::Arg0,
+                        },
+                    }
+                }
+            }
+            State::Skip => {
+                if take {
+                    d.remaining = q.remaining.wrapping_sub(1) & MASK24;
+                    if q.remaining == 1 {
+                        d.state = State::ErrHeader;
+                    }
+                }
+            }
+            State::ErrHeader => {
+                if sent {
+                    d.state = State::ErrWord;
+                }
+            }
+            State::ErrWord => {
+                if sent {
+                    cmd_done = true;
+                    err_done = true;
+                    d.state = State::Header;
+                }
+            }
+            State::Arg0 => {
+                if take {
+                    d.a0 = data;
+                    d.remaining = q.remaining.wrapping_sub(1) & MASK24;
+                    match q.op {
+                        opcode::SYNC => d.state = State::SyncWait,
+                        opcode::SET_QUANT => {
+                            let shift = ((data >> 16) & 0x3F) as u8;
+                            if shift > MAX_SHIFT {
+                                d.err_code = 3;
+                                d.state = State::ErrHeader;
+                            } else {
+                                d.q_mult = data as u16;
+                                d.q_shift = shift;
+                                d.q_relu = (data >> 24) & 1 == 1;
+                                cmd_done = true;
+                                d.state = State::Header;
+                            }
+                        }
+                        opcode::WRITE_ACT => {
+                            let want = (self.row_words(data, q.op) & MASK24).wrapping_add(1) & MASK24;
+                            if q.remaining != want {
+                                d.err_code = 2;
+                                d.state = if q.remaining == 1 { State::ErrHeader } else { State::Skip };
+                            } else {
+                                d.state = State::Exec;
+                            }
+                        }
+                        opcode::MATMUL | opcode::ACTIVATE => d.state = State::Arg1,
+                        _ => d.state = State::Exec,
+                    }
+                }
+            }
+            State::Arg1 => {
+                if take {
+                    d.a1 = data;
+                    d.state = State::Exec;
+                }
+            }
+            State::Exec => {
+                d.addr = q.a0 as u16;
+                d.left = (q.a0 >> 16) as u16;
+                d.idx = 0;
+                let n = (q.a0 >> 16) as u16;
+                if !self.range_ok(&q) {
+                    d.err_code = 3;
+                    d.state = if q.remaining == 0 || q.op != opcode::WRITE_ACT {
+                        State::ErrHeader
+                    } else {
+                        State::Skip
+                    };
+                } else {
+                    match q.op {
+                        opcode::MATMUL => {
+                            if seq_idle {
+                                if q.swap_pending {
+                                    d.cur_bank = !q.cur_bank;
+                                    d.seq_bank = !q.cur_bank;
+                                    d.swap_pending = false;
+                                    self.activity.bank_swaps += 1;
+                                } else {
+                                    d.seq_bank = q.cur_bank;
+                                }
+                                d.seq_addr = q.a0 as u16;
+                                d.seq_left = n;
+                                d.seq_dst = q.a1 as u16;
+                                d.seq_acc = (q.a1 >> 16) & 1 == 1;
+                                d.seq_busy = n != 0;
+                                cmd_done = true;
+                                d.state = State::Header;
+                            }
+                        }
+                        opcode::ACTIVATE => {
+                            if arr_idle {
+                                d.act_dst = q.a1 as u16;
+                                if n == 0 {
+                                    cmd_done = true;
+                                    d.state = State::Header;
+                                } else {
+                                    d.state = State::ActRun;
+                                }
+                            }
+                        }
+                        opcode::WRITE_ACT => {
+                            if seq_idle {
+                                if n == 0 {
+                                    cmd_done = true;
+                                    d.state = State::Header;
+                                } else {
+                                    d.state = State::WriteRows;
+                                }
+                            }
+                        }
+                        opcode::READ_ACT => {
+                            if seq_idle {
+                                d.resp_hdr = header(opcode::READ_ACT | 0x80, 0) | self.row_words(q.a0, q.op);
+                                d.state = State::RespHeader;
+                            }
+                        }
+                        _ => {
+                            if arr_idle {
+                                d.resp_hdr = header(opcode::READ_ACC | 0x80, 0) | self.row_words(q.a0, q.op);
+                                d.state = State::RespHeader;
+                            }
+                        }
+                    }
+                }
+            }
+            State::Weights => {
+                if take {
+                    if let Some(w) = self.rowbuf.get_mut(usize::from(q.idx)) {
+                        *w = data;
+                    }
+                    if usize::from(q.idx) == self.wpr - 1 {
+                        d.idx = 0;
+                        d.wl_pending = true;
+                        d.wl_row = q.row;
+                        d.row = q.row.wrapping_add(1);
+                        if usize::from(q.row) == dim - 1 {
+                            d.swap_pending = true;
+                            cmd_done = true;
+                            d.state = State::Header;
+                        }
+                    } else {
+                        d.idx = q.idx.wrapping_add(1);
+                    }
+                }
+            }
+            State::Bias => {
+                if take {
+                    if let Some(b) = self.bias.get_mut(usize::from(q.idx)) {
+                        *b = data as i32;
+                        self.activity.bias_writes += 1;
+                    }
+                    d.idx = q.idx.wrapping_add(1);
+                    if usize::from(q.idx) == dim - 1 {
+                        cmd_done = true;
+                        d.state = State::Header;
+                    }
+                }
+            }
+            State::WriteRows => {
+                if take {
+                    if let Some(w) = self.rowbuf.get_mut(usize::from(q.idx)) {
+                        *w = data;
+                    }
+                    if usize::from(q.idx) == self.wpr - 1 {
+                        d.idx = 0;
+                        d.sw_pending = true;
+                        d.sw_addr = q.addr;
+                        d.addr = q.addr.wrapping_add(1);
+                        d.left = q.left.wrapping_sub(1);
+                        if q.left == 1 {
+                            cmd_done = true;
+                            d.state = State::Header;
+                        }
+                    } else {
+                        d.idx = q.idx.wrapping_add(1);
+                    }
+                }
+            }
+            State::SyncWait => {
+                d.idx = 0;
+                if arr_idle && !q.wl_pending && !q.sw_pending {
+                    if q.op == opcode::SYNC {
+                        d.resp_hdr = header(opcode::SYNC | 0x80, 1);
+                    } else {
+                        d.resp_hdr = header(opcode::COUNTERS | 0x80, COUNTER_WORDS as u32);
+                        self.snap = self.counters().to_words();
+                    }
+                    d.state = State::RespHeader;
+                }
+            }
+            State::RespHeader => {
+                if sent {
+                    d.state = match q.op {
+                        opcode::INFO => State::RespInfo,
+                        opcode::SYNC => State::RespToken,
+                        opcode::COUNTERS => State::RespCounters,
+                        _ if q.left == 0 => {
+                            cmd_done = true;
+                            State::Header
+                        }
+                        _ => State::RowRead,
+                    };
+                }
+            }
+            State::RespInfo => {
+                if sent {
+                    d.idx = q.idx.wrapping_add(1);
+                    if q.idx == 3 {
+                        cmd_done = true;
+                        d.state = State::Header;
+                    }
+                }
+            }
+            State::RespToken => {
+                if sent {
+                    cmd_done = true;
+                    d.state = State::Header;
+                }
+            }
+            State::RespCounters => {
+                if sent {
+                    d.idx = q.idx.wrapping_add(1);
+                    if usize::from(q.idx) == COUNTER_WORDS - 1 {
+                        cmd_done = true;
+                        d.state = State::Header;
+                    }
+                }
+            }
+            State::RowRead => d.state = State::RowLoad,
+            State::RowLoad => {
+                d.idx = 0;
+                d.state = State::RowEmit;
+            }
+            State::RowEmit => {
+                if sent {
+                    let last = if q.op == opcode::READ_ACC { dim - 1 } else { self.wpr - 1 };
+                    if usize::from(q.idx) == last {
+                        d.idx = 0;
+                        d.addr = q.addr.wrapping_add(1);
+                        d.left = q.left.wrapping_sub(1);
+                        if q.left == 1 {
+                            cmd_done = true;
+                            d.state = State::Header;
+                        } else {
+                            d.state = State::RowRead;
+                        }
+                    } else {
+                        d.idx = q.idx.wrapping_add(1);
+                    }
+                }
+            }
+            State::ActRun => {
+                act_issue = true;
+                d.addr = q.addr.wrapping_add(1);
+                d.act_dst = q.act_dst.wrapping_add(1);
+                d.left = q.left.wrapping_sub(1);
+                d.act_cnt = (ACT_LATENCY + 1) as u16;
+                if q.left == 1 {
+                    d.state = State::ActDrain;
+                }
+            }
+            State::ActDrain => {
+                if q.act_cnt == 0 {
+                    cmd_done = true;
+                    d.state = State::Header;
+                }
+            }
+        }
+
+        // ---- counters ----
+        d.cycles = q.cycles.wrapping_add(1);
+        if in_ready && !inp.in_valid {
+            d.in_stalls = q.in_stalls.wrapping_add(1);
+        }
+        if out_valid && !inp.out_ready {
+            d.out_stalls = q.out_stalls.wrapping_add(1);
+        }
+        if cmd_done {
+            d.commands = q.commands.wrapping_add(1);
+        }
+        if err_done {
+            d.errors = q.errors.wrapping_add(1);
+        }
+        let a = &mut self.activity;
+        a.cycles += 1;
+        a.words_in += u64::from(take);
+        a.words_out += u64::from(sent);
+        a.array_busy_cycles += u64::from(issue || q.arr_cnt != 0);
+        a.act_busy_cycles += u64::from(act_issue || q.act_cnt != 0);
+
+        if rst {
+            d = Regs {
+                state: State::Header,
+                q_mult: 0,
+                q_shift: 0,
+                q_relu: false,
+                cur_bank: false,
+                swap_pending: false,
+                wl_pending: false,
+                sw_pending: false,
+                seq_busy: false,
+                arr_cnt: 0,
+                bank_cnt: [0, 0],
+                act_cnt: 0,
+                cycles: 0,
+                macs: 0,
+                matmul_cycles: 0,
+                in_stalls: 0,
+                out_stalls: 0,
+                commands: 0,
+                errors: 0,
+                ..d
+            };
+            // the delay lines carrying rows to their writes are cleared: rows not yet written
+            // are lost; the array, bias registers and activation units are cleared too
+            self.rows.clear();
+            self.acts.clear();
+            self.bias.fill(0);
+            for b in 0..2 {
+                self.weights[b].fill(0);
+                self.zero_weights[b].fill(dim as u32);
+            }
+            self.activity = Activity::default();
+        }
+        self.r = d;
+        self.now += 1;
+        DeviceOut { in_ready, out_valid, out_data }
+    }
+}
+
+impl CycleSim for NativeSim {
+    fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn reset(&mut self) {
+        self.step(HostOut::default(), true);
+    }
+
+    fn cycle(&self) -> u64 {
+        self.r.cycles
+    }
+
+    fn tick(&mut self, inputs: HostOut) -> DeviceOut {
+        self.step(inputs, false)
+    }
+
+    /// The trait's run, fast: while the front end is blind or takes a payload word every cycle
+    /// (see `bulk.rs`) many cycles are accounted at once; otherwise one [`tick`](Self::tick)
+    /// per cycle. Same result as the per-tick default.
+    fn run_stream(&mut self, words: &[u32], stalls: &Stalls, limit: u64) -> Result<Trace, Stuck> {
+        self.reset();
+        let mut host = FastHost::new(words, stalls, self.dim, limit);
+        loop {
+            let blind = self.blind_window();
+            if blind > 1 {
+                let k = host.skippable(blind);
+                self.advance_blind(k);
+                if let Some(done) = host.skip(k) {
+                    return done;
+                }
+                continue;
+            }
+            let payload = self.input_window();
+            if payload > 1 {
+                let m = host.input_run(payload);
+                if m > 1 {
+                    self.take_words(&host.upcoming()[..m as usize]);
+                    if let Some(done) = host.took(m) {
+                        return done;
+                    }
+                    continue;
+                }
+            }
+            let drive = host.drive();
+            let seen = self.step(drive, false);
+            if let Some(done) = host.observe(drive, seen) {
+                return done;
+            }
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! The Verilator model against the golden device, against Icarus on the same emitted Verilog,
+//! and its C++ host loop against the trait's default loop over `tick`; run-time builds, the
+//! cache, waveforms and error messages.
+
+use std::time::Instant;
+
+use spec::isa::{decode_responses, Command, Response};
+use spec::stimulus::{random_gemm_block, random_stalls, random_stream, Rng, StreamShape};
+use spec::stream::{DeviceOut, HostOut, Stalls, Stuck, Trace};
+use spec::{Config, GoldenDevice};
+
+use super::{cache, ModelSource, VerilatedSim, VerilatorError};
+use crate::CycleSim;
+
+const LIMIT: u64 = 400_000;
+
+/// The trait's default `run_stream` over [`VerilatedSim::tick`] (one FFI call per cycle).
+struct ByTick<'a>(&'a mut VerilatedSim);
+
+impl CycleSim for ByTick<'_> {
+    fn config(&self) -> &Config {
+        self.0.config()
+    }
+    fn reset(&mut self) {
+        self.0.reset()
+    }
+    fn cycle(&self) -> u64 {
+        self.0.cycle()
+    }
+    fn tick(&mut self, inputs: HostOut) -> DeviceOut {
+        self.0.tick(inputs)
+    }
+}
+
+/// Decode a response stream and zero the timed COUNTERS fields, which the untimed golden
+/// device answers as 0 (as hdl/src/core_tests.rs does).
+fn untimed(dim: usize, words: &[u32]) -> Vec<Response> {
+    decode_responses(dim, words)
+        .unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
+        .into_iter()
+        .map(|r| match r {
+            Response::Counters(c) => Response::Counters(spec::Counters {
+                cycles: 0,
+                matmul_cycles: 0,
+                in_stall_cycles: 0,
+                out_stall_cycles: 0,
+                ..c
+            }),
+            r => r,
+        })
+        .collect()
+}
+
+/// A random stream and stall pattern from `seed`.
+fn case(cfg: &Config, seed: u64, commands: usize) -> (Vec<u32>, Stalls) {
+    let mut rng = Rng::new(seed);
+    let words = random_stream(cfg, &mut rng, StreamShape { commands, max_rows: 4, malformed: 0.2 });
+    let p_in = [0.0, 0.3, 0.7][rng.below(3) as usize];
+    let p_out = [0.0, 0.3, 0.7][rng.below(3) as usize];
+    let (len_in, len_out) = (1 + rng.below(64) as usize, 1 + rng.below(64) as usize);
+    let mut stalls = Stalls {
+        input: random_stalls(&mut rng, len_in, p_in),
+        output: random_stalls(&mut rng, len_out, p_out),
+    };
+    // a pattern that always stalls would stop the stream for good
+    stalls.input[0] = false;
+    stalls.output[0] = false;
+    (words, stalls)
+}
+
+/// Verilator against the golden device on `cases` random streams, and against Icarus on every
+/// `icarus_every`-th one (identical traces: same words on the same cycles).
+fn lockstep(cfg: Config, seeds: std::ops::Range<u64>, commands: usize, icarus_every: u64) {
+    assert_eq!(VerilatedSim::new(&cfg).unwrap().source(), &ModelSource::Prebuilt, "{cfg} should be prebuilt");
+    let verilog = hdl::emit::verilog(&cfg).unwrap();
+    let (mut outputs, mut compared) = (0, 0);
+    for seed in seeds {
+        let (words, stalls) = case(&cfg, seed, commands);
+        // a fresh model each time: reset keeps the memories, the golden device starts at zero
+        let mut sim = VerilatedSim::new(&cfg).unwrap();
+        let trace =
+            sim.run_stream(&words, &stalls, LIMIT).unwrap_or_else(|e| panic!("{cfg}, seed {seed}: {e}"));
+        assert_eq!(sim.cycle(), trace.cycles);
+        let golden = GoldenDevice::run(cfg, &words);
+        assert_eq!(
+            untimed(cfg.dim(), &trace.words()),
+            untimed(cfg.dim(), &golden),
+            "Verilator vs golden, {cfg}, seed {seed}"
+        );
+        assert!(trace.outputs.windows(2).all(|w| w[0].0 < w[1].0), "one word per cycle at most");
+        outputs += trace.outputs.len();
+        if seed % icarus_every == 0 {
+            let rtl = hdl::stream::run_icarus(&verilog, cfg.dim(), &words, &stalls, LIMIT)
+                .unwrap_or_else(|e| panic!("Icarus, {cfg}, seed {seed}: {e}"));
+            assert_eq!(trace, rtl, "Verilator vs Icarus, {cfg}, seed {seed}");
+            compared += 1;
+        }
+    }
+    assert!(outputs > 100, "the streams produced only {outputs} output words");
+    assert!(compared > 0);
+}
+
+#[test]
+fn dim2_matches_golden_and_icarus_on_random_streams() {
+    lockstep(Config::new(2, 16, 8).unwrap(), 0..200, 40, 25);
+}
+
+#[test]
+fn dim4_matches_golden_and_icarus_on_random_streams() {
+    lockstep(Config::new(4, 16, 8).unwrap(), 1000..1120, 40, 30);
+}
+
+#[test]
+fn dim8_matches_golden_and_icarus_on_random_streams() {
+    lockstep(Config::new(8, 32, 16).unwrap(), 2000..2060, 30, 30);
+}
+
+#[test]
+fn presets_are_prebuilt_and_match_golden() {
+    for name in ["default", "ecp5-25k", "ecp5-85k"] {
+        let cfg = Config::preset(name).unwrap();
+        assert!(VerilatedSim::prebuilt().contains(&cfg), "{name}");
+        assert_eq!(VerilatedSim::new(&cfg).unwrap().source(), &ModelSource::Prebuilt);
+        for seed in 0..6 {
+            let (words, stalls) = case(&cfg, 7000 + seed, 30);
+            let mut sim = VerilatedSim::new(&cfg).unwrap();
+            let trace = sim.run_stream(&words, &stalls, LIMIT).unwrap();
+            assert_eq!(
+                untimed(cfg.dim(), &trace.words()),
+                untimed(cfg.dim(), &GoldenDevice::run(cfg, &words))
+            );
+        }
+    }
+}
+
+#[test]
+fn the_linked_tables_match_this_abi() {
+    assert_eq!(super::PREBUILT.len(), VerilatedSim::prebuilt().len());
+    for p in super::PREBUILT {
+        // SAFETY: a static table of a linked model.
+        let api = unsafe { (p.api)().as_ref() }.unwrap();
+        assert_eq!((api.abi_version, api.traced), (super::ABI_VERSION, 0), "{:?}", p.dims);
+    }
+}
+
+#[test]
+fn the_cpp_host_loop_equals_the_default_loop_over_tick() {
+    for cfg in
+        [Config::new(2, 16, 8).unwrap(), Config::new(4, 16, 8).unwrap(), Config::new(8, 32, 16).unwrap()]
+    {
+        for seed in 0..40 {
+            let (words, stalls) = case(&cfg, 5000 + seed, 30);
+            // two fresh models (a reset keeps the memories)
+            let mut sim = VerilatedSim::new(&cfg).unwrap();
+            let mut other = VerilatedSim::new(&cfg).unwrap();
+            let fast = sim.run_stream(&words, &stalls, LIMIT);
+            let slow = ByTick(&mut other).run_stream(&words, &stalls, LIMIT);
+            assert!(fast.is_ok(), "{cfg}, seed {seed}: {fast:?}");
+            assert_eq!(fast, slow, "{cfg}, seed {seed}");
+            assert_eq!(sim.cycle(), fast.unwrap().cycles);
+            assert_eq!(other.cycle(), sim.cycle());
+        }
+        let mut sim = VerilatedSim::new(&cfg).unwrap();
+        let mut other = VerilatedSim::new(&cfg).unwrap();
+        // empty stall patterns never stall, and an empty stream is only the quiet tail
+        let none = Stalls { input: vec![], output: vec![] };
+        let (words, _) = case(&cfg, 77, 10);
+        assert_eq!(sim.run_stream(&words, &none, LIMIT), ByTick(&mut other).run_stream(&words, &none, LIMIT));
+        let empty = sim.run_stream(&[], &Stalls::none(), LIMIT).unwrap();
+        assert_eq!(
+            empty,
+            Trace { outputs: vec![], last_input_cycle: 0, cycles: spec::stream::quiet_cycles(cfg.dim()) }
+        );
+    }
+}
+
+#[test]
+fn a_limit_too_small_is_stuck_in_both_loops() {
+    let cfg = Config::new(4, 16, 8).unwrap();
+    let (words, stalls) = case(&cfg, 99, 30);
+    // the whole stream never enters in fewer cycles than it has words
+    let limit = words.len() as u64 / 2;
+    let fast = VerilatedSim::new(&cfg).unwrap().run_stream(&words, &stalls, limit);
+    let slow = ByTick(&mut VerilatedSim::new(&cfg).unwrap()).run_stream(&words, &stalls, limit);
+    assert_eq!(fast, slow);
+    let Err(Stuck { taken, total, limit: l }) = fast else { panic!("not stuck: {fast:?}") };
+    assert!(taken < total && total == words.len() && l == limit);
+}
+
+#[test]
+fn ticks_answer_info_and_reset_restarts_the_cycle_count() {
+    let cfg = Config::new(2, 16, 8).unwrap();
+    let mut sim = VerilatedSim::new(&cfg).unwrap();
+    assert_eq!(sim.cycle(), 0);
+    let mut words = Vec::new();
+    Command::Info.encode_into(2, &mut words).unwrap();
+    let mut out = Vec::new();
+    let mut sent = 0;
+    for _ in 0..200 {
+        let drive = HostOut {
+            in_valid: sent < words.len(),
+            in_data: words.get(sent).copied().unwrap_or(0),
+            out_ready: true,
+        };
+        let seen = sim.tick(drive);
+        if drive.in_valid && seen.in_ready {
+            sent += 1;
+        }
+        if seen.out_valid {
+            out.push(seen.out_data);
+        }
+    }
+    assert_eq!(sim.cycle(), 200);
+    assert_eq!(
+        decode_responses(2, &out).unwrap(),
+        vec![Response::Info { version: spec::VERSION, dim: 2, scratch_rows: 16, acc_rows: 8 }]
+    );
+    sim.idle(5);
+    assert_eq!(sim.cycle(), 205);
+    sim.reset();
+    assert_eq!(sim.cycle(), 0);
+}
+
+#[test]
+fn models_are_independent_and_move_between_threads() {
+    let cfg = Config::new(4, 16, 8).unwrap();
+    let (words, stalls) = case(&cfg, 4242, 40);
+    let expected = VerilatedSim::new(&cfg).unwrap().run_stream(&words, &stalls, LIMIT).unwrap();
+    let sims: Vec<VerilatedSim> = (0..3).map(|_| VerilatedSim::new(&cfg).unwrap()).collect();
+    let traces: Vec<Trace> = std::thread::scope(|s| {
+        let handles: Vec<_> = sims
+            .into_iter()
+            .map(|mut sim| {
+                let (w, st) = (&words, &stalls);
+                s.spawn(move || sim.run_stream(w, st, LIMIT).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for t in traces {
+        assert_eq!(t, expected);
+    }
+}
+
+#[test]
+fn a_config_that_is_not_prebuilt_is_built_at_run_time_and_cached() {
+    let cfg = Config::new(3, 8, 16).unwrap();
+    assert!(!VerilatedSim::prebuilt().contains(&cfg));
+    let sim = VerilatedSim::new(&cfg).unwrap();
+    assert!(
+        matches!(sim.source(), ModelSource::Built { .. } | ModelSource::Cached { .. }),
+        "{:?}",
+        sim.source()
+    );
+    for seed in 0..20 {
+        let (words, stalls) = case(&cfg, 300 + seed, 30);
+        let mut sim = VerilatedSim::new(&cfg).unwrap();
+        let trace = sim.run_stream(&words, &stalls, LIMIT).unwrap();
+        assert_eq!(untimed(3, &trace.words()), untimed(3, &GoldenDevice::run(cfg, &words)), "seed {seed}");
+        if seed < 2 {
+            let rtl = hdl::stream::run_icarus(&hdl::emit::verilog(&cfg).unwrap(), 3, &words, &stalls, LIMIT)
+                .unwrap();
+            assert_eq!(trace, rtl, "Verilator vs Icarus, seed {seed}");
+        }
+    }
+    let t0 = Instant::now();
+    let again = VerilatedSim::new(&cfg).unwrap();
+    assert!(matches!(again.source(), ModelSource::Cached { .. }), "{:?}", again.source());
+    assert!(t0.elapsed().as_secs_f64() < 1.0, "a cache hit took {:?}", t0.elapsed());
+}
+
+#[test]
+fn a_fresh_cache_builds_once_and_then_hits_on_disk() {
+    let root = tempfile::tempdir().unwrap();
+    let cfg = Config::new(2, 4, 2).unwrap();
+    let (_, first) = cache::load_in(root.path(), &cfg, false).unwrap();
+    let ModelSource::Built { dir, seconds } = first else { panic!("{first:?}") };
+    assert!(dir.join("libpbmodel.so").is_file() && dir.join("src/core.v").is_file());
+    eprintln!("run-time build of {cfg}: {seconds:.1} s (Verilator's library included)");
+    // a second run of this executable finds it through the index, without emitting
+    cache::forget(root.path());
+    let t0 = Instant::now();
+    let (_, second) = cache::load_in(root.path(), &cfg, false).unwrap();
+    assert_eq!(second, ModelSource::Cached { dir: dir.clone() });
+    assert!(t0.elapsed().as_secs_f64() < 0.5, "a cache hit took {:?}", t0.elapsed());
+    assert_eq!(std::fs::read_dir(root.path().join("index")).unwrap().count(), 1);
+    // another executable emits the same Verilog and finds it by its hash
+    std::fs::remove_dir_all(root.path().join("index")).unwrap();
+    cache::forget(root.path());
+    let (api, third) = cache::load_in(root.path(), &cfg, false).unwrap();
+    assert_eq!(third, ModelSource::Cached { dir: dir.clone() });
+    let second = third;
+    // the loaded model works
+    let mut sim = VerilatedSim::start(&cfg, api, second, None).unwrap();
+    let (words, stalls) = case(&cfg, 11, 20);
+    let trace = sim.run_stream(&words, &stalls, LIMIT).unwrap();
+    assert_eq!(untimed(2, &trace.words()), untimed(2, &GoldenDevice::run(cfg, &words)));
+    // nothing half-built is left behind
+    let leftovers: Vec<_> = std::fs::read_dir(root.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn publishing_onto_an_entry_another_process_finished_keeps_theirs() {
+    let root = tempfile::tempdir().unwrap();
+    let (ours, theirs) = (root.path().join("tmp-x"), root.path().join("entry"));
+    for (d, text) in [(&ours, "ours"), (&theirs, "theirs")] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("libpbmodel.so"), text).unwrap();
+    }
+    cache::publish(&ours, &theirs, "libpbmodel.so").unwrap();
+    assert!(!ours.exists());
+    assert_eq!(std::fs::read_to_string(theirs.join("libpbmodel.so")).unwrap(), "theirs");
+    // onto nothing: a plain rename
+    let fresh = root.path().join("tmp-y");
+    std::fs::create_dir_all(&fresh).unwrap();
+    std::fs::write(fresh.join("libpbmodel.so"), "y").unwrap();
+    cache::publish(&fresh, &root.path().join("entry2"), "libpbmodel.so").unwrap();
+    assert!(root.path().join("entry2/libpbmodel.so").is_file());
+}
+
+#[test]
+fn a_waveform_is_written_on_request() {
+    let cfg = Config::new(2, 16, 8).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let vcd = dir.path().join("wave.vcd");
+    let trace = {
+        let mut sim = VerilatedSim::with_trace(&cfg, &vcd).unwrap();
+        assert_eq!(sim.trace_path(), Some(vcd.as_path()));
+        let mut rng = Rng::new(5);
+        let mut words = Vec::new();
+        for c in random_gemm_block(&cfg, &mut rng, 3) {
+            c.encode_into(2, &mut words).unwrap();
+        }
+        let trace = sim.run_stream(&words, &Stalls::none(), LIMIT).unwrap();
+        assert_eq!(untimed(2, &trace.words()), untimed(2, &GoldenDevice::run(cfg, &words)));
+        trace
+    }; // dropped: the file is closed
+    let text = std::fs::read_to_string(&vcd).unwrap();
+    let (header, body) = text.split_once("$enddefinitions").expect("a VCD header");
+    assert!(header.contains("$timescale 1ns $end"), "{}", &header[..200.min(header.len())]);
+    for signal in ["clk", "rst", "in_data", "in_valid", "in_ready", "out_data", "out_valid", "out_ready"] {
+        assert!(
+            header.lines().any(|l| l.contains("$var") && l.split_whitespace().any(|w| w == signal)),
+            "no {signal} in the VCD header"
+        );
+    }
+    // 10 ns cycles, clock low then high: the reset in `new`, the reset in run_stream, the run
+    let times: Vec<u64> =
+        body.lines().filter_map(|l| l.strip_prefix('#')).filter_map(|t| t.parse().ok()).collect();
+    assert_eq!(times.iter().max(), Some(&(10 * (2 + trace.cycles) - 5)));
+    assert!(times.windows(2).all(|w| w[1] - w[0] == 5), "a dump every half cycle");
+}
+
+/// Run by [`the_trace_env_var_traces_every_model`] in a child process with the variable set.
+#[test]
+#[ignore = "run in a child process by the_trace_env_var_traces_every_model"]
+fn trace_env_child() {
+    if std::env::var_os(super::TRACE_ENV).is_none() {
+        return;
+    }
+    let cfg = Config::new(2, 16, 8).unwrap();
+    for _ in 0..2 {
+        let mut sim = VerilatedSim::new(&cfg).unwrap();
+        assert!(sim.trace_path().is_some());
+        sim.idle(3);
+    }
+}
+
+#[test]
+fn the_trace_env_var_traces_every_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let vcd = dir.path().join("env.vcd");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["verilated::tests::trace_env_child", "--exact", "--ignored", "--test-threads", "1"])
+        .env(super::TRACE_ENV, &vcd)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+    for f in ["env.vcd", "env.1.vcd"] {
+        let text = std::fs::read_to_string(dir.path().join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(text.contains("$enddefinitions") && text.contains(" in_valid "), "{f}");
+    }
+}
+
+#[test]
+fn a_bad_waveform_path_is_a_clear_error() {
+    let cfg = Config::new(2, 16, 8).unwrap();
+    let err = VerilatedSim::with_trace(&cfg, "/nonexistent-dir/x/wave.vcd").unwrap_err();
+    assert!(matches!(err, VerilatorError::Trace { .. }), "{err:?}");
+    assert!(err.to_string().contains("/nonexistent-dir/x/wave.vcd"), "{err}");
+}
+
+#[test]
+fn a_missing_tool_says_how_to_install_it() {
+    let cfg = Config::new(3, 8, 16).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let err = cache::run_logged(
+        &mut std::process::Command::new("verilator-not-installed-here"),
+        "verilator",
+        "verilator",
+        &dir.path().join("log"),
+        &cfg,
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, VerilatorError::ToolMissing { .. }));
+    assert!(text.contains("`verilator` not found") && text.contains("apt-get install verilator"), "{text}");
+    assert!(text.contains("scripts/setup.sh") && text.contains("DIM 3"), "{text}");
+    // a failing tool points at its log and shows its last lines
+    let err = cache::run_logged(
+        std::process::Command::new("sh").args(["-c", "echo first; echo 'bad thing' >&2; exit 3"]),
+        "verilator",
+        "verilator",
+        &dir.path().join("log"),
+        &cfg,
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("verilator failed") && text.contains("bad thing") && text.contains("log"),
+        "{text}"
+    );
+    assert!(std::fs::read_to_string(dir.path().join("log")).unwrap().contains("first"));
+}

@@ -1,0 +1,213 @@
+//! `--backend golden|native|rtl|serial`: which device the driver talks to.
+//!
+//! ```text
+//!   Device (driver) ──► Link ──► golden   spec::GoldenDevice (functional, untimed)
+//!                            ──► native   sim::native::NativeSim (cycle-exact, fast)
+//!                            ──► rtl      sim::VerilatedSim (the emitted Verilog, Verilator)
+//!                            ──► serial   a board over a UART (--port, --baud)
+//! ```
+//!
+//! Every backend runs the same compiled program through the same driver; the cycle backends
+//! also report the cycles the hardware takes and the native one its activity counts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use driver::{GoldenTransport, SerialTransport, Transport, TransportError};
+use serde::Serialize;
+use sim::activity::Activity;
+use sim::native::NativeSim;
+use sim::transport::SimTransport;
+use sim::{CycleSim, VerilatedSim};
+use spec::Config;
+
+use crate::error::CliError;
+
+/// A model of the device (or the device itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// The functional golden device (spec): bit-exact, untimed.
+    Golden,
+    /// The native cycle model (sim::native): bit- and cycle-exact with the RTL, fast.
+    Native,
+    /// The emitted Verilog under Verilator (sim::verilated).
+    Rtl,
+    /// A board running the bitstream, over a serial port (--port).
+    Serial,
+}
+
+impl Backend {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Golden => "golden",
+            Backend::Native => "native",
+            Backend::Rtl => "rtl",
+            Backend::Serial => "serial",
+        }
+    }
+}
+
+/// How to reach the device.
+#[derive(Debug, Clone, Args)]
+pub struct LinkArgs {
+    /// Which model of the device computes.
+    #[arg(long, value_enum, default_value_t = Backend::Golden)]
+    pub backend: Backend,
+    /// Serial port of the board (--backend serial), e.g. /dev/ttyUSB1.
+    #[arg(long, value_name = "PATH")]
+    pub port: Option<String>,
+    /// Baud rate of the board's UART (--backend serial).
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
+    /// Write a VCD waveform of the run (--backend rtl).
+    #[arg(long, value_name = "out.vcd")]
+    pub trace: Option<PathBuf>,
+}
+
+/// An open connection to one device.
+pub enum Link {
+    Golden(Box<GoldenTransport>),
+    Native(Box<SimTransport<NativeSim>>),
+    Rtl(Box<SimTransport<VerilatedSim>>),
+    Serial(SerialTransport<Box<dyn serialport::SerialPort>>),
+}
+
+impl Link {
+    /// Open the backend the flags ask for, for a device of `cfg`.
+    pub fn open(args: &LinkArgs, cfg: &Config) -> Result<Link, CliError> {
+        if args.trace.is_some() && args.backend != Backend::Rtl {
+            return Err(CliError::input("--trace", "waveforms come from the RTL: use it with --backend rtl"));
+        }
+        if args.port.is_some() && args.backend != Backend::Serial {
+            return Err(CliError::input("--port", "a serial port is used only with --backend serial"));
+        }
+        Ok(match args.backend {
+            Backend::Golden => Link::Golden(Box::new(GoldenTransport::new(*cfg))),
+            Backend::Native => Link::Native(Box::new(SimTransport::new(NativeSim::new(cfg)))),
+            Backend::Rtl => {
+                let sim = match &args.trace {
+                    Some(path) => VerilatedSim::with_trace(cfg, path),
+                    None => VerilatedSim::new(cfg),
+                }
+                .map_err(|e| CliError::internal("--backend rtl", e.to_string()))?;
+                Link::Rtl(Box::new(SimTransport::new(sim)))
+            }
+            Backend::Serial => {
+                let port = args
+                    .port
+                    .as_deref()
+                    .ok_or_else(|| CliError::input("--port", "--backend serial needs --port PATH"))?;
+                let t = SerialTransport::open(port, args.baud)
+                    .map_err(|e| CliError::input("--port", e.to_string()))?;
+                Link::Serial(t)
+            }
+        })
+    }
+
+    /// How long the driver waits for an answer: generous on a real link, irrelevant for the
+    /// simulators (they bound silence in cycles).
+    pub fn timeout(&self) -> Duration {
+        match self {
+            Link::Serial(_) => Duration::from_secs(5),
+            _ => Duration::from_secs(1),
+        }
+    }
+
+    /// Cycles the device has run since it was opened (cycle backends only).
+    pub fn cycles(&self) -> Option<u64> {
+        match self {
+            Link::Native(t) => Some(t.sim().cycle()),
+            Link::Rtl(t) => Some(t.sim().cycle()),
+            _ => None,
+        }
+    }
+
+    /// Activity counts (the native model only).
+    pub fn activity(&self) -> Option<Activity> {
+        match self {
+            Link::Native(t) => Some(t.sim().activity()),
+            _ => None,
+        }
+    }
+}
+
+impl Transport for Link {
+    fn send(&mut self, words: &[u32]) -> Result<(), TransportError> {
+        match self {
+            Link::Golden(t) => t.send(words),
+            Link::Native(t) => t.send(words),
+            Link::Rtl(t) => t.send(words),
+            Link::Serial(t) => t.send(words),
+        }
+    }
+
+    fn recv(&mut self, n: usize, timeout: Duration) -> Result<Vec<u32>, TransportError> {
+        match self {
+            Link::Golden(t) => t.recv(n, timeout),
+            Link::Native(t) => t.recv(n, timeout),
+            Link::Rtl(t) => t.recv(n, timeout),
+            Link::Serial(t) => t.recv(n, timeout),
+        }
+    }
+
+    fn max_pending_words(&self) -> usize {
+        match self {
+            Link::Serial(t) => t.max_pending_words(),
+            _ => usize::MAX,
+        }
+    }
+}
+
+/// The machine-readable report of one run (`--report r.json`), snake_case.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The backend that ran.
+    pub backend: Backend,
+    /// The device configuration.
+    pub config: Config,
+    /// Problem shape(s): M, then (K, N) per layer.
+    pub m: usize,
+    pub layers: Vec<(usize, usize)>,
+    /// Cycles from the first word sent to the last word received (cycle backends).
+    pub cycles: Option<u64>,
+    /// Useful multiply-accumulates: M·K·N summed over the layers.
+    pub macs: u64,
+    /// MACs issued by the array, padding included (the COUNTERS `macs`; cycle backends).
+    pub macs_issued: Option<u64>,
+    /// Useful MACs / (DIM² · cycles).
+    pub utilization: Option<f64>,
+    /// Words sent to the device and received from it.
+    pub words_sent: u64,
+    pub words_received: u64,
+    /// Activity counts of the native model.
+    pub activity: Option<Activity>,
+}
+
+impl RunReport {
+    /// Write the report as pretty JSON, atomically.
+    pub fn save(&self, path: &std::path::Path) -> Result<(), CliError> {
+        let json = serde_json::to_string_pretty(self).expect("a report always serialises");
+        crate::output::write_atomically(path, |w| w.write_all(json.as_bytes()))
+    }
+
+    /// One line for the terminal.
+    pub fn summary(&self) -> String {
+        match (self.cycles, self.utilization) {
+            (Some(c), Some(u)) => format!(
+                "{} cycles, {} MACs, utilization {:.1}%, {} words sent, {} received",
+                c,
+                self.macs,
+                100.0 * u,
+                self.words_sent,
+                self.words_received
+            ),
+            _ => format!(
+                "{} MACs, {} words sent, {} received",
+                self.macs, self.words_sent, self.words_received
+            ),
+        }
+    }
+}
