@@ -14,10 +14,13 @@ use clap::{Args, Parser, Subcommand};
     long_about = "protobrain: an open systolic-array int8 matmul + ReLU accelerator.\n\n\
         Computes layers Y = act(X W + b) with the bit-exact arithmetic of the design contract \
         (int8 inputs, int32 accumulation, multiply-shift requantisation, optional ReLU, int8 \
-        saturation). Today the only backend is the golden model; the RTL, the cycle \
-        simulators and the FPGA flows are being built.",
+        saturation). Every command runs on --backend golden (the functional golden device), \
+        native (the cycle-exact native model), rtl (the emitted Verilog under Verilator) or \
+        serial (a board).",
     after_help = "Examples:\n  \
         protobrain demo\n  \
+        protobrain emit --preset ecp5-25k -o core.v\n  \
+        protobrain matmul -i X.npy -w W.npy --backend rtl --report r.json -o Y.npy\n  \
         protobrain matmul -i X.npy -w W.npy -b B.npy --scale 0.01 --relu -o Y.npy\n  \
         protobrain matmul -i X.npy -w W.npy --raw -o ACC.npy"
 )]
@@ -46,11 +49,20 @@ pub enum Command {
             protobrain matmul -i X.npy -w W.npy -b B.npy --raw -o ACC.npy"
     )]
     Matmul(MatmulArgs),
-    /// Run a small seeded example end to end on the golden model and check it.
-    #[command(long_about = "Run a small seeded example end to end on the golden model and \
-        check it against an independent naive loop. The full demo (train a digits MLP and run \
-        it on the hardware models) arrives with the RTL and the simulators.")]
-    Demo(DemoArgs),
+    /// Train a digits MLP, quantise it, and run it on every model of the hardware.
+    #[command(
+        long_about = "Software 2.0 end to end: train a 64-HIDDEN-10 MLP on the bundled \
+        8x8 handwritten digits (in Rust, seeded), quantise it to int8, compile it for the device \
+        and run the 500 test images on the golden device, the native cycle model and the RTL \
+        (Verilator). Every backend must give the host golden model's logits bit for bit and the \
+        two cycle models the same cycle count; the report shows accuracy, cycles, latency, \
+        throughput and utilisation, and model.json is written to --out.",
+        after_help = "Examples:\n  \
+            protobrain demo\n  \
+            protobrain demo --hidden 64 --preset ecp5-25k --clock 100\n  \
+            protobrain demo --no-rtl --dim 16"
+    )]
+    Demo(crate::demo::DemoArgs),
     /// Write the Verilog of protobrain_core for a configuration.
     #[command(
         long_about = "Write the Verilog of protobrain_core for a configuration: one self-contained \
@@ -127,14 +139,6 @@ pub struct MatmulArgs {
     /// Where to write Y: int8 .npy (M, N), or int32 with --raw.
     #[arg(short, long, value_name = "Y.npy")]
     pub output: PathBuf,
-}
-
-/// Arguments of `protobrain demo`.
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// Seed of the random example.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
 }
 
 #[cfg(test)]

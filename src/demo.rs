@@ -1,125 +1,227 @@
-//! `protobrain demo`: a real, small example on what exists today.
+//! `protobrain demo`: Software 2.0 end to end. Train a digits MLP in Rust, quantise it to int8,
+//! compile it for the device and run the 500 test images on every model of the hardware:
 //!
-//! It builds a seeded random int8 layer, computes it with the golden model
-//! (`spec::golden::layer` and `layer_raw`), recomputes every element with a naive triple loop
-//! written here (int32 wrapping sums, then `spec::arith::requantize`), and fails if any element
-//! differs. The full demo (train a digits MLP, run it on the RTL and the cycle simulators) is
-//! future work and the output says so.
+//! ```text
+//!  data/digits.csv ─► train (float) ─► quantise (int8, Quant per layer) ─► model.json
+//!                                                    │
+//!                          driver: compile_mlp ──────┤ the same program on every backend
+//!              ┌───────────────────┬─────────────────┼───────────────────┐
+//!          host golden         golden device     native model     RTL (Verilator)
+//!          (spec::golden)      (spec)            (sim::native)    (emitted Verilog)
+//!              └──── identical int32 logits, asserted ──┴── identical cycle counts ──┘
+//! ```
+//!
+//! It prints the accuracy table (float vs int8), per-batch and per-inference cycles, latency
+//! and throughput at the clock, utilisation and where the cycles go, and writes the model file.
 
-use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Instant;
 
-use nalgebra::{DMatrix, DVector};
-use spec::arith::requantize;
-use spec::Quant;
+use clap::Args;
+use driver::{Device, Output, Transport};
+use protobrain::nn::{self, digits, DigitsModel, TrainConfig};
+use sim::native::NativeSim;
+use sim::transport::SimTransport;
+use sim::{CycleSim, VerilatedSim};
+use spec::Config;
 
-use crate::cli::DemoArgs;
+use crate::config_args::ConfigArgs;
 use crate::error::CliError;
 
-/// Shape of the example layer: X (M, K) x W (K, N); N = 8 is one default-DIM tile.
-const M: usize = 4;
-const K: usize = 32;
-const N: usize = 8;
+/// Arguments of `protobrain demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Training seed (the data split is fixed).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Hidden layer width of the MLP (64 -> HIDDEN -> 10).
+    #[arg(long, default_value_t = 32)]
+    pub hidden: usize,
+    /// Clock of the device for latency and throughput, in MHz.
+    #[arg(long, default_value_t = 100.0)]
+    pub clock: f64,
+    /// Where to write model.json and the report.
+    #[arg(long, default_value = "out/demo")]
+    pub out: PathBuf,
+    /// Skip the Verilator model of the RTL (it is built on first use for non-prebuilt configs).
+    #[arg(long)]
+    pub no_rtl: bool,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+    /// The device the network is compiled for.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
 
-/// The real scale of the example: maps the typical |acc| of K = 32 random int8 products into
-/// int8 without saturating most outputs.
-const SCALE: f64 = 1.0 / 512.0;
+/// One backend's run of the test set.
+struct BackendRun {
+    name: &'static str,
+    output: Output,
+    correct: usize,
+    cycles: Option<u64>,
+    activity: Option<sim::activity::Activity>,
+}
 
-/// Run the demo; returns the report to print, or an error if the self-check fails.
+fn run_on<T: Transport>(
+    name: &'static str,
+    model: &DigitsModel,
+    cfg: &Config,
+    transport: T,
+    cycles: impl Fn(&T) -> Option<u64>,
+    activity: impl Fn(&T) -> Option<sim::activity::Activity>,
+) -> Result<BackendRun, CliError> {
+    let failed = |e: driver::DriverError| CliError::internal(format!("{name} backend"), e.to_string());
+    let mut dev = Device::open(transport, cfg).map_err(failed)?;
+    let (eval, output) = nn::evaluate_on(&model.quantized, &model.split.test, &mut dev).map_err(failed)?;
+    Ok(BackendRun {
+        name,
+        output,
+        correct: eval.correct,
+        cycles: cycles(dev.transport()),
+        activity: activity(dev.transport()),
+    })
+}
+
+/// Run the demo; returns the report for stdout.
 pub fn run(args: &DemoArgs) -> Result<String, CliError> {
-    let mut rng = SplitMix64(args.seed);
-    let x = DMatrix::from_fn(M, K, |_, _| rng.next_i8());
-    let w = DMatrix::from_fn(K, N, |_, _| rng.next_i8());
-    let bias = DVector::from_fn(N, |_, _| (rng.next() % 8192) as i32 - 4096);
-    let q = Quant::from_scale(SCALE).map_err(|e| CliError::internal("demo", e.to_string()))?.with_relu(true);
+    let cfg = args.config.config()?;
+    if !(args.clock > 0.0 && args.clock.is_finite()) {
+        return Err(CliError::input(
+            "--clock",
+            format!("must be a positive frequency in MHz, got {}", args.clock),
+        ));
+    }
+    if args.hidden == 0 {
+        return Err(CliError::input("--hidden", "must be at least 1"));
+    }
+    let mut out = String::new();
+    let started = Instant::now();
 
-    let shape = |e: spec::ShapeError| CliError::internal("demo", e.to_string());
-    let y = spec::golden::layer(&x, &w, &bias, q).map_err(shape)?;
-    let raw = spec::golden::layer_raw(&x, &w, &bias).map_err(shape)?;
+    // 1. Data and training.
+    let data = digits::bundled();
+    let train_cfg = TrainConfig { seed: args.seed, ..TrainConfig::with_hidden(args.hidden) };
+    let model = nn::train_digits(&data, &train_cfg, args.quiet)
+        .map_err(|e| CliError::internal("training", e.to_string()))?;
+    let widths: Vec<String> = model.float.widths().iter().map(usize::to_string).collect();
+    out += &format!(
+        "Trained MLP {} on {} digits in {:.2} s (seed {}); testing on {} images.\n",
+        widths.join("-"),
+        model.split.train.len(),
+        model.train_time.as_secs_f64(),
+        args.seed,
+        model.split.test.len()
+    );
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        CliError::file(&args.out, format!("cannot create: {}", crate::error::describe_io(&e)))
+    })?;
+    let model_path = args.out.join("model.json");
+    model.model_file().save(&model_path).map_err(|e| CliError::file(&model_path, e.problem))?;
 
-    // The independent check: a plain triple loop, element by element.
-    for m in 0..M {
-        for n in 0..N {
-            let mut acc = 0i32;
-            for k in 0..K {
-                acc = acc.wrapping_add(i32::from(x[(m, k)]) * i32::from(w[(k, n)]));
-            }
-            let want_raw = acc.wrapping_add(bias[n]);
-            let want = requantize(acc, bias[n], q);
-            if raw[(m, n)] != want_raw || y[(m, n)] != want {
-                return Err(CliError::internal(
-                    "demo",
-                    format!(
-                        "golden model disagrees with the naive loop at ({m}, {n}): \
-                         acc + b {} vs {want_raw}, y {} vs {want}",
-                        raw[(m, n)],
-                        y[(m, n)]
-                    ),
-                ));
-            }
+    // 2. The test set on every backend; every int8 answer must be the host golden chain's.
+    let (_, golden_out) = nn::evaluate_golden(&model.quantized, &model.split.test);
+    let mut runs =
+        vec![run_on("golden device", &model, &cfg, driver::GoldenTransport::new(cfg), |_| None, |_| None)?];
+    runs.push(run_on(
+        "native model",
+        &model,
+        &cfg,
+        SimTransport::new(NativeSim::new(&cfg)),
+        |t| Some(t.sim().cycle()),
+        |t| Some(t.sim().activity()),
+    )?);
+    if !args.no_rtl {
+        let sim = VerilatedSim::new(&cfg).map_err(|e| CliError::internal("rtl backend", e.to_string()))?;
+        runs.push(run_on(
+            "RTL (Verilator)",
+            &model,
+            &cfg,
+            SimTransport::new(sim),
+            |t| Some(t.sim().cycle()),
+            |_| None,
+        )?);
+    }
+    for r in &runs {
+        if r.output != golden_out {
+            return Err(CliError::internal(
+                r.name,
+                "its outputs differ from the host golden model: the hardware models disagree (a bug)",
+            ));
+        }
+    }
+    let native = &runs[1];
+    if let Some(rtl) = runs.get(2) {
+        if rtl.cycles != native.cycles {
+            return Err(CliError::internal(
+                "rtl backend",
+                format!("{:?} cycles but the native model took {:?} (a bug)", rtl.cycles, native.cycles),
+            ));
         }
     }
 
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "protobrain demo (seed {}): one layer Y = relu(X W + b) on the golden model",
-        args.seed
+    // 3. Accuracy table.
+    let n = model.split.test.len();
+    let pct = |c: usize| 100.0 * c as f64 / n as f64;
+    out += "\nAccuracy on the test set\n";
+    out += &format!(
+        "  {:<22} {:>9}\n",
+        "float (f32, host)",
+        format!("{:.1}%", 100.0 * model.float_eval.accuracy())
     );
-    let _ = writeln!(
-        out,
-        "  X int8 ({M}, {K}), W int8 ({K}, {N}), b int32 ({N},); requantise M = {}, S = {} \
-         (scale {}), ReLU",
-        q.multiplier,
-        q.shift,
-        q.scale()
+    out += &format!(
+        "  {:<22} {:>9}\n",
+        "int8 golden (host)",
+        format!("{:.1}%", 100.0 * model.int8_eval.accuracy())
     );
-    let _ = writeln!(out, "  acc + b, row 0: {:?}", raw.row(0).iter().collect::<Vec<_>>());
-    let _ = writeln!(out, "  Y,       row 0: {:?}", y.row(0).iter().collect::<Vec<_>>());
-    let _ =
-        writeln!(out, "  all {} outputs (int8 and int32) equal a naive triple loop: golden model OK", M * N);
-    let _ = writeln!(
-        out,
-        "Not built yet: the complete RTL core, the cycle simulators, the host driver, the FPGA bitstreams \
-         and the digits-MLP training demo."
+    for r in &runs {
+        out += &format!(
+            "  {:<22} {:>9}   bit-exact with the host golden model\n",
+            format!("int8 {}", r.name),
+            format!("{:.1}%", pct(r.correct))
+        );
+    }
+
+    // 4. Performance from the cycle-exact model.
+    let cycles = native.cycles.expect("the native model counts cycles");
+    let act = native.activity.expect("the native model counts activity");
+    let mhz = args.clock;
+    let macs_useful: u64 = model.float.widths().windows(2).map(|w| (n * w[0] * w[1]) as u64).sum();
+    let single = single_inference(&model, &cfg)?;
+    out += &format!("\nOn {cfg} at {mhz} MHz (native model; the RTL agrees cycle for cycle)\n");
+    out += &format!(
+        "  batch of {n}: {cycles} cycles = {:.1} us, {:.0} inferences/s, {:.1} cycles per inference\n",
+        cycles as f64 / mhz,
+        n as f64 / (cycles as f64 / (mhz * 1e6)),
+        cycles as f64 / n as f64
+    );
+    out += &format!("  one inference alone: {single} cycles = {:.2} us latency\n", single as f64 / mhz);
+    out += &format!(
+        "  utilisation: {:.1}% of the array's MAC slots do useful work ({} useful MACs of {} issued)\n",
+        100.0 * macs_useful as f64 / (cycles as f64 * cfg.macs_per_row() as f64),
+        macs_useful,
+        act.macs
+    );
+    out += &format!(
+        "  where the cycles go: array busy {:.1}%, activation busy {:.1}%, {} words in, {} words out\n",
+        100.0 * act.array_busy_cycles as f64 / cycles as f64,
+        100.0 * act.act_busy_cycles as f64 / cycles as f64,
+        act.words_in,
+        act.words_out
+    );
+    out += &format!(
+        "\nWrote {} (the int8 model: docs/model-format.md). Demo took {:.1} s.\n",
+        model_path.display(),
+        started.elapsed().as_secs_f64()
     );
     Ok(out)
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator, enough for example data.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn next_i8(&mut self) -> i8 {
-        (self.next() >> 56) as u8 as i8
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn demo_passes_its_own_check_for_several_seeds() {
-        for seed in [0, 1, 2, 12345, u64::MAX] {
-            let report = run(&DemoArgs { seed }).unwrap();
-            assert!(report.contains("golden model OK"), "{report}");
-            assert!(report.contains("Not built yet"), "{report}");
-        }
-    }
-
-    #[test]
-    fn splitmix_matches_the_reference_sequence() {
-        // First outputs of SplitMix64 seeded with 0 (from the reference C implementation).
-        let mut r = SplitMix64(0);
-        assert_eq!(r.next(), 0xe220_a839_7b1d_cdaf);
-        assert_eq!(r.next(), 0x6e78_9e6a_a1b9_65f4);
-    }
+/// Cycles for one image alone (batch of 1) on the native model: the latency.
+fn single_inference(model: &DigitsModel, cfg: &Config) -> Result<u64, CliError> {
+    let failed = |e: driver::DriverError| CliError::internal("native model", e.to_string());
+    let one = model.split.test.subset(&[0]);
+    let mut dev = Device::open(SimTransport::new(NativeSim::new(cfg)), cfg).map_err(failed)?;
+    let before = dev.transport().sim().cycle();
+    nn::evaluate_on(&model.quantized, &one, &mut dev).map_err(failed)?;
+    Ok(dev.transport().sim().cycle() - before)
 }

@@ -1,11 +1,14 @@
 //! The `protobrain` command line.
 //!
 //! ```text
+//! protobrain demo [--hidden H] [--seed N] [--clock MHz] [--out DIR] [config]
 //! protobrain matmul -i X.npy -w W.npy [-b B.npy] [--multiplier M --shift S | --scale F]
-//!                   [--relu] [--raw] [--backend golden] -o Y.npy
-//! protobrain demo [--seed N]
-//! protobrain emit [--preset NAME] [--dim D] [--scratch-rows S] [--acc-rows A] -o core.v
-//! protobrain mlp -m model.json -i X.npy -o Y.npy [--backend golden] [--preset NAME] [--dim D] ...
+//!                   [--relu] [--raw] [link] [config] [--report r.json] -o Y.npy
+//! protobrain mlp -m model.json -i X.npy -o Y.npy [link] [config] [--report r.json]
+//! protobrain emit [config] -o core.v
+//!
+//! link:   --backend golden|native|rtl|serial [--port PATH --baud B] [--trace out.vcd]
+//! config: --preset NAME [--dim D] [--scratch-rows S] [--acc-rows A]
 //! ```
 //!
 //! Errors are one line on stderr, `error: <file or flag>: <problem>`, with exit code 2 for bad
