@@ -87,11 +87,21 @@ pub enum Command {
             protobrain mlp -m model.json -i X.npy -o Y.npy --preset ice40-up5k"
     )]
     Mlp(crate::mlp::MlpArgs),
+    /// Compile a layer or an MLP into a program: the exact command stream, as JSON and .bin.
+    #[command(after_help = "Examples:\n  \
+        protobrain compile layer -i X.npy -w W.npy -b B.npy --scale 0.01 --relu -o prog.json --bin prog.bin\n  \
+        protobrain compile mlp -m model.json -i X.npy --preset ecp5-25k -o prog.json")]
+    Compile(crate::program_cmd::CompileArgs),
+    /// Execute a saved program (.json or .bin) and print every response and the cycle count.
+    #[command(after_help = "Examples:\n  \
+        protobrain run -p prog.json --backend native\n  \
+        protobrain run -p prog.bin --preset default --backend rtl --trace run.vcd")]
+    Run(crate::program_cmd::RunArgs),
 }
 
-/// Arguments of `protobrain matmul`.
+/// A layer `Y = act(X W + b)` given as .npy files and requantisation flags.
 #[derive(Debug, Args)]
-pub struct MatmulArgs {
+pub struct LayerArgs {
     /// Activations X: int8 .npy of shape (M, K).
     #[arg(short, long, value_name = "X.npy")]
     pub input: PathBuf,
@@ -123,6 +133,14 @@ pub struct MatmulArgs {
     /// Write int32 acc + b (no requantisation, no ReLU) instead of int8.
     #[arg(long)]
     pub raw: bool,
+}
+
+/// Arguments of `protobrain matmul`.
+#[derive(Debug, Args)]
+pub struct MatmulArgs {
+    /// The layer: X, W, b and the requantisation.
+    #[command(flatten)]
+    pub layer: LayerArgs,
 
     /// Which device computes the result, and how to reach it.
     #[command(flatten)]
@@ -156,7 +174,7 @@ mod tests {
         let cli = Cli::try_parse_from(["protobrain", "matmul", "-i", "x", "-w", "w", "-o", "y"]).unwrap();
         let Command::Matmul(a) = cli.command else { panic!("not matmul") };
         assert_eq!(a.link.backend, crate::backend::Backend::Golden);
-        assert!(a.bias.is_none() && a.multiplier.is_none() && a.shift.is_none());
-        assert!(a.scale.is_none() && !a.relu && !a.raw);
+        assert!(a.layer.bias.is_none() && a.layer.multiplier.is_none() && a.layer.shift.is_none());
+        assert!(a.layer.scale.is_none() && !a.layer.relu && !a.layer.raw);
     }
 }

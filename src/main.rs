@@ -6,6 +6,9 @@
 //!                   [--relu] [--raw] [link] [config] [--report r.json] -o Y.npy
 //! protobrain mlp -m model.json -i X.npy -o Y.npy [link] [config] [--report r.json]
 //! protobrain emit [config] -o core.v
+//! protobrain compile layer -i X.npy -w W.npy ... [config] -o prog.json [--bin prog.bin]
+//! protobrain compile mlp -m model.json -i X.npy [config] -o prog.json [--bin prog.bin]
+//! protobrain run -p prog.json|prog.bin [config] [link]
 //!
 //! link:   --backend golden|native|rtl|serial [--port PATH --baud B] [--trace out.vcd]
 //! config: --preset NAME [--dim D] [--scratch-rows S] [--acc-rows A]
@@ -24,6 +27,7 @@ mod matmul;
 mod mlp;
 mod npy;
 mod output;
+mod program_cmd;
 
 use std::process::ExitCode;
 
@@ -51,6 +55,8 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Matmul(args) => matmul::run(args).map(|summary| format!("wrote {summary}\n")),
         Command::Demo(args) => demo::run(args),
         Command::Emit(args) => emit::run(args),
+        Command::Compile(args) => program_cmd::compile(args),
+        Command::Run(args) => program_cmd::run(args),
         Command::Mlp(args) => mlp::run(args),
     }
 }

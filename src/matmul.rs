@@ -16,7 +16,7 @@ use spec::arith::MAX_SHIFT;
 use spec::Quant;
 
 use crate::backend::{Link, RunReport};
-use crate::cli::MatmulArgs;
+use crate::cli::{LayerArgs, MatmulArgs};
 use crate::error::CliError;
 use crate::npy;
 
@@ -30,7 +30,7 @@ pub enum Mode {
 }
 
 /// Turn the requantisation flags into a [`Mode`], rejecting conflicts and out-of-range values.
-pub fn mode(args: &MatmulArgs) -> Result<Mode, CliError> {
+pub fn mode(args: &LayerArgs) -> Result<Mode, CliError> {
     if args.raw {
         let conflicts = [
             ("--relu", args.relu),
@@ -75,8 +75,20 @@ pub fn mode(args: &MatmulArgs) -> Result<Mode, CliError> {
     Ok(Mode::Quantized(quant.with_relu(args.relu)))
 }
 
-/// Run the command: check, compute, write. Returns a one-line summary for stdout.
-pub fn run(args: &MatmulArgs) -> Result<String, CliError> {
+/// A layer read and checked from its flags and files.
+pub struct LoadedLayer {
+    /// X, int8 (M, K).
+    pub x: nalgebra::DMatrix<i8>,
+    /// W, b and the quantisation.
+    pub layer: Layer,
+    /// Raw int32 or requantised int8 output.
+    pub mode: Mode,
+    /// What was computed, for the summary line.
+    pub formula: String,
+}
+
+/// Read X, W, b and the flags; every check of the layer happens here.
+pub fn load_layer(args: &LayerArgs) -> Result<LoadedLayer, CliError> {
     let mode = mode(args)?;
     let x = npy::read_matrix::<i8>(&args.input)?;
     let w = npy::read_matrix::<i8>(&args.weights)?;
@@ -111,7 +123,6 @@ pub fn run(args: &MatmulArgs) -> Result<String, CliError> {
         None => DVector::zeros(w.ncols()),
     };
 
-    let cfg = args.config.config()?;
     let (m, k, n) = (x.nrows(), x.ncols(), w.ncols());
     let plus_b = if args.bias.is_some() { " + b" } else { "" };
     let formula = format!("X ({m}, {k}) x W ({k}, {n}){plus_b}");
@@ -120,6 +131,15 @@ pub fn run(args: &MatmulArgs) -> Result<String, CliError> {
         Mode::Quantized(q) => q,
     };
     let layer = Layer::new(w, bias, quant).map_err(|e| CliError::internal("compile", e.to_string()))?;
+    Ok(LoadedLayer { x, layer, mode, formula })
+}
+
+/// Run the command: check, compute, write. Returns a one-line summary for stdout.
+pub fn run(args: &MatmulArgs) -> Result<String, CliError> {
+    let LoadedLayer { x, layer, mode, formula } = load_layer(&args.layer)?;
+    let quant = layer.quant();
+    let (m, k, n) = (x.nrows(), layer.k(), layer.n());
+    let cfg = args.config.config()?;
     let kind = if mode == Mode::Raw { OutputKind::Raw } else { OutputKind::Int8 };
     let link = Link::open(&args.link, &cfg)?;
     let timeout = link.timeout();
