@@ -130,7 +130,9 @@ impl NativeSim {
         let (dim, wpr) = (self.dim as u64, self.wpr as u64);
         let (row, idx) = (u64::from(r.row), u64::from(r.idx));
         match r.state {
-            State::Weights if !r.sw_pending && r.bank_cnt[usize::from(!r.cur_bank)] == 0 && self.shadow_stays_free() => {
+            State::Weights
+                if !r.sw_pending && r.bank_cnt[usize::from(!r.cur_bank)] == 0 && self.shadow_stays_free() =>
+            {
                 (dim - 1).saturating_sub(row) * wpr + wpr.saturating_sub(idx)
             }
             State::WriteRows if !r.wl_pending && r.left > 0 => {
@@ -163,7 +165,12 @@ impl NativeSim {
                     if pending {
                         // the row completed on the previous cycle is written on this edge
                         let bank = usize::from(!r.cur_bank);
-                        write_weight_row(&self.rowbuf, &mut self.weights[bank], &mut self.zero_weights[bank], r.wl_row);
+                        write_weight_row(
+                            &self.rowbuf,
+                            &mut self.weights[bank],
+                            &mut self.zero_weights[bank],
+                            r.wl_row,
+                        );
                         self.activity.weight_row_writes += 1;
                     }
                     self.rowbuf[usize::from(r.idx)] = w;

@@ -386,6 +386,27 @@ fn memories_are_zero_at_construction_and_survive_reset() {
     assert_eq!((sim.cycle(), sim.counters(), sim.activity()), (0, Counters::default(), Activity::default()));
 }
 
+/// Every preset, up to DIM 256 (64 words per row, the generic kernel), against the golden
+/// device on a small GEMM with a malformed command in the middle.
+#[test]
+fn presets_answer_like_the_golden_device() {
+    for name in Config::PRESET_NAMES {
+        let cfg = Config::preset(name).unwrap();
+        let cmds = gemm_program(&cfg, 9, 5, 2, 2);
+        let mut words = program(&cmds[..2], cfg.dim());
+        words.extend([0x3000_0001, 7]); // MATMUL with one payload word: bad length
+        words.extend(program(&cmds[2..], cfg.dim()));
+        let trace = NativeSim::new(&cfg).run_stream(&words, &Stalls::none(), 10_000_000).expect("run");
+        let golden = GoldenDevice::run(cfg, &words);
+        let dim = cfg.dim();
+        assert_eq!(
+            super::lockstep::untimed(dim, &trace.words()),
+            super::lockstep::untimed(dim, &golden),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 #[should_panic(expected = "scratchpad row 8 of 8")]
 fn rows_past_the_end_are_refused_loudly() {

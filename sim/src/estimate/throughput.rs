@@ -1,0 +1,353 @@
+//! Throughput: a word stream run on the native cycle model one cycle at a time, with the host
+//! link modelled as input and output stalls, and every cycle charged to what the core was doing.
+//!
+//! ```text
+//!   words ──► link (Stalls: one word per 1/F cycles) ──► NativeSim::tick ──► responses
+//!                                                            │ every cycle, in this order:
+//!                        a row entered the array (MACs rose) ├─► array_issue
+//!        core ready for input, host had none / output waits ├─► link_wait
+//!                                                  otherwise └─► exposed[command in the front end]
+//! ```
+//!
+//! The sum `array_issue + link_wait + Σ exposed` is the run's cycle count, so the breakdown
+//! says exactly where the cycles went: issue cycles are the array doing useful work (one row of
+//! DIM² MACs each), exposed cycles are the front end working on a command while the array
+//! idles (loading X, waiting for a drain, streaming results out, the one-cycle bubble between
+//! MATMULs), link cycles are the core waiting for the host.
+//!
+//! A command is "in the front end" from the cycle its header word is taken until the next
+//! header is taken; the cycles in between are its `front_end_cycles` (overlapped or not).
+//!
+//! The host follows [`spec::stream`]'s rules (valid held with its word until taken). A link of
+//! `F` words per cycle (`F < 1`) is the periodic stall pattern [`Link::stalls`]: `p` offers in
+//! every `q` cycles with `p / q` the closest fraction to `F` (denominator up to 2^20), in both
+//! directions (a full-duplex link). An offer the core cannot take is held, so link slots are
+//! lost while the core is busy: a bridge without a receive FIFO, the pessimistic case. The
+//! optimistic bound, a link that streams during compute, is [`link_bound_cycles`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use spec::isa::{opcode, split_header};
+use spec::stream::{HostOut, Stalls};
+use spec::Config;
+
+use super::EstimateError;
+use crate::activity::Activity;
+use crate::native::NativeSim;
+use crate::CycleSim;
+
+/// Largest denominator of the fraction that approximates a link's words per cycle.
+const MAX_LINK_PERIOD: u64 = 1 << 20;
+
+/// A host link of a fixed bandwidth in words per core clock cycle (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Link {
+    words_per_cycle: f64,
+    offers: u64,
+    period: u64,
+}
+
+impl Link {
+    /// A link moving `words_per_cycle` 32-bit words per core cycle each way; `>= 1` means the
+    /// link never stalls the core (its stream ports move at most one word per cycle).
+    pub fn new(words_per_cycle: f64) -> Result<Self, EstimateError> {
+        if !(words_per_cycle.is_finite() && words_per_cycle > 0.0) {
+            return Err(EstimateError::Link(format!(
+                "the link must move a positive, finite number of words per cycle, got {words_per_cycle}"
+            )));
+        }
+        if words_per_cycle >= 1.0 {
+            return Ok(Link { words_per_cycle, offers: 1, period: 1 });
+        }
+        if words_per_cycle * (MAX_LINK_PERIOD as f64) < 1.0 {
+            return Err(EstimateError::Link(format!(
+                "{words_per_cycle} words per cycle is below the smallest modelled rate, 1 word per \
+                 {MAX_LINK_PERIOD} cycles"
+            )));
+        }
+        let (offers, period) = closest_fraction(words_per_cycle, MAX_LINK_PERIOD);
+        Ok(Link { words_per_cycle, offers, period })
+    }
+
+    /// A UART of `baud` bits per second with 10 bits per byte (8N1) and 4 bytes per word, at a
+    /// core clock of `clock_hz`.
+    pub fn uart(baud: f64, clock_hz: f64) -> Result<Self, EstimateError> {
+        Link::new(baud / 10.0 / 4.0 / clock_hz)
+    }
+
+    /// The bandwidth asked for, in words per cycle.
+    pub fn words_per_cycle(&self) -> f64 {
+        self.words_per_cycle
+    }
+
+    /// The bandwidth simulated: `offers / period` words per cycle (at most 1).
+    pub fn simulated_words_per_cycle(&self) -> f64 {
+        self.offers as f64 / self.period as f64
+    }
+
+    /// The host's stall pattern: cycle `i` of every period offers a word (and accepts one) iff
+    /// `floor((i + 1) p / q) > floor(i p / q)`, i.e. `p` evenly spread offers per `q` cycles.
+    pub fn stalls(&self) -> Stalls {
+        let (p, q) = (self.offers, self.period);
+        let pattern: Vec<bool> = (0..q).map(|i| (i + 1) * p / q == i * p / q).collect();
+        Stalls { input: pattern.clone(), output: pattern }
+    }
+}
+
+/// The fraction `p / q` closest to `x` in (0, 1) with `1 <= q <= max_q` (Stern–Brocot descent).
+fn closest_fraction(x: f64, max_q: u64) -> (u64, u64) {
+    // best lower and upper bounds a/b <= x <= c/d
+    let (mut a, mut b, mut c, mut d) = (0u64, 1u64, 1u64, 1u64);
+    loop {
+        let (p, q) = (a + c, b + d);
+        if q > max_q {
+            break;
+        }
+        if (p as f64) <= x * q as f64 {
+            (a, b) = (p, q);
+        } else {
+            (c, d) = (p, q);
+        }
+        if (a as f64 / b as f64 - x).abs() < 1e-15 {
+            break;
+        }
+    }
+    let lower = (a as f64 / b as f64 - x).abs();
+    let upper = (c as f64 / d as f64 - x).abs();
+    if a > 0 && lower <= upper {
+        (a, b)
+    } else {
+        (c, d)
+    }
+}
+
+/// Cycles a link of `link` words per cycle needs to carry `words_in` words in and `words_out`
+/// out (full duplex: the larger of the two), rounded up: the link's roof.
+pub fn link_bound_cycles(words_in: u64, words_out: u64, link: &Link) -> u64 {
+    let f = link.simulated_words_per_cycle();
+    (words_in.max(words_out) as f64 / f).ceil() as u64
+}
+
+/// What one kind of command cost in a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandCycles {
+    /// Commands of this kind.
+    pub count: u64,
+    /// Cycles from each one's header to the next header (the front end's time on them),
+    /// overlapped with the array or not.
+    pub front_end_cycles: u64,
+    /// Those of its front-end cycles in which the array issued no row and the core was not
+    /// waiting for the link.
+    pub exposed_cycles: u64,
+}
+
+/// Where the cycles of a run went (see the module docs); the parts add up to the run's cycles.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CycleBreakdown {
+    /// Cycles on which a row entered the array: useful array work.
+    pub array_issue: u64,
+    /// Cycles the core waited for the host link (ready for a word the host did not offer, or
+    /// holding an output word the host did not take).
+    pub link_wait: u64,
+    /// Per command kind (`"matmul"`, `"load_weights"`, ...).
+    pub commands: BTreeMap<String, CommandCycles>,
+}
+
+impl CycleBreakdown {
+    /// `array_issue + link_wait + Σ exposed_cycles`.
+    pub fn total(&self) -> u64 {
+        self.array_issue + self.link_wait + self.commands.values().map(|c| c.exposed_cycles).sum::<u64>()
+    }
+}
+
+/// The lower-case name of a command opcode, as used in reports.
+pub fn command_name(op: u8) -> &'static str {
+    match op {
+        opcode::INFO => "info",
+        opcode::SYNC => "sync",
+        opcode::LOAD_WEIGHTS => "load_weights",
+        opcode::LOAD_BIAS => "load_bias",
+        opcode::SET_QUANT => "set_quant",
+        opcode::WRITE_ACT => "write_act",
+        opcode::READ_ACT => "read_act",
+        opcode::MATMUL => "matmul",
+        opcode::ACTIVATE => "activate",
+        opcode::READ_ACC => "read_acc",
+        opcode::COUNTERS => "counters",
+        _ => "unknown",
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Cycles from the first word offered to the last response word taken, inclusive.
+    pub cycles: u64,
+    /// Activity counts of the run.
+    pub activity: Activity,
+    /// The core's COUNTERS registers at the end (stall counters among them).
+    pub counters: spec::isa::Counters,
+    /// Where the cycles went.
+    pub breakdown: CycleBreakdown,
+    /// The cycle the first row entered the array, if any did.
+    pub first_issue: Option<u64>,
+    /// The last cycle on which a row was written to the accumulators, if any was.
+    pub last_acc_write: Option<u64>,
+}
+
+impl Timing {
+    /// Cycles from the first row's scratchpad read to the last row's accumulator write,
+    /// inclusive (0 if no row was issued).
+    pub fn array_span(&self) -> u64 {
+        match (self.first_issue, self.last_acc_write) {
+            (Some(a), Some(b)) if b >= a => b - a + 1,
+            _ => 0,
+        }
+    }
+}
+
+/// Command boundaries of a well-formed stream: (index of the header word, opcode).
+fn command_starts(words: &[u32]) -> Result<Vec<(usize, u8)>, EstimateError> {
+    let mut starts = Vec::new();
+    let mut i = 0usize;
+    while i < words.len() {
+        let (op, len) = split_header(words[i]);
+        starts.push((i, op));
+        i += 1 + len as usize;
+    }
+    if i != words.len() {
+        return Err(EstimateError::Stream(format!(
+            "the last command's payload runs {} words past the end of the stream",
+            i - words.len()
+        )));
+    }
+    Ok(starts)
+}
+
+/// Run `words` on a fresh native model of `cfg` (reset first; memories zero) until `responses`
+/// response words have been taken, with the host behind `link` (`None`: a word every cycle),
+/// and measure it (see the module docs).
+pub fn run(cfg: &Config, words: &[u32], responses: usize, link: Option<&Link>) -> Result<Timing, EstimateError> {
+    let mut sim = NativeSim::new(cfg);
+    sim.reset();
+    run_on(&mut sim, words, responses, link)
+}
+
+/// [`run`] on a given model, from its current state.
+pub fn run_on(
+    sim: &mut NativeSim,
+    words: &[u32],
+    responses: usize,
+    link: Option<&Link>,
+) -> Result<Timing, EstimateError> {
+    let starts = command_starts(words)?;
+    let stalls = link.map_or_else(Stalls::none, Link::stalls);
+    let period = stalls.input.len().max(1);
+    // silence longer than any command can be (an ACTIVATE of 65535 rows), or a link period
+    let silence_limit = (1u64 << 20).max(4 * period as u64);
+    let start_cycle = sim.cycle();
+    let mut names: Vec<&'static str> = Vec::new();
+    let mut kinds: Vec<usize> = Vec::with_capacity(starts.len());
+    for &(_, op) in &starts {
+        let name = command_name(op);
+        let k = names.iter().position(|&n| n == name).unwrap_or_else(|| {
+            names.push(name);
+            names.len() - 1
+        });
+        kinds.push(k);
+    }
+    let mut per_kind = vec![CommandCycles::default(); names.len()];
+    let mut bd = CycleBreakdown::default();
+    let (mut ip, mut next_cmd, mut current) = (0usize, 0usize, None::<usize>);
+    let (mut held, mut phase, mut got, mut silent) = (false, 0usize, 0usize, 0u64);
+    let (mut first_issue, mut last_acc_write) = (None, None);
+    let mut cycle = 0u64;
+    loop {
+        if got >= responses && ip >= words.len() {
+            break;
+        }
+        let more = ip < words.len();
+        let in_stall = stalls.input.get(phase).copied().unwrap_or(false);
+        let out_ready = !stalls.output.get(phase).copied().unwrap_or(false);
+        let in_valid = more && (held || !in_stall);
+        let before = sim.activity();
+        let seen = sim.tick(HostOut { in_valid, in_data: words.get(ip).copied().unwrap_or(0), out_ready });
+        let after = sim.activity();
+        let took = in_valid && seen.in_ready;
+        let sent = seen.out_valid && out_ready;
+        if took && next_cmd < starts.len() && starts[next_cmd].0 == ip {
+            current = Some(next_cmd);
+            per_kind[kinds[next_cmd]].count += 1;
+            next_cmd += 1;
+        }
+        if let Some(c) = current {
+            per_kind[kinds[c]].front_end_cycles += 1;
+        }
+        let issued = after.macs > before.macs;
+        if issued {
+            bd.array_issue += 1;
+            first_issue.get_or_insert(cycle);
+        } else if (seen.in_ready && more && !in_valid) || (seen.out_valid && !out_ready) {
+            bd.link_wait += 1;
+        } else if let Some(c) = current {
+            per_kind[kinds[c]].exposed_cycles += 1;
+        } else {
+            // before the first header: the core waits in Header for a word the host had not
+            // offered yet (only with a link), counted above; nothing else can happen here
+            bd.link_wait += 1;
+        }
+        if after.acc_writes > before.acc_writes {
+            last_acc_write = Some(cycle);
+        }
+        held = in_valid && !took;
+        if took {
+            ip += 1;
+        }
+        if sent {
+            got += 1;
+        }
+        silent = if took || sent || issued { 0 } else { silent + 1 };
+        if silent > silence_limit {
+            return Err(EstimateError::Stuck { cycles: cycle + 1, taken: ip, total: words.len(), responses: got });
+        }
+        cycle += 1;
+        phase += 1;
+        if phase == period {
+            phase = 0;
+        }
+    }
+    bd.commands = names.iter().zip(per_kind).map(|(n, c)| (n.to_string(), c)).collect();
+    debug_assert_eq!(sim.cycle() - start_cycle, cycle);
+    Ok(Timing {
+        cycles: cycle,
+        activity: sim.activity(),
+        counters: sim.counters(),
+        breakdown: bd,
+        first_issue,
+        last_acc_write,
+    })
+}
+
+/// SCALE-Sim's weight-stationary cycle count for one GEMM of `m x k` times `k x n` on an
+/// `r x c` array: `(2r + c + m - 2) · ⌈k / r⌉ · ⌈n / c⌉` (each fold loads its weights, fills,
+/// streams `m` rows and drains; folds do not overlap). scalesim 3.0.0 reports one less.
+pub fn scalesim_cycles(m: u64, k: u64, n: u64, r: u64, c: u64) -> u64 {
+    (2 * r + c + m - 2) * k.div_ceil(r).max(1) * n.div_ceil(c).max(1)
+}
+
+/// This core's compute cycles for MATMULs of `rows[i] >= 1` rows issued back to back, with
+/// the weights and activations already on chip (see `docs/estimates.md`): the sequencer issues
+/// one row per cycle, a MATMUL starts one cycle after the previous one's last row (the bubble)
+/// but not sooner than its 4 front-end cycles (header, 2 arguments, exec) allow, and the last
+/// row reaches the accumulators `2·DIM + 1` cycles after it issued:
+/// `Σ_i max(rows[i] + 1, 4) - max(rows[last] + 1, 4) + rows[last] + 2·DIM`.
+///
+/// # Panics
+/// If a MATMUL has 0 rows (compiled programs have none; such a MATMUL issues nothing).
+pub fn pipelined_cycles(rows: &[u64], dim: u64) -> u64 {
+    assert!(rows.iter().all(|&n| n > 0), "MATMULs of 0 rows issue nothing");
+    let Some((&last, rest)) = rows.split_last() else { return 0 };
+    // the first row of MATMUL i+1 issues max(rows[i] + 1, 4) cycles after that of MATMUL i
+    rest.iter().map(|&n| (n + 1).max(4)).sum::<u64>() + last + 2 * dim
+}
