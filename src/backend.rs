@@ -187,6 +187,35 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The report of a finished run on `dev`: cycles and activity from the link, words moved
+    /// from the driver, issued MACs from a COUNTERS command (sent after the cycle count is read).
+    pub fn collect(
+        dev: &mut driver::Device<Link>,
+        backend: Backend,
+        m: usize,
+        layers: Vec<(usize, usize)>,
+    ) -> Result<RunReport, driver::DriverError> {
+        let config = *dev.config();
+        let cycles = dev.transport().cycles();
+        let activity = dev.transport().activity();
+        let stats = dev.stats();
+        let counters = dev.counters()?;
+        let macs: u64 = layers.iter().map(|&(k, n)| (m * k * n) as u64).sum();
+        Ok(RunReport {
+            backend,
+            config,
+            m,
+            layers,
+            cycles,
+            macs,
+            macs_issued: Some(counters.macs),
+            utilization: cycles.map(|c| macs as f64 / (c.max(1) as f64 * config.macs_per_row() as f64)),
+            words_sent: stats.words_sent,
+            words_received: stats.words_received,
+            activity,
+        })
+    }
+
     /// Write the report as pretty JSON, atomically.
     pub fn save(&self, path: &std::path::Path) -> Result<(), CliError> {
         let json = serde_json::to_string_pretty(self).expect("a report always serialises");

@@ -150,24 +150,7 @@ pub fn run(args: &MatmulArgs) -> Result<String, CliError> {
         DriverError::Compile(c) => CliError::input("--scratch-rows", format!("{c} (for {cfg})")),
         e => failed(e),
     })?;
-    let cycles = dev.transport().cycles();
-    let activity = dev.transport().activity();
-    let stats = dev.stats();
-    let counters = dev.counters().map_err(failed)?;
-    let macs = (m * k * n) as u64;
-    let report = RunReport {
-        backend,
-        config: cfg,
-        m,
-        layers: vec![(k, n)],
-        cycles,
-        macs,
-        macs_issued: Some(counters.macs),
-        utilization: cycles.map(|c| macs as f64 / (c.max(1) as f64 * cfg.macs_per_row() as f64)),
-        words_sent: stats.words_sent,
-        words_received: stats.words_received,
-        activity,
-    };
+    let report = RunReport::collect(&mut dev, backend, m, vec![(k, n)]).map_err(failed)?;
     let described = match &y {
         Output::Raw(y) => {
             npy::write_matrix(&args.output, y)?;

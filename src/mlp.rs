@@ -115,24 +115,7 @@ fn compute(
         }
         other => failed(other),
     })?;
-    let cycles = device.transport().cycles();
-    let activity = device.transport().activity();
-    let stats = device.stats();
-    let counters = device.counters().map_err(failed)?;
     let layers: Vec<(usize, usize)> = model.widths().windows(2).map(|w| (w[0], w[1])).collect();
-    let macs: u64 = layers.iter().map(|&(k, n)| (x.nrows() * k * n) as u64).sum();
-    let report = RunReport {
-        backend: link.backend,
-        config: *cfg,
-        m: x.nrows(),
-        layers,
-        cycles,
-        macs,
-        macs_issued: Some(counters.macs),
-        utilization: cycles.map(|c| macs as f64 / (c.max(1) as f64 * cfg.macs_per_row() as f64)),
-        words_sent: stats.words_sent,
-        words_received: stats.words_received,
-        activity,
-    };
+    let report = RunReport::collect(&mut device, link.backend, x.nrows(), layers).map_err(failed)?;
     Ok((y, report))
 }

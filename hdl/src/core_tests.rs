@@ -45,20 +45,7 @@ fn smoke_two_by_two() {
 /// Decode a response stream and zero the timed COUNTERS fields, which the untimed golden
 /// device answers as 0 (spec::isa::TIMED_COUNTER_WORDS).
 fn untimed(dim: usize, words: &[u32]) -> Vec<Response> {
-    decode_responses(dim, words)
-        .unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
-        .into_iter()
-        .map(|r| match r {
-            Response::Counters(c) => Response::Counters(spec::Counters {
-                cycles: 0,
-                matmul_cycles: 0,
-                in_stall_cycles: 0,
-                out_stall_cycles: 0,
-                ..c
-            }),
-            r => r,
-        })
-        .collect()
+    spec::isa::decode_untimed(dim, words).unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
 }
 
 use spec::stimulus::{random_stalls, random_stream, Rng, StreamShape};

@@ -11,31 +11,14 @@
 use std::time::Instant;
 
 use sim::native::NativeSim;
-use sim::{CycleSim, VerilatedSim};
+use sim::{CycleSim, Ticked, VerilatedSim};
 use spec::isa::Command;
 use spec::stimulus::Rng;
-use spec::stream::{DeviceOut, HostOut, Stalls, Trace};
+use spec::stream::{Stalls, Trace};
 use spec::{Config, Quant};
 
 const TILES: usize = 2048;
 
-/// The trait's default `run_stream` over `tick`.
-struct ByTick<'a>(&'a mut VerilatedSim);
-
-impl CycleSim for ByTick<'_> {
-    fn config(&self) -> &Config {
-        self.0.config()
-    }
-    fn reset(&mut self) {
-        self.0.reset()
-    }
-    fn cycle(&self) -> u64 {
-        self.0.cycle()
-    }
-    fn tick(&mut self, inputs: HostOut) -> DeviceOut {
-        self.0.tick(inputs)
-    }
-}
 
 fn gemm_stream(cfg: &Config, rows: u16) -> Vec<u32> {
     let d = cfg.dim();
@@ -91,7 +74,7 @@ fn main() {
         let fast =
             measure("verilator run_stream", || v.run_stream(&words, &stalls, limit).expect("not stuck"));
         let slow = measure("verilator tick loop", || {
-            ByTick(&mut v).run_stream(&words, &stalls, limit).expect("not stuck")
+            Ticked(&mut v).run_stream(&words, &stalls, limit).expect("not stuck")
         });
         assert_eq!(fast, slow);
         let mut n = NativeSim::new(&cfg);

@@ -64,3 +64,45 @@ pub trait CycleSim {
         }
     }
 }
+
+/// A backend with the trait's default `run_stream` (one `tick` per cycle): holds an
+/// overridden, faster `run_stream` (the native model's fast paths, Verilator's C++ host loop)
+/// to the per-tick behaviour in tests and benchmarks. `Ticked(&mut sim)` borrows.
+pub struct Ticked<S>(pub S);
+
+impl<S: CycleSim> CycleSim for Ticked<S> {
+    fn config(&self) -> &Config {
+        self.0.config()
+    }
+    fn reset(&mut self) {
+        self.0.reset()
+    }
+    fn cycle(&self) -> u64 {
+        self.0.cycle()
+    }
+    fn tick(&mut self, inputs: HostOut) -> DeviceOut {
+        self.0.tick(inputs)
+    }
+}
+
+/// A borrowed simulator is a simulator (every method forwarded, fast paths included).
+impl<S: CycleSim + ?Sized> CycleSim for &mut S {
+    fn config(&self) -> &Config {
+        (**self).config()
+    }
+    fn reset(&mut self) {
+        (**self).reset()
+    }
+    fn cycle(&self) -> u64 {
+        (**self).cycle()
+    }
+    fn tick(&mut self, inputs: HostOut) -> DeviceOut {
+        (**self).tick(inputs)
+    }
+    fn idle(&mut self, n: u64) {
+        (**self).idle(n)
+    }
+    fn run_stream(&mut self, words: &[u32], stalls: &Stalls, limit: u64) -> Result<Trace, Stuck> {
+        (**self).run_stream(words, stalls, limit)
+    }
+}

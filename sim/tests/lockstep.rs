@@ -10,26 +10,13 @@
 
 use sim::native::NativeSim;
 use sim::{CycleSim, VerilatedSim};
-use spec::isa::{decode_responses, Response};
+use spec::isa::Response;
 use spec::stimulus::{random_stalls, random_stream, Rng, StreamShape};
 use spec::stream::Stalls;
-use spec::{Config, Counters, GoldenDevice};
+use spec::{Config, GoldenDevice};
 
 fn untimed(dim: usize, words: &[u32]) -> Vec<Response> {
-    decode_responses(dim, words)
-        .expect("a well-formed response stream")
-        .into_iter()
-        .map(|r| match r {
-            Response::Counters(c) => Response::Counters(Counters {
-                cycles: 0,
-                matmul_cycles: 0,
-                in_stall_cycles: 0,
-                out_stall_cycles: 0,
-                ..c
-            }),
-            r => r,
-        })
-        .collect()
+    spec::isa::decode_untimed(dim, words).unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
 }
 
 /// One case; returns the number of cycles simulated.

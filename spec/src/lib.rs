@@ -10,6 +10,7 @@ pub mod config;
 pub mod device;
 pub mod golden;
 pub mod isa;
+pub mod rng;
 pub mod stimulus;
 pub mod stream;
 

@@ -10,50 +10,7 @@ use crate::arith::Quant;
 use crate::config::Config;
 use crate::isa::{header, opcode, Command};
 
-/// SplitMix64: a tiny, good-enough generator for test stimulus.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Self {
-        Rng(seed)
-    }
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    /// True with probability `p`.
-    pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
-    }
-    /// A random int8, with the extremes -128, 127, 0 over-represented.
-    pub fn i8(&mut self) -> i8 {
-        match self.below(8) {
-            0 => -128,
-            1 => 127,
-            2 => 0,
-            _ => self.next_u64() as i8,
-        }
-    }
-    /// A random int32, with the extremes over-represented.
-    pub fn i32(&mut self) -> i32 {
-        match self.below(8) {
-            0 => i32::MIN,
-            1 => i32::MAX,
-            2 => self.below(2001) as i32 - 1000,
-            _ => self.next_u64() as i32,
-        }
-    }
-}
+pub use crate::rng::SplitMix64 as Rng;
 
 /// What a random stream holds.
 #[derive(Debug, Clone, Copy)]

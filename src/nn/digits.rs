@@ -20,7 +20,7 @@ use std::path::Path;
 use nalgebra::DMatrix;
 use thiserror::Error;
 
-use super::rng::SplitMix64;
+use spec::rng::SplitMix64;
 
 /// Pixels per image (8 x 8).
 pub const FEATURES: usize = 64;

@@ -24,7 +24,6 @@
 pub mod digits;
 pub mod file;
 pub mod float;
-pub mod rng;
 pub mod train;
 
 use std::time::{Duration, Instant};

@@ -27,7 +27,7 @@ use thiserror::Error;
 
 use super::digits::{Dataset, CLASSES, FEATURES};
 use super::float::FloatMlp;
-use super::rng::SplitMix64;
+use spec::rng::SplitMix64;
 
 /// Hyper-parameters of [`train`]. They are recorded in the model file's provenance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

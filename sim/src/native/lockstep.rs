@@ -24,7 +24,7 @@
 use hdl::core::ProtobrainCore;
 use hdl::stream::{run_icarus, run_rust};
 use rust_hdl::prelude::{simulate, Block, Clock};
-use spec::isa::{decode_responses, Response};
+use spec::isa::Response;
 use spec::stimulus::{random_stalls, random_stream, Rng, StreamShape};
 use spec::stream::{DeviceOut, Host, HostOut, Stalls, Trace};
 use spec::{Config, GoldenDevice, Quant};
@@ -41,24 +41,7 @@ pub(crate) fn backends(cfg: &Config) -> Vec<(&'static str, Box<dyn CycleSim>)> {
     ]
 }
 
-/// A backend with the trait's default `run_stream` (one `tick` per cycle), to hold an
-/// overridden, faster `run_stream` to the per-tick behaviour.
-pub(crate) struct Ticked<S>(pub S);
-
-impl<S: CycleSim> CycleSim for Ticked<S> {
-    fn config(&self) -> &Config {
-        self.0.config()
-    }
-    fn reset(&mut self) {
-        self.0.reset()
-    }
-    fn cycle(&self) -> u64 {
-        self.0.cycle()
-    }
-    fn tick(&mut self, inputs: HostOut) -> DeviceOut {
-        self.0.tick(inputs)
-    }
-}
+use crate::Ticked;
 
 /// The rust-hdl simulation of the whole core, one tick at a time (the reference RTL model).
 pub(crate) struct RustHdlSim {
@@ -124,20 +107,7 @@ impl CycleSim for RustHdlSim {
 /// The response stream with the timed COUNTERS words zeroed (the untimed golden device
 /// answers 0 there: `spec::isa::TIMED_COUNTER_WORDS`).
 pub(crate) fn untimed(dim: usize, words: &[u32]) -> Vec<Response> {
-    decode_responses(dim, words)
-        .unwrap_or_else(|e| panic!("undecodable response stream: {e}"))
-        .into_iter()
-        .map(|r| match r {
-            Response::Counters(c) => Response::Counters(spec::Counters {
-                cycles: 0,
-                matmul_cycles: 0,
-                in_stall_cycles: 0,
-                out_stall_cycles: 0,
-                ..c
-            }),
-            r => r,
-        })
-        .collect()
+    spec::isa::decode_untimed(dim, words).unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
 }
 
 /// A random case: a stream of `commands` commands (20% malformed) and stall patterns of

@@ -6,49 +6,19 @@ use std::time::Instant;
 
 use spec::isa::{decode_responses, Command, Response};
 use spec::stimulus::{random_gemm_block, random_stalls, random_stream, Rng, StreamShape};
-use spec::stream::{DeviceOut, HostOut, Stalls, Stuck, Trace};
+use spec::stream::{HostOut, Stalls, Stuck, Trace};
 use spec::{Config, GoldenDevice};
 
 use super::{cache, ModelSource, VerilatedSim, VerilatorError};
-use crate::CycleSim;
+use crate::{CycleSim, Ticked};
 
 const LIMIT: u64 = 400_000;
 
-/// The trait's default `run_stream` over [`VerilatedSim::tick`] (one FFI call per cycle).
-struct ByTick<'a>(&'a mut VerilatedSim);
-
-impl CycleSim for ByTick<'_> {
-    fn config(&self) -> &Config {
-        self.0.config()
-    }
-    fn reset(&mut self) {
-        self.0.reset()
-    }
-    fn cycle(&self) -> u64 {
-        self.0.cycle()
-    }
-    fn tick(&mut self, inputs: HostOut) -> DeviceOut {
-        self.0.tick(inputs)
-    }
-}
 
 /// Decode a response stream and zero the timed COUNTERS fields, which the untimed golden
 /// device answers as 0 (as hdl/src/core_tests.rs does).
 fn untimed(dim: usize, words: &[u32]) -> Vec<Response> {
-    decode_responses(dim, words)
-        .unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
-        .into_iter()
-        .map(|r| match r {
-            Response::Counters(c) => Response::Counters(spec::Counters {
-                cycles: 0,
-                matmul_cycles: 0,
-                in_stall_cycles: 0,
-                out_stall_cycles: 0,
-                ..c
-            }),
-            r => r,
-        })
-        .collect()
+    spec::isa::decode_untimed(dim, words).unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
 }
 
 /// A random stream and stall pattern from `seed`.
@@ -154,7 +124,7 @@ fn the_cpp_host_loop_equals_the_default_loop_over_tick() {
             let mut sim = VerilatedSim::new(&cfg).unwrap();
             let mut other = VerilatedSim::new(&cfg).unwrap();
             let fast = sim.run_stream(&words, &stalls, LIMIT);
-            let slow = ByTick(&mut other).run_stream(&words, &stalls, LIMIT);
+            let slow = Ticked(&mut other).run_stream(&words, &stalls, LIMIT);
             assert!(fast.is_ok(), "{cfg}, seed {seed}: {fast:?}");
             assert_eq!(fast, slow, "{cfg}, seed {seed}");
             assert_eq!(sim.cycle(), fast.unwrap().cycles);
@@ -165,7 +135,7 @@ fn the_cpp_host_loop_equals_the_default_loop_over_tick() {
         // empty stall patterns never stall, and an empty stream is only the quiet tail
         let none = Stalls { input: vec![], output: vec![] };
         let (words, _) = case(&cfg, 77, 10);
-        assert_eq!(sim.run_stream(&words, &none, LIMIT), ByTick(&mut other).run_stream(&words, &none, LIMIT));
+        assert_eq!(sim.run_stream(&words, &none, LIMIT), Ticked(&mut other).run_stream(&words, &none, LIMIT));
         let empty = sim.run_stream(&[], &Stalls::none(), LIMIT).unwrap();
         assert_eq!(
             empty,
@@ -181,7 +151,7 @@ fn a_limit_too_small_is_stuck_in_both_loops() {
     // the whole stream never enters in fewer cycles than it has words
     let limit = words.len() as u64 / 2;
     let fast = VerilatedSim::new(&cfg).unwrap().run_stream(&words, &stalls, limit);
-    let slow = ByTick(&mut VerilatedSim::new(&cfg).unwrap()).run_stream(&words, &stalls, limit);
+    let slow = Ticked(&mut VerilatedSim::new(&cfg).unwrap()).run_stream(&words, &stalls, limit);
     assert_eq!(fast, slow);
     let Err(Stuck { taken, total, limit: l }) = fast else { panic!("not stuck: {fast:?}") };
     assert!(taken < total && total == words.len() && l == limit);

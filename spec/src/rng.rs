@@ -1,8 +1,10 @@
-//! The one random number generator of training: SplitMix64 (Steele, Lea and Flood, 2014).
+//! The project's one random number generator: SplitMix64 (Steele, Lea and Flood, 2014), used
+//! for test stimulus ([`crate::stimulus`]) and for training (the data split, the initial
+//! weights, the batch order).
 //!
 //! Written here rather than taken from a crate so that a seed means the same stream forever,
-//! on every machine: the split, the initial weights and the batch order depend on nothing but
-//! the seed and these few integer operations.
+//! on every machine: everything seeded depends on nothing but the seed and these few integer
+//! operations.
 
 /// SplitMix64: a 64-bit state advanced by a constant, hashed on the way out.
 #[derive(Debug, Clone)]
@@ -29,15 +31,40 @@ impl SplitMix64 {
     }
 
     /// A uniform integer in `0..n` (multiply-shift; `n` must be > 0).
-    pub fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: u64) -> u64 {
         assert!(n > 0, "SplitMix64::below needs n > 0");
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+
+    /// A random int8, with the extremes -128, 127, 0 over-represented (test stimulus).
+    pub fn i8(&mut self) -> i8 {
+        match self.below(8) {
+            0 => -128,
+            1 => 127,
+            2 => 0,
+            _ => self.next_u64() as i8,
+        }
+    }
+
+    /// A random int32, with the extremes over-represented (test stimulus).
+    pub fn i32(&mut self) -> i32 {
+        match self.below(8) {
+            0 => i32::MIN,
+            1 => i32::MAX,
+            2 => self.below(2001) as i32 - 1000,
+            _ => self.next_u64() as i32,
+        }
     }
 
     /// Fisher–Yates shuffle: from the last element down, swap element `i` with one in `0..=i`.
     pub fn shuffle<T>(&mut self, items: &mut [T]) {
         for i in (1..items.len()).rev() {
-            let j = self.below(i + 1);
+            let j = self.below(i as u64 + 1) as usize;
             items.swap(i, j);
         }
     }
