@@ -45,7 +45,8 @@ fn smoke_two_by_two() {
 /// Decode a response stream and zero the timed COUNTERS fields, which the untimed golden
 /// device answers as 0 (spec::isa::TIMED_COUNTER_WORDS).
 fn untimed(dim: usize, words: &[u32]) -> Vec<Response> {
-    spec::isa::decode_untimed(dim, words).unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
+    spec::isa::decode_untimed(dim, words)
+        .unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
 }
 
 use spec::stimulus::{random_stalls, random_stream, Rng, StreamShape};

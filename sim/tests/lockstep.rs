@@ -16,7 +16,8 @@ use spec::stream::Stalls;
 use spec::{Config, GoldenDevice};
 
 fn untimed(dim: usize, words: &[u32]) -> Vec<Response> {
-    spec::isa::decode_untimed(dim, words).unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
+    spec::isa::decode_untimed(dim, words)
+        .unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
 }
 
 /// One case; returns the number of cycles simulated.

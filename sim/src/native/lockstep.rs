@@ -107,7 +107,8 @@ impl CycleSim for RustHdlSim {
 /// The response stream with the timed COUNTERS words zeroed (the untimed golden device
 /// answers 0 there: `spec::isa::TIMED_COUNTER_WORDS`).
 pub(crate) fn untimed(dim: usize, words: &[u32]) -> Vec<Response> {
-    spec::isa::decode_untimed(dim, words).unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
+    spec::isa::decode_untimed(dim, words)
+        .unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
 }
 
 /// A random case: a stream of `commands` commands (20% malformed) and stall patterns of

@@ -14,11 +14,11 @@ use crate::{CycleSim, Ticked};
 
 const LIMIT: u64 = 400_000;
 
-
 /// Decode a response stream and zero the timed COUNTERS fields, which the untimed golden
 /// device answers as 0 (as hdl/src/core_tests.rs does).
 fn untimed(dim: usize, words: &[u32]) -> Vec<Response> {
-    spec::isa::decode_untimed(dim, words).unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
+    spec::isa::decode_untimed(dim, words)
+        .unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
 }
 
 /// A random stream and stall pattern from `seed`.
