@@ -19,7 +19,6 @@ use spec::{Config, Quant};
 
 const TILES: usize = 2048;
 
-
 fn gemm_stream(cfg: &Config, rows: u16) -> Vec<u32> {
     let d = cfg.dim();
     let mut rng = Rng::new(1);
