@@ -23,6 +23,7 @@ use spec::Config;
 pub mod activity;
 pub mod native;
 pub mod transport;
+pub mod uart_board;
 pub mod verilated;
 pub use verilated::{VerilatedSim, VerilatorError};
 

@@ -56,7 +56,10 @@ type Resolved = HashMap<(PathBuf, Config, bool), PathBuf>;
 static RESOLVED: Mutex<Option<Resolved>> = Mutex::new(None);
 static TMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
-fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> VerilatorError + 'a {
+pub(super) fn io_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> VerilatorError + 'a {
     move |source| VerilatorError::Io { what, path: path.to_path_buf(), source }
 }
 
@@ -229,15 +232,15 @@ pub(super) fn run_logged(
     Ok(())
 }
 
-fn compiler() -> String {
+pub(super) fn compiler() -> String {
     std::env::var("CXX").ok().filter(|c| !c.is_empty()).unwrap_or_else(|| "g++".into())
 }
 
-fn threads() -> usize {
+pub(super) fn threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
-fn tmp_dir(root: &Path, name: &str) -> PathBuf {
+pub(super) fn tmp_dir(root: &Path, name: &str) -> PathBuf {
     let n = TMP_SEQ.fetch_add(1, Ordering::SeqCst);
     root.join(format!("tmp-{name}-{}-{n}", std::process::id()))
 }
@@ -262,7 +265,7 @@ pub(super) fn publish(tmp: &Path, dir: &Path, marker: &str) -> Result<(), Verila
 }
 
 /// Verilator's run-time library objects for this flavour, compiled once per cache.
-fn runtime_objects(
+pub(super) fn runtime_objects(
     cfg: &Config,
     include: &Path,
     root: &Path,
@@ -299,7 +302,7 @@ fn runtime_objects(
     Ok(objects(&dir))
 }
 
-fn compile(jobs: &[recipe::Job], cfg: &Config, logdir: &Path) -> Result<(), VerilatorError> {
+pub(super) fn compile(jobs: &[recipe::Job], cfg: &Config, logdir: &Path) -> Result<(), VerilatorError> {
     let cxx = compiler();
     let base = || Command::new(&cxx);
     recipe::compile_all(jobs, threads(), &base).map_err(|f| {
@@ -370,7 +373,7 @@ fn build(cfg: &Config, traced: bool, verilog: &str, root: &Path, dir: &Path) -> 
 }
 
 /// `$VERILATOR_ROOT/include` of the Verilator on PATH.
-fn verilator_include(cfg: &Config) -> Result<PathBuf, VerilatorError> {
+pub(super) fn verilator_include(cfg: &Config) -> Result<PathBuf, VerilatorError> {
     let out = Command::new("verilator").args(["--getenv", "VERILATOR_ROOT"]).output().map_err(|e| match e
         .kind()
     {

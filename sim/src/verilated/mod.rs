@@ -27,6 +27,7 @@
 
 mod cache;
 mod recipe;
+pub mod uart;
 
 use std::ffi::{c_void, CString};
 use std::path::{Path, PathBuf};
@@ -40,6 +41,7 @@ use thiserror::Error;
 use crate::CycleSim;
 
 pub use cache::cache_dir;
+pub use uart::UartModel;
 
 /// Environment variable: write a VCD of every [`VerilatedSim::new`] model to this file.
 pub const TRACE_ENV: &str = "PROTOBRAIN_TRACE";

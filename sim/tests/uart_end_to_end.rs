@@ -1,0 +1,149 @@
+//! The driver talking to a simulated board exactly as it talks to a real one: `Device` over
+//! `SerialTransport` over `SimulatedBoard`, i.e. 4 bytes per word, each byte serialised bit by
+//! bit (8N1, 4 clocks per bit) into the Verilator model of `protobrain_uart` (UART bridge +
+//! core), and the answers decoded bit by bit from its `tx` line.
+
+use std::time::Instant;
+
+use driver::{Device, DriverError, Layer, OutputKind, SerialTransport};
+use nalgebra::{DMatrix, DVector};
+use sim::uart_board::SimulatedBoard;
+use spec::isa::{header, opcode};
+use spec::{golden, Command, CommandError, Config, ErrorCode, Quant, Response};
+
+const CLOCKS_PER_BIT: usize = 4;
+/// Smaller than the boards' 16 KiB, still above the driver's 4 KiB window of responses.
+const FIFO_DEPTH: usize = 8192;
+
+fn cfg() -> Config {
+    Config::new(2, 16, 8).unwrap()
+}
+
+fn board() -> Device<SerialTransport<SimulatedBoard>> {
+    let cfg = cfg();
+    let board = SimulatedBoard::new(&cfg, CLOCKS_PER_BIT, FIFO_DEPTH).expect("Verilator model of the board");
+    Device::open(SerialTransport::new(board), &cfg).expect("the board answers INFO")
+}
+
+fn report(what: &str, dev: &Device<SerialTransport<SimulatedBoard>>, t0: Instant) {
+    let b = dev.transport().port();
+    eprintln!(
+        "{what}: {} cycles, {} bytes out, {} bytes back, {:.2} s",
+        b.model().cycle(),
+        b.bytes_written(),
+        b.bytes_read(),
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+fn problem() -> (DMatrix<i8>, DMatrix<i8>, DVector<i32>) {
+    let mut rng = spec::rng::SplitMix64::new(11);
+    let x = DMatrix::from_fn(7, 9, |_, _| rng.i8());
+    let w = DMatrix::from_fn(9, 5, |_, _| rng.i8());
+    let b = DVector::from_fn(5, |n, _| (n as i32 - 2) * 3001);
+    (x, w, b)
+}
+
+#[test]
+fn a_gemm_with_bias_quant_and_relu_over_the_serial_line_equals_the_golden_model() {
+    let t0 = Instant::now();
+    let mut dev = board();
+    let (x, w, b) = problem();
+    let q = Quant::new(3, 10, true).unwrap();
+    let layer = Layer::new(w.clone(), b.clone(), q).unwrap();
+    let y = dev.layer(&x, &layer, OutputKind::Int8).unwrap();
+    let want = golden::layer(&x, &w, &b, q).unwrap();
+    assert_eq!(y.as_int8(), Some(&want));
+    // ReLU did something and the result is not trivially zero
+    assert!(want.iter().any(|&v| v == 0) && want.iter().any(|&v| v > 0), "{want}");
+    let board = dev.transport().port();
+    assert!(!board.model().overflow());
+    assert_eq!(board.bytes_waiting(), 0, "no stray bytes left on the line");
+    report("int8 7x9x5", &dev, t0);
+}
+
+#[test]
+fn a_raw_gemm_read_back_as_int32_equals_layer_raw() {
+    let t0 = Instant::now();
+    let mut dev = board();
+    let (x, w, b) = problem();
+    let layer = Layer::new(w.clone(), b.clone(), Quant::new(1, 0, false).unwrap()).unwrap();
+    let y = dev.layer(&x, &layer, OutputKind::Raw).unwrap();
+    assert_eq!(y.as_raw(), Some(&golden::layer_raw(&x, &w, &b).unwrap()));
+    // every word of the session crossed the line as 4 bytes, both ways
+    let stats = dev.stats();
+    let board = dev.transport().port();
+    assert_eq!(board.bytes_written(), 4 * stats.words_sent);
+    assert_eq!(board.bytes_read(), 4 * stats.words_received);
+    assert!(board.model().cycle() >= 40 * board.bytes_written(), "each byte takes 10 bits of 4 clocks");
+    report("raw 7x9x5", &dev, t0);
+}
+
+#[test]
+fn malformed_commands_get_their_0xff_answer_and_the_link_stays_in_step() {
+    let mut dev = board();
+    // an unknown opcode with two payload words: skipped whole, answered with code 1
+    dev.send_words(&[header(0x77, 2), 0xDEAD_BEEF, 0x0102_0304]).unwrap();
+    assert_eq!(
+        dev.read_response().unwrap(),
+        Response::Error(CommandError { opcode: 0x77, code: ErrorCode::UnknownOpcode })
+    );
+    // SYNC with no token: bad length, code 2
+    dev.send_words(&[header(opcode::SYNC, 0)]).unwrap();
+    assert_eq!(
+        dev.read_response().unwrap(),
+        Response::Error(CommandError { opcode: opcode::SYNC, code: ErrorCode::BadLength })
+    );
+    // rows past the end of the accumulator memory: out of range, code 3, through `execute`
+    match dev.execute(&Command::ReadAcc { src: 7, n: 2 }) {
+        Err(DriverError::Device(e)) => {
+            assert_eq!(e, CommandError { opcode: opcode::READ_ACC, code: ErrorCode::OutOfRange })
+        }
+        other => panic!("expected the device's 0xFF answer, got {other:?}"),
+    }
+    // the byte phase survived: a round trip of real data still works
+    let rows = vec![vec![5i8, -6], vec![127, -128]];
+    dev.write_act(3, &rows).unwrap();
+    assert_eq!(dev.read_act(3, 2).unwrap(), rows);
+    dev.sync().unwrap();
+}
+
+#[test]
+fn a_silent_board_times_out_instead_of_hanging() {
+    let mut dev = board();
+    dev.set_timeout(std::time::Duration::from_millis(200));
+    let t0 = Instant::now();
+    // no command sent: nothing can come back
+    match dev.read_response() {
+        Err(DriverError::Transport(driver::TransportError::Timeout { wanted: 1, got: 0, .. })) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(t0.elapsed().as_secs() < 5, "took {:?}", t0.elapsed());
+    dev.sync().unwrap();
+}
+
+#[test]
+fn a_host_breaking_the_fifo_contract_gets_an_overflow_error_not_wrong_data() {
+    // 16-byte FIFOs; READ_ACC of all 8 rows answers 17 words (68 bytes) for 2 words (8 bytes)
+    // sent, so the transmit side falls behind, the core stops taking commands and the receive
+    // FIFO fills: the bridge drops bytes and raises `overflow`, which the board reports.
+    let cfg = cfg();
+    let board = SimulatedBoard::new(&cfg, CLOCKS_PER_BIT, 16).unwrap();
+    let mut dev = Device::open(SerialTransport::new(board), &cfg).unwrap();
+    let read_all = Command::ReadAcc { src: 0, n: 8 }.encode(cfg.dim()).unwrap();
+    let burst: Vec<u32> = read_all.iter().copied().cycle().take(read_all.len() * 40).collect();
+    dev.send_words(&burst).unwrap();
+    let mut error = None;
+    for _ in 0..40 {
+        match dev.read_response() {
+            Ok(r) => assert!(matches!(r, Response::ReadAcc { .. }), "{r:?}"),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    let e = error.expect("40 back-to-back READ_ACCs overflow a 16-byte FIFO");
+    assert!(e.to_string().contains("receive FIFO (16 bytes) overflowed"), "{e}");
+    assert!(dev.transport().port().model().overflow());
+}
