@@ -59,8 +59,8 @@ pub struct LinkArgs {
     /// Serial port of the board (--backend serial), e.g. /dev/ttyUSB1.
     #[arg(long, value_name = "PATH")]
     pub port: Option<String>,
-    /// Baud rate of the board's UART (--backend serial).
-    #[arg(long, default_value_t = 115_200)]
+    /// Baud rate of the board's UART (--backend serial); the bitstreams run at 1 Mbaud 8N1.
+    #[arg(long, default_value_t = 1_000_000)]
     pub baud: u32,
     /// Write a VCD waveform of the run (--backend rtl).
     #[arg(long, value_name = "out.vcd")]

@@ -97,6 +97,31 @@ pub enum Command {
         protobrain run -p prog.json --backend native\n  \
         protobrain run -p prog.bin --preset default --backend rtl --trace run.vcd")]
     Run(crate::program_cmd::RunArgs),
+    /// Build a board's bitstream with the open FPGA flow and report resources and Fmax.
+    #[command(after_help = "Examples:\n  \
+        protobrain bitstream --board icebreaker\n  \
+        protobrain bitstream --board ulx3s-25f -o build/ulx3s\n\n\
+        ECP5 needs nextpnr-ecp5 and ecppack on PATH or in $PROTOBRAIN_TOOLS_DIR \
+        (scripts/setup.sh --ecp5 installs YoWASP's). See docs/fpga.md.")]
+    Bitstream(crate::bitstream::BitstreamArgs),
+    /// Estimate cycles, utilisation, energy and power of a GEMM or an MLP (native cycle model).
+    #[command(
+        long_about = "Estimate how fast and how much energy and power a GEMM or an MLP takes on a \
+            configuration, before building it: the workload is compiled by the driver and run on \
+            the cycle-exact native model (whole program, the MATMULs alone, and the MATMULs with \
+            their weight loads), with an optional host-link bandwidth; energy is activity counts \
+            times a technology table (docs/estimates.md).",
+        after_help = "Examples:\n  \
+            protobrain estimate --gemm 1024,256,256\n  \
+            protobrain estimate --gemm 8192,1024,1024 --preset tpu-v1 --tech 28nm --json tpu.json\n  \
+            protobrain estimate --model data/digits-mlp.json --batch 500 --preset ice40-up5k --link-baud 1000000"
+    )]
+    Estimate(crate::estimate::EstimateArgs),
+    /// Sweep DIM and M, write utilisation, scaling, energy and roofline plots (SVG).
+    #[command(after_help = "Examples:\n  \
+        protobrain sweep -o docs/img\n  \
+        protobrain sweep --dims 4,8,16 --m 64,256,1024 --gemm 512,128,128 -o out/sweep")]
+    Sweep(crate::sweep::SweepArgs),
 }
 
 /// A layer `Y = act(X W + b)` given as .npy files and requantisation flags.

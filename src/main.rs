@@ -9,6 +9,10 @@
 //! protobrain compile layer -i X.npy -w W.npy ... [config] -o prog.json [--bin prog.bin]
 //! protobrain compile mlp -m model.json -i X.npy [config] -o prog.json [--bin prog.bin]
 //! protobrain run -p prog.json|prog.bin [config] [link]
+//! protobrain bitstream --board icebreaker|ulx3s-25f|ulx3s-85f [-o DIR]
+//! protobrain estimate --gemm M,K,N | --model model.json [--batch M] [config] [--clock MHz]
+//!                     [--link-words-per-cycle F | --link-baud B] [--tech 45nm|28nm|FILE] [--json out.json]
+//! protobrain sweep [--dims D,..] [--m M,..] [--gemm M,K,N] [--link-words-per-cycle F] -o DIR
 //!
 //! link:   --backend golden|native|rtl|serial [--port PATH --baud B] [--trace out.vcd]
 //! config: --preset NAME [--dim D] [--scratch-rows S] [--acc-rows A]
@@ -18,16 +22,19 @@
 //! input (as for clap's usage errors) and 1 for internal failures.
 
 mod backend;
+mod bitstream;
 mod cli;
 mod config_args;
 mod demo;
 mod emit;
 mod error;
+mod estimate;
 mod matmul;
 mod mlp;
 mod npy;
 mod output;
 mod program_cmd;
+mod sweep;
 
 use std::process::ExitCode;
 
@@ -57,6 +64,9 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Emit(args) => emit::run(args),
         Command::Compile(args) => program_cmd::compile(args),
         Command::Run(args) => program_cmd::run(args),
+        Command::Bitstream(args) => bitstream::run(args),
         Command::Mlp(args) => mlp::run(args),
+        Command::Estimate(args) => estimate::run(args),
+        Command::Sweep(args) => sweep::run(args),
     }
 }

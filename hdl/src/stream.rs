@@ -117,7 +117,7 @@ pub fn run_icarus(
     };
     std::fs::write(path.join("in_stall.hex"), bits(&stalls.input, pi)).map_err(fs)?;
     std::fs::write(path.join("out_stall.hex"), bits(&stalls.output, po)).map_err(fs)?;
-    let quiet = quiet_cycles(dim);
+    let quiet = quiet_cycles(dim, words);
     let total = words.len();
     let vcd = if kept.is_some() { "$dumpfile(\"wave.vcd\"); $dumpvars(0, tb);" } else { "" };
     let tb = format!(

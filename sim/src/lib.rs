@@ -21,6 +21,7 @@ use spec::stream::{DeviceOut, Host, HostOut, Stalls, Stuck, Trace};
 use spec::Config;
 
 pub mod activity;
+pub mod estimate;
 pub mod native;
 pub mod transport;
 pub mod uart_board;

@@ -89,9 +89,30 @@ pub struct Stuck {
 }
 
 /// Cycles without output after the last input before a run is over: longer than any internal
-/// wait of the core (array and activation drains) for this DIM.
-pub fn quiet_cycles(dim: usize) -> u64 {
-    8 * dim as u64 + 64
+/// wait of the core for this stream — the array and activation drains (`8·DIM + 64`) plus the
+/// longest MATMUL or ACTIVATE in `words` (the last one may still be issuing rows, silently,
+/// after the host has sent everything).
+pub fn quiet_cycles(dim: usize, words: &[u32]) -> u64 {
+    8 * dim as u64 + 64 + longest_row_command(words)
+}
+
+/// The largest row count of a MATMUL or ACTIVATE in a command stream. Walks the stream by its
+/// headers exactly as the device frames it (every command is its header and `len` words,
+/// whether or not it is refused).
+fn longest_row_command(words: &[u32]) -> u64 {
+    let mut i = 0usize;
+    let mut longest = 0u64;
+    while i < words.len() {
+        let (op, len) = crate::isa::split_header(words[i]);
+        if (op == crate::isa::opcode::MATMUL || op == crate::isa::opcode::ACTIVATE)
+            && len >= 1
+            && i + 1 < words.len()
+        {
+            longest = longest.max(u64::from(words[i + 1] >> 16));
+        }
+        i = i.saturating_add(1 + len as usize);
+    }
+    longest
 }
 
 /// The host of one run (see the module docs).
@@ -114,7 +135,7 @@ impl<'a> Host<'a> {
         Host {
             words,
             stalls,
-            quiet: quiet_cycles(dim),
+            quiet: quiet_cycles(dim, words),
             limit,
             ip: 0,
             held: false,
@@ -207,7 +228,19 @@ mod tests {
         };
         assert_eq!(trace.words(), vec![10, 11, 12]);
         assert!(trace.outputs.windows(2).all(|w| w[0].0 < w[1].0));
-        assert_eq!(trace.cycles, trace.outputs.last().unwrap().0 + 1 + quiet_cycles(1));
+        assert_eq!(trace.cycles, trace.outputs.last().unwrap().0 + 1 + quiet_cycles(1, &words));
+    }
+
+    #[test]
+    fn the_quiet_tail_outlasts_the_longest_matmul() {
+        use crate::isa::Command;
+        let mut words = Vec::new();
+        Command::Matmul { src: 0, n: 5000, dst: 0, accumulate: false }.encode_into(2, &mut words).unwrap();
+        Command::Sync { token: 1 }.encode_into(2, &mut words).unwrap();
+        assert_eq!(quiet_cycles(2, &words), 16 + 64 + 5000);
+        // a refused command's payload is skipped like the device does: the "n" inside it is not read
+        let garbage = [crate::isa::header(0x77, 2), 0xFFFF_0000 | 0x30, 0x0000_0002];
+        assert_eq!(quiet_cycles(2, &garbage), 16 + 64);
     }
 
     #[test]

@@ -220,7 +220,10 @@ impl TechTable {
         if self.zero_operand_mult_factor.value > 1.0 {
             return Err(bad(
                 "zero_operand_mult_factor",
-                format!("is a fraction of the multiply energy, 0..=1, got {}", self.zero_operand_mult_factor.value),
+                format!(
+                    "is a fraction of the multiply energy, 0..=1, got {}",
+                    self.zero_operand_mult_factor.value
+                ),
             ));
         }
         let p = &self.sram_64b.points;
@@ -261,7 +264,8 @@ impl TechTable {
     /// its whole capacity, and the access costs its share of 64 bits).
     pub fn row_access_pj(&self, rows: usize, row_bits: usize) -> f64 {
         let slices = row_bits as f64 / 64.0;
-        let slice_bytes = if row_bits >= 64 { rows as f64 * 8.0 } else { rows as f64 * row_bits as f64 / 8.0 };
+        let slice_bytes =
+            if row_bits >= 64 { rows as f64 * 8.0 } else { rows as f64 * row_bits as f64 / 8.0 };
         slices * self.sram_64b.pj_per_64b(slice_bytes)
     }
 }
@@ -340,7 +344,8 @@ pub fn area(cfg: &Config, tech: &TechTable) -> AreaBreakdown {
     let d = cfg.dim() as f64;
     let reg = a.register_bit_um2.value;
     let pe = a.int8_mult_um2.value + a.int32_add_um2.value + (PE_PIPELINE_BITS + PE_WEIGHT_BITS) as f64 * reg;
-    let act_unit = 3.5 * a.int32_add_um2.value + 0.5 * a.int32_mult_um2.value + (ACT_PIPELINE_BITS + 32) as f64 * reg;
+    let act_unit =
+        3.5 * a.int32_add_um2.value + 0.5 * a.int32_mult_um2.value + (ACT_PIPELINE_BITS + 32) as f64 * reg;
     let um2 = 1e-6;
     AreaBreakdown {
         array: (d * d * pe + skew_bits(cfg.dim() as u64) as f64 * reg) * um2,
@@ -412,7 +417,10 @@ mod tests {
         let expect = |field: &str| -> f64 {
             if field.starts_with("area.") {
                 e * e
-            } else if field == "zero_operand_mult_factor" || field == "leakage_w_per_mm2" || field == "io_bit_pj" {
+            } else if field == "zero_operand_mult_factor"
+                || field == "leakage_w_per_mm2"
+                || field == "io_bit_pj"
+            {
                 1.0
             } else {
                 e
@@ -440,7 +448,8 @@ mod tests {
             TechTable::from_toml(&no_source).unwrap_err().to_string(),
             "int8_mult_pj: has no source: say where the number comes from"
         );
-        let negative = TECH_45NM.replacen("int8_mult_pj = { value = 0.2,", "int8_mult_pj = { value = -0.2,", 1);
+        let negative =
+            TECH_45NM.replacen("int8_mult_pj = { value = 0.2,", "int8_mult_pj = { value = -0.2,", 1);
         assert_eq!(
             TechTable::from_toml(&negative).unwrap_err().to_string(),
             "int8_mult_pj: must be a finite number >= 0, got -0.2"

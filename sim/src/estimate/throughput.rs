@@ -228,7 +228,12 @@ fn command_starts(words: &[u32]) -> Result<Vec<(usize, u8)>, EstimateError> {
 /// Run `words` on a fresh native model of `cfg` (reset first; memories zero) until `responses`
 /// response words have been taken, with the host behind `link` (`None`: a word every cycle),
 /// and measure it (see the module docs).
-pub fn run(cfg: &Config, words: &[u32], responses: usize, link: Option<&Link>) -> Result<Timing, EstimateError> {
+pub fn run(
+    cfg: &Config,
+    words: &[u32],
+    responses: usize,
+    link: Option<&Link>,
+) -> Result<Timing, EstimateError> {
     let mut sim = NativeSim::new(cfg);
     sim.reset();
     run_on(&mut sim, words, responses, link)
@@ -263,6 +268,8 @@ pub fn run_on(
     let (mut held, mut phase, mut got, mut silent) = (false, 0usize, 0usize, 0u64);
     let (mut first_issue, mut last_acc_write) = (None, None);
     let mut cycle = 0u64;
+    let mut before = sim.activity();
+    let first = before;
     loop {
         if got >= responses && ip >= words.len() {
             break;
@@ -271,7 +278,6 @@ pub fn run_on(
         let in_stall = stalls.input.get(phase).copied().unwrap_or(false);
         let out_ready = !stalls.output.get(phase).copied().unwrap_or(false);
         let in_valid = more && (held || !in_stall);
-        let before = sim.activity();
         let seen = sim.tick(HostOut { in_valid, in_data: words.get(ip).copied().unwrap_or(0), out_ready });
         let after = sim.activity();
         let took = in_valid && seen.in_ready;
@@ -293,13 +299,14 @@ pub fn run_on(
         } else if let Some(c) = current {
             per_kind[kinds[c]].exposed_cycles += 1;
         } else {
-            // before the first header: the core waits in Header for a word the host had not
-            // offered yet (only with a link), counted above; nothing else can happen here
+            // no command yet: the core waits in Header (ready) for the first word, which only
+            // a link can hold back
             bd.link_wait += 1;
         }
         if after.acc_writes > before.acc_writes {
             last_acc_write = Some(cycle);
         }
+        before = after;
         held = in_valid && !took;
         if took {
             ip += 1;
@@ -309,7 +316,12 @@ pub fn run_on(
         }
         silent = if took || sent || issued { 0 } else { silent + 1 };
         if silent > silence_limit {
-            return Err(EstimateError::Stuck { cycles: cycle + 1, taken: ip, total: words.len(), responses: got });
+            return Err(EstimateError::Stuck {
+                cycles: cycle + 1,
+                taken: ip,
+                total: words.len(),
+                responses: got,
+            });
         }
         cycle += 1;
         phase += 1;
@@ -321,7 +333,7 @@ pub fn run_on(
     debug_assert_eq!(sim.cycle() - start_cycle, cycle);
     Ok(Timing {
         cycles: cycle,
-        activity: sim.activity(),
+        activity: super::activity_since(&sim.activity(), &first),
         counters: sim.counters(),
         breakdown: bd,
         first_issue,

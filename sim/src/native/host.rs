@@ -29,7 +29,7 @@ impl<'a> FastHost<'a> {
             words,
             input: &stalls.input,
             output: &stalls.output,
-            quiet: quiet_cycles(dim),
+            quiet: quiet_cycles(dim, words),
             limit,
             ip: 0,
             held: false,

@@ -361,7 +361,7 @@ impl CycleSim for VerilatedSim {
                 stalls.input.len() as u64,
                 stalls.output.as_ptr().cast::<u8>(),
                 stalls.output.len() as u64,
-                quiet_cycles(self.cfg.dim()),
+                quiet_cycles(self.cfg.dim(), words),
                 limit,
                 &mut r,
             )

@@ -139,7 +139,11 @@ fn the_cpp_host_loop_equals_the_default_loop_over_tick() {
         let empty = sim.run_stream(&[], &Stalls::none(), LIMIT).unwrap();
         assert_eq!(
             empty,
-            Trace { outputs: vec![], last_input_cycle: 0, cycles: spec::stream::quiet_cycles(cfg.dim()) }
+            Trace {
+                outputs: vec![],
+                last_input_cycle: 0,
+                cycles: spec::stream::quiet_cycles(cfg.dim(), &[])
+            }
         );
     }
 }

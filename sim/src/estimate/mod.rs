@@ -1,0 +1,734 @@
+//! Throughput and power estimation from the cycle-exact native model: "how fast, how much
+//! power, which array size?" for a GEMM or an MLP, before anything is built.
+//!
+//! ```text
+//!  Workload (X, layers) ─► driver::compile_mlp ─► Program ─► word stream (golden run records it
+//!       │                                                      │   when the program writes back)
+//!       │                     ┌────────────────────────────────┼──────────────────────────┐
+//!       │                     ▼                                ▼                          ▼
+//!       │         full program, host link        compute only: X and one       weight stream: X
+//!       │         (throughput::run, stalls)      tile preloaded, then the      preloaded, then every
+//!       │                     │                  MATMULs back to back          LOAD_WEIGHTS + MATMUL
+//!       │                     │                            │                          │
+//!       │      cycles, breakdown, activity       compute_cycles (array span)   weight_stream_cycles
+//!       │                     └──────────────┬─────────────┴──────────────────────────┘
+//!       │                                    ▼
+//!       └─ useful MACs ─────────────► Estimate: utilisation, roofline bounds, time and ops/s at a
+//!                                     clock, energy by component (power::energy), W, TOPS/W
+//! ```
+//!
+//! Every cycle count comes from running the stream on [`crate::native::NativeSim`] (bit- and
+//! cycle-exact with the RTL); the formulas ([`scalesim_cycles`], [`pipelined_cycles`], the
+//! physical limit, the link bound) are reported beside the measurements, never instead of them.
+//! The three runs are independent and run in parallel (rayon).
+//!
+//! * [`throughput`]: the cycle-by-cycle run with a host link, and where the cycles went;
+//! * [`power`]: technology tables and the energy model;
+//! * [`sweep`]: many estimates over DIM and M, in parallel; [`plots`]: their SVG plots.
+
+pub mod plots;
+pub mod power;
+pub mod sweep;
+pub mod throughput;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use driver::{
+    compile_mlp, CompileError, Device, DriverError, GoldenTransport, Layer, OutputKind, Program,
+    ProgramError, Recorder, Step,
+};
+use nalgebra::{DMatrix, DVector};
+use serde::{Deserialize, Serialize};
+use spec::isa::{opcode, Command};
+use spec::{Config, Quant};
+use thiserror::Error;
+
+use crate::activity::Activity;
+use crate::native::NativeSim;
+use crate::CycleSim;
+pub use power::{AreaBreakdown, EnergyBreakdown, TechError, TechTable};
+pub use throughput::{
+    link_bound_cycles, pipelined_cycles, scalesim_cycles, CommandCycles, CycleBreakdown, Link, Timing,
+};
+
+/// Why an estimate could not be made.
+#[derive(Debug, Error)]
+pub enum EstimateError {
+    /// The workload does not compile for the configuration.
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    /// The compiled program cannot be exported.
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    /// The golden run that records a write-back program's stream failed.
+    #[error("recording the program's stream on the golden device: {0}")]
+    Golden(#[from] DriverError),
+    /// A bad link bandwidth.
+    #[error("{0}")]
+    Link(String),
+    /// A bad workload (empty shapes, mismatched layers).
+    #[error("{0}")]
+    Workload(String),
+    /// A malformed word stream.
+    #[error("{0}")]
+    Stream(String),
+    /// A bad clock.
+    #[error("the clock must be a positive, finite frequency, got {0} Hz")]
+    Clock(f64),
+    /// The model stopped taking input and answering (a bug, never a slow link).
+    #[error(
+        "the native model went silent after {cycles} cycles: {taken} of {total} words taken, \
+         {responses} response words"
+    )]
+    Stuck {
+        /// Cycles simulated.
+        cycles: u64,
+        /// Input words taken.
+        taken: usize,
+        /// Input words in the stream.
+        total: usize,
+        /// Response words received.
+        responses: usize,
+    },
+}
+
+/// The input matrix X of a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Input {
+    /// Uniformly random int8 from a seed (1 in 256 is zero).
+    Random {
+        /// Seed of the generator.
+        seed: u64,
+    },
+    /// All zeros: the least switching the array can see.
+    Zeros,
+}
+
+impl fmt::Display for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Input::Random { seed } => write!(f, "random int8 (seed {seed})"),
+            Input::Zeros => f.write_str("all-zero"),
+        }
+    }
+}
+
+/// Uniform int8 from `spec`'s generator.
+fn uniform_i8(rng: &mut spec::stimulus::Rng) -> i8 {
+    (rng.next_u64() >> 56) as u8 as i8
+}
+
+/// What to estimate: X, the layers, and what is read back.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Shown in reports, e.g. `GEMM 1024x256x256`.
+    pub name: String,
+    /// The input, M x K.
+    pub x: DMatrix<i8>,
+    /// The layers (one for a GEMM).
+    pub layers: Vec<Layer>,
+    /// What the last layer returns.
+    pub output: OutputKind,
+    /// How X was made.
+    pub input: Input,
+}
+
+impl Workload {
+    /// One int8 layer `relu(X W + b)` of `m x k` times `k x n`, uniformly random weights and
+    /// biases (seeded), X as `input` says, requantised to keep the outputs in range.
+    pub fn gemm(m: usize, k: usize, n: usize, input: Input) -> Result<Self, EstimateError> {
+        if m == 0 || k == 0 || n == 0 {
+            return Err(EstimateError::Workload(format!("a GEMM needs M, K, N >= 1, got {m}x{k}x{n}")));
+        }
+        let mut rng = spec::stimulus::Rng::new(0x5eed_0000 ^ (k as u64) << 20 ^ n as u64);
+        let w = DMatrix::from_fn(k, n, |_, _| uniform_i8(&mut rng));
+        let b = DVector::from_fn(n, |_, _| (rng.next_u64() % 2048) as i32 - 1024);
+        // |x·w| has a standard deviation of about 74² √K: bring it to about 32
+        let quant = Quant::from_scale(32.0 / (5476.0 * (k as f64).sqrt()))
+            .expect("the scale is positive and small")
+            .with_relu(true);
+        let layer = Layer::new(w, b, quant)?;
+        Ok(Workload {
+            name: format!("GEMM {m}x{k}x{n}"),
+            x: Self::make_x(m, k, input),
+            layers: vec![layer],
+            output: OutputKind::Int8,
+            input,
+        })
+    }
+
+    /// An MLP of the given layers on `m` input rows made as `input` says.
+    pub fn mlp(
+        name: impl Into<String>,
+        layers: Vec<Layer>,
+        output: OutputKind,
+        m: usize,
+        input: Input,
+    ) -> Result<Self, EstimateError> {
+        let first = layers
+            .first()
+            .ok_or_else(|| EstimateError::Workload("an MLP needs at least one layer".into()))?;
+        if m == 0 {
+            return Err(EstimateError::Workload("the batch must have at least one row (M >= 1)".into()));
+        }
+        let x = Self::make_x(m, first.k(), input);
+        Ok(Workload { name: name.into(), x, layers, output, input })
+    }
+
+    fn make_x(m: usize, k: usize, input: Input) -> DMatrix<i8> {
+        match input {
+            Input::Random { seed } => {
+                let mut rng = spec::stimulus::Rng::new(seed);
+                DMatrix::from_fn(m, k, |_, _| uniform_i8(&mut rng))
+            }
+            Input::Zeros => DMatrix::zeros(m, k),
+        }
+    }
+
+    /// Rows of X (inferences).
+    pub fn m(&self) -> usize {
+        self.x.nrows()
+    }
+
+    /// (K, N) of every layer.
+    pub fn shapes(&self) -> Vec<(usize, usize)> {
+        self.layers.iter().map(|l| (l.k(), l.n())).collect()
+    }
+
+    /// Useful multiply-accumulates: `Σ M·K·N` over the layers.
+    pub fn macs(&self) -> u64 {
+        self.shapes().iter().map(|&(k, n)| (self.m() * k * n) as u64).sum()
+    }
+}
+
+/// How to estimate.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Core clock, Hz.
+    pub clock_hz: f64,
+    /// The host link (`None`: a word each way every cycle, the stream ports' limit).
+    pub link: Option<Link>,
+    /// Energy per event.
+    pub tech: TechTable,
+}
+
+impl Options {
+    /// Defaults: `clock_hz`, no link limit, the 45 nm table.
+    pub fn at_clock(clock_hz: f64) -> Self {
+        Options { clock_hz, link: None, tech: TechTable::horowitz_45nm() }
+    }
+}
+
+/// Which resource bounds a run: where most of its cycles went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Bound {
+    /// The array issued rows on most cycles.
+    Array,
+    /// The core waited for the host link most.
+    Link,
+    /// The front end (moving X, weights and results over the 32-bit port, waiting for drains)
+    /// kept the array idle most.
+    FrontEnd,
+}
+
+/// The workload as reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadSummary {
+    /// Its name.
+    pub name: String,
+    /// Rows of X.
+    pub m: usize,
+    /// (K, N) per layer.
+    pub layers: Vec<(usize, usize)>,
+    /// How X was made.
+    pub input: Input,
+}
+
+/// Everything an estimate reports (JSON: these names, snake_case).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// The device.
+    pub config: Config,
+    /// What ran.
+    pub workload: WorkloadSummary,
+    /// How the driver cut it up (`driver::Plan`'s text).
+    pub plan: String,
+    /// Core clock, MHz.
+    pub clock_mhz: f64,
+    /// Host link bandwidth asked for, words per cycle each way (`None`: unlimited).
+    pub link_words_per_cycle: Option<f64>,
+    /// Host link bandwidth simulated (the fraction of the stall pattern).
+    pub link_words_per_cycle_simulated: Option<f64>,
+    /// Cycles of the whole program, first word to the final SYNC echo (measured).
+    pub cycles: u64,
+    /// Cycles of the program's MATMULs alone, back to back with X and a weight tile on chip:
+    /// the cycles on which a row is in the array pipeline, first row read to last accumulator
+    /// write (measured; the pipeline never drains between back-to-back MATMULs).
+    pub compute_cycles: u64,
+    /// Cycles of the program's LOAD_WEIGHTS and MATMULs in order, X on chip, from the first
+    /// command to the echo of a closing SYNC: does double-buffered weight loading keep the
+    /// array busy? (measured)
+    pub weight_stream_cycles: u64,
+    /// `⌈macs / DIM²⌉`: every PE busy every cycle.
+    pub physical_limit_cycles: u64,
+    /// [`pipelined_cycles`] of the MATMULs: the documented model of `compute_cycles`.
+    pub pipelined_model_cycles: u64,
+    /// SCALE-Sim's weight-stationary formula, summed over the layers (`T = M`).
+    pub scalesim_cycles: u64,
+    /// Cycles the link needs for the words moved ([`link_bound_cycles`]; with a link only).
+    pub link_bound_cycles: Option<u64>,
+    /// The roofline bound: `max(physical_limit_cycles, link_bound_cycles)`.
+    pub roofline_cycles: u64,
+    /// Useful MACs, `Σ M·K·N`.
+    pub macs: u64,
+    /// MACs the array issued, padding of partial tiles included.
+    pub macs_issued: u64,
+    /// `macs / (DIM² · cycles)`.
+    pub utilization: f64,
+    /// `macs / (DIM² · compute_cycles)`.
+    pub compute_utilization: f64,
+    /// `macs / (DIM² · weight_stream_cycles)`.
+    pub weight_stream_utilization: f64,
+    /// What bounds the whole program.
+    pub bound: Bound,
+    /// Cycles the core waited on the link (ready for input it did not get, or holding
+    /// output), and the COUNTERS stall registers.
+    pub stall_cycles: StallCycles,
+    /// Words sent to the core.
+    pub words_in: u64,
+    /// Words the core sent back.
+    pub words_out: u64,
+    /// `cycles / clock`, seconds.
+    pub time_s: f64,
+    /// Useful operations per second (2 per MAC).
+    pub ops_per_s: f64,
+    /// `ops_per_s / 10¹²`.
+    pub achieved_tops: f64,
+    /// `2 · DIM² · clock / 10¹²`.
+    pub peak_tops: f64,
+    /// Where the cycles of the whole program went.
+    pub cycle_breakdown: CycleBreakdown,
+    /// The technology table's name.
+    pub tech: String,
+    /// Energy of the whole program, pJ.
+    pub energy_pj: f64,
+    /// `energy_pj / M`.
+    pub energy_per_inference_pj: f64,
+    /// Energy by component, pJ.
+    pub energy_breakdown_pj: EnergyBreakdown,
+    /// Average power over the program, W.
+    pub power_w: f64,
+    /// Average power while only the MATMULs run (the compute-only run), W.
+    pub compute_power_w: f64,
+    /// Useful TOPS per W over the whole program (= operations per pJ).
+    pub tops_per_w: f64,
+    /// Estimated area by component (for leakage; rough), mm².
+    pub area_mm2: AreaBreakdown,
+    /// Activity counts of the whole program.
+    pub activity: Activity,
+}
+
+/// Stall cycles of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StallCycles {
+    /// Cycles the core waited for the host link (see [`CycleBreakdown::link_wait`]).
+    pub link_wait: u64,
+    /// COUNTERS `in_stall_cycles`: `in_ready` high, `in_valid` low.
+    pub input: u64,
+    /// COUNTERS `out_stall_cycles`: `out_valid` high, `out_ready` low.
+    pub output: u64,
+}
+
+/// The word stream of a program and the number of response words it produces. A program
+/// without write-backs is its own stream; one with write-backs is run on the golden device
+/// once and its stream recorded (the host's turnaround costs no cycles in the estimate).
+pub fn program_stream(program: &Program) -> Result<(Vec<u32>, usize), EstimateError> {
+    if !program.steps.iter().any(|s| matches!(s, Step::WriteBack { .. })) {
+        let words = program.words()?;
+        return Ok((words, program.stats().words_from_device as usize));
+    }
+    let cfg = program.config;
+    let mut dev = Device::open(Recorder::new(GoldenTransport::new(cfg)), &cfg)?;
+    dev.transport_mut().sent.clear();
+    dev.transport_mut().received.clear();
+    dev.run(program)?;
+    let rec = dev.into_transport();
+    Ok((rec.sent, rec.received.len()))
+}
+
+/// The commands of a well-formed stream as word slices, with their opcodes.
+fn commands(words: &[u32]) -> Vec<(u8, &[u32])> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let (op, len) = spec::isa::split_header(words[i]);
+        let end = (i + 1 + len as usize).min(words.len());
+        out.push((op, &words[i..end]));
+        i = end;
+    }
+    out
+}
+
+fn sync_words(dim: usize, token: u32) -> Vec<u32> {
+    Command::Sync { token }.encode(dim).expect("SYNC always encodes")
+}
+
+/// The stream parts of the derived runs: a preload (every WRITE_ACT of the program, then its
+/// first weight tile, then a SYNC), the MATMULs alone, and LOAD_WEIGHTS + MATMUL in order.
+struct Derived {
+    preload: Vec<u32>,
+    compute: Vec<u32>,
+    weight_stream: Vec<u32>,
+    matmul_rows: Vec<u64>,
+}
+
+fn derive(dim: usize, words: &[u32]) -> Derived {
+    let cmds = commands(words);
+    let mut d = Derived {
+        preload: Vec::new(),
+        compute: Vec::new(),
+        weight_stream: Vec::new(),
+        matmul_rows: Vec::new(),
+    };
+    for &(op, w) in &cmds {
+        match op {
+            opcode::WRITE_ACT => d.preload.extend_from_slice(w),
+            opcode::MATMUL => {
+                d.compute.extend_from_slice(w);
+                d.weight_stream.extend_from_slice(w);
+                d.matmul_rows.push(u64::from(w[1] >> 16));
+            }
+            opcode::LOAD_WEIGHTS => d.weight_stream.extend_from_slice(w),
+            _ => {}
+        }
+    }
+    if let Some(&(_, w)) = cmds.iter().find(|(op, _)| *op == opcode::LOAD_WEIGHTS) {
+        d.preload.extend_from_slice(w);
+    }
+    d.preload.extend(sync_words(dim, 1));
+    d.compute.extend(sync_words(dim, 2));
+    d.weight_stream.extend(sync_words(dim, 3));
+    d
+}
+
+/// A derived run (compute only, weight stream): measured with the model's fast
+/// [`CycleSim::run_stream`], no link.
+#[derive(Debug, Clone, Copy)]
+struct DerivedRun {
+    /// Cycles with a row in the array pipeline during the measured part.
+    busy: u64,
+    /// Cycles from the preload's SYNC echo to the measured part's SYNC echo.
+    duration: u64,
+    /// Activity of the measured part alone.
+    activity: Activity,
+}
+
+/// Run `words` (ending in a SYNC) on a fresh model with the fast loop: the trace and activity.
+fn run_fast(cfg: &Config, words: &[u32]) -> Result<(spec::stream::Trace, Activity), EstimateError> {
+    let mut sim = NativeSim::new(cfg);
+    // generous: no command takes more than a few cycles per word or row moved
+    let rows: u64 = commands(words)
+        .iter()
+        .filter(|(op, _)| *op == opcode::MATMUL)
+        .map(|(_, w)| u64::from(w[1] >> 16))
+        .sum();
+    let limit = 1_000_000 + 8 * (words.len() as u64 + rows);
+    let trace = sim.run_stream(words, &spec::stream::Stalls::none(), limit).map_err(|s| {
+        EstimateError::Stuck { cycles: s.limit, taken: s.taken, total: s.total, responses: 0 }
+    })?;
+    Ok((trace, sim.activity()))
+}
+
+/// Run `preload` then `measured` (each ending in a SYNC) on one fresh model, and `preload`
+/// alone on another: the measured part's busy cycles, duration and activity.
+fn run_after(cfg: &Config, preload: &[u32], measured: &[u32]) -> Result<DerivedRun, EstimateError> {
+    // a second SYNC after the measured one: the stream model ends a run once the input is
+    // consumed and the output quiet for a while, and a long MATMUL keeps the first SYNC
+    // waiting longer than that; the second SYNC is taken only after the first one's echo
+    let fence = sync_words(cfg.dim(), 4);
+    let both: Vec<u32> = preload.iter().chain(measured).chain(&fence).copied().collect();
+    let (both, pre) = rayon::join(|| run_fast(cfg, &both), || run_fast(cfg, preload));
+    let ((trace, total), (_, before)) = (both?, pre?);
+    let echo = |i: usize| trace.outputs.get(i).map(|&(c, _)| c);
+    let (Some(a), Some(b)) = (echo(1), echo(3)) else {
+        return Err(EstimateError::Stream(format!(
+            "expected two SYNC echoes (4 words), got {} words",
+            trace.outputs.len()
+        )));
+    };
+    let mut activity = activity_since(&total, &before);
+    // the measured part alone: without the fence's words and cycles (and the quiet tails)
+    activity.cycles = b - a;
+    activity.words_in -= fence.len() as u64;
+    activity.words_out -= fence.len() as u64;
+    Ok(DerivedRun { busy: activity.array_busy_cycles, duration: b - a, activity })
+}
+
+/// `now - before`, field by field.
+fn activity_since(now: &Activity, before: &Activity) -> Activity {
+    Activity {
+        cycles: now.cycles - before.cycles,
+        macs: now.macs - before.macs,
+        zero_operand_macs: now.zero_operand_macs - before.zero_operand_macs,
+        scratch_reads: now.scratch_reads - before.scratch_reads,
+        scratch_writes: now.scratch_writes - before.scratch_writes,
+        acc_reads: now.acc_reads - before.acc_reads,
+        acc_writes: now.acc_writes - before.acc_writes,
+        weight_row_writes: now.weight_row_writes - before.weight_row_writes,
+        bank_swaps: now.bank_swaps - before.bank_swaps,
+        bias_writes: now.bias_writes - before.bias_writes,
+        act_rows: now.act_rows - before.act_rows,
+        words_in: now.words_in - before.words_in,
+        words_out: now.words_out - before.words_out,
+        array_busy_cycles: now.array_busy_cycles - before.array_busy_cycles,
+        act_busy_cycles: now.act_busy_cycles - before.act_busy_cycles,
+    }
+}
+
+/// Estimate `workload` on `cfg` (see the module docs).
+pub fn estimate(cfg: &Config, workload: &Workload, opts: &Options) -> Result<Estimate, EstimateError> {
+    if !(opts.clock_hz.is_finite() && opts.clock_hz > 0.0) {
+        return Err(EstimateError::Clock(opts.clock_hz));
+    }
+    let shapes = workload.shapes();
+    let plan = driver::plan(cfg, workload.m(), &shapes, workload.output)?;
+    let program = compile_mlp(cfg, &workload.x, &workload.layers, workload.output)?;
+    let (words, responses) = program_stream(&program)?;
+    let derived = derive(cfg.dim(), &words);
+    let link = opts.link.as_ref();
+    let (full, (compute, stream)) = rayon::join(
+        || throughput::run(cfg, &words, responses, link),
+        || {
+            rayon::join(
+                || run_after(cfg, &derived.preload, &derived.compute),
+                || run_after(cfg, &derived.preload, &derived.weight_stream),
+            )
+        },
+    );
+    let (full, compute, stream) = (full?, compute?, stream?);
+
+    let dim = cfg.dim() as u64;
+    let d2 = (dim * dim) as f64;
+    let macs = workload.macs();
+    let m = workload.m() as u64;
+    let util = |cycles: u64| if cycles == 0 { 0.0 } else { macs as f64 / (d2 * cycles as f64) };
+    let physical = macs.div_ceil(dim * dim);
+    let link_bound = link.map(|l| link_bound_cycles(full.activity.words_in, full.activity.words_out, l));
+    let time_s = full.cycles as f64 / opts.clock_hz;
+    let ops = 2.0 * macs as f64;
+    let energy = power::energy(cfg, &full.activity, opts.clock_hz, &opts.tech);
+    let energy_pj = energy.total();
+    let compute_energy = power::energy(cfg, &compute.activity, opts.clock_hz, &opts.tech).total();
+    let compute_time = compute.activity.cycles as f64 / opts.clock_hz;
+    let bd = &full.breakdown;
+    let exposed: u64 = bd.commands.values().map(|c| c.exposed_cycles).sum();
+    let bound = if bd.array_issue >= bd.link_wait && bd.array_issue >= exposed {
+        Bound::Array
+    } else if bd.link_wait >= exposed {
+        Bound::Link
+    } else {
+        Bound::FrontEnd
+    };
+    Ok(Estimate {
+        config: *cfg,
+        workload: WorkloadSummary {
+            name: workload.name.clone(),
+            m: workload.m(),
+            layers: shapes.clone(),
+            input: workload.input,
+        },
+        plan: plan.to_string(),
+        clock_mhz: opts.clock_hz / 1e6,
+        link_words_per_cycle: link.map(Link::words_per_cycle),
+        link_words_per_cycle_simulated: link.map(Link::simulated_words_per_cycle),
+        cycles: full.cycles,
+        compute_cycles: compute.busy,
+        weight_stream_cycles: stream.duration,
+        physical_limit_cycles: physical,
+        pipelined_model_cycles: pipelined_cycles(&derived.matmul_rows, dim),
+        scalesim_cycles: shapes.iter().map(|&(k, n)| scalesim_cycles(m, k as u64, n as u64, dim, dim)).sum(),
+        link_bound_cycles: link_bound,
+        roofline_cycles: physical.max(link_bound.unwrap_or(0)),
+        macs,
+        macs_issued: full.activity.macs,
+        utilization: util(full.cycles),
+        compute_utilization: util(compute.busy),
+        weight_stream_utilization: util(stream.duration),
+        bound,
+        stall_cycles: StallCycles {
+            link_wait: bd.link_wait,
+            input: u64::from(full.counters.in_stall_cycles),
+            output: u64::from(full.counters.out_stall_cycles),
+        },
+        words_in: full.activity.words_in,
+        words_out: full.activity.words_out,
+        time_s,
+        ops_per_s: ops / time_s,
+        achieved_tops: ops / time_s / 1e12,
+        peak_tops: peak_tops(cfg, opts.clock_hz),
+        cycle_breakdown: full.breakdown.clone(),
+        tech: opts.tech.name.clone(),
+        energy_pj,
+        energy_per_inference_pj: energy_pj / m as f64,
+        energy_breakdown_pj: energy,
+        power_w: energy_pj * 1e-12 / time_s,
+        compute_power_w: if compute_time > 0.0 { compute_energy * 1e-12 / compute_time } else { 0.0 },
+        tops_per_w: ops / energy_pj,
+        area_mm2: power::area(cfg, &opts.tech),
+        activity: full.activity,
+    })
+}
+
+/// `2 · DIM² · clock / 10¹²`: every PE does one MAC (2 operations) per cycle.
+pub fn peak_tops(cfg: &Config, clock_hz: f64) -> f64 {
+    let d = cfg.dim() as f64;
+    2.0 * d * d * clock_hz / 1e12
+}
+
+/// A quantity with an SI prefix, e.g. `1.23 m` + unit.
+pub fn si(value: f64, unit: &str) -> String {
+    let prefixes = [
+        (1e12, "T"),
+        (1e9, "G"),
+        (1e6, "M"),
+        (1e3, "k"),
+        (1.0, ""),
+        (1e-3, "m"),
+        (1e-6, "µ"),
+        (1e-9, "n"),
+        (1e-12, "p"),
+    ];
+    if value == 0.0 || !value.is_finite() {
+        return format!("{value} {unit}");
+    }
+    let (scale, p) = prefixes.iter().find(|(s, _)| value.abs() >= *s).copied().unwrap_or((1e-12, "p"));
+    format!("{:.3} {p}{unit}", value / scale)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1} %", 100.0 * x)
+}
+
+impl fmt::Display for Estimate {
+    /// The readable report: throughput, where the cycles went, energy and power.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = &self.workload;
+        writeln!(f, "{} on {}, {} input, M = {}", w.name, self.config, w.input, w.m)?;
+        let link = match (self.link_words_per_cycle, self.link_words_per_cycle_simulated) {
+            (Some(a), Some(s)) => format!("host link {a:.6} words/cycle (simulated {s:.6})"),
+            _ => "host link unlimited (a word each way per cycle)".into(),
+        };
+        writeln!(f, "clock {} MHz, {link}, {}", self.clock_mhz, self.tech)?;
+        for line in self.plan.lines() {
+            writeln!(f, "  plan: {}", line.trim())?;
+        }
+        writeln!(f, "\nthroughput (measured on the native cycle model)")?;
+        let row = |f: &mut fmt::Formatter<'_>, name: &str, cycles: u64, note: String| {
+            writeln!(f, "  {name:<34} {cycles:>14}  {note}")
+        };
+        row(f, "cycles, whole program", self.cycles, format!("utilization {}", pct(self.utilization)))?;
+        row(
+            f,
+            "compute cycles (MATMULs alone)",
+            self.compute_cycles,
+            format!("utilization {}", pct(self.compute_utilization)),
+        )?;
+        row(
+            f,
+            "weight-stream cycles (+LOAD_WEIGHTS)",
+            self.weight_stream_cycles,
+            format!("utilization {}", pct(self.weight_stream_utilization)),
+        )?;
+        row(f, "physical limit ⌈MACs / DIM²⌉", self.physical_limit_cycles, "100 %".into())?;
+        row(
+            f,
+            "pipelined model of compute",
+            self.pipelined_model_cycles,
+            "Σ max(n+1, 4) over all but the last + n_last + 2·DIM".into(),
+        )?;
+        row(f, "SCALE-Sim formula", self.scalesim_cycles, "(2R + C + M - 2)·⌈K/R⌉·⌈N/C⌉".into())?;
+        if let Some(l) = self.link_bound_cycles {
+            row(f, "link bound (words / bandwidth)", l, format!("roofline bound {}", self.roofline_cycles))?;
+        }
+        writeln!(f, "  {:<34} {:>14}  issued {} (padding included)", "MACs", self.macs, self.macs_issued)?;
+        writeln!(f, "  {:<34} {:>14}  out {}", "words in", self.words_in, self.words_out)?;
+        writeln!(
+            f,
+            "  time {}, {} achieved of {} peak ({:.2} TOPS peak); bound by {}",
+            si(self.time_s, "s"),
+            si(self.ops_per_s, "OP/s"),
+            si(self.peak_tops * 1e12, "OP/s"),
+            self.peak_tops,
+            match self.bound {
+                Bound::Array => "the array",
+                Bound::Link => "the host link",
+                Bound::FrontEnd => "the front end (data movement over the 32-bit port, drains)",
+            }
+        )?;
+        writeln!(f, "\nwhere the cycles go (whole program)")?;
+        let share = |c: u64| pct(c as f64 / self.cycles.max(1) as f64);
+        writeln!(
+            f,
+            "  {:<14} {:>14} {:>8}",
+            "array issue",
+            self.cycle_breakdown.array_issue,
+            share(self.cycle_breakdown.array_issue)
+        )?;
+        writeln!(
+            f,
+            "  {:<14} {:>14} {:>8}",
+            "link wait",
+            self.cycle_breakdown.link_wait,
+            share(self.cycle_breakdown.link_wait)
+        )?;
+        writeln!(
+            f,
+            "  {:<14} {:>14} {:>8} {:>8} {:>14}",
+            "exposed by", "cycles", "share", "count", "front-end"
+        )?;
+        let mut cmds: Vec<_> = self.cycle_breakdown.commands.iter().collect();
+        cmds.sort_by_key(|(_, c)| std::cmp::Reverse(c.exposed_cycles));
+        for (name, c) in cmds {
+            writeln!(
+                f,
+                "  {:<14} {:>14} {:>8} {:>8} {:>14}",
+                name,
+                c.exposed_cycles,
+                share(c.exposed_cycles),
+                c.count,
+                c.front_end_cycles
+            )?;
+        }
+        writeln!(f, "\nenergy and power ({})", self.tech)?;
+        writeln!(
+            f,
+            "  total {}, {} per inference (row of X), average {}, {:.3} TOPS/W",
+            si(self.energy_pj * 1e-12, "J"),
+            si(self.energy_per_inference_pj * 1e-12, "J"),
+            si(self.power_w, "W"),
+            self.tops_per_w
+        )?;
+        writeln!(f, "  power with the MATMULs alone (array busy): {}", si(self.compute_power_w, "W"))?;
+        for (name, e) in self.energy_breakdown_pj.parts() {
+            writeln!(
+                f,
+                "  {:<14} {:>14} {:>8}",
+                name,
+                si(e * 1e-12, "J"),
+                pct(e / self.energy_pj.max(f64::MIN_POSITIVE))
+            )?;
+        }
+        writeln!(
+            f,
+            "  {:.3} pJ per useful MAC; area (rough, for leakage) {:.3} mm², {:.3} mm² of it the array",
+            self.energy_pj / self.macs.max(1) as f64,
+            self.area_mm2.total(),
+            self.area_mm2.array
+        )
+    }
+}

@@ -1,0 +1,359 @@
+//! The sweep's plots, as SVG files (plotters; text measured with the system's sans-serif font
+//! through fontconfig).
+//!
+//! ```text
+//!  SweepResult ──► utilization_vs_m.svg   utilisation vs M, one colour per DIM
+//!                                         (solid: whole program, dashed: MATMULs alone)
+//!              ──► dim_scaling.svg        cycles | energy vs DIM for the sweep's workload
+//!              ──► energy_breakdown.svg   pJ per useful MAC by component, one bar per DIM
+//!              ──► roofline.svg           ops/cycle vs ops per link word: compute roofs per
+//!                                         DIM, the link's roof, the simulated points
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use thiserror::Error;
+
+use super::sweep::{Series, SweepPoint, SweepResult};
+
+/// The plot files [`write_all`] writes, in order.
+pub const PLOT_FILES: [&str; 4] =
+    ["utilization_vs_m.svg", "dim_scaling.svg", "energy_breakdown.svg", "roofline.svg"];
+
+/// A plot could not be drawn or written.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{file}: {problem}")]
+pub struct PlotError {
+    /// The plot file.
+    pub file: String,
+    /// What went wrong (plotters' message: a missing font, an unwritable file).
+    pub problem: String,
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Draw<T> = Result<T, Box<dyn std::error::Error>>;
+
+const SIZE: (u32, u32) = (900, 560);
+
+fn colour(i: usize) -> RGBColor {
+    const C: [RGBColor; 8] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+    ];
+    C[i % C.len()]
+}
+
+/// Draw the four plots of `result`: ([`PLOT_FILES`] name, SVG text) in order.
+pub fn render_all(result: &SweepResult) -> Result<Vec<(&'static str, String)>, PlotError> {
+    let draws: [fn(&SweepResult, &Area) -> Draw<()>; 4] =
+        [utilization_vs_m, dim_scaling, energy_breakdown, roofline];
+    let mut out = Vec::new();
+    for (name, draw) in PLOT_FILES.into_iter().zip(draws) {
+        let fail =
+            |e: Box<dyn std::error::Error>| PlotError { file: name.to_string(), problem: e.to_string() };
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+            root.fill(&WHITE).map_err(|e| fail(Box::new(e)))?;
+            draw(result, &root).map_err(fail)?;
+            root.present().map_err(|e| fail(Box::new(e)))?;
+        }
+        out.push((name, svg));
+    }
+    Ok(out)
+}
+
+/// [`render_all`] and write the files into `dir` (created if missing); the paths written.
+pub fn write_all(result: &SweepResult, dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    let io = |file: &Path, e: std::io::Error| PlotError {
+        file: file.display().to_string(),
+        problem: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let mut paths = Vec::new();
+    for (name, svg) in render_all(result)? {
+        let path = dir.join(name);
+        std::fs::write(&path, svg).map_err(|e| io(&path, e))?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+}
+
+fn workload_text(r: &SweepResult) -> String {
+    let (m, k, n) = r.gemm;
+    format!("GEMM {m}x{k}x{n}")
+}
+
+fn utilization_vs_m(r: &SweepResult, root: &Area) -> Draw<()> {
+    let (_, k, n) = r.gemm;
+    let (lo, hi) = span(r.points.iter().filter(|p| p.series == Series::Unlimited).map(|p| p.gemm.0 as f64));
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!("Utilisation vs M (GEMM M x {k} x {n}); solid: whole program, dashed: MATMULs alone"),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        // two octaves left of the data leave room for the legend
+        .build_cartesian_2d((lo / 4.0..hi.max(lo * 2.0)).log_scale().base(2.0), 0.0..100.0)?;
+    chart
+        .configure_mesh()
+        .max_light_lines(3)
+        .x_desc("M (rows of X)")
+        .y_desc("utilisation, % of DIM² MACs per cycle")
+        .x_label_formatter(&|v| format!("{}", v.round()))
+        .draw()?;
+    for (i, dim) in r.dims().into_iter().enumerate() {
+        let c = colour(i);
+        let curve = r.curve(Series::Unlimited, dim);
+        let whole: Vec<(f64, f64)> =
+            curve.iter().map(|p| (p.gemm.0 as f64, 100.0 * p.estimate.utilization)).collect();
+        let compute: Vec<(f64, f64)> =
+            curve.iter().map(|p| (p.gemm.0 as f64, 100.0 * p.estimate.compute_utilization)).collect();
+        chart
+            .draw_series(LineSeries::new(whole.clone(), c.stroke_width(2)).point_size(3))?
+            .label(format!("DIM {dim}"))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart.draw_series(DashedLineSeries::new(compute, 6, 4, c.stroke_width(2)))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()?;
+    Ok(())
+}
+
+fn dim_scaling(r: &SweepResult, root: &Area) -> Draw<()> {
+    let pts = r.per_dim();
+    let (left, right) = root.split_horizontally(SIZE.0 / 2);
+    let (dlo, dhi) = span(pts.iter().map(|p| p.dim as f64));
+    let dhi = dhi.max(dlo * 2.0);
+    let series = [
+        (
+            "whole program",
+            Box::new(|p: &SweepPoint| p.estimate.cycles as f64) as Box<dyn Fn(&SweepPoint) -> f64>,
+        ),
+        ("MATMULs alone", Box::new(|p: &SweepPoint| p.estimate.compute_cycles as f64)),
+        ("physical limit", Box::new(|p: &SweepPoint| p.estimate.physical_limit_cycles as f64)),
+    ];
+    let (clo, chi) = span(pts.iter().flat_map(|p| series.iter().map(move |(_, f)| f(p))));
+    let mut chart = ChartBuilder::on(&left)
+        .caption(format!("Cycles vs DIM ({})", workload_text(r)), ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d((dlo..dhi).log_scale().base(2.0), (clo * 0.7..chi * 1.4).log_scale())?;
+    chart
+        .configure_mesh()
+        .max_light_lines(3)
+        .x_desc("DIM")
+        .y_desc("cycles")
+        .x_label_formatter(&|v| format!("{}", v.round()))
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .draw()?;
+    for (i, (name, f)) in series.iter().enumerate().rev() {
+        let line: Vec<(f64, f64)> = pts.iter().map(|p| (p.dim as f64, f(p))).collect();
+        if *name == "physical limit" {
+            // under the others: the MATMULs alone come within a few % of it
+            let c = colour(7);
+            chart
+                .draw_series(DashedLineSeries::new(line, 4, 4, c.stroke_width(6)))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(6)));
+        } else {
+            let c = colour(i);
+            chart
+                .draw_series(LineSeries::new(line, c.stroke_width(2)).point_size(3))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+
+    let energy = |p: &SweepPoint| p.estimate.energy_pj * 1e-6;
+    let compute_part = |p: &SweepPoint| {
+        let e = &p.estimate.energy_breakdown_pj;
+        (e.array + e.scratchpad + e.accumulators + e.activation) * 1e-6
+    };
+    let (elo, ehi) = span(pts.iter().flat_map(|p| [energy(p), compute_part(p)]));
+    let mut chart = ChartBuilder::on(&right)
+        .caption(
+            format!("Energy vs DIM ({})", r.points.first().map_or("", |p| p.estimate.tech.as_str())),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d((dlo..dhi).log_scale().base(2.0), (elo * 0.7..ehi * 1.4).log_scale())?;
+    chart
+        .configure_mesh()
+        .max_light_lines(3)
+        .x_desc("DIM")
+        .y_desc("energy, µJ")
+        .x_label_formatter(&|v| format!("{}", v.round()))
+        .y_label_formatter(&|v| if *v >= 10.0 { format!("{v:.0}") } else { format!("{v:.2}") })
+        .draw()?;
+    for (i, (name, f)) in
+        [("total", &energy as &dyn Fn(&SweepPoint) -> f64), ("array + memories + activation", &compute_part)]
+            .into_iter()
+            .enumerate()
+    {
+        let c = colour(i + 3);
+        let line: Vec<(f64, f64)> = pts.iter().map(|p| (p.dim as f64, f(p))).collect();
+        chart
+            .draw_series(LineSeries::new(line, c.stroke_width(2)).point_size(3))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
+}
+
+fn energy_breakdown(r: &SweepResult, root: &Area) -> Draw<()> {
+    let pts = r.per_dim();
+    let per_mac = |p: &SweepPoint| -> Vec<(&'static str, f64)> {
+        let macs = p.estimate.macs.max(1) as f64;
+        p.estimate.energy_breakdown_pj.parts().iter().map(|&(n, e)| (n, e / macs)).collect()
+    };
+    let top = pts.iter().map(|p| per_mac(p).iter().map(|(_, e)| e).sum::<f64>()).fold(0.0, f64::max);
+    let labels: Vec<String> = pts.iter().map(|p| format!("DIM {}", p.dim)).collect();
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!(
+                "Energy per useful MAC by component ({}, {})",
+                workload_text(r),
+                pts.first().map_or("", |p| p.estimate.tech.as_str())
+            ),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.5..(pts.len() as f64 - 0.5), 0.0..(top * 1.15).max(1e-9))?;
+    chart
+        .configure_mesh()
+        .max_light_lines(3)
+        .disable_x_mesh()
+        .x_labels(pts.len().max(1))
+        .x_label_formatter(&|v| {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc("pJ per useful MAC")
+        .draw()?;
+    let names: Vec<&str> =
+        pts.first().map(|p| per_mac(p).iter().map(|(n, _)| *n).collect()).unwrap_or_default();
+    for (ci, name) in names.iter().enumerate() {
+        let c = colour(ci);
+        let bars: Vec<Rectangle<(f64, f64)>> = pts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let parts = per_mac(p);
+                let below: f64 = parts[..ci].iter().map(|(_, e)| e).sum();
+                let x = i as f64;
+                Rectangle::new([(x - 0.3, below), (x + 0.3, below + parts[ci].1)], c.filled())
+            })
+            .collect();
+        chart
+            .draw_series(bars)?
+            .label(*name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+    Ok(())
+}
+
+/// Operations per word over the busier direction of the link, and ops per cycle achieved.
+fn roofline_xy(p: &SweepPoint) -> (f64, f64) {
+    let e = &p.estimate;
+    let ops = 2.0 * e.macs as f64;
+    (ops / e.words_in.max(e.words_out).max(1) as f64, ops / e.cycles.max(1) as f64)
+}
+
+fn roofline(r: &SweepResult, root: &Area) -> Draw<()> {
+    let dims = r.dims();
+    let linked: Vec<&SweepPoint> = r.points.iter().filter(|p| p.series == Series::Linked).collect();
+    let (xlo, xhi) = span(linked.iter().map(|p| roofline_xy(p).0));
+    let (xlo, xhi) = (xlo / 2.0, xhi * 2.0);
+    let peak = |d: usize| 2.0 * (d * d) as f64;
+    let (ylo, _) = span(linked.iter().map(|p| roofline_xy(p).1));
+    let yhi = dims.iter().map(|&d| peak(d)).fold(1.0, f64::max) * 2.0;
+    let ylo = (ylo / 2.0).min(r.roofline_link * xlo).max(1e-3);
+    let (_, k, n) = r.gemm;
+    let mut chart = ChartBuilder::on(root)
+        .caption(
+            format!("Roofline: host link {} words/cycle (GEMM M x {k} x {n}, M swept)", r.roofline_link),
+            ("sans-serif", 20),
+        )
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())?;
+    chart
+        .configure_mesh()
+        .max_light_lines(3)
+        .x_desc("operational intensity: operations per word on the link (busier direction)")
+        .y_desc("operations per cycle")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
+    let f = r.roofline_link;
+    chart
+        .draw_series(LineSeries::new(
+            [(xlo, f * xlo), ((yhi / f).min(xhi), (f * xhi).min(yhi))],
+            BLACK.stroke_width(2),
+        ))?
+        .label(format!("link roof: {f} words/cycle x intensity"))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+    for (i, &dim) in dims.iter().enumerate() {
+        let c = colour(i);
+        chart.draw_series(DashedLineSeries::new(
+            [(xlo, peak(dim)), (xhi, peak(dim))],
+            6,
+            4,
+            c.stroke_width(1),
+        ))?;
+        let pts: Vec<(f64, f64)> = r.curve(Series::Linked, dim).iter().map(|p| roofline_xy(p)).collect();
+        chart
+            .draw_series(LineSeries::new(pts, c.stroke_width(2)).point_size(4))?
+            .label(format!("DIM {dim} (roof 2·DIM² = {})", peak(dim)))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    Ok(())
+}

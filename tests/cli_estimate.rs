@@ -1,0 +1,242 @@
+//! `protobrain estimate` and `protobrain sweep` end to end: the TPU anchor, the JSON schema,
+//! the model-file path, a small sweep's files, and one-line errors for bad input.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn protobrain(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_protobrain")).args(args).output().expect("run protobrain");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn ok(args: &[&str]) -> String {
+    let r = protobrain(args);
+    assert_eq!(r.code, Some(0), "protobrain {args:?} failed: {}", r.stderr);
+    r.stdout
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn tpu_v1_reports_91_75_peak_tops_at_its_700_mhz() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tpu.json");
+    let out =
+        ok(&["estimate", "--gemm", "256,256,256", "--preset", "tpu-v1", "--json", path.to_str().unwrap()]);
+    assert!(out.contains("clock 700 MHz"), "{out}");
+    assert!(out.contains("(91.75 TOPS peak)"), "{out}");
+    let v = json(&path);
+    let peak = v["peak_tops"].as_f64().unwrap();
+    assert_eq!(format!("{peak:.2}"), "91.75");
+    assert_eq!(v["clock_mhz"].as_f64(), Some(700.0));
+    assert_eq!(v["config"]["dim"].as_u64(), Some(256));
+    // one fold of 256 rows: the MATMUL alone is 256 + 2·DIM cycles
+    assert_eq!(v["compute_cycles"].as_u64(), Some(256 + 512));
+}
+
+/// Every documented field is there with its type, and the numbers hold together.
+#[test]
+fn json_schema_has_the_documented_fields_and_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.json");
+    let p = path.to_str().unwrap();
+    ok(&[
+        "estimate",
+        "--gemm",
+        "100,20,12",
+        "--dim",
+        "4",
+        "--clock",
+        "50",
+        "--link-words-per-cycle",
+        "0.5",
+        "--json",
+        p,
+    ]);
+    let v = json(&path);
+    for field in [
+        "cycles",
+        "compute_cycles",
+        "weight_stream_cycles",
+        "physical_limit_cycles",
+        "pipelined_model_cycles",
+        "scalesim_cycles",
+        "link_bound_cycles",
+        "roofline_cycles",
+        "macs",
+        "macs_issued",
+        "words_in",
+        "words_out",
+    ] {
+        assert!(v[field].is_u64(), "{field}: {}", v[field]);
+    }
+    for field in [
+        "utilization",
+        "compute_utilization",
+        "weight_stream_utilization",
+        "peak_tops",
+        "achieved_tops",
+        "ops_per_s",
+        "time_s",
+        "energy_pj",
+        "energy_per_inference_pj",
+        "power_w",
+        "compute_power_w",
+        "tops_per_w",
+        "clock_mhz",
+        "link_words_per_cycle",
+    ] {
+        assert!(v[field].is_f64(), "{field}: {}", v[field]);
+    }
+    assert!(v["bound"].is_string() && v["tech"].is_string() && v["plan"].is_string());
+    let parts = ["array", "scratchpad", "accumulators", "activation", "io", "control", "static"];
+    let e = &v["energy_breakdown_pj"];
+    let sum: f64 =
+        parts.iter().map(|k| e[k].as_f64().unwrap_or_else(|| panic!("energy_breakdown_pj.{k}"))).sum();
+    assert!((sum - v["energy_pj"].as_f64().unwrap()).abs() < 1e-6 * sum);
+    let b = &v["cycle_breakdown"];
+    let exposed: u64 =
+        b["commands"].as_object().unwrap().values().map(|c| c["exposed_cycles"].as_u64().unwrap()).sum();
+    let total = b["array_issue"].as_u64().unwrap() + b["link_wait"].as_u64().unwrap() + exposed;
+    assert_eq!(total, v["cycles"].as_u64().unwrap());
+    for cmd in ["matmul", "load_weights", "write_act", "activate", "read_act", "sync"] {
+        assert!(b["commands"][cmd]["count"].as_u64().unwrap() >= 1, "{cmd}");
+    }
+    assert_eq!(v["macs"].as_u64(), Some(100 * 20 * 12));
+    assert_eq!(v["workload"]["m"].as_u64(), Some(100));
+    assert!(v["activity"]["zero_operand_macs"].is_u64());
+    assert!(v["stall_cycles"]["link_wait"].as_u64().unwrap() > 0);
+    assert_eq!(v["config"]["dim"].as_u64(), Some(4));
+    // the readable table says the same
+    let out = ok(&[
+        "estimate",
+        "--gemm",
+        "100,20,12",
+        "--dim",
+        "4",
+        "--clock",
+        "50",
+        "--link-words-per-cycle",
+        "0.5",
+    ]);
+    let line = out.lines().find(|l| l.trim_start().starts_with("cycles, whole program")).unwrap();
+    assert_eq!(line.split_whitespace().nth(3), Some(v["cycles"].to_string().as_str()), "{line}");
+}
+
+#[test]
+fn a_model_file_drives_an_mlp_estimate() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits-mlp.json");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mlp.json");
+    let out = ok(&[
+        "estimate",
+        "--model",
+        model,
+        "--batch",
+        "50",
+        "--tech",
+        "28nm",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.contains("MLP 64-32-10"), "{out}");
+    let v = json(&path);
+    assert_eq!(v["macs"].as_u64(), Some(50 * (64 * 32 + 32 * 10)));
+    assert_eq!(v["workload"]["layers"], serde_json::json!([[64, 32], [32, 10]]));
+    assert!(v["tech"].as_str().unwrap().starts_with("28 nm"));
+    // raw logits come back over READ_ACC
+    assert!(v["cycle_breakdown"]["commands"]["read_acc"]["count"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn zero_inputs_cost_less_energy_than_random_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("r.json"), dir.path().join("z.json"));
+    ok(&["estimate", "--gemm", "64,32,32", "--json", a.to_str().unwrap()]);
+    ok(&["estimate", "--gemm", "64,32,32", "--zeros", "--json", b.to_str().unwrap()]);
+    let (r, z) = (json(&a), json(&b));
+    assert_eq!(r["cycles"], z["cycles"]);
+    let array = |v: &Value| v["energy_breakdown_pj"]["array"].as_f64().unwrap();
+    assert!(array(&z) < array(&r), "{} vs {}", array(&z), array(&r));
+}
+
+#[test]
+fn a_small_sweep_writes_four_plots_and_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("plots");
+    let out = ok(&[
+        "sweep",
+        "--dims",
+        "2,4",
+        "--m",
+        "8,32",
+        "--gemm",
+        "32,8,8",
+        "--scratch-rows",
+        "256",
+        "--acc-rows",
+        "128",
+        "--json",
+        dir.path().join("sweep.json").to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.starts_with("sweep: 8 estimates"), "{out}");
+    for name in ["utilization_vs_m.svg", "dim_scaling.svg", "energy_breakdown.svg", "roofline.svg"] {
+        let svg = fs::read_to_string(out_dir.join(name)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{name}");
+        assert!(out.contains(name), "{out}");
+    }
+    let v = json(&dir.path().join("sweep.json"));
+    assert_eq!(v["points"].as_array().unwrap().len(), 8);
+    assert_eq!(v["gemm"], serde_json::json!([32, 8, 8]));
+}
+
+/// Bad input: exit code 2, one line naming the flag or file, nothing written.
+#[test]
+fn bad_input_is_one_line_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("never.json");
+    let js = j.to_str().unwrap();
+    let cases: [(&[&str], &str); 8] = [
+        (&["estimate", "--gemm", "1,2", "--json", js], "error: --gemm: expected M,K,N"),
+        (&["estimate", "--gemm", "4,0,4", "--json", js], "error: --gemm: '0' is not a positive integer"),
+        (
+            &["estimate", "--gemm", "4,4,4", "--clock", "0", "--json", js],
+            "error: --clock: must be a positive",
+        ),
+        (
+            &["estimate", "--gemm", "4,4,4", "--link-words-per-cycle", "0", "--json", js],
+            "error: --link-words-per-cycle:",
+        ),
+        (
+            &["estimate", "--gemm", "4,4,4", "--tech", "/no/such.toml", "--json", js],
+            "error: /no/such.toml: cannot read",
+        ),
+        (&["estimate", "--model", "/no/model.json", "--json", js], "error: /no/model.json:"),
+        (&["estimate", "--gemm", "4,4,4", "--dim", "300", "--json", js], "error: --dim:"),
+        (&["sweep", "--dims", "2,x", "-o", js], "error: --dims:"),
+    ];
+    for (args, want) in cases {
+        let r = protobrain(args);
+        assert_eq!(r.code, Some(2), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.starts_with(want), "{args:?}: {}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
+        assert!(!j.exists());
+    }
+}
