@@ -20,6 +20,8 @@ use std::time::Instant;
 use clap::Args;
 use driver::{Device, Output, Transport};
 use protobrain::nn::{self, digits, DigitsModel, TrainConfig};
+use sim::estimate::plots::line_chart;
+use sim::estimate::power::{energy, TechTable};
 use sim::native::NativeSim;
 use sim::transport::SimTransport;
 use sim::{CycleSim, VerilatedSim};
@@ -37,9 +39,14 @@ pub struct DemoArgs {
     /// Hidden layer width of the MLP (64 -> HIDDEN -> 10).
     #[arg(long, default_value_t = 32)]
     pub hidden: usize,
-    /// Clock of the device for latency and throughput, in MHz.
-    #[arg(long, default_value_t = 100.0)]
-    pub clock: f64,
+    /// Clock of the device for latency, throughput and power, in MHz [default: the preset's:
+    /// tpu-v1 700, ecp5-* 50, ice40-up5k 18, otherwise 100].
+    #[arg(long, value_name = "MHz")]
+    pub clock: Option<f64>,
+    /// Also train hidden widths 16/32/64, run them on DIM 4/8/16 (native model) and plot
+    /// accuracy, cycles and energy per inference against size into --out.
+    #[arg(long)]
+    pub sweep: bool,
     /// Where to write model.json and the report.
     #[arg(long, default_value = "out/demo")]
     pub out: PathBuf,
@@ -86,11 +93,9 @@ fn run_on<T: Transport>(
 /// Run the demo; returns the report for stdout.
 pub fn run(args: &DemoArgs) -> Result<String, CliError> {
     let cfg = args.config.config()?;
-    if !(args.clock > 0.0 && args.clock.is_finite()) {
-        return Err(CliError::input(
-            "--clock",
-            format!("must be a positive frequency in MHz, got {}", args.clock),
-        ));
+    let mhz = args.clock.unwrap_or_else(|| crate::estimate::nominal_clock_mhz(&args.config.preset));
+    if !(mhz > 0.0 && mhz.is_finite()) {
+        return Err(CliError::input("--clock", format!("must be a positive frequency in MHz, got {mhz}")));
     }
     if args.hidden == 0 {
         return Err(CliError::input("--hidden", "must be at least 1"));
@@ -184,7 +189,6 @@ pub fn run(args: &DemoArgs) -> Result<String, CliError> {
     // 4. Performance from the cycle-exact model.
     let cycles = native.cycles.expect("the native model counts cycles");
     let act = native.activity.expect("the native model counts activity");
-    let mhz = args.clock;
     let macs_useful: u64 = model.float.widths().windows(2).map(|w| (n * w[0] * w[1]) as u64).sum();
     let single = single_inference(&model, &cfg)?;
     out += &format!("\nOn {cfg} at {mhz} MHz (native model; the RTL agrees cycle for cycle)\n");
@@ -208,6 +212,23 @@ pub fn run(args: &DemoArgs) -> Result<String, CliError> {
         act.words_in,
         act.words_out
     );
+    let tech = TechTable::scaled_28nm();
+    let e = energy(&cfg, &act, mhz * 1e6, &tech);
+    let seconds = cycles as f64 / (mhz * 1e6);
+    out += &format!(
+        "  energy [{}]: {:.3} uJ per inference, {:.1} uJ per batch, average power {:.1} mW, {:.2} TOPS/W\n",
+        tech.name,
+        e.total() * 1e-6 / n as f64,
+        e.total() * 1e-6,
+        e.total() * 1e-12 / seconds * 1e3,
+        2.0 * macs_useful as f64 / (e.total() * 1e-12) / 1e12
+    );
+    let parts: Vec<String> =
+        e.parts().iter().map(|(name, pj)| format!("{name} {:.0}%", 100.0 * pj / e.total())).collect();
+    out += &format!("  energy by component: {}\n", parts.join(", "));
+    if args.sweep {
+        out += &sweep(args, &data, mhz)?;
+    }
     out += &format!(
         "\nWrote {} (the int8 model: docs/model-format.md). Demo took {:.1} s.\n",
         model_path.display(),
@@ -224,4 +245,75 @@ fn single_inference(model: &DigitsModel, cfg: &Config) -> Result<u64, CliError> 
     let before = dev.transport().sim().cycle();
     nn::evaluate_on(&model.quantized, &one, &mut dev).map_err(failed)?;
     Ok(dev.transport().sim().cycle() - before)
+}
+
+/// The "agile" claim, measured: hidden widths 16/32/64 on DIM 4/8/16, accuracy, cycles and
+/// energy per inference of the 500 test images on the native model; three plots into --out.
+fn sweep(args: &DemoArgs, data: &digits::Dataset, mhz: f64) -> Result<String, CliError> {
+    let tech = TechTable::scaled_28nm();
+    let mut out = String::from("\nSweep (native model, 1024/512-row memories, 28 nm table)\n");
+    out += &format!(
+        "  {:>6} {:>5} {:>9} {:>12} {:>14}\n",
+        "hidden", "DIM", "int8 acc", "cycles/inf", "energy/inf uJ"
+    );
+    let (mut acc, mut cyc, mut nrg) = (Vec::new(), Vec::new(), Vec::new());
+    for hidden in [16usize, 32, 64] {
+        let train_cfg = TrainConfig { seed: args.seed, ..TrainConfig::with_hidden(hidden) };
+        let model = nn::train_digits(data, &train_cfg, true)
+            .map_err(|e| CliError::internal("training", e.to_string()))?;
+        acc.push((hidden as f64, 100.0 * model.int8_eval.accuracy()));
+        let (mut c_line, mut e_line) = (Vec::new(), Vec::new());
+        for dim in [4usize, 8, 16] {
+            let cfg = Config::new(dim, 1024, 512).expect("a valid sweep config");
+            let run = run_on(
+                "native model",
+                &model,
+                &cfg,
+                SimTransport::new(NativeSim::new(&cfg)),
+                |t| Some(t.sim().cycle()),
+                |t| Some(t.sim().activity()),
+            )?;
+            let n = model.split.test.len() as f64;
+            let cycles = run.cycles.expect("native counts cycles") as f64 / n;
+            let uj = energy(&cfg, &run.activity.expect("native counts activity"), mhz * 1e6, &tech).total()
+                * 1e-6
+                / n;
+            out += &format!(
+                "  {:>6} {:>5} {:>8.1}% {:>12.1} {:>14.3}\n",
+                hidden,
+                dim,
+                100.0 * run.correct as f64 / n,
+                cycles,
+                uj
+            );
+            c_line.push((dim as f64, cycles));
+            e_line.push((dim as f64, uj));
+        }
+        cyc.push((format!("64-{hidden}-10"), c_line));
+        nrg.push((format!("64-{hidden}-10"), e_line));
+    }
+    let plot = |file: &str, title: &str, x: &str, y: &str, series: &[(String, Vec<(f64, f64)>)]| {
+        let path = args.out.join(file);
+        line_chart(&path, title, x, y, series).map_err(|e| CliError::internal("plot", e.to_string()))?;
+        Ok::<_, CliError>(path.display().to_string())
+    };
+    let paths = [
+        plot(
+            "accuracy_vs_hidden.svg",
+            "int8 test accuracy vs hidden width",
+            "hidden width",
+            "accuracy (%)",
+            &[("int8".to_string(), acc)],
+        )?,
+        plot("cycles_vs_dim.svg", "cycles per inference vs array size", "DIM", "cycles / inference", &cyc)?,
+        plot(
+            "energy_vs_dim.svg",
+            "energy per inference vs array size (28 nm)",
+            "DIM",
+            "uJ / inference",
+            &nrg,
+        )?,
+    ];
+    out += &format!("  plots: {}\n", paths.join(", "));
+    Ok(out)
 }

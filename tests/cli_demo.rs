@@ -31,7 +31,32 @@ fn demo_trains_and_runs_bit_exactly_on_every_backend() {
         assert!(acc >= 90.0, "{line}");
     }
     assert!(text.contains("cycles per inference") && text.contains("latency"), "{text}");
+    assert!(text.contains("uJ per inference") && text.contains("energy by component"), "{text}");
     assert!(out_dir.join("model.json").exists());
+
+    // The report's cycles and MACs are the native model's: run the written model on a fresh
+    // native model through the driver and compare with its cycle count and COUNTERS.
+    let cycles: u64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("batch of 500: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no batch line: {text}"));
+    let issued: u64 = text
+        .lines()
+        .find_map(|l| l.split(" useful MACs of ").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no MAC line: {text}"));
+    let file = protobrain::nn::ModelFile::load(out_dir.join("model.json")).unwrap();
+    let cfg = spec::Config::preset("ecp5-25k").unwrap();
+    let split = protobrain::nn::digits::standard_split(&protobrain::nn::digits::bundled()).unwrap();
+    let transport = sim::transport::SimTransport::new(sim::native::NativeSim::new(&cfg));
+    let mut dev = driver::Device::open(transport, &cfg).unwrap();
+    protobrain::nn::evaluate_on(&file.model, &split.test, &mut dev).unwrap();
+    use sim::CycleSim;
+    assert_eq!(dev.transport().sim().cycle(), cycles, "the demo's cycles are the native model's");
+    assert_eq!(dev.counters().unwrap().macs, issued, "the demo's issued MACs are the COUNTERS' MACs");
 }
 
 #[test]
