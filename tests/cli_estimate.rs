@@ -3,24 +3,11 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn protobrain(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_protobrain")).args(args).output().expect("run protobrain");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
+mod common;
+use common::*;
 
 fn ok(args: &[&str]) -> String {
     let r = protobrain(args);

@@ -6,39 +6,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use npyz::{Order, WriterBuilder};
 
-/// The result of one run of the binary.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn protobrain(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_protobrain")).args(args).output().expect("run protobrain");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
-
-/// Write a `.npy` array of any numpy-compatible type and shape, data in the given order.
-fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], order: Order, data: &[T]) {
-    let mut f = fs::File::create(path).unwrap();
-    let mut w = npyz::WriteOptions::<T>::new()
-        .default_dtype()
-        .order(order)
-        .shape(shape)
-        .writer(&mut f)
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-}
+mod common;
+use common::*;
 
 /// Read a `.npy` array, checking its dtype string; returns (shape, data in C order).
 fn read_npy<T: npyz::Deserialize>(path: &Path, descr: &str) -> (Vec<u64>, Vec<T>) {

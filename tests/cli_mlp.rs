@@ -7,28 +7,15 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nalgebra::DMatrix;
 use npyz::WriterBuilder;
 use protobrain::nn::{digits, ModelFile};
 
+mod common;
+use common::*;
+
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits-mlp.json");
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-fn protobrain(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_protobrain")).args(args).output().expect("run protobrain");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
-}
 
 fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], data: &[T]) {
     let mut f = fs::File::create(path).unwrap();

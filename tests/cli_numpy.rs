@@ -13,7 +13,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use npyz::{Order, WriterBuilder};
+use npyz::Order;
+
+mod common;
+use common::*;
 
 /// SplitMix64: small, seeded, good enough for test data.
 struct Rng(u64);
@@ -36,19 +39,6 @@ impl Rng {
     fn bool(&mut self) -> bool {
         self.next() & 1 == 1
     }
-}
-
-fn write_npy<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], order: Order, data: &[T]) {
-    let mut f = fs::File::create(path).unwrap();
-    let mut w = npyz::WriteOptions::<T>::new()
-        .default_dtype()
-        .order(order)
-        .shape(shape)
-        .writer(&mut f)
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
 }
 
 /// The typical |acc| of K products of uniform random int8: sqrt(K * var(x * w)), with
