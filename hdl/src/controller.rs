@@ -21,7 +21,7 @@
 //! This block is DIM-independent except for a few constants; the DIM-wide datapath (row
 //! buffer, memories, array, activation units, bias registers) is wired in [`crate::core`].
 
-use crate::primitives::{ConstMul, DelayLine, Widen};
+use crate::primitives::{ConstMul, DelayLine};
 use crate::rowbuf::Pack4;
 use rust_hdl::prelude::*;
 use spec::isa::{opcode, COUNTER_WORDS};
@@ -220,18 +220,38 @@ pub struct Controller {
     h_op: Signal<Local, Bits<8>>,
     h_len: Signal<Local, Bits<24>>,
     h_known: Signal<Local, Bit>,
-    h_fixed: Signal<Local, Bit>,
-    h_exp: Signal<Local, Bits<24>>,
+    h_len_ok: Signal<Local, Bit>,
+    h_len0: Signal<Local, Bit>,
+    h_len1: Signal<Local, Bit>,
+    h_len2: Signal<Local, Bit>,
+    h_len_w: Signal<Local, Bit>,
+    h_len_b: Signal<Local, Bit>,
+    h_is_info: Signal<Local, Bit>,
+    h_is_counters: Signal<Local, Bit>,
+    h_is_sync: Signal<Local, Bit>,
+    h_is_set_quant: Signal<Local, Bit>,
+    h_is_read_act: Signal<Local, Bit>,
+    h_is_read_acc: Signal<Local, Bit>,
+    h_is_matmul: Signal<Local, Bit>,
+    h_is_activate: Signal<Local, Bit>,
+    h_is_load_weights: Signal<Local, Bit>,
+    h_is_load_bias: Signal<Local, Bit>,
+    h_is_write_act: Signal<Local, Bit>,
     mul_a: Signal<Local, Bits<16>>,
     mul_w: ConstMul,
     mul_d: ConstMul,
     prod: Signal<Local, Bits<32>>,
-    a_start: Widen<16, 17>,
-    a_count: Widen<16, 17>,
-    b_start: Widen<16, 17>,
+    // range checks, computed as the argument words arrive and registered (off the Exec path)
+    sum_a: Signal<Local, Bits<16>>,
+    carry_a: Signal<Local, Bit>,
+    sum_b: Signal<Local, Bits<16>>,
+    carry_b: Signal<Local, Bit>,
+    a_fits_scratch: DFF<Bit>,
+    a_fits_acc: DFF<Bit>,
+    b_fits_scratch: DFF<Bit>,
+    b_fits_acc: DFF<Bit>,
+    len_m1: DFF<Bits<24>>,
     err_word: Pack4,
-    end_a: Signal<Local, Bits<17>>,
-    end_b: Signal<Local, Bits<17>>,
     range_ok: Signal<Local, Bit>,
     arr_idle: Signal<Local, Bit>,
     seq_idle: Signal<Local, Bit>,
@@ -259,8 +279,11 @@ pub struct Controller {
     c_len_bias: Constant<Bits<24>>,
     c_dim_m1: Constant<Bits<16>>,
     c_wpr_m1: Constant<Bits<16>>,
-    c_scratch_rows: Constant<Bits<17>>,
-    c_acc_rows: Constant<Bits<17>>,
+    /// SCRATCH_ROWS mod 2^16, and whether SCRATCH_ROWS = 2^16 (same for ACC_ROWS).
+    c_scratch_rows: Constant<Bits<16>>,
+    c_scratch_full: Constant<Bit>,
+    c_acc_rows: Constant<Bits<16>>,
+    c_acc_full: Constant<Bit>,
     c_max_shift: Constant<Bits<6>>,
     c_macs_per_row: Constant<Bits<64>>,
     c_arr_drain: Constant<Bits<16>>,
@@ -394,18 +417,37 @@ impl Controller {
             h_op: Default::default(),
             h_len: Default::default(),
             h_known: Default::default(),
-            h_fixed: Default::default(),
-            h_exp: Default::default(),
+            h_len_ok: Default::default(),
+            h_len0: Default::default(),
+            h_len1: Default::default(),
+            h_len2: Default::default(),
+            h_len_w: Default::default(),
+            h_len_b: Default::default(),
+            h_is_info: Default::default(),
+            h_is_counters: Default::default(),
+            h_is_sync: Default::default(),
+            h_is_set_quant: Default::default(),
+            h_is_read_act: Default::default(),
+            h_is_read_acc: Default::default(),
+            h_is_matmul: Default::default(),
+            h_is_activate: Default::default(),
+            h_is_load_weights: Default::default(),
+            h_is_load_bias: Default::default(),
+            h_is_write_act: Default::default(),
             mul_a: Default::default(),
             mul_w: ConstMul::new(w as u16),
             mul_d: ConstMul::new(d as u16),
             prod: Default::default(),
-            a_start: Default::default(),
-            a_count: Default::default(),
-            b_start: Default::default(),
+            sum_a: Default::default(),
+            carry_a: Default::default(),
+            sum_b: Default::default(),
+            carry_b: Default::default(),
+            a_fits_scratch: Default::default(),
+            a_fits_acc: Default::default(),
+            b_fits_scratch: Default::default(),
+            b_fits_acc: Default::default(),
+            len_m1: Default::default(),
             err_word: Default::default(),
-            end_a: Default::default(),
-            end_b: Default::default(),
             range_ok: Default::default(),
             arr_idle: Default::default(),
             seq_idle: Default::default(),
@@ -431,8 +473,10 @@ impl Controller {
             c_len_bias: k(d),
             c_dim_m1: k(d - 1),
             c_wpr_m1: k(w - 1),
-            c_scratch_rows: k(cfg.scratch_rows() as u64),
-            c_acc_rows: k(cfg.acc_rows() as u64),
+            c_scratch_rows: k(cfg.scratch_rows() as u64 & 0xFFFF),
+            c_scratch_full: Constant::new(cfg.scratch_rows() == 1 << 16),
+            c_acc_rows: k(cfg.acc_rows() as u64 & 0xFFFF),
+            c_acc_full: Constant::new(cfg.acc_rows() == 1 << 16),
             c_max_shift: k(spec::arith::MAX_SHIFT.into()),
             c_macs_per_row: k(d * d),
             c_arr_drain: k(array_latency as u64 + 1),
@@ -473,6 +517,11 @@ impl Logic for Controller {
             op,
             remaining,
             err_code,
+            a_fits_scratch,
+            a_fits_acc,
+            b_fits_scratch,
+            b_fits_acc,
+            len_m1,
             a0,
             a1,
             idx,
@@ -543,31 +592,48 @@ impl Logic for Controller {
         self.wl_pending.d.next = false;
         self.sw_pending.d.next = false;
 
-        // ---- header classification (combinational, from in_data) ----
+        // ---- header classification (combinational, from in_data): every opcode and every
+        // expected length compared in parallel, then one level of AND/OR (a flat decoder keeps
+        // the header -> next-state path short) ----
         self.h_op.next = self.in_data.val().get_bits::<8>(24);
         self.h_len.next = self.in_data.val().get_bits::<24>(0);
-        self.h_known.next = true;
-        self.h_fixed.next = true;
-        self.h_exp.next = self.c_len0.val();
-        if self.h_op.val() == self.c_op_info.val() || self.h_op.val() == self.c_op_counters.val() {
-            self.h_exp.next = self.c_len0.val();
-        } else if self.h_op.val() == self.c_op_sync.val()
-            || self.h_op.val() == self.c_op_set_quant.val()
-            || self.h_op.val() == self.c_op_read_act.val()
-            || self.h_op.val() == self.c_op_read_acc.val()
-        {
-            self.h_exp.next = self.c_len1.val();
-        } else if self.h_op.val() == self.c_op_matmul.val() || self.h_op.val() == self.c_op_activate.val() {
-            self.h_exp.next = self.c_len2.val();
-        } else if self.h_op.val() == self.c_op_load_weights.val() {
-            self.h_exp.next = self.c_len_weights.val();
-        } else if self.h_op.val() == self.c_op_load_bias.val() {
-            self.h_exp.next = self.c_len_bias.val();
-        } else if self.h_op.val() == self.c_op_write_act.val() {
-            self.h_fixed.next = false;
-        } else {
-            self.h_known.next = false;
-        }
+        self.h_is_info.next = self.h_op.val() == self.c_op_info.val();
+        self.h_is_counters.next = self.h_op.val() == self.c_op_counters.val();
+        self.h_is_sync.next = self.h_op.val() == self.c_op_sync.val();
+        self.h_is_set_quant.next = self.h_op.val() == self.c_op_set_quant.val();
+        self.h_is_read_act.next = self.h_op.val() == self.c_op_read_act.val();
+        self.h_is_read_acc.next = self.h_op.val() == self.c_op_read_acc.val();
+        self.h_is_matmul.next = self.h_op.val() == self.c_op_matmul.val();
+        self.h_is_activate.next = self.h_op.val() == self.c_op_activate.val();
+        self.h_is_load_weights.next = self.h_op.val() == self.c_op_load_weights.val();
+        self.h_is_load_bias.next = self.h_op.val() == self.c_op_load_bias.val();
+        self.h_is_write_act.next = self.h_op.val() == self.c_op_write_act.val();
+        self.h_len0.next = self.h_len.val() == self.c_len0.val();
+        self.h_len1.next = self.h_len.val() == self.c_len1.val();
+        self.h_len2.next = self.h_len.val() == self.c_len2.val();
+        self.h_len_w.next = self.h_len.val() == self.c_len_weights.val();
+        self.h_len_b.next = self.h_len.val() == self.c_len_bias.val();
+        self.h_known.next = self.h_is_info.val()
+            || self.h_is_counters.val()
+            || self.h_is_sync.val()
+            || self.h_is_set_quant.val()
+            || self.h_is_read_act.val()
+            || self.h_is_read_acc.val()
+            || self.h_is_matmul.val()
+            || self.h_is_activate.val()
+            || self.h_is_load_weights.val()
+            || self.h_is_load_bias.val()
+            || self.h_is_write_act.val();
+        self.h_len_ok.next = ((self.h_is_info.val() || self.h_is_counters.val()) && self.h_len0.val())
+            || ((self.h_is_sync.val()
+                || self.h_is_set_quant.val()
+                || self.h_is_read_act.val()
+                || self.h_is_read_acc.val())
+                && self.h_len1.val())
+            || ((self.h_is_matmul.val() || self.h_is_activate.val()) && self.h_len2.val())
+            || (self.h_is_load_weights.val() && self.h_len_w.val())
+            || (self.h_is_load_bias.val() && self.h_len_b.val())
+            || (self.h_is_write_act.val() && !self.h_len0.val());
 
         // ---- shared arithmetic: n * row words, and range ends (17 bits, no wrap) ----
         if self.state.q.val() == State::Arg0 {
@@ -582,25 +648,6 @@ impl Logic for Controller {
         } else {
             self.prod.next = self.mul_w.p.val();
         }
-        // end_a: first range (a0 = start | n << 16); end_b: second range (a1 start, same n)
-        self.a_start.i.next = self.a0.q.val().get_bits::<16>(0);
-        self.a_count.i.next = self.a0.q.val().get_bits::<16>(16);
-        self.b_start.i.next = self.a1.q.val().get_bits::<16>(0);
-        self.end_a.next = self.a_start.o.val() + self.a_count.o.val();
-        self.end_b.next = self.b_start.o.val() + self.a_count.o.val();
-        self.range_ok.next = true;
-        if self.op.q.val() == self.c_op_write_act.val() || self.op.q.val() == self.c_op_read_act.val() {
-            self.range_ok.next = self.end_a.val() <= self.c_scratch_rows.val();
-        } else if self.op.q.val() == self.c_op_read_acc.val() {
-            self.range_ok.next = self.end_a.val() <= self.c_acc_rows.val();
-        } else if self.op.q.val() == self.c_op_matmul.val() {
-            self.range_ok.next = (self.end_a.val() <= self.c_scratch_rows.val())
-                && (self.end_b.val() <= self.c_acc_rows.val());
-        } else if self.op.q.val() == self.c_op_activate.val() {
-            self.range_ok.next = (self.end_a.val() <= self.c_acc_rows.val())
-                && (self.end_b.val() <= self.c_scratch_rows.val());
-        }
-
         // ---- the MATMUL pipeline ----
         self.seq_idle.next = !self.seq_busy.q.val();
         self.arr_idle.next = !self.seq_busy.q.val() && (self.arr_cnt.q.val() == self.c_zero16.val());
@@ -701,6 +748,51 @@ impl Logic for Controller {
         }
         self.take.next = self.in_ready.val() && self.in_valid.val();
 
+        // Range checks, computed from the argument word as it is taken and registered: first
+        // range (a0 = start | n << 16) in Arg0, second range (a1's start, a0's n) in Arg1; Exec
+        // only selects the registered results. `start + n <= ROWS` without wrapping, in 16
+        // bits: the sum and its carry (ROWS = 2^16 fits exactly when the sum wraps to 0).
+        self.sum_a.next = self.in_data.val().get_bits::<16>(0) + self.in_data.val().get_bits::<16>(16);
+        self.carry_a.next = self.sum_a.val() < self.in_data.val().get_bits::<16>(0);
+        self.sum_b.next = self.in_data.val().get_bits::<16>(0) + self.a0.q.val().get_bits::<16>(16);
+        self.carry_b.next = self.sum_b.val() < self.in_data.val().get_bits::<16>(0);
+        if self.take.val() && (self.state.q.val() == State::Arg0) {
+            if self.c_scratch_full.val() {
+                self.a_fits_scratch.d.next = !self.carry_a.val() || (self.sum_a.val() == self.c_zero16.val());
+            } else {
+                self.a_fits_scratch.d.next =
+                    !self.carry_a.val() && (self.sum_a.val() <= self.c_scratch_rows.val());
+            }
+            if self.c_acc_full.val() {
+                self.a_fits_acc.d.next = !self.carry_a.val() || (self.sum_a.val() == self.c_zero16.val());
+            } else {
+                self.a_fits_acc.d.next = !self.carry_a.val() && (self.sum_a.val() <= self.c_acc_rows.val());
+            }
+        }
+        if self.take.val() && (self.state.q.val() == State::Arg1) {
+            if self.c_scratch_full.val() {
+                self.b_fits_scratch.d.next = !self.carry_b.val() || (self.sum_b.val() == self.c_zero16.val());
+            } else {
+                self.b_fits_scratch.d.next =
+                    !self.carry_b.val() && (self.sum_b.val() <= self.c_scratch_rows.val());
+            }
+            if self.c_acc_full.val() {
+                self.b_fits_acc.d.next = !self.carry_b.val() || (self.sum_b.val() == self.c_zero16.val());
+            } else {
+                self.b_fits_acc.d.next = !self.carry_b.val() && (self.sum_b.val() <= self.c_acc_rows.val());
+            }
+        }
+        self.range_ok.next = true;
+        if self.op.q.val() == self.c_op_write_act.val() || self.op.q.val() == self.c_op_read_act.val() {
+            self.range_ok.next = self.a_fits_scratch.q.val();
+        } else if self.op.q.val() == self.c_op_read_acc.val() {
+            self.range_ok.next = self.a_fits_acc.q.val();
+        } else if self.op.q.val() == self.c_op_matmul.val() {
+            self.range_ok.next = self.a_fits_scratch.q.val() && self.b_fits_acc.q.val();
+        } else if self.op.q.val() == self.c_op_activate.val() {
+            self.range_ok.next = self.a_fits_acc.q.val() && self.b_fits_scratch.q.val();
+        }
+
         // ---- output word ----
         self.err_word.b0.next = self.err_code.q.val();
         self.err_word.b1.next = self.op.q.val();
@@ -760,30 +852,27 @@ impl Logic for Controller {
                     self.remaining.d.next = self.h_len.val();
                     self.idx.d.next = self.c_zero16.val();
                     self.row.d.next = self.c_zero16.val();
-                    if !self.h_known.val() {
-                        self.err_code.d.next = self.c_code_unknown.val();
-                        if self.h_len.val() == self.c_len0.val() {
-                            self.state.d.next = State::ErrHeader;
-                        } else {
-                            self.state.d.next = State::Skip;
-                        }
-                    } else if (self.h_fixed.val() && self.h_len.val() != self.h_exp.val())
-                        || (!self.h_fixed.val() && self.h_len.val() == self.c_len0.val())
-                    {
+                    self.len_m1.d.next = self.h_len.val() - self.c_len1.val();
+                    // the code is only read if this header is refused
+                    if self.h_known.val() {
                         self.err_code.d.next = self.c_code_length.val();
-                        if self.h_len.val() == self.c_len0.val() {
+                    } else {
+                        self.err_code.d.next = self.c_code_unknown.val();
+                    }
+                    if !(self.h_known.val() && self.h_len_ok.val()) {
+                        if self.h_len0.val() {
                             self.state.d.next = State::ErrHeader;
                         } else {
                             self.state.d.next = State::Skip;
                         }
-                    } else if self.h_op.val() == self.c_op_info.val() {
+                    } else if self.h_is_info.val() {
                         self.resp_hdr.d.next = self.c_hdr_info.val();
                         self.state.d.next = State::RespHeader;
-                    } else if self.h_op.val() == self.c_op_counters.val() {
+                    } else if self.h_is_counters.val() {
                         self.state.d.next = State::SyncWait;
-                    } else if self.h_op.val() == self.c_op_load_weights.val() {
+                    } else if self.h_is_load_weights.val() {
                         self.state.d.next = State::Weights;
-                    } else if self.h_op.val() == self.c_op_load_bias.val() {
+                    } else if self.h_is_load_bias.val() {
                         self.state.d.next = State::Bias;
                     } else {
                         self.state.d.next = State::Arg0;
@@ -814,11 +903,16 @@ impl Logic for Controller {
                 if self.take.val() {
                     self.a0.d.next = self.in_data.val();
                     self.remaining.d.next = self.remaining.q.val() - self.c_len1.val();
+                    // the code is only read if this command is refused here
+                    if self.op.q.val() == self.c_op_set_quant.val() {
+                        self.err_code.d.next = self.c_code_range.val();
+                    } else {
+                        self.err_code.d.next = self.c_code_length.val();
+                    }
                     if self.op.q.val() == self.c_op_sync.val() {
                         self.state.d.next = State::SyncWait;
                     } else if self.op.q.val() == self.c_op_set_quant.val() {
                         if self.in_data.val().get_bits::<6>(16) > self.c_max_shift.val() {
-                            self.err_code.d.next = self.c_code_range.val();
                             self.state.d.next = State::ErrHeader;
                         } else {
                             self.q_mult_r.d.next = self.in_data.val().get_bits::<16>(0);
@@ -828,8 +922,7 @@ impl Logic for Controller {
                             self.state.d.next = State::Header;
                         }
                     } else if self.op.q.val() == self.c_op_write_act.val() {
-                        if self.remaining.q.val() != self.prod.val().get_bits::<24>(0) + self.c_len1.val() {
-                            self.err_code.d.next = self.c_code_length.val();
+                        if self.len_m1.q.val() != self.prod.val().get_bits::<24>(0) {
                             if self.remaining.q.val() == self.c_len1.val() {
                                 self.state.d.next = State::ErrHeader;
                             } else {
@@ -857,8 +950,9 @@ impl Logic for Controller {
                 self.addr.d.next = self.a0.q.val().get_bits::<16>(0);
                 self.left.d.next = self.a0.q.val().get_bits::<16>(16);
                 self.idx.d.next = self.c_zero16.val();
+                // the code is only read if the ranges are refused
+                self.err_code.d.next = self.c_code_range.val();
                 if !self.range_ok.val() {
-                    self.err_code.d.next = self.c_code_range.val();
                     if self.remaining.q.val() == self.c_len0.val()
                         || self.op.q.val() != self.c_op_write_act.val()
                     {
