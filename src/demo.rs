@@ -43,10 +43,13 @@ pub struct DemoArgs {
     /// tpu-v1 700, ecp5-* 50, ice40-up5k 18, otherwise 100].
     #[arg(long, value_name = "MHz")]
     pub clock: Option<f64>,
-    /// Also train hidden widths 16/32/64, run them on DIM 4/8/16 (native model) and plot
-    /// accuracy, cycles and energy per inference against size into --out.
-    #[arg(long)]
+    /// Train hidden widths 16/32/64, run them on DIM 4/8/16 (native model) and plot accuracy,
+    /// cycles and energy per inference against size into --out (the default).
+    #[arg(long, overrides_with = "no_sweep")]
     pub sweep: bool,
+    /// Skip the size sweep and its plots.
+    #[arg(long)]
+    pub no_sweep: bool,
     /// Where to write model.json and the report.
     #[arg(long, default_value = "out/demo")]
     pub out: PathBuf,
@@ -226,7 +229,7 @@ pub fn run(args: &DemoArgs) -> Result<String, CliError> {
     let parts: Vec<String> =
         e.parts().iter().map(|(name, pj)| format!("{name} {:.0}%", 100.0 * pj / e.total())).collect();
     out += &format!("  energy by component: {}\n", parts.join(", "));
-    if args.sweep {
+    if !args.no_sweep {
         out += &sweep(args, &data, mhz)?;
     }
     out += &format!(

@@ -33,6 +33,14 @@ fn demo_trains_and_runs_bit_exactly_on_every_backend() {
     assert!(text.contains("cycles per inference") && text.contains("latency"), "{text}");
     assert!(text.contains("uJ per inference") && text.contains("energy by component"), "{text}");
     assert!(out_dir.join("model.json").exists());
+    // the size sweep's plots, named on the last lines
+    let plots =
+        text.lines().find(|l| l.trim_start().starts_with("plots: ")).unwrap_or_else(|| panic!("{text}"));
+    for file in ["accuracy_vs_hidden.svg", "cycles_vs_dim.svg", "energy_vs_dim.svg"] {
+        assert!(plots.contains(file), "{plots}");
+        let svg = std::fs::read_to_string(out_dir.join(file)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("<path") || svg.contains("<polyline"), "{file}");
+    }
 
     // The report's cycles and MACs are the native model's: run the written model on a fresh
     // native model through the driver and compare with its cycle count and COUNTERS.
