@@ -40,7 +40,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 32)]
     pub hidden: usize,
     /// Clock of the device for latency, throughput and power, in MHz [default: the preset's:
-    /// tpu-v1 700, ecp5-* 50, ice40-up5k 18, otherwise 100].
+    /// tpu-v1 700, ecp5-* 50, ice40-up5k 30, otherwise 100].
     #[arg(long, value_name = "MHz")]
     pub clock: Option<f64>,
     /// Train hidden widths 16/32/64, run them on DIM 4/8/16 (native model) and plot accuracy,

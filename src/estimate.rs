@@ -35,7 +35,7 @@ pub struct EstimateArgs {
     #[arg(long, value_name = "M", default_value_t = 256)]
     pub batch: usize,
 
-    /// Core clock in MHz [default: the preset's: tpu-v1 700, ecp5-* 50, ice40-up5k 18,
+    /// Core clock in MHz [default: the preset's: tpu-v1 700, ecp5-* 50, ice40-up5k 30,
     /// default 100].
     #[arg(long, value_name = "MHz")]
     pub clock: Option<f64>,
@@ -77,7 +77,7 @@ pub struct EstimateArgs {
 pub fn nominal_clock_mhz(preset: &str) -> f64 {
     match preset {
         "tpu-v1" => 700.0,
-        "ice40-up5k" => 18.0,
+        "ice40-up5k" => 30.0,
         "ecp5-25k" | "ecp5-85k" => 50.0,
         _ => 100.0,
     }

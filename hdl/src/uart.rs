@@ -523,7 +523,8 @@ pub struct ByteFifo {
     count: Signal<Local, Bits<16>>,
     wr_next: Signal<Local, Bits<16>>,
     rd_next: Signal<Local, Bits<16>>,
-    c_depth: Constant<Bits<16>>,
+    rd_issue: Signal<Local, Bit>,
+    c_depth_m1: Constant<Bits<16>>,
     c_zero: Constant<Bits<16>>,
     c_one: Constant<Bits<16>>,
     c_byte_zero: Constant<Bits<8>>,
@@ -555,7 +556,8 @@ impl ByteFifo {
             count: Default::default(),
             wr_next: Default::default(),
             rd_next: Default::default(),
-            c_depth: c16(depth),
+            rd_issue: Default::default(),
+            c_depth_m1: c16(depth - 1),
             c_zero: c16(0),
             c_one: c16(1),
             c_byte_zero: Constant::new(0u64.into()),
@@ -586,6 +588,7 @@ impl Logic for ByteFifo {
         self.ram.din.next = self.data_in.val();
         self.wr_next.next = self.wr.q.val();
         self.rd_next.next = self.rd.q.val();
+        self.rd_issue.next = false;
         self.pending.d.next = false;
         if self.pop.val() {
             self.out_valid.d.next = false;
@@ -599,16 +602,26 @@ impl Logic for ByteFifo {
             self.ram.we.next = true;
             self.ram.addr.next = self.wr.q.val();
             self.wr_next.next = self.wr.q.val() + self.c_one.val();
-        } else if (self.count.val() != self.c_zero.val())
+        } else if (self.wr.q.val() != self.rd.q.val())
             && !self.pending.q.val()
             && (!self.out_valid.q.val() || self.pop.val())
         {
             self.rd_next.next = self.rd.q.val() + self.c_one.val();
             self.pending.d.next = true;
+            self.rd_issue.next = true;
         }
         self.wr.d.next = self.wr_next.val();
         self.rd.d.next = self.rd_next.val();
-        self.full_r.d.next = (self.wr_next.val() - self.rd_next.val()) == self.c_depth.val();
+        // Full after this edge: a push (never together with a read) fills it from depth - 1, a
+        // read empties it from full, otherwise it stays. Computed from the registers in
+        // parallel rather than from the next pointers (off the iCE40 critical path).
+        if self.push.val() && !self.full_r.q.val() {
+            self.full_r.d.next = self.count.val() == self.c_depth_m1.val();
+        } else if self.rd_issue.val() {
+            self.full_r.d.next = false;
+        } else {
+            self.full_r.d.next = self.full_r.q.val();
+        }
         if self.rst.val() {
             self.wr.d.next = self.c_zero.val();
             self.rd.d.next = self.c_zero.val();

@@ -104,7 +104,7 @@ impl Board {
     /// with margin, see docs/fpga.md).
     pub fn core_hz(&self) -> u64 {
         match self {
-            Board::Icebreaker => 18_000_000,
+            Board::Icebreaker => 30_000_000,
             Board::Ulx3s25f | Board::Ulx3s85f => 50_000_000,
         }
     }
