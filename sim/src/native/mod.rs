@@ -84,31 +84,8 @@ pub fn array_latency(dim: usize) -> usize {
     2 * dim - 1
 }
 
-/// States of the controller's front end (`hdl::controller::State`, same meaning).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum State {
-    #[default]
-    Header,
-    Skip,
-    ErrHeader,
-    ErrWord,
-    Arg0,
-    Arg1,
-    Exec,
-    Weights,
-    Bias,
-    WriteRows,
-    SyncWait,
-    RespHeader,
-    RespInfo,
-    RespToken,
-    RespCounters,
-    RowRead,
-    RowLoad,
-    RowEmit,
-    ActRun,
-    ActDrain,
-}
+/// The controller's front-end states: the RTL's own enum, so the model cannot drift from it.
+use hdl::controller::State;
 
 /// The controller's registers (names and widths as in `hdl::controller`); zero at power-on.
 #[derive(Debug, Clone, Copy, Default)]
