@@ -176,6 +176,9 @@ pub enum CompileError {
     /// An MLP without layers.
     #[error("an MLP needs at least one layer")]
     NoLayers,
+    /// A network whose layers or input do not fit together (`crate::network`).
+    #[error("{0}")]
+    Network(String),
     /// The device's memories cannot hold even one row of the layer.
     #[error(
         "layer {layer} (K = {k}, N = {n}) does not fit {config}: an int8 output needs one scratchpad \

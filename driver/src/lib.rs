@@ -33,12 +33,14 @@
 
 pub mod compile;
 pub mod device;
+pub mod network;
 pub mod program;
 pub mod serial;
 pub mod transport;
 
 pub use compile::{compile_layer, compile_mlp, plan, CompileError, Layer, OutputKind, Plan};
 pub use device::{Device, DriverError, Info, LinkStats};
+pub use network::{ConvLayer, Network, NetworkError, Op};
 pub use program::{Block, Output, Program, ProgramError, ProgramStats, ResultKind, RunOutput, Step};
 pub use serial::SerialTransport;
 pub use transport::{GoldenTransport, Recorder, Transport, TransportError};

@@ -7,6 +7,7 @@
 
 pub mod arith;
 pub mod config;
+pub mod conv;
 pub mod device;
 pub mod golden;
 pub mod isa;
@@ -16,6 +17,7 @@ pub mod stream;
 
 pub use arith::{requantize, Quant, QuantError};
 pub use config::{Config, ConfigError, VERSION};
+pub use conv::{Conv2d, ConvError, Padding, Shape, Window};
 pub use device::GoldenDevice;
 pub use golden::ShapeError;
 pub use isa::{Command, CommandDecoder, CommandError, Counters, ErrorCode, Response, ResponseDecoder};
