@@ -353,7 +353,7 @@ pub fn im2col(x: &DMatrix<i8>, input: Shape, conv: &Conv2d) -> Result<DMatrix<i8
 /// One row per output pixel (`images·P` rows, `C` columns) back to one row per image
 /// (`images` rows, `P·C` columns): the row-major reshape that undoes im2col's row order.
 pub fn pixels_to_images<T: nalgebra::Scalar + Copy>(y: &DMatrix<T>, images: usize) -> DMatrix<T> {
-    let per = if images == 0 { 0 } else { y.nrows() / images };
+    let per = y.nrows().checked_div(images).unwrap_or(0);
     let c = y.ncols();
     DMatrix::from_fn(images, per * c, |n, i| y[(n * per + i / c, i % c)])
 }
