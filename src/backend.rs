@@ -168,9 +168,12 @@ pub struct RunReport {
     pub backend: Backend,
     /// The device configuration.
     pub config: Config,
-    /// Problem shape(s): M, then (K, N) per layer.
+    /// Inferences (rows of X; images for a convolutional network).
     pub m: usize,
+    /// (K, N) of every GEMM layer.
     pub layers: Vec<(usize, usize)>,
+    /// (M, K, N) of every GEMM the device ran (a conv2d's M is images·OH·OW).
+    pub gemms: Vec<(usize, usize, usize)>,
     /// Cycles from the first word sent to the last word received (cycle backends).
     pub cycles: Option<u64>,
     /// Useful multiply-accumulates: M·K·N summed over the layers.
@@ -193,19 +196,21 @@ impl RunReport {
         dev: &mut driver::Device<Link>,
         backend: Backend,
         m: usize,
-        layers: Vec<(usize, usize)>,
+        gemms: Vec<(usize, usize, usize)>,
     ) -> Result<RunReport, driver::DriverError> {
         let config = *dev.config();
         let cycles = dev.transport().cycles();
         let activity = dev.transport().activity();
         let stats = dev.stats();
         let counters = dev.counters()?;
-        let macs: u64 = layers.iter().map(|&(k, n)| (m * k * n) as u64).sum();
+        let macs: u64 = gemms.iter().map(|&(rows, k, n)| rows as u64 * k as u64 * n as u64).sum();
+        let layers = gemms.iter().map(|&(_, k, n)| (k, n)).collect();
         Ok(RunReport {
             backend,
             config,
             m,
             layers,
+            gemms,
             cycles,
             macs,
             macs_issued: Some(counters.macs),

@@ -75,18 +75,22 @@ pub enum Command {
             protobrain emit --dim 16 --scratch-rows 4096 --acc-rows 1024 -o core16.v"
     )]
     Emit(crate::emit::EmitArgs),
-    /// Run a quantised MLP (model.json) on int8 inputs through the driver.
+    /// Run a quantised network (model.json: conv2d, pools, dense) on inputs through the driver.
     #[command(
-        long_about = "Run a quantised MLP from a model file (docs/model-format.md) on int8 inputs. \
-            The layers are compiled for the device (--preset, --dim, ...) and run on --backend; \
-            only the last layer is read back. X is int8 of shape (M, K); Y is int32 (M, N) raw \
-            logits when the model's output is \"raw\" (take the argmax per row), else int8. The \
-            output is written only if everything succeeds.",
+        visible_alias = "mlp",
+        long_about = "Run a quantised network from a model file (docs/model-format.md) on inputs. \
+            conv2d and dense layers run on the device as GEMMs compiled for it (--preset, --dim, \
+            ...), maxpool2d, global_avg_pool and flatten on the host, all in the device's bit-exact \
+            integer arithmetic. X is (N, H, W, C) NHWC or (N, H*W*C), int8 or float (quantised with \
+            the model's input scale). Y is int32 logits when the model's output is \"raw\" (take the \
+            argmax per row), else int8; --float writes it dequantised as float32. The outputs are \
+            written only if everything succeeds. `mlp` is the same command.",
         after_help = "Examples:\n  \
-            protobrain mlp --model data/digits-mlp.json --input X.npy --output LOGITS.npy\n  \
+            protobrain infer -m data/digits-cnn.json -i X.npy -o LOGITS.npy --backend rtl\n  \
+            protobrain infer -m data/digits-mlp.json -i X.npy -o Y.npy --float --report r.json\n  \
             protobrain mlp -m model.json -i X.npy -o Y.npy --preset ice40-up5k"
     )]
-    Mlp(crate::mlp::MlpArgs),
+    Infer(crate::infer::InferArgs),
     /// Compile a layer or an MLP into a program: the exact command stream, as JSON and .bin.
     #[command(after_help = "Examples:\n  \
         protobrain compile layer -i X.npy -w W.npy -b B.npy --scale 0.01 --relu -o prog.json --bin prog.bin\n  \

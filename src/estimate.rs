@@ -155,10 +155,15 @@ fn workload(args: &EstimateArgs) -> Result<Workload, CliError> {
         return Err(CliError::input("--batch", "must be at least 1"));
     }
     let file = ModelFile::load(path).map_err(|e| CliError::file(path, e.problem))?;
-    let model = &file.model;
-    let widths: Vec<String> = model.widths().iter().map(usize::to_string).collect();
-    let name = format!("MLP {} ({})", widths.join("-"), path.display());
-    Workload::mlp(name, model.to_driver_layers(), model.output(), args.batch, input).map_err(estimate_error)
+    let net = file.model;
+    let name = match net.to_mlp() {
+        Some(mlp) => {
+            let widths: Vec<String> = mlp.widths().iter().map(usize::to_string).collect();
+            format!("MLP {} ({})", widths.join("-"), path.display())
+        }
+        None => format!("network {} ({})", net, path.display()),
+    };
+    Workload::network(name, net, args.batch, input).map_err(estimate_error)
 }
 
 /// Run the command; the report for stdout.

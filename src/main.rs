@@ -4,7 +4,7 @@
 //! protobrain demo [--hidden H] [--seed N] [--clock MHz] [--out DIR] [config]
 //! protobrain matmul -i X.npy -w W.npy [-b B.npy] [--multiplier M --shift S | --scale F]
 //!                   [--relu] [--raw] [link] [config] [--report r.json] -o Y.npy
-//! protobrain mlp -m model.json -i X.npy -o Y.npy [link] [config] [--report r.json]
+//! protobrain infer -m model.json -i X.npy -o Y.npy [--float] [link] [config] [--report r.json]   (alias: mlp)
 //! protobrain emit [config] -o core.v
 //! protobrain compile layer -i X.npy -w W.npy ... [config] -o prog.json [--bin prog.bin]
 //! protobrain compile mlp -m model.json -i X.npy [config] -o prog.json [--bin prog.bin]
@@ -29,8 +29,8 @@ mod demo;
 mod emit;
 mod error;
 mod estimate;
+mod infer;
 mod matmul;
-mod mlp;
 mod npy;
 mod output;
 mod program_cmd;
@@ -65,7 +65,7 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Compile(args) => program_cmd::compile(args),
         Command::Run(args) => program_cmd::run(args),
         Command::Bitstream(args) => bitstream::run(args),
-        Command::Mlp(args) => mlp::run(args),
+        Command::Infer(args) => infer::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Sweep(args) => sweep::run(args),
     }

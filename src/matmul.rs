@@ -150,7 +150,7 @@ pub fn run(args: &MatmulArgs) -> Result<String, CliError> {
         DriverError::Compile(c) => CliError::input("--scratch-rows", format!("{c} (for {cfg})")),
         e => failed(e),
     })?;
-    let report = RunReport::collect(&mut dev, backend, m, vec![(k, n)]).map_err(failed)?;
+    let report = RunReport::collect(&mut dev, backend, m, vec![(m, k, n)]).map_err(failed)?;
     let described = match &y {
         Output::Raw(y) => {
             npy::write_matrix(&args.output, y)?;

@@ -24,13 +24,15 @@ use crate::output::write_atomically;
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
 
 /// An element type the CLI reads or writes: an int8 or int32 numpy array.
-pub trait Element: npyz::Deserialize + npyz::AutoSerialize + Scalar + Copy {
+pub trait Element: npyz::Deserialize + npyz::AutoSerialize + Scalar + Copy + Default {
     /// numpy's name for the type, e.g. `int8`.
     const NAME: &'static str;
     /// Bytes per element.
     const SIZE: u64;
     /// The dtype string(s) accepted, for messages, e.g. `|i1`.
     const DESCR: &'static str;
+    /// numpy's kind of the type.
+    const KIND: TypeChar = TypeChar::Int;
 }
 
 impl Element for i8 {
@@ -43,6 +45,121 @@ impl Element for i32 {
     const NAME: &'static str = "int32";
     const SIZE: u64 = 4;
     const DESCR: &'static str = "<i4";
+}
+
+impl Element for f32 {
+    const NAME: &'static str = "float32";
+    const SIZE: u64 = 4;
+    const DESCR: &'static str = "<f4";
+    const KIND: TypeChar = TypeChar::Float;
+}
+
+impl Element for f64 {
+    const NAME: &'static str = "float64";
+    const SIZE: u64 = 8;
+    const DESCR: &'static str = "<f8";
+    const KIND: TypeChar = TypeChar::Float;
+}
+
+/// An array of any rank >= 1 as a matrix: one row per index of the first axis, the other axes
+/// flattened in C order (for images: NHWC rows).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows<T: Scalar> {
+    /// The array's shape, as numpy has it.
+    pub shape: Vec<usize>,
+    /// `shape[0]` rows of `shape[1..].product()` values.
+    pub data: DMatrix<T>,
+}
+
+/// A `Rows` of int8 or of floats (float32 and float64 are both read as f64).
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnyRows {
+    /// int8 values.
+    Int8(Rows<i8>),
+    /// float32 or float64 values.
+    Float(Rows<f64>),
+}
+
+/// Read an int8, float32 or float64 array of rank >= 1 as rows (see [`Rows`]).
+pub fn read_rows_any(path: &Path) -> Result<AnyRows, CliError> {
+    let bytes = fs::read(path).map_err(|e| CliError::file(path, describe_io(&e)))?;
+    let header = parse_header(path, &bytes)?.0;
+    match header.dtype() {
+        DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 4 => {
+            let r = read_rows::<f32>(path)?;
+            Ok(AnyRows::Float(Rows { shape: r.shape, data: r.data.map(f64::from) }))
+        }
+        DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 8 => {
+            Ok(AnyRows::Float(read_rows::<f64>(path)?))
+        }
+        DType::Plain(ts) if ts.type_char() == TypeChar::Int && ts.size_field() == 1 => {
+            Ok(AnyRows::Int8(read_rows::<i8>(path)?))
+        }
+        other => Err(CliError::file(
+            path,
+            format!(
+                "expected an int8 (|i1), float32 (<f4) or float64 (<f8) array, found {}",
+                describe_dtype(&other)
+            ),
+        )),
+    }
+}
+
+/// Read an array of `T` of rank >= 1 as rows (see [`Rows`]); both memory orders.
+pub fn read_rows<T: Element>(path: &Path) -> Result<Rows<T>, CliError> {
+    let (header, data) = read_array::<T>(path)?;
+    if header.shape().is_empty() {
+        return Err(CliError::file(path, "expected an array of rank 1 or more, found a scalar"));
+    }
+    let shape =
+        header.shape().iter().map(|&d| to_usize(path, d)).collect::<Result<Vec<usize>, CliError>>()?;
+    let rows = shape[0];
+    let cols = shape[1..]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| CliError::file(path, format!("shape {} is too large", fmt_shape(header.shape()))))?;
+    let data = match header.order() {
+        Order::C => DMatrix::from_row_slice(rows, cols, &data),
+        Order::Fortran => {
+            // column-major over every axis: element (i0, i1, .., ik) at i0 + d0·(i1 + d1·(..))
+            let mut m = DMatrix::from_element(rows, cols, T::default());
+            let rest = &shape[1..];
+            for c in 0..cols {
+                // c is the C-order index over the rest: split it into the rest's indices
+                let (mut rem, mut f_index, mut stride) = (c, 0usize, rows);
+                let mut idx = vec![0usize; rest.len()];
+                for (a, &d) in rest.iter().enumerate().rev() {
+                    idx[a] = rem % d;
+                    rem /= d;
+                }
+                for (a, &d) in rest.iter().enumerate() {
+                    f_index += idx[a] * stride;
+                    stride *= d;
+                }
+                for r in 0..rows {
+                    m[(r, c)] = data[r + f_index];
+                }
+            }
+            m
+        }
+    };
+    Ok(Rows { shape, data })
+}
+
+/// Write rows as a C-order array of `shape` (its product must be the matrix's size), atomically.
+pub fn write_rows<T: Element>(path: &Path, shape: &[usize], m: &DMatrix<T>) -> Result<(), CliError> {
+    debug_assert_eq!(shape.iter().product::<usize>(), m.len());
+    write_atomically(path, |out| {
+        let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+        let mut writer =
+            npyz::WriteOptions::<T>::new().default_dtype().shape(&dims).writer(out).begin_nd()?;
+        for r in 0..m.nrows() {
+            for c in 0..m.ncols() {
+                writer.push(&m[(r, c)])?;
+            }
+        }
+        writer.finish()
+    })
 }
 
 /// Read a 2-D array of `T` (rows x cols, either memory order) into a matrix.
@@ -92,18 +209,24 @@ pub fn write_matrix<T: Element>(path: &Path, m: &DMatrix<T>) -> Result<(), CliEr
     })
 }
 
-/// Read and check one array file: returns its header and its elements in storage order.
-fn read_array<T: Element>(path: &Path) -> Result<(NpyHeader, Vec<T>), CliError> {
-    let bytes = fs::read(path).map_err(|e| CliError::file(path, describe_io(&e)))?;
+/// The header of a `.npy` file's bytes and where its data starts.
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<(NpyHeader, usize), CliError> {
     if !bytes.starts_with(MAGIC) {
         return Err(CliError::file(path, "not a .npy file (it does not start with the \\x93NUMPY magic)"));
     }
-    let mut cursor = Cursor::new(&bytes[..]);
+    let mut cursor = Cursor::new(bytes);
     let header = NpyHeader::from_reader(&mut cursor)
         .map_err(|e| CliError::file(path, format!("malformed .npy header: {e}")))?;
+    Ok((header, cursor.position() as usize))
+}
+
+/// Read and check one array file: returns its header and its elements in storage order.
+fn read_array<T: Element>(path: &Path) -> Result<(NpyHeader, Vec<T>), CliError> {
+    let bytes = fs::read(path).map_err(|e| CliError::file(path, describe_io(&e)))?;
+    let (header, start) = parse_header(path, &bytes)?;
     check_dtype::<T>(path, &header.dtype())?;
 
-    let data = &bytes[cursor.position() as usize..];
+    let data = &bytes[start..];
     let needed = header.len().checked_mul(T::SIZE);
     if needed.is_none_or(|n| n > data.len() as u64) {
         return Err(CliError::file(
@@ -125,7 +248,7 @@ fn read_array<T: Element>(path: &Path) -> Result<(NpyHeader, Vec<T>), CliError> 
 /// Accept exactly a `T` dtype (any byte order); otherwise say what was found.
 fn check_dtype<T: Element>(path: &Path, dtype: &DType) -> Result<(), CliError> {
     if let DType::Plain(ts) = dtype {
-        if ts.type_char() == TypeChar::Int && ts.size_field() == T::SIZE {
+        if ts.type_char() == T::KIND && ts.size_field() == T::SIZE {
             return Ok(());
         }
     }

@@ -81,15 +81,22 @@ pub fn compile(args: &CompileArgs) -> Result<String, CliError> {
         CompileWhat::Mlp { model, input, out } => {
             let cfg = out.config.config()?;
             let file = ModelFile::load(model).map_err(|e| CliError::file(model, e.problem))?;
+            let mlp = file.model.to_mlp().ok_or_else(|| {
+                CliError::file(
+                    model,
+                    "is not an MLP (it has conv2d or pooling layers, whose host steps a program cannot \
+                     hold): run it with `protobrain infer`",
+                )
+            })?;
             let x = npy::read_matrix::<i8>(input)?;
-            if x.ncols() != file.model.k() {
+            if x.ncols() != mlp.k() {
                 return Err(CliError::file(
                     input,
-                    format!("has {} columns but the model takes K = {} inputs", x.ncols(), file.model.k()),
+                    format!("has {} columns but the model takes K = {} inputs", x.ncols(), mlp.k()),
                 ));
             }
-            let layers = file.model.to_driver_layers();
-            let p = compile_mlp(&cfg, &x, &layers, file.model.output())
+            let layers = mlp.to_driver_layers();
+            let p = compile_mlp(&cfg, &x, &layers, mlp.output())
                 .map_err(|e| CliError::input("--scratch-rows", format!("cannot compile for {cfg}: {e}")))?;
             (p, out)
         }

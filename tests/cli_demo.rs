@@ -61,7 +61,7 @@ fn demo_trains_and_runs_bit_exactly_on_every_backend() {
     let split = protobrain::nn::digits::standard_split(&protobrain::nn::digits::bundled()).unwrap();
     let transport = sim::transport::SimTransport::new(sim::native::NativeSim::new(&cfg));
     let mut dev = driver::Device::open(transport, &cfg).unwrap();
-    protobrain::nn::evaluate_on(&file.model, &split.test, &mut dev).unwrap();
+    protobrain::nn::evaluate_on(&file.model.to_mlp().unwrap(), &split.test, &mut dev).unwrap();
     use sim::CycleSim;
     assert_eq!(dev.transport().sim().cycle(), cycles, "the demo's cycles are the native model's");
     assert_eq!(dev.counters().unwrap().macs, issued, "the demo's issued MACs are the COUNTERS' MACs");

@@ -101,7 +101,7 @@ impl Case {
 
 /// The golden chain from `spec::golden` alone.
 fn golden_logits(model: &ModelFile, x: &DMatrix<i8>) -> DMatrix<i32> {
-    let layers = model.model.to_driver_layers();
+    let layers = model.model.to_mlp().unwrap().to_driver_layers();
     let (last, hidden) = layers.split_last().unwrap();
     let mut a = x.clone();
     for l in hidden {
@@ -116,7 +116,8 @@ fn digits_logits_equal_the_golden_chain_on_any_device() {
     let model = ModelFile::load(SHIPPED).unwrap();
     let want = golden_logits(&model, &c.x);
     let run = c.ok(&[]);
-    assert!(run.stdout.contains("int32 logits (500, 10) of MLP 64-32-10"), "{}", run.stdout);
+    assert!(run.stdout.contains("int32 logits (500, 10) of "), "{}", run.stdout);
+    assert!(run.stdout.contains("model: 1x1x64: dense 64->32, dense 32->10"), "{}", run.stdout);
     assert!(run.stdout.contains("golden backend"), "{}", run.stdout);
     assert_eq!(read_matrix::<i32>(&c.path("Y.npy"), "<i4"), want);
 
@@ -165,7 +166,7 @@ fn int8_output_model_by_hand() {
     fs::write(c.path("model.json"), json).unwrap();
     write_npy(&c.path("X.npy"), &[2, 2], &[4i8, 3, -8, 2]);
     let run = c.ok(&["--dim", "1"]);
-    assert!(run.stdout.contains("int8 (2, 2) of MLP 2-2-2"), "{}", run.stdout);
+    assert!(run.stdout.contains("int8 (2, 2) of "), "{}", run.stdout);
     assert_eq!(read_matrix::<i8>(&c.path("Y.npy"), "|i1"), DMatrix::from_row_slice(2, 2, &[9, -5, 9, -10]));
 }
 
@@ -189,7 +190,7 @@ fn model_not_json() {
 fn model_of_another_format() {
     let c = Case::new();
     fs::write(c.path("model.json"), r#"{"format": "onnx", "version": 1}"#).unwrap();
-    c.assert_rejected(&c.mlp(&[]), "model.json", "format is \"onnx\", expected \"protobrain-mlp\"");
+    c.assert_rejected(&c.mlp(&[]), "model.json", "format is \"onnx\", expected \"protobrain-model\"");
 }
 
 #[test]
@@ -238,14 +239,22 @@ fn model_with_bad_shift() {
 fn input_with_wrong_k() {
     let c = Case::new();
     write_npy(&c.path("X.npy"), &[2, 63], &[0i8; 126]);
-    c.assert_rejected(&c.mlp(&[]), "X.npy", "has 63 columns but the model");
+    c.assert_rejected(
+        &c.mlp(&[]),
+        "X.npy",
+        "has shape (2, 63) but the model takes 1x1x64 inputs: X must be (N, 64)",
+    );
 }
 
 #[test]
 fn input_with_wrong_dtype() {
     let c = Case::new();
-    write_npy(&c.path("X.npy"), &[1, 64], &[0f32; 64]);
-    c.assert_rejected(&c.mlp(&[]), "X.npy", "expected int8 (|i1) array, found float32 (<f4)");
+    write_npy(&c.path("X.npy"), &[1, 64], &[0i32; 64]);
+    c.assert_rejected(
+        &c.mlp(&[]),
+        "X.npy",
+        "expected an int8 (|i1), float32 (<f4) or float64 (<f8) array, found int32 (<i4)",
+    );
 }
 
 #[test]

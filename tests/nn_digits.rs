@@ -144,15 +144,16 @@ fn model_file_round_trip() {
     assert_eq!(p.accuracy.float, m.float_eval.accuracy());
     assert_eq!(p.accuracy.int8, m.int8_eval.accuracy());
     assert_eq!((p.split.seed, p.split.train, p.split.test), (digits::SPLIT_SEED, 1297, 500));
-    assert_eq!(p.training, TrainConfig::default());
+    assert_eq!(p.training, nn::file::Training::Mlp(TrainConfig::default()));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.json");
     f.save(&path).unwrap();
     let back = ModelFile::load(&path).unwrap();
     assert_eq!(back, f);
-    assert_eq!(back.model.to_driver_layers(), m.quantized.to_driver_layers());
+    let mlp = back.model.to_mlp().unwrap();
+    assert_eq!(mlp.to_driver_layers(), m.quantized.to_driver_layers());
     // every scale survives the text exactly
-    for (a, b) in back.model.layers().iter().zip(m.quantized.layers()) {
+    for (a, b) in mlp.layers().iter().zip(m.quantized.layers()) {
         assert_eq!(a.weight_scale().to_bits(), b.weight_scale().to_bits());
         assert_eq!(a.output_scale().to_bits(), b.output_scale().to_bits());
     }

@@ -234,6 +234,13 @@ impl Network {
         Network::new(input, mlp.input_scale(), ops, mlp.output()).expect("an MLP chains by construction")
     }
 
+    /// The network as an MLP, if every layer is dense.
+    pub fn to_mlp(&self) -> Option<crate::quant::QuantizedMlp> {
+        let layers: Option<Vec<QuantLayer>> =
+            self.ops.iter().map(|o| if let Op::Dense(l) = o { Some(l.clone()) } else { None }).collect();
+        crate::quant::QuantizedMlp::new(self.input_scale, layers?, self.output).ok()
+    }
+
     /// The input image shape.
     pub fn input(&self) -> Shape {
         self.input
@@ -426,6 +433,38 @@ fn chains(prev: &Op, next: &Op) -> bool {
         (Op::Dense(_), Op::Dense(_)) => true,
         (Op::Conv2d(_), Op::Conv2d(c)) => c.is_pointwise(),
         _ => false,
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stride = |w: &Window| if w.stride == (1, 1) { String::new() } else { format!("/{}", w.stride.0) };
+        match self {
+            Op::Conv2d(c) => {
+                let w = &c.conv.window;
+                write!(
+                    f,
+                    "conv2d {}x{}{} {}->{}",
+                    w.kernel.0,
+                    w.kernel.1,
+                    stride(w),
+                    c.conv.c_in,
+                    c.conv.c_out
+                )
+            }
+            Op::MaxPool2d(w) => write!(f, "maxpool2d {}x{}{}", w.kernel.0, w.kernel.1, stride(w)),
+            Op::GlobalAvgPool => f.write_str("global_avg_pool"),
+            Op::Flatten => f.write_str("flatten"),
+            Op::Dense(l) => write!(f, "dense {}->{}", l.layer().k(), l.layer().n()),
+        }
+    }
+}
+
+/// `8x8x1: conv2d 3x3 1->8, conv2d 3x3/2 8->16, maxpool2d 2x2/2, flatten, dense 64->10`.
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ops: Vec<String> = self.ops.iter().map(Op::to_string).collect();
+        write!(f, "{}: {}", self.input, ops.join(", "))
     }
 }
 

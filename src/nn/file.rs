@@ -1,31 +1,38 @@
-//! `model.json`: a quantised MLP and where it came from (format: `docs/model-format.md`).
+//! `model.json`: a quantised network and where it came from (format: `docs/model-format.md`).
 //!
 //! ```text
 //!   {
-//!     "format": "protobrain-mlp", "version": 1,
-//!     "model": { "input_scale", "output": "raw" | "int8",
-//!                "layers": [ { k, n, weight_scale, output_scale, quant, bias[n], weights[k*n] } ] },
+//!     "format": "protobrain-model", "version": 2,
+//!     "model": { "input": [H, W, C], "input_scale", "output": "raw" | "int8",
+//!                "layers": [ {"op": "conv2d", kernel, stride, padding, c_in, c_out, scales, quant, bias, weights},
+//!                            {"op": "maxpool2d", kernel, stride, padding}, {"op": "global_avg_pool"},
+//!                            {"op": "flatten"}, {"op": "dense", k, n, scales, quant, bias, weights} ] },
 //!     "provenance": { dataset, input_encoding, split, training, calibration, accuracy }   (optional)
 //!   }
 //! ```
 //!
-//! The model part is [`driver::quant::QuantizedMlp`] and is checked when read (weights count,
-//! chaining, scales, shift range). Files are written with each weight row on one line, and
-//! atomically (temporary file, then rename).
+//! The model part is [`driver::Network`] and is checked when read (weight counts, every layer's
+//! shape against its input, scales, shift range). Version 1 files (`"protobrain-mlp"`, an MLP
+//! with `"input_scale"` and dense `"layers"`) are still read, as a network of dense layers.
+//! Files are written with each weight row on one line, and atomically (temporary file, then
+//! rename).
 
 use std::io::Write;
 use std::path::Path;
 
 use driver::quant::{Calibration, QuantizedMlp};
+use driver::Network;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::train::TrainConfig;
 
 /// The `format` value of a model file.
-pub const FORMAT: &str = "protobrain-mlp";
-/// The `version` this code reads and writes.
-pub const VERSION: u32 = 1;
+pub const FORMAT: &str = "protobrain-model";
+/// The `version` this code writes.
+pub const VERSION: u32 = 2;
+/// The `format` of version 1 files (MLPs only), still read.
+pub const FORMAT_V1: &str = "protobrain-mlp";
 
 /// A model file: the quantised model and, optionally, how it was made.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,7 +43,7 @@ pub struct ModelFile {
     /// Always [`VERSION`].
     pub version: u32,
     /// What runs on the device.
-    pub model: QuantizedMlp,
+    pub model: Network,
     /// How the model was made (absent in a hand-written file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
@@ -54,11 +61,32 @@ pub struct Provenance {
     /// The train/test split.
     pub split: SplitInfo,
     /// The training hyper-parameters.
-    pub training: TrainConfig,
+    pub training: Training,
     /// How the activation ranges were calibrated.
     pub calibration: CalibrationInfo,
     /// Accuracies on the test set.
     pub accuracy: AccuracyInfo,
+}
+
+/// How the float model was trained, as recorded in [`Provenance`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Training {
+    /// An MLP ([`super::train`]).
+    Mlp(TrainConfig),
+}
+
+/// A version 1 file: an MLP.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelFileV1 {
+    #[allow(dead_code)]
+    format: String,
+    #[allow(dead_code)]
+    version: u32,
+    model: QuantizedMlp,
+    #[serde(default)]
+    provenance: Option<Provenance>,
 }
 
 /// A train/test split, as recorded in [`Provenance`].
@@ -117,8 +145,13 @@ struct Head {
 
 impl ModelFile {
     /// A file for `model`.
-    pub fn new(model: QuantizedMlp, provenance: Option<Provenance>) -> Self {
+    pub fn new(model: Network, provenance: Option<Provenance>) -> Self {
         ModelFile { format: FORMAT.to_string(), version: VERSION, model, provenance }
+    }
+
+    /// A file for an MLP (a network of dense layers).
+    pub fn mlp(model: &QuantizedMlp, provenance: Option<Provenance>) -> Self {
+        ModelFile::new(Network::from_mlp(model), provenance)
     }
 
     /// The JSON text: two-space indentation, arrays of numbers on one line, each weight row
@@ -135,27 +168,25 @@ impl ModelFile {
         let err = |problem: String| ModelFileError { path: name.to_string(), problem };
         let head: Head =
             serde_json::from_str(text).map_err(|e| err(format!("not a JSON model file: {e}")))?;
-        match head.format.as_deref() {
-            Some(FORMAT) => {}
-            Some(other) => {
-                return Err(err(format!(
-                    "format is {other:?}, expected {FORMAT:?}: not a protobrain model file"
-                )))
+        match (head.format.as_deref(), head.version) {
+            (Some(FORMAT), Some(VERSION)) => {
+                serde_json::from_str(text).map_err(|e| err(format!("invalid model: {e}")))
             }
-            None => {
-                return Err(err(format!("no \"format\" field: not a protobrain model file ({FORMAT:?})")))
+            (Some(FORMAT_V1), Some(1)) => {
+                let v1: ModelFileV1 =
+                    serde_json::from_str(text).map_err(|e| err(format!("invalid model: {e}")))?;
+                Ok(ModelFile::mlp(&v1.model, v1.provenance))
             }
+            (Some(f @ (FORMAT | FORMAT_V1)), Some(v)) => Err(err(format!(
+                "version {v} of {f:?} is not supported: this program reads {FORMAT:?} version {VERSION} \
+                 and {FORMAT_V1:?} version 1"
+            ))),
+            (Some(FORMAT | FORMAT_V1), None) => Err(err("no \"version\" field".into())),
+            (Some(other), _) => {
+                Err(err(format!("format is {other:?}, expected {FORMAT:?}: not a protobrain model file")))
+            }
+            (None, _) => Err(err(format!("no \"format\" field: not a protobrain model file ({FORMAT:?})"))),
         }
-        match head.version {
-            Some(VERSION) => {}
-            Some(v) => {
-                return Err(err(format!(
-                    "version {v} is not supported: this program reads version {VERSION}"
-                )))
-            }
-            None => return Err(err("no \"version\" field".into())),
-        }
-        serde_json::from_str(text).map_err(|e| err(format!("invalid model: {e}")))
     }
 
     /// Read a model file.
@@ -209,7 +240,8 @@ fn compact_number_arrays(pretty: &str) -> String {
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
-        if let Some(v) = line.trim().strip_prefix("\"n\": ") {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("\"n\": ").or_else(|| t.strip_prefix("\"c_out\": ")) {
             last_n = v.trim_end_matches(',').parse().ok();
         }
         if line.ends_with('[') {
@@ -281,9 +313,9 @@ mod tests {
 
     #[test]
     fn json_layout_and_round_trip() {
-        let f = ModelFile::new(model(), None);
+        let f = ModelFile::mlp(&model(), None);
         let text = f.to_json();
-        assert!(text.starts_with("{\n  \"format\": \"protobrain-mlp\",\n  \"version\": 1,\n"), "{text}");
+        assert!(text.starts_with("{\n  \"format\": \"protobrain-model\",\n  \"version\": 2,\n"), "{text}");
         // the 20-bias array wraps at 16, the 3 x 20 weights are 3 rows of 20, the 20 x 2 ones 20 rows
         assert!(text.contains("\"bias\": [\n          -7, 93, 193,"), "{text}");
         let w0_row1 = (0..20).map(|_| "0").collect::<Vec<_>>().join(", ");
@@ -301,21 +333,25 @@ mod tests {
     fn errors_name_the_file() {
         let e = |text: &str| ModelFile::from_json(text, "m.json").unwrap_err().to_string();
         assert!(e("{").starts_with("m.json: not a JSON model file: EOF while parsing"), "{}", e("{"));
-        assert_eq!(e("{}"), "m.json: no \"format\" field: not a protobrain model file (\"protobrain-mlp\")");
+        assert_eq!(
+            e("{}"),
+            "m.json: no \"format\" field: not a protobrain model file (\"protobrain-model\")"
+        );
         assert_eq!(
             e(r#"{"format": "onnx"}"#),
-            "m.json: format is \"onnx\", expected \"protobrain-mlp\": not a protobrain model file"
+            "m.json: format is \"onnx\", expected \"protobrain-model\": not a protobrain model file"
         );
         assert_eq!(
             e(r#"{"format": "protobrain-mlp", "version": 2}"#),
-            "m.json: version 2 is not supported: this program reads version 1"
+            "m.json: version 2 of \"protobrain-mlp\" is not supported: this program reads \"protobrain-model\" \
+             version 2 and \"protobrain-mlp\" version 1"
         );
-        let good = ModelFile::new(model(), None).to_json();
+        let good = ModelFile::mlp(&model(), None).to_json();
         let bad = good.replacen("\"shift\": 16", "\"shift\": 48", 1);
         assert!(e(&bad).starts_with("m.json: invalid model: shift must be in 0..=47, got 48"), "{}", e(&bad));
         let bad = good.replacen("\"k\": 20", "\"k\": 21", 1);
         assert!(e(&bad).contains("weights of a 21x2 layer need 42 elements, got 40"), "{}", e(&bad));
-        let bad = good.replacen("\"version\": 1,", "\"version\": 1, \"extra\": 0,", 1);
+        let bad = good.replacen("\"version\": 2,", "\"version\": 2, \"extra\": 0,", 1);
         assert!(e(&bad).contains("unknown field `extra`"), "{}", e(&bad));
         let missing = ModelFile::load("/no/such/model.json").unwrap_err();
         assert_eq!(missing.to_string(), "/no/such/model.json: no such file or directory");
@@ -325,7 +361,7 @@ mod tests {
     fn save_and_load() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.json");
-        let f = ModelFile::new(model(), None);
+        let f = ModelFile::mlp(&model(), None);
         f.save(&path).unwrap();
         assert_eq!(ModelFile::load(&path).unwrap(), f);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");

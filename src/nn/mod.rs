@@ -155,7 +155,7 @@ impl DigitsModel {
                 train: self.split.train.len(),
                 test: self.split.test.len(),
             },
-            training: self.config.clone(),
+            training: file::Training::Mlp(self.config.clone()),
             calibration: file::CalibrationInfo { method: CALIBRATION, images: self.split.train.len() },
             accuracy: file::AccuracyInfo {
                 test_images: self.split.test.len(),
@@ -167,7 +167,7 @@ impl DigitsModel {
 
     /// The model file (`model.json`) of this model.
     pub fn model_file(&self) -> ModelFile {
-        ModelFile::new(self.quantized.clone(), Some(self.provenance()))
+        ModelFile::mlp(&self.quantized, Some(self.provenance()))
     }
 }
 

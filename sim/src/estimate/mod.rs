@@ -37,7 +37,7 @@ mod tests;
 use std::fmt;
 
 use driver::{
-    compile_mlp, CompileError, Device, DriverError, GoldenTransport, Layer, OutputKind, Program,
+    compile_mlp, CompileError, Device, DriverError, GoldenTransport, Layer, Network, OutputKind, Program,
     ProgramError, Recorder, Step,
 };
 use nalgebra::{DMatrix, DVector};
@@ -135,6 +135,9 @@ pub struct Workload {
     pub output: OutputKind,
     /// How X was made.
     pub input: Input,
+    /// A convolutional network: X holds its images and `layers` its GEMM layers; it runs as
+    /// device stages with host layers between them (`driver::Network::run`).
+    pub network: Option<Network>,
 }
 
 impl Workload {
@@ -158,7 +161,26 @@ impl Workload {
             layers: vec![layer],
             output: OutputKind::Int8,
             input,
+            network: None,
         })
+    }
+
+    /// A network (any layers: conv2d, pools, dense) on `images` images made as `input` says.
+    pub fn network(
+        name: impl Into<String>,
+        net: Network,
+        images: usize,
+        input: Input,
+    ) -> Result<Self, EstimateError> {
+        if images == 0 {
+            return Err(EstimateError::Workload("the batch must have at least one image (M >= 1)".into()));
+        }
+        if let Some(mlp) = net.to_mlp() {
+            return Self::mlp(name, mlp.to_driver_layers(), mlp.output(), images, input);
+        }
+        let x = Self::make_x(images, net.input().len(), input);
+        let layers = net.ops().iter().filter_map(|o| o.gemm().map(|l| l.layer().clone())).collect();
+        Ok(Workload { name: name.into(), x, layers, output: net.output(), input, network: Some(net) })
     }
 
     /// An MLP of the given layers on `m` input rows made as `input` says.
@@ -176,7 +198,7 @@ impl Workload {
             return Err(EstimateError::Workload("the batch must have at least one row (M >= 1)".into()));
         }
         let x = Self::make_x(m, first.k(), input);
-        Ok(Workload { name: name.into(), x, layers, output, input })
+        Ok(Workload { name: name.into(), x, layers, output, input, network: None })
     }
 
     fn make_x(m: usize, k: usize, input: Input) -> DMatrix<i8> {
@@ -199,9 +221,45 @@ impl Workload {
         self.layers.iter().map(|l| (l.k(), l.n())).collect()
     }
 
-    /// Useful multiply-accumulates: `Σ M·K·N` over the layers.
+    /// (M, K, N) of every GEMM the device runs (a conv2d's M is images·OH·OW).
+    pub fn gemms(&self) -> Vec<(usize, usize, usize)> {
+        match &self.network {
+            Some(net) => net.gemms(self.m()),
+            None => self.shapes().iter().map(|&(k, n)| (self.m(), k, n)).collect(),
+        }
+    }
+
+    /// Useful multiply-accumulates: `Σ M·K·N` over the GEMMs.
     pub fn macs(&self) -> u64 {
-        self.shapes().iter().map(|&(k, n)| (self.m() * k * n) as u64).sum()
+        self.gemms().iter().map(|&(m, k, n)| m as u64 * k as u64 * n as u64).sum()
+    }
+
+    /// The plan (how the GEMMs are tiled) and the word stream with its response count.
+    fn program(&self, cfg: &Config) -> Result<(String, Vec<u32>, usize), EstimateError> {
+        let Some(net) = &self.network else {
+            let plan = driver::plan(cfg, self.m(), &self.shapes(), self.output)?;
+            let program = compile_mlp(cfg, &self.x, &self.layers, self.output)?;
+            let (words, responses) = program_stream(&program)?;
+            return Ok((plan.to_string(), words, responses));
+        };
+        // the stages run on the golden device once, their words recorded: the host layers
+        // between them cost no device cycles
+        let mut dev = Device::open(Recorder::new(GoldenTransport::new(*cfg)), cfg)?;
+        dev.transport_mut().sent.clear();
+        dev.transport_mut().received.clear();
+        net.run(&mut dev, &self.x)?;
+        let rec = dev.into_transport();
+        let mut plan = String::new();
+        for stage in net.stages() {
+            let ops: Vec<String> = net.ops()[stage.clone()].iter().map(ToString::to_string).collect();
+            plan.push_str(&format!(
+                "device stage, layers {}..{}: {}\n",
+                stage.start,
+                stage.end,
+                ops.join(", ")
+            ));
+        }
+        Ok((plan, rec.sent, rec.received.len()))
     }
 }
 
@@ -245,6 +303,8 @@ pub struct WorkloadSummary {
     pub m: usize,
     /// (K, N) per layer.
     pub layers: Vec<(usize, usize)>,
+    /// (M, K, N) per GEMM (a conv2d's M is images·OH·OW).
+    pub gemms: Vec<(usize, usize, usize)>,
     /// How X was made.
     pub input: Input,
 }
@@ -496,9 +556,8 @@ pub fn estimate(cfg: &Config, workload: &Workload, opts: &Options) -> Result<Est
         return Err(EstimateError::Clock(opts.clock_hz));
     }
     let shapes = workload.shapes();
-    let plan = driver::plan(cfg, workload.m(), &shapes, workload.output)?;
-    let program = compile_mlp(cfg, &workload.x, &workload.layers, workload.output)?;
-    let (words, responses) = program_stream(&program)?;
+    let gemms = workload.gemms();
+    let (plan, words, responses) = workload.program(cfg)?;
     let derived = derive(cfg.dim(), &words);
     let link = opts.link.as_ref();
     let (full, (compute, stream)) = rayon::join(
@@ -540,9 +599,10 @@ pub fn estimate(cfg: &Config, workload: &Workload, opts: &Options) -> Result<Est
             name: workload.name.clone(),
             m: workload.m(),
             layers: shapes.clone(),
+            gemms: gemms.clone(),
             input: workload.input,
         },
-        plan: plan.to_string(),
+        plan,
         clock_mhz: opts.clock_hz / 1e6,
         link_words_per_cycle: link.map(Link::words_per_cycle),
         link_words_per_cycle_simulated: link.map(Link::simulated_words_per_cycle),
@@ -551,7 +611,10 @@ pub fn estimate(cfg: &Config, workload: &Workload, opts: &Options) -> Result<Est
         weight_stream_cycles: stream.duration,
         physical_limit_cycles: physical,
         pipelined_model_cycles: pipelined_cycles(&derived.matmul_rows, dim),
-        scalesim_cycles: shapes.iter().map(|&(k, n)| scalesim_cycles(m, k as u64, n as u64, dim, dim)).sum(),
+        scalesim_cycles: gemms
+            .iter()
+            .map(|&(gm, k, n)| scalesim_cycles(gm as u64, k as u64, n as u64, dim, dim))
+            .sum(),
         link_bound_cycles: link_bound,
         roofline_cycles: physical.max(link_bound.unwrap_or(0)),
         macs,
