@@ -463,6 +463,51 @@ pub fn argmax_rows(output: &Output) -> Vec<usize> {
     }
 }
 
+/// Quantise one float GEMM layer (dense, or a convolution's lowered K x N weights): per-tensor
+/// symmetric int8 weights, int32 biases at the accumulator scale `s_x · s_w`, and the
+/// [`Quant`] from the range of `outputs` (the float layer's outputs on the calibration inputs,
+/// taken by `calibration`). `index` names the layer in errors.
+pub fn quantize_layer(
+    index: usize,
+    fl: &FloatLayer,
+    s_x: f64,
+    outputs: &[f32],
+    calibration: Calibration,
+) -> Result<QuantLayer, QuantizeError> {
+    let i = index;
+    let not_finite = |what, v: f32| QuantizeError::NotFinite { what, value: f64::from(v) };
+    if let Some(v) = fl.weights.iter().find(|v| !v.is_finite()) {
+        return Err(not_finite("a weight", *v));
+    }
+    if let Some(v) = fl.bias.iter().find(|v| !v.is_finite()) {
+        return Err(not_finite("a bias", *v));
+    }
+    if fl.bias.len() != fl.n() {
+        return Err(QuantizeError::Shape { layer: i, source: ShapeError::Bias { bias: fl.bias.len(), n: fl.n() } });
+    }
+    let s_w = symmetric_scale(Calibration::Max.range(fl.weights.as_slice())?);
+    let w_q = fl.weights.map(|w| quantize_i8(f64::from(w), s_w));
+    let s_acc = s_x * s_w;
+    let b_q = fl
+        .bias
+        .iter()
+        .enumerate()
+        .map(|(index, &b)| {
+            let value = f64::from(b);
+            quantize_i32(value, s_acc).ok_or(QuantizeError::Bias { layer: i, index, value, scale: s_acc })
+        })
+        .collect::<Result<Vec<i32>, _>>()?;
+    let s_y = symmetric_scale(calibration.range(outputs)?);
+    let scale = s_acc / s_y;
+    let quant = requantization(s_x, s_w, s_y, fl.relu).map_err(|source| QuantizeError::Requant {
+        layer: i,
+        scale,
+        source,
+    })?;
+    let layer = Layer::new(w_q, DVector::from_vec(b_q), quant).expect("the bias has one element per column");
+    Ok(QuantLayer { layer, weight_scale: s_w, output_scale: s_y })
+}
+
 /// Quantise a float MLP: per-tensor symmetric int8 weights, int32 biases at the accumulator
 /// scale, and one [`Quant`] per layer from the activation ranges of `calibration` (M x K float
 /// inputs, e.g. the training set) run through the float layers.
@@ -485,38 +530,10 @@ pub fn quantize_mlp(
     let mut a = calibration.clone();
     let mut out = Vec::with_capacity(layers.len());
     for (i, fl) in layers.iter().enumerate() {
-        let not_finite = |what, v: f32| QuantizeError::NotFinite { what, value: f64::from(v) };
-        if let Some(v) = fl.weights.iter().find(|v| !v.is_finite()) {
-            return Err(not_finite("a weight", *v));
-        }
-        if let Some(v) = fl.bias.iter().find(|v| !v.is_finite()) {
-            return Err(not_finite("a bias", *v));
-        }
         let y = fl.forward(&a).map_err(|source| QuantizeError::Shape { layer: i, source })?;
-
-        let s_w = symmetric_scale(Calibration::Max.range(fl.weights.as_slice())?);
-        let w_q = fl.weights.map(|w| quantize_i8(f64::from(w), s_w));
-        let s_acc = s_x * s_w;
-        let b_q = fl
-            .bias
-            .iter()
-            .enumerate()
-            .map(|(index, &b)| {
-                let value = f64::from(b);
-                quantize_i32(value, s_acc).ok_or(QuantizeError::Bias { layer: i, index, value, scale: s_acc })
-            })
-            .collect::<Result<Vec<i32>, _>>()?;
-        let s_y = symmetric_scale(options.calibration.range(y.as_slice())?);
-        let scale = s_acc / s_y;
-        let quant = requantization(s_x, s_w, s_y, fl.relu).map_err(|source| QuantizeError::Requant {
-            layer: i,
-            scale,
-            source,
-        })?;
-        let layer = Layer::new(w_q, DVector::from_vec(b_q), quant)
-            .expect("forward() checked that the bias has one element per column");
-        out.push(QuantLayer { layer, weight_scale: s_w, output_scale: s_y });
-        s_x = s_y;
+        let q = quantize_layer(i, fl, s_x, y.as_slice(), options.calibration)?;
+        s_x = q.output_scale;
+        out.push(q);
         a = y;
     }
     // forward() checked the chaining, symmetric_scale() returns finite scales > 0
