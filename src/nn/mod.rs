@@ -21,6 +21,8 @@
 //! * [`train_digits`]: all of the above in one call, as the demo runs it.
 //! * [`file`](mod@file): the model file `model.json` (`docs/model-format.md`).
 
+pub mod cnn;
+pub mod cnn_train;
 pub mod digits;
 pub mod file;
 pub mod float;
@@ -32,6 +34,8 @@ use driver::quant::{argmax_rows, quantize_mlp, Calibration, QuantOptions, Quanti
 use driver::{Device, DriverError, Output, OutputKind, Transport};
 use thiserror::Error;
 
+pub use cnn::{CnnShapeError, FloatCnn, FloatConv, FloatOp};
+pub use cnn_train::{train_cnn, train_cnn_with_progress, CnnTrainConfig};
 pub use digits::{Dataset, Split};
 pub use file::{ModelFile, Provenance};
 pub use float::FloatMlp;

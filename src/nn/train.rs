@@ -113,28 +113,29 @@ pub enum TrainError {
     },
 }
 
-/// One layer's parameters, row-major K x N (`w[k * n + j]`); also used for gradients and Adam's moments.
+/// One layer's parameters, row-major K x N (`w[k * n + j]`); also used for gradients and Adam's moments
+/// (and by the CNN trainer, `cnn_train`, for its convolutions: the im2col weight matrix).
 #[derive(Debug, Clone)]
-struct Dense {
-    k: usize,
-    n: usize,
-    w: Vec<f32>,
-    b: Vec<f32>,
+pub(crate) struct Dense {
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) w: Vec<f32>,
+    pub(crate) b: Vec<f32>,
 }
 
 impl Dense {
-    fn init(k: usize, n: usize, rng: &mut SplitMix64) -> Self {
+    pub(crate) fn init(k: usize, n: usize, rng: &mut SplitMix64) -> Self {
         let limit = (6.0 / k as f32).sqrt();
         let w = (0..k * n).map(|_| (2.0 * rng.next_f32() - 1.0) * limit).collect();
         Dense { k, n, w, b: vec![0.0; n] }
     }
 
-    fn zeros_like(&self) -> Self {
+    pub(crate) fn zeros_like(&self) -> Self {
         Dense { k: self.k, n: self.n, w: vec![0.0; self.w.len()], b: vec![0.0; self.n] }
     }
 
     /// `out = a W + b`, bias first, then k = 0, 1, ... (skipping zero inputs, which add 0).
-    fn forward(&self, a: &[f32], out: &mut [f32]) {
+    pub(crate) fn forward(&self, a: &[f32], out: &mut [f32]) {
         out.copy_from_slice(&self.b);
         for (k, &x) in a.iter().enumerate() {
             if x != 0.0 {
@@ -145,7 +146,7 @@ impl Dense {
         }
     }
 
-    fn to_float_layer(&self, relu: bool) -> FloatLayer {
+    pub(crate) fn to_float_layer(&self, relu: bool) -> FloatLayer {
         FloatLayer {
             weights: DMatrix::from_row_slice(self.k, self.n, &self.w),
             bias: DVector::from_column_slice(&self.b),
@@ -155,7 +156,7 @@ impl Dense {
 }
 
 /// Adam's state for all layers.
-struct Adam {
+pub(crate) struct Adam {
     m: Vec<Dense>,
     v: Vec<Dense>,
     /// beta1^t and beta2^t, by repeated multiplication (no `powi`).
@@ -168,7 +169,7 @@ const BETA2: f32 = 0.999;
 const EPSILON: f32 = 1e-8;
 
 impl Adam {
-    fn new(layers: &[Dense]) -> Self {
+    pub(crate) fn new(layers: &[Dense]) -> Self {
         Adam {
             m: layers.iter().map(Dense::zeros_like).collect(),
             v: layers.iter().map(Dense::zeros_like).collect(),
@@ -178,7 +179,7 @@ impl Adam {
     }
 
     /// One step with the gradient sums `grads` of `count` images.
-    fn step(&mut self, layers: &mut [Dense], grads: &[Dense], count: usize, lr: f32) {
+    pub(crate) fn step(&mut self, layers: &mut [Dense], grads: &[Dense], count: usize, lr: f32) {
         self.beta1_t *= BETA1;
         self.beta2_t *= BETA2;
         let (c1, c2) = (1.0 - self.beta1_t, 1.0 - self.beta2_t);
@@ -199,7 +200,7 @@ impl Adam {
 }
 
 /// Softmax in place; returns `-ln p[label]`.
-fn softmax_cross_entropy(z: &mut [f32], label: usize) -> f32 {
+pub(crate) fn softmax_cross_entropy(z: &mut [f32], label: usize) -> f32 {
     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0.0;
     for v in z.iter_mut() {
