@@ -111,17 +111,18 @@ fn check_outputs(output: &Path, report: Option<&Path>) -> Result<(), CliError> {
             format!("{} is also the output (-o): give two paths", output.display()),
         ));
     }
-    for path in std::iter::once(output).chain(report) {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if !dir.is_dir() {
-            return Err(CliError::file(
-                path,
-                format!("cannot write here: {} is not a directory", dir.display()),
-            ));
-        }
+    std::iter::once(output).chain(report).try_for_each(check_output_dir)
+}
+
+/// An output file's directory must exist (checked before any work, so that a run does not end
+/// in an error after minutes of simulation).
+pub fn check_output_dir(path: &Path) -> Result<(), CliError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(CliError::file(path, format!("cannot write here: {} is not a directory", dir.display())));
     }
     Ok(())
 }

@@ -14,25 +14,54 @@ fn stdout(o: &Output) -> String {
 fn demo_trains_and_runs_bit_exactly_on_every_backend() {
     let dir = tempfile::tempdir().unwrap();
     let out_dir = dir.path().join("demo");
-    let out = protobrain(&["demo", "--quiet", "--out", out_dir.to_str().unwrap(), "--preset", "ecp5-25k"]);
+    let json = dir.path().join("summary.json");
+    let out = protobrain(&[
+        "demo",
+        "--quiet",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--preset",
+        "ecp5-25k",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{out:?}");
     let text = stdout(&out);
     for backend in ["golden device", "native model", "RTL (Verilator)"] {
-        let line =
-            text.lines().find(|l| l.contains(&format!("int8 {backend}"))).unwrap_or_else(|| panic!("{text}"));
-        assert!(line.contains("bit-exact with the host golden model"), "{line}");
-        let acc: f64 = line
-            .split_whitespace()
-            .find(|w| w.ends_with('%'))
-            .unwrap()
-            .trim_end_matches('%')
-            .parse()
-            .unwrap();
-        assert!(acc >= 90.0, "{line}");
+        // one line per model (MLP, CNN)
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(&format!("int8 {backend}"))).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for line in lines {
+            assert!(line.contains("bit-exact with the host golden model"), "{line}");
+            let acc: f64 = line
+                .split_whitespace()
+                .find(|w| w.ends_with('%'))
+                .unwrap()
+                .trim_end_matches('%')
+                .parse()
+                .unwrap();
+            assert!(acc >= 90.0, "{line}");
+        }
     }
     assert!(text.contains("cycles per inference") && text.contains("latency"), "{text}");
-    assert!(text.contains("uJ per inference") && text.contains("energy by component"), "{text}");
-    assert!(out_dir.join("model.json").exists());
+    assert!(text.contains("µJ per inference") && text.contains("energy by component"), "{text}");
+    assert!(text.contains("Side by side, per inference"), "{text}");
+    assert!(out_dir.join("model.json").exists() && out_dir.join("cnn.json").exists());
+
+    // the summary: both models, every backend agreed, the CNN at its accuracy floor
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let models = v["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    for m in models {
+        assert_eq!(m["backends"], serde_json::json!(["golden device", "native model", "RTL (Verilator)"]), "{m}");
+        for field in ["cycles_per_inference", "energy_uj_per_inference", "words_in", "words_out", "utilization"] {
+            assert!(m[field].as_f64().unwrap() > 0.0, "{field}: {m}");
+        }
+    }
+    let cnn = &models[1];
+    assert!(cnn["model"].as_str().unwrap().starts_with("CNN 8x8x1: conv2d"), "{cnn}");
+    let (float, int8) = (cnn["accuracy_float"].as_f64().unwrap(), cnn["accuracy_int8"].as_f64().unwrap());
+    assert!(int8 >= 0.975 && (float - int8).abs() <= 0.01, "CNN accuracy float {float}, int8 {int8}");
     // the size sweep's plots, named on the last lines
     let plots =
         text.lines().find(|l| l.trim_start().starts_with("plots: ")).unwrap_or_else(|| panic!("{text}"));

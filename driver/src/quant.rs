@@ -483,7 +483,10 @@ pub fn quantize_layer(
         return Err(not_finite("a bias", *v));
     }
     if fl.bias.len() != fl.n() {
-        return Err(QuantizeError::Shape { layer: i, source: ShapeError::Bias { bias: fl.bias.len(), n: fl.n() } });
+        return Err(QuantizeError::Shape {
+            layer: i,
+            source: ShapeError::Bias { bias: fl.bias.len(), n: fl.n() },
+        });
     }
     let s_w = symmetric_scale(Calibration::Max.range(fl.weights.as_slice())?);
     let w_q = fl.weights.map(|w| quantize_i8(f64::from(w), s_w));

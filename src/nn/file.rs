@@ -74,6 +74,8 @@ pub struct Provenance {
 pub enum Training {
     /// An MLP ([`super::train`]).
     Mlp(TrainConfig),
+    /// A CNN ([`super::cnn_train`]).
+    Cnn(super::cnn_train::CnnTrainConfig),
 }
 
 /// A version 1 file: an MLP.

@@ -24,6 +24,7 @@
 pub mod cnn;
 pub mod cnn_train;
 pub mod digits;
+pub mod digits_cnn;
 pub mod file;
 pub mod float;
 pub mod train;
@@ -66,7 +67,7 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    fn new(predictions: Vec<usize>, data: &Dataset) -> Self {
+    pub(crate) fn new(predictions: Vec<usize>, data: &Dataset) -> Self {
         let correct = predictions.iter().zip(data.labels()).filter(|(p, l)| **p == usize::from(**l)).count();
         Evaluation { predictions, correct, total: data.len() }
     }
@@ -144,34 +145,38 @@ pub struct DigitsModel {
 impl DigitsModel {
     /// Where the model came from, for its model file.
     pub fn provenance(&self) -> Provenance {
-        Provenance {
-            dataset: "data/digits.csv: UCI optical recognition of handwritten digits as bundled with \
-                      scikit-learn (load_digits), 8x8 pixels 0..16, labels 0..9"
-                .into(),
-            input_encoding: "x_q = round(pixel * 127 / 16), half up: int8 0..127 for pixels 0..16; \
-                             the float model takes pixel / 16 = x_q * input_scale"
-                .into(),
-            split: file::SplitInfo {
-                method: "Fisher-Yates shuffle of the row numbers with SplitMix64(seed): the first 500 \
-                         are the test set, the rest the training set, each kept in file order"
-                    .into(),
-                seed: digits::SPLIT_SEED,
-                train: self.split.train.len(),
-                test: self.split.test.len(),
-            },
-            training: file::Training::Mlp(self.config.clone()),
-            calibration: file::CalibrationInfo { method: CALIBRATION, images: self.split.train.len() },
-            accuracy: file::AccuracyInfo {
-                test_images: self.split.test.len(),
-                float: self.float_eval.accuracy(),
-                int8: self.int8_eval.accuracy(),
-            },
-        }
+        let mut p = provenance_of(&self.split, self.float_eval.accuracy(), self.int8_eval.accuracy());
+        p.training = file::Training::Mlp(self.config.clone());
+        p
     }
 
     /// The model file (`model.json`) of this model.
     pub fn model_file(&self) -> ModelFile {
         ModelFile::mlp(&self.quantized, Some(self.provenance()))
+    }
+}
+
+/// The provenance of a digits model trained on the standard `split` (the training
+/// hyper-parameters are the default MLP's: callers set their own).
+pub(crate) fn provenance_of(split: &Split, float: f64, int8: f64) -> Provenance {
+    Provenance {
+        dataset: "data/digits.csv: UCI optical recognition of handwritten digits as bundled with \
+                  scikit-learn (load_digits), 8x8 pixels 0..16, labels 0..9"
+            .into(),
+        input_encoding: "x_q = round(pixel * 127 / 16), half up: int8 0..127 for pixels 0..16; \
+                         the float model takes pixel / 16 = x_q * input_scale"
+            .into(),
+        split: file::SplitInfo {
+            method: "Fisher-Yates shuffle of the row numbers with SplitMix64(seed): the first 500 \
+                     are the test set, the rest the training set, each kept in file order"
+                .into(),
+            seed: digits::SPLIT_SEED,
+            train: split.train.len(),
+            test: split.test.len(),
+        },
+        training: file::Training::Mlp(TrainConfig::default()),
+        calibration: file::CalibrationInfo { method: CALIBRATION, images: split.train.len() },
+        accuracy: file::AccuracyInfo { test_images: split.test.len(), float, int8 },
     }
 }
 
