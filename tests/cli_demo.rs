@@ -53,8 +53,14 @@ fn demo_trains_and_runs_bit_exactly_on_every_backend() {
     let models = v["models"].as_array().unwrap();
     assert_eq!(models.len(), 2);
     for m in models {
-        assert_eq!(m["backends"], serde_json::json!(["golden device", "native model", "RTL (Verilator)"]), "{m}");
-        for field in ["cycles_per_inference", "energy_uj_per_inference", "words_in", "words_out", "utilization"] {
+        assert_eq!(
+            m["backends"],
+            serde_json::json!(["golden device", "native model", "RTL (Verilator)"]),
+            "{m}"
+        );
+        for field in
+            ["cycles_per_inference", "energy_uj_per_inference", "words_in", "words_out", "utilization"]
+        {
             assert!(m[field].as_f64().unwrap() > 0.0, "{field}: {m}");
         }
     }

@@ -17,6 +17,7 @@ use protobrain::nn::{self, digits, train, DigitsModel, ModelFile, TrainConfig};
 use spec::Config;
 
 const SHIPPED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits-mlp.json");
+const SHIPPED_CNN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits-cnn.json");
 
 /// The default model, trained once for all tests of this file.
 fn model() -> &'static DigitsModel {
@@ -172,4 +173,35 @@ fn shipped_model_is_reproduced() {
          not deterministic on this machine, or training changed (then rewrite the file with \
          PROTOBRAIN_BLESS=1 cargo test -p protobrain --test nn_digits)"
     );
+}
+
+/// The demo's CNN: trained deterministically, quantised per tensor, at its accuracy floor (int8
+/// >= 97.5% and within one point of float), equal on the host golden network and the golden
+/// device, and reproduced byte for byte as `data/digits-cnn.json`.
+#[test]
+fn the_cnn_meets_its_floor_and_is_reproduced() {
+    let cnn =
+        nn::digits_cnn::train_digits_cnn(&digits::bundled(), &nn::CnnTrainConfig::default(), true).unwrap();
+    let (float, int8) = (cnn.float_eval.accuracy(), cnn.int8_eval.accuracy());
+    assert!(int8 >= 0.975, "int8 accuracy {int8}");
+    assert!((float - int8).abs() <= 0.01, "float {float} vs int8 {int8}");
+    // the device runs the same network bit for bit
+    let cfg = spec::Config::new(4, 256, 128).unwrap();
+    let mut dev = driver::Device::open(driver::GoldenTransport::new(cfg), &cfg).unwrap();
+    let x = cnn.split.test.inputs_i8();
+    assert_eq!(cnn.quantized.run(&mut dev, &x).unwrap(), cnn.quantized.golden(&x).unwrap());
+
+    let text = cnn.model_file().to_json();
+    if std::env::var_os("PROTOBRAIN_BLESS").is_some() {
+        std::fs::write(SHIPPED_CNN, &text).unwrap();
+    }
+    let shipped = std::fs::read_to_string(SHIPPED_CNN).unwrap_or_default();
+    assert!(
+        shipped == text,
+        "data/digits-cnn.json differs from a fresh training of the default CNN: training is not \
+         deterministic on this machine, or training changed (then rewrite the file with \
+         PROTOBRAIN_BLESS=1 cargo test -p protobrain --test nn_digits)"
+    );
+    let back = ModelFile::from_json(&text, "digits-cnn.json").unwrap();
+    assert_eq!(back.model, cnn.quantized);
 }
