@@ -100,6 +100,22 @@ fn demo_trains_and_runs_bit_exactly_on_every_backend() {
     use sim::CycleSim;
     assert_eq!(dev.transport().sim().cycle(), cycles, "the demo's cycles are the native model's");
     assert_eq!(dev.counters().unwrap().macs, issued, "the demo's issued MACs are the COUNTERS' MACs");
+
+    // likewise the CNN (its batch line is the second one), from the written cnn.json
+    let cnn_cycles: u64 = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("batch of 500: "))
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no CNN batch line: {text}"));
+    let cnn = protobrain::nn::ModelFile::load(out_dir.join("cnn.json")).unwrap().model;
+    let transport = sim::transport::SimTransport::new(sim::native::NativeSim::new(&cfg));
+    let mut dev = driver::Device::open(transport, &cfg).unwrap();
+    let x = split.test.inputs_i8();
+    assert_eq!(cnn.run(&mut dev, &x).unwrap(), cnn.golden(&x).unwrap());
+    assert_eq!(dev.transport().sim().cycle(), cnn_cycles, "the demo's CNN cycles are the native model's");
+    assert_eq!(cnn_cycles as f64 / 500.0, models[1]["cycles_per_inference"].as_f64().unwrap());
 }
 
 #[test]
@@ -117,7 +133,7 @@ fn version_and_help() {
     assert_eq!(v.trim(), format!("protobrain {}", env!("CARGO_PKG_VERSION")));
 
     let help = stdout(&protobrain(&["--help"]));
-    for word in ["matmul", "demo", "emit", "mlp", "systolic", "Examples:"] {
+    for word in ["matmul", "demo", "emit", "infer", "mlp", "systolic", "Examples:"] {
         assert!(help.contains(word), "--help lacks {word:?}:\n{help}");
     }
     let help = stdout(&protobrain(&["matmul", "--help"]));
