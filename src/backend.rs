@@ -60,11 +60,30 @@ pub struct LinkArgs {
     #[arg(long, value_name = "PATH")]
     pub port: Option<String>,
     /// Baud rate of the board's UART (--backend serial); the bitstreams run at 1 Mbaud 8N1.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(300..=12_000_000))]
     pub baud: u32,
     /// Write a VCD waveform of the run (--backend rtl).
     #[arg(long, value_name = "out.vcd")]
     pub trace: Option<PathBuf>,
+}
+
+/// The largest DIM the RTL backend (and `emit`) builds: the emitted Verilog grows with DIM²
+/// (one module per PE) and Verilator's build with it (DIM 256 ran for minutes and past 1.7 GB).
+pub const MAX_RTL_DIM: usize = 64;
+
+/// Refuse a configuration the RTL backend cannot build in reasonable time and memory.
+pub fn check_rtl(cfg: &Config) -> Result<(), CliError> {
+    if cfg.dim() > MAX_RTL_DIM {
+        return Err(CliError::input(
+            "--dim",
+            format!(
+                "DIM {} is for estimation only: the emitted Verilog grows with DIM^2 (one module per PE) \
+                 and is not practical above {MAX_RTL_DIM} (--backend native and estimate take any DIM)",
+                cfg.dim()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// An open connection to one device.
@@ -88,6 +107,7 @@ impl Link {
             Backend::Golden => Link::Golden(Box::new(GoldenTransport::new(*cfg))),
             Backend::Native => Link::Native(Box::new(SimTransport::new(NativeSim::new(cfg)))),
             Backend::Rtl => {
+                check_rtl(cfg)?;
                 let sim = match &args.trace {
                     Some(path) => VerilatedSim::with_trace(cfg, path),
                     None => VerilatedSim::new(cfg),
@@ -216,10 +236,14 @@ impl RunReport {
         })
     }
 
-    /// Write the report as pretty JSON, atomically.
-    pub fn save(&self, path: &std::path::Path) -> Result<(), CliError> {
+    /// Stage the report as pretty JSON among a command's outputs.
+    pub fn stage(
+        &self,
+        outputs: &mut crate::output::Outputs,
+        path: &std::path::Path,
+    ) -> Result<(), CliError> {
         let json = serde_json::to_string_pretty(self).expect("a report always serialises");
-        crate::output::write_atomically(path, |w| w.write_all(json.as_bytes()))
+        outputs.stage(path, |w| w.write_all(json.as_bytes()))
     }
 
     /// One line for the terminal.

@@ -106,12 +106,16 @@ pub fn parse_list(flag: &str, text: &str) -> Result<Vec<usize>, CliError> {
         .collect()
 }
 
-/// A positive, finite clock in MHz.
+/// Clocks `--clock` accepts, MHz: 1 kHz to 100 GHz.
+pub const CLOCK_RANGE_MHZ: (f64, f64) = (1e-3, 1e5);
+
+/// A clock in MHz within [`CLOCK_RANGE_MHZ`].
 pub fn check_clock(mhz: f64) -> Result<f64, CliError> {
-    if mhz.is_finite() && mhz > 0.0 {
+    let (lo, hi) = CLOCK_RANGE_MHZ;
+    if mhz.is_finite() && (lo..=hi).contains(&mhz) {
         Ok(mhz)
     } else {
-        Err(CliError::input("--clock", format!("must be a positive frequency in MHz, got {mhz}")))
+        Err(CliError::input("--clock", format!("must be a frequency in MHz from {lo} to {hi}, got {mhz}")))
     }
 }
 
@@ -144,10 +148,31 @@ pub fn estimate_error(e: EstimateError) -> CliError {
     }
 }
 
-fn workload(args: &EstimateArgs) -> Result<Workload, CliError> {
+/// Estimating keeps several copies of the stream (the whole program, the derived runs and their
+/// traces): the memory check counts the workload this many times.
+const ESTIMATE_COPIES: u128 = 3;
+
+/// Refuse a workload whose memory would exceed the limit, before anything is allocated.
+fn check_memory(
+    cfg: &Config,
+    m: usize,
+    shapes: &[(usize, usize)],
+    kind: driver::OutputKind,
+) -> Result<(), CliError> {
+    let bytes = crate::limits::workload_bytes(cfg, m, shapes, kind).map_err(|e| estimate_error(e.into()))?;
+    let dims: Vec<String> = shapes.iter().map(|(k, n)| format!("{k}x{n}")).collect();
+    crate::limits::check(
+        "workload",
+        &format!("estimating M = {m} through {} on {cfg}", dims.join(", ")),
+        bytes.saturating_mul(ESTIMATE_COPIES),
+    )
+}
+
+fn workload(args: &EstimateArgs, cfg: &Config) -> Result<Workload, CliError> {
     let input = if args.zeros { Input::Zeros } else { Input::Random { seed: args.seed } };
     if let Some(text) = &args.gemm {
         let (m, k, n) = parse_gemm("--gemm", text)?;
+        check_memory(cfg, m, &[(k, n)], driver::OutputKind::Int8)?;
         return Workload::gemm(m, k, n, input).map_err(estimate_error);
     }
     let path = args.model.as_ref().expect("clap requires --gemm or --model");
@@ -156,6 +181,8 @@ fn workload(args: &EstimateArgs) -> Result<Workload, CliError> {
     }
     let file = ModelFile::load(path).map_err(|e| CliError::file(path, e.problem))?;
     let model = &file.model;
+    let shapes: Vec<(usize, usize)> = model.widths().windows(2).map(|w| (w[0], w[1])).collect();
+    check_memory(cfg, args.batch, &shapes, model.output())?;
     let widths: Vec<String> = model.widths().iter().map(usize::to_string).collect();
     let name = format!("MLP {} ({})", widths.join("-"), path.display());
     Workload::mlp(name, model.to_driver_layers(), model.output(), args.batch, input).map_err(estimate_error)
@@ -163,6 +190,7 @@ fn workload(args: &EstimateArgs) -> Result<Workload, CliError> {
 
 /// Run the command; the report for stdout.
 pub fn run(args: &EstimateArgs) -> Result<String, CliError> {
+    crate::output::check_outputs(&[("--json", args.json.as_deref())])?;
     let cfg: Config = args.config.config()?;
     let mhz = check_clock(args.clock.unwrap_or_else(|| nominal_clock_mhz(&args.config.preset)))?;
     let clock_hz = mhz * 1e6;
@@ -174,7 +202,7 @@ pub fn run(args: &EstimateArgs) -> Result<String, CliError> {
         (None, None) => None,
     };
     let tech = load_tech(&args.tech)?;
-    let work = workload(args)?;
+    let work = workload(args, &cfg)?;
     let opts = Options { clock_hz, link, tech };
     let est = estimate(&cfg, &work, &opts).map_err(estimate_error)?;
     let mut out = est.to_string();
@@ -199,6 +227,10 @@ mod tests {
         assert_eq!(e.to_string(), "--dims: '0' is not a positive integer (in '2,0,4')");
         assert!(parse_list("--m", "8,x").is_err());
         assert_eq!(check_clock(0.0).unwrap_err().subject, "--clock");
+        assert!(
+            check_clock(1e-300).is_err() && check_clock(f64::INFINITY).is_err() && check_clock(1e9).is_err()
+        );
+        assert_eq!(check_clock(30.0).unwrap(), 30.0);
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod demo;
 mod emit;
 mod error;
 mod estimate;
+mod limits;
 mod matmul;
 mod mlp;
 mod npy;

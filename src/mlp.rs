@@ -54,6 +54,11 @@ pub struct MlpArgs {
 
 /// Run the command: check, compute, write. Returns the report for stdout.
 pub fn run(args: &MlpArgs) -> Result<String, CliError> {
+    crate::output::check_outputs(&[
+        ("--output", Some(&args.output)),
+        ("--report", args.report.as_deref()),
+        ("--trace", args.link.trace.as_deref()),
+    ])?;
     let cfg = args.config.config()?;
     let file = ModelFile::load(&args.model).map_err(|e| CliError::file(&args.model, e.problem))?;
     let model = &file.model;
@@ -71,20 +76,22 @@ pub fn run(args: &MlpArgs) -> Result<String, CliError> {
         ));
     }
     let (y, report) = compute(&args.link, &cfg, model, &x)?;
-    if let Some(path) = &args.report {
-        report.save(path)?;
-    }
+    let mut outputs = crate::output::Outputs::new();
     let (m, n) = y.shape();
     let what = match &y {
         Output::Raw(y) => {
-            npy::write_matrix(&args.output, y)?;
+            npy::stage_matrix(&mut outputs, &args.output, y)?;
             "int32 logits"
         }
         Output::Int8(y) => {
-            npy::write_matrix(&args.output, y)?;
+            npy::stage_matrix(&mut outputs, &args.output, y)?;
             "int8"
         }
     };
+    if let Some(path) = &args.report {
+        report.stage(&mut outputs, path)?;
+    }
+    outputs.commit()?;
     let widths: Vec<String> = model.widths().iter().map(usize::to_string).collect();
     Ok(format!(
         "wrote {}: {what} ({m}, {n}) of MLP {} ({}) on {m} inputs; {} backend, {cfg}\n{}\n",
@@ -104,6 +111,8 @@ fn compute(
     model: &QuantizedMlp,
     x: &DMatrix<i8>,
 ) -> Result<(Output, RunReport), CliError> {
+    let shapes: Vec<(usize, usize)> = model.widths().windows(2).map(|w| (w[0], w[1])).collect();
+    crate::limits::check_workload(cfg, x.nrows(), &shapes, model.output())?;
     let transport = Link::open(link, cfg)?;
     let timeout = transport.timeout();
     let failed =

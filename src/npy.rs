@@ -18,7 +18,7 @@ use nalgebra::{DMatrix, DVector, Scalar};
 use npyz::{DType, NpyFile, NpyHeader, Order, TypeChar, WriterBuilder};
 
 use crate::error::{describe_io, CliError};
-use crate::output::write_atomically;
+use crate::output::Outputs;
 
 /// The six bytes every `.npy` file starts with.
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -55,6 +55,11 @@ pub fn read_matrix<T: Element>(path: &Path) -> Result<DMatrix<T>, CliError> {
         ));
     };
     let (rows, cols) = (to_usize(path, rows)?, to_usize(path, cols)?);
+    // read_array checked rows * cols * size against the data; repeat the product check in
+    // usize so that nalgebra is never handed a shape whose product wraps.
+    if rows.checked_mul(cols) != Some(data.len()) {
+        return Err(CliError::file(path, format!("shape ({rows}, {cols}) does not match its data")));
+    }
     Ok(match header.order() {
         Order::C => DMatrix::from_row_slice(rows, cols, &data),
         // Fortran order is column-major, which is nalgebra's own storage order.
@@ -75,8 +80,18 @@ pub fn read_vector<T: Element>(path: &Path) -> Result<DVector<T>, CliError> {
 }
 
 /// Write a matrix as a C-order 2-D `.npy` file, atomically (temp file + rename).
+#[cfg(test)]
 pub fn write_matrix<T: Element>(path: &Path, m: &DMatrix<T>) -> Result<(), CliError> {
-    write_atomically(path, |out| {
+    crate::output::write_atomically(path, |out| fill_matrix(out, m))
+}
+
+/// Stage a matrix as a C-order 2-D `.npy` file among a command's outputs.
+pub fn stage_matrix<T: Element>(outputs: &mut Outputs, path: &Path, m: &DMatrix<T>) -> Result<(), CliError> {
+    outputs.stage(path, |out| fill_matrix(out, m))
+}
+
+fn fill_matrix<T: Element>(out: &mut dyn std::io::Write, m: &DMatrix<T>) -> std::io::Result<()> {
+    {
         let mut writer = npyz::WriteOptions::<T>::new()
             .default_dtype()
             .shape(&[m.nrows() as u64, m.ncols() as u64])
@@ -89,7 +104,7 @@ pub fn write_matrix<T: Element>(path: &Path, m: &DMatrix<T>) -> Result<(), CliEr
             }
         }
         writer.finish()
-    })
+    }
 }
 
 /// Read and check one array file: returns its header and its elements in storage order.
@@ -98,13 +113,24 @@ fn read_array<T: Element>(path: &Path) -> Result<(NpyHeader, Vec<T>), CliError> 
     if !bytes.starts_with(MAGIC) {
         return Err(CliError::file(path, "not a .npy file (it does not start with the \\x93NUMPY magic)"));
     }
+    // before npyz sees the header: it multiplies the shape without a check
+    if let Some(shape) = raw_shape(&bytes) {
+        if shape.iter().try_fold(T::SIZE, |acc, &d| acc.checked_mul(d)).is_none() {
+            return Err(CliError::file(
+                path,
+                format!("truncated: shape {} needs more than 2^64 bytes of data", fmt_shape(&shape)),
+            ));
+        }
+    }
     let mut cursor = Cursor::new(&bytes[..]);
     let header = NpyHeader::from_reader(&mut cursor)
         .map_err(|e| CliError::file(path, format!("malformed .npy header: {e}")))?;
     check_dtype::<T>(path, &header.dtype())?;
 
     let data = &bytes[cursor.position() as usize..];
-    let needed = header.len().checked_mul(T::SIZE);
+    // The element count from the shape, checked: npyz's own product wraps, and a wrapped count
+    // would pass the length check below and hand nalgebra a matrix larger than its data.
+    let needed = header.shape().iter().try_fold(T::SIZE, |acc, &d| acc.checked_mul(d));
     if needed.is_none_or(|n| n > data.len() as u64) {
         return Err(CliError::file(
             path,
@@ -120,6 +146,21 @@ fn read_array<T: Element>(path: &Path) -> Result<(NpyHeader, Vec<T>), CliError> 
         .into_vec::<T>()
         .map_err(|e| CliError::file(path, format!("cannot read the array data: {e}")))?;
     Ok((header, values))
+}
+
+/// The `'shape': (a, b, ...)` of a .npy header, read directly from the bytes (versions 1, 2
+/// and 3), or `None` if it cannot be found (npyz then reports the malformed header).
+fn raw_shape(bytes: &[u8]) -> Option<Vec<u64>> {
+    let (len, start): (usize, usize) = match bytes.get(6)? {
+        1 => (usize::from(u16::from_le_bytes([*bytes.get(8)?, *bytes.get(9)?])), 10),
+        2 | 3 => (u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize, 12),
+        _ => return None,
+    };
+    let header = std::str::from_utf8(bytes.get(start..start.checked_add(len)?)?).ok()?;
+    let rest = &header[header.find("'shape'")? + "'shape'".len()..];
+    let inner = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('(')?;
+    let inner = &inner[..inner.find(')')?];
+    inner.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| t.parse().ok()).collect()
 }
 
 /// Accept exactly a `T` dtype (any byte order); otherwise say what was found.
@@ -173,6 +214,21 @@ fn to_usize(path: &Path, n: u64) -> Result<usize, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_shapes_are_read_before_npyz() {
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        let dict = "{'descr': '|i1', 'fortran_order': False, 'shape': (9223372036854775809, 2), }";
+        bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(dict.as_bytes());
+        assert_eq!(raw_shape(&bytes), Some(vec![9223372036854775809, 2]));
+        let dict = "{'descr': '<i4', 'shape': (3,), 'fortran_order': False}";
+        bytes.truncate(8);
+        bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(dict.as_bytes());
+        assert_eq!(raw_shape(&bytes), Some(vec![3]));
+        assert_eq!(raw_shape(b"\x93NUMPY\x01\x00\xff\xff"), None);
+    }
 
     #[test]
     fn shapes_print_like_numpy() {
