@@ -93,9 +93,18 @@ pub enum Command {
         protobrain compile mlp -m model.json -i X.npy --preset ecp5-25k -o prog.json")]
     Compile(crate::program_cmd::CompileArgs),
     /// Execute a saved program (.json or .bin) and print every response and the cycle count.
-    #[command(after_help = "Examples:\n  \
+    #[command(
+        long_about = "Execute a saved program (.json or .bin) on --backend golden, native or rtl and \
+            print every response and the cycle count: cycles from the first word in (cycle 0, \
+            right after reset) to the last response word out, the definition every command uses. \
+            A .json program carries its configuration (config flags may only repeat it); a .bin \
+            runs on the configuration of the flags. A stream that ends inside a command, or a \
+            command the device refuses, is an error (exit 2, one line per kind of refusal). \
+            Boards are driven by matmul and mlp (--backend serial is not available here).",
+        after_help = "Examples:\n  \
         protobrain run -p prog.json --backend native\n  \
-        protobrain run -p prog.bin --preset default --backend rtl --trace run.vcd")]
+        protobrain run -p prog.bin --preset default --backend rtl --trace run.vcd"
+    )]
     Run(crate::program_cmd::RunArgs),
     /// Build a board's bitstream with the open FPGA flow and report resources and Fmax.
     #[command(after_help = "Examples:\n  \

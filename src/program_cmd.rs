@@ -180,13 +180,7 @@ pub fn run(args: &RunArgs) -> Result<String, CliError> {
         out.push('\n');
     }
     match cycles {
-        Some(c) => {
-            out += &format!(
-                "{} responses ({} words) in {c} cycles (first word in to last response word out)\n",
-                decoded.len(),
-                responses.len()
-            )
-        }
+        Some(c) => out += &format!("{} responses ({} words) in {c} cycles\n", decoded.len(), responses.len()),
         None => {
             out += &format!(
                 "{} responses ({} words); the golden device is untimed\n",
