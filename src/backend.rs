@@ -53,7 +53,10 @@ impl Backend {
 /// How to reach the device.
 #[derive(Debug, Clone, Args)]
 pub struct LinkArgs {
-    /// Which model of the device computes.
+    /// Which model of the device computes. rtl builds a Verilator model of the Config on first
+    /// use (seconds to a minute) and caches it in $PROTOBRAIN_VERILATED_DIR, else
+    /// target/protobrain-verilated of the build, else ~/.cache/protobrain/verilated; delete that
+    /// directory to clear the cache.
     #[arg(long, value_enum, default_value_t = Backend::Golden)]
     pub backend: Backend,
     /// Serial port of the board (--backend serial), e.g. /dev/ttyUSB1.

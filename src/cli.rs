@@ -67,7 +67,7 @@ pub enum Command {
     #[command(
         long_about = "Write the Verilog of protobrain_core for a configuration: one self-contained \
             file with the ports clk, rst, in_data[31:0], in_valid, in_ready, out_data[31:0], \
-            out_valid, out_ready (DESIGN.md). Start from --preset and override any of --dim, \
+            out_valid, out_ready (docs/design.md). Start from --preset and override any of --dim, \
             --scratch-rows, --acc-rows.",
         after_help = "Examples:\n  \
             protobrain emit -o core.v\n  \
@@ -128,6 +128,7 @@ pub enum Command {
     Estimate(crate::estimate::EstimateArgs),
     /// Sweep DIM and M, write utilisation, scaling, energy and roofline plots (SVG).
     #[command(after_help = "Examples:\n  \
+        protobrain sweep\n  \
         protobrain sweep -o docs/img\n  \
         protobrain sweep --dims 4,8,16 --m 64,256,1024 --gemm 512,128,128 -o out/sweep")]
     Sweep(crate::sweep::SweepArgs),

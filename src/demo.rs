@@ -43,11 +43,9 @@ pub struct DemoArgs {
     /// tpu-v1 700, ecp5-* 50, ice40-up5k 30, otherwise 100].
     #[arg(long, value_name = "MHz")]
     pub clock: Option<f64>,
-    /// Train hidden widths 16/32/64, run them on DIM 4/8/16 (native model) and plot accuracy,
-    /// cycles and energy per inference against size into --out (the default).
-    #[arg(long, overrides_with = "no_sweep")]
-    pub sweep: bool,
-    /// Skip the size sweep and its plots.
+    /// Skip the size sweep (by default hidden widths 16/32/64 are trained, run on DIM 4/8/16
+    /// with the native model, and accuracy, cycles and energy per inference are plotted
+    /// against size into --out).
     #[arg(long)]
     pub no_sweep: bool,
     /// Where to write model.json and the report.
@@ -219,7 +217,7 @@ pub fn run(args: &DemoArgs) -> Result<String, CliError> {
     let e = energy(&cfg, &act, mhz * 1e6, &tech);
     let seconds = cycles as f64 / (mhz * 1e6);
     out += &format!(
-        "  energy [{}]: {:.3} uJ per inference, {:.1} uJ per batch, average power {:.1} mW, {:.2} TOPS/W\n",
+        "  energy [{}]: {:.3} µJ per inference, {:.1} µJ per batch, average power {:.1} mW, {:.2} TOPS/W\n",
         tech.name,
         e.total() * 1e-6 / n as f64,
         e.total() * 1e-6,
@@ -257,7 +255,7 @@ fn sweep(args: &DemoArgs, data: &digits::Dataset, mhz: f64) -> Result<String, Cl
     let mut out = String::from("\nSweep (native model, 1024/512-row memories, 28 nm table)\n");
     out += &format!(
         "  {:>6} {:>5} {:>9} {:>12} {:>14}\n",
-        "hidden", "DIM", "int8 acc", "cycles/inf", "energy/inf uJ"
+        "hidden", "DIM", "int8 acc", "cycles/inf", "energy/inf µJ"
     );
     let (mut acc, mut cyc, mut nrg) = (Vec::new(), Vec::new(), Vec::new());
     for hidden in [16usize, 32, 64] {
@@ -313,7 +311,7 @@ fn sweep(args: &DemoArgs, data: &digits::Dataset, mhz: f64) -> Result<String, Cl
             "energy_vs_dim.svg",
             "energy per inference vs array size (28 nm)",
             "DIM",
-            "uJ / inference",
+            "µJ / inference",
             &nrg,
         )?,
     ];

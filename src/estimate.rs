@@ -22,9 +22,10 @@ use crate::error::{describe_io, CliError};
 
 /// Arguments of `protobrain estimate`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("workload").required(true).args(["gemm", "model"]))]
 pub struct EstimateArgs {
     /// One layer relu(X W + b) with X: M x K and W: K x N, random int8 weights.
-    #[arg(long, value_name = "M,K,N", required_unless_present = "model", conflicts_with = "model")]
+    #[arg(long, value_name = "M,K,N", conflicts_with = "model")]
     pub gemm: Option<String>,
 
     /// An MLP model file (docs/model-format.md): its layers, weights and output kind.

@@ -215,6 +215,76 @@ fn to_usize(path: &Path, n: u64) -> Result<usize, CliError> {
 mod tests {
     use super::*;
 
+    /// A .npy of `shape` (any text) and `data`, written where `read_array` can read it.
+    fn crafted(dir: &Path, descr: &str, shape: &str, data: &[u8]) -> std::path::PathBuf {
+        let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + dict.len() + 1) % 64 != 0 {
+            dict.push(' ');
+        }
+        dict.push('\n');
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&[1, 0]);
+        bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(dict.as_bytes());
+        bytes.extend_from_slice(data);
+        let p = dir.join("f.npy");
+        fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// What a reader accepted is consistent: the matrix holds exactly its shape's elements.
+    fn read_any(p: &Path) {
+        if let Ok(m) = read_matrix::<i8>(p) {
+            assert_eq!(m.nrows().checked_mul(m.ncols()), Some(m.len()));
+        }
+        if let Ok(m) = read_matrix::<i32>(p) {
+            assert_eq!(m.nrows().checked_mul(m.ncols()), Some(m.len()));
+        }
+        let _ = read_vector::<i32>(p);
+    }
+
+    #[test]
+    fn the_shapes_that_crashed_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = crafted(dir.path(), "|i1", "(9223372036854775809, 2)", &[1, 2]);
+        assert!(read_matrix::<i8>(&p).unwrap_err().to_string().contains("truncated"));
+        let p = crafted(dir.path(), "|i1", "(4294967296, 4294967296)", &[0; 64]);
+        assert!(read_matrix::<i8>(&p).unwrap_err().to_string().contains("truncated"));
+        let p = crafted(dir.path(), "<i4", "(4611686018427387905,)", &[0; 4]);
+        assert!(read_vector::<i32>(&p).unwrap_err().to_string().contains("truncated"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("f.npy");
+            let mut with_magic = MAGIC.to_vec();
+            with_magic.extend_from_slice(&bytes);
+            for b in [&bytes, &with_magic] {
+                fs::write(&p, b).unwrap();
+                read_any(&p);
+            }
+        }
+
+        #[test]
+        fn arbitrary_shapes_never_panic(
+            dims in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..4),
+            small in proptest::collection::vec(0u64..5, 0..4),
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            descr in proptest::sample::select(vec!["|i1", "<i4", ">i4", "<f8"]),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            for d in [&dims, &small] {
+                let shape = match d.len() {
+                    1 => format!("({},)", d[0]),
+                    _ => format!("({})", d.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
+                };
+                read_any(&crafted(dir.path(), descr, &shape, &data));
+            }
+        }
+    }
+
     #[test]
     fn raw_shapes_are_read_before_npyz() {
         let mut bytes = b"\x93NUMPY\x01\x00".to_vec();

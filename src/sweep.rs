@@ -65,7 +65,7 @@ pub struct SweepArgs {
     pub json: Option<PathBuf>,
 
     /// Directory for the plots (created if missing).
-    #[arg(short, long, value_name = "DIR")]
+    #[arg(short, long, value_name = "DIR", default_value = "out/sweep")]
     pub out: PathBuf,
 }
 

@@ -374,9 +374,13 @@ impl<T: Transport> Device<T> {
         self.execute(&cmd)
     }
 
+    /// A SYNC token unlike the last 255. Its low 24 bits are zero: if the device takes it as a
+    /// header (the SYNC header itself was lost, or taken as the payload of a command whose
+    /// words were lost), it announces no payload and swallows nothing after it.
     fn fresh_token(&mut self) -> u32 {
         self.next_token = self.next_token.wrapping_add(1);
-        0x5C00_0000 ^ self.next_token.wrapping_mul(0x9E37_79B9)
+        // 167 is odd: consecutive counts give 256 distinct top bytes
+        ((self.next_token.wrapping_mul(167) & 0xFF) ^ 0x5C) << 24
     }
 
     // ---- one call per command ----

@@ -331,9 +331,20 @@ impl Program {
         Ok(crate::serial::bytes_to_words(bytes))
     }
 
-    /// Pretty JSON.
+    /// JSON with one step per line (each step compact: a WRITE_ACT's rows stay on its line),
+    /// so a program's JSON grows like its word stream, not one line per number.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a program always serialises")
+        fn compact(v: &impl Serialize) -> String {
+            serde_json::to_string(v).expect("a program always serialises")
+        }
+        let steps: Vec<String> = self.steps.iter().map(|s| format!("    {}", compact(s))).collect();
+        format!(
+            "{{\n  \"config\": {},\n  \"steps\": [\n{}\n  ],\n  \"results\": {},\n  \"output\": {}\n}}\n",
+            compact(&self.config),
+            steps.join(",\n"),
+            compact(&self.results),
+            self.output
+        )
     }
 
     /// Parse and [`validate`](Program::validate) JSON.
@@ -534,6 +545,14 @@ mod tests {
         let json = p.to_json();
         assert!(json.contains("\"write_act\""), "{json}");
         assert!(json.contains("\"set_quant\""), "{json}");
+        // one line per step, plus the frame
+        assert_eq!(json.lines().count(), p.steps.len() + 6, "{json}");
+        assert!(
+            json.contains("\n    {\"command\":{\"write_act\":{\"dst\":0,\"rows\":[[1,-1]]}}},\n"),
+            "{json}"
+        );
+        let empty = Program { steps: vec![], ..p.clone() };
+        assert!(Program::from_json(&empty.to_json()).unwrap_err().to_string().contains("elements"));
         assert_eq!(Program::from_json(&json).unwrap(), p);
     }
 
