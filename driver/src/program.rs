@@ -546,7 +546,7 @@ mod tests {
         assert!(json.contains("\"write_act\""), "{json}");
         assert!(json.contains("\"set_quant\""), "{json}");
         // one line per step, plus the frame
-        assert_eq!(json.lines().count(), p.steps.len() + 6, "{json}");
+        assert_eq!(json.lines().count(), p.steps.len() + 7, "{json}");
         assert!(
             json.contains("\n    {\"command\":{\"write_act\":{\"dst\":0,\"rows\":[[1,-1]]}}},\n"),
             "{json}"
