@@ -149,10 +149,6 @@ pub fn estimate_error(e: EstimateError) -> CliError {
     }
 }
 
-/// Estimating keeps several copies of the stream (the whole program, the derived runs and their
-/// traces): the memory check counts the workload this many times.
-const ESTIMATE_COPIES: u128 = 3;
-
 /// Refuse a workload whose memory would exceed the limit, before anything is allocated.
 fn check_memory(
     cfg: &Config,
@@ -165,7 +161,7 @@ fn check_memory(
     crate::limits::check(
         "workload",
         &format!("estimating M = {m} through {} on {cfg}", dims.join(", ")),
-        bytes.saturating_mul(ESTIMATE_COPIES),
+        bytes,
     )
 }
 

@@ -19,12 +19,15 @@ use crate::error::CliError;
 /// The environment variable that overrides the limit.
 pub const ENV: &str = "PROTOBRAIN_MEMORY_LIMIT";
 
-/// Bytes of host memory per word of the command stream, measured (`/usr/bin/time -v` on
-/// `compile layer` and `matmul --backend native`): the program's steps, its encoded words and
-/// the simulator's copy of them, plus per-row allocations (a row of a WRITE_ACT is its own
-/// vector, which dominates at DIM 1). Generous on purpose: the estimate must not be low.
+/// Bytes of host memory per word of the command stream: the program's steps, its encoded
+/// words and the simulator's copy of them, plus per-row allocations (a row of a WRITE_ACT is
+/// its own vector, which dominates at DIM 1). Measured with `/usr/bin/time -f %M` (max RSS),
+/// debug build: `compile layer` of 64x256x64 at DIM 1 with 1-row memories (8.4 M words) 877 MB
+/// (estimate 1.07 GB); 256x512x512 at DIM 1 (13.9 M words) 1.16 GB (estimate 1.78 GB), at
+/// DIM 8 (0.6 M words) 38 MB (estimate 45 MB); `matmul --backend native` of the DIM 1 case
+/// 695 MB and `estimate --gemm 256,512,512 --dim 1` 880 MB. High on purpose: it must not be low.
 fn bytes_per_word(cfg: &Config) -> u128 {
-    32 + 160 / cfg.words_per_row() as u128
+    24 + 104 / cfg.words_per_row() as u128
 }
 
 /// The limit in bytes: `$PROTOBRAIN_MEMORY_LIMIT`, else half the physical memory.
