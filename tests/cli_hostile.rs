@@ -130,6 +130,8 @@ fn truncated_streams_are_errors() {
 
 #[test]
 fn gemm_sizes_beyond_memory_are_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
     for gemm in ["1,4294967296,4294967296", "1000000,1000000,1000000", "4096,4096,4096"] {
         let r = std::process::Command::new(env!("CARGO_BIN_EXE_protobrain"))
             .args(["estimate", "--gemm", gemm])
@@ -139,8 +141,42 @@ fn gemm_sizes_beyond_memory_are_refused_before_allocating() {
         let stderr = String::from_utf8(r.stderr).unwrap();
         assert_eq!(r.status.code(), Some(2), "{gemm}: {stderr}");
         assert!(stderr.contains("more than the limit of 1.0 GiB"), "{stderr}");
+        let r = std::process::Command::new(env!("CARGO_BIN_EXE_protobrain"))
+            .args(["sweep", "--dims", "4", "--m", "1", "--gemm", gemm, "-o", s(&out)])
+            .env("PROTOBRAIN_MEMORY_LIMIT", "1G")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(r.stderr).unwrap();
+        assert_eq!(r.status.code(), Some(2), "{gemm}: {stderr}");
+        assert!(stderr.contains("more than the limit of 1.0 GiB"), "{stderr}");
         assert!(stderr.contains("PROTOBRAIN_MEMORY_LIMIT"), "{stderr}");
     }
+    assert!(!out.exists());
+    // a model run on a batch of 10^11 rows, and compile with tiny memories
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_protobrain"))
+        .args(["estimate", "--model", concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits-mlp.json")])
+        .args(["--batch", "100000000000"])
+        .env("PROTOBRAIN_MEMORY_LIMIT", "1G")
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8(r.stderr).unwrap().contains("more than the limit"));
+    // compile with 1-row memories at DIM 1: 8.4 M words (about 0.9 GB measured)
+    let x = dir.path().join("X.npy");
+    let w = dir.path().join("W.npy");
+    write_npy(&x, &[64, 256], Order::C, &vec![1i8; 64 * 256]);
+    write_npy(&w, &[256, 64], Order::C, &vec![1i8; 256 * 64]);
+    let p = dir.path().join("p.json");
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_protobrain"))
+        .args(["compile", "layer", "-i", s(&x), "-w", s(&w), "--raw", "--dim", "1"])
+        .args(["--scratch-rows", "1", "--acc-rows", "1", "-o", s(&p)])
+        .env("PROTOBRAIN_MEMORY_LIMIT", "100M")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(r.stderr).unwrap();
+    assert_eq!(r.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("more than the limit of 100.0 MiB"), "{stderr}");
+    assert!(!p.exists());
 }
 
 #[test]
