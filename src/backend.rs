@@ -70,6 +70,16 @@ pub struct LinkArgs {
     pub trace: Option<PathBuf>,
 }
 
+/// A driver failure as a CLI error: a board that is not the Config of the flags is bad input
+/// (exit 2), anything else an internal failure of the backend.
+pub fn driver_error(backend: Backend, e: driver::DriverError) -> CliError {
+    let subject = format!("--backend {}", backend.name());
+    match e {
+        e @ driver::DriverError::WrongDevice { .. } => CliError::input(subject, e.to_string()),
+        e => CliError::internal(subject, e.to_string()),
+    }
+}
+
 /// The largest DIM the RTL backend (and `emit`) builds: the emitted Verilog grows with DIM²
 /// (one module per PE) and Verilator's build with it (DIM 256 ran for minutes and past 1.7 GB).
 pub const MAX_RTL_DIM: usize = 64;
@@ -265,5 +275,30 @@ impl RunReport {
                 self.macs, self.words_sent, self.words_received
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_board_of_another_config_is_bad_input() {
+        let flags = Config::new(8, 1024, 512).unwrap();
+        let board = Config::new(4, 1024, 512).unwrap();
+        let e = driver_error(
+            Backend::Serial,
+            driver::DriverError::WrongDevice { expected: flags, found: driver::Info::of(&board) },
+        );
+        assert_eq!(e.exit_code, crate::error::EXIT_BAD_INPUT);
+        assert!(e.to_string().starts_with("--backend serial: the device is version"), "{e}");
+        let e = driver_error(Backend::Native, driver::DriverError::OutOfSync);
+        assert_eq!(e.exit_code, crate::error::EXIT_INTERNAL);
+    }
+
+    #[test]
+    fn the_rtl_backend_builds_up_to_dim_64() {
+        assert!(check_rtl(&Config::new(64, 1024, 512).unwrap()).is_ok());
+        assert_eq!(check_rtl(&Config::new(65, 1024, 512).unwrap()).unwrap_err().subject, "--dim");
     }
 }

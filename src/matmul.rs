@@ -151,7 +151,7 @@ pub fn run(args: &MatmulArgs) -> Result<String, CliError> {
     let link = Link::open(&args.link, &cfg)?;
     let timeout = link.timeout();
     let backend = args.link.backend;
-    let failed = |e: DriverError| CliError::internal(format!("--backend {}", backend.name()), e.to_string());
+    let failed = |e: DriverError| crate::backend::driver_error(backend, e);
     let mut dev = Device::open_with_timeout(link, &cfg, timeout).map_err(failed)?;
     let y = dev.layer(&x, &layer, kind).map_err(|e| match e {
         DriverError::Compile(c) => CliError::input("--scratch-rows", format!("{c} (for {cfg})")),

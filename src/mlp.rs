@@ -115,8 +115,7 @@ fn compute(
     crate::limits::check_workload(cfg, x.nrows(), &shapes, model.output())?;
     let transport = Link::open(link, cfg)?;
     let timeout = transport.timeout();
-    let failed =
-        |e: DriverError| CliError::internal(format!("--backend {}", link.backend.name()), e.to_string());
+    let failed = |e: DriverError| crate::backend::driver_error(link.backend, e);
     let mut device = Device::open_with_timeout(transport, cfg, timeout).map_err(failed)?;
     let y = model.run(&mut device, x).map_err(|e| match e {
         DriverError::Compile(e @ CompileError::TooSmall { .. }) => {
