@@ -31,7 +31,7 @@ fn demo_trains_and_runs_bit_exactly_on_every_backend() {
         assert!(acc >= 90.0, "{line}");
     }
     assert!(text.contains("cycles per inference") && text.contains("latency"), "{text}");
-    assert!(text.contains("uJ per inference") && text.contains("energy by component"), "{text}");
+    assert!(text.contains("µJ per inference") && text.contains("energy by component"), "{text}");
     assert!(out_dir.join("model.json").exists());
     // the size sweep's plots, named on the last lines
     let plots =
