@@ -53,18 +53,50 @@ impl Backend {
 /// How to reach the device.
 #[derive(Debug, Clone, Args)]
 pub struct LinkArgs {
-    /// Which model of the device computes.
+    /// Which model of the device computes. rtl builds a Verilator model of the Config on first
+    /// use (seconds to a minute) and caches it in $PROTOBRAIN_VERILATED_DIR, else
+    /// target/protobrain-verilated of the build, else ~/.cache/protobrain/verilated; delete that
+    /// directory to clear the cache.
     #[arg(long, value_enum, default_value_t = Backend::Golden)]
     pub backend: Backend,
     /// Serial port of the board (--backend serial), e.g. /dev/ttyUSB1.
     #[arg(long, value_name = "PATH")]
     pub port: Option<String>,
     /// Baud rate of the board's UART (--backend serial); the bitstreams run at 1 Mbaud 8N1.
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(300..=12_000_000))]
     pub baud: u32,
     /// Write a VCD waveform of the run (--backend rtl).
     #[arg(long, value_name = "out.vcd")]
     pub trace: Option<PathBuf>,
+}
+
+/// A driver failure as a CLI error: a board that is not the Config of the flags is bad input
+/// (exit 2), anything else an internal failure of the backend.
+pub fn driver_error(backend: Backend, e: driver::DriverError) -> CliError {
+    let subject = format!("--backend {}", backend.name());
+    match e {
+        e @ driver::DriverError::WrongDevice { .. } => CliError::input(subject, e.to_string()),
+        e => CliError::internal(subject, e.to_string()),
+    }
+}
+
+/// The largest DIM the RTL backend (and `emit`) builds: the emitted Verilog grows with DIM²
+/// (one module per PE) and Verilator's build with it (DIM 256 ran for minutes and past 1.7 GB).
+pub const MAX_RTL_DIM: usize = 64;
+
+/// Refuse a configuration the RTL backend cannot build in reasonable time and memory.
+pub fn check_rtl(cfg: &Config) -> Result<(), CliError> {
+    if cfg.dim() > MAX_RTL_DIM {
+        return Err(CliError::input(
+            "--dim",
+            format!(
+                "DIM {} is for estimation only: the emitted Verilog grows with DIM^2 (one module per PE) \
+                 and is not practical above {MAX_RTL_DIM} (--backend native and estimate take any DIM)",
+                cfg.dim()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// An open connection to one device.
@@ -88,6 +120,7 @@ impl Link {
             Backend::Golden => Link::Golden(Box::new(GoldenTransport::new(*cfg))),
             Backend::Native => Link::Native(Box::new(SimTransport::new(NativeSim::new(cfg)))),
             Backend::Rtl => {
+                check_rtl(cfg)?;
                 let sim = match &args.trace {
                     Some(path) => VerilatedSim::with_trace(cfg, path),
                     None => VerilatedSim::new(cfg),
@@ -221,10 +254,14 @@ impl RunReport {
         })
     }
 
-    /// Write the report as pretty JSON, atomically.
-    pub fn save(&self, path: &std::path::Path) -> Result<(), CliError> {
+    /// Stage the report as pretty JSON among a command's outputs.
+    pub fn stage(
+        &self,
+        outputs: &mut crate::output::Outputs,
+        path: &std::path::Path,
+    ) -> Result<(), CliError> {
         let json = serde_json::to_string_pretty(self).expect("a report always serialises");
-        crate::output::write_atomically(path, |w| w.write_all(json.as_bytes()))
+        outputs.stage(path, |w| w.write_all(json.as_bytes()))
     }
 
     /// One line for the terminal.
@@ -243,5 +280,30 @@ impl RunReport {
                 self.macs, self.words_sent, self.words_received
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_board_of_another_config_is_bad_input() {
+        let flags = Config::new(8, 1024, 512).unwrap();
+        let board = Config::new(4, 1024, 512).unwrap();
+        let e = driver_error(
+            Backend::Serial,
+            driver::DriverError::WrongDevice { expected: flags, found: driver::Info::of(&board) },
+        );
+        assert_eq!(e.exit_code, crate::error::EXIT_BAD_INPUT);
+        assert!(e.to_string().starts_with("--backend serial: the device is version"), "{e}");
+        let e = driver_error(Backend::Native, driver::DriverError::OutOfSync);
+        assert_eq!(e.exit_code, crate::error::EXIT_INTERNAL);
+    }
+
+    #[test]
+    fn the_rtl_backend_builds_up_to_dim_64() {
+        assert!(check_rtl(&Config::new(64, 1024, 512).unwrap()).is_ok());
+        assert_eq!(check_rtl(&Config::new(65, 1024, 512).unwrap()).unwrap_err().subject, "--dim");
     }
 }

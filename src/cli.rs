@@ -67,7 +67,7 @@ pub enum Command {
     #[command(
         long_about = "Write the Verilog of protobrain_core for a configuration: one self-contained \
             file with the ports clk, rst, in_data[31:0], in_valid, in_ready, out_data[31:0], \
-            out_valid, out_ready (DESIGN.md). Start from --preset and override any of --dim, \
+            out_valid, out_ready (docs/design.md). Start from --preset and override any of --dim, \
             --scratch-rows, --acc-rows.",
         after_help = "Examples:\n  \
             protobrain emit -o core.v\n  \
@@ -97,9 +97,18 @@ pub enum Command {
         protobrain compile mlp -m model.json -i X.npy --preset ecp5-25k -o prog.json")]
     Compile(crate::program_cmd::CompileArgs),
     /// Execute a saved program (.json or .bin) and print every response and the cycle count.
-    #[command(after_help = "Examples:\n  \
+    #[command(
+        long_about = "Execute a saved program (.json or .bin) on --backend golden, native or rtl and \
+            print every response and the cycle count: cycles from the first word in (cycle 0, \
+            right after reset) to the last response word out, the definition every command uses. \
+            A .json program carries its configuration (config flags may only repeat it); a .bin \
+            runs on the configuration of the flags. A stream that ends inside a command, or a \
+            command the device refuses, is an error (exit 2, one line per kind of refusal). \
+            Boards are driven by matmul and mlp (--backend serial is not available here).",
+        after_help = "Examples:\n  \
         protobrain run -p prog.json --backend native\n  \
-        protobrain run -p prog.bin --preset default --backend rtl --trace run.vcd")]
+        protobrain run -p prog.bin --preset default --backend rtl --trace run.vcd"
+    )]
     Run(crate::program_cmd::RunArgs),
     /// Build a board's bitstream with the open FPGA flow and report resources and Fmax.
     #[command(after_help = "Examples:\n  \
@@ -123,6 +132,7 @@ pub enum Command {
     Estimate(crate::estimate::EstimateArgs),
     /// Sweep DIM and M, write utilisation, scaling, energy and roofline plots (SVG).
     #[command(after_help = "Examples:\n  \
+        protobrain sweep\n  \
         protobrain sweep -o docs/img\n  \
         protobrain sweep --dims 4,8,16 --m 64,256,1024 --gemm 512,128,128 -o out/sweep")]
     Sweep(crate::sweep::SweepArgs),

@@ -48,11 +48,9 @@ pub struct DemoArgs {
     /// tpu-v1 700, ecp5-* 50, ice40-up5k 30, otherwise 100].
     #[arg(long, value_name = "MHz")]
     pub clock: Option<f64>,
-    /// Train hidden widths 16/32/64, run them on DIM 4/8/16 (native model) and plot accuracy,
-    /// cycles and energy per inference against size into --out (the default).
-    #[arg(long, overrides_with = "no_sweep")]
-    pub sweep: bool,
-    /// Skip the size sweep and its plots.
+    /// Skip the size sweep (by default hidden widths 16/32/64 are trained, run on DIM 4/8/16
+    /// with the native model, and accuracy, cycles and energy per inference are plotted
+    /// against size into --out).
     #[arg(long)]
     pub no_sweep: bool,
     /// Where to write the models (model.json: the MLP, cnn.json: the CNN) and the plots.
@@ -159,7 +157,7 @@ pub fn run(args: &DemoArgs) -> Result<String, CliError> {
         return Err(CliError::input("--hidden", "must be at least 1"));
     }
     if let Some(json) = &args.json {
-        crate::infer::check_output_dir(json)?;
+        crate::output::check_output_dir(json)?;
     }
     let mut out = String::new();
     let started = Instant::now();

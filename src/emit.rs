@@ -22,16 +22,7 @@ pub struct EmitArgs {
 /// Emit the Verilog; returns the summary line.
 pub fn run(args: &EmitArgs) -> Result<String, CliError> {
     let cfg = args.config.config()?;
-    if cfg.dim() > 64 {
-        return Err(CliError::input(
-            "--dim",
-            format!(
-                "DIM {} is for estimation only: the emitted Verilog grows with DIM^2 (one module per PE) \
-                 and is not practical above 64",
-                cfg.dim()
-            ),
-        ));
-    }
+    crate::backend::check_rtl(&cfg)?;
     let verilog = hdl::emit::verilog(&cfg).map_err(|e| CliError::internal("emit", e.to_string()))?;
     write_atomically(&args.output, |w| w.write_all(verilog.as_bytes()))?;
     Ok(format!(

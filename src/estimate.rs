@@ -22,9 +22,10 @@ use crate::error::{describe_io, CliError};
 
 /// Arguments of `protobrain estimate`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("workload").required(true).args(["gemm", "model"]))]
 pub struct EstimateArgs {
     /// One layer relu(X W + b) with X: M x K and W: K x N, random int8 weights.
-    #[arg(long, value_name = "M,K,N", required_unless_present = "model", conflicts_with = "model")]
+    #[arg(long, value_name = "M,K,N", conflicts_with = "model")]
     pub gemm: Option<String>,
 
     /// An MLP model file (docs/model-format.md): its layers, weights and output kind.
@@ -106,12 +107,16 @@ pub fn parse_list(flag: &str, text: &str) -> Result<Vec<usize>, CliError> {
         .collect()
 }
 
-/// A positive, finite clock in MHz.
+/// Clocks `--clock` accepts, MHz: 1 kHz to 100 GHz.
+pub const CLOCK_RANGE_MHZ: (f64, f64) = (1e-3, 1e5);
+
+/// A clock in MHz within [`CLOCK_RANGE_MHZ`].
 pub fn check_clock(mhz: f64) -> Result<f64, CliError> {
-    if mhz.is_finite() && mhz > 0.0 {
+    let (lo, hi) = CLOCK_RANGE_MHZ;
+    if mhz.is_finite() && (lo..=hi).contains(&mhz) {
         Ok(mhz)
     } else {
-        Err(CliError::input("--clock", format!("must be a positive frequency in MHz, got {mhz}")))
+        Err(CliError::input("--clock", format!("must be a frequency in MHz from {lo} to {hi}, got {mhz}")))
     }
 }
 
@@ -144,10 +149,27 @@ pub fn estimate_error(e: EstimateError) -> CliError {
     }
 }
 
-fn workload(args: &EstimateArgs) -> Result<Workload, CliError> {
+/// Refuse a workload whose memory would exceed the limit, before anything is allocated.
+fn check_memory(
+    cfg: &Config,
+    m: usize,
+    shapes: &[(usize, usize)],
+    kind: driver::OutputKind,
+) -> Result<(), CliError> {
+    let bytes = crate::limits::workload_bytes(cfg, m, shapes, kind).map_err(|e| estimate_error(e.into()))?;
+    let dims: Vec<String> = shapes.iter().map(|(k, n)| format!("{k}x{n}")).collect();
+    crate::limits::check(
+        "workload",
+        &format!("estimating M = {m} through {} on {cfg}", dims.join(", ")),
+        bytes,
+    )
+}
+
+fn workload(args: &EstimateArgs, cfg: &Config) -> Result<Workload, CliError> {
     let input = if args.zeros { Input::Zeros } else { Input::Random { seed: args.seed } };
     if let Some(text) = &args.gemm {
         let (m, k, n) = parse_gemm("--gemm", text)?;
+        check_memory(cfg, m, &[(k, n)], driver::OutputKind::Int8)?;
         return Workload::gemm(m, k, n, input).map_err(estimate_error);
     }
     let path = args.model.as_ref().expect("clap requires --gemm or --model");
@@ -158,16 +180,24 @@ fn workload(args: &EstimateArgs) -> Result<Workload, CliError> {
     let net = file.model;
     let name = match net.to_mlp() {
         Some(mlp) => {
+            let shapes: Vec<(usize, usize)> = mlp.widths().windows(2).map(|w| (w[0], w[1])).collect();
+            check_memory(cfg, args.batch, &shapes, mlp.output())?;
             let widths: Vec<String> = mlp.widths().iter().map(usize::to_string).collect();
             format!("MLP {} ({})", widths.join("-"), path.display())
         }
-        None => format!("network {} ({})", net, path.display()),
+        None => {
+            for (m, k, n) in net.gemms(args.batch) {
+                check_memory(cfg, m, &[(k, n)], driver::OutputKind::Int8)?;
+            }
+            format!("network {} ({})", net, path.display())
+        }
     };
     Workload::network(name, net, args.batch, input).map_err(estimate_error)
 }
 
 /// Run the command; the report for stdout.
 pub fn run(args: &EstimateArgs) -> Result<String, CliError> {
+    crate::output::check_outputs(&[("--json", args.json.as_deref())])?;
     let cfg: Config = args.config.config()?;
     let mhz = check_clock(args.clock.unwrap_or_else(|| nominal_clock_mhz(&args.config.preset)))?;
     let clock_hz = mhz * 1e6;
@@ -179,7 +209,7 @@ pub fn run(args: &EstimateArgs) -> Result<String, CliError> {
         (None, None) => None,
     };
     let tech = load_tech(&args.tech)?;
-    let work = workload(args)?;
+    let work = workload(args, &cfg)?;
     let opts = Options { clock_hz, link, tech };
     let est = estimate(&cfg, &work, &opts).map_err(estimate_error)?;
     let mut out = est.to_string();
@@ -204,6 +234,10 @@ mod tests {
         assert_eq!(e.to_string(), "--dims: '0' is not a positive integer (in '2,0,4')");
         assert!(parse_list("--m", "8,x").is_err());
         assert_eq!(check_clock(0.0).unwrap_err().subject, "--clock");
+        assert!(
+            check_clock(1e-300).is_err() && check_clock(f64::INFINITY).is_err() && check_clock(1e9).is_err()
+        );
+        assert_eq!(check_clock(30.0).unwrap(), 30.0);
     }
 
     #[test]

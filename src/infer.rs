@@ -63,8 +63,12 @@ pub struct InferArgs {
 
 /// Run the command: check, compute, write. Returns the report for stdout.
 pub fn run(args: &InferArgs) -> Result<String, CliError> {
+    crate::output::check_outputs(&[
+        ("--output", Some(&args.output)),
+        ("--report", args.report.as_deref()),
+        ("--trace", args.link.trace.as_deref()),
+    ])?;
     let cfg = args.config.config()?;
-    check_outputs(&args.output, args.report.as_deref())?;
     let net = load_network(&args.model)?;
     let x = read_input(&args.input, &net)?;
     let (y, report) = compute(&args.link, &cfg, &net, &x)?;
@@ -76,17 +80,13 @@ pub fn run(args: &InferArgs) -> Result<String, CliError> {
     } else {
         shape.extend([out.h, out.w, out.c]);
     }
-    // both outputs are serialised before either is written: a failure leaves neither
+    // both outputs are staged before either is put in place: a failure leaves neither
+    let mut outputs = crate::output::Outputs::new();
+    stage_output(&mut outputs, &args.output, &shape, &y, args.float.then(|| net.output_scale()))?;
     if let Some(path) = &args.report {
-        report.save(path)?;
+        report.stage(&mut outputs, path)?;
     }
-    let written = write_output(&args.output, &shape, &y, args.float.then(|| net.output_scale()));
-    if let Err(e) = written {
-        if let Some(path) = &args.report {
-            let _ = std::fs::remove_file(path);
-        }
-        return Err(e);
-    }
+    outputs.commit()?;
     let what = match (&y, args.float) {
         (_, true) => "float32 (dequantised)",
         (Output::Raw(_), false) => "int32 logits",
@@ -101,30 +101,6 @@ pub fn run(args: &InferArgs) -> Result<String, CliError> {
         args.link.backend.name(),
         report.summary()
     ))
-}
-
-/// Two outputs on one path would overwrite each other.
-fn check_outputs(output: &Path, report: Option<&Path>) -> Result<(), CliError> {
-    if report == Some(output) {
-        return Err(CliError::input(
-            "--report",
-            format!("{} is also the output (-o): give two paths", output.display()),
-        ));
-    }
-    std::iter::once(output).chain(report).try_for_each(check_output_dir)
-}
-
-/// An output file's directory must exist (checked before any work, so that a run does not end
-/// in an error after minutes of simulation).
-pub fn check_output_dir(path: &Path) -> Result<(), CliError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !dir.is_dir() {
-        return Err(CliError::file(path, format!("cannot write here: {} is not a directory", dir.display())));
-    }
-    Ok(())
 }
 
 /// Read a model file as a network.
@@ -166,12 +142,22 @@ pub fn read_input(path: &Path, net: &Network) -> Result<DMatrix<i8>, CliError> {
     }
 }
 
-fn write_output(path: &Path, shape: &[usize], y: &Output, scale: Option<f64>) -> Result<(), CliError> {
+fn stage_output(
+    outputs: &mut crate::output::Outputs,
+    path: &Path,
+    shape: &[usize],
+    y: &Output,
+    scale: Option<f64>,
+) -> Result<(), CliError> {
     match (y, scale) {
-        (Output::Raw(y), Some(s)) => npy::write_rows(path, shape, &y.map(|v| (f64::from(v) * s) as f32)),
-        (Output::Int8(y), Some(s)) => npy::write_rows(path, shape, &y.map(|v| (f64::from(v) * s) as f32)),
-        (Output::Raw(y), None) => npy::write_rows(path, shape, y),
-        (Output::Int8(y), None) => npy::write_rows(path, shape, y),
+        (Output::Raw(y), Some(s)) => {
+            npy::stage_rows(outputs, path, shape, &y.map(|v| (f64::from(v) * s) as f32))
+        }
+        (Output::Int8(y), Some(s)) => {
+            npy::stage_rows(outputs, path, shape, &y.map(|v| (f64::from(v) * s) as f32))
+        }
+        (Output::Raw(y), None) => npy::stage_rows(outputs, path, shape, y),
+        (Output::Int8(y), None) => npy::stage_rows(outputs, path, shape, y),
     }
 }
 
@@ -183,10 +169,12 @@ pub fn compute(
     net: &Network,
     x: &DMatrix<i8>,
 ) -> Result<(Output, RunReport), CliError> {
+    for (m, k, n) in net.gemms(x.nrows()) {
+        crate::limits::check_workload(cfg, m, &[(k, n)], driver::OutputKind::Int8)?;
+    }
     let transport = Link::open(link, cfg)?;
     let timeout = transport.timeout();
-    let failed =
-        |e: DriverError| CliError::internal(format!("--backend {}", link.backend.name()), e.to_string());
+    let failed = |e: DriverError| crate::backend::driver_error(link.backend, e);
     let mut device = Device::open_with_timeout(transport, cfg, timeout).map_err(failed)?;
     let y = net.run(&mut device, x).map_err(|e| match e {
         DriverError::Compile(e @ CompileError::TooSmall { .. }) => {

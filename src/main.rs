@@ -30,6 +30,7 @@ mod emit;
 mod error;
 mod estimate;
 mod infer;
+mod limits;
 mod matmul;
 mod npy;
 mod output;

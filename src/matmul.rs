@@ -136,28 +136,36 @@ pub fn load_layer(args: &LayerArgs) -> Result<LoadedLayer, CliError> {
 
 /// Run the command: check, compute, write. Returns a one-line summary for stdout.
 pub fn run(args: &MatmulArgs) -> Result<String, CliError> {
+    crate::output::check_outputs(&[
+        ("--output", Some(&args.output)),
+        ("--report", args.report.as_deref()),
+        ("--trace", args.link.trace.as_deref()),
+    ])?;
     let LoadedLayer { x, layer, mode, formula } = load_layer(&args.layer)?;
     let quant = layer.quant();
     let (m, k, n) = (x.nrows(), layer.k(), layer.n());
     let cfg = args.config.config()?;
     let kind = if mode == Mode::Raw { OutputKind::Raw } else { OutputKind::Int8 };
+    // fit and memory are checked before a backend is opened (an RTL model takes a while)
+    crate::limits::check_workload(&cfg, m, &[(k, n)], kind)?;
     let link = Link::open(&args.link, &cfg)?;
     let timeout = link.timeout();
     let backend = args.link.backend;
-    let failed = |e: DriverError| CliError::internal(format!("--backend {}", backend.name()), e.to_string());
+    let failed = |e: DriverError| crate::backend::driver_error(backend, e);
     let mut dev = Device::open_with_timeout(link, &cfg, timeout).map_err(failed)?;
     let y = dev.layer(&x, &layer, kind).map_err(|e| match e {
         DriverError::Compile(c) => CliError::input("--scratch-rows", format!("{c} (for {cfg})")),
         e => failed(e),
     })?;
     let report = RunReport::collect(&mut dev, backend, m, vec![(m, k, n)]).map_err(failed)?;
+    let mut outputs = crate::output::Outputs::new();
     let described = match &y {
         Output::Raw(y) => {
-            npy::write_matrix(&args.output, y)?;
+            npy::stage_matrix(&mut outputs, &args.output, y)?;
             format!("int32 ({m}, {n}) = {formula}")
         }
         Output::Int8(y) => {
-            npy::write_matrix(&args.output, y)?;
+            npy::stage_matrix(&mut outputs, &args.output, y)?;
             format!(
                 "int8 ({m}, {n}) = act({formula}); multiplier {}, shift {} (scale {}){}",
                 quant.multiplier,
@@ -168,8 +176,9 @@ pub fn run(args: &MatmulArgs) -> Result<String, CliError> {
         }
     };
     if let Some(path) = &args.report {
-        report.save(path)?;
+        report.stage(&mut outputs, path)?;
     }
+    outputs.commit()?;
     Ok(format!(
         "{}: {described}; {} backend, {cfg}\n{}",
         args.output.display(),

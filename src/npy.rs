@@ -18,7 +18,7 @@ use nalgebra::{DMatrix, DVector, Scalar};
 use npyz::{DType, NpyFile, NpyHeader, Order, TypeChar, WriterBuilder};
 
 use crate::error::{describe_io, CliError};
-use crate::output::write_atomically;
+use crate::output::Outputs;
 
 /// The six bytes every `.npy` file starts with.
 const MAGIC: &[u8; 6] = b"\x93NUMPY";
@@ -146,10 +146,15 @@ pub fn read_rows<T: Element>(path: &Path) -> Result<Rows<T>, CliError> {
     Ok(Rows { shape, data })
 }
 
-/// Write rows as a C-order array of `shape` (its product must be the matrix's size), atomically.
-pub fn write_rows<T: Element>(path: &Path, shape: &[usize], m: &DMatrix<T>) -> Result<(), CliError> {
+/// Stage rows as a C-order array of `shape` (its product is the matrix's size) in `outputs`.
+pub fn stage_rows<T: Element>(
+    outputs: &mut Outputs,
+    path: &Path,
+    shape: &[usize],
+    m: &DMatrix<T>,
+) -> Result<(), CliError> {
     debug_assert_eq!(shape.iter().product::<usize>(), m.len());
-    write_atomically(path, |out| {
+    outputs.stage(path, |out| {
         let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
         let mut writer =
             npyz::WriteOptions::<T>::new().default_dtype().shape(&dims).writer(out).begin_nd()?;
@@ -172,6 +177,11 @@ pub fn read_matrix<T: Element>(path: &Path) -> Result<DMatrix<T>, CliError> {
         ));
     };
     let (rows, cols) = (to_usize(path, rows)?, to_usize(path, cols)?);
+    // read_array checked rows * cols * size against the data; repeat the product check in
+    // usize so that nalgebra is never handed a shape whose product wraps.
+    if rows.checked_mul(cols) != Some(data.len()) {
+        return Err(CliError::file(path, format!("shape ({rows}, {cols}) does not match its data")));
+    }
     Ok(match header.order() {
         Order::C => DMatrix::from_row_slice(rows, cols, &data),
         // Fortran order is column-major, which is nalgebra's own storage order.
@@ -192,8 +202,18 @@ pub fn read_vector<T: Element>(path: &Path) -> Result<DVector<T>, CliError> {
 }
 
 /// Write a matrix as a C-order 2-D `.npy` file, atomically (temp file + rename).
+#[cfg(test)]
 pub fn write_matrix<T: Element>(path: &Path, m: &DMatrix<T>) -> Result<(), CliError> {
-    write_atomically(path, |out| {
+    crate::output::write_atomically(path, |out| fill_matrix(out, m))
+}
+
+/// Stage a matrix as a C-order 2-D `.npy` file among a command's outputs.
+pub fn stage_matrix<T: Element>(outputs: &mut Outputs, path: &Path, m: &DMatrix<T>) -> Result<(), CliError> {
+    outputs.stage(path, |out| fill_matrix(out, m))
+}
+
+fn fill_matrix<T: Element>(out: &mut dyn std::io::Write, m: &DMatrix<T>) -> std::io::Result<()> {
+    {
         let mut writer = npyz::WriteOptions::<T>::new()
             .default_dtype()
             .shape(&[m.nrows() as u64, m.ncols() as u64])
@@ -206,13 +226,22 @@ pub fn write_matrix<T: Element>(path: &Path, m: &DMatrix<T>) -> Result<(), CliEr
             }
         }
         writer.finish()
-    })
+    }
 }
 
 /// The header of a `.npy` file's bytes and where its data starts.
 fn parse_header(path: &Path, bytes: &[u8]) -> Result<(NpyHeader, usize), CliError> {
     if !bytes.starts_with(MAGIC) {
         return Err(CliError::file(path, "not a .npy file (it does not start with the \\x93NUMPY magic)"));
+    }
+    // before npyz sees the header: it multiplies the shape without a check
+    if let Some(shape) = raw_shape(bytes) {
+        if shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).is_none() {
+            return Err(CliError::file(
+                path,
+                format!("truncated: shape {} needs more than 2^64 bytes of data", fmt_shape(&shape)),
+            ));
+        }
     }
     let mut cursor = Cursor::new(bytes);
     let header = NpyHeader::from_reader(&mut cursor)
@@ -227,7 +256,9 @@ fn read_array<T: Element>(path: &Path) -> Result<(NpyHeader, Vec<T>), CliError> 
     check_dtype::<T>(path, &header.dtype())?;
 
     let data = &bytes[start..];
-    let needed = header.len().checked_mul(T::SIZE);
+    // The element count from the shape, checked: npyz's own product wraps, and a wrapped count
+    // would pass the length check below and hand nalgebra a matrix larger than its data.
+    let needed = header.shape().iter().try_fold(T::SIZE, |acc, &d| acc.checked_mul(d));
     if needed.is_none_or(|n| n > data.len() as u64) {
         return Err(CliError::file(
             path,
@@ -243,6 +274,21 @@ fn read_array<T: Element>(path: &Path) -> Result<(NpyHeader, Vec<T>), CliError> 
         .into_vec::<T>()
         .map_err(|e| CliError::file(path, format!("cannot read the array data: {e}")))?;
     Ok((header, values))
+}
+
+/// The `'shape': (a, b, ...)` of a .npy header, read directly from the bytes (versions 1, 2
+/// and 3), or `None` if it cannot be found (npyz then reports the malformed header).
+fn raw_shape(bytes: &[u8]) -> Option<Vec<u64>> {
+    let (len, start): (usize, usize) = match bytes.get(6)? {
+        1 => (usize::from(u16::from_le_bytes([*bytes.get(8)?, *bytes.get(9)?])), 10),
+        2 | 3 => (u32::from_le_bytes(bytes.get(8..12)?.try_into().ok()?) as usize, 12),
+        _ => return None,
+    };
+    let header = std::str::from_utf8(bytes.get(start..start.checked_add(len)?)?).ok()?;
+    let rest = &header[header.find("'shape'")? + "'shape'".len()..];
+    let inner = rest.trim_start().strip_prefix(':')?.trim_start().strip_prefix('(')?;
+    let inner = &inner[..inner.find(')')?];
+    inner.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| t.parse().ok()).collect()
 }
 
 /// Accept exactly a `T` dtype (any byte order); otherwise say what was found.
@@ -296,6 +342,91 @@ fn to_usize(path: &Path, n: u64) -> Result<usize, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A .npy of `shape` (any text) and `data`, written where `read_array` can read it.
+    fn crafted(dir: &Path, descr: &str, shape: &str, data: &[u8]) -> std::path::PathBuf {
+        let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + dict.len() + 1) % 64 != 0 {
+            dict.push(' ');
+        }
+        dict.push('\n');
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&[1, 0]);
+        bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(dict.as_bytes());
+        bytes.extend_from_slice(data);
+        let p = dir.join("f.npy");
+        fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// What a reader accepted is consistent: the matrix holds exactly its shape's elements.
+    fn read_any(p: &Path) {
+        if let Ok(m) = read_matrix::<i8>(p) {
+            assert_eq!(m.nrows().checked_mul(m.ncols()), Some(m.len()));
+        }
+        if let Ok(m) = read_matrix::<i32>(p) {
+            assert_eq!(m.nrows().checked_mul(m.ncols()), Some(m.len()));
+        }
+        let _ = read_vector::<i32>(p);
+    }
+
+    #[test]
+    fn the_shapes_that_crashed_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = crafted(dir.path(), "|i1", "(9223372036854775809, 2)", &[1, 2]);
+        assert!(read_matrix::<i8>(&p).unwrap_err().to_string().contains("truncated"));
+        let p = crafted(dir.path(), "|i1", "(4294967296, 4294967296)", &[0; 64]);
+        assert!(read_matrix::<i8>(&p).unwrap_err().to_string().contains("truncated"));
+        let p = crafted(dir.path(), "<i4", "(4611686018427387905,)", &[0; 4]);
+        assert!(read_vector::<i32>(&p).unwrap_err().to_string().contains("truncated"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("f.npy");
+            let mut with_magic = MAGIC.to_vec();
+            with_magic.extend_from_slice(&bytes);
+            for b in [&bytes, &with_magic] {
+                fs::write(&p, b).unwrap();
+                read_any(&p);
+            }
+        }
+
+        #[test]
+        fn arbitrary_shapes_never_panic(
+            dims in proptest::collection::vec(proptest::prelude::any::<u64>(), 0..4),
+            small in proptest::collection::vec(0u64..5, 0..4),
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            descr in proptest::sample::select(vec!["|i1", "<i4", ">i4", "<f8"]),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            for d in [&dims, &small] {
+                let shape = match d.len() {
+                    1 => format!("({},)", d[0]),
+                    _ => format!("({})", d.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")),
+                };
+                read_any(&crafted(dir.path(), descr, &shape, &data));
+            }
+        }
+    }
+
+    #[test]
+    fn raw_shapes_are_read_before_npyz() {
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        let dict = "{'descr': '|i1', 'fortran_order': False, 'shape': (9223372036854775809, 2), }";
+        bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(dict.as_bytes());
+        assert_eq!(raw_shape(&bytes), Some(vec![9223372036854775809, 2]));
+        let dict = "{'descr': '<i4', 'shape': (3,), 'fortran_order': False}";
+        bytes.truncate(8);
+        bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(dict.as_bytes());
+        assert_eq!(raw_shape(&bytes), Some(vec![3]));
+        assert_eq!(raw_shape(b"\x93NUMPY\x01\x00\xff\xff"), None);
+    }
 
     #[test]
     fn shapes_print_like_numpy() {

@@ -17,7 +17,7 @@ use sim::native::NativeSim;
 use sim::{CycleSim, VerilatedSim};
 use spec::isa::decode_responses;
 use spec::stream::Stalls;
-use spec::{Config, GoldenDevice};
+use spec::{Config, GoldenDevice, Response};
 
 use crate::backend::{Backend, LinkArgs};
 use crate::cli::LayerArgs;
@@ -25,7 +25,7 @@ use crate::config_args::ConfigArgs;
 use crate::error::CliError;
 use crate::matmul::{load_layer, LoadedLayer, Mode};
 use crate::npy;
-use crate::output::write_atomically;
+use crate::output::{check_outputs, Outputs};
 
 /// Arguments of `protobrain compile`.
 #[derive(Debug, Args)]
@@ -77,6 +77,10 @@ pub struct CompileOut {
 
 /// Compile; returns the summary.
 pub fn compile(args: &CompileArgs) -> Result<String, CliError> {
+    let out = match &args.what {
+        CompileWhat::Mlp { out, .. } | CompileWhat::Layer { out, .. } => out,
+    };
+    check_outputs(&[("--output", Some(&out.output)), ("--bin", out.bin.as_deref())])?;
     let (program, out) = match &args.what {
         CompileWhat::Mlp { model, input, out } => {
             let cfg = out.config.config()?;
@@ -95,6 +99,8 @@ pub fn compile(args: &CompileArgs) -> Result<String, CliError> {
                     format!("has {} columns but the model takes K = {} inputs", x.ncols(), mlp.k()),
                 ));
             }
+            let shapes: Vec<(usize, usize)> = mlp.widths().windows(2).map(|w| (w[0], w[1])).collect();
+            crate::limits::check_workload(&cfg, x.nrows(), &shapes, mlp.output())?;
             let layers = mlp.to_driver_layers();
             let p = compile_mlp(&cfg, &x, &layers, mlp.output())
                 .map_err(|e| CliError::input("--scratch-rows", format!("cannot compile for {cfg}: {e}")))?;
@@ -104,21 +110,24 @@ pub fn compile(args: &CompileArgs) -> Result<String, CliError> {
             let cfg = out.config.config()?;
             let LoadedLayer { x, layer, mode, .. } = load_layer(layer)?;
             let kind = if mode == Mode::Raw { OutputKind::Raw } else { OutputKind::Int8 };
+            crate::limits::check_workload(&cfg, x.nrows(), &[(layer.k(), layer.n())], kind)?;
             let p = compile_layer(&cfg, &x, &layer, kind)
                 .map_err(|e| CliError::input("--scratch-rows", format!("cannot compile for {cfg}: {e}")))?;
             (p, out)
         }
     };
     let json = program.to_json();
-    write_atomically(&out.output, |w| w.write_all(json.as_bytes()))?;
+    let mut outputs = Outputs::new();
+    outputs.stage(&out.output, |w| w.write_all(json.as_bytes()))?;
     let stats = program.stats();
     let mut summary =
         format!("wrote {}: {} commands for {}", out.output.display(), program.steps.len(), program.config);
     if let Some(bin) = &out.bin {
         let bytes = program.to_bin().map_err(|e| CliError::file(bin, e.to_string()))?;
-        write_atomically(bin, |w| w.write_all(&bytes))?;
+        outputs.stage(bin, |w| w.write_all(&bytes))?;
         summary += &format!("; {} ({} words)", bin.display(), bytes.len() / 4);
     }
+    outputs.commit()?;
     Ok(format!(
         "{summary}\n{} words to the device, {} back, {} weight tiles, {} MATMUL rows, {} MACs issued\n",
         stats.words_to_device, stats.words_from_device, stats.weight_loads, stats.matmul_rows, stats.macs
@@ -139,7 +148,8 @@ pub struct RunArgs {
     pub link: LinkArgs,
 }
 
-/// Execute a raw command stream; returns the responses and the cycle count.
+/// Execute a raw command stream; returns the responses and the cycle count. Fails (exit 2)
+/// if the device refused any command, with one line per kind of refusal and its count.
 pub fn run(args: &RunArgs) -> Result<String, CliError> {
     let path = &args.program;
     let bytes = std::fs::read(path)
@@ -147,18 +157,34 @@ pub fn run(args: &RunArgs) -> Result<String, CliError> {
     let (cfg, words) = if path.extension().is_some_and(|e| e == "json") {
         let text = String::from_utf8(bytes).map_err(|_| CliError::file(path, "not UTF-8 JSON"))?;
         let program = Program::from_json(&text).map_err(|e| CliError::file(path, e.to_string()))?;
+        check_same_config(&args.config, &program.config)?;
         let words = program.words().map_err(|e| CliError::file(path, e.to_string()))?;
         (program.config, words)
     } else {
         let words = Program::words_from_bin(&bytes).map_err(|e| CliError::file(path, e.to_string()))?;
         (args.config.config()?, words)
     };
+    // a stream that ends inside a command is an error, not "0 responses"
+    let commands = spec::stream::frame(&words).map_err(|e| CliError::file(path, e.to_string()))?;
     let (responses, cycles) = execute(&args.link, &cfg, &words)?;
     let decoded = decode_responses(cfg.dim(), &responses)
         .map_err(|e| CliError::internal("device", format!("undecodable response stream: {e}")))?;
-    let mut out = format!("{} words to {} on {cfg}\n", words.len(), args.link.backend.name());
+    let refusals = refusals(&decoded);
+    if !refusals.is_empty() {
+        let total: usize = refusals.iter().map(|(_, n)| n).sum();
+        for (e, n) in &refusals {
+            eprintln!("error: device: refused {n} command(s) with {}", describe_refusal(e));
+        }
+        return Err(CliError::input(
+            "device",
+            format!("refused {total} of the {commands} commands of {} ({cfg})", path.display()),
+        ));
+    }
+    let mut out =
+        format!("{} words ({commands} commands) to {} on {cfg}\n", words.len(), args.link.backend.name());
     for r in &decoded {
-        out += &format!("{r:?}\n");
+        out += &describe_response(r);
+        out.push('\n');
     }
     match cycles {
         Some(c) => out += &format!("{} responses ({} words) in {c} cycles\n", decoded.len(), responses.len()),
@@ -173,26 +199,125 @@ pub fn run(args: &RunArgs) -> Result<String, CliError> {
     Ok(out)
 }
 
+/// A .json program carries its own configuration: a config flag may only repeat it.
+fn check_same_config(flags: &ConfigArgs, program: &Config) -> Result<(), CliError> {
+    let given = [
+        ("--preset", flags.preset != "default"),
+        ("--dim", flags.dim.is_some()),
+        ("--scratch-rows", flags.scratch_rows.is_some()),
+        ("--acc-rows", flags.acc_rows.is_some()),
+    ];
+    let Some((flag, _)) = given.iter().find(|(_, g)| *g) else { return Ok(()) };
+    let asked = flags.config()?;
+    if asked != *program {
+        return Err(CliError::input(
+            *flag,
+            format!(
+                "the program was compiled for {program} but the flags ask for {asked}: \
+                 a .json program carries its configuration, drop the flag"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The refusals among `responses`: each distinct (opcode, code) with its count, in order of
+/// first appearance.
+fn refusals(responses: &[Response]) -> Vec<(spec::CommandError, usize)> {
+    let mut out: Vec<(spec::CommandError, usize)> = Vec::new();
+    for r in responses {
+        if let Response::Error(e) = r {
+            match out.iter_mut().find(|(k, _)| k == e) {
+                Some((_, n)) => *n += 1,
+                None => out.push((*e, 1)),
+            }
+        }
+    }
+    out
+}
+
+/// A command's name, e.g. `LOAD_WEIGHTS (0x10)`.
+fn opcode_name(op: u8) -> String {
+    use spec::isa::opcode::*;
+    let name = match op {
+        INFO => "INFO",
+        SYNC => "SYNC",
+        LOAD_WEIGHTS => "LOAD_WEIGHTS",
+        LOAD_BIAS => "LOAD_BIAS",
+        SET_QUANT => "SET_QUANT",
+        WRITE_ACT => "WRITE_ACT",
+        READ_ACT => "READ_ACT",
+        MATMUL => "MATMUL",
+        ACTIVATE => "ACTIVATE",
+        READ_ACC => "READ_ACC",
+        COUNTERS => "COUNTERS",
+        _ => "an unknown opcode",
+    };
+    format!("{name} (0x{op:02X})")
+}
+
+fn describe_refusal(e: &spec::CommandError) -> String {
+    let why = match e.code {
+        spec::ErrorCode::UnknownOpcode => "unknown opcode",
+        spec::ErrorCode::BadLength => "bad length: the header's length does not match the opcode and DIM",
+        spec::ErrorCode::OutOfRange => "out of range: rows past the end of a memory, or a shift above 47",
+    };
+    format!("opcode {}: {why} (code {})", opcode_name(e.opcode), e.code as u8)
+}
+
+/// One response as a line of text.
+fn describe_response(r: &Response) -> String {
+    let rows = |n: usize, text: Vec<String>| format!("{n} row(s): {}", text.join(" | "));
+    match r {
+        Response::Info { version, dim, scratch_rows, acc_rows } => format!(
+            "INFO: version {version}, DIM {dim}, {scratch_rows} scratchpad rows, {acc_rows} accumulator rows"
+        ),
+        Response::Sync { token } => format!("SYNC: token 0x{token:08X}"),
+        Response::ReadAct { rows: r } => format!(
+            "READ_ACT: {}",
+            rows(r.len(), r.iter().map(|row| format!("{row:?}")).collect())
+        ),
+        Response::ReadAcc { rows: r } => format!(
+            "READ_ACC: {}",
+            rows(r.len(), r.iter().map(|row| format!("{row:?}")).collect())
+        ),
+        Response::Counters(c) => format!(
+            "COUNTERS: {} cycles, {} MACs, {} MATMUL cycles, {} input stall, {} output stall cycles, {} commands, {} errors",
+            c.cycles, c.macs, c.matmul_cycles, c.in_stall_cycles, c.out_stall_cycles, c.commands, c.errors
+        ),
+        Response::Error(e) => format!("ERROR: {}", describe_refusal(e)),
+    }
+}
+
+/// Run `words` on the backend: the response words and, on a cycle backend, the cycles from
+/// the first word in (cycle 0, right after reset) to the last response word out.
 fn execute(link: &LinkArgs, cfg: &Config, words: &[u32]) -> Result<(Vec<u32>, Option<u64>), CliError> {
     if link.trace.is_some() && link.backend != Backend::Rtl {
         return Err(CliError::input("--trace", "waveforms come from the RTL: use it with --backend rtl"));
     }
-    let limit = 1_000_000 + 64 * words.len() as u64;
+    // derived from the program: a device that has not taken the stream by then is stuck
+    let limit = spec::stream::cycle_bound(cfg.dim(), words);
     let stuck = |e: spec::stream::Stuck| CliError::internal("device", e.to_string());
+    let timed = |t: spec::stream::Trace| {
+        let cycles = t.outputs.last().map_or(t.last_input_cycle + 1, |&(c, _)| c + 1);
+        (t.words(), Some(cycles))
+    };
     Ok(match link.backend {
         Backend::Golden => (GoldenDevice::run(*cfg, words), None),
         Backend::Native => {
-            let trace = NativeSim::new(cfg).run_stream(words, &Stalls::none(), limit).map_err(stuck)?;
-            (trace.words(), Some(trace.cycles))
+            timed(NativeSim::new(cfg).run_stream(words, &Stalls::none(), limit).map_err(stuck)?)
         }
         Backend::Rtl => {
+            crate::backend::check_rtl(cfg)?;
             let sim = match &link.trace {
-                Some(p) => VerilatedSim::with_trace(cfg, p),
+                Some(p) => {
+                    crate::output::check_output_dir(p)?;
+                    VerilatedSim::with_trace(cfg, p)
+                }
                 None => VerilatedSim::new(cfg),
             };
             let mut sim = sim.map_err(|e| CliError::internal("--backend rtl", e.to_string()))?;
-            let trace = sim.run_stream(words, &Stalls::none(), limit).map_err(stuck)?;
-            (trace.words(), Some(trace.cycles))
+            timed(sim.run_stream(words, &Stalls::none(), limit).map_err(stuck)?)
         }
         Backend::Serial => {
             return Err(CliError::input(

@@ -65,7 +65,7 @@ pub struct SweepArgs {
     pub json: Option<PathBuf>,
 
     /// Directory for the plots (created if missing).
-    #[arg(short, long, value_name = "DIR")]
+    #[arg(short, long, value_name = "DIR", default_value = "out/sweep")]
     pub out: PathBuf,
 }
 
@@ -100,6 +100,21 @@ pub fn run(args: &SweepArgs) -> Result<String, CliError> {
         roofline_link: args.link_words_per_cycle,
     };
     let total = spec.points().len();
+    // the points run in parallel: the largest, once per worker thread, must fit the limit
+    let mut largest = 0u128;
+    for (_, dim, (m, k, n)) in spec.points() {
+        let cfg = spec::Config::new(dim, args.scratch_rows, args.acc_rows)
+            .map_err(|e| CliError::input("--dims", e.to_string()))?;
+        let bytes = crate::limits::workload_bytes(&cfg, m, &[(k, n)], driver::OutputKind::Int8)
+            .map_err(|e| estimate_error(e.into()))?;
+        largest = largest.max(bytes);
+    }
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(total) as u128;
+    crate::limits::check(
+        "workload",
+        &format!("the sweep ({total} estimates, {workers} at a time)"),
+        largest * workers,
+    )?;
     let started = Instant::now();
     let bar = &ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden());
     bar.set_style(

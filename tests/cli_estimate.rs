@@ -205,7 +205,7 @@ fn bad_input_is_one_line_naming_the_flag() {
         (&["estimate", "--gemm", "4,0,4", "--json", js], "error: --gemm: '0' is not a positive integer"),
         (
             &["estimate", "--gemm", "4,4,4", "--clock", "0", "--json", js],
-            "error: --clock: must be a positive",
+            "error: --clock: must be a frequency in MHz",
         ),
         (
             &["estimate", "--gemm", "4,4,4", "--link-words-per-cycle", "0", "--json", js],

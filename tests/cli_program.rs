@@ -60,7 +60,7 @@ fn compiled_program_runs_identically_on_every_backend() {
     // the responses (every line but the first and the last) are the same on every backend
     let body =
         |t: &str| t.lines().skip(1).filter(|l| !l.contains("responses (")).collect::<Vec<_>>().join("\n");
-    assert!(body(&runs[0]).contains("ReadAct"), "{}", runs[0]);
+    assert!(body(&runs[0]).contains("READ_ACT: "), "{}", runs[0]);
     assert_eq!(body(&runs[0]), body(&runs[1]));
     assert_eq!(body(&runs[0]), body(&runs[2]));
     let cycles = |t: &str| t.lines().last().unwrap().split_whitespace().rev().nth(1).unwrap().to_string();

@@ -108,7 +108,8 @@ impl Layer {
         bias: Vec<i32>,
         quant: Quant,
     ) -> Result<Self, CompileError> {
-        if weights.len() != k * n {
+        // checked: a wrapped k * n could equal a short slice and build a matrix larger than it
+        if k.checked_mul(n) != Some(weights.len()) {
             return Err(CompileError::WeightCount { k, n, got: weights.len() });
         }
         Layer::new(DMatrix::from_row_slice(k, n, weights), DVector::from_vec(bias), quant)
@@ -164,7 +165,7 @@ pub enum CompileError {
         n: usize,
     },
     /// Row-major weights of the wrong length.
-    #[error("weights of a {k}x{n} layer need {} elements, got {got}", k * n)]
+    #[error("weights of a {k}x{n} layer need {} elements, got {got}", (*k as u128) * (*n as u128))]
     WeightCount {
         /// Rows.
         k: usize,
@@ -288,11 +289,12 @@ fn plan_layer(cfg: &Config, g: Geom, mc: usize, first: bool, out: Out) -> Option
     let (s, a) = (cfg.scratch_rows(), cfg.acc_rows());
     let (kt, nt) = (g.kt, g.nt);
     let out_rows = |group: usize| match out {
-        Out::Chain => nt * mc,
-        Out::Int8 => group * mc,
+        Out::Chain => nt.saturating_mul(mc),
+        Out::Int8 => group.saturating_mul(mc),
         Out::Raw => 0,
     };
-    if nt * mc <= a && (kt * mc).max(out_rows(nt)) <= s {
+    // saturating: hostile sizes (K or N near 2^64) must plan to "does not fit", not wrap
+    if nt.saturating_mul(mc) <= a && kt.saturating_mul(mc).max(out_rows(nt)) <= s {
         return Some(LayerTiling { k_tiles: kt, n_tiles: nt, group: nt, slab: kt, in_place: true });
     }
     // input and output regions side by side: the largest group that fits both memories
@@ -303,13 +305,13 @@ fn plan_layer(cfg: &Config, g: Geom, mc: usize, first: bool, out: Out) -> Option
         let room = s - in_rows;
         let group = nt.min(a / mc);
         match out {
-            Out::Chain if nt * mc <= room => group,
+            Out::Chain if nt.saturating_mul(mc) <= room => group,
             Out::Chain => 0,
             Out::Int8 => group.min(room / mc),
             Out::Raw => group,
         }
     };
-    let group = group_for(kt * mc);
+    let group = group_for(kt.saturating_mul(mc));
     if group >= 1 {
         return Some(LayerTiling { k_tiles: kt, n_tiles: nt, group, slab: kt, in_place: false });
     }
@@ -321,7 +323,7 @@ fn plan_layer(cfg: &Config, g: Geom, mc: usize, first: bool, out: Out) -> Option
     if group == 0 {
         return None;
     }
-    let slab = ((s - out_rows(group)) / mc).min(kt);
+    let slab = (s.saturating_sub(out_rows(group)) / mc).min(kt);
     Some(LayerTiling { k_tiles: kt, n_tiles: nt, group, slab, in_place: false })
 }
 
@@ -341,7 +343,8 @@ fn plan_segment(
         .collect()
 }
 
-/// Words a segment sends for chunks of `mc` rows (the objective when choosing `mc`).
+/// Words a segment sends for chunks of `mc` rows (the objective when choosing `mc`), in 128
+/// bits and saturated: hostile sizes give `u64::MAX`, never a wrapped small count.
 fn segment_cost(
     cfg: &Config,
     geoms: &[Geom],
@@ -350,20 +353,39 @@ fn segment_cost(
     mc: usize,
     tiling: &[LayerTiling],
 ) -> u64 {
-    let chunks = m.div_ceil(mc) as u64;
-    let (d, wpr) = (cfg.dim() as u64, cfg.words_per_row() as u64);
-    let mut words = 0u64;
+    let chunks = m.div_ceil(mc) as u128;
+    let (d, wpr) = (cfg.dim() as u128, cfg.words_per_row() as u128);
+    let mut words = 0u128;
     for (i, (l, t)) in layers.zip(tiling).enumerate() {
         let g = geoms[l];
-        let tiles = (g.kt * g.nt) as u64;
-        let loads = if tiles == 1 { 1 } else { chunks * tiles };
-        words += loads * (1 + d * wpr) + chunks * tiles * 3 + chunks * g.nt as u64 * (d + 4);
+        let tiles = g.kt as u128 * g.nt as u128;
+        let loads = if tiles == 1 { 1 } else { chunks.saturating_mul(tiles) };
+        words = words
+            .saturating_add(loads.saturating_mul(1 + d * wpr))
+            .saturating_add(chunks.saturating_mul(tiles).saturating_mul(3))
+            .saturating_add(chunks.saturating_mul(g.nt as u128).saturating_mul(d + 4));
         if i == 0 {
-            let rewrites = if t.slab < t.k_tiles { t.n_tiles.div_ceil(t.group) as u64 } else { 1 };
-            words += rewrites * (m as u64 * g.kt as u64 * wpr + chunks * g.kt as u64 * 2);
+            let rewrites = if t.slab < t.k_tiles { t.n_tiles.div_ceil(t.group) as u128 } else { 1 };
+            let per =
+                (m as u128 * g.kt as u128).saturating_mul(wpr).saturating_add(chunks * g.kt as u128 * 2);
+            words = words.saturating_add(rewrites.saturating_mul(per));
         }
     }
-    words
+    u64::try_from(words).unwrap_or(u64::MAX)
+}
+
+impl Plan {
+    /// About how many words the compiled program sends to the device (the cost the planner
+    /// minimises; within a few percent of [`crate::ProgramStats::words_to_device`]), computed
+    /// from the sizes alone, before anything is allocated. `shapes` are the (K, N) the plan was
+    /// made for. Saturates at `u64::MAX`.
+    pub fn words_to_device(&self, shapes: &[(usize, usize)]) -> u64 {
+        let geoms: Vec<Geom> = shapes.iter().map(|&(k, n)| Geom::new(k, n, self.config.dim())).collect();
+        self.segments
+            .iter()
+            .map(|s| segment_cost(&self.config, &geoms, s.layers.clone(), self.m, s.chunk_rows, &s.tiling))
+            .fold(0u64, u64::saturating_add)
+    }
 }
 
 /// Cut a computation of `m` rows through layers of shapes `shapes` (K, N) into chains and
@@ -417,7 +439,7 @@ fn plan_chunks(cfg: &Config, geoms: &[Geom], layers: Range<usize>, m: usize, las
     // balanced chunk sizes for chunk counts from the fewest up: the one sending least wins
     let fewest = m.div_ceil(mc_max).max(1);
     let mut best: Option<(u64, usize, Vec<LayerTiling>)> = None;
-    for chunks in fewest..=(fewest + 255).min(m.max(1)) {
+    for chunks in fewest..=fewest.saturating_add(255).min(m.max(1)) {
         let mc = m.div_ceil(chunks).max(1);
         if best.as_ref().is_some_and(|(_, b, _)| *b == mc) {
             continue;
@@ -764,6 +786,24 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_counts_the_words_before_compiling() {
+        let mut rng = spec::stimulus::Rng::new(3);
+        for (c, m, k, n) in
+            [(cfg(4, 64, 32), 50, 20, 9), (cfg(2, 16, 8), 33, 7, 5), (cfg(8, 1024, 512), 64, 64, 64)]
+        {
+            let x = DMatrix::from_fn(m, k, |_, _| rng.next_u64() as i8);
+            let w = DMatrix::from_fn(k, n, |_, _| rng.next_u64() as i8);
+            let layer = Layer::new(w, DVector::zeros(n), Quant::IDENTITY).unwrap();
+            let exact = compile_layer(&c, &x, &layer, OutputKind::Int8).unwrap().stats().words_to_device;
+            let est = plan(&c, m, &[(k, n)], OutputKind::Int8).unwrap().words_to_device(&[(k, n)]);
+            assert!(est >= exact / 2 && est <= exact * 2, "{c}: {m}x{k}x{n}: estimate {est}, exact {exact}");
+        }
+        // hostile sizes saturate instead of wrapping or panicking
+        let huge = plan(&cfg(1, 1 << 16, 1 << 16), usize::MAX, &[(1 << 32, 1 << 32)], OutputKind::Raw);
+        assert_eq!(huge.unwrap().words_to_device(&[(1 << 32, 1 << 32)]), u64::MAX);
+    }
+
+    #[test]
     fn layer_serde_is_row_major_and_checked() {
         let l = Layer::from_row_major(2, 3, &[1, 2, 3, 4, 5, 6], vec![7, 8, 9], Quant::IDENTITY).unwrap();
         assert_eq!(l.weights()[(1, 0)], 4);
@@ -776,5 +816,13 @@ mod tests {
             Layer::from_row_major(2, 3, &[1, 2], vec![0; 3], Quant::IDENTITY).unwrap_err().to_string(),
             "weights of a 2x3 layer need 6 elements, got 2"
         );
+        // k * n wraps to 2 in 64 bits: refused, not a 2^63 x 2 matrix over two bytes
+        let k = (1usize << 63) + 1;
+        assert_eq!(
+            Layer::from_row_major(k, 2, &[1, 2], vec![0; 2], Quant::IDENTITY).unwrap_err().to_string(),
+            "weights of a 9223372036854775809x2 layer need 18446744073709551618 elements, got 2"
+        );
+        let big = 1usize << 32;
+        assert!(Layer::from_row_major(big, big, &[], vec![], Quant::IDENTITY).is_err());
     }
 }

@@ -107,6 +107,13 @@ pub enum DriverError {
     /// Operands that cannot be compiled.
     #[error(transparent)]
     Compile(#[from] CompileError),
+    /// An earlier call failed after words were exchanged, so answers nobody asked for may be
+    /// queued: call [`Device::resync`] first (nothing was sent).
+    #[error("the link is out of step after an earlier error: resync() first (nothing was sent)")]
+    OutOfSync,
+    /// [`Device::resync`] gave up within its bound (see docs/driver.md).
+    #[error("cannot bring the link back in step: {0}")]
+    Resync(String),
 }
 
 /// Words moved since the device was opened.
@@ -141,7 +148,16 @@ pub struct Device<T> {
     timeout: Duration,
     stats: LinkStats,
     next_token: u32,
+    in_sync: bool,
 }
+
+/// A SYNC header with length 1. Used as its own token, a stream of it is parsed as SYNCs
+/// whatever word the device takes as the first header, and each pair is echoed as
+/// `[RESYNC_ECHO, RESYNC_FILL]`: [`Device::resync`] sends it to complete a command left
+/// waiting for payload.
+const RESYNC_FILL: u32 = (spec::isa::opcode::SYNC as u32) << 24 | 1;
+/// The response header of a SYNC.
+const RESYNC_ECHO: u32 = ((spec::isa::opcode::SYNC | RESPONSE_BIT) as u32) << 24 | 1;
 
 /// Largest batch of words the runner hands to the transport at once.
 const SEND_BATCH: usize = 4096;
@@ -162,8 +178,14 @@ impl<T: Transport> Device<T> {
         expected: &Config,
         timeout: Duration,
     ) -> Result<Self, DriverError> {
-        let mut dev =
-            Device { transport, config: *expected, timeout, stats: LinkStats::default(), next_token: 1 };
+        let mut dev = Device {
+            transport,
+            config: *expected,
+            timeout,
+            stats: LinkStats::default(),
+            next_token: 1,
+            in_sync: true,
+        };
         let found = dev.info()?;
         if found != Info::of(expected) {
             return Err(DriverError::WrongDevice { expected: *expected, found });
@@ -208,15 +230,50 @@ impl<T: Transport> Device<T> {
 
     // ---- the words ----
 
+    /// Whether the stream is in step: false after a call failed once words were exchanged,
+    /// until [`Device::resync`] succeeds. Out of step, every call but `resync` fails with
+    /// [`DriverError::OutOfSync`] without sending anything.
+    pub fn is_in_sync(&self) -> bool {
+        self.in_sync
+    }
+
+    fn in_step(&self) -> Result<(), DriverError> {
+        if self.in_sync {
+            Ok(())
+        } else {
+            Err(DriverError::OutOfSync)
+        }
+    }
+
+    /// Mark the stream out of step if `r` is an error.
+    fn mark<R>(&mut self, r: Result<R, DriverError>) -> Result<R, DriverError> {
+        if r.is_err() {
+            self.in_sync = false;
+        }
+        r
+    }
+
     /// Send raw words, unchecked (for tests and experiments). Responses they provoke are read
     /// by later calls, or [`Device::read_response`].
     pub fn send_words(&mut self, words: &[u32]) -> Result<(), DriverError> {
+        self.in_step()?;
+        let r = self.raw_send(words);
+        self.mark(r)
+    }
+
+    fn raw_send(&mut self, words: &[u32]) -> Result<(), DriverError> {
         self.transport.send(words)?;
         self.stats.words_sent += words.len() as u64;
         Ok(())
     }
 
     fn recv(&mut self, n: usize) -> Result<Vec<u32>, DriverError> {
+        self.in_step()?;
+        let r = self.raw_recv(n);
+        self.mark(r)
+    }
+
+    fn raw_recv(&mut self, n: usize) -> Result<Vec<u32>, DriverError> {
         let words = self.transport.recv(n, self.timeout)?;
         self.stats.words_received += words.len() as u64;
         Ok(words)
@@ -225,6 +282,11 @@ impl<T: Transport> Device<T> {
     /// Read the next response, whatever it is (a 0xFF answer is returned as
     /// [`Response::Error`], not as an error).
     pub fn read_response(&mut self) -> Result<Response, DriverError> {
+        let r = self.read_response_inner();
+        self.mark(r)
+    }
+
+    fn read_response_inner(&mut self) -> Result<Response, DriverError> {
         let head = self.recv(1)?[0];
         let (_, len) = split_header(head);
         let mut dec = ResponseDecoder::new(self.config.dim());
@@ -246,8 +308,15 @@ impl<T: Transport> Device<T> {
         unreachable!("the decoder completes a response after its announced length")
     }
 
-    /// Read the response `want`; a 0xFF answer becomes [`DriverError::Device`].
+    /// Read the response `want`; a 0xFF answer becomes [`DriverError::Device`]. Any error
+    /// leaves the stream out of step (a 0xFF may answer an earlier silent command, with the
+    /// awaited response still to come).
     fn expect(&mut self, want: Expect) -> Result<Response, DriverError> {
+        let r = self.expect_inner(want);
+        self.mark(r)
+    }
+
+    fn expect_inner(&mut self, want: Expect) -> Result<Response, DriverError> {
         let head = self.recv(1)?[0];
         let (op, len) = split_header(head);
         if op == opcode::ERROR && len == 1 {
@@ -305,9 +374,13 @@ impl<T: Transport> Device<T> {
         self.execute(&cmd)
     }
 
+    /// A SYNC token unlike the last 255. Its low 24 bits are zero: if the device takes it as a
+    /// header (the SYNC header itself was lost, or taken as the payload of a command whose
+    /// words were lost), it announces no payload and swallows nothing after it.
     fn fresh_token(&mut self) -> u32 {
         self.next_token = self.next_token.wrapping_add(1);
-        0x5C00_0000 ^ self.next_token.wrapping_mul(0x9E37_79B9)
+        // 167 is odd: consecutive counts give 256 distinct top bytes
+        ((self.next_token.wrapping_mul(167) & 0xFF) ^ 0x5C) << 24
     }
 
     // ---- one call per command ----
@@ -326,13 +399,14 @@ impl<T: Transport> Device<T> {
     /// refused earlier command ([`DriverError::Device`]).
     pub fn sync(&mut self) -> Result<(), DriverError> {
         let token = self.fresh_token();
-        match self.execute(&Command::Sync { token })? {
+        let r = match self.execute(&Command::Sync { token })? {
             Some(Response::Sync { token: t }) if t == token => Ok(()),
             other => Err(DriverError::Unexpected {
                 expected: format!("SYNC token {token:#010x}"),
                 got: format!("{other:?}"),
             }),
-        }
+        };
+        self.mark(r)
     }
 
     /// LOAD_WEIGHTS: `weights[k * dim + n]` is `W[k][n]` of the next tile.
@@ -389,21 +463,108 @@ impl<T: Transport> Device<T> {
         }
     }
 
-    /// Bring the stream back in step after an error: send a SYNC and discard every word
-    /// before its answer. Returns the number of words discarded.
+    /// The longest response a device of this Config sends, in words.
+    fn max_response_words(&self) -> usize {
+        let c = &self.config;
+        1 + (c.scratch_rows() * c.words_per_row()).max(c.acc_rows() * c.dim()).max(spec::isa::COUNTER_WORDS)
+    }
+
+    /// Bring the stream back in step after an error, within a bound (docs/driver.md):
+    ///
+    /// 1. send a SYNC whose token is [`RESYNC_FILL`] (harmless if the device takes it as a
+    ///    header) and discard every word up to its echo;
+    /// 2. if no echo comes (a timeout: the device is waiting for the payload of a command
+    ///    whose words were lost, and took the SYNC as payload), send [`RESYNC_FILL`] words —
+    ///    in chunks doubling from 64, at most the transport's pending window each, at most
+    ///    `2^24 + 1` in all (the longest payload a header can announce) — until their echo
+    ///    shows the device parses commands again;
+    /// 3. send a SYNC with a fresh token and discard every word before its echo.
+    ///
+    /// Words discarded are capped at twice the longest response plus twice the words sent:
+    /// a device that keeps sending garbage makes this fail ([`DriverError::Resync`]) instead
+    /// of looping. Returns the number of words discarded.
     pub fn resync(&mut self) -> Result<usize, DriverError> {
+        self.in_sync = false;
+        let mut discarded = 0usize;
+        let mut sent = 0usize;
+        let mut echoed = self.sync_and_discard(RESYNC_FILL, &mut discarded, &mut sent)?.is_some();
+        // the device is inside a command's payload: fill it
+        let max_fill = spec::isa::MAX_LEN as usize + 2;
+        let window = self.transport.max_pending_words().clamp(2, 1 << 16);
+        let (mut filled, mut chunk) = (0usize, 64usize);
+        while !echoed && filled < max_fill {
+            let n = chunk.min(window).min(max_fill - filled) & !1;
+            let n = n.max(2);
+            self.raw_send(&vec![RESYNC_FILL; n])?;
+            filled += n;
+            sent += n;
+            chunk = chunk.saturating_mul(2);
+            // read until the device falls silent; an echo of the fill means it parses again
+            let mut last = 0u32;
+            loop {
+                match self.raw_recv(1) {
+                    Ok(w) => {
+                        discarded += 1;
+                        echoed |= last == RESYNC_ECHO && w[0] == RESYNC_FILL;
+                        last = w[0];
+                        self.discard_cap(discarded, sent)?;
+                    }
+                    Err(DriverError::Transport(TransportError::Timeout { .. })) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if !echoed {
+            return Err(DriverError::Resync(format!("no echo after {filled} fill words")));
+        }
         let token = self.fresh_token();
-        self.send_words(&[header(opcode::SYNC, 1), token])?;
+        match self.sync_and_discard(token, &mut discarded, &mut sent)? {
+            Some(()) => {
+                self.in_sync = true;
+                Ok(discarded)
+            }
+            None => Err(DriverError::Resync("the device echoed the fill but not the SYNC after it".into())),
+        }
+    }
+
+    /// Send a SYNC and discard up to its echo: `Some` once seen, `None` on a timeout.
+    fn sync_and_discard(
+        &mut self,
+        token: u32,
+        discarded: &mut usize,
+        sent: &mut usize,
+    ) -> Result<Option<()>, DriverError> {
+        self.raw_send(&[header(opcode::SYNC, 1), token])?;
+        *sent += 2;
         let want = [header(opcode::SYNC | RESPONSE_BIT, 1), token];
         let mut window = [0u32; 2];
         let mut seen = 0usize;
         loop {
-            window = [window[1], self.recv(1)?[0]];
+            match self.raw_recv(1) {
+                Ok(w) => window = [window[1], w[0]],
+                Err(DriverError::Transport(TransportError::Timeout { .. })) => {
+                    *discarded += seen;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            }
             seen += 1;
             if seen >= 2 && window == want {
-                return Ok(seen - 2);
+                *discarded += seen - 2;
+                return Ok(Some(()));
             }
+            self.discard_cap(*discarded + seen, *sent)?;
         }
+    }
+
+    fn discard_cap(&self, discarded: usize, sent: usize) -> Result<(), DriverError> {
+        let cap = 2 * self.max_response_words() + 2 * sent;
+        if discarded > cap {
+            return Err(DriverError::Resync(format!(
+                "the device sent {discarded} words without the SYNC echo (at most {cap} can be pending)"
+            )));
+        }
+        Ok(())
     }
 
     // ---- programs ----
@@ -414,6 +575,16 @@ impl<T: Transport> Device<T> {
     /// [`Transport::max_pending_words`] are outstanding, before each `WriteBack`, and at the
     /// end (the final SYNC proves no command was refused).
     pub fn run(&mut self, program: &Program) -> Result<RunOutput, DriverError> {
+        self.in_step()?;
+        let before = self.stats;
+        let r = self.run_inner(program);
+        if r.is_err() && self.stats != before {
+            self.in_sync = false;
+        }
+        r
+    }
+
+    fn run_inner(&mut self, program: &Program) -> Result<RunOutput, DriverError> {
         if program.config != self.config {
             return Err(DriverError::ProgramConfig { program: program.config, device: self.config });
         }
@@ -503,6 +674,7 @@ impl<T: Transport> Device<T> {
             let response = self.expect(p.expect)?;
             if let (Some(token), Response::Sync { token: got }) = (p.token, &response) {
                 if *got != token {
+                    self.in_sync = false;
                     return Err(DriverError::Unexpected {
                         expected: format!("SYNC token {token:#010x}"),
                         got: format!("token {got:#010x}"),

@@ -331,9 +331,20 @@ impl Program {
         Ok(crate::serial::bytes_to_words(bytes))
     }
 
-    /// Pretty JSON.
+    /// JSON with one step per line (each step compact: a WRITE_ACT's rows stay on its line),
+    /// so a program's JSON grows like its word stream, not one line per number.
     pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("a program always serialises")
+        fn compact(v: &impl Serialize) -> String {
+            serde_json::to_string(v).expect("a program always serialises")
+        }
+        let steps: Vec<String> = self.steps.iter().map(|s| format!("    {}", compact(s))).collect();
+        format!(
+            "{{\n  \"config\": {},\n  \"steps\": [\n{}\n  ],\n  \"results\": {},\n  \"output\": {}\n}}\n",
+            compact(&self.config),
+            steps.join(",\n"),
+            compact(&self.results),
+            self.output
+        )
     }
 
     /// Parse and [`validate`](Program::validate) JSON.
@@ -382,6 +393,35 @@ impl Program {
         if self.output >= self.results.len() {
             return Err(ProgramError::BadOutput { output: self.output, results: self.results.len() });
         }
+        // The results are allocated before the run: their sizes must be real. A result can
+        // hold no more cells than the program's steps read into it (a compiled program covers
+        // each exactly once), which bounds them by the program's own size.
+        let mut result_cells: u128 = 0;
+        for spec in &self.results {
+            let cells = spec.rows.checked_mul(spec.cols).ok_or_else(|| ProgramError::BadStep {
+                step: 0,
+                what: format!("a result of {}x{} is too large", spec.rows, spec.cols),
+            })?;
+            result_cells += cells as u128;
+        }
+        let block_cells: u128 = self
+            .steps
+            .iter()
+            .map(|s| match s {
+                Step::ReadAct { to: b, .. } | Step::ReadAcc { to: b, .. } => {
+                    (b.rows as u128) * (b.cols as u128)
+                }
+                _ => 0,
+            })
+            .sum();
+        if result_cells > block_cells {
+            return Err(ProgramError::BadStep {
+                step: 0,
+                what: format!(
+                    "the results have {result_cells} elements but the program reads only {block_cells}"
+                ),
+            });
+        }
         for spec in &self.results {
             if let ResultKind::Raw { bias } = &spec.kind {
                 if bias.len() != spec.cols {
@@ -408,13 +448,15 @@ impl Program {
                         b.rows, b.cols
                     )));
                 }
-                if b.row + b.rows > spec.rows || b.col + b.cols > spec.cols {
+                let inside =
+                    |start: usize, len: usize, size: usize| start.checked_add(len).is_some_and(|e| e <= size);
+                if !inside(b.row, b.rows, spec.rows) || !inside(b.col, b.cols, spec.cols) {
                     return Err(bad(format!(
                         "block rows {}..{}, columns {}..{} outside result {} ({}x{})",
                         b.row,
-                        b.row + b.rows,
+                        b.row as u128 + b.rows as u128,
                         b.col,
-                        b.col + b.cols,
+                        b.col as u128 + b.cols as u128,
                         b.result,
                         spec.rows,
                         spec.cols
@@ -503,6 +545,14 @@ mod tests {
         let json = p.to_json();
         assert!(json.contains("\"write_act\""), "{json}");
         assert!(json.contains("\"set_quant\""), "{json}");
+        // one line per step, plus the frame
+        assert_eq!(json.lines().count(), p.steps.len() + 7, "{json}");
+        assert!(
+            json.contains("\n    {\"command\":{\"write_act\":{\"dst\":0,\"rows\":[[1,-1]]}}},\n"),
+            "{json}"
+        );
+        let empty = Program { steps: vec![], ..p.clone() };
+        assert!(Program::from_json(&empty.to_json()).unwrap_err().to_string().contains("elements"));
         assert_eq!(Program::from_json(&json).unwrap(), p);
     }
 
@@ -575,5 +625,31 @@ mod tests {
         p.steps[0] = Step::Command(Command::WriteAct { dst: 4, rows: vec![vec![0, 0]] });
         let e = Program::from_json(&serde_json::to_string(&p).unwrap()).unwrap_err();
         assert!(e.to_string().contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn hostile_sizes_are_refused_before_anything_is_allocated() {
+        // a 2^32 x 2^32 result: its cell count wraps in 64 bits
+        let mut p = tiny();
+        p.results[0].rows = 1 << 32;
+        p.results[0].cols = 1 << 32;
+        assert!(p.validate().unwrap_err().to_string().contains("too large"));
+        // a large result that nothing fills
+        let mut p = tiny();
+        p.results[0].rows = 1 << 30;
+        assert_eq!(
+            p.validate().unwrap_err().to_string(),
+            "step 0: the results have 1073741824 elements but the program reads only 1"
+        );
+        // a block whose row offset wraps
+        let mut p = tiny();
+        p.steps[2] = Step::ReadAct {
+            src: 0,
+            n: 1,
+            to: Block { result: 0, row: usize::MAX, col: 0, rows: 1, cols: 1 },
+        };
+        assert!(p.validate().unwrap_err().to_string().contains("outside result 0"));
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(Program::from_json(&json).is_err());
     }
 }

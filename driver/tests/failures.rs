@@ -156,6 +156,13 @@ fn a_refused_command_surfaces_its_code_and_opcode() {
     let e = dev.execute(&Command::ReadAct { src: 60, n: 10 }).unwrap_err();
     assert!(matches!(e, DriverError::Device(CommandError { opcode: 0x21, code: ErrorCode::OutOfRange })));
     assert_eq!(e.to_string(), "the device refused a command: out of range (code 3) for opcode 0x21");
+    // after an error the device is out of step: nothing is sent until resync()
+    assert!(!dev.is_in_sync());
+    let sent = dev.stats().words_sent;
+    assert!(matches!(dev.sync(), Err(DriverError::OutOfSync)));
+    assert_eq!(dev.stats().words_sent, sent);
+    assert_eq!(dev.resync().unwrap(), 0);
+    assert!(dev.is_in_sync());
     // a silent command: reported by the next response, here the SYNC fence
     assert_eq!(dev.execute(&Command::Matmul { src: 0, n: 65, dst: 0, accumulate: false }).unwrap(), None);
     let e = dev.sync().unwrap_err();
@@ -266,4 +273,66 @@ fn a_program_for_another_device_is_refused() {
         "the program was compiled for DIM 4 (4x4 PEs), 32 scratchpad rows, 32 accumulator rows, the device is \
          DIM 4 (4x4 PEs), 64 scratchpad rows, 32 accumulator rows"
     );
+}
+
+/// A golden device behind a link that, once `on`, answers with garbage forever.
+struct Babbler {
+    inner: GoldenTransport,
+    on: bool,
+}
+
+impl Transport for Babbler {
+    fn send(&mut self, words: &[u32]) -> Result<(), TransportError> {
+        self.inner.send(words)
+    }
+    fn recv(&mut self, n: usize, timeout: Duration) -> Result<Vec<u32>, TransportError> {
+        if self.on {
+            Ok(vec![0xDEAD_BEEF; n])
+        } else {
+            self.inner.recv(n, timeout)
+        }
+    }
+}
+
+#[test]
+fn resync_recovers_a_device_left_inside_a_command() {
+    let c = cfg();
+    let (xs, l) = (x(6, 7), layer(7, 5));
+    let want = spec::golden::layer(&xs, l.weights(), l.bias(), l.quant()).unwrap();
+    // words lost: a WRITE_ACT of 3 rows (3 payload words at DIM 4) with 2 words missing, and a
+    // header whose corrupted length announces the most a header can (2^24 - 1 words)
+    for (lost, payload) in [(2usize, 3u32), (0, spec::isa::MAX_LEN)] {
+        let mut dev = Device::open(GoldenTransport::new(c), &c).unwrap();
+        let partial = payload as usize - lost.min(payload as usize);
+        let mut words = vec![header(opcode::WRITE_ACT, payload), 3 << 16];
+        words.extend(std::iter::repeat_n(0u32, partial.min(4)));
+        dev.send_words(&words).unwrap();
+        // the SYNC is taken as payload (its token then as a header): an error (the WRITE_ACT's
+        // 0xFF or a timeout), and the device is out of step
+        assert!(dev.sync().is_err());
+        assert!(!dev.is_in_sync());
+        let discarded = dev.resync().unwrap();
+        assert!(dev.is_in_sync());
+        // the refused WRITE_ACT's 0xFF answer, and the fill's echoes, were discarded
+        assert!(discarded >= 2, "{discarded}");
+        let y = dev.layer(&xs, &l, OutputKind::Int8).unwrap();
+        assert_eq!(y.as_int8().unwrap(), &want);
+    }
+}
+
+#[test]
+fn resync_gives_up_on_a_device_that_keeps_sending_garbage() {
+    let c = cfg();
+    let mut dev = Device::open(Babbler { inner: GoldenTransport::new(c), on: false }, &c).unwrap();
+    dev.transport_mut().on = true;
+    assert!(matches!(dev.sync(), Err(DriverError::Unexpected { .. })));
+    let before = dev.stats().words_received;
+    let e = dev.resync().unwrap_err();
+    assert!(matches!(e, DriverError::Resync(_)), "{e}");
+    assert!(e.to_string().contains("without the SYNC echo"), "{e}");
+    // bounded: twice the longest response (READ_ACC of 32 rows x DIM 4 words, plus its
+    // header) plus twice the two words of the SYNC, plus the one word over the cap
+    let longest = 1 + 32 * 4;
+    assert_eq!(dev.stats().words_received - before, (2 * longest + 2 * 2 + 1) as u64);
+    assert!(!dev.is_in_sync());
 }

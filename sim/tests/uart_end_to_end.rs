@@ -101,11 +101,29 @@ fn malformed_commands_get_their_0xff_answer_and_the_link_stays_in_step() {
         }
         other => panic!("expected the device's 0xFF answer, got {other:?}"),
     }
+    // after an error the driver refuses to go on until the stream is known to be in step
+    assert!(matches!(dev.sync(), Err(DriverError::OutOfSync)));
+    assert_eq!(dev.resync().unwrap(), 0);
     // the byte phase survived: a round trip of real data still works
     let rows = vec![vec![5i8, -6], vec![127, -128]];
     dev.write_act(3, &rows).unwrap();
     assert_eq!(dev.read_act(3, 2).unwrap(), rows);
     dev.sync().unwrap();
+}
+
+#[test]
+fn lost_words_leave_the_board_inside_a_command_and_resync_recovers_it() {
+    let mut dev = board();
+    dev.set_timeout(std::time::Duration::from_millis(200));
+    // a WRITE_ACT of 2 rows (DIM 2: one word a row) whose last row word was lost on the line
+    dev.send_words(&[header(opcode::WRITE_ACT, 3), 2 << 16, 0x0000_0102]).unwrap();
+    // the SYNC is taken as the missing payload word and its token as a header
+    assert!(dev.sync().is_err());
+    assert!(!dev.is_in_sync());
+    dev.resync().unwrap();
+    let rows = vec![vec![5i8, -6], vec![127, -128]];
+    dev.write_act(3, &rows).unwrap();
+    assert_eq!(dev.read_act(3, 2).unwrap(), rows);
 }
 
 #[test]
@@ -119,6 +137,7 @@ fn a_silent_board_times_out_instead_of_hanging() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert!(t0.elapsed().as_secs() < 5, "took {:?}", t0.elapsed());
+    dev.resync().unwrap();
     dev.sync().unwrap();
 }
 

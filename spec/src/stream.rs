@@ -115,6 +115,66 @@ fn longest_row_command(words: &[u32]) -> u64 {
     longest
 }
 
+/// A stream that ends inside a command: its last header announces more words than follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error(
+    "the stream ends inside a command: the header at word {at} (opcode 0x{opcode:02X}) announces \
+     {len} payload words but only {has} follow"
+)]
+pub struct Truncated {
+    /// Index of the last header.
+    pub at: usize,
+    /// Its opcode.
+    pub opcode: u8,
+    /// The payload length it announces.
+    pub len: u32,
+    /// The words that follow it.
+    pub has: usize,
+}
+
+/// Walk `words` by their headers as the device frames them (every command is its header and
+/// `len` words, refused or not): the number of commands, or where the stream is cut short.
+pub fn frame(words: &[u32]) -> Result<usize, Truncated> {
+    let mut i = 0usize;
+    let mut commands = 0;
+    while i < words.len() {
+        let (opcode, len) = crate::isa::split_header(words[i]);
+        let has = words.len() - i - 1;
+        if len as usize > has {
+            return Err(Truncated { at: i, opcode, len, has });
+        }
+        commands += 1;
+        i += 1 + len as usize;
+    }
+    Ok(commands)
+}
+
+/// An upper bound on the cycles a device of array size `dim` takes to consume `words` and
+/// answer them, with a host that never stalls: per command its words twice over, plus its rows
+/// (MATMUL, ACTIVATE, READ_ACT, READ_ACC) at `DIM + 3` cycles each, plus two array and
+/// activation drains and a margin — every entry of the cycle table (docs/architecture.md) is
+/// below this. Saturates at `u64::MAX`. A run that has not taken its input by then is stuck.
+pub fn cycle_bound(dim: usize, words: &[u32]) -> u64 {
+    use crate::isa::opcode::{ACTIVATE, MATMUL, READ_ACC, READ_ACT};
+    let dim = dim as u64;
+    let drain = 2 * (8 * dim + 64) + 16;
+    let mut i = 0usize;
+    let mut bound = 0u64;
+    while i < words.len() {
+        let (op, len) = crate::isa::split_header(words[i]);
+        let rows = match op {
+            MATMUL | ACTIVATE | READ_ACT | READ_ACC if len >= 1 && i + 1 < words.len() => {
+                u64::from(words[i + 1] >> 16)
+            }
+            _ => 0,
+        };
+        let cost = drain + 2 * (1 + u64::from(len)) + rows * (dim + 3);
+        bound = bound.saturating_add(cost);
+        i = i.saturating_add(1 + len as usize);
+    }
+    bound
+}
+
 /// The host of one run (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Host<'a> {
@@ -241,6 +301,22 @@ mod tests {
         // a refused command's payload is skipped like the device does: the "n" inside it is not read
         let garbage = [crate::isa::header(0x77, 2), 0xFFFF_0000 | 0x30, 0x0000_0002];
         assert_eq!(quiet_cycles(2, &garbage), 16 + 64);
+    }
+
+    #[test]
+    fn streams_are_framed_and_bounded() {
+        use crate::isa::{header, Command};
+        let mut words = Vec::new();
+        Command::Matmul { src: 0, n: 300, dst: 0, accumulate: false }.encode_into(4, &mut words).unwrap();
+        Command::Sync { token: 1 }.encode_into(4, &mut words).unwrap();
+        assert_eq!(frame(&words), Ok(2));
+        assert!(cycle_bound(4, &words) >= 300 * 4);
+        // cut inside the SYNC, and a header announcing 2^24 - 1 words
+        assert_eq!(frame(&words[..4]).unwrap_err(), Truncated { at: 3, opcode: 0x02, len: 1, has: 0 });
+        let long = [header(0x20, 0xFF_FFFF), 0];
+        let e = frame(&long).unwrap_err();
+        assert_eq!(e.to_string(), "the stream ends inside a command: the header at word 0 (opcode 0x20) announces 16777215 payload words but only 1 follow");
+        assert_eq!(frame(&[]), Ok(0));
     }
 
     #[test]

@@ -214,6 +214,8 @@ impl ModelFile {
         let mut tmp = tempfile::Builder::new()
             .prefix(".protobrain-")
             .suffix(".tmp")
+            // like any new file: the kernel applies the umask (0644 under 022)
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
             .tempfile_in(dir)
             .map_err(|e| fail("create the file", &e))?;
         tmp.write_all(self.to_json().as_bytes()).map_err(|e| fail("write the file", &e))?;
