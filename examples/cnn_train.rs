@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! cargo run --release --example cnn_train                      # CnnTrainConfig::default()
-//! cargo run --release --example cnn_train -- '{"channels": [8, 16], "epochs": 30, "batch_size": 32,
-//!                                              "learning_rate": 0.01, "seed": 1}'
+//! cargo run --release --example cnn_train -- '{"channels": [8, 16], "epochs": 50, "batch_size": 32,
+//!                                              "learning_rate": 0.02, "seed": 1}'
 //! ```
 
 use std::time::Instant;

@@ -333,7 +333,8 @@ impl FloatCnn {
         let dense = |w: &DMatrix<f32>, b: &DVector<f32>| Dense {
             k: w.nrows(),
             n: w.ncols(),
-            w: (0..w.nrows()).flat_map(|k| w.row(k).iter().copied().collect::<Vec<_>>()).collect(),
+            // the transpose, column-major, is W row-major
+            w: w.transpose().as_slice().to_vec(),
             b: b.iter().copied().collect(),
         };
         self.ops
@@ -387,12 +388,12 @@ impl FloatCnn {
         outs
     }
 
-    /// The last op's output for the rows of `x` (the input itself if there is no op).
+    /// The last op's output for the rows of `x`.
     ///
     /// # Panics
     /// If `x` does not have H*W*C columns.
     pub fn logits(&self, x: &DMatrix<f32>) -> DMatrix<f32> {
-        self.forward_all(x).pop().unwrap_or_else(|| x.clone())
+        self.forward_all(x).pop().expect("a FloatCnn has at least one op")
     }
 
     /// The predicted class of each row of `x` (the first largest logit).

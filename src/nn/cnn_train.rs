@@ -23,10 +23,15 @@
 //!       cosine-decayed: lr_t = learning_rate * (1 + cos(pi * t / T)) / 2, t = 0..T-1 the Adam step
 //! ```
 //!
-//! The shifts and the decay are fixed parts of the algorithm, not options: without them the
-//! network fits the 1297 training images perfectly and tests at about 96-98% depending on the
-//! seed; with them, 98.4-99.2% over seeds 1..8 (`cargo run --release --example cnn_train`, see
-//! the tests).
+//! The shifts and the decay are fixed parts of the algorithm, not options. Without them (a
+//! constant step size, no shifts) the network fits the 1297 training images perfectly and
+//! scores 96.4-98.6% on the 500 test images over the seeds and settings tried; with them and
+//! the default configuration, 98.4-99.2% over seeds 1..8 (99.2% for the default seed 1):
+//!
+//! ```text
+//! cargo run --release --example cnn_train -- '{"channels": [8, 16], "epochs": 50, "batch_size": 32,
+//!                                              "learning_rate": 0.02, "seed": 2}'
+//! ```
 //!
 //! Determinism: one thread, a fixed order everywhere, no BLAS, no fused multiply-add, `expf` /
 //! `logf` / `cosf` from the pure-Rust `libm` crate: a seed gives bit-identical weights on every machine.
