@@ -26,7 +26,7 @@ fn model_json(k: &str, n: &str, w: usize) -> String {
 /// Accepting a model means its sizes are real: the widths multiply out to its weights.
 fn check_model(text: &str) {
     if let Ok(f) = ModelFile::from_json(text, "fuzz") {
-        for l in f.model.layers() {
+        for l in f.model.ops().iter().filter_map(|o| o.gemm()) {
             let w = l.layer().weights();
             assert_eq!(w.nrows().checked_mul(w.ncols()), Some(w.len()));
         }
