@@ -175,7 +175,7 @@ fn shape_errors_name_the_layer_and_write_nothing() {
         "has shape (1, 3, 4, 1) but the model takes 3x3x1 inputs: X must be (N, 3, 3, 1) NHWC or (N, 9)",
     );
     write_npy(&c.path("X.npy"), &[1, 3, 3, 1], Order::C, &[0i8; 9]);
-    c.rejected(&c.infer(&["--report", &c.s("Y.npy")]), "--report", "is also the output (-o)");
-    c.rejected(&c.infer(&["--report", &c.s("no/r.json")]), "r.json", "is not a directory");
+    c.rejected(&c.infer(&["--report", &c.s("Y.npy")]), "--report", "is also the --output output");
+    c.rejected(&c.infer(&["--report", &c.s("no/r.json")]), "r.json", "does not exist");
     assert!(!c.path("no").exists());
 }
