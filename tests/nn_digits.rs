@@ -176,8 +176,8 @@ fn shipped_model_is_reproduced() {
 }
 
 /// The demo's CNN: trained deterministically, quantised per tensor, at its accuracy floor (int8
-/// >= 97.5% and within one point of float), equal on the host golden network and the golden
-/// device, and reproduced byte for byte as `data/digits-cnn.json`.
+/// at least 97.5% and within one point of float), equal on the host golden network and the
+/// golden device, and reproduced byte for byte as `data/digits-cnn.json`.
 #[test]
 fn the_cnn_meets_its_floor_and_is_reproduced() {
     let cnn =
