@@ -150,6 +150,32 @@ fn a_model_file_drives_an_mlp_estimate() {
     assert!(v["cycle_breakdown"]["commands"]["read_acc"]["count"].as_u64().unwrap() >= 1);
 }
 
+/// A convolutional model: its GEMMs (a conv2d's M is images·OH·OW), and the whole run's cycles
+/// are those of the network on a fresh native model (the host layers cost no device cycles).
+#[test]
+fn a_cnn_model_estimates_its_device_stages() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits-cnn.json");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cnn.json");
+    let out = ok(&["estimate", "--model", model, "--batch", "4", "--dim", "4", "--json", path.to_str().unwrap()]);
+    assert!(out.contains("network 8x8x1: conv2d 3x3 1->8, conv2d 3x3/2 8->16, maxpool2d 2x2/2"), "{out}");
+    assert!(out.contains("device stage, layers 4..5: dense 64->10"), "{out}");
+    let v = json(&path);
+    assert_eq!(v["workload"]["gemms"], serde_json::json!([[256, 9, 8], [64, 72, 16], [4, 64, 10]]));
+    assert_eq!(v["macs"].as_u64(), Some(256 * 9 * 8 + 64 * 72 * 16 + 4 * 64 * 10));
+    assert!(v["cycles"].as_u64() >= v["physical_limit_cycles"].as_u64());
+
+    let net = protobrain::nn::ModelFile::load(model).unwrap().model;
+    let cfg = spec::Config::new(4, 1024, 512).unwrap();
+    let mut dev = driver::Device::open(sim::transport::SimTransport::new(sim::native::NativeSim::new(&cfg)), &cfg)
+        .unwrap();
+    let mut rng = spec::stimulus::Rng::new(1);
+    let x = nalgebra::DMatrix::from_fn(4, 64, |_, _| (rng.next_u64() >> 56) as u8 as i8);
+    net.run(&mut dev, &x).unwrap();
+    let words = v["words_in"].as_u64().unwrap();
+    assert_eq!(dev.stats().words_sent - 1, words, "the same stream, minus the driver's INFO");
+}
+
 #[test]
 fn zero_inputs_cost_less_energy_than_random_ones() {
     let dir = tempfile::tempdir().unwrap();
