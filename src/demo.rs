@@ -413,12 +413,13 @@ fn sweep(args: &DemoArgs, data: &digits::Dataset, mhz: f64) -> Result<String, Cl
         "  {:>6} {:>5} {:>9} {:>12} {:>14}\n",
         "hidden", "DIM", "int8 acc", "cycles/inf", "energy/inf µJ"
     );
-    let (mut acc, mut cyc, mut nrg) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut acc, mut acc_float, mut cyc, mut nrg) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for hidden in [16usize, 32, 64] {
         let train_cfg = TrainConfig { seed: args.seed, ..TrainConfig::with_hidden(hidden) };
         let model = nn::train_digits(data, &train_cfg, true)
             .map_err(|e| CliError::internal("training", e.to_string()))?;
         acc.push((hidden as f64, 100.0 * model.int8_eval.accuracy()));
+        acc_float.push((hidden as f64, 100.0 * model.float_eval.accuracy()));
         let (mut c_line, mut e_line) = (Vec::new(), Vec::new());
         for dim in [4usize, 8, 16] {
             let cfg = Config::new(dim, 1024, 512).expect("a valid sweep config");
@@ -458,10 +459,10 @@ fn sweep(args: &DemoArgs, data: &digits::Dataset, mhz: f64) -> Result<String, Cl
     let paths = [
         plot(
             "accuracy_vs_hidden.svg",
-            "int8 test accuracy vs hidden width",
+            "test accuracy vs hidden width (int8 on every backend, and float)",
             "hidden width",
             "accuracy (%)",
-            &[("int8".to_string(), acc)],
+            &[("int8 (every backend)".to_string(), acc), ("float".to_string(), acc_float)],
         )?,
         plot("cycles_vs_dim.svg", "cycles per inference vs array size", "DIM", "cycles / inference", &cyc)?,
         plot(

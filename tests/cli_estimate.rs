@@ -157,7 +157,8 @@ fn a_cnn_model_estimates_its_device_stages() {
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits-cnn.json");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cnn.json");
-    let out = ok(&["estimate", "--model", model, "--batch", "4", "--dim", "4", "--json", path.to_str().unwrap()]);
+    let out =
+        ok(&["estimate", "--model", model, "--batch", "4", "--dim", "4", "--json", path.to_str().unwrap()]);
     assert!(out.contains("network 8x8x1: conv2d 3x3 1->8, conv2d 3x3/2 8->16, maxpool2d 2x2/2"), "{out}");
     assert!(out.contains("device stage, layers 4..5: dense 64->10"), "{out}");
     let v = json(&path);
@@ -167,8 +168,9 @@ fn a_cnn_model_estimates_its_device_stages() {
 
     let net = protobrain::nn::ModelFile::load(model).unwrap().model;
     let cfg = spec::Config::new(4, 1024, 512).unwrap();
-    let mut dev = driver::Device::open(sim::transport::SimTransport::new(sim::native::NativeSim::new(&cfg)), &cfg)
-        .unwrap();
+    let mut dev =
+        driver::Device::open(sim::transport::SimTransport::new(sim::native::NativeSim::new(&cfg)), &cfg)
+            .unwrap();
     let mut rng = spec::stimulus::Rng::new(1);
     let x = nalgebra::DMatrix::from_fn(4, 64, |_, _| (rng.next_u64() >> 56) as u8 as i8);
     net.run(&mut dev, &x).unwrap();

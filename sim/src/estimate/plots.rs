@@ -373,35 +373,152 @@ pub fn line_chart(
     let draw = || -> Draw<()> {
         let root = SVGBackend::new(path, SIZE).into_drawing_area();
         root.fill(&WHITE)?;
-        let points = series.iter().flat_map(|(_, p)| p.iter());
-        let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0f64);
-        for &(x, y) in points {
+        // a few integer x values (DIM 4, 8, 16; widths 16, 32, 64): one evenly spaced column
+        // each, labelled with the value (a doubling sweep reads as a log2 axis)
+        let mut distinct: Vec<f64> = series.iter().flat_map(|(_, p)| p.iter().map(|&(x, _)| x)).collect();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        let categorical =
+            !distinct.is_empty() && distinct.len() <= 12 && distinct.iter().all(|x| x.fract() == 0.0);
+        let place = |x: f64| {
+            if categorical {
+                distinct.iter().position(|&d| d == x).unwrap_or(0) as f64
+            } else {
+                x
+            }
+        };
+        let series: Vec<(&String, Vec<(f64, f64)>)> =
+            series.iter().map(|(n, p)| (n, p.iter().map(|&(x, y)| (place(x), y)).collect())).collect();
+        let points: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, f64::INFINITY, 0f64);
+        for &(x, y) in &points {
             x0 = x0.min(x);
             x1 = x1.max(x);
+            y0 = y0.min(y);
             y1 = y1.max(y);
         }
         if !x0.is_finite() {
-            (x0, x1) = (0.0, 1.0);
+            (x0, x1, y0) = (0.0, 1.0, 0.0);
         }
-        let pad = ((x1 - x0) * 0.05).max(0.5);
+        let pad = if categorical { 0.3 } else { ((x1 - x0) * 0.05).max(0.5) };
+        // values far from zero (97-99 % accuracies): zoom to the data, or the line is flat
+        let (lo, hi) = if y0 > 0.5 * y1 {
+            let span = (y1 - y0).max(y1.abs() * 1e-3).max(1e-9);
+            (y0 - 0.25 * span, y1 + 0.25 * span)
+        } else {
+            (0.0, (y1 * 1.1).max(1e-9))
+        };
+        let (xl, xh) = (x0 - pad, x1 + pad);
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 22))
             .margin(16)
             .x_label_area_size(44)
             .y_label_area_size(72)
-            .build_cartesian_2d((x0 - pad)..(x1 + pad), 0f64..(y1 * 1.1).max(1e-9))?;
-        chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw()?;
+            .build_cartesian_2d(xl..xh, lo..hi)?;
+        let label = |v: &f64| {
+            let i = v.round();
+            if (v - i).abs() < 1e-6 && i >= 0.0 {
+                distinct.get(i as usize).map_or_else(String::new, |d| format!("{d:.0}"))
+            } else {
+                String::new()
+            }
+        };
+        let mut mesh = chart.configure_mesh();
+        mesh.x_desc(x_desc).y_desc(y_desc).max_light_lines(1);
+        if categorical {
+            mesh.x_labels(distinct.len()).x_label_formatter(&label);
+        }
+        mesh.draw()?;
         for (i, (name, pts)) in series.iter().enumerate() {
             let c = colour(i);
             chart
                 .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
                 .label(name.as_str())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
-            chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
+            // filled dots for the first series, rings around them for the others: series that
+            // coincide (int8 = float) stay visible
+            if i == 0 {
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
+            } else {
+                chart
+                    .draw_series(pts.iter().map(|&p| Circle::new(p, 4 + 3 * i as i32, c.stroke_width(2))))?;
+            }
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+        // the legend goes to a corner that holds no data point
+        let in_corner = |right: bool, upper: bool| {
+            points.iter().any(|&(x, y)| {
+                let fx = (x - xl) / (xh - xl);
+                let fy = (y - lo) / (hi - lo);
+                (if right { fx > 0.55 } else { fx < 0.45 }) && (if upper { fy > 0.6 } else { fy < 0.4 })
+            })
+        };
+        let position = [
+            (true, true, SeriesLabelPosition::UpperRight),
+            (false, true, SeriesLabelPosition::UpperLeft),
+            (true, false, SeriesLabelPosition::LowerRight),
+            (false, false, SeriesLabelPosition::LowerLeft),
+        ]
+        .into_iter()
+        .find(|&(r, u, _)| !in_corner(r, u))
+        .map_or(SeriesLabelPosition::UpperLeft, |(_, _, p)| p);
+        chart
+            .configure_series_labels()
+            .position(position)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
         root.present()?;
         Ok(())
     };
     draw().map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A doubling sweep gets one tick per value, labelled as an integer; close values far from
+    /// zero are zoomed into; the legend avoids the data. Set `PROTOBRAIN_PLOT_DIR` to keep the
+    /// SVGs (render with `rsvg-convert` and look at them).
+    #[test]
+    fn line_charts_tick_the_data_and_zoom_close_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let out =
+            std::env::var_os("PROTOBRAIN_PLOT_DIR").map_or_else(|| dir.path().to_path_buf(), Into::into);
+        let dims = |ys: [f64; 3]| vec![(4.0, ys[0]), (8.0, ys[1]), (16.0, ys[2])];
+        let path = out.join("dims.svg");
+        let series = [
+            ("a".to_string(), dims([0.039, 0.025, 0.019])),
+            ("b".to_string(), dims([0.013, 0.0128, 0.0125])),
+        ];
+        line_chart(&path, "energy", "DIM", "µJ", &series).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let labels: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|t| t.rsplit('>').next())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        for want in ["4", "8", "16"] {
+            assert!(labels.contains(&want), "no tick {want}: {labels:?}");
+        }
+        for unwanted in ["6", "4.0", "10", "12"] {
+            assert!(!labels.contains(&unwanted), "a tick {unwanted} off the data: {labels:?}");
+        }
+        // 97.4 .. 98.4: the axis starts near the data, not at 0
+        let path = out.join("accuracy.svg");
+        let acc = vec![(16.0, 97.4), (32.0, 97.6), (64.0, 98.4)];
+        line_chart(&path, "accuracy", "hidden", "%", &[("int8".into(), acc.clone()), ("float".into(), acc)])
+            .unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let labels: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|t| t.rsplit('>').next())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        assert!(!labels.contains(&"0") && !labels.contains(&"0.0"), "{labels:?}");
+        assert!(labels.contains(&"97.6") || labels.contains(&"97.5"), "{labels:?}");
+        assert!(labels.contains(&"int8") && labels.contains(&"float"), "{labels:?}");
+    }
 }
