@@ -70,6 +70,8 @@ pub enum State {
     ActRun,
     /// ACTIVATE: waiting for the last row to be written to the scratchpad.
     ActDrain,
+    /// LOAD_QUANT payload (contract v2): DIM words into the row buffer.
+    QuantWords,
 }
 
 /// The controller (see the module docs).
@@ -126,12 +128,14 @@ pub struct Controller {
     /// Bias register index.
     pub bias_idx: Signal<Out, Bits<16>>,
 
-    /// Requantisation multiplier M.
-    pub q_mult: Signal<Out, Bits<16>>,
-    /// Requantisation shift S.
-    pub q_shift: Signal<Out, Bits<6>>,
+    /// SET_QUANT: write `in_data`'s M (bits 15:0) and S (21:16) into every column's registers.
+    pub qs_we: Signal<Out, Bit>,
+    /// LOAD_QUANT: write each column's M and S from its row buffer word (bits 15:0, 21:16).
+    pub ql_we: Signal<Out, Bit>,
     /// ReLU enable.
     pub q_relu: Signal<Out, Bit>,
+    /// Output zero point Z (int8 as raw bits).
+    pub q_zero: Signal<Out, Bits<8>>,
 
     /// A row enters the array this cycle (the scratchpad read data of the last cycle).
     pub arr_valid: Signal<Out, Bit>,
@@ -163,9 +167,12 @@ pub struct Controller {
     addr: DFF<Bits<16>>,
     left: DFF<Bits<16>>,
     resp_hdr: DFF<Bits<32>>,
-    q_mult_r: DFF<Bits<16>>,
-    q_shift_r: DFF<Bits<6>>,
     q_relu_r: DFF<Bit>,
+    q_zero_r: DFF<Bits<8>>,
+    // LOAD_QUANT: a shift > 47 seen in an earlier word; the columns load the cycle after the
+    // last word (ql_pending) only if none was
+    q_bad: DFF<Bit>,
+    ql_pending: DFF<Bit>,
     cur_bank: DFF<Bit>,
     swap_pending: DFF<Bit>,
     wl_pending: DFF<Bit>,
@@ -236,6 +243,8 @@ pub struct Controller {
     h_is_activate: Signal<Local, Bit>,
     h_is_load_weights: Signal<Local, Bit>,
     h_is_load_bias: Signal<Local, Bit>,
+    h_is_load_quant: Signal<Local, Bit>,
+    shift_bad: Signal<Local, Bit>,
     h_is_write_act: Signal<Local, Bit>,
     mul_a: Signal<Local, Bits<16>>,
     mul_w: ConstMul,
@@ -262,6 +271,7 @@ pub struct Controller {
     c_op_sync: Constant<Bits<8>>,
     c_op_load_weights: Constant<Bits<8>>,
     c_op_load_bias: Constant<Bits<8>>,
+    c_op_load_quant: Constant<Bits<8>>,
     c_op_set_quant: Constant<Bits<8>>,
     c_op_write_act: Constant<Bits<8>>,
     c_op_read_act: Constant<Bits<8>>,
@@ -304,7 +314,6 @@ pub struct Controller {
     c_zero16: Constant<Bits<16>>,
     c_two16: Constant<Bits<16>>,
     c_zero8: Constant<Bits<8>>,
-    c_zero6: Constant<Bits<6>>,
     c_one32: Constant<Bits<32>>,
     c_zero32: Constant<Bits<32>>,
     c_one64: Constant<Bits<64>>,
@@ -346,9 +355,10 @@ impl Controller {
             wl_bank: Default::default(),
             bias_we: Default::default(),
             bias_idx: Default::default(),
-            q_mult: Default::default(),
-            q_shift: Default::default(),
+            qs_we: Default::default(),
+            ql_we: Default::default(),
             q_relu: Default::default(),
+            q_zero: Default::default(),
             arr_valid: Default::default(),
             arr_sel: Default::default(),
             acc_raddr: Default::default(),
@@ -368,9 +378,10 @@ impl Controller {
             addr: Default::default(),
             left: Default::default(),
             resp_hdr: Default::default(),
-            q_mult_r: Default::default(),
-            q_shift_r: Default::default(),
             q_relu_r: Default::default(),
+            q_zero_r: Default::default(),
+            q_bad: Default::default(),
+            ql_pending: Default::default(),
             cur_bank: Default::default(),
             swap_pending: Default::default(),
             wl_pending: Default::default(),
@@ -433,6 +444,8 @@ impl Controller {
             h_is_activate: Default::default(),
             h_is_load_weights: Default::default(),
             h_is_load_bias: Default::default(),
+            h_is_load_quant: Default::default(),
+            shift_bad: Default::default(),
             h_is_write_act: Default::default(),
             mul_a: Default::default(),
             mul_w: ConstMul::new(w as u16),
@@ -456,6 +469,7 @@ impl Controller {
             c_op_sync: k(opcode::SYNC.into()),
             c_op_load_weights: k(opcode::LOAD_WEIGHTS.into()),
             c_op_load_bias: k(opcode::LOAD_BIAS.into()),
+            c_op_load_quant: k(opcode::LOAD_QUANT.into()),
             c_op_set_quant: k(opcode::SET_QUANT.into()),
             c_op_write_act: k(opcode::WRITE_ACT.into()),
             c_op_read_act: k(opcode::READ_ACT.into()),
@@ -497,7 +511,6 @@ impl Controller {
             c_zero16: k(0),
             c_two16: k(2),
             c_zero8: k(0),
-            c_zero6: k(0),
             c_one32: k(1),
             c_zero32: k(0),
             c_one64: k(1),
@@ -529,9 +542,10 @@ impl Logic for Controller {
             addr,
             left,
             resp_hdr,
-            q_mult_r,
-            q_shift_r,
             q_relu_r,
+            q_zero_r,
+            q_bad,
+            ql_pending,
             cur_bank,
             swap_pending,
             wl_pending,
@@ -607,6 +621,7 @@ impl Logic for Controller {
         self.h_is_activate.next = self.h_op.val() == self.c_op_activate.val();
         self.h_is_load_weights.next = self.h_op.val() == self.c_op_load_weights.val();
         self.h_is_load_bias.next = self.h_op.val() == self.c_op_load_bias.val();
+        self.h_is_load_quant.next = self.h_op.val() == self.c_op_load_quant.val();
         self.h_is_write_act.next = self.h_op.val() == self.c_op_write_act.val();
         self.h_len0.next = self.h_len.val() == self.c_len0.val();
         self.h_len1.next = self.h_len.val() == self.c_len1.val();
@@ -623,6 +638,7 @@ impl Logic for Controller {
             || self.h_is_activate.val()
             || self.h_is_load_weights.val()
             || self.h_is_load_bias.val()
+            || self.h_is_load_quant.val()
             || self.h_is_write_act.val();
         self.h_len_ok.next = ((self.h_is_info.val() || self.h_is_counters.val()) && self.h_len0.val())
             || ((self.h_is_sync.val()
@@ -630,9 +646,10 @@ impl Logic for Controller {
                 || self.h_is_read_act.val()
                 || self.h_is_read_acc.val())
                 && self.h_len1.val())
-            || ((self.h_is_matmul.val() || self.h_is_activate.val()) && self.h_len2.val())
+            || ((self.h_is_matmul.val() || self.h_is_activate.val() || self.h_is_set_quant.val())
+                && self.h_len2.val())
             || (self.h_is_load_weights.val() && self.h_len_w.val())
-            || (self.h_is_load_bias.val() && self.h_len_b.val())
+            || ((self.h_is_load_bias.val() || self.h_is_load_quant.val()) && self.h_len_b.val())
             || (self.h_is_write_act.val() && !self.h_len0.val());
 
         // ---- shared arithmetic: n * row words, and range ends (17 bits, no wrap) ----
@@ -719,9 +736,12 @@ impl Logic for Controller {
         }
         self.bias_we.next = false;
         self.bias_idx.next = self.idx.q.val();
-        self.q_mult.next = self.q_mult_r.q.val();
-        self.q_shift.next = self.q_shift_r.q.val();
+        self.qs_we.next = false;
+        self.ql_we.next = self.ql_pending.q.val();
+        self.ql_pending.d.next = false;
         self.q_relu.next = self.q_relu_r.q.val();
+        self.q_zero.next = self.q_zero_r.q.val();
+        self.shift_bad.next = self.in_data.val().get_bits::<6>(16) > self.c_max_shift.val();
 
         if self.op.q.val() == self.c_op_read_acc.val() {
             self.last_word.next = self.c_dim_m1.val();
@@ -736,6 +756,7 @@ impl Logic for Controller {
             State::Arg0 => self.in_ready.next = true,
             State::Arg1 => self.in_ready.next = true,
             State::Bias => self.in_ready.next = true,
+            State::QuantWords => self.in_ready.next = true,
             State::WriteRows => self.in_ready.next = true,
             State::Weights => {
                 if self.cur_bank.q.val() {
@@ -874,6 +895,9 @@ impl Logic for Controller {
                         self.state.d.next = State::Weights;
                     } else if self.h_is_load_bias.val() {
                         self.state.d.next = State::Bias;
+                    } else if self.h_is_load_quant.val() {
+                        self.q_bad.d.next = false;
+                        self.state.d.next = State::QuantWords;
                     } else {
                         self.state.d.next = State::Arg0;
                     }
@@ -912,14 +936,24 @@ impl Logic for Controller {
                     if self.op.q.val() == self.c_op_sync.val() {
                         self.state.d.next = State::SyncWait;
                     } else if self.op.q.val() == self.c_op_set_quant.val() {
-                        if self.in_data.val().get_bits::<6>(16) > self.c_max_shift.val() {
-                            self.state.d.next = State::ErrHeader;
+                        // 1 word: M, S, relu and Z = 0; 2 words: Z follows (Arg1). A bad
+                        // shift refuses both forms, after the second word if there is one.
+                        if self.shift_bad.val() {
+                            if self.remaining.q.val() == self.c_len1.val() {
+                                self.state.d.next = State::ErrHeader;
+                            } else {
+                                self.state.d.next = State::Skip;
+                            }
                         } else {
-                            self.q_mult_r.d.next = self.in_data.val().get_bits::<16>(0);
-                            self.q_shift_r.d.next = self.in_data.val().get_bits::<6>(16);
+                            self.qs_we.next = true;
                             self.q_relu_r.d.next = self.in_data.val().get_bit(24);
-                            self.cmd_done.next = true;
-                            self.state.d.next = State::Header;
+                            self.q_zero_r.d.next = self.c_zero8.val();
+                            if self.remaining.q.val() == self.c_len1.val() {
+                                self.cmd_done.next = true;
+                                self.state.d.next = State::Header;
+                            } else {
+                                self.state.d.next = State::Arg1;
+                            }
                         }
                     } else if self.op.q.val() == self.c_op_write_act.val() {
                         if self.len_m1.q.val() != self.prod.val().get_bits::<24>(0) {
@@ -943,7 +977,13 @@ impl Logic for Controller {
             State::Arg1 => {
                 if self.take.val() {
                     self.a1.d.next = self.in_data.val();
-                    self.state.d.next = State::Exec;
+                    if self.op.q.val() == self.c_op_set_quant.val() {
+                        self.q_zero_r.d.next = self.in_data.val().get_bits::<8>(0);
+                        self.cmd_done.next = true;
+                        self.state.d.next = State::Header;
+                    } else {
+                        self.state.d.next = State::Exec;
+                    }
                 }
             }
             State::Exec => {
@@ -1034,6 +1074,25 @@ impl Logic for Controller {
                     if self.idx.q.val() == self.c_dim_m1.val() {
                         self.cmd_done.next = true;
                         self.state.d.next = State::Header;
+                    }
+                }
+            }
+            State::QuantWords => {
+                if self.take.val() {
+                    self.rb_word_we.next = true;
+                    self.idx.d.next = self.idx.q.val() + self.c_one16.val();
+                    if self.shift_bad.val() {
+                        self.q_bad.d.next = true;
+                    }
+                    if self.idx.q.val() == self.c_dim_m1.val() {
+                        if self.q_bad.q.val() || self.shift_bad.val() {
+                            self.err_code.d.next = self.c_code_range.val();
+                            self.state.d.next = State::ErrHeader;
+                        } else {
+                            self.ql_pending.d.next = true;
+                            self.cmd_done.next = true;
+                            self.state.d.next = State::Header;
+                        }
                     }
                 }
             }
@@ -1195,9 +1254,9 @@ impl Logic for Controller {
         // ---- synchronous reset: the last word on every register ----
         if self.rst.val() {
             self.state.d.next = State::Header;
-            self.q_mult_r.d.next = self.c_zero16.val();
-            self.q_shift_r.d.next = self.c_zero6.val();
             self.q_relu_r.d.next = false;
+            self.q_zero_r.d.next = self.c_zero8.val();
+            self.ql_pending.d.next = false;
             self.cur_bank.d.next = false;
             self.swap_pending.d.next = false;
             self.wl_pending.d.next = false;

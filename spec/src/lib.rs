@@ -14,7 +14,7 @@ pub mod rng;
 pub mod stimulus;
 pub mod stream;
 
-pub use arith::{requantize, Quant, QuantError};
+pub use arith::{requantize, requantize_v2, ColumnScale, LayerQuant, Quant, QuantError};
 pub use config::{Config, ConfigError, VERSION};
 pub use device::GoldenDevice;
 pub use golden::ShapeError;

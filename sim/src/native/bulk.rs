@@ -30,7 +30,7 @@
 
 use super::{array_latency, NativeSim, State, ACT_LATENCY};
 use crate::native::pipe::Landing;
-use spec::arith::{requantize, Quant};
+use spec::arith::requantize_v2;
 use spec::config::MAX_DIM;
 use spec::isa::opcode;
 
@@ -91,13 +91,14 @@ impl NativeSim {
     fn activate_rows(&mut self, k: u64, q: &super::Regs) {
         let dim = self.dim;
         let (now, end) = (self.now, self.now + k);
-        let quant = Quant { multiplier: q.q_mult, shift: q.q_shift, relu: q.q_relu };
+        let (relu, z) = (q.q_relu, q.q_zero as i8);
         let mut y = [0i8; MAX_DIM];
         let y = &mut y[..dim];
         for i in 0..k {
             let src = (usize::from(q.addr.wrapping_add(i as u16)) & self.acc_mask) * dim;
-            for ((y, &a), &b) in y.iter_mut().zip(&self.acc[src..src + dim]).zip(&self.bias) {
-                *y = requantize(a, b, quant);
+            let row = self.acc[src..src + dim].iter().zip(&self.bias).zip(&self.scales);
+            for (y, ((&a, &b), &c)) in y.iter_mut().zip(row) {
+                *y = requantize_v2(a, b, c, relu, z);
             }
             let due = now + i + 1 + ACT_LATENCY as u64;
             let dst16 = q.act_dst.wrapping_add(i as u16);
