@@ -91,7 +91,8 @@ impl TryFrom<RawLayer> for Layer {
     fn try_from(r: RawLayer) -> Result<Self, CompileError> {
         let layer = Layer::from_row_major(r.k, r.n, &r.weights, r.bias, r.quant)?;
         let scales = r.scales.unwrap_or_else(|| vec![r.quant.into()]);
-        let quant = LayerQuant::per_column(scales, r.quant.relu, r.zero_point).map_err(|e| CompileError::Quant(e.to_string()))?;
+        let quant = LayerQuant::per_column(scales, r.quant.relu, r.zero_point)
+            .map_err(|e| CompileError::Quant(e.to_string()))?;
         Layer::with_quant(layer.weights, layer.bias, quant)
     }
 }
@@ -123,7 +124,11 @@ impl Layer {
 
     /// A layer with a contract v2 quantisation: per-tensor or one scale per column of
     /// `weights`, ReLU, output zero point. The bias must have one element per column.
-    pub fn with_quant(weights: DMatrix<i8>, bias: DVector<i32>, quant: LayerQuant) -> Result<Self, CompileError> {
+    pub fn with_quant(
+        weights: DMatrix<i8>,
+        bias: DVector<i32>,
+        quant: LayerQuant,
+    ) -> Result<Self, CompileError> {
         if bias.len() != weights.ncols() {
             return Err(ShapeError::Bias { bias: bias.len(), n: weights.ncols() }.into());
         }
@@ -604,15 +609,20 @@ impl Emitter<'_> {
             self.quant.is_none_or(|(p, pz)| (p.relu, pz) != (q.relu(), z))
         };
         if need_set {
-            self.push(if z == 0 { Command::SetQuant(base) } else { Command::SetQuantZp { quant: base, zero_point: z } });
+            self.push(if z == 0 {
+                Command::SetQuant(base)
+            } else {
+                Command::SetQuantZp { quant: base, zero_point: z }
+            });
             self.quant = Some((base, z));
             self.scales = None;
         }
         if !q.is_per_tensor() && self.scales != Some((l, nt)) {
             let d = self.dim();
             let n = self.layers[l].n();
-            let scales =
-                (nt * d..(nt + 1) * d).map(|c| if c < n { q.scale(c) } else { ColumnScale::default() }).collect();
+            let scales = (nt * d..(nt + 1) * d)
+                .map(|c| if c < n { q.scale(c) } else { ColumnScale::default() })
+                .collect();
             self.push(Command::LoadQuant { scales });
             self.scales = Some((l, nt));
         }
@@ -635,8 +645,16 @@ fn emit(plan: &Plan, x: &DMatrix<i8>, layers: &[Layer], kind: OutputKind) -> Pro
     let cfg = plan.config;
     let (d, s_rows) = (cfg.dim(), cfg.scratch_rows());
     let m = plan.m;
-    let mut e =
-        Emitter { cfg, layers, steps: Vec::new(), active: None, shadow: None, bias: None, quant: None, scales: None };
+    let mut e = Emitter {
+        cfg,
+        layers,
+        steps: Vec::new(),
+        active: None,
+        shadow: None,
+        bias: None,
+        quant: None,
+        scales: None,
+    };
     let mut results = Vec::new();
     let last_segment = plan.segments.len() - 1;
     for (si, seg) in plan.segments.iter().enumerate() {

@@ -26,16 +26,19 @@ fn quant() -> impl Strategy<Value = Quant> {
 /// output zero point.
 fn layer(k: usize, n: usize) -> impl Strategy<Value = Layer> {
     let v2 = (proptest::collection::vec(quant(), n), any::<bool>(), any::<i8>(), any::<bool>());
-    (mat(k, n), proptest::collection::vec(prop_oneof![any::<i32>(), -5000i32..5000], n), quant(), v2).prop_map(
-        |(w, b, q, (cols, per_column, z, v1))| {
+    (mat(k, n), proptest::collection::vec(prop_oneof![any::<i32>(), -5000i32..5000], n), quant(), v2)
+        .prop_map(|(w, b, q, (cols, per_column, z, v1))| {
             if v1 {
                 return Layer::new(w, DVector::from_vec(b), q).unwrap();
             }
-            let scales = if per_column { cols.iter().map(|&c| ColumnScale::from(c)).collect() } else { vec![q.into()] };
+            let scales = if per_column {
+                cols.iter().map(|&c| ColumnScale::from(c)).collect()
+            } else {
+                vec![q.into()]
+            };
             let lq = LayerQuant::per_column(scales, q.relu, z).unwrap();
             Layer::with_quant(w, DVector::from_vec(b), lq).unwrap()
-        },
-    )
+        })
 }
 
 /// The golden model of one int8 layer (v2 arithmetic; the same as `golden::layer` for v1).

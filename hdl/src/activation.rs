@@ -136,7 +136,7 @@ pub struct ActivationUnit {
     s4_z: DFF<Bits<8>>,
     s4_valid: DFF<Bit>,
     // Stage 5: the shifted magnitude window.
-    s5_mag: DFF<Bits<9>>,
+    s5_c: DFF<Bits<9>>,
     s5_over: DFF<Bit>,
     s5_neg: DFF<Bit>,
     s5_relu: DFF<Bit>,
@@ -163,12 +163,14 @@ pub struct ActivationUnit {
     ov2: Signal<Local, Bit>,
     ov1: Signal<Local, Bit>,
     ov0: Signal<Local, Bit>,
-    // Stage 6 combinational locals: c = ceil(mag / 2), r = +-c (0 under ReLU when v < 0),
-    // t = r + Z (10 bits hold -384..=383 exactly), whether t fits int8, whether to saturate.
+    // Stage 5 and 6 combinational locals: c = ceil(mag / 2) (stage 5); t = Z + c or Z - c
+    // (Z under ReLU when v < 0; 10 bits hold -384..=383 exactly), whether t fits int8,
+    // whether to saturate (stage 6).
     c: Signal<Local, Bits<9>>,
     cat_c: Concat<1, 9, 10>,
     cat_z: Concat<2, 8, 10>,
-    r: Signal<Local, Bits<10>>,
+    t_pos: Signal<Local, Bits<10>>,
+    t_neg: Signal<Local, Bits<10>>,
     t: Signal<Local, Bits<10>>,
     t_fits: Signal<Local, Bit>,
     clip: Signal<Local, Bit>,
@@ -179,7 +181,6 @@ pub struct ActivationUnit {
     zero3: Constant<Bits<3>>,
     ones3: Constant<Bits<3>>,
     one9: Constant<Bits<9>>,
-    zero10: Constant<Bits<10>>,
     zero16: Constant<Bits<16>>,
     max8: Constant<Bits<8>>,
     min8: Constant<Bits<8>>,
@@ -229,7 +230,7 @@ impl Default for ActivationUnit {
             s4_relu: Default::default(),
             s4_z: Default::default(),
             s4_valid: Default::default(),
-            s5_mag: Default::default(),
+            s5_c: Default::default(),
             s5_over: Default::default(),
             s5_neg: Default::default(),
             s5_relu: Default::default(),
@@ -256,7 +257,8 @@ impl Default for ActivationUnit {
             c: Default::default(),
             cat_c: Concat::new(),
             cat_z: Concat::new(),
-            r: Default::default(),
+            t_pos: Default::default(),
+            t_neg: Default::default(),
             t: Default::default(),
             t_fits: Default::default(),
             clip: Default::default(),
@@ -266,7 +268,6 @@ impl Default for ActivationUnit {
             zero3: Constant::new(0u64.into()),
             ones3: Constant::new(7u64.into()),
             one9: Constant::new(1u64.into()),
-            zero10: Constant::new(0u64.into()),
             zero16: Constant::new(0u64.into()),
             max8: Constant::new(0x7fu64.into()),
             min8: Constant::new(0x80u64.into()),
@@ -280,7 +281,7 @@ impl Logic for ActivationUnit {
         dff_setup!(
             self, clock, s1_sum, s1_m, s1_shift, s1_relu, s1_z, s1_valid, s2_lo, s2_hi, s2_corr, s2_shift,
             s2_relu, s2_z, s2_valid, s3_w, s3_shift, s3_relu, s3_z, s3_valid, s4_x3, s4_ov, s4_neg, s4_shift,
-            s4_relu, s4_z, s4_valid, s5_mag, s5_over, s5_neg, s5_relu, s5_z, s5_valid, s6_y, s6_valid
+            s4_relu, s4_z, s4_valid, s5_c, s5_over, s5_neg, s5_relu, s5_z, s5_valid, s6_y, s6_valid
         );
 
         // Stage 1: acc + bias (int32 wrap); the quantisation travels with the vector.
@@ -372,9 +373,11 @@ impl Logic for ActivationUnit {
             self.x0.next = self.x1.val().get_bits::<9>(1);
             self.ov0.next = self.ov1.val();
         }
+        // c = ceil(mag / 2) of the 9-bit window (0..=256)
+        self.c.next = (self.x0.val() >> 1) + (self.x0.val() & self.one9.val());
         self.s5_valid.d.next = self.s4_valid.q.val();
         if self.s4_valid.q.val() {
-            self.s5_mag.d.next = self.x0.val();
+            self.s5_c.d.next = self.c.val();
             self.s5_over.d.next = self.ov0.val();
             self.s5_neg.d.next = self.s4_neg.q.val();
             self.s5_relu.d.next = self.s4_relu.q.val();
@@ -384,24 +387,25 @@ impl Logic for ActivationUnit {
         // Stage 6: r = +-ceil(mag / 2) (|r| <= 256), ReLU, t = r + Z, saturate to int8. A
         // magnitude past the window (over) means |r| > 256: saturated by its sign whatever Z.
         // ReLU with v < 0 gives r = 0, so t = Z, even past the window.
-        self.c.next = (self.s5_mag.q.val() >> 1) + (self.s5_mag.q.val() & self.one9.val());
+        // Z + c and Z - c side by side (one carry chain deep), then the sign picks one.
         self.cat_c.hi.next = self.zero1.val();
-        self.cat_c.lo.next = self.c.val();
-        self.r.next = self.cat_c.y.val();
-        if self.s5_neg.q.val() {
-            self.r.next = self.zero10.val() - self.cat_c.y.val();
-        }
-        self.clip.next = self.s5_over.q.val();
-        if self.s5_neg.q.val() && self.s5_relu.q.val() {
-            self.r.next = self.zero10.val();
-            self.clip.next = false;
-        }
+        self.cat_c.lo.next = self.s5_c.q.val();
         self.cat_z.lo.next = self.s5_z.q.val();
         self.cat_z.hi.next = self.zero2.val();
         if self.s5_z.q.val().get_bit(7) {
             self.cat_z.hi.next = self.ones2.val();
         }
-        self.t.next = self.r.val() + self.cat_z.y.val();
+        self.t_pos.next = self.cat_z.y.val() + self.cat_c.y.val();
+        self.t_neg.next = self.cat_z.y.val() - self.cat_c.y.val();
+        self.t.next = self.t_pos.val();
+        if self.s5_neg.q.val() {
+            self.t.next = self.t_neg.val();
+        }
+        self.clip.next = self.s5_over.q.val();
+        if self.s5_neg.q.val() && self.s5_relu.q.val() {
+            self.t.next = self.cat_z.y.val();
+            self.clip.next = false;
+        }
         self.t_fits.next = (self.t.val().get_bits::<3>(7) == self.zero3.val())
             || (self.t.val().get_bits::<3>(7) == self.ones3.val());
         self.s6_valid.d.next = self.s5_valid.q.val();

@@ -46,7 +46,7 @@ pub enum State {
     Exec,
     /// LOAD_WEIGHTS payload.
     Weights,
-    /// LOAD_BIAS payload.
+    /// LOAD_BIAS payload, and LOAD_QUANT's (contract v2: DIM words into the row buffer).
     Bias,
     /// WRITE_ACT rows.
     WriteRows,
@@ -70,8 +70,6 @@ pub enum State {
     ActRun,
     /// ACTIVATE: waiting for the last row to be written to the scratchpad.
     ActDrain,
-    /// LOAD_QUANT payload (contract v2): DIM words into the row buffer.
-    QuantWords,
 }
 
 /// The controller (see the module docs).
@@ -173,6 +171,12 @@ pub struct Controller {
     // last word (ql_pending) only if none was
     q_bad: DFF<Bit>,
     ql_pending: DFF<Bit>,
+    // from the header: the command is LOAD_QUANT (in Bias), SET_QUANT has 2 words
+    is_lq: DFF<Bit>,
+    sq_two: DFF<Bit>,
+    // cmd_done / err_done registered: the counters count one cycle later (off the take path)
+    done_r: DFF<Bit>,
+    err_r: DFF<Bit>,
     cur_bank: DFF<Bit>,
     swap_pending: DFF<Bit>,
     wl_pending: DFF<Bit>,
@@ -199,6 +203,10 @@ pub struct Controller {
     arr_cnt: DFF<Bits<16>>,
     bank0_cnt: DFF<Bits<16>>,
     bank1_cnt: DFF<Bits<16>>,
+    // bankN_cnt != 0, registered alongside the counter: keeps a 16-bit compare off the
+    // in_ready -> take path (iCE40 timing)
+    bank0_busy: DFF<Bit>,
+    bank1_busy: DFF<Bit>,
     // ACTIVATE
     act_dst: DFF<Bits<16>>,
     act_valid_r: DFF<Bit>,
@@ -382,6 +390,10 @@ impl Controller {
             q_zero_r: Default::default(),
             q_bad: Default::default(),
             ql_pending: Default::default(),
+            is_lq: Default::default(),
+            sq_two: Default::default(),
+            done_r: Default::default(),
+            err_r: Default::default(),
             cur_bank: Default::default(),
             swap_pending: Default::default(),
             wl_pending: Default::default(),
@@ -405,6 +417,8 @@ impl Controller {
             arr_cnt: Default::default(),
             bank0_cnt: Default::default(),
             bank1_cnt: Default::default(),
+            bank0_busy: Default::default(),
+            bank1_busy: Default::default(),
             act_dst: Default::default(),
             act_valid_r: Default::default(),
             act_wb_valid: DelayLine::new(1 + act_latency),
@@ -546,6 +560,10 @@ impl Logic for Controller {
             q_zero_r,
             q_bad,
             ql_pending,
+            is_lq,
+            sq_two,
+            done_r,
+            err_r,
             cur_bank,
             swap_pending,
             wl_pending,
@@ -566,6 +584,8 @@ impl Logic for Controller {
             arr_cnt,
             bank0_cnt,
             bank1_cnt,
+            bank0_busy,
+            bank1_busy,
             act_dst,
             act_valid_r,
             act_cnt,
@@ -684,6 +704,9 @@ impl Logic for Controller {
         if self.bank1_cnt.q.val() != self.c_zero16.val() {
             self.bank1_cnt.d.next = self.bank1_cnt.q.val() - self.c_one16.val();
         }
+        // the counter is nonzero next cycle iff it is > 1 now or reloaded (the drain L + 1 >= 2)
+        self.bank0_busy.d.next = self.bank0_cnt.q.val() > self.c_one16.val();
+        self.bank1_busy.d.next = self.bank1_cnt.q.val() > self.c_one16.val();
         if self.issue.val() {
             self.sp_ren.next = true;
             self.sp_raddr.next = self.seq_addr.q.val();
@@ -698,8 +721,10 @@ impl Logic for Controller {
             self.arr_cnt.d.next = self.c_arr_drain.val();
             if self.seq_bank.q.val() {
                 self.bank1_cnt.d.next = self.c_arr_drain.val();
+                self.bank1_busy.d.next = true;
             } else {
                 self.bank0_cnt.d.next = self.c_arr_drain.val();
+                self.bank0_busy.d.next = true;
             }
         }
         self.arr_valid_r.d.next = self.issue.val();
@@ -756,13 +781,12 @@ impl Logic for Controller {
             State::Arg0 => self.in_ready.next = true,
             State::Arg1 => self.in_ready.next = true,
             State::Bias => self.in_ready.next = true,
-            State::QuantWords => self.in_ready.next = true,
             State::WriteRows => self.in_ready.next = true,
             State::Weights => {
                 if self.cur_bank.q.val() {
-                    self.in_ready.next = self.bank0_cnt.q.val() == self.c_zero16.val();
+                    self.in_ready.next = !self.bank0_busy.q.val();
                 } else {
-                    self.in_ready.next = self.bank1_cnt.q.val() == self.c_zero16.val();
+                    self.in_ready.next = !self.bank1_busy.q.val();
                 }
             }
             _ => {}
@@ -868,18 +892,24 @@ impl Logic for Controller {
         // ---- the front-end state machine ----
         match self.state.q.val() {
             State::Header => {
+                // Loaded on every Header cycle, not only when the header is taken: nothing
+                // reads them before the state moves on, which needs a take, and their enables
+                // stay off the in_valid -> take path (iCE40 timing).
+                self.op.d.next = self.h_op.val();
+                self.remaining.d.next = self.h_len.val();
+                self.idx.d.next = self.c_zero16.val();
+                self.row.d.next = self.c_zero16.val();
+                self.len_m1.d.next = self.h_len.val() - self.c_len1.val();
+                self.q_bad.d.next = false;
+                self.is_lq.d.next = self.h_is_load_quant.val();
+                self.sq_two.d.next = self.h_len2.val();
+                // the code is only read if this header is refused
+                if self.h_known.val() {
+                    self.err_code.d.next = self.c_code_length.val();
+                } else {
+                    self.err_code.d.next = self.c_code_unknown.val();
+                }
                 if self.take.val() {
-                    self.op.d.next = self.h_op.val();
-                    self.remaining.d.next = self.h_len.val();
-                    self.idx.d.next = self.c_zero16.val();
-                    self.row.d.next = self.c_zero16.val();
-                    self.len_m1.d.next = self.h_len.val() - self.c_len1.val();
-                    // the code is only read if this header is refused
-                    if self.h_known.val() {
-                        self.err_code.d.next = self.c_code_length.val();
-                    } else {
-                        self.err_code.d.next = self.c_code_unknown.val();
-                    }
                     if !(self.h_known.val() && self.h_len_ok.val()) {
                         if self.h_len0.val() {
                             self.state.d.next = State::ErrHeader;
@@ -893,11 +923,8 @@ impl Logic for Controller {
                         self.state.d.next = State::SyncWait;
                     } else if self.h_is_load_weights.val() {
                         self.state.d.next = State::Weights;
-                    } else if self.h_is_load_bias.val() {
+                    } else if self.h_is_load_bias.val() || self.h_is_load_quant.val() {
                         self.state.d.next = State::Bias;
-                    } else if self.h_is_load_quant.val() {
-                        self.q_bad.d.next = false;
-                        self.state.d.next = State::QuantWords;
                     } else {
                         self.state.d.next = State::Arg0;
                     }
@@ -939,20 +966,20 @@ impl Logic for Controller {
                         // 1 word: M, S, relu and Z = 0; 2 words: Z follows (Arg1). A bad
                         // shift refuses both forms, after the second word if there is one.
                         if self.shift_bad.val() {
-                            if self.remaining.q.val() == self.c_len1.val() {
-                                self.state.d.next = State::ErrHeader;
-                            } else {
+                            if self.sq_two.q.val() {
                                 self.state.d.next = State::Skip;
+                            } else {
+                                self.state.d.next = State::ErrHeader;
                             }
                         } else {
                             self.qs_we.next = true;
                             self.q_relu_r.d.next = self.in_data.val().get_bit(24);
                             self.q_zero_r.d.next = self.c_zero8.val();
-                            if self.remaining.q.val() == self.c_len1.val() {
+                            if self.sq_two.q.val() {
+                                self.state.d.next = State::Arg1;
+                            } else {
                                 self.cmd_done.next = true;
                                 self.state.d.next = State::Header;
-                            } else {
-                                self.state.d.next = State::Arg1;
                             }
                         }
                     } else if self.op.q.val() == self.c_op_write_act.val() {
@@ -1069,27 +1096,23 @@ impl Logic for Controller {
             }
             State::Bias => {
                 if self.take.val() {
-                    self.bias_we.next = true;
-                    self.idx.d.next = self.idx.q.val() + self.c_one16.val();
-                    if self.idx.q.val() == self.c_dim_m1.val() {
-                        self.cmd_done.next = true;
-                        self.state.d.next = State::Header;
+                    // LOAD_BIAS: the bias registers; LOAD_QUANT: the row buffer, any S > 47
+                    // remembered, the columns loaded the cycle after the last word if none was
+                    if self.is_lq.q.val() {
+                        self.rb_word_we.next = true;
+                    } else {
+                        self.bias_we.next = true;
                     }
-                }
-            }
-            State::QuantWords => {
-                if self.take.val() {
-                    self.rb_word_we.next = true;
-                    self.idx.d.next = self.idx.q.val() + self.c_one16.val();
                     if self.shift_bad.val() {
                         self.q_bad.d.next = true;
                     }
+                    self.idx.d.next = self.idx.q.val() + self.c_one16.val();
                     if self.idx.q.val() == self.c_dim_m1.val() {
-                        if self.q_bad.q.val() || self.shift_bad.val() {
+                        if self.is_lq.q.val() && (self.q_bad.q.val() || self.shift_bad.val()) {
                             self.err_code.d.next = self.c_code_range.val();
                             self.state.d.next = State::ErrHeader;
                         } else {
-                            self.ql_pending.d.next = true;
+                            self.ql_pending.d.next = self.is_lq.q.val();
                             self.cmd_done.next = true;
                             self.state.d.next = State::Header;
                         }
@@ -1244,10 +1267,12 @@ impl Logic for Controller {
         if self.out_valid.val() && !self.out_ready.val() {
             self.out_stalls.d.next = self.out_stalls.q.val() + self.c_one32.val();
         }
-        if self.cmd_done.val() {
+        self.done_r.d.next = self.cmd_done.val();
+        self.err_r.d.next = self.err_done.val();
+        if self.done_r.q.val() {
             self.commands.d.next = self.commands.q.val() + self.c_one32.val();
         }
-        if self.err_done.val() {
+        if self.err_r.q.val() {
             self.errors.d.next = self.errors.q.val() + self.c_one32.val();
         }
 
@@ -1257,6 +1282,8 @@ impl Logic for Controller {
             self.q_relu_r.d.next = false;
             self.q_zero_r.d.next = self.c_zero8.val();
             self.ql_pending.d.next = false;
+            self.done_r.d.next = false;
+            self.err_r.d.next = false;
             self.cur_bank.d.next = false;
             self.swap_pending.d.next = false;
             self.wl_pending.d.next = false;
@@ -1267,6 +1294,8 @@ impl Logic for Controller {
             self.arr_cnt.d.next = self.c_zero16.val();
             self.bank0_cnt.d.next = self.c_zero16.val();
             self.bank1_cnt.d.next = self.c_zero16.val();
+            self.bank0_busy.d.next = false;
+            self.bank1_busy.d.next = false;
             self.act_valid_r.d.next = false;
             self.act_cnt.d.next = self.c_zero16.val();
             self.cycles.d.next = self.c_zero64.val();

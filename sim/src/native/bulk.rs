@@ -39,6 +39,9 @@ impl NativeSim {
     /// next cycle may take or send a word or change state.
     pub(super) fn blind_window(&self) -> u64 {
         let r = &self.r;
+        if r.done_r || r.err_r {
+            return 0; // a counter increment is due on the next cycle
+        }
         let lat = array_latency(self.dim) as u64;
         // cycles until `arr_idle` (no row issued or in flight)
         let arr_wait = if r.seq_busy { u64::from(r.seq_left) + lat + 1 } else { u64::from(r.arr_cnt) };
@@ -130,6 +133,9 @@ impl NativeSim {
         let r = &self.r;
         let (dim, wpr) = (self.dim as u64, self.wpr as u64);
         let (row, idx) = (u64::from(r.row), u64::from(r.idx));
+        if r.done_r || r.err_r {
+            return 0; // a counter increment is due on the next cycle
+        }
         match r.state {
             State::Weights
                 if !r.sw_pending && r.bank_cnt[usize::from(!r.cur_bank)] == 0 && self.shadow_stays_free() =>
@@ -139,7 +145,8 @@ impl NativeSim {
             State::WriteRows if !r.wl_pending && r.left > 0 => {
                 u64::from(r.left - 1) * wpr + wpr.saturating_sub(idx)
             }
-            State::Bias if !r.wl_pending && !r.sw_pending => dim.saturating_sub(idx),
+            // (LOAD_QUANT's words, also in Bias, go one cycle at a time)
+            State::Bias if !r.wl_pending && !r.sw_pending && !r.is_lq => dim.saturating_sub(idx),
             State::Skip if !r.wl_pending && !r.sw_pending => u64::from(r.remaining),
             _ => 0,
         }
@@ -236,7 +243,7 @@ impl NativeSim {
             _ => unreachable!("take_words outside a payload state"),
         }
         if done {
-            r.commands = r.commands.wrapping_add(1);
+            r.done_r = true; // the counter counts it on the next cycle
         }
         self.activity.words_in += k;
         self.now += k;

@@ -107,6 +107,12 @@ struct Regs {
     q_zero: u8,
     q_bad: bool,
     ql_pending: bool,
+    /// From the header: LOAD_QUANT (its words go through Bias), a 2-word SET_QUANT.
+    is_lq: bool,
+    sq_two: bool,
+    /// cmd_done / err_done of the last cycle: the counters count one cycle later.
+    done_r: bool,
+    err_r: bool,
     cur_bank: bool,
     swap_pending: bool,
     wl_pending: bool,
@@ -327,13 +333,7 @@ impl NativeSim {
 
         // ---- ports (combinational) ----
         let in_ready = match q.state {
-            State::Header
-            | State::Skip
-            | State::Arg0
-            | State::Arg1
-            | State::Bias
-            | State::WriteRows
-            | State::QuantWords => true,
+            State::Header | State::Skip | State::Arg0 | State::Arg1 | State::Bias | State::WriteRows => true,
             State::Weights => q.bank_cnt[usize::from(!q.cur_bank)] == 0,
             _ => false,
         };
@@ -466,6 +466,9 @@ impl NativeSim {
                     d.remaining = len;
                     d.idx = 0;
                     d.row = 0;
+                    d.q_bad = false;
+                    d.is_lq = op == opcode::LOAD_QUANT;
+                    d.sq_two = len == 2;
                     let expected = match op {
                         opcode::INFO | opcode::COUNTERS => Some(Some(0)),
                         opcode::SYNC | opcode::READ_ACT | opcode::READ_ACC => Some(Some(1)),
@@ -492,11 +495,7 @@ impl NativeSim {
                             }
                             opcode::COUNTERS => d.state = State::SyncWait,
                             opcode::LOAD_WEIGHTS => d.state = State::Weights,
-                            opcode::LOAD_BIAS => d.state = State::Bias,
-                            opcode::LOAD_QUANT => {
-                                d.q_bad = false;
-                                d.state = State::QuantWords;
-                            }
+                            opcode::LOAD_BIAS | opcode::LOAD_QUANT => d.state = State::Bias,
                             _ => d.state = State::Arg0,
                         },
                     }
@@ -532,17 +531,17 @@ impl NativeSim {
                             let shift = ((data >> 16) & 0x3F) as u8;
                             d.err_code = 3;
                             if shift > MAX_SHIFT {
-                                d.state = if q.remaining == 1 { State::ErrHeader } else { State::Skip };
+                                d.state = if q.sq_two { State::Skip } else { State::ErrHeader };
                             } else {
                                 let c = ColumnScale { multiplier: data as u16, shift };
                                 self.scales.fill(c);
                                 d.q_relu = (data >> 24) & 1 == 1;
                                 d.q_zero = 0;
-                                if q.remaining == 1 {
+                                if q.sq_two {
+                                    d.state = State::Arg1;
+                                } else {
                                     cmd_done = true;
                                     d.state = State::Header;
-                                } else {
-                                    d.state = State::Arg1;
                                 }
                             }
                         }
@@ -569,26 +568,6 @@ impl NativeSim {
                         d.state = State::Header;
                     } else {
                         d.state = State::Exec;
-                    }
-                }
-            }
-            State::QuantWords => {
-                if take {
-                    if let Some(w) = self.rowbuf.get_mut(usize::from(q.idx)) {
-                        *w = data;
-                    }
-                    d.idx = q.idx.wrapping_add(1);
-                    let bad = ((data >> 16) & 0x3F) as u8 > MAX_SHIFT;
-                    d.q_bad = q.q_bad || bad;
-                    if usize::from(q.idx) == dim - 1 {
-                        if d.q_bad {
-                            d.err_code = 3;
-                            d.state = State::ErrHeader;
-                        } else {
-                            d.ql_pending = true;
-                            cmd_done = true;
-                            d.state = State::Header;
-                        }
                     }
                 }
             }
@@ -683,14 +662,26 @@ impl NativeSim {
             }
             State::Bias => {
                 if take {
-                    if let Some(b) = self.bias.get_mut(usize::from(q.idx)) {
+                    if q.is_lq {
+                        if let Some(w) = self.rowbuf.get_mut(usize::from(q.idx)) {
+                            *w = data;
+                        }
+                    } else if let Some(b) = self.bias.get_mut(usize::from(q.idx)) {
                         *b = data as i32;
                         self.activity.bias_writes += 1;
                     }
+                    let bad = ((data >> 16) & 0x3F) as u8 > MAX_SHIFT;
+                    d.q_bad = q.q_bad || bad;
                     d.idx = q.idx.wrapping_add(1);
                     if usize::from(q.idx) == dim - 1 {
-                        cmd_done = true;
-                        d.state = State::Header;
+                        if q.is_lq && d.q_bad {
+                            d.err_code = 3;
+                            d.state = State::ErrHeader;
+                        } else {
+                            d.ql_pending = q.is_lq;
+                            cmd_done = true;
+                            d.state = State::Header;
+                        }
                     }
                 }
             }
@@ -813,10 +804,12 @@ impl NativeSim {
         if out_valid && !inp.out_ready {
             d.out_stalls = q.out_stalls.wrapping_add(1);
         }
-        if cmd_done {
+        d.done_r = cmd_done;
+        d.err_r = err_done;
+        if q.done_r {
             d.commands = q.commands.wrapping_add(1);
         }
-        if err_done {
+        if q.err_r {
             d.errors = q.errors.wrapping_add(1);
         }
         let a = &mut self.activity;
@@ -832,6 +825,8 @@ impl NativeSim {
                 q_relu: false,
                 q_zero: 0,
                 ql_pending: false,
+                done_r: false,
+                err_r: false,
                 cur_bank: false,
                 swap_pending: false,
                 wl_pending: false,
