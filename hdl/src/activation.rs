@@ -1,6 +1,7 @@
-//! The activation unit of one column: bias, requantise, ReLU, saturate — bit-exact with
-//! DESIGN.md (`spec::arith::requantize`), one vector per cycle, fixed latency
-//! [`ActivationUnit::LATENCY`] = 6.
+//! The activation unit of one column: bias, requantise, add the output zero point, ReLU,
+//! saturate — bit-exact with DESIGN.md's contract v2 (`spec::arith::requantize_v2`), one vector
+//! per cycle, fixed latency [`ActivationUnit::LATENCY`] = 6. The zero point Z (`zero_point`)
+//! travels down the pipeline with the vector like M, S and relu (not drawn below).
 //!
 //! ```text
 //!            acc [32]   bias [32]   multiplier M [16]   shift S [6]   relu   valid_in     rst
@@ -18,23 +19,25 @@
 //!  stage 4   z = w, or !w if v < 0; z >> S[5:3]*8 into a 16-bit window, overflow bits OR-ed │
 //!                   [x3 16] [ov] [neg]                    [S 3]     [relu]     [v] ◄── clear ┤
 //!                      │                                    │          │        │          │
-//!  stage 5   x3 >> S[2:0] into a 9-bit window                          │        │          │
-//!                   [mag 8] [over] [neg]                            [relu]     [v] ◄── clear ┤
+//!  stage 5   x3 >> S[2:0] into a 9-bit window mag; c = ceil(mag/2)       │        │          │
+//!                   [c 9] [over] [neg]                              [relu]     [v] ◄── clear ┤
 //!                      │                                               │        │          │
-//!  stage 6   r = +-ceil(mag/2), ReLU, clamp to -128..=127                        │          │
+//!  stage 6   t = Z + c or Z - c (ReLU, v < 0: Z), clamp to -128..=127            │          │
 //!                   [y 8] ──► y                                                [v] ◄── clear ┘
 //!                                                                               └──► valid_out
 //!   [..] = register, rising edge of `clock`; data registers load only with a valid vector
 //! ```
 //!
-//! # Arithmetic (DESIGN.md, exactly)
+//! # Arithmetic (DESIGN.md contract v2, exactly)
 //! ```text
 //! v = (acc + bias) wrapped to int32, as i64 * M       (M: u16)
 //! r = S == 0 ? v : (v + (1 << (S - 1))) >> S           (arithmetic shift)
-//! r = relu ? max(r, 0) : r
+//! r = r + Z                                            (Z: int8)
+//! r = relu ? max(r, Z) : r
 //! y = clamp(r, -128, 127)
 //! ```
-//! `multiplier`, `shift` and `relu` are sampled with the vector (on the edge where `valid_in`
+//! With Z = 0 this is v1's arithmetic exactly.
+//! `multiplier`, `shift`, `relu` and `zero_point` are sampled with the vector (on the edge where `valid_in`
 //! is high) and travel down the pipeline with it, so they may change on every cycle. Shifts
 //! 48..=63 (rejected by SET_QUANT) still follow the formula with unbounded integers: every
 //! result is 0.
@@ -51,9 +54,12 @@
 //!   reach the 9-bit window (40, 24, 16, 12, 10, 9 bits) and OR together the bits they drop.
 //!   It works on `z = w` for `v >= 0` and `z = !w` for `v < 0`, so `z >= 0` and
 //!   `!(z >> S) = w >>> S`: a dropped bit is simply a nonzero one.
-//! * **Round, ReLU, clamp**: with `mag = z >> S` (8 bits, when it fits) and
-//!   `c = ceil(mag / 2)`: `r = c` for `v >= 0` and `r = -c` for `v < 0`; `c = 128` saturates to
-//!   127 (positive) and is exactly -128 (negative); an overflowing `mag` saturates by the sign.
+//! * **Round, zero point, ReLU, clamp**: with `mag = z >> S` (9 bits, when it fits) and
+//!   `c = ceil(mag / 2)` (0..=256, registered in stage 5): `r = c` for `v >= 0` and `r = -c`
+//!   for `v < 0`. Stage 6 forms `t = Z + c` and `t = Z - c` side by side in 10 bits (which
+//!   hold -384..=383 exactly) and the sign picks one; ReLU with `v < 0` gives `t = Z`. `t`
+//!   fits int8 when its bits 9:7 are equal, else it saturates by bit 9. A `mag` past the window
+//!   means `|r| > 256`, which saturates by the sign whatever Z (`|Z| <= 128`).
 //!
 //! Everything is unsigned `Bits` with sized locals and sized constants, so the Verilog has no
 //! signed comparisons and no 32-bit literal widening; widening is [`Concat`] (rust-hdl's
