@@ -43,7 +43,7 @@ use crate::program::{Block, Program, ResultKind, ResultSpec, Step};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 use spec::isa::Command;
-use spec::{Config, Quant, ShapeError};
+use spec::{ColumnScale, Config, LayerQuant, Quant, ShapeError};
 use std::ops::Range;
 use thiserror::Error;
 
@@ -54,17 +54,20 @@ pub const END_TOKEN: u32 = 0x7062_656E;
 /// Largest row count of one command (16-bit field).
 const MAX_CMD_ROWS: usize = u16::MAX as usize;
 
-/// One layer `Y = act(X·W + b)`: K x N int8 weights, N int32 biases, the requantisation
-/// (ReLU is [`Quant::relu`]).
+/// One layer `Y = act(X·W + b)`: K x N int8 weights, N int32 biases, the requantisation:
+/// a v1 [`Quant`] (per-tensor, ReLU is [`Quant::relu`], zero point 0; [`Layer::new`]) or a
+/// contract v2 [`LayerQuant`] (per-column scales, output zero point; [`Layer::with_quant`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RawLayer", into = "RawLayer")]
 pub struct Layer {
     weights: DMatrix<i8>,
     bias: DVector<i32>,
-    quant: Quant,
+    quant: LayerQuant,
 }
 
-/// The serialised form of a [`Layer`]: weights row-major (`weights[k * n_cols + n]`).
+/// The serialised form of a [`Layer`]: weights row-major (`weights[k * n_cols + n]`). A v2
+/// layer adds `scales` (per column; `quant`'s M and S are then column 0's) and/or a nonzero
+/// `zero_point`; a v1 layer serialises exactly as before.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLayer {
@@ -73,12 +76,24 @@ struct RawLayer {
     weights: Vec<i8>,
     bias: Vec<i32>,
     quant: Quant,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scales: Option<Vec<ColumnScale>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    zero_point: i8,
+}
+
+fn is_zero(z: &i8) -> bool {
+    *z == 0
 }
 
 impl TryFrom<RawLayer> for Layer {
     type Error = CompileError;
     fn try_from(r: RawLayer) -> Result<Self, CompileError> {
-        Layer::from_row_major(r.k, r.n, &r.weights, r.bias, r.quant)
+        let layer = Layer::from_row_major(r.k, r.n, &r.weights, r.bias, r.quant)?;
+        let scales = r.scales.unwrap_or_else(|| vec![r.quant.into()]);
+        let quant = LayerQuant::per_column(scales, r.quant.relu, r.zero_point)
+            .map_err(|e| CompileError::Quant(e.to_string()))?;
+        Layer::with_quant(layer.weights, layer.bias, quant)
     }
 }
 
@@ -87,15 +102,38 @@ impl From<Layer> for RawLayer {
         let (k, n) = l.weights.shape();
         let weights =
             (0..k).flat_map(|r| (0..n).map(move |c| (r, c))).map(|(r, c)| l.weights[(r, c)]).collect();
-        RawLayer { k, n, weights, bias: l.bias.iter().copied().collect(), quant: l.quant }
+        let q = &l.quant;
+        RawLayer {
+            k,
+            n,
+            weights,
+            bias: l.bias.iter().copied().collect(),
+            quant: l.quant(),
+            scales: (!q.is_per_tensor()).then(|| q.scales().to_vec()),
+            zero_point: q.zero_point(),
+        }
     }
 }
 
 impl Layer {
-    /// A layer; the bias must have one element per column of `weights`.
+    /// A layer with a v1 (per-tensor, zero point 0) quantisation; the bias must have one
+    /// element per column of `weights`.
     pub fn new(weights: DMatrix<i8>, bias: DVector<i32>, quant: Quant) -> Result<Self, CompileError> {
+        Layer::with_quant(weights, bias, quant.into())
+    }
+
+    /// A layer with a contract v2 quantisation: per-tensor or one scale per column of
+    /// `weights`, ReLU, output zero point. The bias must have one element per column.
+    pub fn with_quant(
+        weights: DMatrix<i8>,
+        bias: DVector<i32>,
+        quant: LayerQuant,
+    ) -> Result<Self, CompileError> {
         if bias.len() != weights.ncols() {
             return Err(ShapeError::Bias { bias: bias.len(), n: weights.ncols() }.into());
+        }
+        if !quant.fits(weights.ncols()) {
+            return Err(ShapeError::Scales { scales: quant.scales().len(), n: weights.ncols() }.into());
         }
         Ok(Layer { weights, bias, quant })
     }
@@ -123,9 +161,14 @@ impl Layer {
     pub fn bias(&self) -> &DVector<i32> {
         &self.bias
     }
-    /// The requantisation (with the ReLU flag).
+    /// The requantisation as a v1 [`Quant`] (with the ReLU flag): exact for a layer built with
+    /// [`Layer::new`]; for a v2 layer, column 0's scale and ReLU (see [`Layer::layer_quant`]).
     pub fn quant(&self) -> Quant {
-        self.quant
+        self.quant.scale(0).with_relu(self.quant.relu())
+    }
+    /// The full (contract v2) requantisation.
+    pub fn layer_quant(&self) -> &LayerQuant {
+        &self.quant
     }
     /// Inputs (rows of W).
     pub fn k(&self) -> usize {
@@ -180,6 +223,9 @@ pub enum CompileError {
     /// A network whose layers or input do not fit together (`crate::network`).
     #[error("{0}")]
     Network(String),
+    /// A serialised layer's quantisation is invalid.
+    #[error("layer quantisation: {0}")]
+    Quant(String),
     /// The device's memories cannot hold even one row of the layer.
     #[error(
         "layer {layer} (K = {k}, N = {n}) does not fit {config}: an int8 output needs one scratchpad \
@@ -511,7 +557,10 @@ struct Emitter<'a> {
     active: Option<TileId>,
     shadow: Option<TileId>,
     bias: Option<(usize, usize)>,
-    quant: Option<Quant>,
+    /// The last SET_QUANT: (M, S, ReLU) and Z.
+    quant: Option<(Quant, i8)>,
+    /// The column scales of (layer, n tile), if a LOAD_QUANT set them since that SET_QUANT.
+    scales: Option<(usize, usize)>,
 }
 
 fn row(v: usize) -> u16 {
@@ -573,10 +622,34 @@ impl Emitter<'_> {
         }
     }
 
-    fn set_quant(&mut self, q: Quant) {
-        if self.quant != Some(q) {
-            self.push(Command::SetQuant(q));
-            self.quant = Some(q);
+    /// The device's quantisation for ACTIVATE of layer `l`'s N-tile `nt`, sending only what
+    /// changed: SET_QUANT (the 2-word form when Z != 0) for (M, S), ReLU and Z, then, for a
+    /// per-column layer, LOAD_QUANT with the tile's column scales (padding columns M = 0).
+    fn set_quant(&mut self, l: usize, nt: usize) {
+        let q = self.layers[l].layer_quant().clone();
+        let (base, z) = (q.scale(0).with_relu(q.relu()), q.zero_point());
+        let need_set = if q.is_per_tensor() {
+            self.quant != Some((base, z)) || self.scales.is_some()
+        } else {
+            self.quant.is_none_or(|(p, pz)| (p.relu, pz) != (q.relu(), z))
+        };
+        if need_set {
+            self.push(if z == 0 {
+                Command::SetQuant(base)
+            } else {
+                Command::SetQuantZp { quant: base, zero_point: z }
+            });
+            self.quant = Some((base, z));
+            self.scales = None;
+        }
+        if !q.is_per_tensor() && self.scales != Some((l, nt)) {
+            let d = self.dim();
+            let n = self.layers[l].n();
+            let scales = (nt * d..(nt + 1) * d)
+                .map(|c| if c < n { q.scale(c) } else { ColumnScale::default() })
+                .collect();
+            self.push(Command::LoadQuant { scales });
+            self.scales = Some((l, nt));
         }
     }
 
@@ -597,8 +670,16 @@ fn emit(plan: &Plan, x: &DMatrix<i8>, layers: &[Layer], kind: OutputKind) -> Pro
     let cfg = plan.config;
     let (d, s_rows) = (cfg.dim(), cfg.scratch_rows());
     let m = plan.m;
-    let mut e =
-        Emitter { cfg, layers, steps: Vec::new(), active: None, shadow: None, bias: None, quant: None };
+    let mut e = Emitter {
+        cfg,
+        layers,
+        steps: Vec::new(),
+        active: None,
+        shadow: None,
+        bias: None,
+        quant: None,
+        scales: None,
+    };
     let mut results = Vec::new();
     let last_segment = plan.segments.len() - 1;
     for (si, seg) in plan.segments.iter().enumerate() {
@@ -672,7 +753,7 @@ fn emit(plan: &Plan, x: &DMatrix<i8>, layers: &[Layer], kind: OutputKind) -> Pro
                             e.steps.push(Step::ReadAcc { src: row(acc), n: row(mc), to });
                             continue;
                         }
-                        e.set_quant(layer.quant());
+                        e.set_quant(l, nt);
                         e.load_bias(l, nt);
                         let slot = if out == Out::Chain || t.in_place { nt } else { nt - g0 };
                         let dst = out_base + slot * mc;

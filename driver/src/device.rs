@@ -419,9 +419,19 @@ impl<T: Transport> Device<T> {
         self.checked(Command::LoadBias { bias: bias.to_vec() }).map(drop)
     }
 
-    /// SET_QUANT.
+    /// SET_QUANT (1 word: every column's M and S, ReLU, zero point 0).
     pub fn set_quant(&mut self, quant: Quant) -> Result<(), DriverError> {
         self.checked(Command::SetQuant(quant)).map(drop)
+    }
+
+    /// SET_QUANT with an output zero point (contract v2, 2 words).
+    pub fn set_quant_zp(&mut self, quant: Quant, zero_point: i8) -> Result<(), DriverError> {
+        self.checked(Command::SetQuantZp { quant, zero_point }).map(drop)
+    }
+
+    /// LOAD_QUANT (contract v2): DIM column scales (M[n], S[n]); ReLU and Z are kept.
+    pub fn load_quant(&mut self, scales: &[spec::ColumnScale]) -> Result<(), DriverError> {
+        self.checked(Command::LoadQuant { scales: scales.to_vec() }).map(drop)
     }
 
     /// WRITE_ACT: rows of DIM int8 to scratchpad rows `dst..`.

@@ -18,7 +18,7 @@
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use spec::isa::{Command, Response};
-use spec::{Config, Quant};
+use spec::{ColumnScale, Config, Quant};
 use std::path::Path;
 use thiserror::Error;
 
@@ -31,6 +31,8 @@ enum CommandDef {
     LoadWeights { weights: Vec<i8> },
     LoadBias { bias: Vec<i32> },
     SetQuant(Quant),
+    SetQuantZp { quant: Quant, zero_point: i8 },
+    LoadQuant { scales: Vec<ColumnScale> },
     WriteAct { dst: u16, rows: Vec<Vec<i8>> },
     ReadAct { src: u16, n: u16 },
     Matmul { src: u16, n: u16, dst: u16, accumulate: bool },

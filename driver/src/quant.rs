@@ -232,6 +232,9 @@ impl QuantLayer {
     pub fn new(layer: Layer, weight_scale: f64, output_scale: f64) -> Result<Self, ModelError> {
         check_scale("weight_scale", weight_scale)?;
         check_scale("output_scale", output_scale)?;
+        if layer.layer_quant().as_v1().is_none() {
+            return Err(ModelError::NotPerTensor);
+        }
         Ok(QuantLayer { layer, weight_scale, output_scale })
     }
 
@@ -302,6 +305,10 @@ pub enum ModelError {
         /// Its value.
         value: f64,
     },
+    /// A layer with per-column scales or an output zero point (contract v2), which this model
+    /// format (one per-tensor `quant` per layer) cannot hold.
+    #[error("the model format holds one per-tensor quantisation with zero point 0 per layer; this layer has per-column scales or an output zero point")]
+    NotPerTensor,
 }
 
 fn check_scale(what: &'static str, value: f64) -> Result<(), ModelError> {

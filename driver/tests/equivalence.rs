@@ -1,6 +1,7 @@
 //! The driver's programs compute exactly what the golden model computes: random shapes (up to
 //! 3·DIM+3 and beyond the memories), random data, random quantisation, DIM 1..=5, memories
-//! from one row up; single layers and 3-layer MLPs; int8 and raw int32 outputs.
+//! from one row up; single layers and 3-layer MLPs; int8 and raw int32 outputs; v1 layers and
+//! contract v2 layers (per-column scales, output zero point) against `golden::layer_v2`.
 
 use driver::{
     compile_layer, compile_mlp, CompileError, Device, GoldenTransport, Layer, Output, OutputKind, Program,
@@ -9,7 +10,7 @@ use driver::{
 use nalgebra::{DMatrix, DVector};
 use proptest::prelude::*;
 use spec::isa::Command;
-use spec::{golden, Config, Quant};
+use spec::{golden, ColumnScale, Config, LayerQuant, Quant};
 
 fn mat(r: usize, c: usize) -> impl Strategy<Value = DMatrix<i8>> {
     proptest::collection::vec(any::<i8>(), r * c).prop_map(move |v| DMatrix::from_row_slice(r, c, &v))
@@ -21,9 +22,28 @@ fn quant() -> impl Strategy<Value = Quant> {
         .prop_map(|(m, s, r)| Quant::new(m, s, r).unwrap())
 }
 
+/// A v1 layer (`Layer::new`), or a v2 one (`Layer::with_quant`): per-column scales and/or an
+/// output zero point.
 fn layer(k: usize, n: usize) -> impl Strategy<Value = Layer> {
-    (mat(k, n), proptest::collection::vec(prop_oneof![any::<i32>(), -5000i32..5000], n), quant())
-        .prop_map(|(w, b, q)| Layer::new(w, DVector::from_vec(b), q).unwrap())
+    let v2 = (proptest::collection::vec(quant(), n), any::<bool>(), any::<i8>(), any::<bool>());
+    (mat(k, n), proptest::collection::vec(prop_oneof![any::<i32>(), -5000i32..5000], n), quant(), v2)
+        .prop_map(|(w, b, q, (cols, per_column, z, v1))| {
+            if v1 {
+                return Layer::new(w, DVector::from_vec(b), q).unwrap();
+            }
+            let scales = if per_column {
+                cols.iter().map(|&c| ColumnScale::from(c)).collect()
+            } else {
+                vec![q.into()]
+            };
+            let lq = LayerQuant::per_column(scales, q.relu, z).unwrap();
+            Layer::with_quant(w, DVector::from_vec(b), lq).unwrap()
+        })
+}
+
+/// The golden model of one int8 layer (v2 arithmetic; the same as `golden::layer` for v1).
+fn golden_int8(x: &DMatrix<i8>, l: &Layer) -> DMatrix<i8> {
+    golden::layer_v2(x, l.weights(), l.bias(), l.layer_quant()).unwrap()
 }
 
 /// Memories from tiny (1 row) to roomy.
@@ -47,7 +67,7 @@ fn kind() -> impl Strategy<Value = OutputKind> {
 /// What the golden model says one layer returns.
 fn golden_layer(x: &DMatrix<i8>, l: &Layer, kind: OutputKind) -> Output {
     match kind {
-        OutputKind::Int8 => Output::Int8(golden::layer(x, l.weights(), l.bias(), l.quant()).unwrap()),
+        OutputKind::Int8 => Output::Int8(golden_int8(x, l)),
         OutputKind::Raw => Output::Raw(golden::layer_raw(x, l.weights(), l.bias()).unwrap()),
     }
 }
@@ -124,7 +144,7 @@ proptest! {
         // the golden chain, layer by layer
         let mut acts = vec![x.clone()];
         for l in &layers[..2] {
-            let y = golden::layer(acts.last().unwrap(), l.weights(), l.bias(), l.quant()).unwrap();
+            let y = golden_int8(acts.last().unwrap(), l);
             acts.push(y);
         }
         let want = golden_layer(&acts[2], &layers[2], kind);

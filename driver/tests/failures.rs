@@ -105,7 +105,7 @@ fn a_device_with_the_wrong_info_is_refused() {
     assert!(matches!(e, DriverError::WrongDevice { .. }));
     assert_eq!(
         e.to_string(),
-        "the device is version 1, DIM 4, 64 scratchpad rows, 32 accumulator rows, but the program was built \
+        "the device is version 2, DIM 4, 64 scratchpad rows, 32 accumulator rows, but the program was built \
          for DIM 8 (8x8 PEs), 1024 scratchpad rows, 512 accumulator rows"
     );
 }
@@ -175,7 +175,8 @@ fn a_refused_command_surfaces_its_code_and_opcode() {
         Err(DriverError::Device(CommandError { opcode: 0x55, code: ErrorCode::UnknownOpcode }))
     ));
     dev.resync().unwrap();
-    dev.send_words(&[header(opcode::SET_QUANT, 2), 0, 0]).unwrap();
+    // (2 words are SET_QUANT's contract v2 form: 3 is a bad length)
+    dev.send_words(&[header(opcode::SET_QUANT, 3), 0, 0, 0]).unwrap();
     assert!(matches!(
         dev.sync(),
         Err(DriverError::Device(CommandError { opcode: 0x12, code: ErrorCode::BadLength }))

@@ -1,6 +1,7 @@
-//! The activation unit of one column: bias, requantise, ReLU, saturate — bit-exact with
-//! DESIGN.md (`spec::arith::requantize`), one vector per cycle, fixed latency
-//! [`ActivationUnit::LATENCY`] = 6.
+//! The activation unit of one column: bias, requantise, add the output zero point, ReLU,
+//! saturate — bit-exact with DESIGN.md's contract v2 (`spec::arith::requantize_v2`), one vector
+//! per cycle, fixed latency [`ActivationUnit::LATENCY`] = 6. The zero point Z (`zero_point`)
+//! travels down the pipeline with the vector like M, S and relu (not drawn below).
 //!
 //! ```text
 //!            acc [32]   bias [32]   multiplier M [16]   shift S [6]   relu   valid_in     rst
@@ -18,23 +19,25 @@
 //!  stage 4   z = w, or !w if v < 0; z >> S[5:3]*8 into a 16-bit window, overflow bits OR-ed │
 //!                   [x3 16] [ov] [neg]                    [S 3]     [relu]     [v] ◄── clear ┤
 //!                      │                                    │          │        │          │
-//!  stage 5   x3 >> S[2:0] into a 9-bit window                          │        │          │
-//!                   [mag 8] [over] [neg]                            [relu]     [v] ◄── clear ┤
+//!  stage 5   x3 >> S[2:0] into a 9-bit window mag; c = ceil(mag/2)       │        │          │
+//!                   [c 9] [over] [neg]                              [relu]     [v] ◄── clear ┤
 //!                      │                                               │        │          │
-//!  stage 6   r = +-ceil(mag/2), ReLU, clamp to -128..=127                        │          │
+//!  stage 6   t = Z + c or Z - c (ReLU, v < 0: Z), clamp to -128..=127            │          │
 //!                   [y 8] ──► y                                                [v] ◄── clear ┘
 //!                                                                               └──► valid_out
 //!   [..] = register, rising edge of `clock`; data registers load only with a valid vector
 //! ```
 //!
-//! # Arithmetic (DESIGN.md, exactly)
+//! # Arithmetic (DESIGN.md contract v2, exactly)
 //! ```text
 //! v = (acc + bias) wrapped to int32, as i64 * M       (M: u16)
 //! r = S == 0 ? v : (v + (1 << (S - 1))) >> S           (arithmetic shift)
-//! r = relu ? max(r, 0) : r
+//! r = r + Z                                            (Z: int8)
+//! r = relu ? max(r, Z) : r
 //! y = clamp(r, -128, 127)
 //! ```
-//! `multiplier`, `shift` and `relu` are sampled with the vector (on the edge where `valid_in`
+//! With Z = 0 this is v1's arithmetic exactly.
+//! `multiplier`, `shift`, `relu` and `zero_point` are sampled with the vector (on the edge where `valid_in`
 //! is high) and travel down the pipeline with it, so they may change on every cycle. Shifts
 //! 48..=63 (rejected by SET_QUANT) still follow the formula with unbounded integers: every
 //! result is 0.
@@ -51,9 +54,12 @@
 //!   reach the 9-bit window (40, 24, 16, 12, 10, 9 bits) and OR together the bits they drop.
 //!   It works on `z = w` for `v >= 0` and `z = !w` for `v < 0`, so `z >= 0` and
 //!   `!(z >> S) = w >>> S`: a dropped bit is simply a nonzero one.
-//! * **Round, ReLU, clamp**: with `mag = z >> S` (8 bits, when it fits) and
-//!   `c = ceil(mag / 2)`: `r = c` for `v >= 0` and `r = -c` for `v < 0`; `c = 128` saturates to
-//!   127 (positive) and is exactly -128 (negative); an overflowing `mag` saturates by the sign.
+//! * **Round, zero point, ReLU, clamp**: with `mag = z >> S` (9 bits, when it fits) and
+//!   `c = ceil(mag / 2)` (0..=256, registered in stage 5): `r = c` for `v >= 0` and `r = -c`
+//!   for `v < 0`. Stage 6 forms `t = Z + c` and `t = Z - c` side by side in 10 bits (which
+//!   hold -384..=383 exactly) and the sign picks one; ReLU with `v < 0` gives `t = Z`. `t`
+//!   fits int8 when its bits 9:7 are equal, else it saturates by bit 9. A `mag` past the window
+//!   means `|r| > 256`, which saturates by the sign whatever Z (`|Z| <= 128`).
 //!
 //! Everything is unsigned `Bits` with sized locals and sized constants, so the Verilog has no
 //! signed comparisons and no 32-bit literal widening; widening is [`Concat`] (rust-hdl's
@@ -96,8 +102,10 @@ pub struct ActivationUnit {
     pub multiplier: Signal<In, Bits<16>>,
     /// S, the rounding right shift (0..=47 per DESIGN.md; 48..=63 give 0).
     pub shift: Signal<In, Bits<6>>,
-    /// Apply ReLU before saturating.
+    /// Apply ReLU (as `max(r, Z)`) before saturating.
     pub relu: Signal<In, Bit>,
+    /// Z, the output zero point (int8 as raw bits), added after the shift (contract v2).
+    pub zero_point: Signal<In, Bits<8>>,
     /// The inputs hold a vector to process.
     pub valid_in: Signal<In, Bit>,
     /// The int8 result of the vector that entered `LATENCY` cycles ago.
@@ -109,6 +117,7 @@ pub struct ActivationUnit {
     s1_m: DFF<Bits<16>>,
     s1_shift: DFF<Bits<6>>,
     s1_relu: DFF<Bit>,
+    s1_z: DFF<Bits<8>>,
     s1_valid: DFF<Bit>,
     // Stage 2: partial products and the sign correction `(sum < 0 ? M : 0) << 16`.
     s2_lo: DFF<Bits<32>>,
@@ -116,11 +125,13 @@ pub struct ActivationUnit {
     s2_corr: DFF<Bits<32>>,
     s2_shift: DFF<Bits<6>>,
     s2_relu: DFF<Bit>,
+    s2_z: DFF<Bits<8>>,
     s2_valid: DFF<Bit>,
     // Stage 3: w = 2v, 49 bits.
     s3_w: DFF<Bits<49>>,
     s3_shift: DFF<Bits<6>>,
     s3_relu: DFF<Bit>,
+    s3_z: DFF<Bits<8>>,
     s3_valid: DFF<Bit>,
     // Stage 4: the window after the shifts by 32, 16 and 8.
     s4_x3: DFF<Bits<16>>,
@@ -128,12 +139,14 @@ pub struct ActivationUnit {
     s4_neg: DFF<Bit>,
     s4_shift: DFF<Bits<3>>,
     s4_relu: DFF<Bit>,
+    s4_z: DFF<Bits<8>>,
     s4_valid: DFF<Bit>,
     // Stage 5: the shifted magnitude window.
-    s5_mag: DFF<Bits<8>>,
+    s5_c: DFF<Bits<9>>,
     s5_over: DFF<Bit>,
     s5_neg: DFF<Bit>,
     s5_relu: DFF<Bit>,
+    s5_z: DFF<Bits<8>>,
     s5_valid: DFF<Bit>,
     // Stage 6: the result.
     s6_y: DFF<Bits<8>>,
@@ -156,11 +169,24 @@ pub struct ActivationUnit {
     ov2: Signal<Local, Bit>,
     ov1: Signal<Local, Bit>,
     ov0: Signal<Local, Bit>,
-    // Stage 6 combinational local: ceil(mag / 2).
-    c: Signal<Local, Bits<8>>,
+    // Stage 5 and 6 combinational locals: c = ceil(mag / 2) (stage 5); t = Z + c or Z - c
+    // (Z under ReLU when v < 0; 10 bits hold -384..=383 exactly), whether t fits int8,
+    // whether to saturate (stage 6).
+    c: Signal<Local, Bits<9>>,
+    cat_c: Concat<1, 9, 10>,
+    cat_z: Concat<2, 8, 10>,
+    t_pos: Signal<Local, Bits<10>>,
+    t_neg: Signal<Local, Bits<10>>,
+    t: Signal<Local, Bits<10>>,
+    t_fits: Signal<Local, Bit>,
+    clip: Signal<Local, Bit>,
     // Sized constants (a bare literal would be emitted 32 bits wide).
-    zero8: Constant<Bits<8>>,
-    one8: Constant<Bits<8>>,
+    zero1: Constant<Bits<1>>,
+    zero2: Constant<Bits<2>>,
+    ones2: Constant<Bits<2>>,
+    zero3: Constant<Bits<3>>,
+    ones3: Constant<Bits<3>>,
+    one9: Constant<Bits<9>>,
     zero16: Constant<Bits<16>>,
     max8: Constant<Bits<8>>,
     min8: Constant<Bits<8>>,
@@ -181,6 +207,7 @@ impl Default for ActivationUnit {
             multiplier: Default::default(),
             shift: Default::default(),
             relu: Default::default(),
+            zero_point: Default::default(),
             valid_in: Default::default(),
             y: Default::default(),
             valid_out: Default::default(),
@@ -188,27 +215,32 @@ impl Default for ActivationUnit {
             s1_m: Default::default(),
             s1_shift: Default::default(),
             s1_relu: Default::default(),
+            s1_z: Default::default(),
             s1_valid: Default::default(),
             s2_lo: Default::default(),
             s2_hi: Default::default(),
             s2_corr: Default::default(),
             s2_shift: Default::default(),
             s2_relu: Default::default(),
+            s2_z: Default::default(),
             s2_valid: Default::default(),
             s3_w: Default::default(),
             s3_shift: Default::default(),
             s3_relu: Default::default(),
+            s3_z: Default::default(),
             s3_valid: Default::default(),
             s4_x3: Default::default(),
             s4_ov: Default::default(),
             s4_neg: Default::default(),
             s4_shift: Default::default(),
             s4_relu: Default::default(),
+            s4_z: Default::default(),
             s4_valid: Default::default(),
-            s5_mag: Default::default(),
+            s5_c: Default::default(),
             s5_over: Default::default(),
             s5_neg: Default::default(),
             s5_relu: Default::default(),
+            s5_z: Default::default(),
             s5_valid: Default::default(),
             s6_y: Default::default(),
             s6_valid: Default::default(),
@@ -229,8 +261,19 @@ impl Default for ActivationUnit {
             ov1: Default::default(),
             ov0: Default::default(),
             c: Default::default(),
-            zero8: Constant::new(0u64.into()),
-            one8: Constant::new(1u64.into()),
+            cat_c: Concat::new(),
+            cat_z: Concat::new(),
+            t_pos: Default::default(),
+            t_neg: Default::default(),
+            t: Default::default(),
+            t_fits: Default::default(),
+            clip: Default::default(),
+            zero1: Constant::new(0u64.into()),
+            zero2: Constant::new(0u64.into()),
+            ones2: Constant::new(3u64.into()),
+            zero3: Constant::new(0u64.into()),
+            ones3: Constant::new(7u64.into()),
+            one9: Constant::new(1u64.into()),
             zero16: Constant::new(0u64.into()),
             max8: Constant::new(0x7fu64.into()),
             min8: Constant::new(0x80u64.into()),
@@ -242,9 +285,9 @@ impl Logic for ActivationUnit {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, s1_sum, s1_m, s1_shift, s1_relu, s1_valid, s2_lo, s2_hi, s2_corr, s2_shift, s2_relu,
-            s2_valid, s3_w, s3_shift, s3_relu, s3_valid, s4_x3, s4_ov, s4_neg, s4_shift, s4_relu, s4_valid,
-            s5_mag, s5_over, s5_neg, s5_relu, s5_valid, s6_y, s6_valid
+            self, clock, s1_sum, s1_m, s1_shift, s1_relu, s1_z, s1_valid, s2_lo, s2_hi, s2_corr, s2_shift,
+            s2_relu, s2_z, s2_valid, s3_w, s3_shift, s3_relu, s3_z, s3_valid, s4_x3, s4_ov, s4_neg, s4_shift,
+            s4_relu, s4_z, s4_valid, s5_c, s5_over, s5_neg, s5_relu, s5_z, s5_valid, s6_y, s6_valid
         );
 
         // Stage 1: acc + bias (int32 wrap); the quantisation travels with the vector.
@@ -254,6 +297,7 @@ impl Logic for ActivationUnit {
             self.s1_m.d.next = self.multiplier.val();
             self.s1_shift.d.next = self.shift.val();
             self.s1_relu.d.next = self.relu.val();
+            self.s1_z.d.next = self.zero_point.val();
         }
 
         // Stage 2: two unsigned 16x16 partial products and the sign correction.
@@ -269,6 +313,7 @@ impl Logic for ActivationUnit {
             self.s2_corr.d.next = self.cat_corr.y.val();
             self.s2_shift.d.next = self.s1_shift.q.val();
             self.s2_relu.d.next = self.s1_relu.q.val();
+            self.s2_z.d.next = self.s1_z.q.val();
         }
 
         // Stage 3: w = 2v = 2 * (hi * 2^16 + lo - corr * 2^16), 49-bit two's complement: bits
@@ -280,6 +325,7 @@ impl Logic for ActivationUnit {
             self.s3_w.d.next = self.cat_w.y.val();
             self.s3_shift.d.next = self.s2_shift.q.val();
             self.s3_relu.d.next = self.s2_relu.q.val();
+            self.s3_z.d.next = self.s2_z.q.val();
         }
 
         // Stages 4 and 5: z = w (its complement when v < 0), shifted right by S into a 9-bit
@@ -313,6 +359,7 @@ impl Logic for ActivationUnit {
             self.s4_neg.d.next = self.neg.val();
             self.s4_shift.d.next = self.s3_shift.q.val().get_bits::<3>(0);
             self.s4_relu.d.next = self.s3_relu.q.val();
+            self.s4_z.d.next = self.s3_z.q.val();
         }
         self.x2.next = self.s4_x3.q.val().get_bits::<12>(0);
         self.ov2.next = self.s4_ov.q.val() | self.s4_x3.q.val().get_bits::<4>(12).any();
@@ -332,33 +379,54 @@ impl Logic for ActivationUnit {
             self.x0.next = self.x1.val().get_bits::<9>(1);
             self.ov0.next = self.ov1.val();
         }
+        // c = ceil(mag / 2) of the 9-bit window (0..=256)
+        self.c.next = (self.x0.val() >> 1) + (self.x0.val() & self.one9.val());
         self.s5_valid.d.next = self.s4_valid.q.val();
         if self.s4_valid.q.val() {
-            self.s5_mag.d.next = self.x0.val().get_bits::<8>(0);
-            self.s5_over.d.next = self.ov0.val() | self.x0.val().get_bit(8);
+            self.s5_c.d.next = self.c.val();
+            self.s5_over.d.next = self.ov0.val();
             self.s5_neg.d.next = self.s4_neg.q.val();
             self.s5_relu.d.next = self.s4_relu.q.val();
+            self.s5_z.d.next = self.s4_z.q.val();
         }
 
-        // Stage 6: r = +-ceil(mag / 2), ReLU, saturate to int8.
-        self.c.next = (self.s5_mag.q.val() >> 1) + (self.s5_mag.q.val() & self.one8.val());
+        // Stage 6: r = +-ceil(mag / 2) (|r| <= 256), ReLU, t = r + Z, saturate to int8. A
+        // magnitude past the window (over) means |r| > 256: saturated by its sign whatever Z.
+        // ReLU with v < 0 gives r = 0, so t = Z, even past the window.
+        // Z + c and Z - c side by side (one carry chain deep), then the sign picks one.
+        self.cat_c.hi.next = self.zero1.val();
+        self.cat_c.lo.next = self.s5_c.q.val();
+        self.cat_z.lo.next = self.s5_z.q.val();
+        self.cat_z.hi.next = self.zero2.val();
+        if self.s5_z.q.val().get_bit(7) {
+            self.cat_z.hi.next = self.ones2.val();
+        }
+        self.t_pos.next = self.cat_z.y.val() + self.cat_c.y.val();
+        self.t_neg.next = self.cat_z.y.val() - self.cat_c.y.val();
+        self.t.next = self.t_pos.val();
+        if self.s5_neg.q.val() {
+            self.t.next = self.t_neg.val();
+        }
+        self.clip.next = self.s5_over.q.val();
+        if self.s5_neg.q.val() && self.s5_relu.q.val() {
+            self.t.next = self.cat_z.y.val();
+            self.clip.next = false;
+        }
+        self.t_fits.next = (self.t.val().get_bits::<3>(7) == self.zero3.val())
+            || (self.t.val().get_bits::<3>(7) == self.ones3.val());
         self.s6_valid.d.next = self.s5_valid.q.val();
         if self.s5_valid.q.val() {
-            if self.s5_over.q.val() {
+            if self.clip.val() {
                 self.s6_y.d.next = self.max8.val();
                 if self.s5_neg.q.val() {
                     self.s6_y.d.next = self.min8.val();
                 }
-            } else if self.s5_neg.q.val() {
-                // c = 128 gives 0x80 = -128 exactly.
-                self.s6_y.d.next = self.zero8.val() - self.c.val();
-            } else if self.c.val().get_bit(7) {
-                self.s6_y.d.next = self.max8.val();
+            } else if self.t_fits.val() {
+                self.s6_y.d.next = self.t.val().get_bits::<8>(0);
+            } else if self.t.val().get_bit(9) {
+                self.s6_y.d.next = self.min8.val();
             } else {
-                self.s6_y.d.next = self.c.val();
-            }
-            if self.s5_neg.q.val() && self.s5_relu.q.val() {
-                self.s6_y.d.next = self.zero8.val();
+                self.s6_y.d.next = self.max8.val();
             }
         }
 
@@ -386,12 +454,13 @@ mod tests {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
 
-    /// Straight from DESIGN.md's formula in i128 (any S in 0..=63).
-    fn reference(acc: i32, bias: i32, m: u16, s: u8, relu: bool) -> i8 {
+    /// Straight from DESIGN.md's (v2) formula in i128 (any S in 0..=63).
+    fn reference(acc: i32, bias: i32, m: u16, s: u8, relu: bool, z: i8) -> i8 {
         let sum = acc.wrapping_add(bias);
         let v = i128::from(sum) * i128::from(m);
         let r = if s == 0 { v } else { (v + (1i128 << (s - 1))) >> s };
-        let r = if relu { r.max(0) } else { r };
+        let r = r + i128::from(z);
+        let r = if relu { r.max(i128::from(z)) } else { r };
         r.clamp(-128, 127) as i8
     }
 
@@ -403,17 +472,22 @@ mod tests {
         m: u16,
         s: u8,
         relu: bool,
+        z: i8,
         valid: bool,
         rst: bool,
     }
 
     impl Vector {
         fn new(acc: i32, bias: i32, m: u16, s: u8, relu: bool) -> Self {
-            Vector { acc, bias, m, s, relu, valid: true, rst: false }
+            Vector { acc, bias, m, s, relu, z: 0, valid: true, rst: false }
+        }
+
+        fn with_z(self, z: i8) -> Self {
+            Vector { z, ..self }
         }
 
         fn expected(&self) -> i8 {
-            reference(self.acc, self.bias, self.m, self.s, self.relu)
+            reference(self.acc, self.bias, self.m, self.s, self.relu, self.z)
         }
 
         fn row(&self) -> Vec<u128> {
@@ -424,6 +498,7 @@ mod tests {
                 self.m as u128,
                 self.s as u128,
                 self.relu as u128,
+                self.z as u8 as u128,
                 self.valid as u128,
             ]
         }
@@ -437,6 +512,7 @@ mod tests {
             Port::new("multiplier", 16),
             Port::new("shift", 6),
             Port::new("relu", 1),
+            Port::new("zero_point", 8),
             Port::new("valid_in", 1),
         ]
     }
@@ -454,6 +530,7 @@ mod tests {
         uut.multiplier.connect();
         uut.shift.connect();
         uut.relu.connect();
+        uut.zero_point.connect();
         uut.valid_in.connect();
         uut.connect_all();
         uut
@@ -480,7 +557,8 @@ mod tests {
                 u.multiplier.next = (row[3] as u64).into();
                 u.shift.next = (row[4] as u64).into();
                 u.relu.next = row[5] == 1;
-                u.valid_in.next = row[6] == 1;
+                u.zero_point.next = (row[6] as u64).into();
+                u.valid_in.next = row[7] == 1;
             },
             |u| vec![unsigned_cast(u.y.val()).to_u64() as u128, u.valid_out.val() as u128],
         )
@@ -580,14 +658,33 @@ mod tests {
             }
             v.push(Vector::new(i32::MIN, 0, 1 << 15, s, false)); // v = -2^46
         }
+        // Contract v2's zero point: every r in -300..=300 (S = 0, so r = acc) against the
+        // extreme and middle Z, with and without ReLU: the sums that cross int8 only after Z,
+        // and the window's edge (|r| = 255, 256, 257).
+        for acc in -300..=300 {
+            for z in [-128i8, -127, -1, 0, 1, 5, 126, 127] {
+                for relu in [false, true] {
+                    v.push(Vector::new(acc, 0, 1, 0, relu).with_z(z));
+                }
+            }
+        }
+        for &z in &[-128i8, 127, 3] {
+            for s in [0u8, 1, 9, 47, 63] {
+                for &acc in &[i32::MIN, -513, -512, -511, 511, 512, 513, i32::MAX] {
+                    for relu in [false, true] {
+                        v.push(Vector::new(acc, 0, 1, s, relu).with_z(z));
+                    }
+                }
+            }
+        }
         v
     }
 
     #[test]
     fn reference_agrees_with_spec() {
         for v in edge_cases().iter().filter(|v| v.s <= spec::arith::MAX_SHIFT) {
-            let q = spec::Quant::new(v.m, v.s, v.relu).unwrap();
-            assert_eq!(v.expected(), spec::requantize(v.acc, v.bias, q), "{v:?}");
+            let c = spec::ColumnScale::new(v.m, v.s).unwrap();
+            assert_eq!(v.expected(), spec::requantize_v2(v.acc, v.bias, c, v.relu, v.z), "{v:?}");
         }
     }
 
@@ -608,6 +705,15 @@ mod tests {
             (Vector::new(i32::MAX, 0, 65535, 47, false), 1),
             (Vector::new(i32::MIN, 0, 0, 0, false), 0),
             (Vector::new(1000, 24, 3, 5, false), 96), // 1024 * 3 / 32
+            // v2: Z after the shift, ReLU as max(r, Z)
+            (Vector::new(250, 0, 1, 0, false).with_z(-128), 122),
+            (Vector::new(-250, 0, 1, 0, false).with_z(127), -123),
+            (Vector::new(-5, 0, 1, 0, true).with_z(-128), -128),
+            (Vector::new(-5, 0, 1, 0, true).with_z(20), 20),
+            (Vector::new(i32::MIN, 0, 1, 0, true).with_z(20), 20),
+            (Vector::new(5, 0, 1, 0, true).with_z(20), 25),
+            (Vector::new(3, 0, 1, 1, false).with_z(1), 3), // 1.5 -> 2, + 1
+            (Vector::new(400, 0, 1, 0, false).with_z(-128), 127),
         ];
         let vectors: Vec<Vector> = cases.iter().map(|c| c.0).collect();
         let trace = rust_trace(&vectors);
@@ -631,9 +737,14 @@ mod tests {
             prop_oneof![any::<u16>(), Just(0u16), Just(1), Just(65535)],
             prop_oneof![0u8..=47, Just(0u8), Just(47), 48u8..=63],
             any::<bool>(),
+            prop_oneof![Just(0i8), Just(-128), any::<i8>()],
             prop::bool::weighted(0.85),
         )
-            .prop_map(|(acc, bias, m, s, relu, valid)| Vector { valid, ..Vector::new(acc, bias, m, s, relu) })
+            .prop_map(|(acc, bias, m, s, relu, z, valid)| Vector {
+                valid,
+                z,
+                ..Vector::new(acc, bias, m, s, relu)
+            })
     }
 
     #[test]
@@ -678,16 +789,18 @@ mod tests {
     fn quantisation_travels_with_each_vector() {
         // A different M, S and relu on every cycle, back to back.
         let vectors = vec![
-            Vector::new(1000, 0, 1, 0, false),  // 127
-            Vector::new(-1000, 0, 1, 3, false), // -125
-            Vector::new(-1000, 0, 1, 3, true),  // 0
-            Vector::new(1000, 0, 3, 5, false),  // 93.75 -> 94
-            Vector::new(100, 0, 0, 0, false),   // 0
+            Vector::new(1000, 0, 1, 0, false),            // 127
+            Vector::new(-1000, 0, 1, 3, false),           // -125
+            Vector::new(-1000, 0, 1, 3, true),            // 0
+            Vector::new(1000, 0, 3, 5, false),            // 93.75 -> 94
+            Vector::new(100, 0, 0, 0, false),             // 0
+            Vector::new(-1000, 0, 1, 3, true).with_z(-7), // Z = -7
+            Vector::new(10, 0, 1, 0, false).with_z(100),  // 110
         ];
         let trace = rust_trace(&vectors);
         let lat = ActivationUnit::LATENCY;
-        let ys: Vec<i8> = trace[lat..lat + 5].iter().map(|r| sign_extend(r[0], 8) as i8).collect();
-        assert_eq!(ys, vec![127, -125, 0, 94, 0]);
+        let ys: Vec<i8> = trace[lat..lat + 7].iter().map(|r| sign_extend(r[0], 8) as i8).collect();
+        assert_eq!(ys, vec![127, -125, 0, 94, 0, -7, 110]);
         check(&vectors, &trace, "rust-hdl");
     }
 

@@ -46,7 +46,7 @@ pub enum State {
     Exec,
     /// LOAD_WEIGHTS payload.
     Weights,
-    /// LOAD_BIAS payload.
+    /// LOAD_BIAS payload, and LOAD_QUANT's (contract v2: DIM words into the row buffer).
     Bias,
     /// WRITE_ACT rows.
     WriteRows,
@@ -126,12 +126,14 @@ pub struct Controller {
     /// Bias register index.
     pub bias_idx: Signal<Out, Bits<16>>,
 
-    /// Requantisation multiplier M.
-    pub q_mult: Signal<Out, Bits<16>>,
-    /// Requantisation shift S.
-    pub q_shift: Signal<Out, Bits<6>>,
+    /// SET_QUANT: write `in_data`'s M (bits 15:0) and S (21:16) into every column's registers.
+    pub qs_we: Signal<Out, Bit>,
+    /// LOAD_QUANT: write each column's M and S from its row buffer word (bits 15:0, 21:16).
+    pub ql_we: Signal<Out, Bit>,
     /// ReLU enable.
     pub q_relu: Signal<Out, Bit>,
+    /// Output zero point Z (int8 as raw bits).
+    pub q_zero: Signal<Out, Bits<8>>,
 
     /// A row enters the array this cycle (the scratchpad read data of the last cycle).
     pub arr_valid: Signal<Out, Bit>,
@@ -163,9 +165,18 @@ pub struct Controller {
     addr: DFF<Bits<16>>,
     left: DFF<Bits<16>>,
     resp_hdr: DFF<Bits<32>>,
-    q_mult_r: DFF<Bits<16>>,
-    q_shift_r: DFF<Bits<6>>,
     q_relu_r: DFF<Bit>,
+    q_zero_r: DFF<Bits<8>>,
+    // LOAD_QUANT: a shift > 47 seen in an earlier word; the columns load the cycle after the
+    // last word (ql_pending) only if none was
+    q_bad: DFF<Bit>,
+    ql_pending: DFF<Bit>,
+    // from the header: the command is LOAD_QUANT (in Bias), SET_QUANT has 2 words
+    is_lq: DFF<Bit>,
+    sq_two: DFF<Bit>,
+    // cmd_done / err_done registered: the counters count one cycle later (off the take path)
+    done_r: DFF<Bit>,
+    err_r: DFF<Bit>,
     cur_bank: DFF<Bit>,
     swap_pending: DFF<Bit>,
     wl_pending: DFF<Bit>,
@@ -192,6 +203,10 @@ pub struct Controller {
     arr_cnt: DFF<Bits<16>>,
     bank0_cnt: DFF<Bits<16>>,
     bank1_cnt: DFF<Bits<16>>,
+    // bankN_cnt != 0, registered alongside the counter: keeps a 16-bit compare off the
+    // in_ready -> take path (iCE40 timing)
+    bank0_busy: DFF<Bit>,
+    bank1_busy: DFF<Bit>,
     // ACTIVATE
     act_dst: DFF<Bits<16>>,
     act_valid_r: DFF<Bit>,
@@ -236,6 +251,8 @@ pub struct Controller {
     h_is_activate: Signal<Local, Bit>,
     h_is_load_weights: Signal<Local, Bit>,
     h_is_load_bias: Signal<Local, Bit>,
+    h_is_load_quant: Signal<Local, Bit>,
+    shift_bad: Signal<Local, Bit>,
     h_is_write_act: Signal<Local, Bit>,
     mul_a: Signal<Local, Bits<16>>,
     mul_w: ConstMul,
@@ -262,6 +279,7 @@ pub struct Controller {
     c_op_sync: Constant<Bits<8>>,
     c_op_load_weights: Constant<Bits<8>>,
     c_op_load_bias: Constant<Bits<8>>,
+    c_op_load_quant: Constant<Bits<8>>,
     c_op_set_quant: Constant<Bits<8>>,
     c_op_write_act: Constant<Bits<8>>,
     c_op_read_act: Constant<Bits<8>>,
@@ -304,7 +322,6 @@ pub struct Controller {
     c_zero16: Constant<Bits<16>>,
     c_two16: Constant<Bits<16>>,
     c_zero8: Constant<Bits<8>>,
-    c_zero6: Constant<Bits<6>>,
     c_one32: Constant<Bits<32>>,
     c_zero32: Constant<Bits<32>>,
     c_one64: Constant<Bits<64>>,
@@ -346,9 +363,10 @@ impl Controller {
             wl_bank: Default::default(),
             bias_we: Default::default(),
             bias_idx: Default::default(),
-            q_mult: Default::default(),
-            q_shift: Default::default(),
+            qs_we: Default::default(),
+            ql_we: Default::default(),
             q_relu: Default::default(),
+            q_zero: Default::default(),
             arr_valid: Default::default(),
             arr_sel: Default::default(),
             acc_raddr: Default::default(),
@@ -368,9 +386,14 @@ impl Controller {
             addr: Default::default(),
             left: Default::default(),
             resp_hdr: Default::default(),
-            q_mult_r: Default::default(),
-            q_shift_r: Default::default(),
             q_relu_r: Default::default(),
+            q_zero_r: Default::default(),
+            q_bad: Default::default(),
+            ql_pending: Default::default(),
+            is_lq: Default::default(),
+            sq_two: Default::default(),
+            done_r: Default::default(),
+            err_r: Default::default(),
             cur_bank: Default::default(),
             swap_pending: Default::default(),
             wl_pending: Default::default(),
@@ -394,6 +417,8 @@ impl Controller {
             arr_cnt: Default::default(),
             bank0_cnt: Default::default(),
             bank1_cnt: Default::default(),
+            bank0_busy: Default::default(),
+            bank1_busy: Default::default(),
             act_dst: Default::default(),
             act_valid_r: Default::default(),
             act_wb_valid: DelayLine::new(1 + act_latency),
@@ -433,6 +458,8 @@ impl Controller {
             h_is_activate: Default::default(),
             h_is_load_weights: Default::default(),
             h_is_load_bias: Default::default(),
+            h_is_load_quant: Default::default(),
+            shift_bad: Default::default(),
             h_is_write_act: Default::default(),
             mul_a: Default::default(),
             mul_w: ConstMul::new(w as u16),
@@ -456,6 +483,7 @@ impl Controller {
             c_op_sync: k(opcode::SYNC.into()),
             c_op_load_weights: k(opcode::LOAD_WEIGHTS.into()),
             c_op_load_bias: k(opcode::LOAD_BIAS.into()),
+            c_op_load_quant: k(opcode::LOAD_QUANT.into()),
             c_op_set_quant: k(opcode::SET_QUANT.into()),
             c_op_write_act: k(opcode::WRITE_ACT.into()),
             c_op_read_act: k(opcode::READ_ACT.into()),
@@ -497,7 +525,6 @@ impl Controller {
             c_zero16: k(0),
             c_two16: k(2),
             c_zero8: k(0),
-            c_zero6: k(0),
             c_one32: k(1),
             c_zero32: k(0),
             c_one64: k(1),
@@ -529,9 +556,14 @@ impl Logic for Controller {
             addr,
             left,
             resp_hdr,
-            q_mult_r,
-            q_shift_r,
             q_relu_r,
+            q_zero_r,
+            q_bad,
+            ql_pending,
+            is_lq,
+            sq_two,
+            done_r,
+            err_r,
             cur_bank,
             swap_pending,
             wl_pending,
@@ -552,6 +584,8 @@ impl Logic for Controller {
             arr_cnt,
             bank0_cnt,
             bank1_cnt,
+            bank0_busy,
+            bank1_busy,
             act_dst,
             act_valid_r,
             act_cnt,
@@ -607,6 +641,7 @@ impl Logic for Controller {
         self.h_is_activate.next = self.h_op.val() == self.c_op_activate.val();
         self.h_is_load_weights.next = self.h_op.val() == self.c_op_load_weights.val();
         self.h_is_load_bias.next = self.h_op.val() == self.c_op_load_bias.val();
+        self.h_is_load_quant.next = self.h_op.val() == self.c_op_load_quant.val();
         self.h_is_write_act.next = self.h_op.val() == self.c_op_write_act.val();
         self.h_len0.next = self.h_len.val() == self.c_len0.val();
         self.h_len1.next = self.h_len.val() == self.c_len1.val();
@@ -623,6 +658,7 @@ impl Logic for Controller {
             || self.h_is_activate.val()
             || self.h_is_load_weights.val()
             || self.h_is_load_bias.val()
+            || self.h_is_load_quant.val()
             || self.h_is_write_act.val();
         self.h_len_ok.next = ((self.h_is_info.val() || self.h_is_counters.val()) && self.h_len0.val())
             || ((self.h_is_sync.val()
@@ -630,9 +666,10 @@ impl Logic for Controller {
                 || self.h_is_read_act.val()
                 || self.h_is_read_acc.val())
                 && self.h_len1.val())
-            || ((self.h_is_matmul.val() || self.h_is_activate.val()) && self.h_len2.val())
+            || ((self.h_is_matmul.val() || self.h_is_activate.val() || self.h_is_set_quant.val())
+                && self.h_len2.val())
             || (self.h_is_load_weights.val() && self.h_len_w.val())
-            || (self.h_is_load_bias.val() && self.h_len_b.val())
+            || ((self.h_is_load_bias.val() || self.h_is_load_quant.val()) && self.h_len_b.val())
             || (self.h_is_write_act.val() && !self.h_len0.val());
 
         // ---- shared arithmetic: n * row words, and range ends (17 bits, no wrap) ----
@@ -667,6 +704,9 @@ impl Logic for Controller {
         if self.bank1_cnt.q.val() != self.c_zero16.val() {
             self.bank1_cnt.d.next = self.bank1_cnt.q.val() - self.c_one16.val();
         }
+        // the counter is nonzero next cycle iff it is > 1 now or reloaded (the drain L + 1 >= 2)
+        self.bank0_busy.d.next = self.bank0_cnt.q.val() > self.c_one16.val();
+        self.bank1_busy.d.next = self.bank1_cnt.q.val() > self.c_one16.val();
         if self.issue.val() {
             self.sp_ren.next = true;
             self.sp_raddr.next = self.seq_addr.q.val();
@@ -681,8 +721,10 @@ impl Logic for Controller {
             self.arr_cnt.d.next = self.c_arr_drain.val();
             if self.seq_bank.q.val() {
                 self.bank1_cnt.d.next = self.c_arr_drain.val();
+                self.bank1_busy.d.next = true;
             } else {
                 self.bank0_cnt.d.next = self.c_arr_drain.val();
+                self.bank0_busy.d.next = true;
             }
         }
         self.arr_valid_r.d.next = self.issue.val();
@@ -719,9 +761,12 @@ impl Logic for Controller {
         }
         self.bias_we.next = false;
         self.bias_idx.next = self.idx.q.val();
-        self.q_mult.next = self.q_mult_r.q.val();
-        self.q_shift.next = self.q_shift_r.q.val();
+        self.qs_we.next = false;
+        self.ql_we.next = self.ql_pending.q.val();
+        self.ql_pending.d.next = false;
         self.q_relu.next = self.q_relu_r.q.val();
+        self.q_zero.next = self.q_zero_r.q.val();
+        self.shift_bad.next = self.in_data.val().get_bits::<6>(16) > self.c_max_shift.val();
 
         if self.op.q.val() == self.c_op_read_acc.val() {
             self.last_word.next = self.c_dim_m1.val();
@@ -739,9 +784,9 @@ impl Logic for Controller {
             State::WriteRows => self.in_ready.next = true,
             State::Weights => {
                 if self.cur_bank.q.val() {
-                    self.in_ready.next = self.bank0_cnt.q.val() == self.c_zero16.val();
+                    self.in_ready.next = !self.bank0_busy.q.val();
                 } else {
-                    self.in_ready.next = self.bank1_cnt.q.val() == self.c_zero16.val();
+                    self.in_ready.next = !self.bank1_busy.q.val();
                 }
             }
             _ => {}
@@ -847,18 +892,24 @@ impl Logic for Controller {
         // ---- the front-end state machine ----
         match self.state.q.val() {
             State::Header => {
+                // Loaded on every Header cycle, not only when the header is taken: nothing
+                // reads them before the state moves on, which needs a take, and their enables
+                // stay off the in_valid -> take path (iCE40 timing).
+                self.op.d.next = self.h_op.val();
+                self.remaining.d.next = self.h_len.val();
+                self.idx.d.next = self.c_zero16.val();
+                self.row.d.next = self.c_zero16.val();
+                self.len_m1.d.next = self.h_len.val() - self.c_len1.val();
+                self.q_bad.d.next = false;
+                self.is_lq.d.next = self.h_is_load_quant.val();
+                self.sq_two.d.next = self.h_len2.val();
+                // the code is only read if this header is refused
+                if self.h_known.val() {
+                    self.err_code.d.next = self.c_code_length.val();
+                } else {
+                    self.err_code.d.next = self.c_code_unknown.val();
+                }
                 if self.take.val() {
-                    self.op.d.next = self.h_op.val();
-                    self.remaining.d.next = self.h_len.val();
-                    self.idx.d.next = self.c_zero16.val();
-                    self.row.d.next = self.c_zero16.val();
-                    self.len_m1.d.next = self.h_len.val() - self.c_len1.val();
-                    // the code is only read if this header is refused
-                    if self.h_known.val() {
-                        self.err_code.d.next = self.c_code_length.val();
-                    } else {
-                        self.err_code.d.next = self.c_code_unknown.val();
-                    }
                     if !(self.h_known.val() && self.h_len_ok.val()) {
                         if self.h_len0.val() {
                             self.state.d.next = State::ErrHeader;
@@ -872,7 +923,7 @@ impl Logic for Controller {
                         self.state.d.next = State::SyncWait;
                     } else if self.h_is_load_weights.val() {
                         self.state.d.next = State::Weights;
-                    } else if self.h_is_load_bias.val() {
+                    } else if self.h_is_load_bias.val() || self.h_is_load_quant.val() {
                         self.state.d.next = State::Bias;
                     } else {
                         self.state.d.next = State::Arg0;
@@ -912,14 +963,24 @@ impl Logic for Controller {
                     if self.op.q.val() == self.c_op_sync.val() {
                         self.state.d.next = State::SyncWait;
                     } else if self.op.q.val() == self.c_op_set_quant.val() {
-                        if self.in_data.val().get_bits::<6>(16) > self.c_max_shift.val() {
-                            self.state.d.next = State::ErrHeader;
+                        // 1 word: M, S, relu and Z = 0; 2 words: Z follows (Arg1). A bad
+                        // shift refuses both forms, after the second word if there is one.
+                        if self.shift_bad.val() {
+                            if self.sq_two.q.val() {
+                                self.state.d.next = State::Skip;
+                            } else {
+                                self.state.d.next = State::ErrHeader;
+                            }
                         } else {
-                            self.q_mult_r.d.next = self.in_data.val().get_bits::<16>(0);
-                            self.q_shift_r.d.next = self.in_data.val().get_bits::<6>(16);
+                            self.qs_we.next = true;
                             self.q_relu_r.d.next = self.in_data.val().get_bit(24);
-                            self.cmd_done.next = true;
-                            self.state.d.next = State::Header;
+                            self.q_zero_r.d.next = self.c_zero8.val();
+                            if self.sq_two.q.val() {
+                                self.state.d.next = State::Arg1;
+                            } else {
+                                self.cmd_done.next = true;
+                                self.state.d.next = State::Header;
+                            }
                         }
                     } else if self.op.q.val() == self.c_op_write_act.val() {
                         if self.len_m1.q.val() != self.prod.val().get_bits::<24>(0) {
@@ -943,7 +1004,13 @@ impl Logic for Controller {
             State::Arg1 => {
                 if self.take.val() {
                     self.a1.d.next = self.in_data.val();
-                    self.state.d.next = State::Exec;
+                    if self.op.q.val() == self.c_op_set_quant.val() {
+                        self.q_zero_r.d.next = self.in_data.val().get_bits::<8>(0);
+                        self.cmd_done.next = true;
+                        self.state.d.next = State::Header;
+                    } else {
+                        self.state.d.next = State::Exec;
+                    }
                 }
             }
             State::Exec => {
@@ -1029,11 +1096,26 @@ impl Logic for Controller {
             }
             State::Bias => {
                 if self.take.val() {
-                    self.bias_we.next = true;
+                    // LOAD_BIAS: the bias registers; LOAD_QUANT: the row buffer, any S > 47
+                    // remembered, the columns loaded the cycle after the last word if none was
+                    if self.is_lq.q.val() {
+                        self.rb_word_we.next = true;
+                    } else {
+                        self.bias_we.next = true;
+                    }
+                    if self.shift_bad.val() {
+                        self.q_bad.d.next = true;
+                    }
                     self.idx.d.next = self.idx.q.val() + self.c_one16.val();
                     if self.idx.q.val() == self.c_dim_m1.val() {
-                        self.cmd_done.next = true;
-                        self.state.d.next = State::Header;
+                        if self.is_lq.q.val() && (self.q_bad.q.val() || self.shift_bad.val()) {
+                            self.err_code.d.next = self.c_code_range.val();
+                            self.state.d.next = State::ErrHeader;
+                        } else {
+                            self.ql_pending.d.next = self.is_lq.q.val();
+                            self.cmd_done.next = true;
+                            self.state.d.next = State::Header;
+                        }
                     }
                 }
             }
@@ -1185,19 +1267,23 @@ impl Logic for Controller {
         if self.out_valid.val() && !self.out_ready.val() {
             self.out_stalls.d.next = self.out_stalls.q.val() + self.c_one32.val();
         }
-        if self.cmd_done.val() {
+        self.done_r.d.next = self.cmd_done.val();
+        self.err_r.d.next = self.err_done.val();
+        if self.done_r.q.val() {
             self.commands.d.next = self.commands.q.val() + self.c_one32.val();
         }
-        if self.err_done.val() {
+        if self.err_r.q.val() {
             self.errors.d.next = self.errors.q.val() + self.c_one32.val();
         }
 
         // ---- synchronous reset: the last word on every register ----
         if self.rst.val() {
             self.state.d.next = State::Header;
-            self.q_mult_r.d.next = self.c_zero16.val();
-            self.q_shift_r.d.next = self.c_zero6.val();
             self.q_relu_r.d.next = false;
+            self.q_zero_r.d.next = self.c_zero8.val();
+            self.ql_pending.d.next = false;
+            self.done_r.d.next = false;
+            self.err_r.d.next = false;
             self.cur_bank.d.next = false;
             self.swap_pending.d.next = false;
             self.wl_pending.d.next = false;
@@ -1208,6 +1294,8 @@ impl Logic for Controller {
             self.arr_cnt.d.next = self.c_zero16.val();
             self.bank0_cnt.d.next = self.c_zero16.val();
             self.bank1_cnt.d.next = self.c_zero16.val();
+            self.bank0_busy.d.next = false;
+            self.bank1_busy.d.next = false;
             self.act_valid_r.d.next = false;
             self.act_cnt.d.next = self.c_zero16.val();
             self.cycles.d.next = self.c_zero64.val();

@@ -12,7 +12,7 @@
 //!             │    │      ▲          │        (+ old row if accumulate) ──► AccumulatorMem     │
 //!             │    │      │          └──────────────────────────────────── ACC_ROWS x DIM i32 │
 //!             │    │      │                                                   │               │
-//!             │    │      └──── DIM x ActivationUnit (bias, requant, ReLU) ◄──┘  ACTIVATE     │
+//!             │    │      └──── DIM x ActivationUnit (bias, M[n], S[n], Z, ReLU) ◄┘  ACTIVATE │
 //! out_data ◄──│ responses (INFO, SYNC, READ_*, COUNTERS, 0xFF)                                 │
 //! out_valid◄──│                                                                                │
 //! out_ready──►│                                        clk, rst: one clock, synchronous reset  │
@@ -60,10 +60,15 @@ pub struct ProtobrainCore {
     array: SystolicArray,
     act: Vec<ActivationUnit>,
     bias: Vec<DFF<Signed<32>>>,
+    // contract v2: each column's M[n] and S[n] (SET_QUANT writes all, LOAD_QUANT each)
+    q_mult: Vec<DFF<Bits<16>>>,
+    q_shift: Vec<DFF<Bits<6>>>,
     sum: Vec<Signal<Local, Signed<32>>>,
     index: Vec<Constant<Bits<16>>>,
     zero8: Constant<Signed<8>>,
     zero32: Constant<Signed<32>>,
+    zero16u: Constant<Bits<16>>,
+    zero6u: Constant<Bits<6>>,
     _config: Config,
 }
 
@@ -87,10 +92,14 @@ impl ProtobrainCore {
             array: SystolicArray::new(d),
             act: (0..d).map(|_| ActivationUnit::default()).collect(),
             bias: (0..d).map(|_| Default::default()).collect(),
+            q_mult: (0..d).map(|_| Default::default()).collect(),
+            q_shift: (0..d).map(|_| Default::default()).collect(),
             sum: (0..d).map(|_| Default::default()).collect(),
             index: (0..d as u64).map(|i| Constant::new(i.into())).collect(),
             zero8: Constant::new(0i64.into()),
             zero32: Constant::new(0i64.into()),
+            zero16u: Constant::new(0u64.into()),
+            zero6u: Constant::new(0u64.into()),
             _config: *cfg,
         }
     }
@@ -189,9 +198,26 @@ impl Logic for ProtobrainCore {
             self.act[i].rst.next = self.rst.val();
             self.act[i].acc.next = self.accmem.read_data[i].val();
             self.act[i].bias.next = self.bias[i].q.val();
-            self.act[i].multiplier.next = self.ctl.q_mult.val();
-            self.act[i].shift.next = self.ctl.q_shift.val();
+            self.q_mult[i].clock.next = self.clk.val();
+            self.q_shift[i].clock.next = self.clk.val();
+            self.q_mult[i].d.next = self.q_mult[i].q.val();
+            self.q_shift[i].d.next = self.q_shift[i].q.val();
+            if self.ctl.qs_we.val() {
+                self.q_mult[i].d.next = self.in_data.val().get_bits::<16>(0);
+                self.q_shift[i].d.next = self.in_data.val().get_bits::<6>(16);
+            }
+            if self.ctl.ql_we.val() {
+                self.q_mult[i].d.next = self.rowbuf.quant_out[i].val().get_bits::<16>(0);
+                self.q_shift[i].d.next = self.rowbuf.quant_out[i].val().get_bits::<6>(16);
+            }
+            if self.rst.val() {
+                self.q_mult[i].d.next = self.zero16u.val();
+                self.q_shift[i].d.next = self.zero6u.val();
+            }
+            self.act[i].multiplier.next = self.q_mult[i].q.val();
+            self.act[i].shift.next = self.q_shift[i].q.val();
             self.act[i].relu.next = self.ctl.q_relu.val();
+            self.act[i].zero_point.next = self.ctl.q_zero.val();
             self.act[i].valid_in.next = self.ctl.act_valid.val();
         }
     }

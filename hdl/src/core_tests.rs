@@ -5,7 +5,7 @@ use super::*;
 use crate::emit;
 use crate::stream::{run_icarus, run_rust, Stalls};
 use spec::isa::{decode_responses, Command, Response};
-use spec::{GoldenDevice, Quant};
+use spec::{ColumnScale, GoldenDevice, Quant};
 
 fn program(cmds: &[Command], dim: usize) -> Vec<u32> {
     let mut w = Vec::new();
@@ -40,6 +40,49 @@ fn smoke_two_by_two() {
     let rtl = run_icarus(&v, 2, &words, &Stalls::none(), 10_000).unwrap();
     assert_eq!(rtl, rust);
     let _ = Response::Sync { token: 0 };
+}
+
+/// Contract v2 by hand: per-column scales (LOAD_QUANT), the output zero point (2-word
+/// SET_QUANT), ReLU as max(r, Z), a refused LOAD_QUANT that changes nothing, and the 1-word
+/// SET_QUANT resetting Z; rust-hdl and Icarus against the golden device and hand-worked values.
+#[test]
+fn v2_quantisation_two_by_two() {
+    let cfg = Config::new(2, 8, 4).unwrap();
+    let c = |m, s| ColumnScale::new(m, s).unwrap();
+    // acc row 0 = [100, -100] (X = [10 -10], W = 10·I), bias [0, 0]
+    let cmds = [
+        Command::WriteAct { dst: 0, rows: vec![vec![10, -10]] },
+        Command::LoadWeights { weights: vec![10, 0, 0, 10] },
+        Command::Matmul { src: 0, n: 1, dst: 0, accumulate: false },
+        // every column x1/2, Z = -20, ReLU: [50 - 20, max(-50 - 20, -20)] = [30, -20]
+        Command::SetQuantZp { quant: Quant::new(1, 1, true).unwrap(), zero_point: -20 },
+        Command::Activate { src: 0, n: 1, dst: 1 },
+        // column 0 x2, column 1 x1 (ReLU and Z kept): [200 - 20 -> 127, -20]
+        Command::LoadQuant { scales: vec![c(2, 0), c(1, 0)] },
+        Command::Activate { src: 0, n: 1, dst: 2 },
+        // Z = 100, no ReLU: [127, 0]; a refused LOAD_QUANT (below) changes nothing
+        Command::SetQuantZp { quant: Quant::new(1, 0, false).unwrap(), zero_point: 100 },
+        Command::Activate { src: 0, n: 1, dst: 3 },
+        Command::ReadAct { src: 1, n: 3 },
+        Command::Sync { token: 1 },
+    ];
+    // the refused LOAD_QUANT right after the last SET_QUANT: had it loaded, column 0 would be 0 + 100
+    let bad = [0x1300_0002, 0x0000_0000, 0x0030_0001];
+    let words = [program(&cmds[..8], 2), bad.to_vec(), program(&cmds[8..], 2)].concat();
+    let golden = GoldenDevice::run(cfg, &words);
+    assert_eq!(
+        decode_responses(2, &golden).unwrap(),
+        vec![
+            Response::Error(spec::CommandError { opcode: 0x13, code: spec::ErrorCode::OutOfRange }),
+            Response::ReadAct { rows: vec![vec![30, -20], vec![127, -20], vec![127, 0]] },
+            Response::Sync { token: 1 },
+        ]
+    );
+    let mut core = ProtobrainCore::new(&cfg);
+    let rust = run_rust(&mut core, &words, &Stalls::none(), 10_000).unwrap();
+    assert_eq!(rust.words(), golden);
+    let rtl = run_icarus(&emit::verilog(&cfg).unwrap(), 2, &words, &Stalls::none(), 10_000).unwrap();
+    assert_eq!(rtl, rust);
 }
 
 /// Decode a response stream and zero the timed COUNTERS fields, which the untimed golden
@@ -147,6 +190,13 @@ fn cycle_table_matches_the_rtl() {
         // one cycle per input word for commands without waits
         assert_eq!(t(&[Command::Info]), 6, "INFO: header + response header + 4 words");
         assert_eq!(t(&[Command::SetQuant(q)]), 2);
+        assert_eq!(t(&[Command::SetQuantZp { quant: q, zero_point: -128 }]), 3);
+        assert_eq!(t(&[Command::LoadQuant { scales: vec![q.into(); d] }]), 1 + dd);
+        // a refused LOAD_QUANT: header, DIM words, 0xFF header, error word
+        let bad = ColumnScale { multiplier: 1, shift: 48 };
+        assert_eq!(t(&[Command::LoadQuant { scales: vec![bad; d] }]), 3 + dd);
+        // a refused 2-word SET_QUANT consumes its second word first
+        assert_eq!(t(&[Command::SetQuantZp { quant: Quant { shift: 63, ..q }, zero_point: 0 }]), 5);
         assert_eq!(t(&[Command::LoadBias { bias: vec![0; d] }]), 1 + dd);
         assert_eq!(t(&[Command::LoadWeights { weights: vec![0; d * d] }]), 1 + dd * w);
         assert_eq!(t(&[Command::WriteAct { dst: 0, rows: row(3) }]), 3 + 3 * w);

@@ -6,7 +6,7 @@
 //!   word_in[32] ──► [ byte 0 | byte 1 | ... | byte 4*DIM-1 ] ──► word_out[32] (word word_idx)
 //!   word_we     ──►   word j = bytes 4j .. 4j+3 (little-endian)
 //!   row8_in[DIM] ─►   load8:  byte i <= row8_in[i] (i < DIM), 0 above   ──► row8_out[DIM]
-//!   row32_in[DIM]─►   load32: word i <= row32_in[i]
+//!   row32_in[DIM]─►   load32: word i <= row32_in[i]                   ──► quant_out[DIM]
 //! ```
 //!
 //! An int8 row (`ceil(DIM/4)` words, element `i` in byte `i`) and an int32 row (DIM words,
@@ -40,6 +40,8 @@ pub struct RowBuffer {
     pub row32_in: Vec<Signal<In, Bits<32>>>,
     /// Bytes `0..DIM` as an int8 row.
     pub row8_out: Vec<Signal<Out, Bits<8>>>,
+    /// Bits 21:0 of words `0..DIM`: LOAD_QUANT's per-column M (15:0) and S (21:16).
+    pub quant_out: Vec<Signal<Out, Bits<22>>>,
     bytes: Vec<DFF<Bits<8>>>,
     pack: Vec<Pack4>,
     word_index: Vec<Constant<Bits<16>>>,
@@ -62,6 +64,7 @@ impl RowBuffer {
             load32: Default::default(),
             row32_in: (0..dim).map(|_| Default::default()).collect(),
             row8_out: (0..dim).map(|_| Default::default()).collect(),
+            quant_out: (0..dim).map(|_| Default::default()).collect(),
             bytes: (0..4 * dim).map(|_| Default::default()).collect(),
             pack: (0..dim).map(|_| Default::default()).collect(),
             word_index: (0..dim).map(|j| Constant::new((j as u64).into())).collect(),
@@ -89,6 +92,7 @@ impl Logic for RowBuffer {
             self.pack[j].b1.next = self.bytes[4 * j + 1].q.val();
             self.pack[j].b2.next = self.bytes[4 * j + 2].q.val();
             self.pack[j].b3.next = self.bytes[4 * j + 3].q.val();
+            self.quant_out[j].next = self.pack[j].word.val().get_bits::<22>(0);
         }
         self.word_out.next = self.zero32.val();
         for j in 0..self.word_index.len() {

@@ -8,6 +8,22 @@
 //! y   = clamp(r, -128, 127) as int8
 //! ```
 //!
+//! Contract v2 (DESIGN.md "Contract v2") makes M and S per output column (`M[n]`, `S[n]`,
+//! [`ColumnScale`]) and adds an output zero point Z (int8) after the shift, with ReLU in the
+//! quantised domain:
+//!
+//! ```text
+//! v   = (acc + b[n]) as i64 * M[n]
+//! r   = S[n] == 0 ? v : (v + (1 << (S[n] - 1))) >> S[n]
+//! r   = r + Z
+//! r   = relu ? max(r, Z) : r
+//! y   = clamp(r, -128, 127) as int8
+//! ```
+//!
+//! With every column's (M, S) equal and Z = 0 this is exactly v1: [`requantize`] (v1, one
+//! [`Quant`]) is [`requantize_v2`] with Z = 0. A layer's v2 requantisation is a
+//! [`LayerQuant`]: per-tensor (one scale) or per-column scales, ReLU and Z.
+//!
 //! The golden model, the golden device, the native cycle model and the driver all call these
 //! functions; nothing else re-implements them.
 
@@ -78,6 +94,8 @@ pub enum QuantError {
     ScaleTooLarge(f64),
     #[error("scale {0:e} is too small: the smallest representable scale is 2^-48 (M = 1, S = 47 rounds up from 0.5)")]
     ScaleTooSmall(f64),
+    #[error("a per-column quantisation needs at least one scale")]
+    NoScales,
 }
 
 impl Default for Quant {
@@ -150,6 +168,197 @@ impl Quant {
     }
 }
 
+/// One column's scale `M[n] / 2^S[n]` (contract v2's LOAD_QUANT word); ReLU and the zero point
+/// belong to the layer ([`LayerQuant`]). Build with [`ColumnScale::new`] or
+/// [`ColumnScale::from_scale`], which check `shift <= 47`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(try_from = "RawScale", into = "RawScale")]
+pub struct ColumnScale {
+    /// M[n], the integer multiplier.
+    pub multiplier: u16,
+    /// S[n], the rounding right shift (0..=47).
+    pub shift: u8,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScale {
+    multiplier: u16,
+    shift: u8,
+}
+
+impl TryFrom<RawScale> for ColumnScale {
+    type Error = QuantError;
+    fn try_from(r: RawScale) -> Result<Self, QuantError> {
+        ColumnScale::new(r.multiplier, r.shift)
+    }
+}
+
+impl From<ColumnScale> for RawScale {
+    fn from(c: ColumnScale) -> Self {
+        RawScale { multiplier: c.multiplier, shift: c.shift }
+    }
+}
+
+impl From<Quant> for ColumnScale {
+    fn from(q: Quant) -> Self {
+        ColumnScale { multiplier: q.multiplier, shift: q.shift }
+    }
+}
+
+impl ColumnScale {
+    /// A checked scale.
+    pub fn new(multiplier: u16, shift: u8) -> Result<Self, QuantError> {
+        Quant::new(multiplier, shift, false).map(ColumnScale::from)
+    }
+
+    /// The (M, S) closest to a real scale with the most precision ([`Quant::from_scale`]).
+    pub fn from_scale(scale: f64) -> Result<Self, QuantError> {
+        Quant::from_scale(scale).map(ColumnScale::from)
+    }
+
+    /// The real scale `M / 2^S`.
+    pub fn scale(&self) -> f64 {
+        Quant::from(*self).scale()
+    }
+
+    /// The LOAD_QUANT payload word: bits 15:0 M, 21:16 S.
+    pub fn to_word(&self) -> u32 {
+        u32::from(self.multiplier) | (u32::from(self.shift) << 16)
+    }
+
+    /// Parse a LOAD_QUANT payload word; other bits are ignored. S > 47 is an error.
+    pub fn from_word(word: u32) -> Result<Self, QuantError> {
+        ColumnScale::new(word as u16, ((word >> 16) & 0x3f) as u8)
+    }
+
+    /// This scale with a ReLU flag, as a v1 [`Quant`].
+    pub fn with_relu(self, relu: bool) -> Quant {
+        Quant { multiplier: self.multiplier, shift: self.shift, relu }
+    }
+}
+
+impl From<ColumnScale> for Quant {
+    /// The scale with ReLU off.
+    fn from(c: ColumnScale) -> Self {
+        c.with_relu(false)
+    }
+}
+
+/// A layer's v2 requantisation: one scale for every column (per-tensor) or one per output
+/// column, ReLU, and the output zero point Z. `From<Quant>` gives the v1 (per-tensor, Z = 0)
+/// case.
+///
+/// Serialised as `{"scales": [{"multiplier", "shift"}, ..], "relu", "zero_point"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawLayerQuant", into = "RawLayerQuant")]
+pub struct LayerQuant {
+    scales: Vec<ColumnScale>,
+    relu: bool,
+    zero_point: i8,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayerQuant {
+    scales: Vec<ColumnScale>,
+    #[serde(default)]
+    relu: bool,
+    #[serde(default)]
+    zero_point: i8,
+}
+
+impl TryFrom<RawLayerQuant> for LayerQuant {
+    type Error = QuantError;
+    fn try_from(r: RawLayerQuant) -> Result<Self, QuantError> {
+        LayerQuant::per_column(r.scales, r.relu, r.zero_point)
+    }
+}
+
+impl From<LayerQuant> for RawLayerQuant {
+    fn from(q: LayerQuant) -> Self {
+        RawLayerQuant { scales: q.scales, relu: q.relu, zero_point: q.zero_point }
+    }
+}
+
+impl From<Quant> for LayerQuant {
+    fn from(q: Quant) -> Self {
+        LayerQuant { scales: vec![q.into()], relu: q.relu, zero_point: 0 }
+    }
+}
+
+impl LayerQuant {
+    /// Per-column scales (`scales[n]` for output column n; a single scale applies to every
+    /// column), ReLU and the output zero point.
+    pub fn per_column(scales: Vec<ColumnScale>, relu: bool, zero_point: i8) -> Result<Self, QuantError> {
+        if scales.is_empty() {
+            return Err(QuantError::NoScales);
+        }
+        if let Some(bad) = scales.iter().find(|c| c.shift > MAX_SHIFT) {
+            return Err(QuantError::Shift(bad.shift.into()));
+        }
+        Ok(LayerQuant { scales, relu, zero_point })
+    }
+
+    /// One scale for every column, with ReLU and the output zero point.
+    pub fn per_tensor(scale: ColumnScale, relu: bool, zero_point: i8) -> Result<Self, QuantError> {
+        LayerQuant::per_column(vec![scale], relu, zero_point)
+    }
+
+    /// The same with another output zero point.
+    pub fn with_zero_point(self, zero_point: i8) -> Self {
+        LayerQuant { zero_point, ..self }
+    }
+
+    /// The scales: one (per-tensor) or one per output column.
+    pub fn scales(&self) -> &[ColumnScale] {
+        &self.scales
+    }
+
+    /// True if one scale applies to every column.
+    pub fn is_per_tensor(&self) -> bool {
+        self.scales.len() == 1
+    }
+
+    /// The scale of output column `n` (per-tensor: the one scale).
+    ///
+    /// # Panics
+    /// If the quantisation is per-column and `n` is not a column of it.
+    pub fn scale(&self, n: usize) -> ColumnScale {
+        if self.is_per_tensor() {
+            self.scales[0]
+        } else {
+            self.scales[n]
+        }
+    }
+
+    /// ReLU (in the quantised domain: `max(r, Z)`).
+    pub fn relu(&self) -> bool {
+        self.relu
+    }
+
+    /// The output zero point Z.
+    pub fn zero_point(&self) -> i8 {
+        self.zero_point
+    }
+
+    /// The v1 [`Quant`] this is, if it is one (per-tensor, Z = 0).
+    pub fn as_v1(&self) -> Option<Quant> {
+        (self.is_per_tensor() && self.zero_point == 0).then(|| self.scales[0].with_relu(self.relu))
+    }
+
+    /// Whether it fits a layer of `n` output columns (per-tensor, or exactly `n` scales).
+    pub fn fits(&self, n: usize) -> bool {
+        self.is_per_tensor() || self.scales.len() == n
+    }
+
+    /// `act(acc + bias)` for one element of output column `n`.
+    #[inline]
+    pub fn apply(&self, n: usize, acc: i32, bias: i32) -> i8 {
+        requantize_v2(acc, bias, self.scale(n), self.relu, self.zero_point)
+    }
+}
+
 /// The rounded, shifted value before ReLU and saturation (fits 49 bits signed).
 #[inline]
 pub fn rescale(acc: i32, bias: i32, multiplier: u16, shift: u8) -> i64 {
@@ -161,12 +370,21 @@ pub fn rescale(acc: i32, bias: i32, multiplier: u16, shift: u8) -> i64 {
     }
 }
 
-/// DESIGN.md's activation for one element: bias, requantise, ReLU, saturate to int8.
+/// DESIGN.md's (v1) activation for one element: bias, requantise, ReLU, saturate to int8.
+/// The same as [`requantize_v2`] with Z = 0.
 #[inline]
 pub fn requantize(acc: i32, bias: i32, q: Quant) -> i8 {
-    debug_assert!(q.shift <= MAX_SHIFT);
-    let r = rescale(acc, bias, q.multiplier, q.shift);
-    let r = if q.relu { r.max(0) } else { r };
+    requantize_v2(acc, bias, q.into(), q.relu, 0)
+}
+
+/// Contract v2's activation for one element of a column with scale `scale`: bias, requantise,
+/// add the zero point, ReLU as `max(r, Z)`, saturate to int8.
+#[inline]
+pub fn requantize_v2(acc: i32, bias: i32, scale: ColumnScale, relu: bool, zero_point: i8) -> i8 {
+    debug_assert!(scale.shift <= MAX_SHIFT);
+    let z = i64::from(zero_point);
+    let r = rescale(acc, bias, scale.multiplier, scale.shift) + z;
+    let r = if relu { r.max(z) } else { r };
     r.clamp(-128, 127) as i8
 }
 
@@ -228,6 +446,84 @@ mod tests {
                 prop_assert!(err <= 0.5 / 32768.0 + 1e-12, "{} -> {:?} err {}", scale, q, err);
             }
         }
+    }
+
+    /// Contract v2 straight from DESIGN.md in i128.
+    fn reference_v2(acc: i32, bias: i32, m: u16, s: u8, relu: bool, z: i8) -> i8 {
+        let sum = (i128::from(acc) + i128::from(bias)) as i32;
+        let v = i128::from(sum) * i128::from(m);
+        let r = if s == 0 { v } else { (v + (1i128 << (s - 1))).div_euclid(1i128 << s) };
+        let r = r + i128::from(z);
+        let r = if relu { r.max(i128::from(z)) } else { r };
+        r.clamp(-128, 127) as i8
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn requantize_v2_matches_i128_reference(
+            acc in edge_i32(), bias in edge_i32(),
+            m in prop_oneof![Just(0u16), Just(1), Just(65535), any::<u16>()],
+            s in prop_oneof![Just(0u8), Just(47), 0u8..=47],
+            relu in any::<bool>(),
+            z in prop_oneof![Just(0i8), Just(-128), Just(127), any::<i8>()],
+        ) {
+            let c = ColumnScale::new(m, s).unwrap();
+            prop_assert_eq!(requantize_v2(acc, bias, c, relu, z), reference_v2(acc, bias, m, s, relu, z));
+            if z == 0 {
+                prop_assert_eq!(requantize_v2(acc, bias, c, relu, 0), requantize(acc, bias, c.with_relu(relu)));
+            }
+        }
+
+        #[test]
+        fn column_word_round_trips(m in any::<u16>(), s in 0u8..=47, junk in any::<u32>()) {
+            let c = ColumnScale::new(m, s).unwrap();
+            prop_assert_eq!(ColumnScale::from_word(c.to_word()).unwrap(), c);
+            prop_assert_eq!(ColumnScale::from_word(c.to_word() | (junk & !0x003f_ffff)).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn v2_hand_checked() {
+        let one = ColumnScale::new(1, 0).unwrap();
+        // Z added after the shift: 200 - 100 = 100; 120 + 10 = 130 saturates
+        assert_eq!(requantize_v2(200, 0, one, false, -100), 100);
+        assert_eq!(requantize_v2(120, 0, one, false, 10), 127);
+        // ReLU is max(r, Z): -5 + -128 = -133 -> max(-133, -128) = -128; without ReLU it saturates too
+        assert_eq!(requantize_v2(-5, 0, one, true, -128), -128);
+        assert_eq!(requantize_v2(-5, 0, one, true, 20), 20);
+        assert_eq!(requantize_v2(-5, 0, one, false, 20), 15);
+        assert_eq!(requantize_v2(5, 0, one, true, 20), 25);
+        // r = 250 only saturates after Z: 250 - 128 = 122 (the hardware must see past int8)
+        assert_eq!(requantize_v2(250, 0, one, false, -128), 122);
+        assert_eq!(requantize_v2(-250, 0, one, false, 127), -123);
+        assert_eq!(requantize_v2(255, 0, one, false, -128), 127);
+        assert_eq!(requantize_v2(256, 0, one, false, -128), 127);
+        // rounding before Z: 3/2 = 1.5 -> 2, + 1 = 3
+        assert_eq!(requantize_v2(3, 0, ColumnScale::new(1, 1).unwrap(), false, 1), 3);
+    }
+
+    #[test]
+    fn layer_quant_shapes_and_serde() {
+        let q = Quant::new(3, 4, true).unwrap();
+        let lq = LayerQuant::from(q);
+        assert!(lq.is_per_tensor() && lq.fits(7) && lq.as_v1() == Some(q));
+        assert_eq!(lq.scale(5), ColumnScale::new(3, 4).unwrap());
+        assert_eq!(lq.clone().with_zero_point(-128).as_v1(), None);
+        let pc = LayerQuant::per_column(
+            vec![ColumnScale::new(1, 0).unwrap(), ColumnScale::new(2, 1).unwrap()],
+            false,
+            3,
+        )
+        .unwrap();
+        assert!(!pc.is_per_tensor() && pc.fits(2) && !pc.fits(3));
+        assert_eq!(pc.apply(1, 10, 0), 13);
+        assert_eq!(LayerQuant::per_column(vec![], false, 0).unwrap_err(), QuantError::NoScales);
+        let bad = ColumnScale { multiplier: 1, shift: 48 };
+        assert_eq!(LayerQuant::per_column(vec![bad], false, 0).unwrap_err(), QuantError::Shift(48));
+        let json = serde_json::to_string(&pc).unwrap();
+        assert_eq!(serde_json::from_str::<LayerQuant>(&json).unwrap(), pc);
+        assert!(serde_json::from_str::<LayerQuant>(r#"{"scales":[{"multiplier":1,"shift":50}]}"#).is_err());
     }
 
     #[test]

@@ -7,8 +7,9 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Version word answered by INFO (payload word 0).
-pub const VERSION: u32 = 1;
+/// Version word answered by INFO (payload word 0): 2 since contract v2 (LOAD_QUANT, the
+/// 2-word SET_QUANT with an output zero point).
+pub const VERSION: u32 = 2;
 
 /// Largest supported array dimension.
 pub const MAX_DIM: usize = 256;

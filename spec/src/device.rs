@@ -7,10 +7,15 @@
 //! checked against it word for word (except the timed COUNTERS words, which it answers as 0:
 //! see [`crate::isa::TIMED_COUNTER_WORDS`]).
 //!
-//! State after reset: weights, bias and quantisation are zero (M = 0, S = 0, no ReLU); the
-//! memories are zero at power-on (a reset does not clear them in hardware).
+//! State after reset: weights, bias and quantisation are zero (every column's M = 0, S = 0, no
+//! ReLU, zero point 0); the memories are zero at power-on (a reset does not clear them in
+//! hardware).
+//!
+//! Quantisation state (contract v2): one (M, S) per column, ReLU and the output zero point Z.
+//! SET_QUANT sets every column's (M, S), ReLU and Z (0 in its 1-word form); LOAD_QUANT sets the
+//! columns' (M, S) only.
 
-use crate::arith::{dot, Quant};
+use crate::arith::{dot, requantize_v2, ColumnScale, Quant};
 use crate::config::Config;
 use crate::isa::{Command, CommandDecoder, CommandError, Counters, Response};
 
@@ -25,7 +30,9 @@ pub struct GoldenDevice {
     active: Vec<i8>,
     shadow_pending: bool,
     bias: Vec<i32>,
-    quant: Quant,
+    scales: Vec<ColumnScale>,
+    relu: bool,
+    zero_point: i8,
     counters: Counters,
     out: Vec<u32>,
 }
@@ -43,7 +50,9 @@ impl GoldenDevice {
             active: vec![0; d * d],
             shadow_pending: false,
             bias: vec![0; d],
-            quant: Quant::default(),
+            scales: vec![ColumnScale::default(); d],
+            relu: false,
+            zero_point: 0,
             counters: Counters::default(),
             out: Vec::new(),
         }
@@ -118,7 +127,15 @@ impl GoldenDevice {
                 None
             }
             Command::SetQuant(q) => {
-                self.quant = *q;
+                self.set_quant(*q, 0);
+                None
+            }
+            Command::SetQuantZp { quant, zero_point } => {
+                self.set_quant(*quant, *zero_point);
+                None
+            }
+            Command::LoadQuant { scales } => {
+                self.scales.copy_from_slice(scales);
                 None
             }
             Command::WriteAct { dst, rows } => {
@@ -151,8 +168,9 @@ impl GoldenDevice {
             Command::Activate { src, n, dst } => {
                 for i in 0..usize::from(*n) {
                     let acc = self.acc_row(usize::from(*src) + i).to_vec();
-                    let q = self.quant;
-                    let y: Vec<i8> = acc.iter().zip(&self.bias).map(|(&a, &b)| q.apply(a, b)).collect();
+                    let y: Vec<i8> = (acc.iter().zip(&self.bias).zip(&self.scales))
+                        .map(|((&a, &b), &c)| requantize_v2(a, b, c, self.relu, self.zero_point))
+                        .collect();
                     self.scratch_row_mut(usize::from(*dst) + i).copy_from_slice(&y);
                 }
                 None
@@ -164,6 +182,12 @@ impl GoldenDevice {
         };
         self.counters.commands += 1;
         response
+    }
+
+    fn set_quant(&mut self, q: Quant, zero_point: i8) {
+        self.scales.fill(q.into());
+        self.relu = q.relu;
+        self.zero_point = zero_point;
     }
 
     /// One row through the array: `out[n] = sum_k x[k] * W[k][n]`, int32 wrap.
@@ -198,9 +222,18 @@ impl GoldenDevice {
     pub fn bias(&self) -> &[i32] {
         &self.bias
     }
-    /// The current quantisation.
+    /// The current quantisation as SET_QUANT sets it: column 0's (M, S) and ReLU (every
+    /// column's unless a LOAD_QUANT set them apart; see [`GoldenDevice::scales`]).
     pub fn quant(&self) -> Quant {
-        self.quant
+        self.scales[0].with_relu(self.relu)
+    }
+    /// Every column's (M, S).
+    pub fn scales(&self) -> &[ColumnScale] {
+        &self.scales
+    }
+    /// The output zero point Z.
+    pub fn zero_point(&self) -> i8 {
+        self.zero_point
     }
     /// The counters (timed ones are 0).
     pub fn counters(&self) -> Counters {

@@ -3,7 +3,7 @@
 //! The products are formed in i64 (exact for K < 2^33) and wrapped to int32 at the end, which is
 //! the same as accumulating in wrapping int32 (addition is exact modulo 2^32).
 
-use crate::arith::{requantize, Quant};
+use crate::arith::{requantize, LayerQuant, Quant};
 use nalgebra::{DMatrix, DVector};
 use thiserror::Error;
 
@@ -16,6 +16,8 @@ pub enum ShapeError {
     Inner { x_rows: usize, x_cols: usize, w_rows: usize, w_cols: usize },
     #[error("bias has {bias} elements but W has {n} columns")]
     Bias { bias: usize, n: usize },
+    #[error("the quantisation has {scales} per-column scales but W has {n} columns")]
+    Scales { scales: usize, n: usize },
 }
 
 fn check(x: &DMatrix<i8>, w: &DMatrix<i8>) -> Result<(), ShapeError> {
@@ -65,6 +67,22 @@ pub fn layer(
     check_bias(w, bias)?;
     let acc = matmul(x, w)?;
     Ok(DMatrix::from_fn(acc.nrows(), acc.ncols(), |m, n| requantize(acc[(m, n)], bias[n], q)))
+}
+
+/// Contract v2's `act(X · W + b)`: per-column (M, S) (or one for all), output zero point Z,
+/// ReLU as `max(r, Z)`, saturate to int8. With `LayerQuant::from(q)` it equals [`layer`].
+pub fn layer_v2(
+    x: &DMatrix<i8>,
+    w: &DMatrix<i8>,
+    bias: &DVector<i32>,
+    q: &LayerQuant,
+) -> Result<DMatrix<i8>, ShapeError> {
+    check_bias(w, bias)?;
+    if !q.fits(w.ncols()) {
+        return Err(ShapeError::Scales { scales: q.scales().len(), n: w.ncols() });
+    }
+    let acc = matmul(x, w)?;
+    Ok(DMatrix::from_fn(acc.nrows(), acc.ncols(), |m, n| q.apply(n, acc[(m, n)], bias[n])))
 }
 
 #[cfg(test)]
@@ -118,6 +136,27 @@ mod tests {
         assert_eq!(layer_raw(&x, &w, &b).unwrap_err().to_string(), "bias has 3 elements but W has 2 columns");
     }
 
+    #[test]
+    fn v2_on_paper() {
+        // acc + b = [20 -110; -12 -50] as in two_by_two_on_paper
+        let x = DMatrix::from_row_slice(2, 2, &[1i8, -2, 3, 4]);
+        let w = DMatrix::from_row_slice(2, 2, &[5i8, 6, -7, 8]);
+        let b = DVector::from_vec(vec![1, -100]);
+        // column 0 x1 (M 1, S 0), column 1 x0.5 (M 1, S 1), Z = -10:
+        // [20 - 10, -55 - 10; -12 - 10, -25 - 10] = [10 -65; -22 -35]
+        let c = |m, s| crate::arith::ColumnScale::new(m, s).unwrap();
+        let q = LayerQuant::per_column(vec![c(1, 0), c(1, 1)], false, -10).unwrap();
+        assert_eq!(layer_v2(&x, &w, &b, &q).unwrap(), DMatrix::from_row_slice(2, 2, &[10, -65, -22, -35]));
+        // ReLU is max(r, Z): negatives become Z = -10
+        let q = LayerQuant::per_column(vec![c(1, 0), c(1, 1)], true, -10).unwrap();
+        assert_eq!(layer_v2(&x, &w, &b, &q).unwrap(), DMatrix::from_row_slice(2, 2, &[10, -10, -10, -10]));
+        let three = LayerQuant::per_column(vec![c(1, 0); 3], false, 0).unwrap();
+        assert_eq!(
+            layer_v2(&x, &w, &b, &three).unwrap_err().to_string(),
+            "the quantisation has 3 per-column scales but W has 2 columns"
+        );
+    }
+
     fn mat(r: usize, c: usize) -> impl Strategy<Value = DMatrix<i8>> {
         proptest::collection::vec(any::<i8>(), r * c).prop_map(move |v| DMatrix::from_row_slice(r, c, &v))
     }
@@ -135,6 +174,26 @@ mod tests {
                 for n in 0..w.ncols() {
                     let acc = dot(x.row(m).iter().copied(), w.column(n).iter().copied());
                     prop_assert_eq!(y[(m, n)], requantize(acc, b[n], q));
+                }
+            }
+            prop_assert_eq!(layer_v2(&x, &w, &b, &LayerQuant::from(q)).unwrap(), y);
+        }
+
+        #[test]
+        fn layer_v2_equals_naive_loops(
+            (x, w, b, scales, z, relu) in (1usize..8, 1usize..20, 1usize..8).prop_flat_map(|(m, k, n)|
+                (mat(m, k), mat(k, n), proptest::collection::vec(any::<i32>(), n),
+                 proptest::collection::vec((any::<u16>(), 0u8..=47), n), any::<i8>(), any::<bool>()))
+        ) {
+            let b = DVector::from_vec(b);
+            let scales: Vec<_> =
+                scales.into_iter().map(|(m, s)| crate::arith::ColumnScale::new(m, s).unwrap()).collect();
+            let q = LayerQuant::per_column(scales.clone(), relu, z).unwrap();
+            let y = layer_v2(&x, &w, &b, &q).unwrap();
+            for m in 0..x.nrows() {
+                for n in 0..w.ncols() {
+                    let acc = dot(x.row(m).iter().copied(), w.column(n).iter().copied());
+                    prop_assert_eq!(y[(m, n)], crate::arith::requantize_v2(acc, b[n], scales[n], relu, z));
                 }
             }
         }

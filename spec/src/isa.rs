@@ -15,7 +15,7 @@
 //! exact inverses. The decoders are streaming (one word at a time), never panic and never
 //! allocate ahead of the words they have seen, whatever the input.
 
-use crate::arith::{Quant, MAX_SHIFT};
+use crate::arith::{ColumnScale, Quant, MAX_SHIFT};
 use crate::config::{Config, VERSION};
 use thiserror::Error;
 
@@ -26,6 +26,8 @@ pub mod opcode {
     pub const LOAD_WEIGHTS: u8 = 0x10;
     pub const LOAD_BIAS: u8 = 0x11;
     pub const SET_QUANT: u8 = 0x12;
+    /// Contract v2: per-column M[n], S[n].
+    pub const LOAD_QUANT: u8 = 0x13;
     pub const WRITE_ACT: u8 = 0x20;
     pub const READ_ACT: u8 = 0x21;
     pub const MATMUL: u8 = 0x30;
@@ -35,12 +37,13 @@ pub mod opcode {
     /// The error response.
     pub const ERROR: u8 = 0xFF;
     /// Every command opcode, in table order.
-    pub const ALL: [u8; 11] = [
+    pub const ALL: [u8; 12] = [
         INFO,
         SYNC,
         LOAD_WEIGHTS,
         LOAD_BIAS,
         SET_QUANT,
+        LOAD_QUANT,
         WRITE_ACT,
         READ_ACT,
         MATMUL,
@@ -97,7 +100,8 @@ pub enum ErrorCode {
     UnknownOpcode = 1,
     /// The header's length does not match the opcode (and, for WRITE_ACT, its row count).
     BadLength = 2,
-    /// A row range past the end of a memory (`start + n > ROWS`) or a shift > 47.
+    /// A row range past the end of a memory (`start + n > ROWS`) or a shift > 47 (SET_QUANT,
+    /// any column of LOAD_QUANT).
     OutOfRange = 3,
 }
 
@@ -150,8 +154,13 @@ pub enum Command {
     LoadWeights { weights: Vec<i8> },
     /// 0x11: DIM int32 biases, one per output column.
     LoadBias { bias: Vec<i32> },
-    /// 0x12: requantisation for ACTIVATE.
+    /// 0x12, one payload word: requantisation for ACTIVATE: every column's M and S, ReLU, and
+    /// the output zero point Z = 0.
     SetQuant(Quant),
+    /// 0x12, two payload words (contract v2): as [`Command::SetQuant`], then Z.
+    SetQuantZp { quant: Quant, zero_point: i8 },
+    /// 0x13 (contract v2): DIM words, the columns' M[n], S[n]; ReLU and Z are left as they are.
+    LoadQuant { scales: Vec<ColumnScale> },
     /// 0x20: write rows of DIM int8 into the scratchpad from `dst`.
     WriteAct { dst: u16, rows: Vec<Vec<i8>> },
     /// 0x21: read `n` scratchpad rows from `src`.
@@ -186,7 +195,8 @@ impl Command {
             Command::Sync { .. } => SYNC,
             Command::LoadWeights { .. } => LOAD_WEIGHTS,
             Command::LoadBias { .. } => LOAD_BIAS,
-            Command::SetQuant(_) => SET_QUANT,
+            Command::SetQuant(_) | Command::SetQuantZp { .. } => SET_QUANT,
+            Command::LoadQuant { .. } => LOAD_QUANT,
             Command::WriteAct { .. } => WRITE_ACT,
             Command::ReadAct { .. } => READ_ACT,
             Command::Matmul { .. } => MATMUL,
@@ -202,6 +212,8 @@ impl Command {
         match self {
             Command::Info | Command::Counters => 0,
             Command::Sync { .. } | Command::SetQuant(_) => 1,
+            Command::SetQuantZp { .. } => 2,
+            Command::LoadQuant { .. } => dim,
             Command::ReadAct { .. } | Command::ReadAcc { .. } => 1,
             Command::Matmul { .. } | Command::Activate { .. } => 2,
             Command::LoadWeights { .. } => dim * wpr,
@@ -232,6 +244,11 @@ impl Command {
             Command::LoadWeights { weights } => weights.chunks(dim).for_each(|r| pack_row(r, out)),
             Command::LoadBias { bias } => out.extend(bias.iter().map(|&b| b as u32)),
             Command::SetQuant(q) => out.push(q.to_word()),
+            Command::SetQuantZp { quant, zero_point } => {
+                out.push(quant.to_word());
+                out.push(u32::from(*zero_point as u8));
+            }
+            Command::LoadQuant { scales } => out.extend(scales.iter().map(ColumnScale::to_word)),
             Command::WriteAct { dst, rows } => {
                 out.push(range_word(*dst, rows.len() as u16));
                 rows.iter().for_each(|r| pack_row(r, out));
@@ -260,6 +277,7 @@ impl Command {
         match self {
             Command::LoadWeights { weights } => size("LOAD_WEIGHTS", dim * dim, weights.len()),
             Command::LoadBias { bias } => size("LOAD_BIAS", dim, bias.len()),
+            Command::LoadQuant { scales } => size("LOAD_QUANT", dim, scales.len()),
             Command::WriteAct { rows, .. } => {
                 if rows.len() > usize::from(u16::MAX) {
                     return Err(EncodeError::TooManyRows(rows.len()));
@@ -285,7 +303,8 @@ impl Command {
             Command::Matmul { src, n, dst, .. } => fits(*src, (*n).into(), s) && fits(*dst, (*n).into(), a),
             Command::Activate { src, n, dst } => fits(*src, (*n).into(), a) && fits(*dst, (*n).into(), s),
             Command::ReadAcc { src, n } => fits(*src, (*n).into(), a),
-            Command::SetQuant(q) => q.shift <= MAX_SHIFT,
+            Command::SetQuant(q) | Command::SetQuantZp { quant: q, .. } => q.shift <= MAX_SHIFT,
+            Command::LoadQuant { scales } => scales.iter().all(|c| c.shift <= MAX_SHIFT),
             _ => true,
         };
         if ok {
@@ -309,6 +328,8 @@ enum Shape {
     Fixed(u32),
     /// WRITE_ACT: 1 + n * words_per_row, n in the first payload word.
     WriteAct,
+    /// SET_QUANT: 1 or 2 words.
+    SetQuant,
     Unknown,
 }
 
@@ -318,10 +339,11 @@ fn command_shape(op: u8, cfg: &Config) -> Shape {
     let wpr = cfg.words_per_row() as u32;
     match op {
         INFO | COUNTERS => Shape::Fixed(0),
-        SYNC | SET_QUANT | READ_ACT | READ_ACC => Shape::Fixed(1),
+        SYNC | READ_ACT | READ_ACC => Shape::Fixed(1),
+        SET_QUANT => Shape::SetQuant,
         MATMUL | ACTIVATE => Shape::Fixed(2),
         LOAD_WEIGHTS => Shape::Fixed(d * wpr),
-        LOAD_BIAS => Shape::Fixed(d),
+        LOAD_BIAS | LOAD_QUANT => Shape::Fixed(d),
         WRITE_ACT => Shape::WriteAct,
         _ => Shape::Unknown,
     }
@@ -347,8 +369,9 @@ enum DecodeState {
 /// it: feed words with [`CommandDecoder::push`]; after the last word of each command it yields
 /// the command, or the error the device answers (having consumed the whole bad command).
 ///
-/// Checks, in order: unknown opcode (code 1) — length against the opcode, for WRITE_ACT against
-/// `1 + n * ceil(DIM/4)` once `n` is read (code 2) — row ranges and shift (code 3).
+/// Checks, in order: unknown opcode (code 1) — length against the opcode (SET_QUANT: 1 or 2),
+/// for WRITE_ACT against `1 + n * ceil(DIM/4)` once `n` is read (code 2) — row ranges and
+/// shifts (any S > 47 of SET_QUANT or LOAD_QUANT; code 3), once the whole payload is in.
 #[derive(Debug, Clone)]
 pub struct CommandDecoder {
     cfg: Config,
@@ -383,6 +406,7 @@ impl CommandDecoder {
                     Shape::Unknown => skip(ErrorCode::UnknownOpcode),
                     Shape::Fixed(n) if n != len => skip(ErrorCode::BadLength),
                     Shape::WriteAct if len == 0 => skip(ErrorCode::BadLength),
+                    Shape::SetQuant if len != 1 && len != 2 => skip(ErrorCode::BadLength),
                     Shape::Fixed(0) => (DecodeState::Header, Some(self.finish(op, &[]))),
                     _ => (DecodeState::Collect { op, len, payload: Vec::new() }, None),
                 };
@@ -433,8 +457,13 @@ impl CommandDecoder {
                 Command::LoadWeights { weights: p.chunks(wpr).flat_map(|r| unpack_row(r, dim)).collect() }
             }
             LOAD_BIAS => Command::LoadBias { bias: p.iter().map(|&w| w as i32).collect() },
-            SET_QUANT => match Quant::from_word(p[0]) {
-                Ok(q) => Command::SetQuant(q),
+            SET_QUANT => match (Quant::from_word(p[0]), p.get(1)) {
+                (Ok(q), None) => Command::SetQuant(q),
+                (Ok(quant), Some(&z)) => Command::SetQuantZp { quant, zero_point: z as u8 as i8 },
+                (Err(_), _) => return Err(CommandError { opcode: op, code: ErrorCode::OutOfRange }),
+            },
+            LOAD_QUANT => match p.iter().map(|&w| ColumnScale::from_word(w)).collect() {
+                Ok(scales) => Command::LoadQuant { scales },
                 Err(_) => return Err(CommandError { opcode: op, code: ErrorCode::OutOfRange }),
             },
             WRITE_ACT => Command::WriteAct {

@@ -15,7 +15,7 @@ pub mod rng;
 pub mod stimulus;
 pub mod stream;
 
-pub use arith::{requantize, Quant, QuantError};
+pub use arith::{requantize, requantize_v2, ColumnScale, LayerQuant, Quant, QuantError};
 pub use config::{Config, ConfigError, VERSION};
 pub use conv::{Conv2d, ConvError, Padding, Shape, Window};
 pub use device::GoldenDevice;

@@ -4,9 +4,9 @@
 //! machine), so a failing case is reproduced by its seed. Streams mix valid commands (small row
 //! counts, boundary addresses, GEMM-like MATMUL/ACTIVATE sequences) with malformed ones
 //! (unknown opcodes, bad lengths, rows out of range, shifts > 47), and always end on a command
-//! boundary.
+//! boundary. Contract v2's commands (LOAD_QUANT, the 2-word SET_QUANT) are among both.
 
-use crate::arith::Quant;
+use crate::arith::{ColumnScale, Quant};
 use crate::config::Config;
 use crate::isa::{header, opcode, Command};
 
@@ -57,7 +57,7 @@ fn bad_range(rng: &mut Rng, rows: usize, max_n: u16) -> (u16, u16) {
 pub fn random_command(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Command {
     let d = cfg.dim();
     let (s, a) = (cfg.scratch_rows(), cfg.acc_rows());
-    match rng.below(12) {
+    match rng.below(14) {
         0 => Command::Info,
         1 => Command::Sync { token: rng.next_u64() as u32 },
         2 | 3 => Command::LoadWeights { weights: (0..d * d).map(|_| rng.i8()).collect() },
@@ -85,6 +85,12 @@ pub fn random_command(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Command {
             let dst = rng.below((s - n as usize) as u64 + 1) as u16;
             Command::Activate { src, n, dst }
         }
+        12 => Command::SetQuantZp {
+            quant: Quant::new(rng.next_u64() as u16, rng.below(48) as u8, rng.chance(0.5))
+                .expect("shift < 48"),
+            zero_point: rng.i8(),
+        },
+        13 => Command::LoadQuant { scales: random_scales(d, rng, 0..48) },
         _ => {
             if rng.chance(0.5) {
                 let (src, n) = range(rng, a, max_rows);
@@ -94,6 +100,17 @@ pub fn random_command(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Command {
             }
         }
     }
+}
+
+/// `n` random column scales with shifts in `shifts`.
+fn random_scales(n: usize, rng: &mut Rng, shifts: std::ops::Range<u8>) -> Vec<ColumnScale> {
+    let span = u64::from(shifts.end - shifts.start);
+    (0..n)
+        .map(|_| {
+            let s = shifts.start + rng.below(span) as u8;
+            ColumnScale::new(rng.next_u64() as u16, s).expect("shift < 48")
+        })
+        .collect()
 }
 
 /// A small GEMM as a command sequence: rows written to the scratchpad, K-tiles loaded and
@@ -116,9 +133,17 @@ pub fn random_gemm_block(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Vec<Comm
         cmds.push(Command::Matmul { src, n: m, dst, accumulate: t > 0 || rng.chance(0.3) });
     }
     cmds.push(Command::LoadBias { bias: (0..d).map(|_| rng.below(2001) as i32 - 1000).collect() });
-    cmds.push(Command::SetQuant(
-        Quant::new(rng.next_u64() as u16, 8 + rng.below(12) as u8, rng.chance(0.5)).expect("shift < 48"),
-    ));
+    let quant =
+        Quant::new(rng.next_u64() as u16, 8 + rng.below(12) as u8, rng.chance(0.5)).expect("shift < 48");
+    // v1 (per-tensor, Z = 0) or v2: an output zero point and/or per-column scales
+    if rng.chance(0.5) {
+        cmds.push(Command::SetQuant(quant));
+    } else {
+        cmds.push(Command::SetQuantZp { quant, zero_point: rng.i8() });
+    }
+    if rng.chance(0.4) {
+        cmds.push(Command::LoadQuant { scales: random_scales(d, rng, 8..20) });
+    }
     let out = rng.below((s - m as usize) as u64 + 1) as u16;
     cmds.push(Command::ReadAcc { src: dst, n: m });
     cmds.push(Command::Activate { src: dst, n: m, dst: out });
@@ -127,7 +152,8 @@ pub fn random_gemm_block(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Vec<Comm
 }
 
 /// A malformed command as raw words: unknown opcode, bad length, rows out of range, or a
-/// shift > 47. The device must consume it whole and answer 0xFF.
+/// shift > 47 (SET_QUANT in either form, any column of LOAD_QUANT). The device must consume it
+/// whole and answer 0xFF.
 pub fn random_malformed(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Vec<u32> {
     let d = cfg.dim();
     let wpr = cfg.words_per_row() as u32;
@@ -138,7 +164,9 @@ pub fn random_malformed(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Vec<u32> 
         v.extend(payload);
         v
     };
-    match rng.below(8) {
+    let bad_shift =
+        |rng: &mut Rng| (rng.next_u64() as u32 & 0xFFC0_FFFF) | ((48 + rng.below(16) as u32) << 16);
+    match rng.below(11) {
         0 => {
             // unknown opcode
             let op = loop {
@@ -152,11 +180,12 @@ pub fn random_malformed(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Vec<u32> 
         }
         1 => {
             // a fixed-length command with the wrong length
-            let (op, good) = match rng.below(5) {
+            let (op, good) = match rng.below(6) {
                 0 => (opcode::SYNC, 1),
                 1 => (opcode::MATMUL, 2),
                 2 => (opcode::LOAD_WEIGHTS, d as u32 * wpr),
                 3 => (opcode::LOAD_BIAS, d as u32),
+                4 => (opcode::LOAD_QUANT, d as u32),
                 _ => (opcode::INFO, 0),
             };
             let len = loop {
@@ -208,9 +237,28 @@ pub fn random_malformed(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Vec<u32> 
             }
             with(header(cmd, p.len() as u32), p)
         }
+        7 => {
+            // SET_QUANT with a shift > 47, 1 or 2 words
+            let len = 1 + rng.below(2) as u32;
+            let mut p = vec![bad_shift(rng)];
+            p.extend(junk(rng, len - 1));
+            with(header(opcode::SET_QUANT, len), p)
+        }
+        8 => {
+            // SET_QUANT with neither 1 nor 2 words
+            let len = if rng.chance(0.3) { 0 } else { 3 + rng.below(2) as u32 };
+            with(header(opcode::SET_QUANT, len), junk(rng, len))
+        }
         _ => {
-            let shift = 48 + rng.below(16) as u32;
-            with(header(opcode::SET_QUANT, 1), vec![(rng.next_u64() as u32 & 0xFFFF) | (shift << 16)])
+            // LOAD_QUANT with one or more columns' shift > 47
+            let mut p: Vec<u32> = random_scales(d, rng, 0..48).iter().map(ColumnScale::to_word).collect();
+            let bad = rng.below(d as u64) as usize;
+            p[bad] = bad_shift(rng);
+            if rng.chance(0.3) {
+                let other = rng.below(d as u64) as usize;
+                p[other] = bad_shift(rng);
+            }
+            with(header(opcode::LOAD_QUANT, d as u32), p)
         }
     }
 }

@@ -3,7 +3,7 @@
 use nalgebra::{DMatrix, DVector};
 use proptest::prelude::*;
 use spec::isa::{decode_responses, header, opcode, Command, Response};
-use spec::{golden, CommandError, Config, ErrorCode, GoldenDevice, Quant};
+use spec::{golden, ColumnScale, CommandError, Config, ErrorCode, GoldenDevice, LayerQuant, Quant};
 
 fn run(dev: &mut GoldenDevice, cmds: &[Command]) -> Vec<Response> {
     let dim = dev.config().dim();
@@ -21,14 +21,18 @@ fn gemm_on_device(
     x: &DMatrix<i8>,
     w: &DMatrix<i8>,
     b: &DVector<i32>,
-    q: Quant,
+    q: &LayerQuant,
 ) -> (DMatrix<i8>, DMatrix<i32>) {
     let d = cfg.dim();
     let (m, k, n) = (x.nrows(), x.ncols(), w.ncols());
     let (kt, nt) = (k.div_ceil(d), n.div_ceil(d));
     assert!(kt * m + m <= cfg.scratch_rows() && m <= cfg.acc_rows(), "test shape too big");
     let mut dev = GoldenDevice::new(cfg);
-    let mut cmds = vec![Command::SetQuant(q)];
+    // v1 SET_QUANT when it is v1, else the 2-word form and, per N-tile, LOAD_QUANT
+    let mut cmds = vec![match q.as_v1() {
+        Some(v1) => Command::SetQuant(v1),
+        None => Command::SetQuantZp { quant: q.scale(0).with_relu(q.relu()), zero_point: q.zero_point() },
+    }];
     for t in 0..kt {
         let rows = (0..m)
             .map(|r| (0..d).map(|c| if t * d + c < k { x[(r, t * d + c)] } else { 0 }).collect())
@@ -58,6 +62,11 @@ fn gemm_on_device(
         tile.push(Command::LoadBias {
             bias: (0..d).map(|c| if j * d + c < n { b[j * d + c] } else { 0 }).collect(),
         });
+        if !q.is_per_tensor() {
+            let scales =
+                (0..d).map(|c| if j * d + c < n { q.scale(j * d + c) } else { ColumnScale::default() });
+            tile.push(Command::LoadQuant { scales: scales.collect() });
+        }
         tile.push(Command::Activate { src: 0, n: m as u16, dst: out_base });
         tile.push(Command::ReadAct { src: out_base, n: m as u16 });
         tile.push(Command::ReadAcc { src: 0, n: m as u16 });
@@ -175,7 +184,7 @@ proptest! {
 
     #[test]
     fn gemm_through_the_command_stream_equals_nalgebra((cfg, x, w, b, q) in shapes()) {
-        let (y, raw) = gemm_on_device(cfg, &x, &w, &b, q);
+        let (y, raw) = gemm_on_device(cfg, &x, &w, &b, &q.into());
         prop_assert_eq!(y, golden::layer(&x, &w, &b, q).unwrap());
         prop_assert_eq!(raw, golden::layer_raw(&x, &w, &b).unwrap());
     }
@@ -193,6 +202,11 @@ proptest! {
             Just(vec![header(opcode::MATMUL, 2), 0x0001_0000, 0x0001_0004]),
             Just(vec![header(opcode::ACTIVATE, 2), 0x0002_0003, 0]),
             Just(vec![header(opcode::SET_QUANT, 1), 0x0130_0001]),
+            Just(vec![header(opcode::SET_QUANT, 2), 0x0030_0001, 0x05]),
+            Just(vec![header(opcode::SET_QUANT, 3), 0x0001_0001, 0x05, 0x05]),
+            Just(vec![header(opcode::LOAD_QUANT, 2), 0x0001_0001, 0x0030_0001]),
+            Just(vec![header(opcode::LOAD_QUANT, 2), 0x0031_0001, 0x0001_0001]),
+            Just(vec![header(opcode::LOAD_QUANT, 1), 0x0001_0001]),
             Just(vec![header(opcode::LOAD_BIAS, 3), 1, 2, 3]),
         ],
     ) {
@@ -202,7 +216,8 @@ proptest! {
             Command::LoadWeights { weights: seed[4..8].to_vec() },
             Command::Matmul { src: 0, n: 2, dst: 0, accumulate: false },
             Command::LoadWeights { weights: vec![1, 1, 1, 1] },
-            Command::SetQuant(Quant::new(3, 1, true).unwrap()),
+            Command::SetQuantZp { quant: Quant::new(3, 1, true).unwrap(), zero_point: -7 },
+            Command::LoadQuant { scales: vec![ColumnScale::new(3, 1).unwrap(), ColumnScale::new(5, 2).unwrap()] },
             Command::LoadBias { bias: vec![5, -5] },
         ];
         let probe = [
@@ -223,4 +238,68 @@ proptest! {
         prop_assert!(matches!(with_bad.remove(0), Response::Error(_)));
         prop_assert_eq!(with_bad, good);
     }
+}
+
+fn v2_shapes() -> impl Strategy<Value = (Config, DMatrix<i8>, DMatrix<i8>, DVector<i32>, LayerQuant)> {
+    (shapes(), any::<i8>(), any::<bool>()).prop_flat_map(|((cfg, x, w, b, q), z, per_column)| {
+        let n = w.ncols();
+        let scales = if per_column { n } else { 1 };
+        (
+            Just((cfg, x, w, b)),
+            proptest::collection::vec((any::<u16>(), 0u8..=20), scales).prop_map(move |v| {
+                let scales = v.into_iter().map(|(m, s)| ColumnScale::new(m, s).unwrap()).collect();
+                LayerQuant::per_column(scales, q.relu, z).unwrap()
+            }),
+        )
+            .prop_map(|((cfg, x, w, b), q)| (cfg, x, w, b, q))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Contract v2 (per-column scales via LOAD_QUANT, zero point via the 2-word SET_QUANT)
+    /// through the command stream equals `golden::layer_v2`.
+    #[test]
+    fn v2_gemm_through_the_command_stream_equals_nalgebra((cfg, x, w, b, q) in v2_shapes()) {
+        let (y, raw) = gemm_on_device(cfg, &x, &w, &b, &q);
+        prop_assert_eq!(y, golden::layer_v2(&x, &w, &b, &q).unwrap());
+        prop_assert_eq!(raw, golden::layer_raw(&x, &w, &b).unwrap());
+    }
+}
+
+#[test]
+fn v2_quant_state_rules() {
+    // SET_QUANT sets every column and Z; LOAD_QUANT only the columns; the 1-word SET_QUANT
+    // resets Z to 0. X = [10 -10], W = I -> acc = [10 -10], bias 0.
+    let cfg = Config::new(2, 8, 4).unwrap();
+    let mut dev = GoldenDevice::new(cfg);
+    let c = |m, s| ColumnScale::new(m, s).unwrap();
+    let act = |dev: &mut GoldenDevice, cmds: &[Command]| {
+        let mut all = cmds.to_vec();
+        all.push(Command::Activate { src: 0, n: 1, dst: 1 });
+        all.push(Command::ReadAct { src: 1, n: 1 });
+        match &run(dev, &all)[..] {
+            [Response::ReadAct { rows }] => rows[0].clone(),
+            r => panic!("{r:?}"),
+        }
+    };
+    run(
+        &mut dev,
+        &[
+            Command::WriteAct { dst: 0, rows: vec![vec![10, -10]] },
+            Command::LoadWeights { weights: vec![1, 0, 0, 1] },
+            Command::Matmul { src: 0, n: 1, dst: 0, accumulate: false },
+        ],
+    );
+    let q = Quant::new(1, 0, true).unwrap();
+    assert_eq!(act(&mut dev, &[Command::SetQuant(q)]), vec![10, 0]);
+    assert_eq!(act(&mut dev, &[Command::SetQuantZp { quant: q, zero_point: -100 }]), vec![-90, -100]);
+    // LOAD_QUANT keeps ReLU and Z: column 0 x 3 (30 - 100), column 1 x 1/2 (-5 -> ReLU -> Z)
+    assert_eq!(act(&mut dev, &[Command::LoadQuant { scales: vec![c(3, 0), c(1, 1)] }]), vec![-70, -100]);
+    assert_eq!(dev.scales(), &[c(3, 0), c(1, 1)]);
+    assert_eq!(dev.zero_point(), -100);
+    // the 1-word SET_QUANT resets every column and Z = 0
+    assert_eq!(act(&mut dev, &[Command::SetQuant(q.with_relu(false))]), vec![10, -10]);
+    assert_eq!((dev.scales(), dev.zero_point()), (&[c(1, 0), c(1, 0)][..], 0));
 }

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use spec::isa::{self, decode_responses, header, opcode, Command, CommandDecoder, Response};
-use spec::{CommandError, Config, Counters, ErrorCode, Quant, ResponseDecoder};
+use spec::{ColumnScale, CommandError, Config, Counters, ErrorCode, Quant, ResponseDecoder};
 
 fn cfg(dim: usize) -> Config {
     Config::new(dim, 64, 32).unwrap()
@@ -19,6 +19,12 @@ fn command(dim: usize) -> impl Strategy<Value = Command> {
         proptest::collection::vec(any::<i32>(), dim).prop_map(|bias| Command::LoadBias { bias }),
         (any::<u16>(), 0u8..=47, any::<bool>())
             .prop_map(|(m, s, r)| Command::SetQuant(Quant::new(m, s, r).unwrap())),
+        (any::<u16>(), 0u8..=47, any::<bool>(), any::<i8>()).prop_map(|(m, s, r, zero_point)| {
+            Command::SetQuantZp { quant: Quant::new(m, s, r).unwrap(), zero_point }
+        }),
+        proptest::collection::vec((any::<u16>(), 0u8..=47), dim).prop_map(|v| Command::LoadQuant {
+            scales: v.into_iter().map(|(m, s)| ColumnScale::new(m, s).unwrap()).collect()
+        }),
         (0u16..64, proptest::collection::vec(row, 0..5))
             .prop_filter("fits", |(d, rows)| *d as usize + rows.len() <= 64)
             .prop_map(|(dst, rows)| Command::WriteAct { dst, rows }),
@@ -137,6 +143,15 @@ fn packing_is_little_endian_four_per_word() {
         Command::SetQuant(Quant::new(0x1234, 47, true).unwrap()).encode(1).unwrap(),
         vec![0x1200_0001, 0x012F_1234]
     );
+    // contract v2: Z in bits 7:0 of the second SET_QUANT word; LOAD_QUANT one word per column
+    assert_eq!(
+        Command::SetQuantZp { quant: Quant::new(0x1234, 47, true).unwrap(), zero_point: -128 }
+            .encode(1)
+            .unwrap(),
+        vec![0x1200_0002, 0x012F_1234, 0x80]
+    );
+    let scales = vec![ColumnScale::new(0xBEEF, 3).unwrap(), ColumnScale::new(1, 47).unwrap()];
+    assert_eq!(Command::LoadQuant { scales }.encode(2).unwrap(), vec![0x1300_0002, 0x0003_BEEF, 0x002F_0001]);
     let e = Response::Error(CommandError { opcode: 0x30, code: ErrorCode::OutOfRange }).encode(4);
     assert_eq!(e, vec![0xFF00_0001, 0x0000_3003]);
 }
@@ -189,6 +204,48 @@ fn decoder_error_rules() {
     assert_eq!(
         run(&[header(opcode::SET_QUANT, 1), 48 << 16]),
         vec![err(opcode::SET_QUANT, ErrorCode::OutOfRange)]
+    );
+    // contract v2: SET_QUANT takes 1 or 2 words; anything else is a bad length
+    let q = Quant::new(5, 3, true).unwrap();
+    assert_eq!(
+        run(&[header(opcode::SET_QUANT, 2), q.to_word(), 0xFFFF_FF85]),
+        vec![Ok(Command::SetQuantZp { quant: q, zero_point: -123 })]
+    );
+    assert_eq!(run(&[header(opcode::SET_QUANT, 0)]), vec![err(opcode::SET_QUANT, ErrorCode::BadLength)]);
+    assert_eq!(
+        run(&[header(opcode::SET_QUANT, 3), q.to_word(), 0, 0]),
+        vec![err(opcode::SET_QUANT, ErrorCode::BadLength)]
+    );
+    // a bad shift in the 2-word form: both words consumed, then out of range
+    assert_eq!(
+        run(&[header(opcode::SET_QUANT, 2), 63 << 16, 0, header(opcode::INFO, 0)]),
+        vec![err(opcode::SET_QUANT, ErrorCode::OutOfRange), Ok(Command::Info)]
+    );
+    // LOAD_QUANT: DIM words; one shift > 47 in any column refuses the command (code 3), a wrong
+    // length is code 2 whatever the shifts
+    let good = [0x0001_0002, 0x002F_FFFF, 0xFFC0_0000, 7];
+    assert_eq!(
+        run(&[&[header(opcode::LOAD_QUANT, 4)][..], &good].concat()),
+        vec![Ok(Command::LoadQuant {
+            scales: vec![
+                ColumnScale::new(2, 1).unwrap(),
+                ColumnScale::new(0xFFFF, 47).unwrap(),
+                ColumnScale::new(0, 0).unwrap(),
+                ColumnScale::new(7, 0).unwrap(),
+            ]
+        })]
+    );
+    for col in 0..4 {
+        let mut p = good;
+        p[col] = 48 << 16;
+        assert_eq!(
+            run(&[&[header(opcode::LOAD_QUANT, 4)][..], &p].concat()),
+            vec![err(opcode::LOAD_QUANT, ErrorCode::OutOfRange)]
+        );
+    }
+    assert_eq!(
+        run(&[header(opcode::LOAD_QUANT, 3), 48 << 16, 0, 0]),
+        vec![err(opcode::LOAD_QUANT, ErrorCode::BadLength)]
     );
     // n = 0 at the very end of a memory is fine
     assert_eq!(run(&[header(opcode::READ_ACT, 1), 16]), vec![Ok(Command::ReadAct { src: 16, n: 0 })]);

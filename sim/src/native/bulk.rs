@@ -30,7 +30,7 @@
 
 use super::{array_latency, NativeSim, State, ACT_LATENCY};
 use crate::native::pipe::Landing;
-use spec::arith::{requantize, Quant};
+use spec::arith::requantize_v2;
 use spec::config::MAX_DIM;
 use spec::isa::opcode;
 
@@ -39,6 +39,9 @@ impl NativeSim {
     /// next cycle may take or send a word or change state.
     pub(super) fn blind_window(&self) -> u64 {
         let r = &self.r;
+        if r.done_r || r.err_r {
+            return 0; // a counter increment is due on the next cycle
+        }
         let lat = array_latency(self.dim) as u64;
         // cycles until `arr_idle` (no row issued or in flight)
         let arr_wait = if r.seq_busy { u64::from(r.seq_left) + lat + 1 } else { u64::from(r.arr_cnt) };
@@ -91,13 +94,14 @@ impl NativeSim {
     fn activate_rows(&mut self, k: u64, q: &super::Regs) {
         let dim = self.dim;
         let (now, end) = (self.now, self.now + k);
-        let quant = Quant { multiplier: q.q_mult, shift: q.q_shift, relu: q.q_relu };
+        let (relu, z) = (q.q_relu, q.q_zero as i8);
         let mut y = [0i8; MAX_DIM];
         let y = &mut y[..dim];
         for i in 0..k {
             let src = (usize::from(q.addr.wrapping_add(i as u16)) & self.acc_mask) * dim;
-            for ((y, &a), &b) in y.iter_mut().zip(&self.acc[src..src + dim]).zip(&self.bias) {
-                *y = requantize(a, b, quant);
+            let row = self.acc[src..src + dim].iter().zip(&self.bias).zip(&self.scales);
+            for (y, ((&a, &b), &c)) in y.iter_mut().zip(row) {
+                *y = requantize_v2(a, b, c, relu, z);
             }
             let due = now + i + 1 + ACT_LATENCY as u64;
             let dst16 = q.act_dst.wrapping_add(i as u16);
@@ -129,6 +133,9 @@ impl NativeSim {
         let r = &self.r;
         let (dim, wpr) = (self.dim as u64, self.wpr as u64);
         let (row, idx) = (u64::from(r.row), u64::from(r.idx));
+        if r.done_r || r.err_r {
+            return 0; // a counter increment is due on the next cycle
+        }
         match r.state {
             State::Weights
                 if !r.sw_pending && r.bank_cnt[usize::from(!r.cur_bank)] == 0 && self.shadow_stays_free() =>
@@ -138,7 +145,8 @@ impl NativeSim {
             State::WriteRows if !r.wl_pending && r.left > 0 => {
                 u64::from(r.left - 1) * wpr + wpr.saturating_sub(idx)
             }
-            State::Bias if !r.wl_pending && !r.sw_pending => dim.saturating_sub(idx),
+            // (LOAD_QUANT's words, also in Bias, go one cycle at a time)
+            State::Bias if !r.wl_pending && !r.sw_pending && !r.is_lq => dim.saturating_sub(idx),
             State::Skip if !r.wl_pending && !r.sw_pending => u64::from(r.remaining),
             _ => 0,
         }
@@ -235,7 +243,7 @@ impl NativeSim {
             _ => unreachable!("take_words outside a payload state"),
         }
         if done {
-            r.commands = r.commands.wrapping_add(1);
+            r.done_r = true; // the counter counts it on the next cycle
         }
         self.activity.words_in += k;
         self.now += k;

@@ -63,7 +63,7 @@ mod lockstep;
 #[cfg(test)]
 mod tests;
 
-use spec::arith::{requantize, Quant, MAX_SHIFT};
+use spec::arith::{requantize_v2, ColumnScale, MAX_SHIFT};
 use spec::isa::{header, opcode, Counters, COUNTER_WORDS};
 use spec::stream::{DeviceOut, HostOut, Stalls, Stuck, Trace};
 use spec::{Config, VERSION};
@@ -102,10 +102,17 @@ struct Regs {
     addr: u16,
     left: u16,
     resp_hdr: u32,
-    q_mult: u16,
-    /// 6 bits.
-    q_shift: u8,
     q_relu: bool,
+    /// Z as raw bits.
+    q_zero: u8,
+    q_bad: bool,
+    ql_pending: bool,
+    /// From the header: LOAD_QUANT (its words go through Bias), a 2-word SET_QUANT.
+    is_lq: bool,
+    sq_two: bool,
+    /// cmd_done / err_done of the last cycle: the counters count one cycle later.
+    done_r: bool,
+    err_r: bool,
     cur_bank: bool,
     swap_pending: bool,
     wl_pending: bool,
@@ -168,6 +175,8 @@ pub struct NativeSim {
     /// Zero weights in each row `k` of each bank (for [`Activity::zero_operand_macs`]).
     zero_weights: [Vec<u32>; 2],
     bias: Vec<i32>,
+    /// Each column's M and S (the core's `q_mult[i]`, `q_shift[i]` registers).
+    scales: Vec<ColumnScale>,
     /// The row buffer: DIM words (int32 row) = 4·DIM bytes (int8 row in bytes 0..DIM).
     rowbuf: Vec<u32>,
     /// MATMUL rows between issue and accumulator write.
@@ -199,6 +208,7 @@ impl NativeSim {
             weights: [vec![0; dim * dim], vec![0; dim * dim]],
             zero_weights: [vec![dim as u32; dim], vec![dim as u32; dim]],
             bias: vec![0; dim],
+            scales: vec![ColumnScale::default(); dim],
             rowbuf: vec![0; dim],
             rows: Pipe::new(dim, lat + 3),
             acts: Pipe::new(dim, ACT_LATENCY + 3),
@@ -343,6 +353,12 @@ impl NativeSim {
             );
             self.activity.weight_row_writes += 1;
         }
+        if q.ql_pending {
+            // LOAD_QUANT's columns, from the row buffer the cycle after its last word
+            for (c, &w) in self.scales.iter_mut().zip(&self.rowbuf) {
+                *c = ColumnScale { multiplier: w as u16, shift: ((w >> 16) & 0x3F) as u8 };
+            }
+        }
         if issue {
             let src = usize::from(q.seq_addr) & self.scratch_mask;
             let bank = usize::from(q.seq_bank);
@@ -358,12 +374,11 @@ impl NativeSim {
         match q.state {
             State::ActRun => {
                 let src = usize::from(q.addr) & self.acc_mask;
-                let quant = Quant { multiplier: q.q_mult, shift: q.q_shift, relu: q.q_relu };
                 let due = now + 1 + ACT_LATENCY as u64;
                 let y = self.acts.push(Landing { due, dst: q.act_dst, accumulate: false });
                 let acc = &self.acc[src * dim..(src + 1) * dim];
-                for ((y, &a), &b) in y.iter_mut().zip(acc).zip(&self.bias) {
-                    *y = requantize(a, b, quant);
+                for (y, ((&a, &b), &c)) in y.iter_mut().zip(acc.iter().zip(&self.bias).zip(&self.scales)) {
+                    *y = requantize_v2(a, b, c, q.q_relu, q.q_zero as i8);
                 }
                 self.activity.acc_reads += 1;
                 self.activity.act_rows += 1;
@@ -438,6 +453,7 @@ impl NativeSim {
         // ---- the front end ----
         d.wl_pending = false;
         d.sw_pending = false;
+        d.ql_pending = false;
         let mut cmd_done = false;
         let mut err_done = false;
         let mut act_issue = false;
@@ -450,14 +466,17 @@ impl NativeSim {
                     d.remaining = len;
                     d.idx = 0;
                     d.row = 0;
+                    d.q_bad = false;
+                    d.is_lq = op == opcode::LOAD_QUANT;
+                    d.sq_two = len == 2;
                     let expected = match op {
                         opcode::INFO | opcode::COUNTERS => Some(Some(0)),
-                        opcode::SYNC | opcode::SET_QUANT | opcode::READ_ACT | opcode::READ_ACC => {
-                            Some(Some(1))
-                        }
+                        opcode::SYNC | opcode::READ_ACT | opcode::READ_ACC => Some(Some(1)),
+                        // 1 or 2 words (contract v2)
+                        opcode::SET_QUANT => Some(Some(if len == 2 { 2 } else { 1 })),
                         opcode::MATMUL | opcode::ACTIVATE => Some(Some(2)),
                         opcode::LOAD_WEIGHTS => Some(Some((dim * self.wpr) as u32)),
-                        opcode::LOAD_BIAS => Some(Some(dim as u32)),
+                        opcode::LOAD_BIAS | opcode::LOAD_QUANT => Some(Some(dim as u32)),
                         opcode::WRITE_ACT => Some(None),
                         _ => None,
                     };
@@ -476,7 +495,7 @@ impl NativeSim {
                             }
                             opcode::COUNTERS => d.state = State::SyncWait,
                             opcode::LOAD_WEIGHTS => d.state = State::Weights,
-                            opcode::LOAD_BIAS => d.state = State::Bias,
+                            opcode::LOAD_BIAS | opcode::LOAD_QUANT => d.state = State::Bias,
                             _ => d.state = State::Arg0,
                         },
                     }
@@ -510,15 +529,20 @@ impl NativeSim {
                         opcode::SYNC => d.state = State::SyncWait,
                         opcode::SET_QUANT => {
                             let shift = ((data >> 16) & 0x3F) as u8;
+                            d.err_code = 3;
                             if shift > MAX_SHIFT {
-                                d.err_code = 3;
-                                d.state = State::ErrHeader;
+                                d.state = if q.sq_two { State::Skip } else { State::ErrHeader };
                             } else {
-                                d.q_mult = data as u16;
-                                d.q_shift = shift;
+                                let c = ColumnScale { multiplier: data as u16, shift };
+                                self.scales.fill(c);
                                 d.q_relu = (data >> 24) & 1 == 1;
-                                cmd_done = true;
-                                d.state = State::Header;
+                                d.q_zero = 0;
+                                if q.sq_two {
+                                    d.state = State::Arg1;
+                                } else {
+                                    cmd_done = true;
+                                    d.state = State::Header;
+                                }
                             }
                         }
                         opcode::WRITE_ACT => {
@@ -538,7 +562,13 @@ impl NativeSim {
             State::Arg1 => {
                 if take {
                     d.a1 = data;
-                    d.state = State::Exec;
+                    if q.op == opcode::SET_QUANT {
+                        d.q_zero = data as u8;
+                        cmd_done = true;
+                        d.state = State::Header;
+                    } else {
+                        d.state = State::Exec;
+                    }
                 }
             }
             State::Exec => {
@@ -632,14 +662,26 @@ impl NativeSim {
             }
             State::Bias => {
                 if take {
-                    if let Some(b) = self.bias.get_mut(usize::from(q.idx)) {
+                    if q.is_lq {
+                        if let Some(w) = self.rowbuf.get_mut(usize::from(q.idx)) {
+                            *w = data;
+                        }
+                    } else if let Some(b) = self.bias.get_mut(usize::from(q.idx)) {
                         *b = data as i32;
                         self.activity.bias_writes += 1;
                     }
+                    let bad = ((data >> 16) & 0x3F) as u8 > MAX_SHIFT;
+                    d.q_bad = q.q_bad || bad;
                     d.idx = q.idx.wrapping_add(1);
                     if usize::from(q.idx) == dim - 1 {
-                        cmd_done = true;
-                        d.state = State::Header;
+                        if q.is_lq && d.q_bad {
+                            d.err_code = 3;
+                            d.state = State::ErrHeader;
+                        } else {
+                            d.ql_pending = q.is_lq;
+                            cmd_done = true;
+                            d.state = State::Header;
+                        }
                     }
                 }
             }
@@ -762,10 +804,12 @@ impl NativeSim {
         if out_valid && !inp.out_ready {
             d.out_stalls = q.out_stalls.wrapping_add(1);
         }
-        if cmd_done {
+        d.done_r = cmd_done;
+        d.err_r = err_done;
+        if q.done_r {
             d.commands = q.commands.wrapping_add(1);
         }
-        if err_done {
+        if q.err_r {
             d.errors = q.errors.wrapping_add(1);
         }
         let a = &mut self.activity;
@@ -778,9 +822,11 @@ impl NativeSim {
         if rst {
             d = Regs {
                 state: State::Header,
-                q_mult: 0,
-                q_shift: 0,
                 q_relu: false,
+                q_zero: 0,
+                ql_pending: false,
+                done_r: false,
+                err_r: false,
                 cur_bank: false,
                 swap_pending: false,
                 wl_pending: false,
@@ -803,6 +849,7 @@ impl NativeSim {
             self.rows.clear();
             self.acts.clear();
             self.bias.fill(0);
+            self.scales.fill(ColumnScale::default());
             for b in 0..2 {
                 self.weights[b].fill(0);
                 self.zero_weights[b].fill(dim as u32);

@@ -4,7 +4,7 @@
 use super::*;
 use spec::isa::{Command, Response};
 use spec::stimulus::Rng;
-use spec::GoldenDevice;
+use spec::{GoldenDevice, Quant};
 
 /// Encode commands for `dim`.
 pub(crate) fn program(cmds: &[Command], dim: usize) -> Vec<u32> {
@@ -163,7 +163,7 @@ fn activate_then_read_act_timing_by_hand() {
     sim.reset();
     // the accumulators as a MATMUL left them, identity quantisation, bias 0 (after the reset)
     sim.acc[2..8].copy_from_slice(&[5, -7, 300, -300, 0, 1]);
-    sim.r.q_mult = 1;
+    sim.scales.fill(ColumnScale::new(1, 0).unwrap());
     let stalls = Stalls::none();
     let mut host = spec::stream::Host::new(&words, &stalls, 2, 10_000);
     let mut written = vec![None; 3];
