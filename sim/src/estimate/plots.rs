@@ -405,3 +405,139 @@ pub fn line_chart(
     };
     draw().map_err(fail)
 }
+
+/// The per-layer plot of a topology, as SVG text: cycles per layer above (bars: the whole
+/// program, and inside it the MATMULs alone; the physical limit as a marker), utilisation per
+/// layer below (whole program and MATMULs alone), layers in file order on the x axis.
+pub fn topology_svg(report: &super::topology::TopologyReport, title: &str) -> Result<String, PlotError> {
+    let fail =
+        |e: Box<dyn std::error::Error>| PlotError { file: "topology plot".into(), problem: e.to_string() };
+    let mut svg = String::new();
+    {
+        let n = report.layers.len();
+        let width = (SIZE.0).max(60 + 18 * n as u32);
+        let root = SVGBackend::with_string(&mut svg, (width, 760)).into_drawing_area();
+        let draw = || -> Draw<()> {
+            root.fill(&WHITE)?;
+            let root = root.titled(title, ("sans-serif", 22))?;
+            let (top, bottom) = root.split_vertically(420);
+            topology_cycles(report, &top)?;
+            topology_utilization(report, &bottom)?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(fail)?;
+    }
+    Ok(svg)
+}
+
+/// Layer names on the x axis: every layer's when they fit, else every k-th.
+fn layer_label(report: &super::topology::TopologyReport, v: f64) -> String {
+    let i = v.round();
+    if (v - i).abs() > 1e-6 || i < 0.0 {
+        return String::new();
+    }
+    report.layers.get(i as usize).map(|l| l.name.clone()).unwrap_or_default()
+}
+
+fn topology_cycles(report: &super::topology::TopologyReport, area: &Area) -> Draw<()> {
+    let n = report.layers.len();
+    let hi = report.layers.iter().map(|l| l.cycles.max(l.scalesim_cycles)).max().unwrap_or(1).max(1) as f64;
+    let lo = report.layers.iter().map(|l| l.physical_limit_cycles.max(1)).min().unwrap_or(1) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption("cycles per layer (log scale)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(70)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.6..(n as f64 - 0.4), (lo / 2.0..hi * 2.0).log_scale())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n.min(40))
+        .x_label_formatter(&|v| layer_label(report, *v))
+        .x_label_style(("sans-serif", 12).into_font().transform(FontTransform::Rotate90))
+        .y_desc("cycles")
+        .draw()?;
+    let bar = |i: usize, v: u64, w: f64, style: ShapeStyle| {
+        let x = i as f64;
+        Rectangle::new([(x - w, lo / 2.0), (x + w, v.max(1) as f64)], style)
+    };
+    let (whole, compute) = (colour(0), colour(1));
+    chart
+        .draw_series(
+            report.layers.iter().enumerate().map(|(i, l)| bar(i, l.cycles, 0.4, whole.mix(0.55).filled())),
+        )?
+        .label("whole program (cycles)")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], whole.mix(0.55).filled()));
+    chart
+        .draw_series(
+            report.layers.iter().enumerate().map(|(i, l)| bar(i, l.compute_cycles, 0.25, compute.filled())),
+        )?
+        .label("MATMULs alone (compute_cycles)")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], compute.filled()));
+    let limit = colour(3);
+    chart
+        .draw_series(
+            report.layers.iter().enumerate().map(|(i, l)| {
+                Cross::new((i as f64, l.physical_limit_cycles as f64), 5, limit.stroke_width(2))
+            }),
+        )?
+        .label("physical limit ⌈MACs / DIM²⌉")
+        .legend(move |(x, y)| Cross::new((x + 7, y), 5, limit.stroke_width(2)));
+    let scale = colour(2);
+    chart
+        .draw_series(
+            report
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| TriangleMarker::new((i as f64, l.scalesim_cycles as f64), 5, scale.filled())),
+        )?
+        .label("SCALE-Sim formula")
+        .legend(move |(x, y)| TriangleMarker::new((x + 7, y), 5, scale.filled()));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
+}
+
+fn topology_utilization(report: &super::topology::TopologyReport, area: &Area) -> Draw<()> {
+    let n = report.layers.len();
+    let mut chart = ChartBuilder::on(area)
+        .caption("utilisation per layer", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(70)
+        .y_label_area_size(80)
+        .build_cartesian_2d(-0.6..(n as f64 - 0.4), 0.0..105.0)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n.min(40))
+        .x_label_formatter(&|v| layer_label(report, *v))
+        .x_label_style(("sans-serif", 12).into_font().transform(FontTransform::Rotate90))
+        .y_desc("% of DIM² MACs per cycle")
+        .draw()?;
+    let series: [(&str, fn(&super::topology::LayerReport) -> f64, RGBColor); 2] = [
+        ("whole program", |l| l.utilization, colour(0)),
+        ("MATMULs alone", |l| l.compute_utilization, colour(1)),
+    ];
+    for (name, value, c) in series {
+        let pts: Vec<(f64, f64)> =
+            report.layers.iter().enumerate().map(|(i, l)| (i as f64, 100.0 * value(l))).collect();
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::LowerRight)
+        .draw()?;
+    Ok(())
+}
