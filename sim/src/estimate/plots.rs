@@ -416,11 +416,11 @@ pub fn topology_svg(report: &super::topology::TopologyReport, title: &str) -> Re
     {
         let n = report.layers.len();
         let width = (SIZE.0).max(60 + 18 * n as u32);
-        let root = SVGBackend::with_string(&mut svg, (width, 760)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (width, 860)).into_drawing_area();
         let draw = || -> Draw<()> {
             root.fill(&WHITE)?;
             let root = root.titled(title, ("sans-serif", 22))?;
-            let (top, bottom) = root.split_vertically(420);
+            let (top, bottom) = root.split_vertically(450);
             topology_cycles(report, &top)?;
             topology_utilization(report, &bottom)?;
             root.present()?;
@@ -431,13 +431,36 @@ pub fn topology_svg(report: &super::topology::TopologyReport, title: &str) -> Re
     Ok(svg)
 }
 
-/// Layer names on the x axis: every layer's when they fit, else every k-th.
-fn layer_label(report: &super::topology::TopologyReport, v: f64) -> String {
-    let i = v.round();
-    if (v - i).abs() > 1e-6 || i < 0.0 {
-        return String::new();
+/// `1.5M`, `200k`, `12`: a tick label.
+fn short(v: f64) -> String {
+    let (scaled, unit) = match v.abs() {
+        a if a >= 1e9 => (v / 1e9, "G"),
+        a if a >= 1e6 => (v / 1e6, "M"),
+        a if a >= 1e3 => (v / 1e3, "k"),
+        _ => (v, ""),
+    };
+    let text = format!("{scaled:.1}");
+    format!("{}{unit}", text.strip_suffix(".0").unwrap_or(&text))
+}
+
+/// The layer names under the x axis of `chart`, running down from it (every k-th when there are
+/// more than 60); plotters' own axis labels centre rotated text on the tick.
+fn draw_layer_names<Y: Ranged<ValueType = f64>>(
+    report: &super::topology::TopologyReport,
+    chart: &ChartContext<SVGBackend, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    area: &Area,
+    y_axis: f64,
+) -> Draw<()> {
+    let style = ("sans-serif", 11).into_font().transform(FontTransform::Rotate90).color(&BLACK);
+    let every = report.layers.len().div_ceil(60).max(1);
+    let (ox, oy) = area.get_base_pixel();
+    for (i, l) in report.layers.iter().enumerate().step_by(every) {
+        let (x, y) = chart.backend_coord(&(i as f64, y_axis));
+        let name: String = l.name.chars().take(18).collect();
+        // the text's top edge is its left side once rotated: shift by half the font height
+        area.draw(&Text::new(name, (x - ox + 6, y - oy + 6), style.clone()))?;
     }
-    report.layers.get(i as usize).map(|l| l.name.clone()).unwrap_or_default()
+    Ok(())
 }
 
 fn topology_cycles(report: &super::topology::TopologyReport, area: &Area) -> Draw<()> {
@@ -447,17 +470,18 @@ fn topology_cycles(report: &super::topology::TopologyReport, area: &Area) -> Dra
     let mut chart = ChartBuilder::on(area)
         .caption("cycles per layer (log scale)", ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(70)
+        .x_label_area_size(110)
         .y_label_area_size(80)
-        .build_cartesian_2d(-0.6..(n as f64 - 0.4), (lo / 2.0..hi * 2.0).log_scale())?;
+        // two decades above the highest bar leave room for the legend
+        .build_cartesian_2d(-0.6..(n as f64 - 0.4), (lo / 2.0..hi * 100.0).log_scale())?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n.min(40))
-        .x_label_formatter(&|v| layer_label(report, *v))
-        .x_label_style(("sans-serif", 12).into_font().transform(FontTransform::Rotate90))
+        .x_labels(0)
         .y_desc("cycles")
+        .y_label_formatter(&|v| short(*v))
         .draw()?;
+    draw_layer_names(report, &chart, area, lo / 2.0)?;
     let bar = |i: usize, v: u64, w: f64, style: ShapeStyle| {
         let x = i as f64;
         Rectangle::new([(x - w, lo / 2.0), (x + w, v.max(1) as f64)], style)
@@ -509,17 +533,18 @@ fn topology_utilization(report: &super::topology::TopologyReport, area: &Area) -
     let mut chart = ChartBuilder::on(area)
         .caption("utilisation per layer", ("sans-serif", 18))
         .margin(12)
-        .x_label_area_size(70)
+        .x_label_area_size(110)
         .y_label_area_size(80)
-        .build_cartesian_2d(-0.6..(n as f64 - 0.4), 0.0..105.0)?;
+        // room above 100 % for the legend
+        .build_cartesian_2d(-0.6..(n as f64 - 0.4), 0.0..135.0)?;
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(n.min(40))
-        .x_label_formatter(&|v| layer_label(report, *v))
-        .x_label_style(("sans-serif", 12).into_font().transform(FontTransform::Rotate90))
+        .x_labels(0)
         .y_desc("% of DIM² MACs per cycle")
+        .y_label_formatter(&|v| if *v > 100.0 { String::new() } else { format!("{v:.0}") })
         .draw()?;
+    draw_layer_names(report, &chart, area, 0.0)?;
     let series: [(&str, fn(&super::topology::LayerReport) -> f64, RGBColor); 2] = [
         ("whole program", |l| l.utilization, colour(0)),
         ("MATMULs alone", |l| l.compute_utilization, colour(1)),
@@ -537,7 +562,7 @@ fn topology_utilization(report: &super::topology::TopologyReport, area: &Area) -
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .draw()?;
     Ok(())
 }
