@@ -41,11 +41,11 @@ pub struct EstimateArgs {
 
     /// With --topology: write the per-layer report as CSV here (SCALE-Sim's COMPUTE_REPORT.csv
     /// columns first).
-    #[arg(long, value_name = "out.csv", requires = "topology")]
+    #[arg(long, value_name = "out.csv")]
     pub csv: Option<PathBuf>,
 
     /// With --topology: plot cycles and utilisation per layer here (SVG).
-    #[arg(long, value_name = "out.svg", requires = "topology")]
+    #[arg(long, value_name = "out.svg")]
     pub svg: Option<PathBuf>,
 
     /// Rows of X (inferences) for --model.
@@ -213,6 +213,13 @@ fn workload(args: &EstimateArgs, cfg: &Config) -> Result<Workload, CliError> {
 
 /// Run the command; the report for stdout.
 pub fn run(args: &EstimateArgs) -> Result<String, CliError> {
+    if args.topology.is_none() {
+        for (flag, given) in [("--csv", args.csv.is_some()), ("--svg", args.svg.is_some())] {
+            if given {
+                return Err(CliError::input(flag, "is a per-layer report: it needs --topology FILE.csv"));
+            }
+        }
+    }
     crate::output::check_outputs(&[
         ("--json", args.json.as_deref()),
         ("--csv", args.csv.as_deref()),
