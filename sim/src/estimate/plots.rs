@@ -17,6 +17,7 @@ use plotters::prelude::*;
 use thiserror::Error;
 
 use super::sweep::{Series, SweepPoint, SweepResult};
+use super::topology::{LayerReport, TopologyReport};
 
 /// The plot files [`write_all`] writes, in order.
 pub const PLOT_FILES: [&str; 4] =
@@ -409,7 +410,7 @@ pub fn line_chart(
 /// The per-layer plot of a topology, as SVG text: cycles per layer above (bars: the whole
 /// program, and inside it the MATMULs alone; the physical limit as a marker), utilisation per
 /// layer below (whole program and MATMULs alone), layers in file order on the x axis.
-pub fn topology_svg(report: &super::topology::TopologyReport, title: &str) -> Result<String, PlotError> {
+pub fn topology_svg(report: &TopologyReport, title: &str) -> Result<String, PlotError> {
     let fail =
         |e: Box<dyn std::error::Error>| PlotError { file: "topology plot".into(), problem: e.to_string() };
     let mut svg = String::new();
@@ -446,7 +447,7 @@ fn short(v: f64) -> String {
 /// The layer names under the x axis of `chart`, running down from it (every k-th when there are
 /// more than 60); plotters' own axis labels centre rotated text on the tick.
 fn draw_layer_names<Y: Ranged<ValueType = f64>>(
-    report: &super::topology::TopologyReport,
+    report: &TopologyReport,
     chart: &ChartContext<SVGBackend, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
     area: &Area,
     y_axis: f64,
@@ -463,7 +464,7 @@ fn draw_layer_names<Y: Ranged<ValueType = f64>>(
     Ok(())
 }
 
-fn topology_cycles(report: &super::topology::TopologyReport, area: &Area) -> Draw<()> {
+fn topology_cycles(report: &TopologyReport, area: &Area) -> Draw<()> {
     let n = report.layers.len();
     let hi = report.layers.iter().map(|l| l.cycles.max(l.scalesim_cycles)).max().unwrap_or(1).max(1) as f64;
     let lo = report.layers.iter().map(|l| l.physical_limit_cycles.max(1)).min().unwrap_or(1) as f64;
@@ -528,7 +529,7 @@ fn topology_cycles(report: &super::topology::TopologyReport, area: &Area) -> Dra
     Ok(())
 }
 
-fn topology_utilization(report: &super::topology::TopologyReport, area: &Area) -> Draw<()> {
+fn topology_utilization(report: &TopologyReport, area: &Area) -> Draw<()> {
     let n = report.layers.len();
     let mut chart = ChartBuilder::on(area)
         .caption("utilisation per layer", ("sans-serif", 18))
@@ -545,7 +546,8 @@ fn topology_utilization(report: &super::topology::TopologyReport, area: &Area) -
         .y_label_formatter(&|v| if *v > 100.0 { String::new() } else { format!("{v:.0}") })
         .draw()?;
     draw_layer_names(report, &chart, area, 0.0)?;
-    let series: [(&str, fn(&super::topology::LayerReport) -> f64, RGBColor); 2] = [
+    type Field = fn(&LayerReport) -> f64;
+    let series: [(&str, Field, RGBColor); 2] = [
         ("whole program", |l| l.utilization, colour(0)),
         ("MATMULs alone", |l| l.compute_utilization, colour(1)),
     ];
