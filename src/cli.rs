@@ -117,17 +117,20 @@ pub enum Command {
         ECP5 needs nextpnr-ecp5 and ecppack on PATH or in $PROTOBRAIN_TOOLS_DIR \
         (scripts/setup.sh --ecp5 installs YoWASP's). See docs/fpga.md.")]
     Bitstream(crate::bitstream::BitstreamArgs),
-    /// Estimate cycles, utilisation, energy and power of a GEMM or an MLP (native cycle model).
+    /// Estimate cycles, utilisation, energy and power of a GEMM, an MLP or a SCALE-Sim topology.
     #[command(
         long_about = "Estimate how fast and how much energy and power a GEMM or an MLP takes on a \
             configuration, before building it: the workload is compiled by the driver and run on \
             the cycle-exact native model (whole program, the MATMULs alone, and the MATMULs with \
             their weight loads), with an optional host-link bandwidth; energy is activity counts \
-            times a technology table (docs/estimates.md).",
+            times a technology table (docs/estimates.md). --topology takes a SCALE-Sim topology \
+            file (conv or GEMM layout) and estimates every layer as a GEMM, in parallel, with a \
+            per-layer table, JSON, a CSV shaped like SCALE-Sim's COMPUTE_REPORT.csv, and a plot.",
         after_help = "Examples:\n  \
             protobrain estimate --gemm 1024,256,256\n  \
             protobrain estimate --gemm 8192,1024,1024 --preset tpu-v1 --tech 28nm --json tpu.json\n  \
-            protobrain estimate --model data/digits-mlp.json --batch 500 --preset ice40-up5k --link-baud 1000000"
+            protobrain estimate --model data/digits-mlp.json --batch 500 --preset ice40-up5k --link-baud 1000000\n  \
+            protobrain estimate --topology data/topologies/alexnet-conv.csv --dim 16 --csv r.csv --svg r.svg"
     )]
     Estimate(crate::estimate::EstimateArgs),
     /// Sweep DIM and M, write utilisation, scaling, energy and roofline plots (SVG).

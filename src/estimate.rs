@@ -5,6 +5,8 @@
 //!  --gemm M,K,N | --model model.json [--batch M] ──► sim::estimate::Workload (random or zero X)
 //!  --preset/--dim/..., --clock, --link-*, --tech ──► Config, Options
 //!                                     estimate() ──► table on stdout, --json out.json
+//!  --topology FILE.csv ──► sim::estimate::topology::parse ──► one GEMM per layer, in parallel
+//!                          (progress bar on a terminal) ──► per-layer table, --json, --csv, --svg
 //! ```
 //!
 //! Every check runs before the simulation; the JSON is written atomically.
@@ -22,7 +24,7 @@ use crate::error::{describe_io, CliError};
 
 /// Arguments of `protobrain estimate`.
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("workload").required(true).args(["gemm", "model"]))]
+#[command(group = clap::ArgGroup::new("workload").required(true).args(["gemm", "model", "topology"]))]
 pub struct EstimateArgs {
     /// One layer relu(X W + b) with X: M x K and W: K x N, random int8 weights.
     #[arg(long, value_name = "M,K,N", conflicts_with = "model")]
@@ -31,6 +33,20 @@ pub struct EstimateArgs {
     /// An MLP model file (docs/model-format.md): its layers, weights and output kind.
     #[arg(short, long, value_name = "model.json")]
     pub model: Option<PathBuf>,
+
+    /// A SCALE-Sim topology file (conv or GEMM layout): every layer estimated as a GEMM, in
+    /// parallel, with a per-layer report (docs/estimates.md).
+    #[arg(long, value_name = "FILE.csv")]
+    pub topology: Option<PathBuf>,
+
+    /// With --topology: write the per-layer report as CSV here (SCALE-Sim's COMPUTE_REPORT.csv
+    /// columns first).
+    #[arg(long, value_name = "out.csv")]
+    pub csv: Option<PathBuf>,
+
+    /// With --topology: plot cycles and utilisation per layer here (SVG).
+    #[arg(long, value_name = "out.svg")]
+    pub svg: Option<PathBuf>,
 
     /// Rows of X (inferences) for --model.
     #[arg(long, value_name = "M", default_value_t = 256)]
@@ -197,7 +213,18 @@ fn workload(args: &EstimateArgs, cfg: &Config) -> Result<Workload, CliError> {
 
 /// Run the command; the report for stdout.
 pub fn run(args: &EstimateArgs) -> Result<String, CliError> {
-    crate::output::check_outputs(&[("--json", args.json.as_deref())])?;
+    if args.topology.is_none() {
+        for (flag, given) in [("--csv", args.csv.is_some()), ("--svg", args.svg.is_some())] {
+            if given {
+                return Err(CliError::input(flag, "is a per-layer report: it needs --topology FILE.csv"));
+            }
+        }
+    }
+    crate::output::check_outputs(&[
+        ("--json", args.json.as_deref()),
+        ("--csv", args.csv.as_deref()),
+        ("--svg", args.svg.as_deref()),
+    ])?;
     let cfg: Config = args.config.config()?;
     let mhz = check_clock(args.clock.unwrap_or_else(|| nominal_clock_mhz(&args.config.preset)))?;
     let clock_hz = mhz * 1e6;
@@ -209,8 +236,11 @@ pub fn run(args: &EstimateArgs) -> Result<String, CliError> {
         (None, None) => None,
     };
     let tech = load_tech(&args.tech)?;
-    let work = workload(args, &cfg)?;
     let opts = Options { clock_hz, link, tech };
+    if let Some(path) = &args.topology {
+        return crate::topology::run(args, path, &cfg, &opts);
+    }
+    let work = workload(args, &cfg)?;
     let est = estimate(&cfg, &work, &opts).map_err(estimate_error)?;
     let mut out = est.to_string();
     if let Some(path) = &args.json {

@@ -10,8 +10,9 @@
 //! protobrain compile mlp -m model.json -i X.npy [config] -o prog.json [--bin prog.bin]
 //! protobrain run -p prog.json|prog.bin [config] [link]
 //! protobrain bitstream --board icebreaker|ulx3s-25f|ulx3s-85f [-o DIR]
-//! protobrain estimate --gemm M,K,N | --model model.json [--batch M] [config] [--clock MHz]
+//! protobrain estimate --gemm M,K,N | --model model.json [--batch M] | --topology FILE.csv [config] [--clock MHz]
 //!                     [--link-words-per-cycle F | --link-baud B] [--tech 45nm|28nm|FILE] [--json out.json]
+//!                     [--csv out.csv --svg out.svg (with --topology)]
 //! protobrain sweep [--dims D,..] [--m M,..] [--gemm M,K,N] [--link-words-per-cycle F] -o DIR
 //!
 //! link:   --backend golden|native|rtl|serial [--port PATH --baud B] [--trace out.vcd]
@@ -36,6 +37,7 @@ mod npy;
 mod output;
 mod program_cmd;
 mod sweep;
+mod topology;
 
 use std::process::ExitCode;
 

@@ -30,6 +30,7 @@ pub mod plots;
 pub mod power;
 pub mod sweep;
 pub mod throughput;
+pub mod topology;
 
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,7 @@ use plotters::prelude::*;
 use thiserror::Error;
 
 use super::sweep::{Series, SweepPoint, SweepResult};
+use super::topology::{LayerReport, TopologyReport};
 
 /// The plot files [`write_all`] writes, in order.
 pub const PLOT_FILES: [&str; 4] =
@@ -471,6 +472,168 @@ pub fn line_chart(
         Ok(())
     };
     draw().map_err(fail)
+}
+
+/// The per-layer plot of a topology, as SVG text: cycles per layer above (bars: the whole
+/// program, and inside it the MATMULs alone; the physical limit as a marker), utilisation per
+/// layer below (whole program and MATMULs alone), layers in file order on the x axis.
+pub fn topology_svg(report: &TopologyReport, title: &str) -> Result<String, PlotError> {
+    let fail =
+        |e: Box<dyn std::error::Error>| PlotError { file: "topology plot".into(), problem: e.to_string() };
+    let mut svg = String::new();
+    {
+        let n = report.layers.len();
+        let width = (SIZE.0).max(60 + 18 * n as u32);
+        let root = SVGBackend::with_string(&mut svg, (width, 860)).into_drawing_area();
+        let draw = || -> Draw<()> {
+            root.fill(&WHITE)?;
+            let root = root.titled(title, ("sans-serif", 22))?;
+            let (top, bottom) = root.split_vertically(450);
+            topology_cycles(report, &top)?;
+            topology_utilization(report, &bottom)?;
+            root.present()?;
+            Ok(())
+        };
+        draw().map_err(fail)?;
+    }
+    Ok(svg)
+}
+
+/// `1.5M`, `200k`, `12`: a tick label.
+fn short(v: f64) -> String {
+    let (scaled, unit) = match v.abs() {
+        a if a >= 1e9 => (v / 1e9, "G"),
+        a if a >= 1e6 => (v / 1e6, "M"),
+        a if a >= 1e3 => (v / 1e3, "k"),
+        _ => (v, ""),
+    };
+    let text = format!("{scaled:.1}");
+    format!("{}{unit}", text.strip_suffix(".0").unwrap_or(&text))
+}
+
+/// The layer names under the x axis of `chart`, running down from it (every k-th when there are
+/// more than 60); plotters' own axis labels centre rotated text on the tick.
+fn draw_layer_names<Y: Ranged<ValueType = f64>>(
+    report: &TopologyReport,
+    chart: &ChartContext<SVGBackend, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>,
+    area: &Area,
+    y_axis: f64,
+) -> Draw<()> {
+    let style = ("sans-serif", 11).into_font().transform(FontTransform::Rotate90).color(&BLACK);
+    let every = report.layers.len().div_ceil(60).max(1);
+    let (ox, oy) = area.get_base_pixel();
+    for (i, l) in report.layers.iter().enumerate().step_by(every) {
+        let (x, y) = chart.backend_coord(&(i as f64, y_axis));
+        let name: String = l.name.chars().take(18).collect();
+        // the text's top edge is its left side once rotated: shift by half the font height
+        area.draw(&Text::new(name, (x - ox + 6, y - oy + 6), style.clone()))?;
+    }
+    Ok(())
+}
+
+fn topology_cycles(report: &TopologyReport, area: &Area) -> Draw<()> {
+    let n = report.layers.len();
+    let hi = report.layers.iter().map(|l| l.cycles.max(l.scalesim_cycles)).max().unwrap_or(1).max(1) as f64;
+    let lo = report.layers.iter().map(|l| l.physical_limit_cycles.max(1)).min().unwrap_or(1) as f64;
+    let mut chart = ChartBuilder::on(area)
+        .caption("cycles per layer (log scale)", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(110)
+        .y_label_area_size(80)
+        // two decades above the highest bar leave room for the legend
+        .build_cartesian_2d(-0.6..(n as f64 - 0.4), (lo / 2.0..hi * 100.0).log_scale())?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_desc("cycles")
+        .y_label_formatter(&|v| short(*v))
+        .draw()?;
+    draw_layer_names(report, &chart, area, lo / 2.0)?;
+    let bar = |i: usize, v: u64, w: f64, style: ShapeStyle| {
+        let x = i as f64;
+        Rectangle::new([(x - w, lo / 2.0), (x + w, v.max(1) as f64)], style)
+    };
+    let (whole, compute) = (colour(0), colour(1));
+    chart
+        .draw_series(
+            report.layers.iter().enumerate().map(|(i, l)| bar(i, l.cycles, 0.4, whole.mix(0.55).filled())),
+        )?
+        .label("whole program (cycles)")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], whole.mix(0.55).filled()));
+    chart
+        .draw_series(
+            report.layers.iter().enumerate().map(|(i, l)| bar(i, l.compute_cycles, 0.25, compute.filled())),
+        )?
+        .label("MATMULs alone (compute_cycles)")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], compute.filled()));
+    let limit = colour(3);
+    chart
+        .draw_series(
+            report.layers.iter().enumerate().map(|(i, l)| {
+                Cross::new((i as f64, l.physical_limit_cycles as f64), 5, limit.stroke_width(2))
+            }),
+        )?
+        .label("physical limit ⌈MACs / DIM²⌉")
+        .legend(move |(x, y)| Cross::new((x + 7, y), 5, limit.stroke_width(2)));
+    let scale = colour(2);
+    chart
+        .draw_series(
+            report
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| TriangleMarker::new((i as f64, l.scalesim_cycles as f64), 5, scale.filled())),
+        )?
+        .label("SCALE-Sim formula")
+        .legend(move |(x, y)| TriangleMarker::new((x + 7, y), 5, scale.filled()));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
+}
+
+fn topology_utilization(report: &TopologyReport, area: &Area) -> Draw<()> {
+    let n = report.layers.len();
+    let mut chart = ChartBuilder::on(area)
+        .caption("utilisation per layer", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(110)
+        .y_label_area_size(80)
+        // room above 100 % for the legend
+        .build_cartesian_2d(-0.6..(n as f64 - 0.4), 0.0..135.0)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(0)
+        .y_desc("% of DIM² MACs per cycle")
+        .y_label_formatter(&|v| if *v > 100.0 { String::new() } else { format!("{v:.0}") })
+        .draw()?;
+    draw_layer_names(report, &chart, area, 0.0)?;
+    type Field = fn(&LayerReport) -> f64;
+    let series: [(&str, Field, RGBColor); 2] = [
+        ("whole program", |l| l.utilization, colour(0)),
+        ("MATMULs alone", |l| l.compute_utilization, colour(1)),
+    ];
+    for (name, value, c) in series {
+        let pts: Vec<(f64, f64)> =
+            report.layers.iter().enumerate().map(|(i, l)| (i as f64, 100.0 * value(l))).collect();
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
 }
 
 #[cfg(test)]
