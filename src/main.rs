@@ -13,6 +13,7 @@
 //! protobrain estimate --gemm M,K,N | --model model.json [--batch M] [config] [--clock MHz]
 //!                     [--link-words-per-cycle F | --link-baud B] [--tech 45nm|28nm|FILE] [--json out.json]
 //! protobrain sweep [--dims D,..] [--m M,..] [--gemm M,K,N] [--link-words-per-cycle F] -o DIR
+//! protobrain verify [config] [--verilog FILE] [--depth N] [--property NAME].. [--solver yices|z3]
 //!
 //! link:   --backend golden|native|rtl|serial [--port PATH --baud B] [--trace out.vcd]
 //! config: --preset NAME [--dim D] [--scratch-rows S] [--acc-rows A]
@@ -35,6 +36,7 @@ mod npy;
 mod output;
 mod program_cmd;
 mod sweep;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -68,5 +70,6 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Mlp(args) => mlp::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }
