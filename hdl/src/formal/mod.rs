@@ -412,22 +412,25 @@ fn parse_smtbmc(log: &str, property: Property, depth: usize, dir: &Path) -> Opti
         "PASSED" => Some(Verdict::Proven { depth }),
         "FAILED" => {
             let loc = log.lines().find_map(|l| l.split("Assert failed in protobrain_formal: ").nth(1))?;
-            let step = log
-                .lines()
-                .filter_map(|l| l.split("Checking assertions in step ").nth(1))
-                .filter_map(|s| s.trim_end_matches('.').trim().parse().ok())
-                .last()?;
+            let step = log.lines().rev().find_map(|l| {
+                l.split("Checking assertions in step ").nth(1)?.trim_end_matches('.').trim().parse().ok()
+            })?;
             Some(Verdict::Failed { step, assertion: checker_line(loc), vcd: dir.join("trace.vcd") })
         }
         _ => None,
     }
 }
 
-/// The source text of the checker line a location like `checker.v:373.42-374.45 (...)` names.
+/// The source text of the checker statement a location like `checker.v:373.42-374.45 (...)`
+/// names.
 fn checker_line(loc: &str) -> String {
+    // Yosys 0.23 gives the span `first.col-last.col` of a statement with a start that can lie
+    // on an earlier line; the last line is the statement's own
     let line = loc
         .strip_prefix("checker.v:")
-        .and_then(|rest| rest.split(['.', '-', ' ']).next())
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|span| span.rsplit('-').next())
+        .and_then(|end| end.split('.').next())
         .and_then(|n| n.parse::<usize>().ok());
     match line.and_then(|n| CHECKER.lines().nth(n.checked_sub(1)?)) {
         Some(text) => format!("checker.v:{}: {}", line.unwrap_or(0), text.trim().trim_end_matches(';')),

@@ -39,8 +39,9 @@ fn smtbmc_logs_are_parsed() {
     let line = CHECKER.lines().position(|l| l.contains("assert(out_valid);")).unwrap() + 1;
     let failed = format!(
         "##   0:00:01  Checking assertions in step 6..\n##   0:00:02  BMC failed!\n\
-         ##   0:00:02  Assert failed in protobrain_formal: checker.v:{line}.13-{line}.30 ($assert$x)\n\
-         ##   0:00:02  Status: FAILED\n"
+         ##   0:00:02  Assert failed in protobrain_formal: checker.v:{}.13-{line}.30 ($assert$x)\n\
+         ##   0:00:02  Status: FAILED\n",
+        line - 1
     );
     let Some(Verdict::Failed { step, assertion, vcd }) = parse_smtbmc(&failed, Property::AxiOut, 20, dir)
     else {
