@@ -162,10 +162,13 @@ impl Solver {
 /// What a run found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// No assertion fails in any trace of `depth` cycles from reset.
+    /// No assertion fails in any trace of `depth` cycles from reset; with `induction`, the
+    /// k-induction step closed too, so the property holds for traces of every length.
     Proven {
         /// Cycles checked (BMC depth).
         depth: usize,
+        /// `Some(k)`: proven for all depths by k-induction.
+        induction: Option<usize>,
     },
     /// An assertion fails: the counterexample is in `vcd`.
     Failed {
@@ -199,7 +202,8 @@ pub struct Outcome {
     pub property: Property,
     /// What the solver found.
     pub verdict: Verdict,
-    /// Wall-clock seconds of the solver run (yosys-smtbmc), without the Yosys front end.
+    /// Wall-clock seconds of the solver runs (yosys-smtbmc: BMC, then the induction attempt),
+    /// without the Yosys front end.
     pub seconds: f64,
 }
 
@@ -215,7 +219,12 @@ impl std::fmt::Display for Outcome {
         let name = self.property.name();
         let s = self.seconds;
         match &self.verdict {
-            Verdict::Proven { depth } => write!(f, "{name}: proven to depth {depth} ({s:.1} s)"),
+            Verdict::Proven { depth, induction: None } => {
+                write!(f, "{name}: proven to depth {depth} ({s:.1} s)")
+            }
+            Verdict::Proven { depth, induction: Some(k) } => {
+                write!(f, "{name}: proven for every depth (BMC to {depth}, {k}-induction) ({s:.1} s)")
+            }
             Verdict::Failed { step, assertion, vcd } => write!(
                 f,
                 "{name}: FAILED in cycle {step}: `{assertion}`; counterexample {} ({s:.1} s)",
@@ -273,6 +282,10 @@ pub enum FormalError {
     #[error("work directory: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// Induction depth tried after a passing BMC run (the induction step of the properties that
+/// need no invariant closes within it; the others fail it in seconds).
+pub const INDUCTION_K: usize = 8;
 
 /// Longest time any one tool may run.
 pub const TOOL_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -362,28 +375,38 @@ pub fn check(
     }
 
     let solver_dir = find_solver(solver)?;
-    let mut cmd = Command::new("yosys-smtbmc");
-    cmd.current_dir(dir).args(["-s", solver.name(), "-t", &depth.to_string()]);
-    if property.is_cover() {
-        cmd.args(["-c", "--dump-vcd", "cover%.vcd"]);
-    } else {
-        cmd.args(["--dump-vcd", "trace.vcd"]);
-    }
-    cmd.arg("design.smt2");
-    if let Some(extra) = solver_dir {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let mut dirs = vec![extra];
-        dirs.extend(std::env::split_paths(&path));
-        cmd.env("PATH", std::env::join_paths(dirs).map_err(|e| std::io::Error::other(e.to_string()))?);
-    }
+    let smtbmc = |args: &[&str]| -> Result<String, FormalError> {
+        let mut cmd = Command::new("yosys-smtbmc");
+        cmd.current_dir(dir).args(["-s", solver.name()]).args(args).arg("design.smt2");
+        if let Some(extra) = &solver_dir {
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut dirs = vec![extra.clone()];
+            dirs.extend(std::env::split_paths(&path));
+            cmd.env("PATH", std::env::join_paths(dirs).map_err(|e| std::io::Error::other(e.to_string()))?);
+        }
+        Ok(run_tool(&mut cmd, "yosys-smtbmc", "the Debian package yosys", dir)?.log)
+    };
     let start = Instant::now();
-    let run = run_tool(&mut cmd, "yosys-smtbmc", "the Debian package yosys", dir)?;
-    let seconds = start.elapsed().as_secs_f64();
-    let verdict = parse_smtbmc(&run.log, property, depth, dir).ok_or_else(|| FormalError::Smtbmc {
-        detail: tail(&run.log, 6),
-        log: dir.join("yosys-smtbmc.out"),
-    })?;
-    Ok(Outcome { property, verdict, seconds })
+    let t = depth.to_string();
+    let log = if property.is_cover() {
+        smtbmc(&["-t", &t, "-c", "--dump-vcd", "cover%.vcd"])?
+    } else {
+        smtbmc(&["-t", &t, "--dump-vcd", "trace.vcd"])?
+    };
+    let no_verdict =
+        |log: &str| FormalError::Smtbmc { detail: tail(log, 6), log: dir.join("yosys-smtbmc.out") };
+    let mut verdict = parse_smtbmc(&log, property, depth, dir).ok_or_else(|| no_verdict(&log))?;
+    if let Verdict::Proven { induction, .. } = &mut verdict {
+        // the base case is the BMC run just passed (depth >= k)
+        let k = INDUCTION_K.min(depth);
+        let log = smtbmc(&["-i", "-t", &k.to_string()])?;
+        if log.contains("Temporal induction successful") {
+            *induction = Some(k);
+        } else if !log.contains("Temporal induction failed") {
+            return Err(no_verdict(&log));
+        }
+    }
+    Ok(Outcome { property, verdict, seconds: start.elapsed().as_secs_f64() })
 }
 
 /// Reads `yosys-smtbmc`'s log into a verdict (`None` if it has none).
@@ -409,7 +432,7 @@ fn parse_smtbmc(log: &str, property: Property, depth: usize, dir: &Path) -> Opti
         };
     }
     match status {
-        "PASSED" => Some(Verdict::Proven { depth }),
+        "PASSED" => Some(Verdict::Proven { depth, induction: None }),
         "FAILED" => {
             let loc = log.lines().find_map(|l| l.split("Assert failed in protobrain_formal: ").nth(1))?;
             let step = log.lines().rev().find_map(|l| {
