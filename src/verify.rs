@@ -25,9 +25,9 @@ pub struct VerifyArgs {
     /// emitting it.
     #[arg(long, value_name = "FILE")]
     pub verilog: Option<PathBuf>,
-    /// BMC depth in cycles from reset, 1..=250.
-    #[arg(long, value_name = "N", default_value_t = 40)]
-    pub depth: usize,
+    /// BMC depth in cycles from reset, 1..=250 [default: 40; framing 10, no-write 13].
+    #[arg(long, value_name = "N")]
+    pub depth: Option<usize>,
     /// Check only this property (repeatable): axi-out, framing, sync-bound, no-write, cover,
     /// sync-tight [default: all].
     #[arg(long, value_name = "NAME")]
@@ -52,8 +52,8 @@ fn config(args: &ConfigArgs) -> Result<Config, CliError> {
 /// Runs the checks, printing one line per property as it finishes; an error if any fails.
 pub fn run(args: &VerifyArgs) -> Result<String, CliError> {
     let cfg = config(&args.config)?;
-    if args.depth == 0 || args.depth > MAX_DEPTH {
-        return Err(CliError::input("--depth", format!("must be in 1..={MAX_DEPTH}, got {}", args.depth)));
+    if let Some(depth) = args.depth.filter(|&d| d == 0 || d > MAX_DEPTH) {
+        return Err(CliError::input("--depth", format!("must be in 1..={MAX_DEPTH}, got {depth}")));
     }
     let solver = Solver::from_name(&args.solver).ok_or_else(|| {
         CliError::input("--solver", format!("unknown solver `{}`: yices or z3", args.solver))
@@ -89,13 +89,14 @@ pub fn run(args: &VerifyArgs) -> Result<String, CliError> {
     let _ = writeln!(
         out,
         "verify {cfg}: BMC depth {}, solver {}, SYNC bound {} cycles",
-        args.depth,
+        args.depth.map_or("per property".to_string(), |d| d.to_string()),
         solver.name(),
         formal::sync_bound(&cfg)
     );
     let mut failed = 0;
     for &property in &properties {
-        let outcome = check_one(&verilog, &cfg, property, args.depth, solver)?;
+        let depth = args.depth.unwrap_or(property.default_depth());
+        let outcome = check_one(&verilog, &cfg, property, depth, solver)?;
         if !outcome.holds() {
             failed += 1;
         }

@@ -105,6 +105,18 @@ impl Property {
         matches!(self, Property::Cover | Property::SyncTight)
     }
 
+    /// The BMC depth `protobrain verify` uses without `--depth` (docs/verification.md): 40
+    /// cycles hold the worst SYNC prefix (36) and every cover; `framing` (10) and `no-write`
+    /// (13) stop where one run takes about two minutes, as their solver time grows about
+    /// 2.5-fold per cycle.
+    pub fn default_depth(self) -> usize {
+        match self {
+            Property::Framing => 10,
+            Property::NoWrite => 13,
+            _ => 40,
+        }
+    }
+
     fn defines(self) -> &'static [&'static str] {
         match self {
             Property::AxiOut => &["AXI_OUT"],

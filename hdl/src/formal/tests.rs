@@ -135,15 +135,15 @@ fn an_out_of_range_matmul_that_runs_is_caught() {
 }
 
 /// The full DIM 2 run of docs/verification.md (too slow for the default test run):
-/// `cargo test -p protobrain-hdl --release formal::tests::full -- --ignored --nocapture`.
+/// `cargo test -p protobrain-hdl formal::tests::full -- --ignored --nocapture` (each property
+/// at its [`Property::default_depth`], or at `$PROTOBRAIN_FORMAL_DEPTH`).
 #[test]
 #[ignore = "minutes: the full-depth proofs of docs/verification.md"]
 fn full_depth_proofs_and_covers_on_dim_2() {
     let verilog = crate::emit::verilog(&small()).unwrap();
-    let depth: usize =
-        std::env::var("PROTOBRAIN_FORMAL_DEPTH").ok().and_then(|d| d.parse().ok()).unwrap_or(40);
+    let depth: Option<usize> = std::env::var("PROTOBRAIN_FORMAL_DEPTH").ok().and_then(|d| d.parse().ok());
     for property in Property::ALL {
-        let outcome = run(&verilog, property, depth);
+        let outcome = run(&verilog, property, depth.unwrap_or(property.default_depth()));
         println!("{outcome}");
         assert!(outcome.holds(), "{outcome}");
     }
