@@ -5,8 +5,9 @@
 //! cargo run --release -p protobrain-hdl --example verilog_sizes -- 2 4 8 16 32 64
 //! ```
 //!
-//! Each DIM uses the default memories (1024 scratchpad rows, 512 accumulator rows).
-//! `--write DIR` also writes `DIR/core_d<DIM>.v` (deduped) and `DIR/core_d<DIM>_raw.v`.
+//! Each DIM uses the default memories (1024 scratchpad rows, 512 accumulator rows) unless
+//! `--rows S A` says otherwise. `--write DIR` also writes `DIR/core_d<DIM>.v` (deduped) and
+//! `DIR/core_d<DIM>_raw.v`.
 
 use std::time::Instant;
 
@@ -17,9 +18,17 @@ use hdl::emit::{per_instance_verilog, TOP};
 fn main() {
     let mut write: Option<std::path::PathBuf> = None;
     let mut dims: Vec<usize> = Vec::new();
+    let (mut rows, mut acc) = (1024, 512);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        if a == "--write" {
+        let mut num = |what: &str| -> usize {
+            let v = args.next().unwrap_or_else(|| panic!("{what}: missing value"));
+            v.parse().unwrap_or_else(|_| panic!("{what}: not a number: {v}"))
+        };
+        if a == "--rows" {
+            rows = num("--rows S");
+            acc = num("--rows A");
+        } else if a == "--write" {
             write = Some(args.next().expect("--write DIR").into());
         } else {
             dims.push(a.parse().unwrap_or_else(|_| panic!("not a DIM: {a}")));
@@ -28,7 +37,7 @@ fn main() {
     println!("| DIM | rust-hdl | emit (rust-hdl) | modules | deduped | dedupe | modules kept |");
     println!("|----:|---------:|----------------:|--------:|--------:|-------:|-------------:|");
     for d in dims {
-        let cfg = spec::Config::new(d, 1024, 512).unwrap_or_else(|e| panic!("DIM {d}: {e}"));
+        let cfg = spec::Config::new(d, rows, acc).unwrap_or_else(|e| panic!("DIM {d}: {e}"));
         let t0 = Instant::now();
         let mut uut = ProtobrainCore::new(&cfg);
         let raw = per_instance_verilog(&mut uut, TOP, &cfg).unwrap_or_else(|e| panic!("{e}"));

@@ -138,9 +138,17 @@ pub fn dedupe(text: &str) -> Result<(String, DedupeStats), DedupeError> {
     let mut canon: Vec<String> = Vec::new();
     let mut first: Vec<usize> = Vec::new();
     let mut seen: HashMap<String, usize> = HashMap::new();
+    // Each module's instantiated modules, in order, found once.
+    let children: Vec<Vec<usize>> = modules
+        .iter()
+        .map(|m| {
+            m.lines.iter().skip(1).filter_map(|l| index.get(leading_ident(l.trim_start())).copied()).collect()
+        })
+        .collect();
     // Resolve children first with an explicit stack (hierarchies are shallow, but a hostile
-    // input must not overflow the stack).
+    // input must not overflow the stack); next[i]: how many of i's children are resolved.
     let mut on_stack = vec![false; modules.len()];
+    let mut next = vec![0usize; modules.len()];
     for root in 0..modules.len() {
         let mut stack = vec![root];
         while let Some(&i) = stack.last() {
@@ -149,13 +157,10 @@ pub fn dedupe(text: &str) -> Result<(String, DedupeStats), DedupeError> {
                 continue;
             }
             on_stack[i] = true;
-            let pending = modules[i]
-                .lines
-                .iter()
-                .skip(1)
-                .filter_map(|l| index.get(leading_ident(l.trim_start())).copied())
-                .find(|&c| class[c].is_none());
-            if let Some(c) = pending {
+            while next[i] < children[i].len() && class[children[i][next[i]]].is_some() {
+                next[i] += 1;
+            }
+            if let Some(&c) = children[i].get(next[i]) {
                 if on_stack[c] {
                     return Err(DedupeError::Recursive { name: modules[c].name.to_string() });
                 }
