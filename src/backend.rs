@@ -81,7 +81,9 @@ pub fn driver_error(backend: Backend, e: driver::DriverError) -> CliError {
 }
 
 /// The largest DIM the RTL backend (and `emit`) builds: the emitted Verilog grows with DIM²
-/// (one module per PE) and Verilator's build with it (DIM 256 ran for minutes and past 1.7 GB).
+/// (rust-hdl writes one module per PE; the dedupe shrinks the text, not rust-hdl's time: DIM 128
+/// takes it ~7 minutes, docs/verilog.md) and Verilator's build with it (DIM 256 ran for minutes
+/// and past 1.7 GB).
 pub const MAX_RTL_DIM: usize = 64;
 
 /// Refuse a configuration the RTL backend cannot build in reasonable time and memory.

@@ -9,6 +9,7 @@ pub mod array;
 pub mod boards;
 pub mod controller;
 pub mod core;
+pub mod dedupe;
 pub mod emit;
 pub mod formal;
 pub mod memory;
