@@ -55,7 +55,7 @@ module protobrain_formal #(
         .accmem$write_enable(p_acc_we),
         .ctl$wl_en(p_wl_en), .ctl$wl_row(p_wl_row), .ctl$wl_bank(p_wl_bank),
         .ctl$bias_we(p_bias_we), .ctl$bias_idx(p_bias_idx),
-        .ctl$q_mult(p_q_mult), .ctl$q_shift(p_q_shift), .ctl$q_relu(p_q_relu)
+        .q_mult$0$q(p_q_mult), .q_shift$0$q(p_q_shift), .ctl$q_relu(p_q_relu)
     );
 
     wire in_fire = in_valid && in_ready;
@@ -81,6 +81,9 @@ module protobrain_formal #(
 
     wire [7:0] h_op = in_data[31:24];
     wire [23:0] h_len = in_data[23:0];
+    // contract v2's commands (LOAD_QUANT, the 2-word SET_QUANT with a zero point) are not
+    // modelled yet: the host sends v1 streams (any v1 command, well-formed or not)
+    always @* if (in_valid && !m_busy) assume(h_op != 8'h13 && !(h_op == OP_SET_QUANT && h_len == 24'd2));
     wire h_known = h_op == OP_INFO || h_op == OP_SYNC || h_op == OP_LOAD_WEIGHTS
         || h_op == OP_LOAD_BIAS || h_op == OP_SET_QUANT || h_op == OP_WRITE_ACT
         || h_op == OP_READ_ACT || h_op == OP_MATMUL || h_op == OP_ACTIVATE

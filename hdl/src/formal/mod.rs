@@ -40,8 +40,8 @@ pub const PROBES: [&str; 11] = [
     "ctl$wl_bank",
     "ctl$bias_we",
     "ctl$bias_idx",
-    "ctl$q_mult",
-    "ctl$q_shift",
+    "q_mult$0$q",
+    "q_shift$0$q",
     "ctl$q_relu",
 ];
 

@@ -115,8 +115,9 @@ fn a_word_taken_without_valid_is_caught() {
 #[test]
 fn a_refused_set_quant_that_writes_is_caught() {
     let good = crate::emit::verilog(&small()).unwrap();
-    let site = "if (in_data[(32'h10)+:(6)] > c_max_shift) begin\n";
-    let bad = mutate(&good, site, &format!("{site}q_mult_r$d = in_data[(32'h0)+:(16)];\n"));
+    // the controller's write strobe of the per-column quantisation registers (contract v2)
+    let site = "else if (op$q == c_op_set_quant) begin\n";
+    let bad = mutate(&good, site, &format!("{site}if (shift_bad) qs_we = 1'b1;\n"));
     let outcome = run(&bad, Property::NoWrite, 8);
     let Verdict::Failed { assertion, .. } = &outcome.verdict else { panic!("not caught: {outcome}") };
     assert!(assertion.contains("p_q_mult == m_mult"), "{outcome}");
