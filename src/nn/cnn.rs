@@ -398,13 +398,7 @@ impl FloatCnn {
 
     /// The predicted class of each row of `x` (the first largest logit).
     pub fn predict(&self, x: &DMatrix<f32>) -> Vec<usize> {
-        let logits = self.logits(x);
-        (0..logits.nrows())
-            .map(|r| {
-                let row = logits.row(r);
-                (1..row.len()).fold(0, |best, c| if row[c] > row[best] { c } else { best })
-            })
-            .collect()
+        super::float::argmax_rows(&self.logits(x))
     }
 
     /// The fraction of `data` classified correctly, in [0, 1].

@@ -38,15 +38,12 @@
 //! Initial weights: uniform in ±sqrt(6 / fan_in) (He; fan_in = kh*kw*c_in for a convolution),
 //! biases 0, drawn in op order.
 
-use std::io::IsTerminal;
-
-use indicatif::{ProgressBar, ProgressStyle};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
 
 use super::cnn::{forward_image, FloatCnn, FloatConv, FloatOp, Plan, Shape, Step};
 use super::digits::{Dataset, CLASSES, FEATURES};
-use super::train::{softmax_cross_entropy, Adam, Dense, EpochStats, TrainError};
+use super::train::{softmax_cross_entropy, with_epoch_progress, Adam, Dense, EpochStats, TrainError};
 use spec::rng::SplitMix64;
 
 /// The digits as the CNN sees them: 8 x 8 pixels, one channel (`Dataset::inputs`, NHWC).
@@ -389,21 +386,7 @@ pub fn train_cnn_with_progress(
     cfg: &CnnTrainConfig,
     quiet: bool,
 ) -> Result<FloatCnn, TrainError> {
-    let bar = if quiet || !std::io::stderr().is_terminal() {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(cfg.epochs as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("training CNN {wide_bar} {pos}/{len} epochs  {msg}  [{elapsed}]")
-            .expect("the template is valid"),
-    );
-    let result = train_cnn(data, cfg, |s| {
-        bar.set_message(format!("loss {:.4}, train {:.1}%", s.loss, 100.0 * s.train_accuracy));
-        bar.inc(1);
-    });
-    bar.finish_and_clear();
-    result
+    with_epoch_progress("training CNN", cfg.epochs, quiet, |on_epoch| train_cnn(data, cfg, on_epoch))
 }
 
 #[cfg(test)]

@@ -65,13 +65,7 @@ impl FloatMlp {
 
     /// The predicted class of each row of `x` (the first largest logit).
     pub fn predict(&self, x: &DMatrix<f32>) -> Vec<usize> {
-        let logits = self.logits(x);
-        (0..logits.nrows())
-            .map(|r| {
-                let row = logits.row(r);
-                (1..row.len()).fold(0, |best, c| if row[c] > row[best] { c } else { best })
-            })
-            .collect()
+        argmax_rows(&self.logits(x))
     }
 
     /// The fraction of `data` classified correctly, in [0, 1].
@@ -90,6 +84,16 @@ impl FloatMlp {
         };
         self.widths() == other.widths() && bits(self) == bits(other)
     }
+}
+
+/// The index of the first largest value of each row (the predicted class of each logit row).
+pub fn argmax_rows(logits: &DMatrix<f32>) -> Vec<usize> {
+    (0..logits.nrows())
+        .map(|r| {
+            let row = logits.row(r);
+            (1..row.len()).fold(0, |best, c| if row[c] > row[best] { c } else { best })
+        })
+        .collect()
 }
 
 /// The fraction of `predictions` equal to `labels`, in [0, 1] (0 for no images).

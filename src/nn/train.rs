@@ -310,16 +310,30 @@ pub fn train(
 /// [`train`] with a progress bar on stderr, one tick per epoch; hidden when `quiet` or when
 /// stderr is not a terminal (a pipe, a file, CI).
 pub fn train_with_progress(data: &Dataset, cfg: &TrainConfig, quiet: bool) -> Result<FloatMlp, TrainError> {
+    with_epoch_progress("training", cfg.epochs, quiet, |on_epoch| train(data, cfg, on_epoch))
+}
+
+/// Run `train` with a progress bar on stderr labelled `label`, one tick per epoch (of
+/// `epochs`); hidden when `quiet` or when stderr is not a terminal. Shared by the MLP and CNN
+/// trainers.
+pub(crate) fn with_epoch_progress<T>(
+    label: &str,
+    epochs: usize,
+    quiet: bool,
+    train: impl FnOnce(&mut dyn FnMut(&EpochStats)) -> Result<T, TrainError>,
+) -> Result<T, TrainError> {
     let bar = if quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new(cfg.epochs as u64)
+        ProgressBar::new(epochs as u64)
     };
     bar.set_style(
-        ProgressStyle::with_template("training {wide_bar} {pos}/{len} epochs  {msg}  [{elapsed}]")
-            .expect("the template is valid"),
+        ProgressStyle::with_template(&format!(
+            "{label} {{wide_bar}} {{pos}}/{{len}} epochs  {{msg}}  [{{elapsed}}]"
+        ))
+        .expect("the template is valid"),
     );
-    let result = train(data, cfg, |s| {
+    let result = train(&mut |s: &EpochStats| {
         bar.set_message(format!("loss {:.4}, train {:.1}%", s.loss, 100.0 * s.train_accuracy));
         bar.inc(1);
     });
