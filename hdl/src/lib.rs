@@ -18,5 +18,6 @@ pub mod primitives;
 pub mod replay;
 pub mod rowbuf;
 pub mod stream;
+pub mod tool;
 pub mod uart;
 pub mod wide;

@@ -31,14 +31,15 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use rust_hdl::prelude::{Block, Clock, In, Signal};
 use thiserror::Error;
 
 use crate::primitives::mask;
 pub use crate::primitives::sign_extend;
+use crate::tool::Finished;
 
 /// A port of the top module: its name in the emitted Verilog (rust-hdl names element `i` of a
 /// `Vec` field `field$i`) and its width in bits (1..=128).
@@ -498,26 +499,16 @@ pub(crate) struct ToolRun {
 /// it after [`TOOL_TIMEOUT`].
 pub(crate) fn run_tool(cmd: &mut Command, tool: &'static str, dir: &Path) -> Result<ToolRun, ReplayError> {
     let log_path = dir.join(format!("{tool}.log"));
-    let log = std::fs::File::create(&log_path)?;
-    let mut child = match cmd.stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log)).spawn() {
-        Ok(c) => c,
+    let status = match crate::tool::run_logged(cmd, &log_path, TOOL_TIMEOUT) {
+        Ok(Finished::Exited(status)) => status,
+        Ok(Finished::TimedOut) => {
+            return Err(ReplayError::Run(format!("`{tool}` killed after {} s", TOOL_TIMEOUT.as_secs())))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let package = if tool == "vvp" { "iverilog" } else { tool };
             return Err(ReplayError::ToolMissing { tool, package });
         }
         Err(e) => return Err(e.into()),
-    };
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if start.elapsed() > TOOL_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(ReplayError::Run(format!("`{tool}` killed after {} s", TOOL_TIMEOUT.as_secs())));
-        }
-        std::thread::sleep(Duration::from_millis(2));
     };
     let text = std::fs::read_to_string(&log_path)?;
     Ok(ToolRun { success: status.success(), log: format!("{status}\n{text}") })

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -137,29 +137,14 @@ impl Toolchain {
 /// tail.
 fn run(exe: &Path, args: &[&str], dir: &Path, log_name: &str) -> Result<(), FlowError> {
     let log_path = dir.join(log_name);
-    let log = std::fs::File::create(&log_path).map_err(io_err(&log_path))?;
-    let err_log = log.try_clone().map_err(io_err(&log_path))?;
     let tool =
         exe.file_name().map_or_else(|| exe.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let mut child = Command::new(exe)
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(err_log))
-        .spawn()
-        .map_err(io_err(exe))?;
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(io_err(exe))? {
-            break status.to_string();
-        }
-        if start.elapsed() > FLOW_TOOL_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break format!("killed after {} s", FLOW_TOOL_TIMEOUT.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let finished =
+        crate::tool::run_logged(Command::new(exe).args(args).current_dir(dir), &log_path, FLOW_TOOL_TIMEOUT)
+            .map_err(io_err(exe))?;
+    let status = match finished {
+        crate::tool::Finished::Exited(status) => status.to_string(),
+        crate::tool::Finished::TimedOut => format!("killed after {} s", FLOW_TOOL_TIMEOUT.as_secs()),
     };
     if status == "exit status: 0" {
         return Ok(());

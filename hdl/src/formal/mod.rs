@@ -20,7 +20,7 @@
 //! in `docs/verification.md`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spec::Config;
@@ -513,27 +513,15 @@ fn run_tool(
     dir: &Path,
 ) -> Result<ToolRun, FormalError> {
     let log_path = dir.join(format!("{tool}.out"));
-    let log = std::fs::File::create(&log_path)?;
-    let mut child =
-        match cmd.stdin(Stdio::null()).stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log)).spawn()
-        {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(FormalError::ToolMissing { tool, package });
-            }
-            Err(e) => return Err(e.into()),
-        };
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
+    let status = match crate::tool::run_logged(cmd, &log_path, TOOL_TIMEOUT) {
+        Ok(crate::tool::Finished::Exited(status)) => status,
+        Ok(crate::tool::Finished::TimedOut) => {
+            return Err(FormalError::Timeout { tool, seconds: TOOL_TIMEOUT.as_secs() })
         }
-        if start.elapsed() > TOOL_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(FormalError::Timeout { tool, seconds: TOOL_TIMEOUT.as_secs() });
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(FormalError::ToolMissing { tool, package })
         }
-        std::thread::sleep(Duration::from_millis(20));
+        Err(e) => return Err(e.into()),
     };
     let text = std::fs::read_to_string(&log_path)?;
     Ok(ToolRun { success: status.success(), log: text })
