@@ -112,9 +112,10 @@ pub fn load_network(path: &Path) -> Result<Network, CliError> {
 /// (N, H, W, C) of the model's input, or (N, H·W·C).
 pub fn read_input(path: &Path, net: &Network) -> Result<DMatrix<i8>, CliError> {
     let input = net.input();
-    let shape = match &npy::read_rows_any(path)? {
-        AnyRows::Int8(r) => r.shape.clone(),
-        AnyRows::Float(r) => r.shape.clone(),
+    let rows = npy::read_rows_any(path)?;
+    let shape = match &rows {
+        AnyRows::Int8(r) => &r.shape,
+        AnyRows::Float(r) => &r.shape,
     };
     let rest = &shape[1..];
     let image = [input.h, input.w, input.c];
@@ -130,7 +131,7 @@ pub fn read_input(path: &Path, net: &Network) -> Result<DMatrix<i8>, CliError> {
             format!("has shape ({}) but the model takes {input} inputs: X must be {want}", got.join(", ")),
         ));
     }
-    match npy::read_rows_any(path)? {
+    match rows {
         AnyRows::Int8(r) => Ok(r.data),
         AnyRows::Float(r) => {
             if let Some(bad) = r.data.iter().find(|v| !v.is_finite()) {

@@ -177,5 +177,10 @@ fn shape_errors_name_the_layer_and_write_nothing() {
     write_npy(&c.path("X.npy"), &[1, 3, 3, 1], Order::C, &[0i8; 9]);
     c.rejected(&c.infer(&["--report", &c.s("Y.npy")]), "--report", "is also the --output output");
     c.rejected(&c.infer(&["--report", &c.s("no/r.json")]), "r.json", "does not exist");
+    // float inputs must be finite
+    let mut xs = [0.5f32; 9];
+    xs[4] = f32::NAN;
+    write_npy(&c.path("X.npy"), &[1, 3, 3, 1], Order::C, &xs);
+    c.rejected(&c.infer(&[]), "X.npy", "holds NaN: float inputs must be finite");
     assert!(!c.path("no").exists());
 }

@@ -294,16 +294,22 @@ impl Network {
         let mut out = Vec::new();
         for (op, next) in self.ops.iter().zip(&self.shapes) {
             if let Some(l) = op.gemm() {
-                let rows = if matches!(op, Op::Conv2d(_)) { images * next.pixels() } else { images };
+                // saturating: a hostile batch size gives a huge GEMM that the callers' memory
+                // checks refuse, never a wrapped small one
+                let rows =
+                    if matches!(op, Op::Conv2d(_)) { images.saturating_mul(next.pixels()) } else { images };
                 out.push((rows, l.layer().k(), l.layer().n()));
             }
         }
         out
     }
 
-    /// Useful multiply-accumulates for `images` images.
+    /// Useful multiply-accumulates for `images` images (saturating at `u64::MAX`).
     pub fn macs(&self, images: usize) -> u64 {
-        self.gemms(images).iter().map(|&(m, k, n)| m as u64 * k as u64 * n as u64).sum()
+        self.gemms(images)
+            .iter()
+            .map(|&(m, k, n)| (m as u64).saturating_mul(k as u64).saturating_mul(n as u64))
+            .fold(0u64, u64::saturating_add)
     }
 
     fn check_input(&self, x: &DMatrix<i8>) -> Result<(), NetworkError> {
@@ -628,6 +634,10 @@ mod tests {
         assert_eq!(shapes, ["6x6x4", "6x6x3", "3x3x5", "1x1x5", "1x1x5", "1x1x6", "1x1x3"]);
         assert_eq!(n.stages(), vec![0..2, 2..3, 5..7]);
         assert_eq!(n.gemms(2), vec![(72, 9, 4), (72, 4, 3), (18, 27, 5), (2, 5, 6), (2, 6, 3)]);
+        assert_eq!(n.macs(2), 72 * 9 * 4 + 72 * 4 * 3 + 18 * 27 * 5 + 2 * 5 * 6 + 2 * 6 * 3);
+        // a hostile batch saturates instead of wrapping
+        assert_eq!(n.gemms(usize::MAX)[0].0, usize::MAX);
+        assert_eq!(n.macs(usize::MAX), u64::MAX);
     }
 
     #[test]
