@@ -22,7 +22,8 @@ images). For every model OUTDIR gets
 
 and once: labels.npy (int32, the test images' digits, in the order of the x.npy rows) and
 manifest.json (see tests/onnx/README.md). Everything is seeded: a rerun writes the same bytes.
-Exit status 0, or 1 with a message on stderr (a check failed), 2 bad usage.
+Exit status 0; 1 with a message on stderr (a check failed); 2 bad usage; 3 numpy, onnx or
+onnxruntime missing.
 """
 
 import os

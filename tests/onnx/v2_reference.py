@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What contract v2's arithmetic gives on make_models.py's run models, against onnxruntime.
 
-Usage: v2_reference.py OUTDIR [NAME...]      (OUTDIR written by make_models.py)
+Usage: v2_reference.py OUTDIR [NAME...] [--zero-pad] [--ort]    (OUTDIR written by make_models.py)
 
 An independent numpy model of the importer's mapping, for measuring and debugging, not used by
 the Rust tests. For each run model it walks the ONNX graph (QDQ or QOperator form) and computes
@@ -19,7 +19,10 @@ in integers what the core computes (DESIGN.md "Contract v2"):
 uint8 activations are computed in uint8 (the importer's "subtract 128 from values and zero
 points" gives the same integers shifted). Then it prints, per model, how many of the 5000
 int8 outputs equal onnxruntime's, the largest difference in output LSBs, and how many argmaxes
-agree; with --zero-pad also what padding convolutions with 0 instead of z_x would give.
+agree; with --zero-pad also what padding convolutions with 0 instead of z_x would give. With
+--ort it requantises as onnxruntime's integer kernels do instead (float32(acc) * float32 scale,
+rounded half to even), which reproduces onnxruntime's outputs bit for bit: a check of the walk
+itself.
 Exit status 1 if a model is outside issue 12's bounds (>= 98 % identical, <= 1 LSB, argmax
 >= 99 %).
 """
@@ -48,14 +51,20 @@ def quant_from_scale(scale):
     return best
 
 
+ORT_ROUNDING = False  # --ort
+
+
 def requant(acc, real_scale, zp, dtype):
     """acc (rows, N) int64, real_scale (N,) float64 -> saturated integers of dtype."""
+    info = np.iinfo(dtype)
+    if ORT_ROUNDING:  # onnxruntime's kernels: float32(acc) * float32 scale, half to even
+        sc = np.broadcast_to(np.float32(real_scale), (acc.shape[1],))
+        return np.clip(np.rint(acc.astype(np.float32) * sc) + int(zp), info.min, info.max).astype(dtype)
     out = np.empty_like(acc)
     for n, sc in enumerate(np.broadcast_to(real_scale, (acc.shape[1],))):
         m, s = quant_from_scale(float(sc))
         v = acc[:, n] * m
         out[:, n] = (v + (1 << (s - 1))) >> s if s > 0 else v
-    info = np.iinfo(dtype)
     return np.clip(out + int(zp), info.min, info.max).astype(dtype)
 
 
@@ -190,6 +199,8 @@ def main():
         sys.exit(2)
     outdir, names = Path(args[0]), set(args[1:])
     zero_pad = "--zero-pad" in sys.argv
+    global ORT_ROUNDING
+    ORT_ROUNDING = "--ort" in sys.argv
     manifest = json.loads((outdir / "manifest.json").read_text())
     bad = False
     for e in manifest["models"]:
