@@ -291,22 +291,32 @@ def mlp_model(p, name, opset=OPSET):
     return finish(nodes, inits, ["N", 64], ["N", 10], name, opset)
 
 
-def cnn_model(p, name, last="gemm"):
+def cnn_model(p, name, last="gemm", relu6=False):
     """last: "gemm" (Gemm transB=1 with bias, as PyTorch exports nn.Linear) or "matmul" (MatMul
-    without bias: B is W3.T, (64, 10))."""
+    without bias: B is W3.T, (64, 10)). relu6: the activations are Clip(0, 6) (min and max as
+    inputs, opset 11 and up: what PyTorch exports for nn.ReLU6), not Relu."""
     w1, b1, w2, b2, w3, b3 = p
+
+    def act(i):  # (node, its output)
+        if relu6:
+            return helper.make_node("Clip", [f"conv{i}", "relu6.min", "relu6.max"], [f"clip{i}"], f"clip{i}"), f"clip{i}"
+        return helper.make_node("Relu", [f"conv{i}"], [f"relu{i}"], f"relu{i}"), f"relu{i}"
+
+    (act1, a1), (act2, a2) = act(1), act(2)
     nodes = [
         helper.make_node("Conv", ["input", "conv1.weight", "conv1.bias"], ["conv1"], "conv1",
                          kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]),
-        helper.make_node("Relu", ["conv1"], ["relu1"], "relu1"),
-        helper.make_node("MaxPool", ["relu1"], ["pool1"], "pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        act1,
+        helper.make_node("MaxPool", [a1], ["pool1"], "pool1", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Conv", ["pool1", "conv2.weight", "conv2.bias"], ["conv2"], "conv2",
                          kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]),
-        helper.make_node("Relu", ["conv2"], ["relu2"], "relu2"),
-        helper.make_node("MaxPool", ["relu2"], ["pool2"], "pool2", kernel_shape=[2, 2], strides=[2, 2]),
+        act2,
+        helper.make_node("MaxPool", [a2], ["pool2"], "pool2", kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Flatten", ["pool2"], ["flat"], "flatten", axis=1),
     ]
     inits = [init("conv1.weight", w1), init("conv1.bias", b1), init("conv2.weight", w2), init("conv2.bias", b2)]
+    if relu6:
+        inits += [init("relu6.min", np.float32(0)), init("relu6.max", np.float32(6))]
     if last == "gemm":
         nodes.append(helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["output"], "fc", transB=1))
         inits += [init("fc.weight", w3), init("fc.bias", b3)]
@@ -327,13 +337,14 @@ class Reader(CalibrationDataReader):
         return next(self.batches, None)
 
 
-def quantize(model, calib, fmt=QuantFormat.QDQ, per_channel=False, act=QuantType.QInt8, **kw):
+def quantize(model, calib, fmt=QuantFormat.QDQ, per_channel=False, act=QuantType.QInt8,
+             weight=QuantType.QInt8, **kw):
     with tempfile.TemporaryDirectory(prefix="protobrain-onnx-") as d:
         src, dst = Path(d) / "float.onnx", Path(d) / "quant.onnx"
         onnx.save(model, src)
         quantize_static(
             str(src), str(dst), Reader(calib), quant_format=fmt, per_channel=per_channel,
-            activation_type=act, weight_type=QuantType.QInt8, **kw,
+            activation_type=act, weight_type=weight, **kw,
         )
         q = onnx.load(dst)
     onnx.checker.check_model(q)
@@ -450,6 +461,100 @@ def with_weight_zero_point(q, gemm="fc1", zp=3):
     return q, dq.name
 
 
+
+def qdq_to_integer(q, name, conv_shapes=((1, -1, 1, 1), (-1, 1, 1))):
+    """The static integer (QOperator) form of the QDQ model q, built by hand with the same
+    quantised parameters, so that it means what q means. Each Gemm (transB=1) or Conv, which
+    reads DequantizeLinear(codes), DequantizeLinear(int8 weights) and DequantizeLinear(int32 bias
+    b_q), becomes
+
+        MatMulInteger(codes, int8 B (K, N), a_zero_point = the codes' zero point)
+          or ConvInteger(codes, int8 W (O, I, KH, KW), x_zero_point = the codes' zero point)
+        -> Cast(to=FLOAT) -> Mul(s_x*s_w, float32) -> Add(float32 bias b_q*s_x*s_w)
+
+    (no weight zero point) and feeds q's own QuantizeLinear; MaxPool and Flatten read the codes
+    (the QuantizeLinear/DequantizeLinear pair after them, with the same parameters, goes); the
+    graph's last DequantizeLinear stays. A dense layer's scale and bias are (N,) (the scale a
+    scalar if the weights are per-tensor); the i-th convolution's take conv_shapes[i % 2]
+    (-1: the O output channels): [1, O, 1, 1] and [O, 1, 1] by default."""
+    g = q.graph
+    arrays = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    consts = {}  # a DequantizeLinear of an initializer: its output -> (values, scale)
+    codes = {}  # a DequantizeLinear of activations: its output -> (codes, scale name, zero point name)
+    on_codes = {}  # an output of MaxPool/Flatten on codes -> (scale name, zero point name)
+    alias = {}  # the output of a QuantizeLinear that repeats codes -> those codes
+    nodes, new_inits, used = [], [], set()
+    n_conv = 0
+    for n in g.node:
+        op, ins = n.op_type, list(n.input)
+        if op == "DequantizeLinear" and ins[0] in arrays:
+            zp = arrays[ins[2]] if len(ins) > 2 and ins[2] else np.zeros(1)
+            if np.any(zp != 0):
+                fail(f"{name}: {n.name} has a nonzero zero point")
+            consts[n.output[0]] = (arrays[ins[0]], arrays[ins[1]])
+        elif op == "DequantizeLinear":
+            src = alias.get(ins[0], ins[0])
+            if n.output[0] == g.output[0].name:
+                nodes.append(helper.make_node("DequantizeLinear", [src, ins[1], ins[2]], list(n.output), n.name))
+                used.update(ins[1:])
+            else:
+                codes[n.output[0]] = (src, ins[1], ins[2])
+        elif op == "QuantizeLinear" and ins[0] in on_codes:
+            s, z = on_codes[ins[0]]
+            if not (np.array_equal(arrays[s], arrays[ins[1]]) and np.array_equal(arrays[z], arrays[ins[2]])):
+                fail(f"{name}: {n.name} requantises a {op} output")
+            alias[n.output[0]] = ins[0]
+        elif op == "QuantizeLinear":
+            nodes.append(n)
+            used.update(ins[1:])
+        elif op in ("MaxPool", "Flatten"):
+            src, s, z = codes[ins[0]]
+            nodes.append(helper.make_node(op, [src], list(n.output), n.name, **{
+                a.name: helper.get_attribute_value(a) for a in n.attribute}))
+            on_codes[n.output[0]] = (s, z)
+        elif op in ("Gemm", "Conv"):
+            src, s_name, z_name = codes[ins[0]]
+            w, s_w = consts[ins[1]]
+            b_q, s_b = consts[ins[2]]
+            s_x = arrays[s_name]
+            scale = (np.float32(s_x) * s_w.astype(np.float32)).reshape(-1)  # float32, as onnxruntime
+            if not np.array_equal(scale, s_b.reshape(-1).astype(np.float32)):
+                fail(f"{name}: {n.name}'s bias scale is not s_x*s_w")
+            bias = b_q.astype(np.float32) * np.broadcast_to(scale, b_q.shape)
+            attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+            if op == "Gemm":
+                if attrs != {"transB": 1}:
+                    fail(f"{name}: {n.name} has attributes {attrs}")
+                wq = np.ascontiguousarray(w.T)  # B: (K, N)
+                nodes.append(helper.make_node("MatMulInteger", [src, f"{n.name}.B", z_name], [f"{n.name}_int32"], n.name))
+                shape = (-1,)
+            else:
+                wq = w
+                nodes.append(helper.make_node("ConvInteger", [src, f"{n.name}.W", z_name], [f"{n.name}_int32"], n.name,
+                                              **attrs))
+                shape = conv_shapes[n_conv % len(conv_shapes)]
+                n_conv += 1
+            scale_shape = () if scale.size == 1 and op == "Gemm" else shape
+            cols = wq.shape[1] if op == "Gemm" else wq.shape[0]
+            scale = np.broadcast_to(scale, (cols,)) if scale_shape else scale
+            new_inits += [
+                init(f"{n.name}.{'B' if op == 'Gemm' else 'W'}", wq),
+                init(f"{n.name}.scale", scale.reshape(scale_shape).astype(np.float32)),
+                init(f"{n.name}.bias", bias.reshape(shape).astype(np.float32)),
+            ]
+            nodes += [
+                helper.make_node("Cast", [f"{n.name}_int32"], [f"{n.name}_float"], f"{n.name}_cast", to=TensorProto.FLOAT),
+                helper.make_node("Mul", [f"{n.name}_float", f"{n.name}.scale"], [f"{n.name}_scaled"], f"{n.name}_scale"),
+                helper.make_node("Add", [f"{n.name}_scaled", f"{n.name}.bias"], list(n.output), f"{n.name}_bias"),
+            ]
+            used.add(z_name)
+        else:
+            fail(f"{name}: cannot convert {op} {n.name}")
+    kept = [init(t.name, arrays[t.name]) for t in g.initializer if t.name in used]
+    dims = lambda vi: [d.dim_param or d.dim_value for d in vi.type.tensor_type.shape.dim]  # noqa: E731
+    return finish(nodes, kept + new_inits, dims(g.input[0]), dims(g.output[0]), name)
+
+
 def main():
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -476,7 +581,8 @@ def main():
         np.save(outdir / f"{name}.x.npy", xin)
         (outdir / f"{name}.nodes.txt").write_text(dump(model, name))
         opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-        keys = ("kind", "form", "per_channel", "activations", "weights", "reduce_range", "node", "op", "unsupported")
+        keys = ("kind", "form", "per_channel", "activations", "weights", "symmetric", "reduce_range", "node", "op",
+                "unsupported")
         e = {"name": name, **{k: entry[k] for k in keys if k in entry}, "opset": opset}
         e["input_shape"] = list(xin.shape)
         if entry["kind"] == "run":
@@ -489,10 +595,12 @@ def main():
         return e
 
     # -- runnable models
-    base = {"kind": "run", "weights": "int8"}
+    base = {"kind": "run", "weights": "int8", "symmetric": False}
     f_mlp = mlp_model(mlp, "mlp")
     f_cnn = cnn_model(cnn, "cnn")
     f_cnn_mm = cnn_model(cnn_nobias, "cnn_matmul", last="matmul")
+    f_relu6 = cnn_model(cnn, "cnn_relu6", relu6=True)  # the ReLU CNN's weights: few activations pass 6
+    qdq = {}  # the quantised models by name
     for name, fm, xin, kw in [
         ("mlp_qdq_tensor", f_mlp, xte, {"per_channel": False}),
         ("mlp_qdq_channel", f_mlp, xte, {"per_channel": True}),
@@ -512,6 +620,40 @@ def main():
         bad = [n.op_type for n in q.graph.node if n.domain not in ("", "ai.onnx")]
         if bad:
             fail(f"{name}: ops outside the ai.onnx domain: {bad}")
+        qdq[name] = q
+
+    # symmetric activations (zero point 0): quantize_static keeps the Relu (a float Relu between
+    # a QuantizeLinear/DequantizeLinear pair and the next one, the same parameters on both sides)
+    # and the Clip of ReLU6; with the default asymmetric activations it removes the Clip too (the
+    # output range is [0, 6]: scale 6/255, zero point -128, and saturation clips)
+    sym = {"extra_options": {"ActivationSymmetric": True}}
+    for name, fm, xin, kw, kept in [
+        ("mlp_qdq_symmetric", f_mlp, xte, sym, "Relu"),
+        ("cnn_qdq_relu6", f_relu6, img(xte), {}, None),
+        ("cnn_qdq_relu6_symmetric", f_relu6, img(xte), sym, "Clip"),
+    ]:
+        q = quantize(fm, calib if xin.ndim == 2 else img(calib), **kw)
+        if kept and ops(q).count(kept) != ops(fm).count(kept):
+            fail(f"{name}: the quantiser removed a {kept}: {ops(q)}")
+        entry = {**base, "form": "qdq", "per_channel": False, "activations": "int8", "symmetric": bool(kw)}
+        save(name, q, xin, {**entry, "reduce_range": False}, fm)
+
+    # the static integer form (MatMulInteger / ConvInteger, Cast, Mul, Add), by hand from two QDQ
+    # models' quantised parameters: it must give (almost) what they give
+    same_as = {}
+    for name, src, fm, xin in [
+        ("mlp_integer", "mlp_qdq_tensor", f_mlp, xte),
+        ("cnn_integer", "cnn_qdq_channel", f_cnn, img(xte)),
+    ]:
+        q = qdq_to_integer(qdq[src], name)
+        entry = {**base, "form": "integer", "per_channel": src.endswith("channel"), "activations": "int8"}
+        save(name, q, xin, {**entry, "reduce_range": False}, fm)
+        y, y_src = np.load(outdir / f"{name}.y.npy"), np.load(outdir / f"{src}.y.npy")
+        s_y = numpy_helper.to_array(next(t for t in q.graph.initializer if t.name == q.graph.node[-1].input[1]))
+        lsb = np.rint((y.astype(np.float64) - y_src) / s_y)
+        same_as[name] = (src, float((lsb == 0).mean()), int(np.abs(lsb).max()))
+        if same_as[name][1] < 0.98 or same_as[name][2] > 1:
+            fail(f"{name}: onnxruntime's outputs differ from {src}'s: {same_as[name][1:]}")
 
     # -- refusals: small, random weights (seeded), QDQ per-tensor int8 unless said otherwise
     rng = np.random.default_rng(7)
@@ -598,6 +740,32 @@ def main():
     q = quantize(mlp_model(mlp, "mlp_opset12", opset=12), calib)
     refuse("refuse_opset12", q, few, None, None, "opset")
 
+    # a residual connection: Add(relu(conv(x)), x), QDQ around the Add (the graph branches)
+    wc = (rng.standard_normal((1, 1, 3, 3)) * 0.3).astype(np.float32)
+    wf = (rng.standard_normal((10, 64)) * 0.1).astype(np.float32)
+    m = finish([
+        helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["conv"], "conv",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"], "relu"),
+        helper.make_node("Add", ["relu", "input"], ["add"], "add"),
+        helper.make_node("Flatten", ["add"], ["flat"], "flatten", axis=1),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["output"], "fc", transB=1),
+    ], [init("conv.weight", wc), init("conv.bias", np.zeros(1, np.float32)), init("fc.weight", wf),
+        init("fc.bias", np.zeros(10, np.float32))], ["N", 1, 8, 8], ["N", 10], "branch")
+    q = quantize(m, img(calib))
+    add = next(n for n in q.graph.node if n.op_type == "Add")
+    made_by = {o: n.op_type for n in q.graph.node for o in n.output}
+    if [made_by.get(i) for i in add.input] != ["DequantizeLinear"] * 2:
+        fail(f"refuse_branch: the Add does not read two DequantizeLinear: {ops(q)}")
+    refuse("refuse_branch", q, img(few), "add", "Add", "branch")
+
+    # uint8 weights (asymmetric: zero points 141 and 163); onnxruntime's quantiser pairs QUInt8
+    # weights with uint8 activations only
+    q = quantize(f_mlp, calib, act=QuantType.QUInt8, weight=QuantType.QUInt8)
+    fc1 = next(n for n in q.graph.node if n.name == "fc1")
+    dq = next(n.name for n in q.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == fc1.input[1])
+    refuse("refuse_uint8_weights", q, few, dq, "DequantizeLinear", "uint8", activations="uint8", weights="uint8")
+
     manifest = {
         "format": "protobrain-onnx-tests",
         "version": 1,
@@ -614,8 +782,12 @@ def main():
     for e in entries:
         if e["kind"] == "run":
             a = e["accuracy"]
+            also = ""
+            if e["name"] in same_as:
+                src, same, worst = same_as[e["name"]]
+                also = f"; {same:.2%} of outputs as {src}'s, max {worst} LSB apart"
             print(f"{e['name']:26} float {a['float']:.3f}  quantized {a['quantized']:.3f}  "
-                  f"({e['input_shape'][0]} test images)")
+                  f"({e['input_shape'][0]} test images{also})")
             if abs(a["float"] - a["quantized"]) > 0.02 or a["float"] < 0.9:
                 fail(f"{e['name']}: accuracy float {a['float']} vs quantized {a['quantized']}")
         else:
