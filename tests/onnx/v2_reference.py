@@ -15,6 +15,9 @@ in integers what the core computes (DESIGN.md "Contract v2"):
                 with round(scale * 2^S) <= 65535
     Conv        im2col with the padding taps equal to z_x (a real 0), then as above
     MaxPool, Flatten on the integers; the output DequantizeLinear (q - z) * s in float32
+    Relu, Clip  on dequantised activations (symmetric QDQ): clamp the codes to [code(lo), code(hi)]
+    integer     MatMulInteger/ConvInteger (input zero point = the codes'), Cast, Mul(c): the scale
+                s_x*s_w is c; Add(bias): b_q = round_half_even(bias / c), then as a GEMM layer
 
 uint8 activations are computed in uint8 (the importer's "subtract 128 from values and zero
 points" gives the same integers shifted). Then it prints, per model, how many of the 5000
@@ -166,6 +169,38 @@ def emulate(model, x, zero_pad=False):
             b = env[ins[2]][1] if len(ins) > 2 and ins[2] else None
             kind = {"Gemm": "gemm", "Conv": "conv", "MatMul": "matmul"}[op]
             pending[node.output[0]] = gemm_layer(env[ins[0]], w[1], w[2], b, node, kind, zero_pad)
+        elif op in ("MatMulInteger", "ConvInteger"):  # the static integer form
+            x_in = env[ins[0]]
+            zp = init[ins[2]] if len(ins) > 2 and ins[2] else np.zeros((), x_in.q.dtype)
+            if int(zp) != x_in.z:
+                raise ValueError(f"{node.name}: input zero point {int(zp)}, its producer's {x_in.z}")
+            if len(ins) > 3 and ins[3] and np.any(init[ins[3]] != 0):
+                raise ValueError(f"{node.name}: weight zero point")
+            kind = "conv" if op == "ConvInteger" else "matmul"
+            acc, unshape, _ = gemm_layer(x_in, init[ins[1]], np.float32(1), None, node, kind, zero_pad)
+            pending[node.output[0]] = (acc, unshape, None)  # int32: no scale yet
+        elif op == "Cast" and ins[0] in pending:
+            acc, unshape, col_scale = pending.pop(ins[0])
+            pending[node.output[0]] = (acc, unshape, np.ones(acc.shape[1]))
+        elif op == "Mul" and ins[0] in pending:
+            acc, unshape, col_scale = pending.pop(ins[0])
+            c = np.broadcast_to(init[ins[1]].astype(np.float64).reshape(-1), col_scale.shape)
+            pending[node.output[0]] = (acc, unshape, col_scale * c)
+        elif op == "Add" and ins[0] in pending:  # a float bias, rounded to the accumulator scale
+            acc, unshape, col_scale = pending.pop(ins[0])
+            b = np.broadcast_to(init[ins[1]].astype(np.float64).reshape(-1), col_scale.shape)
+            pending[node.output[0]] = (acc + np.rint(b / col_scale).astype(np.int64), unshape, col_scale)
+        elif op in ("Relu", "Clip"):  # on dequantised activations (symmetric QDQ): on the codes
+            q = env[ins[0]]
+            lo, hi = 0.0, np.inf
+            if op == "Clip":
+                lo = float(init[ins[1]]) if len(ins) > 1 and ins[1] else -np.inf
+                hi = float(init[ins[2]]) if len(ins) > 2 and ins[2] else np.inf
+            code = lambda v: np.rint(np.float32(v) / q.s) + q.z  # noqa: E731
+            info = np.iinfo(q.q.dtype)
+            lo_q = info.min if lo == -np.inf else max(code(lo), info.min)
+            hi_q = info.max if hi == np.inf else min(code(hi), info.max)
+            env[node.output[0]] = Q(np.clip(q.q, lo_q, hi_q).astype(q.q.dtype), q.s, q.z)
         elif op in ("QLinearConv", "QLinearMatMul"):
             x_in = env[ins[0]]
             if not x_in.same_params(init[ins[1]], init[ins[2]]):
