@@ -75,22 +75,40 @@ pub enum Command {
             protobrain emit --dim 16 --scratch-rows 4096 --acc-rows 1024 -o core16.v"
     )]
     Emit(crate::emit::EmitArgs),
-    /// Run a quantised network (model.json: conv2d, pools, dense) on inputs through the driver.
+    /// Run a quantised network (model.json or an int8 model.onnx) on inputs through the driver.
     #[command(
         visible_alias = "mlp",
-        long_about = "Run a quantised network from a model file (docs/model-format.md) on inputs. \
-            conv2d and dense layers run on the device as GEMMs compiled for it (--preset, --dim, \
-            ...), maxpool2d, global_avg_pool and flatten on the host, all in the device's bit-exact \
-            integer arithmetic. X is (N, H, W, C) NHWC or (N, H*W*C), int8 or float (quantised with \
-            the model's input scale). Y is int32 logits when the model's output is \"raw\" (take the \
-            argmax per row), else int8; --float writes it dequantised as float32. The outputs are \
-            written only if everything succeeds. `mlp` is the same command.",
+        long_about = "Run a quantised network on inputs: a model file (docs/model-format.md) or an \
+            int8 ONNX model quantised by onnxruntime (docs/onnx.md). conv2d and dense layers run on \
+            the device as GEMMs compiled for it (--preset, --dim, ...), maxpool2d, global_avg_pool \
+            and flatten on the host, all in the device's bit-exact integer arithmetic. For a model \
+            file, X is (N, H, W, C) NHWC or (N, H*W*C), int8 or float (quantised with the model's \
+            input scale and zero point as ONNX's QuantizeLinear does); Y is int32 logits when the \
+            model's output is \"raw\" (take the argmax per row), else int8; --float writes it \
+            dequantised as float32. For an ONNX model, X and Y are what onnxruntime takes and \
+            returns: float32 in the graph's shapes (NCHW images). The outputs are written only if \
+            everything succeeds. `mlp` is the same command.",
         after_help = "Examples:\n  \
             protobrain infer -m data/digits-cnn.json -i X.npy -o LOGITS.npy --backend rtl\n  \
             protobrain infer -m data/digits-mlp.json -i X.npy -o Y.npy --float --report r.json\n  \
+            protobrain infer -m model.onnx -i X.npy -o Y.npy --backend native\n  \
             protobrain mlp -m model.json -i X.npy -o Y.npy --preset ice40-up5k"
     )]
     Infer(crate::infer::InferArgs),
+    /// Convert an int8 ONNX model (quantised by onnxruntime) into a protobrain model file.
+    #[command(
+        long_about = "Convert an int8 ONNX model, quantised by onnxruntime (QDQ or QOperator form), \
+            into a protobrain model file (docs/model-format.md) that compile, estimate, run and \
+            infer take. Supported: QuantizeLinear/DequantizeLinear around Conv, Gemm, MatMul, Relu, \
+            Clip, MaxPool, Flatten, Reshape; QLinearConv, QLinearMatMul; MatMulInteger and \
+            ConvInteger with their requantisation; opset 13 and up; int8 weights with zero point 0 \
+            (per-tensor or per-channel), int8 or uint8 activations with any zero point. Anything \
+            else is refused with one line naming the node (exit 2, nothing written). See docs/onnx.md.",
+        after_help = "Examples:\n  \
+            protobrain import model.onnx -o model.json\n  \
+            protobrain estimate --model model.json --preset tpu-v1"
+    )]
+    Import(crate::import::ImportArgs),
     /// Compile a layer or an MLP into a program: the exact command stream, as JSON and .bin.
     #[command(after_help = "Examples:\n  \
         protobrain compile layer -i X.npy -w W.npy -b B.npy --scale 0.01 --relu -o prog.json --bin prog.bin\n  \

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use driver::CompileError;
-use protobrain::nn::ModelFile;
 use sim::estimate::{estimate, EstimateError, Input, Link, Options, TechTable, Workload};
 use spec::Config;
 
@@ -192,8 +191,7 @@ fn workload(args: &EstimateArgs, cfg: &Config) -> Result<Workload, CliError> {
     if args.batch == 0 {
         return Err(CliError::input("--batch", "must be at least 1"));
     }
-    let file = ModelFile::load(path).map_err(|e| CliError::file(path, e.problem))?;
-    let net = file.model;
+    let net = crate::infer::load_network(path)?;
     let name = match net.to_mlp() {
         Some(mlp) => {
             let shapes: Vec<(usize, usize)> = mlp.widths().windows(2).map(|w| (w[0], w[1])).collect();

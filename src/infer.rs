@@ -1,22 +1,24 @@
-//! `protobrain infer` (alias `mlp`): run a quantised network from a model file — conv2d,
-//! maxpool2d, global_avg_pool, flatten and dense layers — through the driver.
+//! `protobrain infer` (alias `mlp`): run a quantised network — conv2d, maxpool2d,
+//! global_avg_pool, flatten and dense layers — from a model file or an int8 ONNX model, through
+//! the driver.
 //!
 //! ```text
-//!  model.json ── ModelFile::load ──► driver::Network (layers, scales, output kind)
-//!                                        │ conv2d/dense: GEMMs compiled for --preset/--dim/...
-//!  X.npy ── int8 as is, or float ────────┴──► Network::run on --backend ──┬─ raw ──► Y.npy int32 logits
-//!          (quantised with the model's                                      └─ int8 ─► Y.npy int8
-//!           input scale)                                  --float: either one dequantised, float32
+//!  model.json ── ModelFile::load ──────────┐
+//!  model.onnx ── onnx::import_path ────────┴► driver::Network (layers, scales, zero points)
+//!                                              │ conv2d/dense: GEMMs compiled for --preset/--dim/...
+//!  X.npy ── int8 as is, or float ──────────────┴──► Network::run on --backend ──┬─ raw ──► Y.npy int32 logits
+//!          (quantised as QuantizeLinear does)                                    └─ int8 ─► Y.npy int8
+//!                                                     --float (always for ONNX): dequantised, float32
 //! ```
 //!
-//! Every check (flags, model, input shape and dtype, output paths) runs before the backend
-//! opens; the outputs are written atomically and only on success. Model files are described in
-//! `docs/model-format.md`.
+//! An ONNX model takes and returns what onnxruntime does: float32 in the graph's shapes (NCHW
+//! images, transposed to and from protobrain's NHWC rows here). Every check (flags, model,
+//! input shape and dtype, output paths) runs before the backend opens; the outputs are written
+//! atomically and only on success. Model files: `docs/model-format.md`; ONNX: `docs/onnx.md`.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use driver::quant::quantize_i8;
 use driver::{CompileError, Device, DriverError, Network, Output};
 use nalgebra::DMatrix;
 use protobrain::nn::ModelFile;
@@ -30,21 +32,26 @@ use crate::npy::{self, AnyRows};
 /// Arguments of `protobrain infer`.
 #[derive(Debug, Args)]
 pub struct InferArgs {
-    /// The model: a protobrain model file (docs/model-format.md).
-    #[arg(short, long, value_name = "model.json")]
+    /// The model: a protobrain model file (docs/model-format.md), or an int8 ONNX model
+    /// (`.onnx`, quantised by onnxruntime: docs/onnx.md).
+    #[arg(short, long, value_name = "model.json|model.onnx")]
     pub model: PathBuf,
 
-    /// Inputs X: (N, H, W, C) NHWC images or (N, H·W·C) rows; int8, or float32/float64
-    /// (quantised with the model's input scale: round half away from zero, clamped to ±127).
+    /// Inputs X: for a model file, (N, H, W, C) NHWC images or (N, H·W·C) rows, int8 or
+    /// float32/float64 (quantised with the model's input scale and zero point as ONNX's
+    /// QuantizeLinear does: round(x / s) half to even, + Z, saturated to int8); for an ONNX
+    /// model, float32 in the graph input's shape (NCHW images), as onnxruntime takes it.
     #[arg(short, long, value_name = "X.npy")]
     pub input: PathBuf,
 
     /// Where to write Y: int32 logits if the model's output is raw, else int8; (N, K) for a
-    /// flat output, (N, H, W, C) for images.
+    /// flat output, (N, H, W, C) for images. For an ONNX model: float32, dequantised, in the
+    /// graph output's shape, as onnxruntime returns it.
     #[arg(short, long, value_name = "Y.npy")]
     pub output: PathBuf,
 
-    /// Write Y as float32, dequantised (each value times the model's output scale).
+    /// Write Y as float32, dequantised ((q − zero point) × the model's output scale); always so
+    /// for an ONNX model.
     #[arg(long)]
     pub float: bool,
 
@@ -61,6 +68,47 @@ pub struct InferArgs {
     pub config: ConfigArgs,
 }
 
+/// A model as loaded: a protobrain model file, or an ONNX model with its edges' layouts.
+pub enum Model {
+    /// `model.json` (docs/model-format.md): NHWC rows in, int8/int32 or dequantised out.
+    File(Network),
+    /// An int8 ONNX model (docs/onnx.md): what onnxruntime takes in and returns.
+    Onnx(Box<onnx::Imported>),
+}
+
+impl Model {
+    /// Load `path`: an ONNX model if it ends in `.onnx`, else a model file.
+    pub fn load(path: &Path) -> Result<Model, CliError> {
+        if is_onnx(path) {
+            let imported = onnx::import_path(path).map_err(|e| CliError::file(path, e.to_string()))?;
+            Ok(Model::Onnx(Box::new(imported)))
+        } else {
+            Ok(Model::File(ModelFile::load(path).map_err(|e| CliError::file(path, e.problem))?.model))
+        }
+    }
+
+    /// The network that runs.
+    pub fn network(&self) -> &Network {
+        match self {
+            Model::File(n) => n,
+            Model::Onnx(i) => &i.network,
+        }
+    }
+}
+
+/// True for a path ending in `.onnx` (any case).
+pub fn is_onnx(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
+
+/// Read a model file or an ONNX model as a network (for `compile`, `estimate`).
+pub fn load_network(path: &Path) -> Result<Network, CliError> {
+    Ok(match Model::load(path)? {
+        Model::File(n) => n,
+        Model::Onnx(i) => i.network,
+    })
+}
+
 /// Run the command: check, compute, write. Returns the report for stdout.
 pub fn run(args: &InferArgs) -> Result<String, CliError> {
     crate::output::check_outputs(&[
@@ -69,29 +117,47 @@ pub fn run(args: &InferArgs) -> Result<String, CliError> {
         ("--trace", args.link.trace.as_deref()),
     ])?;
     let cfg = args.config.config()?;
-    let net = load_network(&args.model)?;
-    let x = read_input(&args.input, &net)?;
-    let (y, report) = compute(&args.link, &cfg, &net, &x)?;
+    let model = Model::load(&args.model)?;
+    let net = model.network();
+    let x = match &model {
+        Model::File(net) => read_input(&args.input, net)?,
+        Model::Onnx(imported) => read_onnx_input(&args.input, imported)?,
+    };
+    let (y, report) = compute(&args.link, &cfg, net, &x)?;
     let images = x.nrows();
-    let out = net.output_shape();
-    let mut shape = vec![images];
-    if out.is_flat() {
-        shape.push(out.c);
-    } else {
-        shape.extend([out.h, out.w, out.c]);
-    }
     // both outputs are staged before either is put in place: a failure leaves neither
     let mut outputs = crate::output::Outputs::new();
-    stage_output(&mut outputs, &args.output, &shape, &y, args.float.then(|| net.output_scale()))?;
+    let (shape, what) = match &model {
+        Model::File(net) => {
+            let out = net.output_shape();
+            let mut shape = vec![images];
+            if out.is_flat() {
+                shape.push(out.c);
+            } else {
+                shape.extend([out.h, out.w, out.c]);
+            }
+            let what = match (&y, args.float) {
+                (_, true) => "float32 (dequantised)",
+                (Output::Raw(_), false) => "int32 logits",
+                (Output::Int8(_), false) => "int8",
+            };
+            let float = args.float.then(|| net.dequantize(&y));
+            stage_output(&mut outputs, &args.output, &shape, &y, float)?;
+            (shape, what)
+        }
+        Model::Onnx(imported) => {
+            // what onnxruntime returns: the dequantised output, in the graph's layout
+            let shape = imported.output.layout.shape(images);
+            let data = imported.rows_to_onnx(&net.dequantize(&y));
+            let m = DMatrix::from_row_slice(images, imported.output.layout.len(), &data);
+            npy::stage_rows(&mut outputs, &args.output, &shape, &m)?;
+            (shape, "float32 (dequantised, as onnxruntime returns it)")
+        }
+    };
     if let Some(path) = &args.report {
         report.stage(&mut outputs, path)?;
     }
     outputs.commit()?;
-    let what = match (&y, args.float) {
-        (_, true) => "float32 (dequantised)",
-        (Output::Raw(_), false) => "int32 logits",
-        (Output::Int8(_), false) => "int8",
-    };
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
     Ok(format!(
         "wrote {}: {what} ({}) of {} on {images} inputs; {} backend, {cfg}\nmodel: {net}\n{}\n",
@@ -103,9 +169,45 @@ pub fn run(args: &InferArgs) -> Result<String, CliError> {
     ))
 }
 
-/// Read a model file as a network.
-pub fn load_network(path: &Path) -> Result<Network, CliError> {
-    Ok(ModelFile::load(path).map_err(|e| CliError::file(path, e.problem))?.model)
+/// Read X for an ONNX model: float32 (or float64) in the graph input's shape, quantised as the
+/// model's first QuantizeLinear does.
+pub fn read_onnx_input(path: &Path, imported: &onnx::Imported) -> Result<DMatrix<i8>, CliError> {
+    let layout = imported.input.layout;
+    let rows = npy::read_rows_any(path)?;
+    let want = |n: &str| {
+        let dims: Vec<String> = layout.shape(0).iter().skip(1).map(usize::to_string).collect();
+        format!("({n}, {})", dims.join(", "))
+    };
+    let AnyRows::Float(r) = rows else {
+        return Err(CliError::file(
+            path,
+            format!(
+                "is int8, but an ONNX model takes what onnxruntime takes: float32 of shape {} (input '{}')",
+                want("N"),
+                imported.input.name
+            ),
+        ));
+    };
+    if r.shape[1..] != layout.shape(0)[1..] {
+        let got: Vec<String> = r.shape.iter().map(usize::to_string).collect();
+        return Err(CliError::file(
+            path,
+            format!(
+                "has shape ({}) but the model's input '{}' is {}",
+                got.join(", "),
+                imported.input.name,
+                want("N")
+            ),
+        ));
+    }
+    if let Some(bad) = r.data.iter().find(|v| !v.is_finite()) {
+        return Err(CliError::file(path, format!("holds {bad}: float inputs must be finite")));
+    }
+    let n = r.data.nrows();
+    // rows in C order are the ONNX samples as they lie in memory
+    let flat: Vec<f32> =
+        (0..n).flat_map(|i| r.data.row(i).iter().map(|&v| v as f32).collect::<Vec<_>>()).collect();
+    Ok(imported.network.quantize_input(&imported.rows_from_onnx(n, &flat)))
 }
 
 /// Read X for `net`: int8 as is, floats quantised with the input scale; the shape must be
@@ -137,8 +239,7 @@ pub fn read_input(path: &Path, net: &Network) -> Result<DMatrix<i8>, CliError> {
             if let Some(bad) = r.data.iter().find(|v| !v.is_finite()) {
                 return Err(CliError::file(path, format!("holds {bad}: float inputs must be finite")));
             }
-            let s = net.input_scale();
-            Ok(r.data.map(|v| quantize_i8(v, s)))
+            Ok(net.quantize_input(&r.data.map(|v| v as f32)))
         }
     }
 }
@@ -148,15 +249,10 @@ fn stage_output(
     path: &Path,
     shape: &[usize],
     y: &Output,
-    scale: Option<f64>,
+    float: Option<DMatrix<f32>>,
 ) -> Result<(), CliError> {
-    match (y, scale) {
-        (Output::Raw(y), Some(s)) => {
-            npy::stage_rows(outputs, path, shape, &y.map(|v| (f64::from(v) * s) as f32))
-        }
-        (Output::Int8(y), Some(s)) => {
-            npy::stage_rows(outputs, path, shape, &y.map(|v| (f64::from(v) * s) as f32))
-        }
+    match (y, float) {
+        (_, Some(f)) => npy::stage_rows(outputs, path, shape, &f),
         (Output::Raw(y), None) => npy::stage_rows(outputs, path, shape, y),
         (Output::Int8(y), None) => npy::stage_rows(outputs, path, shape, y),
     }

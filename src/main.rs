@@ -31,6 +31,7 @@ mod demo;
 mod emit;
 mod error;
 mod estimate;
+mod import;
 mod infer;
 mod limits;
 mod matmul;
@@ -71,6 +72,7 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Run(args) => program_cmd::run(args),
         Command::Bitstream(args) => bitstream::run(args),
         Command::Infer(args) => infer::run(args),
+        Command::Import(args) => import::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Verify(args) => verify::run(args),

@@ -12,7 +12,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use driver::{compile_layer, compile_mlp, OutputKind, Program};
-use protobrain::nn::ModelFile;
 use sim::native::NativeSim;
 use sim::{CycleSim, VerilatedSim};
 use spec::isa::decode_responses;
@@ -84,8 +83,8 @@ pub fn compile(args: &CompileArgs) -> Result<String, CliError> {
     let (program, out) = match &args.what {
         CompileWhat::Mlp { model, input, out } => {
             let cfg = out.config.config()?;
-            let file = ModelFile::load(model).map_err(|e| CliError::file(model, e.problem))?;
-            let mlp = file.model.to_mlp().ok_or_else(|| {
+            let net = crate::infer::load_network(model)?;
+            let mlp = net.to_mlp().ok_or_else(|| {
                 CliError::file(
                     model,
                     "is not an MLP (it has conv2d or pooling layers, whose host steps a program cannot \

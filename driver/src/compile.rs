@@ -82,35 +82,61 @@ struct RawLayer {
     zero_point: i8,
 }
 
-fn is_zero(z: &i8) -> bool {
+pub(crate) fn is_zero(z: &i8) -> bool {
     *z == 0
+}
+
+/// A layer from a model file's fields: row-major weights, the v1 `quant`, and contract v2's
+/// optional per-column `scales` (`quant`'s M and S are then column 0's) and `zero_point`.
+pub(crate) fn layer_from_parts(
+    k: usize,
+    n: usize,
+    weights: &[i8],
+    bias: Vec<i32>,
+    quant: Quant,
+    scales: Option<Vec<ColumnScale>>,
+    zero_point: i8,
+) -> Result<Layer, CompileError> {
+    let layer = Layer::from_row_major(k, n, weights, bias, quant)?;
+    if scales.is_none() && zero_point == 0 {
+        return Ok(layer);
+    }
+    let scales = scales.unwrap_or_else(|| vec![quant.into()]);
+    let q = LayerQuant::per_column(scales, quant.relu, zero_point)
+        .map_err(|e| CompileError::Quant(e.to_string()))?;
+    Layer::with_quant(layer.weights, layer.bias, q)
+}
+
+/// A layer's contract v2 fields for a model file: `scales` if per-column, and `zero_point`.
+pub(crate) fn layer_v2_parts(layer: &Layer) -> (Option<Vec<ColumnScale>>, i8) {
+    let q = &layer.quant;
+    ((!q.is_per_tensor()).then(|| q.scales().to_vec()), q.zero_point())
+}
+
+/// A layer's weights, row-major (`weights[k * n + j]` is `W[k][j]`).
+pub(crate) fn row_major(layer: &Layer) -> Vec<i8> {
+    let w = &layer.weights;
+    (0..w.nrows()).flat_map(|r| (0..w.ncols()).map(move |c| w[(r, c)])).collect()
 }
 
 impl TryFrom<RawLayer> for Layer {
     type Error = CompileError;
     fn try_from(r: RawLayer) -> Result<Self, CompileError> {
-        let layer = Layer::from_row_major(r.k, r.n, &r.weights, r.bias, r.quant)?;
-        let scales = r.scales.unwrap_or_else(|| vec![r.quant.into()]);
-        let quant = LayerQuant::per_column(scales, r.quant.relu, r.zero_point)
-            .map_err(|e| CompileError::Quant(e.to_string()))?;
-        Layer::with_quant(layer.weights, layer.bias, quant)
+        layer_from_parts(r.k, r.n, &r.weights, r.bias, r.quant, r.scales, r.zero_point)
     }
 }
 
 impl From<Layer> for RawLayer {
     fn from(l: Layer) -> Self {
-        let (k, n) = l.weights.shape();
-        let weights =
-            (0..k).flat_map(|r| (0..n).map(move |c| (r, c))).map(|(r, c)| l.weights[(r, c)]).collect();
-        let q = &l.quant;
+        let (scales, zero_point) = layer_v2_parts(&l);
         RawLayer {
-            k,
-            n,
-            weights,
+            k: l.k(),
+            n: l.n(),
+            weights: row_major(&l),
             bias: l.bias.iter().copied().collect(),
             quant: l.quant(),
-            scales: (!q.is_per_tensor()).then(|| q.scales().to_vec()),
-            zero_point: q.zero_point(),
+            scales,
+            zero_point,
         }
     }
 }

@@ -20,15 +20,15 @@
 //! kernel tap that covers it (about KH·KW / (SH·SW) times); `docs/model-format.md` measures it
 //! on the demo CNN.
 
-use crate::compile::{CompileError, Layer, OutputKind};
+use crate::compile::{is_zero, layer_from_parts, layer_v2_parts, row_major, CompileError, Layer, OutputKind};
 use crate::device::{Device, DriverError};
 use crate::program::Output;
-use crate::quant::{ModelError, QuantLayer};
+use crate::quant::{ModelError, QuantLayer, RawWeightScale};
 use crate::transport::Transport;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use spec::conv::{self, Conv2d, ConvError, Padding, Shape, Window};
-use spec::Quant;
+use spec::{ColumnScale, Quant};
 use thiserror::Error;
 
 /// A convolution: its geometry and its lowered GEMM layer (weights `KH·KW·C_in x C_out`, rows in
@@ -184,6 +184,8 @@ impl NetworkError {
 pub struct Network {
     input: Shape,
     input_scale: f64,
+    /// The int8 code of a real 0 in the input (0 for a symmetric model).
+    input_zero_point: i8,
     output: OutputKind,
     ops: Vec<Op>,
     /// The shape after each op (derived).
@@ -224,7 +226,14 @@ impl Network {
         if !ops.iter().any(|o| o.gemm().is_some()) {
             return Err(NetworkError::Network("a network needs at least one conv2d or dense layer".into()));
         }
-        Ok(Network { input, input_scale, output, ops, shapes })
+        Ok(Network { input, input_scale, input_zero_point: 0, output, ops, shapes })
+    }
+
+    /// The same network with an input zero point: the int8 code of a real 0 in the input
+    /// (asymmetric models: ONNX, PyTorch). It fills the padding of a first conv2d, and
+    /// [`Network::quantize_input`] adds it.
+    pub fn with_input_zero_point(self, zero_point: i8) -> Self {
+        Network { input_zero_point: zero_point, ..self }
     }
 
     /// A network of dense layers only (an MLP) taking flat vectors of its first layer's K.
@@ -248,6 +257,20 @@ impl Network {
     /// The real value of one input LSB.
     pub fn input_scale(&self) -> f64 {
         self.input_scale
+    }
+    /// The int8 code of a real 0 in the input.
+    pub fn input_zero_point(&self) -> i8 {
+        self.input_zero_point
+    }
+
+    /// Float inputs to int8 codes by ONNX's `QuantizeLinear` rule (which PyTorch and TFLite's
+    /// converters share up to ties): `saturate(round_half_even(x / s) + Z)` with `x / s` in
+    /// float32, as onnxruntime computes it, so an imported model sees the codes onnxruntime
+    /// would. NaN becomes Z (callers refuse non-finite inputs before this).
+    pub fn quantize_input(&self, x: &DMatrix<f32>) -> DMatrix<i8> {
+        let s = self.input_scale as f32;
+        let z = f32::from(self.input_zero_point);
+        x.map(|v| ((v / s).round_ties_even() + z).clamp(-128.0, 127.0) as i8)
     }
     /// What the last layer returns.
     pub fn output(&self) -> OutputKind {
@@ -277,6 +300,35 @@ impl Network {
             .rev()
             .find_map(|o| o.gemm().map(QuantLayer::output_scale))
             .unwrap_or(self.input_scale)
+    }
+
+    /// The input zero point of layer `i` (pools and flatten keep their input's).
+    pub fn layer_input_zero_point(&self, i: usize) -> i8 {
+        self.ops[..i]
+            .iter()
+            .rev()
+            .find_map(|o| o.gemm().map(QuantLayer::output_zero_point))
+            .unwrap_or(self.input_zero_point)
+    }
+
+    /// The output as real numbers: int8 codes as `(q − Z)·s_y`; raw int32 accumulators as
+    /// `acc·s_x·s_w[n]` (per output channel for a per-channel layer).
+    pub fn dequantize(&self, y: &Output) -> DMatrix<f32> {
+        match y {
+            Output::Int8(q) => {
+                let (s, z) = (self.output_scale(), f64::from(self.layer_input_zero_point(self.ops.len())));
+                q.map(|v| ((f64::from(v) - z) * s) as f32)
+            }
+            Output::Raw(acc) => {
+                let last = self.ops.len() - 1;
+                let l = self.ops[last].gemm().expect("a raw output comes from a GEMM layer");
+                let s_x = self.layer_input_scale(last);
+                let c = l.layer().n();
+                DMatrix::from_fn(acc.nrows(), acc.ncols(), |r, i| {
+                    (f64::from(acc[(r, i)]) * s_x * l.column_weight_scale(i % c)) as f32
+                })
+            }
+        }
     }
 
     /// The real value of one LSB of the output: the last layer's output scale, or for a raw
@@ -332,12 +384,13 @@ impl Network {
             match op {
                 Op::Conv2d(c) => {
                     let l = c.layer();
+                    let pad = self.layer_input_zero_point(i);
                     if raw {
-                        let y = conv::conv2d_raw(&a, s, &c.conv, l.weights(), l.bias())
+                        let y = conv::conv2d_raw(&a, s, &c.conv, l.weights(), l.bias(), pad)
                             .map_err(|e| fail(i, op, e))?;
                         return Ok(Output::Raw(y));
                     }
-                    a = conv::conv2d(&a, s, &c.conv, l.weights(), l.bias(), l.quant())
+                    a = conv::conv2d(&a, s, &c.conv, l.weights(), l.bias(), l.layer_quant(), pad)
                         .map_err(|e| fail(i, op, e))?;
                 }
                 Op::Dense(l) => {
@@ -347,7 +400,7 @@ impl Network {
                             .map_err(|e| fail(i, op, e.into()))?;
                         return Ok(Output::Raw(y));
                     }
-                    a = spec::golden::layer(&a, l.weights(), l.bias(), l.quant())
+                    a = spec::golden::layer_v2(&a, l.weights(), l.bias(), l.layer_quant())
                         .map_err(|e| fail(i, op, e.into()))?;
                 }
                 Op::MaxPool2d(w) => a = conv::maxpool2d(&a, s, w).map_err(|e| fail(i, op, e))?.0,
@@ -396,7 +449,8 @@ impl Network {
             let op = &self.ops[i];
             if let Some(stage) = stages.iter().find(|r| r.start == i) {
                 let rows = match op {
-                    Op::Conv2d(c) => conv::im2col(&a, s, &c.conv).map_err(|e| host_fail(i, op, e))?,
+                    Op::Conv2d(c) => conv::im2col_padded(&a, s, &c.conv, self.layer_input_zero_point(i))
+                        .map_err(|e| host_fail(i, op, e))?,
                     _ => a.clone(),
                 };
                 let layers: Vec<Layer> = self.ops[stage.clone()]
@@ -481,6 +535,8 @@ impl std::fmt::Display for Network {
 struct RawNetwork {
     input: Shape,
     input_scale: f64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    input_zero_point: i8,
     output: OutputKind,
     layers: Vec<RawOp>,
 }
@@ -510,9 +566,13 @@ struct RawConv {
     padding: Padding,
     c_in: usize,
     c_out: usize,
-    weight_scale: f64,
+    weight_scale: RawWeightScale,
     output_scale: f64,
     quant: Quant,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scales: Option<Vec<ColumnScale>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    zero_point: i8,
     bias: Vec<i32>,
     /// K x N row-major: `weights[((i·KW + j)·C_in + c)·C_out + co]`.
     weights: Vec<i8>,
@@ -536,9 +596,10 @@ impl TryFrom<RawNetwork> for Network {
                     };
                     let fail = |p: String| NetworkError::op(index, "conv2d", p).to_string();
                     let k = conv.k().map_err(|e| fail(e.to_string()))?;
-                    let layer = Layer::from_row_major(k, c.c_out, &c.weights, c.bias, c.quant)
-                        .map_err(|e| fail(e.to_string()))?;
-                    let layer = QuantLayer::new(layer, c.weight_scale, c.output_scale)
+                    let layer =
+                        layer_from_parts(k, c.c_out, &c.weights, c.bias, c.quant, c.scales, c.zero_point)
+                            .map_err(|e| fail(e.to_string()))?;
+                    let layer = QuantLayer::per_channel(layer, c.weight_scale.into_scales(), c.output_scale)
                         .map_err(|e: ModelError| fail(e.to_string()))?;
                     Op::Conv2d(ConvLayer::new(conv, layer).map_err(|e| e.to_string())?)
                 }
@@ -551,7 +612,9 @@ impl TryFrom<RawNetwork> for Network {
             };
             ops.push(op);
         }
-        Network::new(r.input, r.input_scale, ops, r.output).map_err(|e| e.to_string())
+        Network::new(r.input, r.input_scale, ops, r.output)
+            .map(|n| n.with_input_zero_point(r.input_zero_point))
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -563,9 +626,7 @@ impl From<Network> for RawNetwork {
             .map(|op| match op {
                 Op::Conv2d(c) => {
                     let l = c.layer.layer();
-                    let w = l.weights();
-                    let weights =
-                        (0..w.nrows()).flat_map(|r| (0..w.ncols()).map(move |col| w[(r, col)])).collect();
+                    let (scales, zero_point) = layer_v2_parts(l);
                     let win = c.conv.window;
                     RawOp::Conv2d(RawConv {
                         kernel: [win.kernel.0, win.kernel.1],
@@ -573,11 +634,13 @@ impl From<Network> for RawNetwork {
                         padding: win.padding,
                         c_in: c.conv.c_in,
                         c_out: c.conv.c_out,
-                        weight_scale: c.layer.weight_scale(),
+                        weight_scale: RawWeightScale::from_scales(c.layer.weight_scales()),
                         output_scale: c.layer.output_scale(),
                         quant: l.quant(),
+                        scales,
+                        zero_point,
                         bias: l.bias().iter().copied().collect(),
-                        weights,
+                        weights: row_major(l),
                     })
                 }
                 Op::MaxPool2d(w) => RawOp::MaxPool2d {
@@ -590,7 +653,13 @@ impl From<Network> for RawNetwork {
                 Op::Dense(l) => RawOp::Dense(l),
             })
             .collect();
-        RawNetwork { input: n.input, input_scale: n.input_scale, output: n.output, layers }
+        RawNetwork {
+            input: n.input,
+            input_scale: n.input_scale,
+            input_zero_point: n.input_zero_point,
+            output: n.output,
+            layers,
+        }
     }
 }
 

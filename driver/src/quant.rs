@@ -25,13 +25,13 @@
 //! flag, and its [`FloatLayer::forward`] (used for calibration) is a plain, sequential loop, so
 //! its results are the same on every machine.
 
-use crate::compile::{CompileError, Layer, OutputKind};
+use crate::compile::{is_zero, layer_from_parts, layer_v2_parts, row_major, CompileError, Layer, OutputKind};
 use crate::device::{Device, DriverError};
 use crate::program::Output;
 use crate::transport::Transport;
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
-use spec::{Quant, QuantError, ShapeError};
+use spec::{ColumnScale, Quant, QuantError, ShapeError};
 use thiserror::Error;
 
 /// Largest magnitude of a symmetric int8 value (-127..=127: -128 is not used, so that the
@@ -218,24 +218,35 @@ pub enum QuantizeError {
     },
 }
 
-/// One quantised layer: what the device runs ([`Layer`]) and the real scales it was made with.
+/// One quantised layer: what the device runs ([`Layer`]: int8 weights, int32 bias, the contract
+/// v2 requantisation with its per-column scales and output zero point) and the real scales it
+/// was made with: the weights' (one per tensor, or one per output column) and the output's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "RawQuantLayer", into = "RawQuantLayer")]
 pub struct QuantLayer {
     layer: Layer,
-    weight_scale: f64,
+    /// One scale (per-tensor) or one per output column.
+    weight_scales: Vec<f64>,
     output_scale: f64,
 }
 
 impl QuantLayer {
-    /// A layer with its scales; scales must be finite and > 0.
+    /// A layer with a per-tensor weight scale; scales must be finite and > 0.
     pub fn new(layer: Layer, weight_scale: f64, output_scale: f64) -> Result<Self, ModelError> {
-        check_scale("weight_scale", weight_scale)?;
-        check_scale("output_scale", output_scale)?;
-        if layer.layer_quant().as_v1().is_none() {
-            return Err(ModelError::NotPerTensor);
+        QuantLayer::per_channel(layer, vec![weight_scale], output_scale)
+    }
+
+    /// A layer with one weight scale per output column (or a single one for all); scales must
+    /// be finite and > 0.
+    pub fn per_channel(layer: Layer, weight_scales: Vec<f64>, output_scale: f64) -> Result<Self, ModelError> {
+        if weight_scales.len() != 1 && weight_scales.len() != layer.n() {
+            return Err(ModelError::WeightScales { scales: weight_scales.len(), n: layer.n() });
         }
-        Ok(QuantLayer { layer, weight_scale, output_scale })
+        for &s in &weight_scales {
+            check_scale("weight_scale", s)?;
+        }
+        check_scale("output_scale", output_scale)?;
+        Ok(QuantLayer { layer, weight_scales, output_scale })
     }
 
     /// The device layer: int8 weights, int32 bias, requantisation.
@@ -243,26 +254,75 @@ impl QuantLayer {
         &self.layer
     }
 
-    /// `s_w`: the real value of one weight LSB.
+    /// `s_w`: the real value of one weight LSB, for a per-tensor layer; for a per-channel one,
+    /// column 0's (see [`QuantLayer::weight_scales`]).
     pub fn weight_scale(&self) -> f64 {
-        self.weight_scale
+        self.weight_scales[0]
+    }
+
+    /// The weight scales: one, or one per output column.
+    pub fn weight_scales(&self) -> &[f64] {
+        &self.weight_scales
+    }
+
+    /// The weight scale of output column `n`.
+    pub fn column_weight_scale(&self, n: usize) -> f64 {
+        if self.weight_scales.len() == 1 {
+            self.weight_scales[0]
+        } else {
+            self.weight_scales[n]
+        }
     }
 
     /// `s_y`: the real value of one output LSB (int8 outputs).
     pub fn output_scale(&self) -> f64 {
         self.output_scale
     }
+
+    /// `Z_y`: the int8 code of a real 0 in the output (0 for a symmetric model).
+    pub fn output_zero_point(&self) -> i8 {
+        self.layer.layer_quant().zero_point()
+    }
 }
 
-/// The serialised form of a [`QuantLayer`] (see `docs/model-format.md`).
+/// A weight scale in a model file: a number (per-tensor) or a list (per output column).
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawWeightScale {
+    PerTensor(f64),
+    PerChannel(Vec<f64>),
+}
+
+impl RawWeightScale {
+    pub(crate) fn from_scales(scales: &[f64]) -> Self {
+        match scales {
+            [one] => RawWeightScale::PerTensor(*one),
+            many => RawWeightScale::PerChannel(many.to_vec()),
+        }
+    }
+    pub(crate) fn into_scales(self) -> Vec<f64> {
+        match self {
+            RawWeightScale::PerTensor(s) => vec![s],
+            RawWeightScale::PerChannel(v) => v,
+        }
+    }
+}
+
+/// The serialised form of a [`QuantLayer`] (see `docs/model-format.md`): a v1 layer is
+/// `quant` alone; contract v2 adds per-column `scales` (`quant`'s M and S are then column 0's)
+/// and an output `zero_point`.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawQuantLayer {
     k: usize,
     n: usize,
-    weight_scale: f64,
+    weight_scale: RawWeightScale,
     output_scale: f64,
     quant: Quant,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scales: Option<Vec<ColumnScale>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    zero_point: i8,
     bias: Vec<i32>,
     weights: Vec<i8>,
 }
@@ -270,23 +330,24 @@ struct RawQuantLayer {
 impl TryFrom<RawQuantLayer> for QuantLayer {
     type Error = ModelError;
     fn try_from(r: RawQuantLayer) -> Result<Self, ModelError> {
-        let layer = Layer::from_row_major(r.k, r.n, &r.weights, r.bias, r.quant)?;
-        QuantLayer::new(layer, r.weight_scale, r.output_scale)
+        let layer = layer_from_parts(r.k, r.n, &r.weights, r.bias, r.quant, r.scales, r.zero_point)?;
+        QuantLayer::per_channel(layer, r.weight_scale.into_scales(), r.output_scale)
     }
 }
 
 impl From<QuantLayer> for RawQuantLayer {
     fn from(q: QuantLayer) -> Self {
-        let w = q.layer.weights();
-        let weights = (0..w.nrows()).flat_map(|r| (0..w.ncols()).map(move |c| w[(r, c)])).collect();
+        let (scales, zero_point) = layer_v2_parts(&q.layer);
         RawQuantLayer {
             k: q.layer.k(),
             n: q.layer.n(),
-            weight_scale: q.weight_scale,
+            weight_scale: RawWeightScale::from_scales(&q.weight_scales),
             output_scale: q.output_scale,
             quant: q.layer.quant(),
+            scales,
+            zero_point,
             bias: q.layer.bias().iter().copied().collect(),
-            weights,
+            weights: row_major(&q.layer),
         }
     }
 }
@@ -305,10 +366,16 @@ pub enum ModelError {
         /// Its value.
         value: f64,
     },
-    /// A layer with per-column scales or an output zero point (contract v2), which this model
-    /// format (one per-tensor `quant` per layer) cannot hold.
-    #[error("the model format holds one per-tensor quantisation with zero point 0 per layer; this layer has per-column scales or an output zero point")]
-    NotPerTensor,
+    /// Per-channel weight scales that are not one per output column.
+    #[error(
+        "weight_scale has {scales} values but the layer has {n} output columns (give one, or one per column)"
+    )]
+    WeightScales {
+        /// Scales given.
+        scales: usize,
+        /// Output columns.
+        n: usize,
+    },
 }
 
 fn check_scale(what: &'static str, value: f64) -> Result<(), ModelError> {
@@ -515,7 +582,7 @@ pub fn quantize_layer(
         source,
     })?;
     let layer = Layer::new(w_q, DVector::from_vec(b_q), quant).expect("the bias has one element per column");
-    Ok(QuantLayer { layer, weight_scale: s_w, output_scale: s_y })
+    Ok(QuantLayer { layer, weight_scales: vec![s_w], output_scale: s_y })
 }
 
 /// Quantise a float MLP: per-tensor symmetric int8 weights, int32 biases at the accumulator

@@ -9,7 +9,8 @@
 //!   conv2d (KH x KW, stride (SH, SW), zero padding top/left/bottom/right, C_in -> C_out):
 //!     OH = (H + top + bottom − KH) / SH + 1          (floor; likewise OW)
 //!     im2col:  X_col[(n·OH + oh)·OW + ow, (i·KW + j)·C_in + c] = x[n, oh·SH + i − top, ow·SW + j − left, c]
-//!              (0 where the position falls in the padding)
+//!              (the pad value where the position falls in the padding: 0, or the input's
+//!               zero point for an asymmetric model, the int8 code of a real 0)
 //!     Y_col = act(X_col · W + b)          W: K x N with K = KH·KW·C_in, N = C_out (HWIO order)
 //!     y[(n, (oh·OW + ow)·C_out + co)] = Y_col[(n·OH + oh)·OW + ow, co]   (a row-major reshape)
 //! ```
@@ -30,7 +31,7 @@
 //! the padded input, a zero stride or kernel, a channel count that does not match, all give a
 //! [`ConvError`] instead of a panic.
 
-use crate::arith::Quant;
+use crate::arith::LayerQuant;
 use crate::golden::{self, ShapeError};
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
@@ -312,6 +313,17 @@ fn check_images(x: &DMatrix<i8>, shape: Shape) -> Result<(), ConvError> {
 /// The im2col matrix of a convolution: one row per output pixel (image-major, then row, then
 /// column), one column per kernel tap `(i·KW + j)·C_in + c`; taps in the padding are 0.
 pub fn im2col(x: &DMatrix<i8>, input: Shape, conv: &Conv2d) -> Result<DMatrix<i8>, ConvError> {
+    im2col_padded(x, input, conv, 0)
+}
+
+/// [`im2col`] with taps in the padding set to `pad`: the input's zero point, the int8 code of a
+/// real 0, which is what an asymmetrically quantised model (ONNX, PyTorch) pads with.
+pub fn im2col_padded(
+    x: &DMatrix<i8>,
+    input: Shape,
+    conv: &Conv2d,
+    pad: i8,
+) -> Result<DMatrix<i8>, ConvError> {
     check_images(x, input)?;
     let out = conv.output_shape(input)?;
     let k = conv.k()?;
@@ -320,7 +332,7 @@ pub fn im2col(x: &DMatrix<i8>, input: Shape, conv: &Conv2d) -> Result<DMatrix<i8
     let (kh, kw) = conv.window.kernel;
     let (sh, sw) = conv.window.stride;
     let p = conv.window.padding;
-    let mut col = DMatrix::<i8>::zeros(rows, k);
+    let mut col = DMatrix::<i8>::from_element(rows, k, pad);
     for n in 0..x.nrows() {
         for oh in 0..out.h {
             let y0 = Window::origin(oh, sh, p.top);
@@ -364,18 +376,21 @@ pub fn images_to_pixels(x: &DMatrix<i8>, shape: Shape) -> DMatrix<i8> {
     DMatrix::from_fn(x.nrows() * p, c, |r, ch| x[(r / p, (r % p) * c + ch)])
 }
 
-/// `act(conv(x, W) + b)` as int8 images of the output shape (see the module docs).
+/// `act(conv(x, W) + b)` as int8 images of the output shape (see the module docs), with the
+/// contract v2 requantisation `q` (per-column scales, output zero point) and the padding
+/// filled with `pad` (the input's zero point; 0 for a symmetric model).
 pub fn conv2d(
     x: &DMatrix<i8>,
     input: Shape,
     conv: &Conv2d,
     w: &DMatrix<i8>,
     bias: &DVector<i32>,
-    q: Quant,
+    q: &LayerQuant,
+    pad: i8,
 ) -> Result<DMatrix<i8>, ConvError> {
-    let col = im2col(x, input, conv)?;
+    let col = im2col_padded(x, input, conv, pad)?;
     check_weights(conv, w)?;
-    let y = golden::layer(&col, w, bias, q)?;
+    let y = golden::layer_v2(&col, w, bias, q)?;
     Ok(pixels_to_images(&y, x.nrows()))
 }
 
@@ -386,8 +401,9 @@ pub fn conv2d_raw(
     conv: &Conv2d,
     w: &DMatrix<i8>,
     bias: &DVector<i32>,
+    pad: i8,
 ) -> Result<DMatrix<i32>, ConvError> {
-    let col = im2col(x, input, conv)?;
+    let col = im2col_padded(x, input, conv, pad)?;
     check_weights(conv, w)?;
     let y = golden::layer_raw(&col, w, bias)?;
     Ok(pixels_to_images(&y, x.nrows()))
@@ -471,6 +487,7 @@ pub fn global_avg_pool(x: &DMatrix<i8>, input: Shape) -> Result<DMatrix<i8>, Con
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::arith::Quant;
     use proptest::prelude::*;
 
     fn shape(h: usize, w: usize, c: usize) -> Shape {
@@ -510,7 +527,7 @@ mod tests {
         let conv = Conv2d { window: Window::square(2, 1, 0), c_in: 1, c_out: 2 };
         let w = DMatrix::from_row_slice(4, 2, &[1i8, 0, 0, 1, 0, 1, -1, 0]);
         let b = DVector::from_vec(vec![10, 0]);
-        let y = conv2d_raw(&x, shape(3, 3, 1), &conv, &w, &b).unwrap();
+        let y = conv2d_raw(&x, shape(3, 3, 1), &conv, &w, &b, 0).unwrap();
         assert_eq!(y, DMatrix::from_row_slice(1, 8, &[6, 6, 6, 8, 6, 12, 6, 14]));
         // with padding 1 on the left only: the first output column sees a zero column
         // y[0][0] = 0·1 + 1·0 + 0·0 + 4·(-1) = -4
@@ -519,10 +536,16 @@ mod tests {
             c_in: 1,
             c_out: 2,
         };
-        let y = conv2d_raw(&x, shape(3, 3, 1), &conv, &w, &DVector::zeros(2)).unwrap();
+        let y = conv2d_raw(&x, shape(3, 3, 1), &conv, &w, &DVector::zeros(2), 0).unwrap();
         assert_eq!(conv.output_shape(shape(3, 3, 1)).unwrap(), shape(2, 3, 2));
         assert_eq!(y[(0, 0)], -4);
         assert_eq!(y[(0, 1)], 1, "the second filter: pad·0 + 1·1 + pad·1 + 4·0");
+        // padded with a zero point of 3: the padding taps read 3, so
+        // y[0][0] = 3·1 + 1·0 + 3·0 + 4·(-1) = -1 and the second filter 3·0 + 1·1 + 3·1 + 4·0 = 4
+        let y = conv2d_raw(&x, shape(3, 3, 1), &conv, &w, &DVector::zeros(2), 3).unwrap();
+        assert_eq!((y[(0, 0)], y[(0, 1)]), (-1, 4));
+        // and an unpadded tap is unaffected: output (0, 1) reads x only: 1·1 + 2·0 + 4·0 + 5·(-1)
+        assert_eq!(y[(0, 2)], -4);
     }
 
     #[test]
@@ -576,7 +599,9 @@ mod tests {
         assert!(matches!(huge.k().unwrap_err(), ConvError::TooLargeKernel(_)));
         let w = DMatrix::<i8>::zeros(8, 1);
         let x = DMatrix::<i8>::zeros(1, 9);
-        assert!(conv2d(&x, shape(3, 3, 1), &conv, &w, &DVector::zeros(1), Quant::IDENTITY).is_err());
+        assert!(
+            conv2d(&x, shape(3, 3, 1), &conv, &w, &DVector::zeros(1), &Quant::IDENTITY.into(), 0).is_err()
+        );
     }
 
     /// An independent direct convolution (no im2col): nested loops over the output.
@@ -628,11 +653,11 @@ mod tests {
             let x = DMatrix::from_fn(images, s.len(), |_, _| rng.next_u64() as i8);
             let w = DMatrix::from_fn(conv.k().unwrap(), c_out, |_, _| rng.next_u64() as i8);
             let b = DVector::from_fn(c_out, |_, _| (rng.next_u64() % 2001) as i32 - 1000);
-            let got = conv2d_raw(&x, s, &conv, &w, &b).unwrap();
+            let got = conv2d_raw(&x, s, &conv, &w, &b, 0).unwrap();
             prop_assert_eq!(&got, &direct_conv(&x, s, &conv, &w, &b));
             // the int8 path is the same accumulators requantised
             let q = Quant::new(37, 9, true).unwrap();
-            let y = conv2d(&x, s, &conv, &w, &b, q).unwrap();
+            let y = conv2d(&x, s, &conv, &w, &b, &q.into(), 0).unwrap();
             prop_assert_eq!(y, got.map(|a| crate::arith::requantize(a, 0, q)));
             // and the pixel/image reshapes are inverses
             let out = conv.output_shape(s).unwrap();
