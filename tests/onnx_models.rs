@@ -129,7 +129,8 @@ fn onnxruntime_models_run_on_every_backend_within_one_lsb() {
             100.0 * a.argmax
         );
         assert!(a.identical >= 0.98, "{name}: only {:.4} of outputs identical", a.identical);
-        assert!(a.max_lsb <= 1.0 + 1e-6, "{name}: an output {} LSB from onnxruntime's", a.max_lsb);
+        // float32 outputs carry ~1e-7 relative error: a 1-LSB difference reads 1.00001
+        assert!(a.max_lsb <= 1.001, "{name}: an output {} LSB from onnxruntime's", a.max_lsb);
         assert!(a.argmax >= 0.99, "{name}: argmax equal on only {:.4}", a.argmax);
     }
 }
