@@ -1073,6 +1073,9 @@ fn conv_acc(
     let [o, ci, kh, kw] = w.dims[..] else {
         return Err(f.err(format!("weights of shape {:?}: a 2-D convolution needs (O, I, KH, KW)", w.dims)));
     };
+    if o == 0 || kh == 0 || kw == 0 {
+        return Err(f.err(format!("weights of shape {:?} are empty", w.dims)));
+    }
     if ci != c {
         return Err(f.err(format!("weights take {ci} input channels but the input has {c}")));
     }
@@ -1122,6 +1125,9 @@ fn dense_acc(
         [a, b] => (a, b),
         _ => return Err(f.err(format!("B of shape {:?}: a matrix is needed", w.dims))),
     };
+    if rows == 0 || cols == 0 {
+        return Err(f.err(format!("B of shape {:?} is empty", w.dims)));
+    }
     let (wk, n) = if trans_b { (cols, rows) } else { (rows, cols) };
     if wk != k {
         return Err(f.err(format!("B takes K = {wk} inputs but its input has {k} features")));

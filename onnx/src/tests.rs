@@ -262,3 +262,30 @@ fn clips_reshapes_and_attributes_are_checked() {
     // a non-ONNX byte string
     assert!(refused(b"\xff\xff\xff\xff").starts_with("not an ONNX model"));
 }
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Any bytes: an error or a network, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = import_bytes(&bytes);
+        }
+
+        /// A valid model with a few bytes changed (sizes, types, attributes, names): an error
+        /// or a network, never a panic.
+        #[test]
+        fn corrupted_models_never_panic(edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6)) {
+            let mut bytes = dense(false).model("out_out");
+            for (i, b) in edits {
+                let i = i.index(bytes.len());
+                bytes[i] = b;
+            }
+            let _ = import_bytes(&bytes);
+        }
+    }
+}
