@@ -151,11 +151,14 @@ pub enum Command {
             protobrain estimate --topology data/topologies/alexnet-conv.csv --dim 16 --csv r.csv --svg r.svg"
     )]
     Estimate(crate::estimate::EstimateArgs),
-    /// Sweep DIM and M, write utilisation, scaling, energy and roofline plots (SVG).
+    /// Sweep DIM and M (plots), or a topology over DIMs, shardable across machines.
     #[command(after_help = "Examples:\n  \
         protobrain sweep\n  \
         protobrain sweep -o docs/img\n  \
-        protobrain sweep --dims 4,8,16 --m 64,256,1024 --gemm 512,128,128 -o out/sweep")]
+        protobrain sweep --dims 4,8,16 --m 64,256,1024 --gemm 512,128,128 -o out/sweep\n  \
+        protobrain sweep --topology data/topologies/resnet50.csv --dims 8,16,32,64 -o out/rn50\n  \
+        protobrain sweep --topology data/topologies/resnet50.csv --dims 8,16,32,64 --shard 0/4 -o out/shards\n  \
+        protobrain sweep merge out/shards -o out/rn50")]
     Sweep(crate::sweep::SweepArgs),
     /// Prove the stream contract on the core by bounded model checking (Yosys + SMT solver).
     #[command(after_help = "Examples:\n  \

@@ -6,6 +6,11 @@
 //!                                                   ▼
 //!  -o DIR: utilization_vs_m.svg  dim_scaling.svg  energy_breakdown.svg  roofline.svg
 //!  --json sweep.json: every estimate
+//!
+//!  --topology F.csv --dims ...: the (DIM x layer) grid (sim::estimate::shard)
+//!     ├─ whole ─────────────► -o DIR: topology-sweep.json, topology-sweep.csv, a table per DIM
+//!     └─ --shard I/N ───────► -o DIR: shard-I-of-N.json (its share of the grid)
+//!  sweep merge SHARDS|DIRS -o DIR ──► the same files as the whole run, checked complete
 //! ```
 
 use std::io::IsTerminal;
@@ -13,8 +18,9 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use sim::estimate::shard;
 use sim::estimate::sweep::{self, SweepSpec};
 use sim::estimate::{plots, si, Options};
 
@@ -23,7 +29,26 @@ use crate::estimate::{check_clock, estimate_error, load_tech, parse_gemm, parse_
 
 /// Arguments of `protobrain sweep`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SweepArgs {
+    /// `merge`: join shard files into the report one run writes.
+    #[command(subcommand)]
+    pub command: Option<SweepCommand>,
+
+    /// Sweep a SCALE-Sim topology file (conv or GEMM layout) over --dims instead of one GEMM:
+    /// every layer at every DIM, on the native model.
+    #[arg(long, value_name = "FILE.csv")]
+    pub topology: Option<PathBuf>,
+
+    /// With --topology: run only shard I of N of the (DIM x layer) grid (points p with
+    /// p mod N = I) and write DIR/shard-I-of-N.json; `sweep merge` joins the N files.
+    #[arg(long, value_name = "I/N", requires = "topology")]
+    pub shard: Option<String>,
+
+    /// With --topology: seed of the random int8 inputs.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "topology")]
+    pub seed: u64,
+
     /// Array sizes (DIM) to compare.
     #[arg(long, value_name = "D,D,...", default_value = "2,4,8,16,32,64")]
     pub dims: String,
@@ -69,14 +94,35 @@ pub struct SweepArgs {
     pub out: PathBuf,
 }
 
+/// `protobrain sweep merge`.
+#[derive(Debug, Subcommand)]
+pub enum SweepCommand {
+    /// Join the shard files of a `sweep --topology --shard I/N` (files, or directories holding
+    /// shard-*.json) into the files one unsharded run writes. Every shard 0..N must be there once.
+    Merge {
+        /// Shard files, or directories of them.
+        #[arg(required = true, value_name = "SHARD|DIR")]
+        shards: Vec<PathBuf>,
+        /// Directory for topology-sweep.json and topology-sweep.csv (created if missing).
+        #[arg(short, long, value_name = "DIR", default_value = "out/sweep")]
+        out: PathBuf,
+    },
+}
+
 /// Run the command; the report for stdout.
 pub fn run(args: &SweepArgs) -> Result<String, CliError> {
+    if let Some(SweepCommand::Merge { shards, out }) = &args.command {
+        return merge(shards, out);
+    }
     let dims = parse_list("--dims", &args.dims)?;
     if let Some(&d) = dims.iter().find(|&&d| d > spec::config::MAX_DIM) {
         return Err(CliError::input(
             "--dims",
             format!("DIM must be in 1..={}, got {d}", spec::config::MAX_DIM),
         ));
+    }
+    if let Some(path) = &args.topology {
+        return topology_sweep(args, path, dims);
     }
     let ms = parse_list("--m", &args.ms)?;
     let gemm = parse_gemm("--gemm", &args.gemm)?;
@@ -187,4 +233,163 @@ pub fn run(args: &SweepArgs) -> Result<String, CliError> {
         out += &format!("wrote {}\n", path.display());
     }
     Ok(out)
+}
+
+/// `I/N` with N >= 1 and I < N.
+fn parse_shard(text: &str) -> Result<(usize, usize), CliError> {
+    let bad = || CliError::input("--shard", format!("expected I/N with 0 <= I < N (e.g. 0/4), got '{text}'"));
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// `sweep --topology`: the whole grid, or one shard of it.
+fn topology_sweep(args: &SweepArgs, path: &std::path::Path, dims: Vec<usize>) -> Result<String, CliError> {
+    let (index, count) = args.shard.as_deref().map(parse_shard).transpose()?.unwrap_or((0, 1));
+    let topo = crate::topology::load(path)?;
+    for &dim in &dims {
+        let cfg = spec::Config::new(dim, args.scratch_rows, args.acc_rows)
+            .map_err(|e| CliError::input("--dims", e.to_string()))?;
+        crate::topology::check_memory(path, &cfg, &topo)?;
+    }
+    let clock_hz = check_clock(args.clock)? * 1e6;
+    let options = Options { clock_hz, link: None, tech: load_tech(&args.tech)? };
+    let name = path.file_name().map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into());
+    let grid = shard::Grid::new(
+        &name,
+        &topo,
+        dims,
+        args.scratch_rows,
+        args.acc_rows,
+        &options,
+        sim::estimate::Input::Random { seed: args.seed },
+    );
+    let started = Instant::now();
+    let points = grid.shard_points(index, count).len();
+    let bar = &ProgressBar::with_draw_target(Some(points as u64), ProgressDrawTarget::hidden());
+    bar.set_style(
+        ProgressStyle::with_template("sweep {wide_bar} {pos}/{len} layer estimates [{elapsed}]")
+            .expect("the template is valid"),
+    );
+    let show = !args.quiet && std::io::stderr().is_terminal();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let result = std::thread::scope(|s| {
+        s.spawn(move || {
+            if show && done_rx.recv_timeout(Duration::from_secs(1)).is_err() {
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+                bar.enable_steady_tick(Duration::from_millis(200));
+            }
+        });
+        let r = shard::run_shard(&grid, index, count, &|done, _| bar.set_position(done as u64));
+        let _ = done_tx.send(());
+        r
+    });
+    bar.finish_and_clear();
+    let result = result.map_err(|e| match e {
+        shard::ShardError::Layer { dim, error } => {
+            let inner = estimate_error(error.error);
+            CliError {
+                subject: path.display().to_string(),
+                problem: format!("DIM {dim}, layer '{}' (line {}): {inner}", error.name, error.line),
+                exit_code: inner.exit_code,
+            }
+        }
+        other => CliError::input("--dims", other.to_string()),
+    })?;
+    let elapsed = started.elapsed();
+    let head = format!(
+        "{name}: {points} of {} (DIM x layer) estimates{} in {:.2} s\n",
+        grid.len(),
+        if count > 1 { format!(" (shard {index}/{count})") } else { String::new() },
+        elapsed.as_secs_f64()
+    );
+    if count > 1 {
+        std::fs::create_dir_all(&args.out).map_err(|e| {
+            CliError::file(
+                &args.out,
+                format!("cannot create the directory: {}", crate::error::describe_io(&e)),
+            )
+        })?;
+        let file = args.out.join(format!("shard-{index}-of-{count}.json"));
+        let json = serde_json::to_string(&result).expect("a shard always serialises");
+        crate::output::write_atomically(&file, |w| w.write_all(json.as_bytes()))?;
+        return Ok(format!("{head}wrote {}\n", file.display()));
+    }
+    let sweep = shard::merge(&[result]).map_err(|e| CliError::internal("sweep", e.to_string()))?;
+    Ok(head + &write_sweep(&sweep, &args.out)?)
+}
+
+/// topology-sweep.json and .csv, staged together; the summary for stdout.
+fn write_sweep(sweep: &shard::Sweep, out: &std::path::Path) -> Result<String, CliError> {
+    std::fs::create_dir_all(out).map_err(|e| {
+        CliError::file(out, format!("cannot create the directory: {}", crate::error::describe_io(&e)))
+    })?;
+    let (json_path, csv_path) = (out.join("topology-sweep.json"), out.join("topology-sweep.csv"));
+    let json = serde_json::to_string_pretty(sweep).expect("a sweep always serialises");
+    let csv = sweep.to_csv();
+    let mut outputs = crate::output::Outputs::new();
+    outputs.stage(&json_path, |w| w.write_all(json.as_bytes()))?;
+    outputs.stage(&csv_path, |w| w.write_all(csv.as_bytes()))?;
+    outputs.commit()?;
+    let mut text = format!(
+        "{:>5} {:>14} {:>14} {:>8} {:>8} {:>12} {:>11}  bound\n",
+        "DIM", "cycles", "compute", "util", "compute", "energy", "time"
+    );
+    for r in &sweep.reports {
+        let t = &r.total;
+        text += &format!(
+            "{:>5} {:>14} {:>14} {:>7.1}% {:>7.1}% {:>12} {:>11}  {}\n",
+            r.config.dim(),
+            t.cycles,
+            t.compute_cycles,
+            100.0 * t.utilization,
+            100.0 * t.compute_utilization,
+            si(t.energy_pj * 1e-12, "J"),
+            si(t.time_s, "s"),
+            sim::estimate::topology::bound_name(t.bound)
+        );
+    }
+    text += &format!("wrote {}\nwrote {}\n", json_path.display(), csv_path.display());
+    Ok(text)
+}
+
+/// `sweep merge`.
+fn merge(inputs: &[PathBuf], out: &std::path::Path) -> Result<String, CliError> {
+    let mut files = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let entries = std::fs::read_dir(p).map_err(|e| {
+                CliError::file(p, format!("cannot read the directory: {}", crate::error::describe_io(&e)))
+            })?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("shard-") && n.ends_with(".json"))
+                })
+                .collect();
+            if found.is_empty() {
+                return Err(CliError::file(p, "holds no shard-*.json files"));
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let mut shards = Vec::with_capacity(files.len());
+    for f in &files {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            CliError::file(f, format!("cannot read the shard: {}", crate::error::describe_io(&e)))
+        })?;
+        let s: shard::Shard = serde_json::from_str(&text)
+            .map_err(|e| CliError::file(f, format!("is not a sweep shard: {e}")))?;
+        shards.push(s);
+    }
+    let sweep = shard::merge(&shards).map_err(|e| CliError::input("sweep merge", e.to_string()))?;
+    Ok(format!("merged {} shards of {}\n", shards.len(), sweep.topology) + &write_sweep(&sweep, out)?)
 }

@@ -44,7 +44,7 @@ pub fn load(path: &Path) -> Result<Topology, CliError> {
 
 /// Every layer compiles for `cfg` and fits the memory limit, with as many layers at a time as
 /// there are worker threads; a layer that does not is refused in one line naming it.
-fn check_memory(path: &Path, cfg: &Config, topo: &Topology) -> Result<(), CliError> {
+pub fn check_memory(path: &Path, cfg: &Config, topo: &Topology) -> Result<(), CliError> {
     let mut largest = 0u128;
     for l in &topo.layers {
         let at = |e: CliError| CliError::file(path, format!("layer '{}' (line {}): {}", l.name, l.line, e));

@@ -168,3 +168,58 @@ fn a_layer_too_large_for_memory_is_refused_in_one_line() {
     assert!(stderr.contains("more than the limit of 1.0 GiB"), "{stderr}");
     assert!(!json.exists());
 }
+
+/// `sweep --topology` over DIMs, as one run and as shards merged: the same files, byte for byte;
+/// a missing or repeated shard and a bad `--shard` are one-line errors.
+#[test]
+fn a_topology_sweep_in_shards_merges_to_the_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = write(dir.path(), "net.csv", CONV);
+    let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let base = [
+        "sweep",
+        "--topology",
+        topo.as_str(),
+        "--dims",
+        "2,4,8",
+        "--scratch-rows",
+        "256",
+        "--acc-rows",
+        "128",
+    ];
+    let r = protobrain(&[&base[..], &["-o", &d("whole")]].concat());
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("9 of 9 (DIM x layer) estimates"), "{}", r.stdout);
+    for i in 0..4 {
+        let shard = format!("{i}/4");
+        let r = protobrain(&[&base[..], &["--shard", &shard, "-o", &d("shards")]].concat());
+        assert_eq!(r.code, Some(0), "{}", r.stderr);
+    }
+    let r = protobrain(&["sweep", "merge", &d("shards"), "-o", &d("merged")]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    for f in ["topology-sweep.json", "topology-sweep.csv"] {
+        let whole = fs::read(dir.path().join("whole").join(f)).unwrap();
+        assert_eq!(whole, fs::read(dir.path().join("merged").join(f)).unwrap(), "{f}");
+    }
+    // the JSON holds one topology report per DIM, with the per-layer fields
+    let json: Value =
+        serde_json::from_slice(&fs::read(dir.path().join("whole/topology-sweep.json")).unwrap()).unwrap();
+    let reports = json["reports"].as_array().unwrap();
+    assert_eq!(reports.len(), 3);
+    assert_eq!(reports[2]["config"]["dim"], 8);
+    assert_eq!(reports[0]["layers"].as_array().unwrap().len(), 3);
+
+    // a missing shard: one line, nothing written
+    fs::remove_file(dir.path().join("shards/shard-2-of-4.json")).unwrap();
+    let r = protobrain(&["sweep", "merge", &d("shards"), "-o", &d("bad")]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("shard 2/4 is missing") && r.stderr.lines().count() == 1, "{}", r.stderr);
+    assert!(!dir.path().join("bad/topology-sweep.json").exists());
+    let one = d("shards/shard-0-of-4.json");
+    let r = protobrain(&["sweep", "merge", &one, &one, "-o", &d("bad")]);
+    assert!(r.code == Some(2) && r.stderr.contains("given twice"), "{}", r.stderr);
+    for bad in ["4/4", "1", "a/2", "0/0"] {
+        let r = protobrain(&[&base[..], &["--shard", bad, "-o", &d("bad")]].concat());
+        assert!(r.code == Some(2) && r.stderr.contains("--shard"), "{bad}: {}", r.stderr);
+    }
+}

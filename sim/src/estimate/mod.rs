@@ -28,6 +28,7 @@
 
 pub mod plots;
 pub mod power;
+pub mod shard;
 pub mod sweep;
 pub mod throughput;
 pub mod topology;

@@ -441,14 +441,21 @@ pub fn run(
             Ok(r)
         })
         .collect::<Result<_, _>>()?;
-    Ok(TopologyReport {
-        config: *cfg,
-        clock_mhz: opts.clock_hz / 1e6,
-        tech: opts.tech.name.clone(),
-        format: topology.format,
-        total: totals(cfg, &layers, opts.clock_hz),
-        layers,
-    })
+    Ok(TopologyReport::new(cfg, opts.clock_hz, &opts.tech.name, topology.format, layers))
+}
+
+impl TopologyReport {
+    /// The report of `layers` (in file order) on `cfg`, with their totals.
+    pub fn new(cfg: &Config, clock_hz: f64, tech: &str, format: Format, layers: Vec<LayerReport>) -> Self {
+        TopologyReport {
+            config: *cfg,
+            clock_mhz: clock_hz / 1e6,
+            tech: tech.to_string(),
+            format,
+            total: totals(cfg, &layers, clock_hz),
+            layers,
+        }
+    }
 }
 
 fn totals(cfg: &Config, layers: &[LayerReport], clock_hz: f64) -> TopologyTotal {
