@@ -28,7 +28,7 @@
 //! (ACTIVATE starts only with the array drained). The lockstep tests compare `run_stream`
 //! (which uses this) with the per-tick path on every backend.
 
-use super::{array_latency, NativeSim, State, ACT_LATENCY};
+use super::{NativeSim, State};
 use crate::native::pipe::Landing;
 use spec::arith::requantize_v2;
 use spec::config::MAX_DIM;
@@ -42,9 +42,9 @@ impl NativeSim {
         if r.done_r || r.err_r {
             return 0; // a counter increment is due on the next cycle
         }
-        let lat = array_latency(self.dim) as u64;
         // cycles until `arr_idle` (no row issued or in flight)
-        let arr_wait = if r.seq_busy { u64::from(r.seq_left) + lat + 1 } else { u64::from(r.arr_cnt) };
+        let drain = u64::from(self.arr_drain);
+        let arr_wait = if r.seq_busy { u64::from(r.seq_left) + drain } else { u64::from(r.arr_cnt) };
         match r.state {
             State::Exec if self.range_ok(r) => match r.op {
                 opcode::MATMUL | opcode::WRITE_ACT | opcode::READ_ACT if r.seq_busy => u64::from(r.seq_left),
@@ -103,7 +103,7 @@ impl NativeSim {
             for (y, ((&a, &b), &c)) in y.iter_mut().zip(row) {
                 *y = requantize_v2(a, b, c, relu, z);
             }
-            let due = now + i + 1 + ACT_LATENCY as u64;
+            let due = now + i + spec::timing::ACT_WRITEBACK_DELAY as u64;
             let dst16 = q.act_dst.wrapping_add(i as u16);
             if due < end {
                 let dst = (usize::from(dst16) & self.scratch_mask) * dim;
@@ -118,7 +118,7 @@ impl NativeSim {
         r.addr = q.addr.wrapping_add(k16);
         r.act_dst = q.act_dst.wrapping_add(k16);
         r.left = q.left.wrapping_sub(k16);
-        r.act_cnt = (ACT_LATENCY + 1) as u16;
+        r.act_cnt = spec::timing::ACT_DRAIN as u16;
         let a = &mut self.activity;
         a.acc_reads += k;
         a.act_rows += k;

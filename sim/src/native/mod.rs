@@ -74,15 +74,9 @@ use host::FastHost;
 use kernel::RowKernel;
 use pipe::{Landing, Pipe};
 
-/// Cycles of the activation units (`hdl::activation::ActivationUnit::LATENCY`; a test holds
-/// the two equal).
-pub const ACT_LATENCY: usize = 6;
-
-/// Cycles from a row entering the array to its sums leaving it
-/// (`hdl::array::SystolicArray::latency`; a test holds the two equal): `2 * dim - 1`.
-pub fn array_latency(dim: usize) -> usize {
-    2 * dim - 1
-}
+/// Cycles of the activation units and of the array: [`spec::timing`], as the RTL's
+/// (`hdl::activation::ActivationUnit::LATENCY`, `hdl::array::SystolicArray::latency`).
+pub use spec::timing::{array_latency, ACT_LATENCY};
 
 /// The controller's front-end states: the RTL's own enum, so the model cannot drift from it.
 use hdl::controller::State;
@@ -199,7 +193,7 @@ impl NativeSim {
             wpr: cfg.words_per_row(),
             scratch_mask: cfg.scratch_rows() - 1,
             acc_mask: cfg.acc_rows() - 1,
-            arr_drain: (lat + 1) as u16,
+            arr_drain: spec::timing::array_drain(dim) as u16,
             now: 0,
             r: Regs::default(),
             snap: [0; COUNTER_WORDS],
@@ -374,7 +368,7 @@ impl NativeSim {
         match q.state {
             State::ActRun => {
                 let src = usize::from(q.addr) & self.acc_mask;
-                let due = now + 1 + ACT_LATENCY as u64;
+                let due = now + spec::timing::ACT_WRITEBACK_DELAY as u64;
                 let y = self.acts.push(Landing { due, dst: q.act_dst, accumulate: false });
                 let acc = &self.acc[src * dim..(src + 1) * dim];
                 for (y, ((&a, &b), &c)) in y.iter_mut().zip(acc.iter().zip(&self.bias).zip(&self.scales)) {
@@ -783,7 +777,7 @@ impl NativeSim {
                 d.addr = q.addr.wrapping_add(1);
                 d.act_dst = q.act_dst.wrapping_add(1);
                 d.left = q.left.wrapping_sub(1);
-                d.act_cnt = (ACT_LATENCY + 1) as u16;
+                d.act_cnt = spec::timing::ACT_DRAIN as u16;
                 if q.left == 1 {
                     d.state = State::ActDrain;
                 }

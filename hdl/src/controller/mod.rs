@@ -25,7 +25,7 @@ use crate::primitives::{ConstMul, DelayLine};
 use crate::rowbuf::Pack4;
 use rust_hdl::prelude::*;
 use spec::isa::{opcode, COUNTER_WORDS};
-use spec::{Config, VERSION};
+use spec::{timing, Config, VERSION};
 
 /// States of the front end (see `docs/architecture.md` for the cycle table).
 #[derive(Copy, Clone, PartialEq, Eq, Debug, LogicState)]
@@ -333,10 +333,10 @@ fn k<const N: usize>(v: u64) -> Constant<Bits<N>> {
 }
 
 impl Controller {
-    /// A controller for `cfg`, whose array has `array_latency` cycles from a row entering to
-    /// its sums leaving, and whose activation units have `act_latency` cycles.
-    pub fn new(cfg: &Config, array_latency: usize, act_latency: usize) -> Self {
+    /// A controller for `cfg`, its delays and countdowns from [`spec::timing`].
+    pub fn new(cfg: &Config) -> Self {
         let d = cfg.dim() as u64;
+        let rmw_delay = timing::rmw_read_delay(cfg.dim());
         let w = cfg.words_per_row() as u64;
         let hdr = |op: u8, len: u64| k::<32>(((op as u64) << 24) | len);
         Controller {
@@ -408,9 +408,9 @@ impl Controller {
             seq_bank: Default::default(),
             arr_valid_r: Default::default(),
             arr_sel_r: Default::default(),
-            rmw_valid: DelayLine::new(array_latency),
-            rmw_acc: DelayLine::new(array_latency),
-            rmw_dst: DelayLine::new(array_latency),
+            rmw_valid: DelayLine::new(rmw_delay),
+            rmw_acc: DelayLine::new(rmw_delay),
+            rmw_dst: DelayLine::new(rmw_delay),
             wb_valid: Default::default(),
             wb_acc: Default::default(),
             wb_dst: Default::default(),
@@ -421,8 +421,8 @@ impl Controller {
             bank1_busy: Default::default(),
             act_dst: Default::default(),
             act_valid_r: Default::default(),
-            act_wb_valid: DelayLine::new(1 + act_latency),
-            act_wb_dst: DelayLine::new(1 + act_latency),
+            act_wb_valid: DelayLine::new(timing::ACT_WRITEBACK_DELAY),
+            act_wb_dst: DelayLine::new(timing::ACT_WRITEBACK_DELAY),
             act_cnt: Default::default(),
             cycles: Default::default(),
             macs: Default::default(),
@@ -507,8 +507,8 @@ impl Controller {
             c_acc_full: Constant::new(cfg.acc_rows() == 1 << 16),
             c_max_shift: k(spec::arith::MAX_SHIFT.into()),
             c_macs_per_row: k(d * d),
-            c_arr_drain: k(array_latency as u64 + 1),
-            c_act_drain: k(act_latency as u64 + 1),
+            c_arr_drain: k(timing::array_drain(cfg.dim()) as u64),
+            c_act_drain: k(timing::ACT_DRAIN as u64),
             c_hdr_error: hdr(opcode::ERROR, 1),
             c_hdr_info: hdr(0x81, 4),
             c_hdr_sync: hdr(0x82, 1),
@@ -731,7 +731,7 @@ impl Logic for Controller {
         self.arr_sel_r.d.next = self.seq_bank.q.val();
         self.arr_valid.next = self.arr_valid_r.q.val();
         self.arr_sel.next = self.arr_sel_r.q.val();
-        // read-modify-write of the accumulators, `array_latency` cycles after issue (read) and
+        // read-modify-write of the accumulators, `rmw_read_delay` cycles after issue (read) and
         // one more (write back, with the array's sums of that row)
         self.wb_valid.d.next = self.rmw_valid.dout.val();
         self.wb_acc.d.next = self.rmw_acc.dout.val();
