@@ -225,10 +225,10 @@ mod tests {
             .map(|c| {
                 let r = rng.next_u64();
                 // a reset now and then, at cycle 0 as the core's tests do
-                let rst = c == 0 || r % 97 == 0;
+                let rst = c == 0 || r.is_multiple_of(97);
                 let mut s = vec![u128::from(rst)];
                 s.extend((1..INPUTS.len()).map(|i| u128::from((r >> (8 + 3 * i)) & 3 != 0)));
-                s[8] = u128::from((r >> 60) % 5 == 0);
+                s[8] = u128::from((r >> 60).is_multiple_of(5));
                 s
             })
             .collect()
