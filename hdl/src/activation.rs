@@ -194,7 +194,8 @@ pub struct ActivationUnit {
 
 impl ActivationUnit {
     /// Cycles from a vector entering (`valid_in`) to its result leaving (`valid_out`).
-    pub const LATENCY: usize = 6;
+    /// [`spec::timing::ACT_LATENCY`]; the tests here hold the pipeline to it.
+    pub const LATENCY: usize = spec::timing::ACT_LATENCY;
 }
 
 impl Default for ActivationUnit {

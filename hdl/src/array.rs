@@ -114,7 +114,7 @@ impl SystolicArray {
     /// product at `t + 2 * (dim - 1)` and its register shows the sum one cycle later; the deskew
     /// brings the other columns to the same cycle (see the module docs).
     pub fn latency(dim: usize) -> usize {
-        2 * dim - 1
+        spec::timing::array_latency(dim)
     }
 }
 

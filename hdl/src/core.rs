@@ -85,7 +85,7 @@ impl ProtobrainCore {
             out_data: Default::default(),
             out_valid: Default::default(),
             out_ready: Default::default(),
-            ctl: Controller::new(cfg, SystolicArray::latency(d), ActivationUnit::LATENCY),
+            ctl: Controller::new(cfg),
             rowbuf: RowBuffer::new(d),
             scratch: Scratchpad::new(cfg),
             accmem: AccumulatorMem::new(cfg),

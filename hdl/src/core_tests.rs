@@ -340,7 +340,7 @@ fn core_synthesis_dim8() {
 #[test]
 fn controller_is_synthesizable() {
     let cfg = Config::new(3, 64, 32).unwrap();
-    let mut uut = Controller::new(&cfg, SystolicArray::latency(3), ActivationUnit::LATENCY);
+    let mut uut = Controller::new(&cfg);
     uut.connect_all();
     yosys_validate("protobrain_controller", &generate_verilog(&uut)).unwrap();
     let lint = crate::replay::verilator_lint(&generate_verilog(&uut), "top").unwrap();

@@ -14,6 +14,7 @@ pub mod isa;
 pub mod rng;
 pub mod stimulus;
 pub mod stream;
+pub mod timing;
 
 pub use arith::{requantize, requantize_v2, ColumnScale, LayerQuant, Quant, QuantError};
 pub use config::{Config, ConfigError, VERSION};

@@ -316,8 +316,8 @@ pub const TOOL_TIMEOUT: Duration = Duration::from_secs(3600);
 /// `ACC_ROWS·(2 + DIM) ≥ 10 + LA`, which [`sync_bound`] checks by taking the maximum.
 pub fn sync_bound(cfg: &Config) -> usize {
     let d = cfg.dim();
-    let l = 2 * d - 1;
-    let la = 6;
+    let l = spec::timing::array_latency(d);
+    let la = spec::timing::ACT_LATENCY;
     let n = cfg.scratch_rows().min(cfg.acc_rows());
     let drain = n + l + 2 - 3;
     let read_acc = 2 + cfg.acc_rows() * (2 + d);

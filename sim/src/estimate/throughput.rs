@@ -361,6 +361,9 @@ pub fn scalesim_cycles(m: u64, k: u64, n: u64, r: u64, c: u64) -> u64 {
 pub fn pipelined_cycles(rows: &[u64], dim: u64) -> u64 {
     assert!(rows.iter().all(|&n| n > 0), "MATMULs of 0 rows issue nothing");
     let Some((&last, rest)) = rows.split_last() else { return 0 };
-    // the first row of MATMUL i+1 issues max(rows[i] + 1, 4) cycles after that of MATMUL i
-    rest.iter().map(|&n| (n + 1).max(4)).sum::<u64>() + last + 2 * dim
+    // the first row of MATMUL i+1 issues max(rows[i] + 1, 4) cycles after that of MATMUL i;
+    // the last row issues `last - 1` cycles after its MATMUL's first and lands
+    // `matmul_depth` = 2·DIM + 1 cycles later, counted from the first row's issue cycle
+    let depth = spec::timing::matmul_depth(dim as usize) as u64;
+    rest.iter().map(|&n| (n + 1).max(4)).sum::<u64>() + (last - 1) + depth
 }

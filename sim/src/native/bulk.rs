@@ -28,7 +28,7 @@
 //! (ACTIVATE starts only with the array drained). The lockstep tests compare `run_stream`
 //! (which uses this) with the per-tick path on every backend.
 
-use super::{array_latency, NativeSim, State, ACT_LATENCY};
+use super::{NativeSim, State};
 use crate::native::pipe::Landing;
 use spec::arith::requantize_v2;
 use spec::config::MAX_DIM;
@@ -39,26 +39,26 @@ impl NativeSim {
     /// next cycle may take or send a word or change state.
     pub(super) fn blind_window(&self) -> u64 {
         let r = &self.r;
-        if r.done_r || r.err_r {
+        if r.ctr.done_r || r.ctr.err_r {
             return 0; // a counter increment is due on the next cycle
         }
-        let lat = array_latency(self.dim) as u64;
         // cycles until `arr_idle` (no row issued or in flight)
-        let arr_wait = if r.seq_busy { u64::from(r.seq_left) + lat + 1 } else { u64::from(r.arr_cnt) };
+        let drain = u64::from(self.arr_drain);
+        let arr_wait = if r.seq.busy { u64::from(r.seq.left) + drain } else { u64::from(r.seq.arr_cnt) };
         match r.state {
             State::Exec if self.range_ok(r) => match r.op {
-                opcode::MATMUL | opcode::WRITE_ACT | opcode::READ_ACT if r.seq_busy => u64::from(r.seq_left),
+                opcode::MATMUL | opcode::WRITE_ACT | opcode::READ_ACT if r.seq.busy => u64::from(r.seq.left),
                 opcode::ACTIVATE | opcode::READ_ACC => arr_wait,
                 _ => 0,
             },
-            State::SyncWait if !r.wl_pending && !r.sw_pending => arr_wait,
+            State::SyncWait if !r.wl.pending && !r.sw_pending => arr_wait,
             // shadow-bank interlock: in_ready low while rows using that bank are in flight
-            State::Weights if !r.wl_pending && !r.sw_pending && self.shadow_stays_free() => {
-                u64::from(r.bank_cnt[usize::from(!r.cur_bank)])
+            State::Weights if !r.wl.pending && !r.sw_pending && self.shadow_stays_free() => {
+                u64::from(r.seq.bank_cnt[usize::from(!r.wl.cur_bank)])
             }
             // every cycle but the last (which moves to ActDrain)
             State::ActRun if !r.sw_pending => u64::from(r.left.saturating_sub(1)),
-            State::ActDrain if !r.sw_pending => u64::from(r.act_cnt),
+            State::ActDrain if !r.sw_pending => u64::from(r.act.cnt),
             _ => 0,
         }
     }
@@ -66,7 +66,7 @@ impl NativeSim {
     /// Rows issued meanwhile use the current bank (as they always do while LOAD_WEIGHTS runs),
     /// so the shadow bank's countdown only falls.
     fn shadow_stays_free(&self) -> bool {
-        !self.r.seq_busy || self.r.seq_bank == self.r.cur_bank
+        !self.r.seq.busy || self.r.seq.bank == self.r.wl.cur_bank
     }
 
     /// Advance `k` cycles of a blind window (`k <= blind_window()`), host inputs irrelevant.
@@ -103,8 +103,8 @@ impl NativeSim {
             for (y, ((&a, &b), &c)) in y.iter_mut().zip(row) {
                 *y = requantize_v2(a, b, c, relu, z);
             }
-            let due = now + i + 1 + ACT_LATENCY as u64;
-            let dst16 = q.act_dst.wrapping_add(i as u16);
+            let due = now + i + spec::timing::ACT_WRITEBACK_DELAY as u64;
+            let dst16 = q.act.dst.wrapping_add(i as u16);
             if due < end {
                 let dst = (usize::from(dst16) & self.scratch_mask) * dim;
                 self.scratch[dst..dst + dim].copy_from_slice(y);
@@ -116,14 +116,14 @@ impl NativeSim {
         let k16 = k as u16;
         let r = &mut self.r;
         r.addr = q.addr.wrapping_add(k16);
-        r.act_dst = q.act_dst.wrapping_add(k16);
+        r.act.dst = q.act.dst.wrapping_add(k16);
         r.left = q.left.wrapping_sub(k16);
-        r.act_cnt = (ACT_LATENCY + 1) as u16;
+        r.act.cnt = spec::timing::ACT_DRAIN as u16;
         let a = &mut self.activity;
         a.acc_reads += k;
         a.act_rows += k;
         // every cycle of the window issues (the background counted the countdown's share)
-        a.act_busy_cycles += k - k.min(u64::from(q.act_cnt));
+        a.act_busy_cycles += k - k.min(u64::from(q.act.cnt));
     }
 
     /// Payload words the front end would take back to back from now, one per cycle, before
@@ -132,22 +132,24 @@ impl NativeSim {
     pub(super) fn input_window(&self) -> u64 {
         let r = &self.r;
         let (dim, wpr) = (self.dim as u64, self.wpr as u64);
-        let (row, idx) = (u64::from(r.row), u64::from(r.idx));
-        if r.done_r || r.err_r {
+        let (row, idx) = (u64::from(r.wl.row), u64::from(r.idx));
+        if r.ctr.done_r || r.ctr.err_r {
             return 0; // a counter increment is due on the next cycle
         }
         match r.state {
             State::Weights
-                if !r.sw_pending && r.bank_cnt[usize::from(!r.cur_bank)] == 0 && self.shadow_stays_free() =>
+                if !r.sw_pending
+                    && r.seq.bank_cnt[usize::from(!r.wl.cur_bank)] == 0
+                    && self.shadow_stays_free() =>
             {
                 (dim - 1).saturating_sub(row) * wpr + wpr.saturating_sub(idx)
             }
-            State::WriteRows if !r.wl_pending && r.left > 0 => {
+            State::WriteRows if !r.wl.pending && r.left > 0 => {
                 u64::from(r.left - 1) * wpr + wpr.saturating_sub(idx)
             }
             // (LOAD_QUANT's words, also in Bias, go one cycle at a time)
-            State::Bias if !r.wl_pending && !r.sw_pending && !r.is_lq => dim.saturating_sub(idx),
-            State::Skip if !r.wl_pending && !r.sw_pending => u64::from(r.remaining),
+            State::Bias if !r.wl.pending && !r.sw_pending && !r.is_lq => dim.saturating_sub(idx),
+            State::Skip if !r.wl.pending && !r.sw_pending => u64::from(r.remaining),
             _ => 0,
         }
     }
@@ -168,16 +170,16 @@ impl NativeSim {
         let r = &mut self.r;
         match q.state {
             State::Weights => {
-                let mut pending = q.wl_pending;
+                let mut pending = q.wl.pending;
                 for &w in words {
                     if pending {
                         // the row completed on the previous cycle is written on this edge
-                        let bank = usize::from(!r.cur_bank);
+                        let bank = usize::from(!r.wl.cur_bank);
                         write_weight_row(
                             &self.rowbuf,
                             &mut self.weights[bank],
                             &mut self.zero_weights[bank],
-                            r.wl_row,
+                            r.wl.wl_row,
                         );
                         self.activity.weight_row_writes += 1;
                     }
@@ -185,18 +187,18 @@ impl NativeSim {
                     pending = usize::from(r.idx) == last;
                     if pending {
                         r.idx = 0;
-                        r.wl_row = r.row;
-                        if usize::from(r.row) == dim - 1 {
-                            r.swap_pending = true;
+                        r.wl.wl_row = r.wl.row;
+                        if usize::from(r.wl.row) == dim - 1 {
+                            r.wl.swap_pending = true;
                             r.state = State::Header;
                             done = true;
                         }
-                        r.row = r.row.wrapping_add(1);
+                        r.wl.row = r.wl.row.wrapping_add(1);
                     } else {
                         r.idx += 1;
                     }
                 }
-                r.wl_pending = pending;
+                r.wl.pending = pending;
             }
             State::WriteRows => {
                 let mut pending = q.sw_pending;
@@ -243,7 +245,7 @@ impl NativeSim {
             _ => unreachable!("take_words outside a payload state"),
         }
         if done {
-            r.done_r = true; // the counter counts it on the next cycle
+            r.ctr.done_r = true; // the counter counts it on the next cycle
         }
         self.activity.words_in += k;
         self.now += k;
@@ -274,52 +276,34 @@ impl NativeSim {
         }
 
         // the MATMUL sequencer: s rows issued on cycles now .. now + s - 1
-        let s = if q.seq_busy { k.min(u64::from(q.seq_left)) } else { 0 };
-        let bank = usize::from(q.seq_bank);
+        let s = if q.seq.busy { k.min(u64::from(q.seq.left)) } else { 0 };
+        let bank = usize::from(q.seq.bank);
         let mut zero_macs = 0u64;
         for i in 0..s {
-            let src = (usize::from(q.seq_addr.wrapping_add(i as u16)) & self.scratch_mask) * dim;
+            let src = (usize::from(q.seq.addr.wrapping_add(i as u16)) & self.scratch_mask) * dim;
             let x = &self.scratch[src..src + dim];
             let (w, zw) = (&self.weights[bank], &self.zero_weights[bank]);
             let due = now + i + drain;
-            let dst16 = q.seq_dst.wrapping_add(i as u16);
+            let dst16 = q.seq.dst.wrapping_add(i as u16);
             if due < end {
                 // lands inside the window: straight into the accumulator row
                 let dst = (usize::from(dst16) & self.acc_mask) * dim;
-                zero_macs += (self.kernel)(x, w, zw, &mut self.acc[dst..dst + dim], q.seq_acc);
+                zero_macs += (self.kernel)(x, w, zw, &mut self.acc[dst..dst + dim], q.seq.acc);
                 self.activity.acc_reads += 1;
                 self.activity.acc_writes += 1;
             } else {
-                let slot = self.rows.push(Landing { due, dst: dst16, accumulate: q.seq_acc });
+                let slot = self.rows.push(Landing { due, dst: dst16, accumulate: q.seq.acc });
                 zero_macs += (self.kernel)(x, w, zw, slot, false);
             }
         }
 
         let r = &mut self.r;
-        let count_after = |old: u16, reloaded: bool| -> u16 {
-            // a reload to `drain` on each issue cycle, else down by one per cycle to 0
-            if reloaded {
-                (drain.saturating_sub(k - s)) as u16
-            } else {
-                (u64::from(old).saturating_sub(k)) as u16
-            }
-        };
-        r.arr_cnt = count_after(q.arr_cnt, s > 0);
-        let other = 1 - bank;
-        r.bank_cnt[bank] = count_after(q.bank_cnt[bank], s > 0);
-        r.bank_cnt[other] = count_after(q.bank_cnt[other], false);
-        r.act_cnt = count_after(q.act_cnt, false);
-        if s > 0 {
-            let s16 = s as u16;
-            r.seq_addr = q.seq_addr.wrapping_add(s16);
-            r.seq_dst = q.seq_dst.wrapping_add(s16);
-            r.seq_left = q.seq_left.wrapping_sub(s16);
-            r.seq_busy = r.seq_left != 0;
-        }
-        r.cycles = q.cycles.wrapping_add(k);
-        r.macs = q.macs.wrapping_add(s * self.cfg.macs_per_row());
-        r.matmul_cycles = q.matmul_cycles.wrapping_add(s as u32);
-        r.wl_pending = false;
+        r.seq = q.seq.advance(k, s, drain);
+        r.act.cnt = (u64::from(q.act.cnt).saturating_sub(k)) as u16;
+        r.ctr.cycles = q.ctr.cycles.wrapping_add(k);
+        r.ctr.macs = q.ctr.macs.wrapping_add(s * self.cfg.macs_per_row());
+        r.ctr.matmul_cycles = q.ctr.matmul_cycles.wrapping_add(s as u32);
+        r.wl.pending = false;
         r.sw_pending = false;
 
         let a = &mut self.activity;
@@ -327,8 +311,8 @@ impl NativeSim {
         a.macs += s * self.cfg.macs_per_row();
         a.zero_operand_macs += zero_macs;
         a.scratch_reads += s;
-        a.array_busy_cycles += if s > 0 { s + (k - s).min(drain) } else { k.min(u64::from(q.arr_cnt)) };
-        a.act_busy_cycles += k.min(u64::from(q.act_cnt));
+        a.array_busy_cycles += if s > 0 { s + (k - s).min(drain) } else { k.min(u64::from(q.seq.arr_cnt)) };
+        a.act_busy_cycles += k.min(u64::from(q.act.cnt));
     }
 }
 

@@ -2,6 +2,14 @@
 //! stepped cycle by cycle exactly as `hdl::controller` does it, and the datapath computed in
 //! bulk with [`spec::arith`] instead of PE by PE.
 //!
+//! The controller's parts are the RTL's, under the same names (`hdl/src/controller/<part>.rs`
+//! and `sim/src/native/<part>.rs`): `weight_loader` (shadow-bank rows, the bank swap),
+//! `sequencer` (MATMUL rows, the drain countdowns), `activate` (ACTIVATE's destination and
+//! drain) and `counters`; `NativeSim::step` computes each part's next registers in the RTL's
+//! order: the sequencer's issue, the front end (which starts the sequencer, swaps the banks,
+//! completes weight rows, issues ACTIVATE rows), then `activate` and `counters` from what the
+//! front end did this cycle. The delays are [`spec::timing`]'s.
+//!
 //! ```text
 //!            ┌────────────────────────────── NativeSim ───────────────────────────────┐
 //! HostOut ─► │ front end: the RTL's registers, one step per cycle (FSM, counters)     │─► DeviceOut
@@ -53,10 +61,14 @@
 //! MATMUL-bound); the Verilator model of the same core does 0.2-0.3 M cycles/s at DIM 8-16.
 //! Reproduce: `cargo test --release -p protobrain-sim throughput -- --ignored --nocapture`.
 
+mod activate;
 mod bulk;
+mod counters;
 mod host;
 mod kernel;
 mod pipe;
+mod sequencer;
+mod weight_loader;
 
 #[cfg(test)]
 mod lockstep;
@@ -70,19 +82,17 @@ use spec::{Config, VERSION};
 
 use crate::activity::Activity;
 use crate::CycleSim;
+use activate::Activate;
+use counters::Events;
 use host::FastHost;
 use kernel::RowKernel;
 use pipe::{Landing, Pipe};
+use sequencer::Sequencer;
+use weight_loader::WeightLoader;
 
-/// Cycles of the activation units (`hdl::activation::ActivationUnit::LATENCY`; a test holds
-/// the two equal).
-pub const ACT_LATENCY: usize = 6;
-
-/// Cycles from a row entering the array to its sums leaving it
-/// (`hdl::array::SystolicArray::latency`; a test holds the two equal): `2 * dim - 1`.
-pub fn array_latency(dim: usize) -> usize {
-    2 * dim - 1
-}
+/// Cycles of the activation units and of the array: [`spec::timing`], as the RTL's
+/// (`hdl::activation::ActivationUnit::LATENCY`, `hdl::array::SystolicArray::latency`).
+pub use spec::timing::{array_latency, ACT_LATENCY};
 
 /// The controller's front-end states: the RTL's own enum, so the model cannot drift from it.
 use hdl::controller::State;
@@ -98,7 +108,6 @@ struct Regs {
     a0: u32,
     a1: u32,
     idx: u16,
-    row: u16,
     addr: u16,
     left: u16,
     resp_hdr: u32,
@@ -110,32 +119,13 @@ struct Regs {
     /// From the header: LOAD_QUANT (its words go through Bias), a 2-word SET_QUANT.
     is_lq: bool,
     sq_two: bool,
-    /// cmd_done / err_done of the last cycle: the counters count one cycle later.
-    done_r: bool,
-    err_r: bool,
-    cur_bank: bool,
-    swap_pending: bool,
-    wl_pending: bool,
-    wl_row: u16,
     sw_pending: bool,
     sw_addr: u16,
-    seq_busy: bool,
-    seq_addr: u16,
-    seq_dst: u16,
-    seq_left: u16,
-    seq_acc: bool,
-    seq_bank: bool,
-    arr_cnt: u16,
-    bank_cnt: [u16; 2],
-    act_dst: u16,
-    act_cnt: u16,
-    cycles: u64,
-    macs: u64,
-    matmul_cycles: u32,
-    in_stalls: u32,
-    out_stalls: u32,
-    commands: u32,
-    errors: u32,
+    /// The parts (as `hdl::controller`'s, in their files of the same names).
+    wl: WeightLoader,
+    seq: Sequencer,
+    act: Activate,
+    ctr: counters::Counters,
 }
 
 const MASK24: u32 = 0x00FF_FFFF;
@@ -199,7 +189,7 @@ impl NativeSim {
             wpr: cfg.words_per_row(),
             scratch_mask: cfg.scratch_rows() - 1,
             acc_mask: cfg.acc_rows() - 1,
-            arr_drain: (lat + 1) as u16,
+            arr_drain: spec::timing::array_drain(dim) as u16,
             now: 0,
             r: Regs::default(),
             snap: [0; COUNTER_WORDS],
@@ -225,16 +215,7 @@ impl NativeSim {
     /// The performance counter registers as they are now (a COUNTERS command snapshots them
     /// once every earlier command has completed).
     pub fn counters(&self) -> Counters {
-        let r = &self.r;
-        Counters {
-            cycles: r.cycles,
-            macs: r.macs,
-            matmul_cycles: r.matmul_cycles,
-            in_stall_cycles: r.in_stalls,
-            out_stall_cycles: r.out_stalls,
-            commands: r.commands,
-            errors: r.errors,
-        }
+        self.r.ctr.words()
     }
 
     /// Scratchpad row `row` (DIM int8) as it is now.
@@ -260,10 +241,10 @@ impl NativeSim {
     pub fn is_quiescent(&self) -> bool {
         let r = &self.r;
         r.state == State::Header
-            && !r.seq_busy
-            && r.arr_cnt == 0
-            && r.act_cnt == 0
-            && !r.wl_pending
+            && !r.seq.busy
+            && r.seq.arr_cnt == 0
+            && r.act.cnt == 0
+            && !r.wl.pending
             && !r.sw_pending
             && self.rows.len() == 0
             && self.acts.len() == 0
@@ -334,22 +315,22 @@ impl NativeSim {
         // ---- ports (combinational) ----
         let in_ready = match q.state {
             State::Header | State::Skip | State::Arg0 | State::Arg1 | State::Bias | State::WriteRows => true,
-            State::Weights => q.bank_cnt[usize::from(!q.cur_bank)] == 0,
+            State::Weights => !q.seq.bank_busy(q.wl.shadow()),
             _ => false,
         };
         let take = in_ready && inp.in_valid;
         let (out_valid, out_data) = self.outputs(&q);
         let sent = out_valid && inp.out_ready;
-        let issue = q.seq_busy;
+        let issue = q.seq.issue();
 
         // ---- the memories on this edge: reads see the old contents, then the writes ----
-        if q.wl_pending {
-            let bank = usize::from(!q.cur_bank);
+        if q.wl.pending {
+            let bank = usize::from(!q.wl.cur_bank);
             bulk::write_weight_row(
                 &self.rowbuf,
                 &mut self.weights[bank],
                 &mut self.zero_weights[bank],
-                q.wl_row,
+                q.wl.wl_row,
             );
             self.activity.weight_row_writes += 1;
         }
@@ -360,11 +341,11 @@ impl NativeSim {
             }
         }
         if issue {
-            let src = usize::from(q.seq_addr) & self.scratch_mask;
-            let bank = usize::from(q.seq_bank);
+            let src = usize::from(q.seq.addr) & self.scratch_mask;
+            let bank = usize::from(q.seq.bank);
             let x = &self.scratch[src * dim..(src + 1) * dim];
             let due = now + u64::from(self.arr_drain);
-            let sums = self.rows.push(Landing { due, dst: q.seq_dst, accumulate: q.seq_acc });
+            let sums = self.rows.push(Landing { due, dst: q.seq.dst, accumulate: q.seq.acc });
             let zero_macs = (self.kernel)(x, &self.weights[bank], &self.zero_weights[bank], sums, false);
             let a = &mut self.activity;
             a.macs += (dim * dim) as u64;
@@ -374,8 +355,8 @@ impl NativeSim {
         match q.state {
             State::ActRun => {
                 let src = usize::from(q.addr) & self.acc_mask;
-                let due = now + 1 + ACT_LATENCY as u64;
-                let y = self.acts.push(Landing { due, dst: q.act_dst, accumulate: false });
+                let due = now + spec::timing::ACT_WRITEBACK_DELAY as u64;
+                let y = self.acts.push(Landing { due, dst: q.act.dst, accumulate: false });
                 let acc = &self.acc[src * dim..(src + 1) * dim];
                 for (y, ((&a, &b), &c)) in y.iter_mut().zip(acc.iter().zip(&self.bias).zip(&self.scales)) {
                     *y = requantize_v2(a, b, c, q.q_relu, q.q_zero as i8);
@@ -432,31 +413,18 @@ impl NativeSim {
         }
 
         // ---- the MATMUL sequencer and the countdowns ----
-        d.arr_cnt = q.arr_cnt.saturating_sub(1);
-        d.bank_cnt = [q.bank_cnt[0].saturating_sub(1), q.bank_cnt[1].saturating_sub(1)];
-        d.act_cnt = q.act_cnt.saturating_sub(1);
-        if issue {
-            d.seq_addr = q.seq_addr.wrapping_add(1);
-            d.seq_dst = q.seq_dst.wrapping_add(1);
-            d.seq_left = q.seq_left.wrapping_sub(1);
-            if q.seq_left == 1 {
-                d.seq_busy = false;
-            }
-            d.macs = q.macs.wrapping_add(self.cfg.macs_per_row());
-            d.matmul_cycles = q.matmul_cycles.wrapping_add(1);
-            d.arr_cnt = self.arr_drain;
-            d.bank_cnt[usize::from(q.seq_bank)] = self.arr_drain;
-        }
-        let seq_idle = !q.seq_busy;
-        let arr_idle = !q.seq_busy && q.arr_cnt == 0;
+        d.seq = q.seq.next(self.arr_drain);
+        let seq_idle = q.seq.seq_idle();
+        let arr_idle = q.seq.arr_idle();
 
         // ---- the front end ----
-        d.wl_pending = false;
+        d.wl.pending = false;
         d.sw_pending = false;
         d.ql_pending = false;
         let mut cmd_done = false;
         let mut err_done = false;
         let mut act_issue = false;
+        let mut act_load = None;
         let data = inp.in_data;
         match q.state {
             State::Header => {
@@ -465,7 +433,7 @@ impl NativeSim {
                     d.op = op;
                     d.remaining = len;
                     d.idx = 0;
-                    d.row = 0;
+                    d.wl.row = 0;
                     d.q_bad = false;
                     d.is_lq = op == opcode::LOAD_QUANT;
                     d.sq_two = len == 2;
@@ -587,26 +555,19 @@ impl NativeSim {
                     match q.op {
                         opcode::MATMUL => {
                             if seq_idle {
-                                if q.swap_pending {
-                                    d.cur_bank = !q.cur_bank;
-                                    d.seq_bank = !q.cur_bank;
-                                    d.swap_pending = false;
+                                // the shadow bank swaps in if a whole tile was loaded
+                                let bank = q.wl.next_bank();
+                                if q.wl.swap(&mut d.wl) {
                                     self.activity.bank_swaps += 1;
-                                } else {
-                                    d.seq_bank = q.cur_bank;
                                 }
-                                d.seq_addr = q.a0 as u16;
-                                d.seq_left = n;
-                                d.seq_dst = q.a1 as u16;
-                                d.seq_acc = (q.a1 >> 16) & 1 == 1;
-                                d.seq_busy = n != 0;
+                                d.seq.start(q.a0 as u16, n, q.a1 as u16, (q.a1 >> 16) & 1 == 1, bank);
                                 cmd_done = true;
                                 d.state = State::Header;
                             }
                         }
                         opcode::ACTIVATE => {
                             if arr_idle {
-                                d.act_dst = q.a1 as u16;
+                                act_load = Some(q.a1 as u16);
                                 if n == 0 {
                                     cmd_done = true;
                                     d.state = State::Header;
@@ -647,11 +608,8 @@ impl NativeSim {
                     }
                     if usize::from(q.idx) == self.wpr - 1 {
                         d.idx = 0;
-                        d.wl_pending = true;
-                        d.wl_row = q.row;
-                        d.row = q.row.wrapping_add(1);
-                        if usize::from(q.row) == dim - 1 {
-                            d.swap_pending = true;
+                        q.wl.row_done(&mut d.wl, dim);
+                        if q.wl.last_row(dim) {
                             cmd_done = true;
                             d.state = State::Header;
                         }
@@ -707,7 +665,7 @@ impl NativeSim {
             }
             State::SyncWait => {
                 d.idx = 0;
-                if arr_idle && !q.wl_pending && !q.sw_pending {
+                if arr_idle && !q.wl.pending && !q.sw_pending {
                     if q.op == opcode::SYNC {
                         d.resp_hdr = header(opcode::SYNC | 0x80, 1);
                     } else {
@@ -781,43 +739,38 @@ impl NativeSim {
             State::ActRun => {
                 act_issue = true;
                 d.addr = q.addr.wrapping_add(1);
-                d.act_dst = q.act_dst.wrapping_add(1);
                 d.left = q.left.wrapping_sub(1);
-                d.act_cnt = (ACT_LATENCY + 1) as u16;
                 if q.left == 1 {
                     d.state = State::ActDrain;
                 }
             }
             State::ActDrain => {
-                if q.act_cnt == 0 {
+                if q.act.idle() {
                     cmd_done = true;
                     d.state = State::Header;
                 }
             }
         }
 
+        d.act = q.act.next(act_issue, act_load);
+
         // ---- counters ----
-        d.cycles = q.cycles.wrapping_add(1);
-        if in_ready && !inp.in_valid {
-            d.in_stalls = q.in_stalls.wrapping_add(1);
-        }
-        if out_valid && !inp.out_ready {
-            d.out_stalls = q.out_stalls.wrapping_add(1);
-        }
-        d.done_r = cmd_done;
-        d.err_r = err_done;
-        if q.done_r {
-            d.commands = q.commands.wrapping_add(1);
-        }
-        if q.err_r {
-            d.errors = q.errors.wrapping_add(1);
-        }
+        let events = Events {
+            issue,
+            in_ready,
+            in_valid: inp.in_valid,
+            out_valid,
+            out_ready: inp.out_ready,
+            cmd_done,
+            err_done,
+        };
+        d.ctr = q.ctr.next(events, self.cfg.macs_per_row());
         let a = &mut self.activity;
         a.cycles += 1;
         a.words_in += u64::from(take);
         a.words_out += u64::from(sent);
-        a.array_busy_cycles += u64::from(issue || q.arr_cnt != 0);
-        a.act_busy_cycles += u64::from(act_issue || q.act_cnt != 0);
+        a.array_busy_cycles += u64::from(issue || q.seq.arr_cnt != 0);
+        a.act_busy_cycles += u64::from(act_issue || q.act.cnt != 0);
 
         if rst {
             d = Regs {
@@ -825,25 +778,13 @@ impl NativeSim {
                 q_relu: false,
                 q_zero: 0,
                 ql_pending: false,
-                done_r: false,
-                err_r: false,
-                cur_bank: false,
-                swap_pending: false,
-                wl_pending: false,
                 sw_pending: false,
-                seq_busy: false,
-                arr_cnt: 0,
-                bank_cnt: [0, 0],
-                act_cnt: 0,
-                cycles: 0,
-                macs: 0,
-                matmul_cycles: 0,
-                in_stalls: 0,
-                out_stalls: 0,
-                commands: 0,
-                errors: 0,
+                ctr: counters::Counters::default(),
                 ..d
             };
+            d.wl.reset();
+            d.seq.reset();
+            d.act.reset();
             // the delay lines carrying rows to their writes are cleared: rows not yet written
             // are lost; the array, bias registers and activation units are cleared too
             self.rows.clear();
@@ -868,10 +809,10 @@ impl std::fmt::Debug for NativeSim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NativeSim")
             .field("cfg", &self.cfg)
-            .field("cycle", &self.r.cycles)
+            .field("cycle", &self.r.ctr.cycles)
             .field("state", &self.r.state)
             .field("op", &format_args!("{:#04x}", self.r.op))
-            .field("sequencer_rows_left", &if self.r.seq_busy { self.r.seq_left } else { 0 })
+            .field("sequencer_rows_left", &if self.r.seq.busy { self.r.seq.left } else { 0 })
             .field("matmul_rows_in_flight", &self.rows.len())
             .field("activate_rows_in_flight", &self.acts.len())
             .field("counters", &self.counters())
@@ -889,7 +830,7 @@ impl CycleSim for NativeSim {
     }
 
     fn cycle(&self) -> u64 {
-        self.r.cycles
+        self.r.ctr.cycles
     }
 
     fn tick(&mut self, inputs: HostOut) -> DeviceOut {

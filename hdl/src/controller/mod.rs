@@ -1,27 +1,49 @@
 //! The controller: parses the command stream, runs every opcode, answers on the output stream,
-//! keeps the performance counters and applies the error rules.
+//! keeps the performance counters and applies the error rules. It is the front end's state
+//! machine (header decode, argument and range checks, WRITE_ACT rows, READ_ACT / READ_ACC and
+//! the other responses, errors) wired to four parts with one job each, one file each:
 //!
 //! ```text
-//!                    ┌──────────────────────── Controller ─────────────────────────┐
-//!  in_data/valid ───►│ front end FSM ──► args, checks ──► response / 0xFF ──► out  │───► out_data/valid
-//!  in_ready      ◄───│   │   │   │                                                  │◄─── out_ready
-//!                    │   │   │   └─► MATMUL sequencer (runs in the background):     │
-//!                    │   │   │        scratch read ─► array ─► delay L ─► acc RMW   │──► sp_*, arr_*, acc_*
-//!                    │   │   └─────► ACTIVATE issue: acc read ─► act units ─► scratch
-//!                    │   └─────────► row buffer (words <-> rows), weight rows, bias │──► rb_*, wl_*, bias_*
-//!                    │ counters: cycles, MACs, MATMUL cycles, in/out stalls, ...    │
-//!                    └──────────────────────────────────────────────────────────────┘
+//!                    ┌──────────────────────── Controller ──────────────────────────────┐
+//!  in_data/valid ───►│ front end FSM (this file) ──► args, checks ──► response / 0xFF   │───► out_data/valid
+//!  in_ready      ◄───│  │   │   │   │   │                                               │◄─── out_ready
+//!                    │  │   │   │   │   └─► WeightLoader (weight_loader.rs): shadow-bank │──► wl_*
+//!                    │  │   │   │   │        rows, bank swap, shadow_free ◄── bank busy ─┐│
+//!                    │  │   │   │   └─────► Sequencer (sequencer.rs): MATMUL rows in the ││──► sp_r*, arr_*,
+//!                    │  │   │   │           background, accumulator RMW, drain countdowns┘│    acc_*
+//!                    │  │   │   └─────────► Activate (activate.rs): ACTIVATE rows to the │──► act_valid, sp_w*
+//!                    │  │   │               activation units and back to the scratchpad  │
+//!                    │  │   └─────────────► Counters (counters.rs): cycles, MACs, stalls,│
+//!                    │  │                   commands, errors; the COUNTERS snapshot      │
+//!                    │  └─► row buffer (words <-> rows), bias, quant, WRITE_ACT rows     │──► rb_*, bias_*, q*
+//!                    └──────────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! The front end handles one command at a time; only MATMUL runs in the background, so
 //! LOAD_WEIGHTS (into the shadow bank), LOAD_BIAS, SET_QUANT and the next MATMUL's arguments
 //! overlap with the array working. Ordering rules (what waits for what) and the cycle cost of
-//! each state are documented in `docs/architecture.md`; the native cycle model reproduces them.
+//! each state are documented in `docs/architecture.md`; the delays are [`spec::timing`]'s; the
+//! native cycle model (`sim::native`) has the same parts under the same names and steps them
+//! in this order.
+//!
+//! Still in this file (not yet parts of their own): the header decoder and the range checks
+//! (front end), and the READ_ACT / READ_ACC read-back, which share the front end's `addr`,
+//! `left` and `idx` registers.
 //!
 //! This block is DIM-independent except for a few constants; the DIM-wide datapath (row
 //! buffer, memories, array, activation units, bias registers) is wired in [`crate::core`].
 
-use crate::primitives::{ConstMul, DelayLine};
+mod activate;
+mod counters;
+mod sequencer;
+mod weight_loader;
+
+pub use activate::Activate;
+pub use counters::Counters;
+pub use sequencer::Sequencer;
+pub use weight_loader::WeightLoader;
+
+use crate::primitives::ConstMul;
 use crate::rowbuf::Pack4;
 use rust_hdl::prelude::*;
 use spec::isa::{opcode, COUNTER_WORDS};
@@ -161,7 +183,6 @@ pub struct Controller {
     a0: DFF<Bits<32>>,
     a1: DFF<Bits<32>>,
     idx: DFF<Bits<16>>,
-    row: DFF<Bits<16>>,
     addr: DFF<Bits<16>>,
     left: DFF<Bits<16>>,
     resp_hdr: DFF<Bits<32>>,
@@ -174,55 +195,14 @@ pub struct Controller {
     // from the header: the command is LOAD_QUANT (in Bias), SET_QUANT has 2 words
     is_lq: DFF<Bit>,
     sq_two: DFF<Bit>,
-    // cmd_done / err_done registered: the counters count one cycle later (off the take path)
-    done_r: DFF<Bit>,
-    err_r: DFF<Bit>,
-    cur_bank: DFF<Bit>,
-    swap_pending: DFF<Bit>,
-    wl_pending: DFF<Bit>,
-    wl_row_r: DFF<Bits<16>>,
+    // WRITE_ACT: a row complete in the row buffer, written to the scratchpad the next cycle
     sw_pending: DFF<Bit>,
     sw_addr: DFF<Bits<16>>,
-    // MATMUL sequencer
-    seq_busy: DFF<Bit>,
-    seq_addr: DFF<Bits<16>>,
-    seq_dst: DFF<Bits<16>>,
-    seq_left: DFF<Bits<16>>,
-    seq_acc: DFF<Bit>,
-    seq_bank: DFF<Bit>,
-    arr_valid_r: DFF<Bit>,
-    arr_sel_r: DFF<Bit>,
-    // valid, accumulate and dst of each issued row, delayed to the accumulator read
-    rmw_valid: DelayLine<Bit>,
-    rmw_acc: DelayLine<Bit>,
-    rmw_dst: DelayLine<Bits<16>>,
-    // ... and one more cycle to the write back
-    wb_valid: DFF<Bit>,
-    wb_acc: DFF<Bit>,
-    wb_dst: DFF<Bits<16>>,
-    arr_cnt: DFF<Bits<16>>,
-    bank0_cnt: DFF<Bits<16>>,
-    bank1_cnt: DFF<Bits<16>>,
-    // bankN_cnt != 0, registered alongside the counter: keeps a 16-bit compare off the
-    // in_ready -> take path (iCE40 timing)
-    bank0_busy: DFF<Bit>,
-    bank1_busy: DFF<Bit>,
-    // ACTIVATE
-    act_dst: DFF<Bits<16>>,
-    act_valid_r: DFF<Bit>,
-    // valid and dst of each activated row, delayed to the scratchpad write
-    act_wb_valid: DelayLine<Bit>,
-    act_wb_dst: DelayLine<Bits<16>>,
-    act_cnt: DFF<Bits<16>>,
-    // counters
-    cycles: DFF<Bits<64>>,
-    macs: DFF<Bits<64>>,
-    matmul_cycles: DFF<Bits<32>>,
-    in_stalls: DFF<Bits<32>>,
-    out_stalls: DFF<Bits<32>>,
-    commands: DFF<Bits<32>>,
-    errors: DFF<Bits<32>>,
-    snap: Vec<DFF<Bits<32>>>,
+    // the parts
+    wload: WeightLoader,
+    seq: Sequencer,
+    act: Activate,
+    counters: Counters,
     snap_index: Vec<Constant<Bits<16>>>,
 
     // combinational helpers
@@ -303,9 +283,6 @@ pub struct Controller {
     c_acc_rows: Constant<Bits<16>>,
     c_acc_full: Constant<Bit>,
     c_max_shift: Constant<Bits<6>>,
-    c_macs_per_row: Constant<Bits<64>>,
-    c_arr_drain: Constant<Bits<16>>,
-    c_act_drain: Constant<Bits<16>>,
     c_hdr_error: Constant<Bits<32>>,
     c_hdr_info: Constant<Bits<32>>,
     c_hdr_sync: Constant<Bits<32>>,
@@ -322,10 +299,6 @@ pub struct Controller {
     c_zero16: Constant<Bits<16>>,
     c_two16: Constant<Bits<16>>,
     c_zero8: Constant<Bits<8>>,
-    c_one32: Constant<Bits<32>>,
-    c_zero32: Constant<Bits<32>>,
-    c_one64: Constant<Bits<64>>,
-    c_zero64: Constant<Bits<64>>,
 }
 
 fn k<const N: usize>(v: u64) -> Constant<Bits<N>> {
@@ -333,9 +306,8 @@ fn k<const N: usize>(v: u64) -> Constant<Bits<N>> {
 }
 
 impl Controller {
-    /// A controller for `cfg`, whose array has `array_latency` cycles from a row entering to
-    /// its sums leaving, and whose activation units have `act_latency` cycles.
-    pub fn new(cfg: &Config, array_latency: usize, act_latency: usize) -> Self {
+    /// A controller for `cfg`, its delays and countdowns from [`spec::timing`].
+    pub fn new(cfg: &Config) -> Self {
         let d = cfg.dim() as u64;
         let w = cfg.words_per_row() as u64;
         let hdr = |op: u8, len: u64| k::<32>(((op as u64) << 24) | len);
@@ -382,7 +354,6 @@ impl Controller {
             a0: Default::default(),
             a1: Default::default(),
             idx: Default::default(),
-            row: Default::default(),
             addr: Default::default(),
             left: Default::default(),
             resp_hdr: Default::default(),
@@ -392,46 +363,12 @@ impl Controller {
             ql_pending: Default::default(),
             is_lq: Default::default(),
             sq_two: Default::default(),
-            done_r: Default::default(),
-            err_r: Default::default(),
-            cur_bank: Default::default(),
-            swap_pending: Default::default(),
-            wl_pending: Default::default(),
-            wl_row_r: Default::default(),
             sw_pending: Default::default(),
             sw_addr: Default::default(),
-            seq_busy: Default::default(),
-            seq_addr: Default::default(),
-            seq_dst: Default::default(),
-            seq_left: Default::default(),
-            seq_acc: Default::default(),
-            seq_bank: Default::default(),
-            arr_valid_r: Default::default(),
-            arr_sel_r: Default::default(),
-            rmw_valid: DelayLine::new(array_latency),
-            rmw_acc: DelayLine::new(array_latency),
-            rmw_dst: DelayLine::new(array_latency),
-            wb_valid: Default::default(),
-            wb_acc: Default::default(),
-            wb_dst: Default::default(),
-            arr_cnt: Default::default(),
-            bank0_cnt: Default::default(),
-            bank1_cnt: Default::default(),
-            bank0_busy: Default::default(),
-            bank1_busy: Default::default(),
-            act_dst: Default::default(),
-            act_valid_r: Default::default(),
-            act_wb_valid: DelayLine::new(1 + act_latency),
-            act_wb_dst: DelayLine::new(1 + act_latency),
-            act_cnt: Default::default(),
-            cycles: Default::default(),
-            macs: Default::default(),
-            matmul_cycles: Default::default(),
-            in_stalls: Default::default(),
-            out_stalls: Default::default(),
-            commands: Default::default(),
-            errors: Default::default(),
-            snap: (0..COUNTER_WORDS).map(|_| Default::default()).collect(),
+            wload: WeightLoader::new(cfg.dim()),
+            seq: Sequencer::new(cfg.dim()),
+            act: Activate::default(),
+            counters: Counters::new(cfg.dim()),
             snap_index: (0..COUNTER_WORDS as u64).map(k::<16>).collect(),
             take: Default::default(),
             sent: Default::default(),
@@ -506,9 +443,6 @@ impl Controller {
             c_acc_rows: k(cfg.acc_rows() as u64 & 0xFFFF),
             c_acc_full: Constant::new(cfg.acc_rows() == 1 << 16),
             c_max_shift: k(spec::arith::MAX_SHIFT.into()),
-            c_macs_per_row: k(d * d),
-            c_arr_drain: k(array_latency as u64 + 1),
-            c_act_drain: k(act_latency as u64 + 1),
             c_hdr_error: hdr(opcode::ERROR, 1),
             c_hdr_info: hdr(0x81, 4),
             c_hdr_sync: hdr(0x82, 1),
@@ -525,10 +459,6 @@ impl Controller {
             c_zero16: k(0),
             c_two16: k(2),
             c_zero8: k(0),
-            c_one32: k(1),
-            c_zero32: k(0),
-            c_one64: k(1),
-            c_zero64: k(0),
         }
     }
 }
@@ -552,7 +482,6 @@ impl Logic for Controller {
             a0,
             a1,
             idx,
-            row,
             addr,
             left,
             resp_hdr,
@@ -562,55 +491,17 @@ impl Logic for Controller {
             ql_pending,
             is_lq,
             sq_two,
-            done_r,
-            err_r,
-            cur_bank,
-            swap_pending,
-            wl_pending,
-            wl_row_r,
             sw_pending,
-            sw_addr,
-            seq_busy,
-            seq_addr,
-            seq_dst,
-            seq_left,
-            seq_acc,
-            seq_bank,
-            arr_valid_r,
-            arr_sel_r,
-            wb_valid,
-            wb_acc,
-            wb_dst,
-            arr_cnt,
-            bank0_cnt,
-            bank1_cnt,
-            bank0_busy,
-            bank1_busy,
-            act_dst,
-            act_valid_r,
-            act_cnt,
-            cycles,
-            macs,
-            matmul_cycles,
-            in_stalls,
-            out_stalls,
-            commands,
-            errors
+            sw_addr
         );
-        for i in 0..self.snap.len() {
-            self.snap[i].clock.next = self.clock.val();
-            self.snap[i].d.next = self.snap[i].q.val();
-        }
-        self.rmw_valid.clock.next = self.clock.val();
-        self.rmw_valid.rst.next = self.rst.val();
-        self.rmw_acc.clock.next = self.clock.val();
-        self.rmw_acc.rst.next = self.rst.val();
-        self.rmw_dst.clock.next = self.clock.val();
-        self.rmw_dst.rst.next = self.rst.val();
-        self.act_wb_valid.clock.next = self.clock.val();
-        self.act_wb_valid.rst.next = self.rst.val();
-        self.act_wb_dst.clock.next = self.clock.val();
-        self.act_wb_dst.rst.next = self.rst.val();
+        self.wload.clock.next = self.clock.val();
+        self.wload.rst.next = self.rst.val();
+        self.seq.clock.next = self.clock.val();
+        self.seq.rst.next = self.rst.val();
+        self.act.clock.next = self.clock.val();
+        self.act.rst.next = self.rst.val();
+        self.counters.clock.next = self.clock.val();
+        self.counters.rst.next = self.rst.val();
 
         // ---- defaults of every output and helper ----
         self.in_ready.next = false;
@@ -623,8 +514,13 @@ impl Logic for Controller {
         self.cmd_done.next = false;
         self.err_done.next = false;
         self.act_issue.next = false;
-        self.wl_pending.d.next = false;
         self.sw_pending.d.next = false;
+        self.wload.clear.next = false;
+        self.wload.row_done.next = false;
+        self.wload.swap.next = false;
+        self.act.load.next = false;
+        self.act.load_dst.next = self.a1.q.val().get_bits::<16>(0);
+        self.counters.sample.next = false;
 
         // ---- header classification (combinational, from in_data): every opcode and every
         // expected length compared in parallel, then one level of AND/OR (a flat decoder keeps
@@ -685,79 +581,46 @@ impl Logic for Controller {
         } else {
             self.prod.next = self.mul_w.p.val();
         }
-        // ---- the MATMUL pipeline ----
-        self.seq_idle.next = !self.seq_busy.q.val();
-        self.arr_idle.next = !self.seq_busy.q.val() && (self.arr_cnt.q.val() == self.c_zero16.val());
-        self.issue.next = self.seq_busy.q.val();
+        // ---- the MATMUL sequencer (sequencer.rs): started by Exec, issues in the background ----
+        self.seq_idle.next = self.seq.seq_idle.val();
+        self.arr_idle.next = self.seq.arr_idle.val();
+        self.issue.next = self.seq.issue.val();
+        self.seq.start.next = false;
+        self.seq.start_addr.next = self.a0.q.val().get_bits::<16>(0);
+        self.seq.start_rows.next = self.a0.q.val().get_bits::<16>(16);
+        self.seq.start_dst.next = self.a1.q.val().get_bits::<16>(0);
+        self.seq.start_acc.next = self.a1.q.val().get_bit(16);
+        self.seq.start_bank.next = self.wload.next_bank.val();
         self.sp_ren.next = false;
         self.sp_raddr.next = self.addr.q.val();
-        self.rmw_valid.din.next = self.issue.val();
-        self.rmw_acc.din.next = self.seq_acc.q.val();
-        self.rmw_dst.din.next = self.seq_dst.q.val();
-        // countdowns to "no row in flight": reloaded when a row is issued, else down to 0
-        if self.arr_cnt.q.val() != self.c_zero16.val() {
-            self.arr_cnt.d.next = self.arr_cnt.q.val() - self.c_one16.val();
-        }
-        if self.bank0_cnt.q.val() != self.c_zero16.val() {
-            self.bank0_cnt.d.next = self.bank0_cnt.q.val() - self.c_one16.val();
-        }
-        if self.bank1_cnt.q.val() != self.c_zero16.val() {
-            self.bank1_cnt.d.next = self.bank1_cnt.q.val() - self.c_one16.val();
-        }
-        // the counter is nonzero next cycle iff it is > 1 now or reloaded (the drain L + 1 >= 2)
-        self.bank0_busy.d.next = self.bank0_cnt.q.val() > self.c_one16.val();
-        self.bank1_busy.d.next = self.bank1_cnt.q.val() > self.c_one16.val();
         if self.issue.val() {
             self.sp_ren.next = true;
-            self.sp_raddr.next = self.seq_addr.q.val();
-            self.seq_addr.d.next = self.seq_addr.q.val() + self.c_one16.val();
-            self.seq_dst.d.next = self.seq_dst.q.val() + self.c_one16.val();
-            self.seq_left.d.next = self.seq_left.q.val() - self.c_one16.val();
-            if self.seq_left.q.val() == self.c_one16.val() {
-                self.seq_busy.d.next = false;
-            }
-            self.macs.d.next = self.macs.q.val() + self.c_macs_per_row.val();
-            self.matmul_cycles.d.next = self.matmul_cycles.q.val() + self.c_one32.val();
-            self.arr_cnt.d.next = self.c_arr_drain.val();
-            if self.seq_bank.q.val() {
-                self.bank1_cnt.d.next = self.c_arr_drain.val();
-                self.bank1_busy.d.next = true;
-            } else {
-                self.bank0_cnt.d.next = self.c_arr_drain.val();
-                self.bank0_busy.d.next = true;
-            }
+            self.sp_raddr.next = self.seq.sp_raddr.val();
         }
-        self.arr_valid_r.d.next = self.issue.val();
-        self.arr_sel_r.d.next = self.seq_bank.q.val();
-        self.arr_valid.next = self.arr_valid_r.q.val();
-        self.arr_sel.next = self.arr_sel_r.q.val();
-        // read-modify-write of the accumulators, `array_latency` cycles after issue (read) and
-        // one more (write back, with the array's sums of that row)
-        self.wb_valid.d.next = self.rmw_valid.dout.val();
-        self.wb_acc.d.next = self.rmw_acc.dout.val();
-        self.wb_dst.d.next = self.rmw_dst.dout.val();
-        self.acc_we.next = self.wb_valid.q.val();
-        self.acc_accumulate.next = self.wb_acc.q.val();
-        self.acc_waddr.next = self.wb_dst.q.val();
-        self.acc_ren.next = self.rmw_valid.dout.val();
-        self.acc_raddr.next = self.rmw_dst.dout.val();
+        self.arr_valid.next = self.seq.arr_valid.val();
+        self.arr_sel.next = self.seq.arr_sel.val();
+        // read-modify-write of the accumulators (the sequencer's timing)
+        self.acc_we.next = self.seq.acc_we.val();
+        self.acc_accumulate.next = self.seq.acc_accumulate.val();
+        self.acc_waddr.next = self.seq.acc_waddr.val();
+        self.acc_ren.next = self.seq.rmw_ren.val();
+        self.acc_raddr.next = self.seq.rmw_raddr.val();
 
         // ---- the ACTIVATE pipeline: acc read -> activation units -> scratchpad write ----
-        self.act_valid.next = self.act_valid_r.q.val();
-        if self.act_cnt.q.val() != self.c_zero16.val() {
-            self.act_cnt.d.next = self.act_cnt.q.val() - self.c_one16.val();
-        }
+        self.act_valid.next = self.act.act_valid.val();
 
         // ---- weight and scratchpad row writes (the cycle after a row is complete) ----
-        self.wl_en.next = self.wl_pending.q.val();
-        self.wl_row.next = self.wl_row_r.q.val();
-        self.wl_bank.next = !self.cur_bank.q.val();
-        self.sp_we.next = self.sw_pending.q.val() || self.act_wb_valid.dout.val();
+        self.wload.bank0_busy.next = self.seq.bank0_busy.val();
+        self.wload.bank1_busy.next = self.seq.bank1_busy.val();
+        self.wl_en.next = self.wload.wl_en.val();
+        self.wl_row.next = self.wload.wl_row.val();
+        self.wl_bank.next = self.wload.wl_bank.val();
+        self.sp_we.next = self.sw_pending.q.val() || self.act.wb_valid.val();
         self.sp_wsel_act.next = !self.sw_pending.q.val();
         if self.sw_pending.q.val() {
             self.sp_waddr.next = self.sw_addr.q.val();
         } else {
-            self.sp_waddr.next = self.act_wb_dst.dout.val();
+            self.sp_waddr.next = self.act.wb_dst.val();
         }
         self.bias_we.next = false;
         self.bias_idx.next = self.idx.q.val();
@@ -782,13 +645,7 @@ impl Logic for Controller {
             State::Arg1 => self.in_ready.next = true,
             State::Bias => self.in_ready.next = true,
             State::WriteRows => self.in_ready.next = true,
-            State::Weights => {
-                if self.cur_bank.q.val() {
-                    self.in_ready.next = !self.bank0_busy.q.val();
-                } else {
-                    self.in_ready.next = !self.bank1_busy.q.val();
-                }
-            }
+            State::Weights => self.in_ready.next = self.wload.shadow_free.val(),
             _ => {}
         }
         self.take.next = self.in_ready.val() && self.in_valid.val();
@@ -875,9 +732,9 @@ impl Logic for Controller {
             }
             State::RespCounters => {
                 self.out_valid.next = true;
-                for i in 0..self.snap.len() {
+                for i in 0..self.snap_index.len() {
                     if self.idx.q.val() == self.snap_index[i].val() {
-                        self.out_data.next = self.snap[i].q.val();
+                        self.out_data.next = self.counters.snap[i].val();
                     }
                 }
             }
@@ -898,7 +755,7 @@ impl Logic for Controller {
                 self.op.d.next = self.h_op.val();
                 self.remaining.d.next = self.h_len.val();
                 self.idx.d.next = self.c_zero16.val();
-                self.row.d.next = self.c_zero16.val();
+                self.wload.clear.next = true;
                 self.len_m1.d.next = self.h_len.val() - self.c_len1.val();
                 self.q_bad.d.next = false;
                 self.is_lq.d.next = self.h_is_load_quant.val();
@@ -1029,24 +886,15 @@ impl Logic for Controller {
                     }
                 } else if self.op.q.val() == self.c_op_matmul.val() {
                     if self.seq_idle.val() {
-                        if self.swap_pending.q.val() {
-                            self.cur_bank.d.next = !self.cur_bank.q.val();
-                            self.seq_bank.d.next = !self.cur_bank.q.val();
-                            self.swap_pending.d.next = false;
-                        } else {
-                            self.seq_bank.d.next = self.cur_bank.q.val();
-                        }
-                        self.seq_addr.d.next = self.a0.q.val().get_bits::<16>(0);
-                        self.seq_left.d.next = self.a0.q.val().get_bits::<16>(16);
-                        self.seq_dst.d.next = self.a1.q.val().get_bits::<16>(0);
-                        self.seq_acc.d.next = self.a1.q.val().get_bit(16);
-                        self.seq_busy.d.next = self.a0.q.val().get_bits::<16>(16) != self.c_zero16.val();
+                        // the shadow bank swaps in if a whole tile was loaded
+                        self.seq.start.next = true;
+                        self.wload.swap.next = true;
                         self.cmd_done.next = true;
                         self.state.d.next = State::Header;
                     }
                 } else if self.op.q.val() == self.c_op_activate.val() {
                     if self.arr_idle.val() {
-                        self.act_dst.d.next = self.a1.q.val().get_bits::<16>(0);
+                        self.act.load.next = true;
                         if self.a0.q.val().get_bits::<16>(16) == self.c_zero16.val() {
                             self.cmd_done.next = true;
                             self.state.d.next = State::Header;
@@ -1081,11 +929,8 @@ impl Logic for Controller {
                     self.rb_word_we.next = true;
                     if self.idx.q.val() == self.c_wpr_m1.val() {
                         self.idx.d.next = self.c_zero16.val();
-                        self.wl_pending.d.next = true;
-                        self.wl_row_r.d.next = self.row.q.val();
-                        self.row.d.next = self.row.q.val() + self.c_one16.val();
-                        if self.row.q.val() == self.c_dim_m1.val() {
-                            self.swap_pending.d.next = true;
+                        self.wload.row_done.next = true;
+                        if self.wload.last_row.val() {
                             self.cmd_done.next = true;
                             self.state.d.next = State::Header;
                         }
@@ -1139,20 +984,12 @@ impl Logic for Controller {
             }
             State::SyncWait => {
                 self.idx.d.next = self.c_zero16.val();
-                if self.arr_idle.val() && !self.wl_pending.q.val() && !self.sw_pending.q.val() {
+                if self.arr_idle.val() && !self.wload.wl_en.val() && !self.sw_pending.q.val() {
                     if self.op.q.val() == self.c_op_sync.val() {
                         self.resp_hdr.d.next = self.c_hdr_sync.val();
                     } else {
                         self.resp_hdr.d.next = self.c_hdr_counters.val();
-                        self.snap[0].d.next = self.cycles.q.val().get_bits::<32>(0);
-                        self.snap[1].d.next = self.cycles.q.val().get_bits::<32>(32);
-                        self.snap[2].d.next = self.macs.q.val().get_bits::<32>(0);
-                        self.snap[3].d.next = self.macs.q.val().get_bits::<32>(32);
-                        self.snap[4].d.next = self.matmul_cycles.q.val();
-                        self.snap[5].d.next = self.in_stalls.q.val();
-                        self.snap[6].d.next = self.out_stalls.q.val();
-                        self.snap[7].d.next = self.commands.q.val();
-                        self.snap[8].d.next = self.errors.q.val();
+                        self.counters.sample.next = true;
                     }
                     self.state.d.next = State::RespHeader;
                 }
@@ -1238,15 +1075,13 @@ impl Logic for Controller {
                 self.acc_ren.next = true;
                 self.acc_raddr.next = self.addr.q.val();
                 self.addr.d.next = self.addr.q.val() + self.c_one16.val();
-                self.act_dst.d.next = self.act_dst.q.val() + self.c_one16.val();
                 self.left.d.next = self.left.q.val() - self.c_one16.val();
-                self.act_cnt.d.next = self.c_act_drain.val();
                 if self.left.q.val() == self.c_one16.val() {
                     self.state.d.next = State::ActDrain;
                 }
             }
             State::ActDrain => {
-                if self.act_cnt.q.val() == self.c_zero16.val() {
+                if self.act.idle.val() {
                     self.cmd_done.next = true;
                     self.state.d.next = State::Header;
                 }
@@ -1255,26 +1090,16 @@ impl Logic for Controller {
                 self.state.d.next = State::Header;
             }
         }
-        self.act_valid_r.d.next = self.act_issue.val();
-        self.act_wb_valid.din.next = self.act_issue.val();
-        self.act_wb_dst.din.next = self.act_dst.q.val();
+        self.act.issue.next = self.act_issue.val();
 
-        // ---- counters ----
-        self.cycles.d.next = self.cycles.q.val() + self.c_one64.val();
-        if self.in_ready.val() && !self.in_valid.val() {
-            self.in_stalls.d.next = self.in_stalls.q.val() + self.c_one32.val();
-        }
-        if self.out_valid.val() && !self.out_ready.val() {
-            self.out_stalls.d.next = self.out_stalls.q.val() + self.c_one32.val();
-        }
-        self.done_r.d.next = self.cmd_done.val();
-        self.err_r.d.next = self.err_done.val();
-        if self.done_r.q.val() {
-            self.commands.d.next = self.commands.q.val() + self.c_one32.val();
-        }
-        if self.err_r.q.val() {
-            self.errors.d.next = self.errors.q.val() + self.c_one32.val();
-        }
+        // ---- counters (counters.rs) ----
+        self.counters.issue.next = self.issue.val();
+        self.counters.in_ready.next = self.in_ready.val();
+        self.counters.in_valid.next = self.in_valid.val();
+        self.counters.out_valid.next = self.out_valid.val();
+        self.counters.out_ready.next = self.out_ready.val();
+        self.counters.cmd_done.next = self.cmd_done.val();
+        self.counters.err_done.next = self.err_done.val();
 
         // ---- synchronous reset: the last word on every register ----
         if self.rst.val() {
@@ -1282,29 +1107,7 @@ impl Logic for Controller {
             self.q_relu_r.d.next = false;
             self.q_zero_r.d.next = self.c_zero8.val();
             self.ql_pending.d.next = false;
-            self.done_r.d.next = false;
-            self.err_r.d.next = false;
-            self.cur_bank.d.next = false;
-            self.swap_pending.d.next = false;
-            self.wl_pending.d.next = false;
             self.sw_pending.d.next = false;
-            self.seq_busy.d.next = false;
-            self.arr_valid_r.d.next = false;
-            self.wb_valid.d.next = false;
-            self.arr_cnt.d.next = self.c_zero16.val();
-            self.bank0_cnt.d.next = self.c_zero16.val();
-            self.bank1_cnt.d.next = self.c_zero16.val();
-            self.bank0_busy.d.next = false;
-            self.bank1_busy.d.next = false;
-            self.act_valid_r.d.next = false;
-            self.act_cnt.d.next = self.c_zero16.val();
-            self.cycles.d.next = self.c_zero64.val();
-            self.macs.d.next = self.c_zero64.val();
-            self.matmul_cycles.d.next = self.c_zero32.val();
-            self.in_stalls.d.next = self.c_zero32.val();
-            self.out_stalls.d.next = self.c_zero32.val();
-            self.commands.d.next = self.c_zero32.val();
-            self.errors.d.next = self.c_zero32.val();
         }
     }
 }

@@ -1,0 +1,107 @@
+//! The MATMUL sequencer's registers (`hdl::controller::Sequencer`): the row issued each cycle
+//! and the countdowns to "no row in flight". The rows' sums and their landing are the
+//! datapath's (`mod.rs` computes a row's sums at issue, the `rows` pipe lands them).
+
+/// The sequencer's registers (names as in `hdl::controller::sequencer`); zero at power-on.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Sequencer {
+    pub busy: bool,
+    pub addr: u16,
+    pub dst: u16,
+    pub left: u16,
+    pub acc: bool,
+    pub bank: bool,
+    /// Countdown from `array_drain` after each issue: 0 when no row is in the array.
+    pub arr_cnt: u16,
+    /// The same per weight bank (the RTL also registers `bank_cnt != 0` as `bankN_busy`).
+    pub bank_cnt: [u16; 2],
+}
+
+impl Sequencer {
+    /// A row is issued (the scratchpad read at `addr`) this cycle.
+    #[inline]
+    pub fn issue(&self) -> bool {
+        self.busy
+    }
+
+    /// No MATMUL is issuing rows.
+    #[inline]
+    pub fn seq_idle(&self) -> bool {
+        !self.busy
+    }
+
+    /// Nothing issuing and no row in flight.
+    #[inline]
+    pub fn arr_idle(&self) -> bool {
+        !self.busy && self.arr_cnt == 0
+    }
+
+    /// A row of bank `bank` may still be in the array.
+    #[inline]
+    pub fn bank_busy(&self, bank: bool) -> bool {
+        self.bank_cnt[usize::from(bank)] != 0
+    }
+
+    /// The registers after this cycle's edge, without a start: one row issued if busy, the
+    /// countdowns down by one or reloaded with `drain`.
+    #[inline]
+    pub fn next(&self, drain: u16) -> Sequencer {
+        let q = self;
+        let mut d = *q;
+        d.arr_cnt = q.arr_cnt.saturating_sub(1);
+        d.bank_cnt = [q.bank_cnt[0].saturating_sub(1), q.bank_cnt[1].saturating_sub(1)];
+        if q.busy {
+            d.addr = q.addr.wrapping_add(1);
+            d.dst = q.dst.wrapping_add(1);
+            d.left = q.left.wrapping_sub(1);
+            if q.left == 1 {
+                d.busy = false;
+            }
+            d.arr_cnt = drain;
+            d.bank_cnt[usize::from(q.bank)] = drain;
+        }
+        d
+    }
+
+    /// A MATMUL of `rows` rows from scratchpad row `addr` into accumulator row `dst` starts on
+    /// this edge (only while `seq_idle`).
+    #[inline]
+    pub fn start(&mut self, addr: u16, rows: u16, dst: u16, acc: bool, bank: bool) {
+        (self.addr, self.left, self.dst, self.acc, self.bank) = (addr, rows, dst, acc, bank);
+        self.busy = rows != 0;
+    }
+
+    /// The registers after `k` cycles of which the first `s` issue (no start meanwhile): the
+    /// fast-forward of `bulk.rs`.
+    pub fn advance(&self, k: u64, s: u64, drain: u64) -> Sequencer {
+        let q = self;
+        let mut d = *q;
+        let count_after = |old: u16, reloaded: bool| -> u16 {
+            // a reload to `drain` on each issue cycle, else down by one per cycle to 0
+            if reloaded {
+                (drain.saturating_sub(k - s)) as u16
+            } else {
+                (u64::from(old).saturating_sub(k)) as u16
+            }
+        };
+        let bank = usize::from(q.bank);
+        d.arr_cnt = count_after(q.arr_cnt, s > 0);
+        d.bank_cnt[bank] = count_after(q.bank_cnt[bank], s > 0);
+        d.bank_cnt[1 - bank] = count_after(q.bank_cnt[1 - bank], false);
+        if s > 0 {
+            let s16 = s as u16;
+            d.addr = q.addr.wrapping_add(s16);
+            d.dst = q.dst.wrapping_add(s16);
+            d.left = q.left.wrapping_sub(s16);
+            d.busy = d.left != 0;
+        }
+        d
+    }
+
+    /// The reset values.
+    pub fn reset(&mut self) {
+        self.busy = false;
+        self.arr_cnt = 0;
+        self.bank_cnt = [0, 0];
+    }
+}
