@@ -877,13 +877,14 @@ impl Logic for UartBridge {
 }
 
 /// The core behind a UART: [`UartBridge`] + [`ProtobrainCore`], one clock; `rst` resets both,
-/// and so does a BREAK on `rx` (the bridge's `line_break`), for as long as it lasts.
+/// and so does a BREAK on `rx` (the bridge's `line_break`), for as long as it lasts. The core's
+/// reset is registered (one clock after `rst`), so its high-fanout net starts at a flip-flop.
 ///
 /// ```text
 ///        ┌────────────── protobrain_uart ──────────────┐
 ///  rx ──►│ UartBridge ══ in_* ══► ProtobrainCore       │
 ///  tx ◄──│            ◄═ out_* ══                      │
-///        │  line_break ──► OR rst ──► core rst          │
+///        │  line_break ─► OR rst ─► [FF] ─► core rst    │
 ///        │ overflow ──────────────────────────────────►│ overflow
 ///        └─────────────────────────────────────────────┘  clk, rst
 /// ```
@@ -901,6 +902,7 @@ pub struct UartCore {
     pub overflow: Signal<Out, Bit>,
     bridge: UartBridge,
     core: ProtobrainCore,
+    core_rst: DFF<Bit>,
 }
 
 impl UartCore {
@@ -918,6 +920,7 @@ impl UartCore {
             overflow: Default::default(),
             bridge: UartBridge::new(clocks_per_bit, fifo_depth),
             core: ProtobrainCore::new(cfg),
+            core_rst: Default::default(),
         }
     }
 
@@ -933,7 +936,9 @@ impl Logic for UartCore {
         self.bridge.clock.next = self.clk.val();
         self.core.clk.next = self.clk.val();
         self.bridge.rst.next = self.rst.val();
-        self.core.rst.next = self.rst.val() || self.bridge.line_break.val();
+        self.core_rst.clock.next = self.clk.val();
+        self.core_rst.d.next = self.rst.val() || self.bridge.line_break.val();
+        self.core.rst.next = self.core_rst.q.val();
         self.bridge.rx.next = self.rx.val();
         self.tx.next = self.bridge.tx.val();
         self.overflow.next = self.bridge.overflow.val();
