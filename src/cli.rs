@@ -98,16 +98,19 @@ pub enum Command {
     Compile(crate::program_cmd::CompileArgs),
     /// Execute a saved program (.json or .bin) and print every response and the cycle count.
     #[command(
-        long_about = "Execute a saved program (.json or .bin) on --backend golden, native or rtl and \
-            print every response and the cycle count: cycles from the first word in (cycle 0, \
-            right after reset) to the last response word out, the definition every command uses. \
-            A .json program carries its configuration (config flags may only repeat it); a .bin \
-            runs on the configuration of the flags. A stream that ends inside a command, or a \
-            command the device refuses, is an error (exit 2, one line per kind of refusal). \
-            Boards are driven by matmul and mlp (--backend serial is not available here).",
+        long_about = "Execute a saved program (.json or .bin) on --backend golden, native, rtl or \
+            serial and print every response and, on native and rtl, the cycle count: cycles from \
+            the first word in (cycle 0, right after reset) to the last response word out, the \
+            definition every command uses. With --backend serial the words go to a board over \
+            --port (its INFO must match the program's configuration), whole commands at a time, \
+            and its answers are read as they fall due. A .json program carries its \
+            configuration (config flags may only repeat it); a .bin runs on the configuration \
+            of the flags. A stream that ends inside a command, or a command the device refuses, \
+            is an error (exit 2, one line per kind of refusal).",
         after_help = "Examples:\n  \
         protobrain run -p prog.json --backend native\n  \
-        protobrain run -p prog.bin --preset default --backend rtl --trace run.vcd"
+        protobrain run -p prog.bin --preset default --backend rtl --trace run.vcd\n  \
+        protobrain run -p prog.json --backend serial --port /dev/ttyUSB1"
     )]
     Run(crate::program_cmd::RunArgs),
     /// Build a board's bitstream with the open FPGA flow and report resources and Fmax.
