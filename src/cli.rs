@@ -91,6 +91,24 @@ pub enum Command {
             protobrain mlp -m model.json -i X.npy -o Y.npy --preset ice40-up5k"
     )]
     Infer(crate::infer::InferArgs),
+    /// Quantise a float MLP (.npz or .safetensors weights) to an int8 model file, calibrated on inputs.
+    #[command(
+        long_about = "Quantise a float MLP to an int8 model file (docs/model-format.md) with the \
+            same code as the demo: symmetric per-tensor int8 weights, int32 biases at the \
+            accumulator scale, each layer's output range calibrated on --calibration inputs \
+            (its maximum, or --percentile), ReLU between layers, raw int32 logits out unless \
+            --int8-output. The weights are tensors NAME.weight and NAME.bias (bias optional) in \
+            a numpy .npz (np.savez) or a .safetensors file (a PyTorch state_dict), float32 or \
+            float64; PyTorch's (out, in) layout unless --layout in-out. It reports how often the \
+            int8 model picks the float model's class on the calibration inputs.",
+        after_help = "Examples:\n  \
+            protobrain quantize -w mlp.safetensors -c X_calib.npy -o model.json\n  \
+            protobrain quantize -w mlp.npz --layout in-out --layers l0,l1,l2 -c X.npy --percentile 99.9 -o model.json\n\n\
+            Make the files from PyTorch:\n  \
+            safetensors.torch.save_file(model.state_dict(), \"mlp.safetensors\")\n  \
+            np.savez(\"mlp.npz\", **{k: v.numpy() for k, v in model.state_dict().items()})"
+    )]
+    Quantize(crate::quantize::QuantizeArgs),
     /// Compile a layer or an MLP into a program: the exact command stream, as JSON and .bin.
     #[command(after_help = "Examples:\n  \
         protobrain compile layer -i X.npy -w W.npy -b B.npy --scale 0.01 --relu -o prog.json --bin prog.bin\n  \
