@@ -109,6 +109,24 @@ pub enum Command {
             protobrain estimate --model model.json --preset tpu-v1"
     )]
     Import(crate::import::ImportArgs),
+    /// Quantise a float MLP (.npz or .safetensors weights) to an int8 model file, calibrated on inputs.
+    #[command(
+        long_about = "Quantise a float MLP to an int8 model file (docs/model-format.md) with the \
+            same code as the demo: symmetric per-tensor int8 weights, int32 biases at the \
+            accumulator scale, each layer's output range calibrated on --calibration inputs \
+            (its maximum, or --percentile), ReLU between layers, raw int32 logits out unless \
+            --int8-output. The weights are tensors NAME.weight and NAME.bias (bias optional) in \
+            a numpy .npz (np.savez) or a .safetensors file (a PyTorch state_dict), float32 or \
+            float64; PyTorch's (out, in) layout unless --layout in-out. It reports how often the \
+            int8 model picks the float model's class on the calibration inputs.",
+        after_help = "Examples:\n  \
+            protobrain quantize -w mlp.safetensors -c X_calib.npy -o model.json\n  \
+            protobrain quantize -w mlp.npz --layout in-out --layers l0,l1,l2 -c X.npy --percentile 99.9 -o model.json\n\n\
+            Make the files from PyTorch:\n  \
+            safetensors.torch.save_file(model.state_dict(), \"mlp.safetensors\")\n  \
+            np.savez(\"mlp.npz\", **{k: v.numpy() for k, v in model.state_dict().items()})"
+    )]
+    Quantize(crate::quantize::QuantizeArgs),
     /// Compile a layer or an MLP into a program: the exact command stream, as JSON and .bin.
     #[command(after_help = "Examples:\n  \
         protobrain compile layer -i X.npy -w W.npy -b B.npy --scale 0.01 --relu -o prog.json --bin prog.bin\n  \
@@ -116,16 +134,19 @@ pub enum Command {
     Compile(crate::program_cmd::CompileArgs),
     /// Execute a saved program (.json or .bin) and print every response and the cycle count.
     #[command(
-        long_about = "Execute a saved program (.json or .bin) on --backend golden, native or rtl and \
-            print every response and the cycle count: cycles from the first word in (cycle 0, \
-            right after reset) to the last response word out, the definition every command uses. \
-            A .json program carries its configuration (config flags may only repeat it); a .bin \
-            runs on the configuration of the flags. A stream that ends inside a command, or a \
-            command the device refuses, is an error (exit 2, one line per kind of refusal). \
-            Boards are driven by matmul and mlp (--backend serial is not available here).",
+        long_about = "Execute a saved program (.json or .bin) on --backend golden, native, rtl or \
+            serial and print every response and, on native and rtl, the cycle count: cycles from \
+            the first word in (cycle 0, right after reset) to the last response word out, the \
+            definition every command uses. With --backend serial the words go to a board over \
+            --port (its INFO must match the program's configuration), whole commands at a time, \
+            and its answers are read as they fall due. A .json program carries its \
+            configuration (config flags may only repeat it); a .bin runs on the configuration \
+            of the flags. A stream that ends inside a command, or a command the device refuses, \
+            is an error (exit 2, one line per kind of refusal).",
         after_help = "Examples:\n  \
         protobrain run -p prog.json --backend native\n  \
-        protobrain run -p prog.bin --preset default --backend rtl --trace run.vcd"
+        protobrain run -p prog.bin --preset default --backend rtl --trace run.vcd\n  \
+        protobrain run -p prog.json --backend serial --port /dev/ttyUSB1"
     )]
     Run(crate::program_cmd::RunArgs),
     /// Build a board's bitstream with the open FPGA flow and report resources and Fmax.

@@ -131,7 +131,13 @@ pub fn check_clock(mhz: f64) -> Result<f64, CliError> {
     if mhz.is_finite() && (lo..=hi).contains(&mhz) {
         Ok(mhz)
     } else {
-        Err(CliError::input("--clock", format!("must be a frequency in MHz from {lo} to {hi}, got {mhz}")))
+        // as the user would write it: 1e-300, not 300 digits of 0.000...
+        let got = if mhz == 0.0 || (1e-6..1e12).contains(&mhz.abs()) {
+            format!("{mhz}")
+        } else {
+            format!("{mhz:e}")
+        };
+        Err(CliError::input("--clock", format!("must be a frequency in MHz from {lo} to {hi}, got {got}")))
     }
 }
 
@@ -288,5 +294,14 @@ mod tests {
     fn nominal_clocks() {
         assert_eq!(nominal_clock_mhz("tpu-v1"), 700.0);
         assert_eq!(nominal_clock_mhz("default"), 100.0);
+    }
+
+    #[test]
+    fn a_clock_out_of_range_is_shown_as_written() {
+        let e = check_clock(1e-300).unwrap_err();
+        assert!(e.to_string().ends_with("got 1e-300"), "{e}");
+        let e = check_clock(2e5).unwrap_err();
+        assert!(e.to_string().ends_with("got 200000"), "{e}");
+        assert!(check_clock(f64::NAN).unwrap_err().to_string().ends_with("got NaN"));
     }
 }

@@ -38,6 +38,7 @@ mod matmul;
 mod npy;
 mod output;
 mod program_cmd;
+mod quantize;
 mod sweep;
 mod topology;
 mod verify;
@@ -73,6 +74,7 @@ fn run(cli: &Cli) -> Result<String, CliError> {
         Command::Bitstream(args) => bitstream::run(args),
         Command::Infer(args) => infer::run(args),
         Command::Import(args) => import::run(args),
+        Command::Quantize(args) => quantize::run(args),
         Command::Estimate(args) => estimate::run(args),
         Command::Sweep(args) => sweep::run(args),
         Command::Verify(args) => verify::run(args),

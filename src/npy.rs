@@ -298,9 +298,18 @@ fn check_dtype<T: Element>(path: &Path, dtype: &DType) -> Result<(), CliError> {
             return Ok(());
         }
     }
+    // another integer type (numpy's default int64 for a bias): say how to convert it
+    let hint = match dtype {
+        DType::Plain(ts)
+            if T::KIND == TypeChar::Int && matches!(ts.type_char(), TypeChar::Int | TypeChar::Uint) =>
+        {
+            format!(": convert it with .astype(np.{}) (its values must fit)", T::NAME)
+        }
+        _ => String::new(),
+    };
     Err(CliError::file(
         path,
-        format!("expected {} ({}) array, found {}", T::NAME, T::DESCR, describe_dtype(dtype)),
+        format!("expected {} ({}) array, found {}{hint}", T::NAME, T::DESCR, describe_dtype(dtype)),
     ))
 }
 
@@ -448,6 +457,11 @@ mod tests {
         assert_eq!(
             check_dtype::<i8>(Path::new("W.npy"), &d("<f8")).unwrap_err().to_string(),
             "W.npy: expected int8 (|i1) array, found float64 (<f8)"
+        );
+        // numpy's default int64 bias: the message says how to convert it
+        assert_eq!(
+            check_dtype::<i32>(Path::new("b.npy"), &d("<i8")).unwrap_err().to_string(),
+            "b.npy: expected int32 (<i4) array, found int64 (<i8): convert it with .astype(np.int32) (its values must fit)"
         );
     }
 

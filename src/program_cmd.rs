@@ -188,11 +188,13 @@ pub fn run(args: &RunArgs) -> Result<String, CliError> {
     match cycles {
         Some(c) => out += &format!("{} responses ({} words) in {c} cycles\n", decoded.len(), responses.len()),
         None => {
-            out += &format!(
-                "{} responses ({} words); the golden device is untimed\n",
-                decoded.len(),
-                responses.len()
-            )
+            let why = match args.link.backend {
+                Backend::Serial => {
+                    "cycles are counted on the cycle models (a board counts its own: COUNTERS)"
+                }
+                _ => "the golden device is untimed",
+            };
+            out += &format!("{} responses ({} words); {why}\n", decoded.len(), responses.len())
         }
     }
     Ok(out)
@@ -318,11 +320,60 @@ fn execute(link: &LinkArgs, cfg: &Config, words: &[u32]) -> Result<(Vec<u32>, Op
             let mut sim = sim.map_err(|e| CliError::internal("--backend rtl", e.to_string()))?;
             timed(sim.run_stream(words, &Stalls::none(), limit).map_err(stuck)?)
         }
-        Backend::Serial => {
-            return Err(CliError::input(
-                "--backend",
-                "run replays raw streams on the models; talk to a board with matmul or mlp --backend serial",
+        Backend::Serial => (on_board(link, cfg, words)?, None),
+    })
+}
+
+/// Send `words` to a board over its serial port (after checking its INFO) and read every
+/// response word. The words each command answers are known from the golden device, so the
+/// responses are read as they fall due: never more than the transport's window outstanding
+/// (the bridge's flow-control contract), and the stream is sent in whole commands.
+fn on_board(link: &LinkArgs, cfg: &Config, words: &[u32]) -> Result<Vec<u32>, CliError> {
+    use driver::Transport;
+    let open = crate::backend::Link::open(link, cfg)?;
+    let timeout = open.timeout();
+    let dev = driver::Device::open_with_timeout(open, cfg, timeout)
+        .map_err(|e| crate::backend::driver_error(link.backend, e))?;
+    let mut t = dev.into_transport();
+    let failed = |e: driver::TransportError| CliError::internal("--backend serial", e.to_string());
+    let window = t.max_pending_words();
+    let mut golden = GoldenDevice::new(*cfg);
+    let mut responses = Vec::new();
+    // words[..sent] are sent; `due` response words are outstanding for them and the commands
+    // up to `next` (the start of the next command)
+    let (mut sent, mut next, mut due) = (0usize, 0usize, 0usize);
+    for (i, &w) in words.iter().enumerate() {
+        golden.push(w);
+        if !golden.is_idle() {
+            continue;
+        }
+        // words[next..=i] is one whole command
+        let answer = golden.take_output().len();
+        if due > 0 && due + answer > window {
+            t.send(&words[sent..next]).map_err(failed)?;
+            sent = next;
+            responses.extend(t.recv(due, timeout).map_err(failed)?);
+            due = 0;
+        }
+        due += answer;
+        next = i + 1;
+    }
+    t.send(&words[sent..]).map_err(failed)?;
+    responses.extend(t.recv(due, timeout).map_err(failed)?);
+    // a board that answers more than the golden device did is not the device of the program
+    match t.recv(1, std::time::Duration::from_millis(200)) {
+        Err(driver::TransportError::Timeout { .. }) => {}
+        Ok(w) => {
+            return Err(CliError::internal(
+                "--backend serial",
+                format!(
+                    "the board sent more words than the stream asks for (0x{:08X} after {} words)",
+                    w[0],
+                    responses.len()
+                ),
             ))
         }
-    })
+        Err(e) => return Err(failed(e)),
+    }
+    Ok(responses)
 }

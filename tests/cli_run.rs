@@ -128,3 +128,93 @@ fn long_valid_programs_are_not_cut_short() {
     assert!(r.stdout.contains("SYNC: token 0x00000007"), "{}", r.stdout);
     assert!(run_cycles(&r.stdout) > 20_000 * 512, "{}", r.stdout);
 }
+
+/// A simulated board behind a pseudo-terminal: the Verilator model of the UART top (bridge +
+/// core), driven bit by bit, on the master side; the CLI opens the slave as its serial port, so
+/// `--backend serial` runs exactly as on a board (minus the wire).
+struct PtyBoard {
+    path: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<sim::uart_board::SimulatedBoard>>,
+    _slave: serialport::TTYPort,
+}
+
+impl PtyBoard {
+    fn new(cfg: &spec::Config) -> Self {
+        use serialport::SerialPort;
+        use std::io::{ErrorKind, Read, Write};
+        use std::sync::atomic::Ordering;
+        let (mut master, slave) = serialport::TTYPort::pair().expect("a pseudo-terminal pair");
+        let path = slave.name().expect("the slave's path");
+        master.set_timeout(std::time::Duration::from_millis(1)).unwrap();
+        let mut board = sim::uart_board::SimulatedBoard::new(cfg, 4, 8192).expect("the UART model");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !stopped.load(Ordering::Relaxed) {
+                match master.read(&mut buf) {
+                    Ok(n) => board.write_all(&buf[..n]).unwrap(),
+                    Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {}
+                    Err(e) => panic!("pty master: {e}"),
+                }
+                match board.read(&mut buf) {
+                    Ok(n) => master.write_all(&buf[..n]).unwrap(),
+                    Err(e) if e.kind() == ErrorKind::TimedOut => {}
+                    Err(e) => panic!("simulated board: {e}"),
+                }
+            }
+            board
+        });
+        PtyBoard { path, stop, thread: Some(thread), _slave: slave }
+    }
+
+    /// Stop the board; its byte counts.
+    fn finish(mut self) -> sim::uart_board::SimulatedBoard {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().expect("the board thread")
+    }
+}
+
+/// `run --backend serial` sends a compiled program to a board (here the bit-level UART model
+/// behind a pty) and prints the same responses as the golden device; a program for another
+/// configuration is refused by the board's INFO (exit 2).
+#[test]
+fn a_program_runs_on_a_board_over_its_serial_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = spec::Config::new(2, 16, 8).unwrap();
+    let x: Vec<i8> = (0..5 * 6).map(|i| (i * 7 % 23 - 11) as i8).collect();
+    let w: Vec<i8> = (0..6 * 3).map(|i| (i % 5 - 2) as i8).collect();
+    write_npy(&d.join("X.npy"), &[5, 6], Order::C, &x);
+    write_npy(&d.join("W.npy"), &[6, 3], Order::C, &w);
+    let config = ["--dim", "2", "--scratch-rows", "16", "--acc-rows", "8"];
+    let (xp, wp, pj, pb) = (d.join("X.npy"), d.join("W.npy"), d.join("p.json"), d.join("p.bin"));
+    let mut args = vec!["compile", "layer", "-i", s(&xp), "-w", s(&wp), "--raw"];
+    args.extend(config);
+    args.extend(["-o", s(&pj), "--bin", s(&pb)]);
+    let r = protobrain(&args);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let golden = protobrain(&["run", "-p", s(&d.join("p.json"))]);
+    assert_eq!(golden.code, Some(0), "{}", golden.stderr);
+
+    let board = PtyBoard::new(&cfg);
+    let port = board.path.clone();
+    let r = protobrain(&["run", "-p", s(&d.join("p.json")), "--backend", "serial", "--port", &port]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    // the same responses, line for line (the summary line differs: no cycles on a board)
+    let body = |out: &str| {
+        out.lines().skip(1).filter(|l| !l.contains(" responses (")).map(String::from).collect::<Vec<_>>()
+    };
+    assert_eq!(body(&r.stdout), body(&golden.stdout));
+    assert!(r.stdout.contains("to serial on") && r.stdout.contains("a board counts its own"), "{}", r.stdout);
+    // a .bin for DIM 4 on this DIM 2 board: its INFO disagrees, refused before any word
+    let r =
+        protobrain(&["run", "-p", s(&d.join("p.bin")), "--dim", "4", "--backend", "serial", "--port", &port]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("--backend serial: the device is"), "{}", r.stderr);
+    let sim = board.finish();
+    let words = std::fs::metadata(d.join("p.bin")).unwrap().len() / 4;
+    // INFO twice (1 word each) and the program once
+    assert_eq!(sim.bytes_written(), 4 * (words + 2), "the board got the program's words");
+}

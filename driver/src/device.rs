@@ -123,6 +123,9 @@ pub struct LinkStats {
     pub words_sent: u64,
     /// Words received.
     pub words_received: u64,
+    /// Times [`Device::resync`] reset the device through the link ([`Transport::reset_link`]:
+    /// a BREAK on a UART). Each one leaves the device in its reset state.
+    pub link_resets: u64,
 }
 
 /// The response a command waits for: opcode and payload length.
@@ -156,6 +159,11 @@ pub struct Device<T> {
 /// `[RESYNC_ECHO, RESYNC_FILL]`: [`Device::resync`] sends it to complete a command left
 /// waiting for payload.
 const RESYNC_FILL: u32 = (spec::isa::opcode::SYNC as u32) << 24 | 1;
+/// An INFO header: one word whatever the parser's state. Between commands it is an INFO (its
+/// answer is discarded; nothing changes, no error is counted); as the token of a SYNC whose
+/// header came last it is echoed. Either way the device is then between commands:
+/// [`Device::resync`] sends it before its final SYNC.
+const RESYNC_ALIGN: u32 = (spec::isa::opcode::INFO as u32) << 24;
 /// The response header of a SYNC.
 const RESYNC_ECHO: u32 = ((spec::isa::opcode::SYNC | RESPONSE_BIT) as u32) << 24 | 1;
 
@@ -484,11 +492,15 @@ impl<T: Transport> Device<T> {
     /// 1. send a SYNC whose token is [`RESYNC_FILL`] (harmless if the device takes it as a
     ///    header) and discard every word up to its echo;
     /// 2. if no echo comes (a timeout: the device is waiting for the payload of a command
-    ///    whose words were lost, and took the SYNC as payload), send [`RESYNC_FILL`] words —
-    ///    in chunks doubling from 64, at most the transport's pending window each, at most
-    ///    `2^24 + 1` in all (the longest payload a header can announce) — until their echo
-    ///    shows the device parses commands again;
-    /// 3. send a SYNC with a fresh token and discard every word before its echo.
+    ///    whose words were lost, and took the SYNC as payload), reset the link
+    ///    ([`Transport::reset_link`]: a BREAK on a UART; counted in
+    ///    [`LinkStats::link_resets`], and the device is then in its reset state). A transport
+    ///    that cannot instead sends [`RESYNC_FILL`] words — in chunks doubling from 64, at most
+    ///    the transport's pending window each, at most `2^24 + 1` in all (the longest payload a
+    ///    header can announce) — until their echo shows the device parses commands again;
+    /// 3. unless the link was reset, send [`RESYNC_ALIGN`] (a SYNC the fill left waiting for its
+    ///    token takes it; else it is refused), then a SYNC with a fresh token, and discard
+    ///    every word before its echo.
     ///
     /// Words discarded are capped at twice the longest response plus twice the words sent:
     /// a device that keeps sending garbage makes this fail ([`DriverError::Resync`]) instead
@@ -498,6 +510,12 @@ impl<T: Transport> Device<T> {
         let mut discarded = 0usize;
         let mut sent = 0usize;
         let mut echoed = self.sync_and_discard(RESYNC_FILL, &mut discarded, &mut sent)?.is_some();
+        let reset = !echoed && self.transport.reset_link()?;
+        if reset {
+            // the device and its link are reset: the next SYNC is parsed as a command
+            self.stats.link_resets += 1;
+            echoed = true;
+        }
         // the device is inside a command's payload: fill it
         let max_fill = spec::isa::MAX_LEN as usize + 2;
         let window = self.transport.max_pending_words().clamp(2, 1 << 16);
@@ -527,11 +545,25 @@ impl<T: Transport> Device<T> {
         if !echoed {
             return Err(DriverError::Resync(format!("no echo after {filled} fill words")));
         }
-        let token = self.fresh_token();
-        match self.sync_and_discard(token, &mut discarded, &mut sent)? {
+        let mut token = self.fresh_token();
+        while token == RESYNC_ALIGN {
+            token = self.fresh_token();
+        }
+        // the fill (or the first SYNC) may have left a SYNC header waiting for its token; the
+        // INFO answer the aligning word gets otherwise is expected, not discarded
+        let mut info_answer = Vec::new();
+        if !reset {
+            self.raw_send(&[RESYNC_ALIGN])?;
+            sent += 1;
+            Response::info(&self.config).encode_into(self.config.dim(), &mut info_answer);
+        }
+        match self.sync_and_discard_after(token, &info_answer, &mut discarded, &mut sent)? {
             Some(()) => {
                 self.in_sync = true;
                 Ok(discarded)
+            }
+            None if reset => {
+                Err(DriverError::Resync("the device did not echo a SYNC after a link reset".into()))
             }
             None => Err(DriverError::Resync("the device echoed the fill but not the SYNC after it".into())),
         }
@@ -544,14 +576,33 @@ impl<T: Transport> Device<T> {
         discarded: &mut usize,
         sent: &mut usize,
     ) -> Result<Option<()>, DriverError> {
+        self.sync_and_discard_after(token, &[], discarded, sent)
+    }
+
+    /// [`Device::sync_and_discard`], where `expected` (if it comes right before the echo) is
+    /// the answer to a command sent on purpose and is not counted as discarded.
+    fn sync_and_discard_after(
+        &mut self,
+        token: u32,
+        expected: &[u32],
+        discarded: &mut usize,
+        sent: &mut usize,
+    ) -> Result<Option<()>, DriverError> {
         self.raw_send(&[header(opcode::SYNC, 1), token])?;
         *sent += 2;
         let want = [header(opcode::SYNC | RESPONSE_BIT, 1), token];
         let mut window = [0u32; 2];
+        let mut tail: VecDeque<u32> = VecDeque::with_capacity(expected.len() + 3);
         let mut seen = 0usize;
         loop {
             match self.raw_recv(1) {
-                Ok(w) => window = [window[1], w[0]],
+                Ok(w) => {
+                    window = [window[1], w[0]];
+                    tail.push_back(w[0]);
+                    if tail.len() > expected.len() + 2 {
+                        tail.pop_front();
+                    }
+                }
                 Err(DriverError::Transport(TransportError::Timeout { .. })) => {
                     *discarded += seen;
                     return Ok(None);
@@ -560,7 +611,9 @@ impl<T: Transport> Device<T> {
             }
             seen += 1;
             if seen >= 2 && window == want {
-                *discarded += seen - 2;
+                let before = tail.len() - 2;
+                let known = before == expected.len() && tail.iter().take(before).eq(expected.iter());
+                *discarded += seen - 2 - if known { expected.len() } else { 0 };
                 return Ok(Some(()));
             }
             self.discard_cap(*discarded + seen, *sent)?;

@@ -42,6 +42,6 @@ pub use compile::{compile_layer, compile_mlp, plan, CompileError, Layer, OutputK
 pub use device::{Device, DriverError, Info, LinkStats};
 pub use network::{ConvLayer, Network, NetworkError, Op};
 pub use program::{Block, Output, Program, ProgramError, ProgramStats, ResultKind, RunOutput, Step};
-pub use serial::SerialTransport;
+pub use serial::{BytePort, SerialTransport};
 pub use transport::{GoldenTransport, Recorder, Transport, TransportError};
 pub mod quant;

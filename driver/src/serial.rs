@@ -11,6 +11,11 @@
 //! serial port's read timeout, `TimedOut`/`WouldBlock` when nothing came): `recv` polls it until
 //! the line has been silent for its timeout. Bytes of a word that is not complete at the deadline are kept for the next
 //! `recv`, so a timeout never shifts the framing.
+//!
+//! A port that can send a line BREAK ([`BytePort::send_break`]; a serial device can) gives the
+//! transport [`Transport::reset_link`]: the board's bridge resets itself and the core on a
+//! BREAK (docs/design.md "Link recovery"), so [`crate::Device::resync`] recovers a board in any
+//! state in one round trip.
 
 use crate::transport::{Transport, TransportError};
 use std::io::{ErrorKind, Read, Write};
@@ -22,6 +27,44 @@ pub const PORT_POLL: Duration = Duration::from_millis(20);
 
 /// Response words the host leaves unread at most (4 KiB: the smallest usual OS tty buffer).
 pub const SERIAL_PENDING_WORDS: usize = 1024;
+
+/// Bit times a host holds a BREAK: four times the board's threshold
+/// ([`spec::isa::BREAK_BIT_TIMES`]), so a slow clock or a late release cannot shorten it below.
+pub const BREAK_HOLD_BIT_TIMES: u32 = 4 * spec::isa::BREAK_BIT_TIMES as u32;
+/// Shortest BREAK a serial device is asked to hold (an OS sleep is coarse).
+pub const BREAK_MIN_HOLD: Duration = Duration::from_millis(2);
+/// Wait after a BREAK before the input is discarded: covers the bytes of an answer the BREAK
+/// cut, still in the adapter (a USB-serial bridge holds bytes up to its 16 ms latency timer).
+pub const BREAK_SETTLE: Duration = Duration::from_millis(50);
+
+/// A byte port under a [`SerialTransport`]: bytes both ways, and on a UART a line BREAK.
+pub trait BytePort: Read + Write {
+    /// Send a BREAK after the bytes already written: hold the line low for at least
+    /// [`BREAK_HOLD_BIT_TIMES`] bit times, release it, let whatever the far end sent before
+    /// its reset arrive, and discard all received input. `Ok(false)` if this port cannot
+    /// send a BREAK (the default).
+    fn send_break(&mut self) -> std::io::Result<bool> {
+        Ok(false)
+    }
+}
+
+impl BytePort for Box<dyn serialport::SerialPort> {
+    fn send_break(&mut self) -> std::io::Result<bool> {
+        let baud = self.baud_rate()?.max(1);
+        let hold =
+            Duration::from_secs_f64(f64::from(BREAK_HOLD_BIT_TIMES) / f64::from(baud)).max(BREAK_MIN_HOLD);
+        self.flush()?; // the bytes written before leave first (tcdrain)
+        self.set_break()?;
+        std::thread::sleep(hold);
+        self.clear_break()?;
+        std::thread::sleep(BREAK_SETTLE + Duration::from_secs_f64(200.0 / f64::from(baud)));
+        self.clear(serialport::ClearBuffer::Input)?;
+        Ok(true)
+    }
+}
+
+/// An in-memory byte port (a recorded stream): no BREAK.
+impl BytePort for std::io::Cursor<Vec<u8>> {}
 
 /// Words over a byte port, 4 little-endian bytes each (see the module docs).
 #[derive(Debug)]
@@ -73,7 +116,7 @@ pub fn bytes_to_words(bytes: &[u8]) -> Vec<u32> {
     bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
-impl<P: Read + Write> Transport for SerialTransport<P> {
+impl<P: BytePort> Transport for SerialTransport<P> {
     fn send(&mut self, words: &[u32]) -> Result<(), TransportError> {
         self.port.write_all(&words_to_bytes(words))?;
         self.port.flush()?;
@@ -112,6 +155,16 @@ impl<P: Read + Write> Transport for SerialTransport<P> {
     fn max_pending_words(&self) -> usize {
         SERIAL_PENDING_WORDS
     }
+
+    /// A BREAK on the line, if the port can send one; the bytes of a word received before it
+    /// are dropped with the rest of the input.
+    fn reset_link(&mut self) -> Result<bool, TransportError> {
+        if !self.port.send_break()? {
+            return Ok(false);
+        }
+        self.pending.clear();
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -124,7 +177,7 @@ mod tests {
     /// A byte port with a golden device on the far side, fed byte by byte as a UART bridge
     /// would: bytes are assembled into words little-endian, the answers are split back into
     /// bytes. Reads return at most `chunk` bytes, and `TimedOut` when the line is quiet.
-    struct BytePort {
+    struct GoldenPort {
         dev: GoldenDevice,
         partial: Vec<u8>,
         to_host: VecDeque<u8>,
@@ -133,22 +186,38 @@ mod tests {
         wire: Vec<u8>,
         /// Hold back the last `hold` bytes of the answers (a slow line).
         hold: usize,
+        /// A BREAK resets the device, as the board's bridge does (else the port cannot send one).
+        breaks: bool,
     }
 
-    impl BytePort {
+    impl BytePort for GoldenPort {
+        fn send_break(&mut self) -> std::io::Result<bool> {
+            if !self.breaks {
+                return Ok(false);
+            }
+            // the bridge and the core reset; the memories keep their contents
+            self.dev.reset();
+            self.partial.clear();
+            self.to_host.clear();
+            Ok(true)
+        }
+    }
+
+    impl GoldenPort {
         fn new(cfg: Config, chunk: usize) -> Self {
-            BytePort {
+            GoldenPort {
                 dev: GoldenDevice::new(cfg),
                 partial: Vec::new(),
                 to_host: VecDeque::new(),
                 chunk,
                 wire: Vec::new(),
                 hold: 0,
+                breaks: false,
             }
         }
     }
 
-    impl Write for BytePort {
+    impl Write for GoldenPort {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
             for &b in bytes {
                 self.wire.push(b);
@@ -174,7 +243,7 @@ mod tests {
         }
     }
 
-    impl Read for BytePort {
+    impl Read for GoldenPort {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
             let available = self.to_host.len().saturating_sub(self.hold);
             if available == 0 {
@@ -196,7 +265,7 @@ mod tests {
         );
         assert_eq!(bytes_to_words(&[0x44, 0x33, 0x22, 0x11]), vec![0x1122_3344]);
         let cfg = Config::new(2, 8, 8).unwrap();
-        let mut t = SerialTransport::new(BytePort::new(cfg, 3));
+        let mut t = SerialTransport::new(GoldenPort::new(cfg, 3));
         t.send(&[0x0200_0001, 0xDEAD_BEEF]).unwrap();
         assert_eq!(t.port().wire, vec![0x01, 0, 0, 0x02, 0xEF, 0xBE, 0xAD, 0xDE]);
         assert_eq!(t.recv(2, Duration::from_secs(1)).unwrap(), vec![0x8200_0001, 0xDEAD_BEEF]);
@@ -207,7 +276,7 @@ mod tests {
         // every read returns 1, 2 or 3 bytes: words are split across reads
         for chunk in 1..=3 {
             let cfg = Config::new(3, 16, 8).unwrap();
-            let mut dev = Device::open(SerialTransport::new(BytePort::new(cfg, chunk)), &cfg).unwrap();
+            let mut dev = Device::open(SerialTransport::new(GoldenPort::new(cfg, chunk)), &cfg).unwrap();
             let rows: Vec<Vec<i8>> = vec![vec![1, -2, 127], vec![-128, 5, 6]];
             dev.write_act(4, &rows).unwrap();
             assert_eq!(dev.read_act(4, 2).unwrap(), rows);
@@ -221,7 +290,7 @@ mod tests {
     #[test]
     fn a_partial_word_at_the_deadline_is_kept_for_the_next_recv() {
         let cfg = Config::new(2, 8, 8).unwrap();
-        let mut t = SerialTransport::new(BytePort::new(cfg, 4096));
+        let mut t = SerialTransport::new(GoldenPort::new(cfg, 4096));
         t.send(&[0x0200_0001, 0x0102_0304]).unwrap();
         t.port.hold = 2; // 6 of the 8 answer bytes have arrived
         let start = Instant::now();
@@ -232,6 +301,47 @@ mod tests {
         assert!(start.elapsed() < Duration::from_secs(2));
         t.port.hold = 0;
         assert_eq!(t.recv(2, Duration::from_millis(30)).unwrap(), vec![0x8200_0001, 0x0102_0304]);
+    }
+
+    /// A header corrupted to announce 2^24 - 1 payload words: without a BREAK `resync` must
+    /// fill the whole payload (16.8 M words); with one it sends 4 words and the device is in its
+    /// reset state.
+    #[test]
+    fn a_break_recovers_a_device_left_inside_a_huge_payload_in_one_round_trip() {
+        let cfg = Config::new(2, 8, 8).unwrap();
+        let mut port = GoldenPort::new(cfg, 4096);
+        port.breaks = true;
+        let mut dev = Device::open(SerialTransport::new(port), &cfg).unwrap();
+        dev.load_bias(&[7, 8]).unwrap();
+        dev.send_words(&[spec::isa::header(0x77, spec::isa::MAX_LEN), 1, 2]).unwrap();
+        assert!(dev.sync().is_err());
+        let before = dev.stats();
+        assert_eq!(dev.resync().unwrap(), 0);
+        let after = dev.stats();
+        assert_eq!(after.link_resets, 1);
+        assert_eq!(after.words_sent - before.words_sent, 4, "two SYNCs, no fill");
+        assert!(dev.is_in_sync());
+        assert_eq!(dev.transport().port().dev.bias(), &[0, 0], "the BREAK reset the core");
+        dev.sync().unwrap();
+    }
+
+    /// A port that cannot send a BREAK: `reset_link` says so and `resync` fills instead.
+    #[test]
+    fn without_a_break_resync_fills_the_payload() {
+        let cfg = Config::new(2, 8, 8).unwrap();
+        let mut dev = Device::open(SerialTransport::new(GoldenPort::new(cfg, 4096)), &cfg).unwrap();
+        dev.send_words(&[spec::isa::header(opcode_write_act(), 40), 2 << 16]).unwrap();
+        assert!(dev.sync().is_err());
+        let before = dev.stats();
+        dev.resync().unwrap();
+        assert_eq!(dev.stats().link_resets, 0);
+        assert!(dev.stats().words_sent - before.words_sent > 4, "fill words were sent");
+        let mut t = SerialTransport::new(std::io::Cursor::new(Vec::<u8>::new()));
+        assert!(!t.reset_link().unwrap());
+    }
+
+    fn opcode_write_act() -> u8 {
+        spec::isa::opcode::WRITE_ACT
     }
 
     #[test]

@@ -63,6 +63,16 @@ pub trait Transport {
     fn max_pending_words(&self) -> usize {
         usize::MAX
     }
+
+    /// Reset the link and the device behind it from the host, whatever state the word stream
+    /// is in (a line BREAK on a UART: docs/design.md "Link recovery"), and discard whatever
+    /// the device had sent. `Ok(true)` once done: the device is in its reset state (weights,
+    /// bias and quantisation zero; its memories keep their contents). `Ok(false)` if this
+    /// transport has no such means (the default); [`crate::Device::resync`] then recovers
+    /// with the stream alone.
+    fn reset_link(&mut self) -> Result<bool, TransportError> {
+        Ok(false)
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &mut T {
@@ -75,6 +85,9 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     fn max_pending_words(&self) -> usize {
         (**self).max_pending_words()
     }
+    fn reset_link(&mut self) -> Result<bool, TransportError> {
+        (**self).reset_link()
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -86,6 +99,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn max_pending_words(&self) -> usize {
         (**self).max_pending_words()
+    }
+    fn reset_link(&mut self) -> Result<bool, TransportError> {
+        (**self).reset_link()
     }
 }
 
@@ -183,6 +199,10 @@ impl<T: Transport> Transport for Recorder<T> {
 
     fn max_pending_words(&self) -> usize {
         self.inner.max_pending_words()
+    }
+
+    fn reset_link(&mut self) -> Result<bool, TransportError> {
+        self.inner.reset_link()
     }
 }
 

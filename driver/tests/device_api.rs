@@ -88,8 +88,8 @@ fn counters_count_commands_and_macs() {
     assert!(dev.sync().is_err()); // the refusal arrives ahead of the SYNC answer
     assert_eq!(dev.resync().unwrap(), 2); // which resync discards
     let c = dev.counters().unwrap();
-    // INFO, WRITE_ACT, MATMUL, the refused MATMUL, SYNC, resync's two SYNCs
-    assert_eq!(c.commands, 7);
+    // INFO, WRITE_ACT, MATMUL, the refused MATMUL, SYNC, resync's two SYNCs and INFO
+    assert_eq!(c.commands, 8);
     assert_eq!(c.errors, 1);
     assert_eq!(c.macs, 3 * 16);
 }

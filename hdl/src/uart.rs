@@ -31,6 +31,13 @@
 //!   sender whose bit rate differs by up to about `(cpb / 2 - 2) / (9.5 * cpb)` (over 4 % at
 //!   cpb >= 30). A low stop bit is a framing error: the byte is discarded, `frame_error` is set,
 //!   and the receiver waits for the line to go high again (a break does not produce bytes).
+//! * **BREAK**: a line held low for [`BREAK_BIT_TIMES`] bit times (20: two frames; a frame is
+//!   low for at most 9 bit times in a row, its start bit and 8 zero data bits) is a BREAK: the
+//!   receiver raises `line_break` (after the framing error of the frame it started) and holds it
+//!   until the line goes high. The bridge resets itself (FIFOs, word assembly, transmitter,
+//!   sticky flags) while `line_break` is high, and [`UartCore`] resets the core with it: the host
+//!   recovers a link in any state with one BREAK, whatever words were lost or garbled (see
+//!   docs/design.md "Link recovery"). A low of less than 19 bit times never resets anything.
 //! * **Transmit**: start bit, 8 data bits, stop bit, each exactly `clocks_per_bit` clocks; the
 //!   next frame starts one clock after the stop bit ends.
 //! * Both keep their line registers inverted, so the power-up value of every flip-flop (0) means
@@ -82,6 +89,14 @@ pub const MAX_CLOCKS_PER_BIT: usize = 65535;
 pub const BOARD_FIFO_DEPTH: usize = 16384;
 /// Largest FIFO depth (16-bit pointers with a wrap bit).
 pub const MAX_FIFO_DEPTH: usize = 32768;
+/// A line held low this many bit times is a BREAK and resets the bridge and the core (see the
+/// module docs; the contract's number, [`spec::isa::BREAK_BIT_TIMES`]). Detected between 19.5
+/// bit times and 20 bit times plus 4 clocks after the falling edge; the host holds a BREAK far
+/// longer.
+pub use spec::isa::BREAK_BIT_TIMES;
+/// Bit times the receiver counts after the framing error of a BREAK's first frame (its stop bit
+/// is sampled 9.5 bit times after the falling edge) before it raises `line_break`.
+const BREAK_AFTER_STOP: u64 = BREAK_BIT_TIMES as u64 - 10;
 /// Name of the module [`uart_core_verilog`] emits.
 pub const UART_TOP: &str = "protobrain_uart";
 
@@ -123,15 +138,19 @@ pub enum RxState {
     Data,
     /// Waiting for the middle of the stop bit.
     Stop,
-    /// After a framing error: waiting for the line to go high.
+    /// After a framing error: waiting for the line to go high, counting bit times towards a
+    /// BREAK.
     Break,
 }
 
-/// 8N1 receiver (see the module docs). `valid` is high for one clock with each byte.
+/// 8N1 receiver (see the module docs). `valid` is high for one clock with each byte;
+/// `line_break` is high while the line is in a BREAK.
 ///
 /// ```text
 ///  rx ─► [sync1] ─► [sync2] ─► line ─► FSM (Idle/Start/Data/Stop/Break) ─► data[8], valid
 ///                                      count[16] clocks to the next sample   frame_error
+///                                      brk_bits[4] bit times low after a     line_break
+///                                      framing error
 /// ```
 #[derive(LogicBlock)]
 pub struct UartRx {
@@ -147,6 +166,8 @@ pub struct UartRx {
     pub valid: Signal<Out, Bit>,
     /// High for one clock when a frame ended with a low stop bit (the byte is dropped).
     pub frame_error: Signal<Out, Bit>,
+    /// High (registered) from [`BREAK_BIT_TIMES`] bit times of low line until the line is high.
+    pub line_break: Signal<Out, Bit>,
     sync1_n: DFF<Bit>,
     sync2_n: DFF<Bit>,
     line: Signal<Local, Bit>,
@@ -157,6 +178,8 @@ pub struct UartRx {
     data_r: DFF<Bits<8>>,
     valid_r: DFF<Bit>,
     ferr_r: DFF<Bit>,
+    brk_bits: DFF<Bits<4>>,
+    brk_r: DFF<Bit>,
     c_bit: Constant<Bits<16>>,
     c_half: Constant<Bits<16>>,
     c_zero: Constant<Bits<16>>,
@@ -166,6 +189,9 @@ pub struct UartRx {
     c_nbit_one: Constant<Bits<3>>,
     c_nbit_zero: Constant<Bits<3>>,
     c_byte_zero: Constant<Bits<8>>,
+    c_brk_zero: Constant<Bits<4>>,
+    c_brk_one: Constant<Bits<4>>,
+    c_brk_last: Constant<Bits<4>>,
 }
 
 impl UartRx {
@@ -182,6 +208,7 @@ impl UartRx {
             data: Default::default(),
             valid: Default::default(),
             frame_error: Default::default(),
+            line_break: Default::default(),
             sync1_n: Default::default(),
             sync2_n: Default::default(),
             line: Default::default(),
@@ -192,6 +219,8 @@ impl UartRx {
             data_r: Default::default(),
             valid_r: Default::default(),
             ferr_r: Default::default(),
+            brk_bits: Default::default(),
+            brk_r: Default::default(),
             c_bit: c16(clocks_per_bit - 1),
             // The start is seen ~2.5 clocks after the edge (synchroniser); the check of the start
             // bit then happens half + 1 clocks later, at (cpb - 2) / 2 + 1.5 ~ cpb / 2.
@@ -203,6 +232,9 @@ impl UartRx {
             c_nbit_one: Constant::new(1u64.into()),
             c_nbit_zero: Constant::new(0u64.into()),
             c_byte_zero: Constant::new(0u64.into()),
+            c_brk_zero: Constant::new(0u64.into()),
+            c_brk_one: Constant::new(1u64.into()),
+            c_brk_last: Constant::new((BREAK_AFTER_STOP - 1).into()),
         }
     }
 }
@@ -210,7 +242,10 @@ impl UartRx {
 impl Logic for UartRx {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, sync1_n, sync2_n, state, count, nbit, shreg, data_r, valid_r, ferr_r);
+        dff_setup!(
+            self, clock, sync1_n, sync2_n, state, count, nbit, shreg, data_r, valid_r, ferr_r, brk_bits,
+            brk_r
+        );
         // Inverted synchroniser: power-up 0 reads as an idle (high) line.
         self.sync1_n.d.next = !self.rx.val();
         self.sync2_n.d.next = self.sync1_n.q.val();
@@ -220,6 +255,7 @@ impl Logic for UartRx {
         self.data.next = self.data_r.q.val();
         self.valid.next = self.valid_r.q.val();
         self.frame_error.next = self.ferr_r.q.val();
+        self.line_break.next = self.brk_r.q.val();
         if self.count.q.val() != self.c_zero.val() {
             self.count.d.next = self.count.q.val() - self.c_one.val();
         }
@@ -264,12 +300,24 @@ impl Logic for UartRx {
                     } else {
                         self.ferr_r.d.next = true;
                         self.state.d.next = RxState::Break;
+                        self.count.d.next = self.c_bit.val();
+                        self.brk_bits.d.next = self.c_brk_zero.val();
                     }
                 }
             }
             _ => {
                 if self.line.val() {
                     self.state.d.next = RxState::Idle;
+                    self.brk_r.d.next = false;
+                } else if self.count.q.val() == self.c_zero.val() {
+                    // one more bit time low; BREAK_AFTER_STOP of them after the stop bit's
+                    // middle make a BREAK, held until the line goes high
+                    self.count.d.next = self.c_bit.val();
+                    if self.brk_bits.q.val() == self.c_brk_last.val() {
+                        self.brk_r.d.next = true;
+                    } else {
+                        self.brk_bits.d.next = self.brk_bits.q.val() + self.c_brk_one.val();
+                    }
                 }
             }
         }
@@ -283,6 +331,8 @@ impl Logic for UartRx {
             self.data_r.d.next = self.c_byte_zero.val();
             self.valid_r.d.next = false;
             self.ferr_r.d.next = false;
+            self.brk_bits.d.next = self.c_brk_zero.val();
+            self.brk_r.d.next = false;
         }
     }
 }
@@ -660,6 +710,11 @@ pub struct UartBridge {
     pub overflow: Signal<Out, Bit>,
     /// Sticky: a received frame had a low stop bit.
     pub frame_error: Signal<Out, Bit>,
+    /// The line is in a BREAK (registered): the bridge holds itself in reset meanwhile, and
+    /// whatever sits behind it should reset too ([`UartCore`] resets the core).
+    pub line_break: Signal<Out, Bit>,
+    /// `rst` or a BREAK: resets everything but the receiver (which sees the BREAK end).
+    reset: Signal<Local, Bit>,
     urx: UartRx,
     utx: UartTx,
     rx_fifo: ByteFifo,
@@ -702,6 +757,8 @@ impl UartBridge {
             out_ready: Default::default(),
             overflow: Default::default(),
             frame_error: Default::default(),
+            line_break: Default::default(),
+            reset: Default::default(),
             urx: UartRx::new(clocks_per_bit),
             utx: UartTx::new(clocks_per_bit),
             rx_fifo: ByteFifo::new(fifo_depth),
@@ -740,10 +797,12 @@ impl Logic for UartBridge {
         self.utx.clock.next = self.clock.val();
         self.rx_fifo.clock.next = self.clock.val();
         self.tx_fifo.clock.next = self.clock.val();
+        self.reset.next = self.rst.val() || self.urx.line_break.val();
+        self.line_break.next = self.urx.line_break.val();
         self.urx.rst.next = self.rst.val();
-        self.utx.rst.next = self.rst.val();
-        self.rx_fifo.rst.next = self.rst.val();
-        self.tx_fifo.rst.next = self.rst.val();
+        self.utx.rst.next = self.reset.val();
+        self.rx_fifo.rst.next = self.reset.val();
+        self.tx_fifo.rst.next = self.reset.val();
 
         // receive: line -> bytes -> FIFO
         self.urx.rx.next = self.rx.val();
@@ -803,7 +862,7 @@ impl Logic for UartBridge {
         self.overflow.next = self.overflow_r.q.val();
         self.frame_error.next = self.ferr_r.q.val();
 
-        if self.rst.val() {
+        if self.reset.val() {
             for i in 0..4 {
                 self.bytes[i].d.next = self.c_byte_zero.val();
             }
@@ -817,12 +876,15 @@ impl Logic for UartBridge {
     }
 }
 
-/// The core behind a UART: [`UartBridge`] + [`ProtobrainCore`], one clock, one reset.
+/// The core behind a UART: [`UartBridge`] + [`ProtobrainCore`], one clock; `rst` resets both,
+/// and so does a BREAK on `rx` (the bridge's `line_break`), for as long as it lasts. The core's
+/// reset is registered (one clock after `rst`), so its high-fanout net starts at a flip-flop.
 ///
 /// ```text
 ///        ┌────────────── protobrain_uart ──────────────┐
 ///  rx ──►│ UartBridge ══ in_* ══► ProtobrainCore       │
 ///  tx ◄──│            ◄═ out_* ══                      │
+///        │  line_break ─► OR rst ─► [FF] ─► core rst    │
 ///        │ overflow ──────────────────────────────────►│ overflow
 ///        └─────────────────────────────────────────────┘  clk, rst
 /// ```
@@ -840,6 +902,7 @@ pub struct UartCore {
     pub overflow: Signal<Out, Bit>,
     bridge: UartBridge,
     core: ProtobrainCore,
+    core_rst: DFF<Bit>,
 }
 
 impl UartCore {
@@ -857,6 +920,7 @@ impl UartCore {
             overflow: Default::default(),
             bridge: UartBridge::new(clocks_per_bit, fifo_depth),
             core: ProtobrainCore::new(cfg),
+            core_rst: Default::default(),
         }
     }
 
@@ -872,7 +936,9 @@ impl Logic for UartCore {
         self.bridge.clock.next = self.clk.val();
         self.core.clk.next = self.clk.val();
         self.bridge.rst.next = self.rst.val();
-        self.core.rst.next = self.rst.val();
+        self.core_rst.clock.next = self.clk.val();
+        self.core_rst.d.next = self.rst.val() || self.bridge.line_break.val();
+        self.core.rst.next = self.core_rst.q.val();
         self.bridge.rx.next = self.rx.val();
         self.tx.next = self.bridge.tx.val();
         self.overflow.next = self.bridge.overflow.val();
@@ -904,40 +970,64 @@ pub fn uart_core_verilog(
 
 /// A bit-level model of the far end's transmitter: turns bytes into line levels, one per clock
 /// (8N1, `clocks_per_bit` clocks per bit, optionally a stretched or shrunk bit time to test the
-/// receiver's tolerance). Pure Rust, for test benches of the bridge.
+/// receiver's tolerance), and sends BREAKs. Pure Rust, for test benches of the bridge.
 #[derive(Debug, Clone)]
 pub struct LineEncoder {
     period: f64,
-    queue: VecDeque<u8>,
+    queue: VecDeque<LineItem>,
     /// Position in the current frame, in clocks, or None when idle.
     pos: Option<f64>,
     byte: u8,
+    /// Clocks of BREAK (low line) left.
+    low: usize,
+}
+
+/// What a [`LineEncoder`] has queued.
+#[derive(Debug, Clone, Copy)]
+enum LineItem {
+    Byte(u8),
+    /// A BREAK of this many clocks.
+    Break(usize),
 }
 
 impl LineEncoder {
     /// An encoder with a bit time of `period` clocks (need not be an integer).
     pub fn new(period: f64) -> Self {
         assert!(period >= 1.0, "bit period must be at least one clock, got {period}");
-        LineEncoder { period, queue: VecDeque::new(), pos: None, byte: 0 }
+        LineEncoder { period, queue: VecDeque::new(), pos: None, byte: 0, low: 0 }
     }
 
     /// Queue bytes to send back to back.
     pub fn send(&mut self, bytes: &[u8]) {
-        self.queue.extend(bytes);
+        self.queue.extend(bytes.iter().map(|&b| LineItem::Byte(b)));
     }
 
-    /// Nothing queued and no frame on the line.
+    /// Queue a BREAK: the line held low for `clocks` clocks (after the bytes queued before it),
+    /// then idle.
+    pub fn send_break(&mut self, clocks: usize) {
+        self.queue.push_back(LineItem::Break(clocks));
+    }
+
+    /// Nothing queued and no frame or BREAK on the line.
     pub fn is_idle(&self) -> bool {
-        self.pos.is_none() && self.queue.is_empty()
+        self.pos.is_none() && self.low == 0 && self.queue.is_empty()
     }
 
     /// The line level during the next clock.
     pub fn next_level(&mut self) -> bool {
-        if self.pos.is_none() {
-            if let Some(b) = self.queue.pop_front() {
-                self.byte = b;
-                self.pos = Some(0.0);
+        while self.pos.is_none() && self.low == 0 {
+            match self.queue.pop_front() {
+                Some(LineItem::Byte(b)) => {
+                    self.byte = b;
+                    self.pos = Some(0.0);
+                }
+                Some(LineItem::Break(clocks)) => self.low = clocks,
+                None => break,
             }
+        }
+        if self.low > 0 {
+            self.low -= 1;
+            return false;
         }
         let Some(pos) = self.pos else { return true };
         let bit = (pos / self.period) as usize;

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::replay::{replay, simulate, verilator_lint, Port};
-use spec::isa::{decode_responses, Command, Response};
+use spec::isa::{decode_responses, header, opcode, Command, Response};
 use spec::stimulus::{random_stream, Rng, StreamShape};
 use spec::{GoldenDevice, Quant};
 
@@ -233,8 +233,8 @@ fn frame(byte: u8, cpb: usize, stop: bool) -> Vec<bool> {
 }
 
 /// The receiver accepts a sender whose bit time is 3 % long or short, ignores a glitch shorter
-/// than half a bit, reports a low stop bit as a framing error (no byte), waits out a break, and
-/// then receives normally.
+/// than half a bit, reports a low stop bit as a framing error (no byte), waits out a break
+/// (raising `line_break` only after [`BREAK_BIT_TIMES`] of low line), and then receives normally.
 #[test]
 fn receiver_tolerates_rate_error_and_rejects_bad_frames() {
     let cpb = 16;
@@ -258,8 +258,15 @@ fn receiver_tolerates_rate_error_and_rejects_bad_frames() {
     levels.extend(frame(0x5A, cpb, false));
     levels.extend([true; 20]);
     want.push(Received::FrameError);
+    // a zero byte with a low stop bit and more low after it: 19 bit times low, not a BREAK
+    let short_low = levels.len();
+    levels.extend(std::iter::repeat_n(false, 19 * cpb));
+    levels.extend([true; 20]);
+    want.push(Received::FrameError);
     // a break: 3 frames' worth of low, then a good byte
+    let break_start = levels.len();
     levels.extend(std::iter::repeat_n(false, 30 * cpb));
+    let break_end = levels.len();
     levels.extend([true; 20]);
     want.push(Received::FrameError);
     levels.extend(frame(0xC3, cpb, true));
@@ -269,7 +276,12 @@ fn receiver_tolerates_rate_error_and_rejects_bad_frames() {
     let mut stimulus: Vec<Vec<u128>> = vec![vec![1, 1]];
     stimulus.extend(levels.iter().map(|&l| vec![0, l as u128]));
     let inputs = [Port::new("rst", 1), Port::new("rx", 1)];
-    let outputs = [Port::new("data", 8), Port::new("valid", 1), Port::new("frame_error", 1)];
+    let outputs = [
+        Port::new("data", 8),
+        Port::new("valid", 1),
+        Port::new("frame_error", 1),
+        Port::new("line_break", 1),
+    ];
     let trace = lockstep(
         UartRx::new(cpb),
         |u| &mut u.clock,
@@ -280,8 +292,29 @@ fn receiver_tolerates_rate_error_and_rejects_bad_frames() {
             u.rst.next = r[0] != 0;
             u.rx.next = r[1] != 0;
         },
-        |u| vec![u.data.val().to_u64() as u128, u.valid.val() as u128, u.frame_error.val() as u128],
+        |u| {
+            vec![
+                u.data.val().to_u64() as u128,
+                u.valid.val() as u128,
+                u.frame_error.val() as u128,
+                u.line_break.val() as u128,
+            ]
+        },
     );
+    // trace[c] is the outputs after the edge of stimulus row c (row 0 is the reset): the line
+    // level levels[i] is row i + 1
+    let high: Vec<usize> = (0..trace.len()).filter(|&c| trace[c][3] == 1).collect();
+    assert!(!high.is_empty(), "30 bit times of low line raised no line_break");
+    let (rise, fall) = (high[0], *high.last().unwrap());
+    assert_eq!(high.len(), fall - rise + 1, "line_break is one pulse");
+    let rise_after = rise - (break_start + 1);
+    assert!(
+        (BREAK_BIT_TIMES * cpb - cpb / 2..=BREAK_BIT_TIMES * cpb + 4).contains(&rise_after),
+        "line_break rose {rise_after} clocks after the falling edge, expected about {BREAK_BIT_TIMES} bit times"
+    );
+    assert!(rise > break_start && short_low < break_start, "19 bit times of low line are not a BREAK");
+    let fall_after = fall + 1 - (break_end + 1);
+    assert!(fall_after <= 4, "line_break fell {fall_after} clocks after the line went high");
     let got: Vec<Received> = trace
         .iter()
         .filter_map(|t| match (t[1], t[2]) {
@@ -520,6 +553,72 @@ fn uart_core_answers_a_gemm_over_the_serial_line_like_the_golden_device() {
     assert_eq!(responses.first(), Some(&Response::info(&cfg)));
     assert!(matches!(responses.last(), Some(Response::Sync { token: 42 })));
     assert_eq!(responses.len(), 6, "INFO, READ_ACC, READ_ACT, SYNC, error, SYNC: {responses:?}");
+}
+
+/// A BREAK recovers the link from any state, in rust-hdl and in the emitted Verilog under
+/// Icarus: (1) a header corrupted to announce 2^24 - 1 payload words (the core would swallow
+/// the next 16.8 M words), (2) a WRITE_ACT whose payload words were lost, sent while a long
+/// READ_ACC answer is still on the line (the BREAK cuts it). After each BREAK the only answer
+/// is the echo of the SYNC sent after it, and the bridge's flags are clear.
+#[test]
+fn a_break_resets_the_bridge_and_the_core_whatever_the_stream_state() {
+    let cfg = Config::new(2, 16, 8).unwrap();
+    let (cpb, depth) = (4usize, 64usize);
+    let byte_time = 10 * cpb;
+    let bytes = |words: &[u32]| words.iter().flat_map(|w| w.to_le_bytes()).collect::<Vec<u8>>();
+    let sync = |token: u32| program(&[Command::Sync { token }], 2);
+    let mut enc = LineEncoder::new(cpb as f64);
+    let mut stimulus = vec![vec![1, 1]];
+    // the queued line levels, then `extra` idle clocks; returns the stimulus length
+    let run = |enc: &mut LineEncoder, extra: usize, stimulus: &mut Vec<Vec<u128>>| {
+        while !enc.is_idle() {
+            stimulus.push(vec![0, enc.next_level() as u128]);
+        }
+        stimulus.extend((0..extra).map(|_| vec![0, 1]));
+        stimulus.len()
+    };
+    // (1) a corrupted length, then a few more words it swallows
+    enc.send(&bytes(&[0x77FF_FFFF, 1, 2, 3]));
+    run(&mut enc, 3 * byte_time, &mut stimulus);
+    enc.send_break((BREAK_BIT_TIMES + 5) * cpb);
+    let break1 = run(&mut enc, 2 * cpb, &mut stimulus);
+    enc.send(&bytes(&sync(0x1234)));
+    let after1 = run(&mut enc, 12 * byte_time, &mut stimulus);
+    // (2) a READ_ACC of every row (17 words back), a WRITE_ACT missing 2 of its 3 payload
+    // words, and a BREAK while the answer is on the line
+    let mut words = program(&[Command::ReadAcc { src: 0, n: 8 }], 2);
+    words.extend([header(opcode::WRITE_ACT, 3), 2 << 16]);
+    enc.send(&bytes(&words));
+    run(&mut enc, 10 * byte_time, &mut stimulus);
+    enc.send_break((BREAK_BIT_TIMES + 5) * cpb);
+    let break2 = run(&mut enc, 2 * cpb, &mut stimulus);
+    enc.send(&bytes(&sync(0x5678)));
+    run(&mut enc, 12 * byte_time, &mut stimulus);
+
+    let verilog = uart_core_verilog(&cfg, cpb, depth).unwrap();
+    let (inputs, outputs) = uart_ports();
+    let trace = lockstep(
+        UartCore::new(&cfg, cpb, depth),
+        |u| &mut u.clk,
+        Some((&verilog, UART_TOP, "clk")),
+        (&inputs, &outputs),
+        &stimulus,
+        |u, r| {
+            u.rst.next = r[0] != 0;
+            u.rx.next = r[1] != 0;
+        },
+        |u| vec![u.tx.val() as u128, u.overflow.val() as u128],
+    );
+    let tx = |from: usize, to: usize| decode_line(cpb, trace[from..to].iter().map(|t| t[0] == 1));
+    // nothing came back before the first BREAK (the corrupted command is still swallowing)
+    assert!(tx(0, break1).is_empty(), "{:?}", tx(0, break1));
+    let echo = |token: u32| vec![header(opcode::SYNC | 0x80, 1), token];
+    assert_eq!(words_of(&bytes_of(&tx(break1, after1))), echo(0x1234));
+    // the READ_ACC answer had started and was cut by the second BREAK
+    let before2 = tx(after1, break2);
+    assert!(!before2.is_empty() && before2.len() < 17 * 4, "{} bytes of the READ_ACC answer", before2.len());
+    assert_eq!(words_of(&bytes_of(&tx(break2, trace.len()))), echo(0x5678));
+    assert!(trace.iter().all(|t| t[1] == 0), "overflow");
 }
 
 /// Random command streams (including malformed ones) over the serial line, Icarus only (the

@@ -20,10 +20,15 @@
 //!
 //! A framing error on `tx` or the bridge's `overflow` flag is reported as an I/O error
 //! (`InvalidData`), since either means the byte stream can no longer be trusted.
+//!
+//! [`driver::BytePort::send_break`] holds `rx` low for [`driver::serial::BREAK_HOLD_BIT_TIMES`]
+//! bit times after the bytes queued before it, as a serial device does: the bridge and the
+//! core reset, and the bytes that came back before (or were cut by) the reset are discarded.
 
 use std::collections::VecDeque;
 use std::io::{Error, ErrorKind, Read, Write};
 
+use driver::serial::BREAK_HOLD_BIT_TIMES;
 use hdl::uart::{LineDecoder, LineEncoder, Received};
 use spec::Config;
 
@@ -45,6 +50,7 @@ pub struct SimulatedBoard {
     bytes_read: u64,
     rx_levels: Vec<bool>,
     tx_levels: Vec<bool>,
+    breaks: u64,
 }
 
 impl SimulatedBoard {
@@ -72,6 +78,7 @@ impl SimulatedBoard {
             bytes_read: 0,
             rx_levels: Vec::new(),
             tx_levels: Vec::new(),
+            breaks: 0,
         }
     }
 
@@ -98,6 +105,11 @@ impl SimulatedBoard {
     /// Bytes returned to the host by `read` so far.
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read
+    }
+
+    /// BREAKs the host has sent.
+    pub fn breaks(&self) -> u64 {
+        self.breaks
     }
 
     /// Bytes decoded from `tx` and not yet read.
@@ -142,6 +154,26 @@ impl SimulatedBoard {
             ));
         }
         Ok(())
+    }
+}
+
+/// Idle bit times after a BREAK before the input is discarded (two frames).
+const BREAK_SETTLE_BIT_TIMES: u64 = 20;
+
+impl driver::BytePort for SimulatedBoard {
+    /// The BREAK on `rx` after the queued bytes, then [`BREAK_SETTLE_BIT_TIMES`] of idle line;
+    /// everything received until then is discarded.
+    fn send_break(&mut self) -> std::io::Result<bool> {
+        let cpb = self.model.clocks_per_bit();
+        self.encoder.send_break(BREAK_HOLD_BIT_TIMES as usize * cpb);
+        while !self.encoder.is_idle() {
+            self.run(self.poll)?;
+        }
+        self.run(BREAK_SETTLE_BIT_TIMES * cpb as u64)?;
+        self.received.clear();
+        self.decoder = LineDecoder::new(cpb);
+        self.breaks += 1;
+        Ok(true)
     }
 }
 

@@ -166,3 +166,100 @@ fn a_host_breaking_the_fifo_contract_gets_an_overflow_error_not_wrong_data() {
     assert!(e.to_string().contains("receive FIFO (16 bytes) overflowed"), "{e}");
     assert!(dev.transport().port().model().overflow());
 }
+
+/// Words sent and received by `resync`, its discards, and its wall time.
+fn timed_resync(dev: &mut Device<SerialTransport<SimulatedBoard>>) -> (u64, u64, usize, f64) {
+    let before = dev.stats();
+    let t0 = Instant::now();
+    let discarded = dev.resync().expect("resync recovers the board");
+    let after = dev.stats();
+    (
+        after.words_sent - before.words_sent,
+        after.words_received - before.words_received,
+        discarded,
+        t0.elapsed().as_secs_f64(),
+    )
+}
+
+/// After a recovery the board computes again: a GEMM equals the golden model (the program
+/// loads everything it uses, so the reset state does not matter).
+fn still_computes(dev: &mut Device<SerialTransport<SimulatedBoard>>) {
+    let (x, w, b) = problem();
+    let q = Quant::new(3, 10, true).unwrap();
+    let y = dev.layer(&x, &Layer::new(w.clone(), b.clone(), q).unwrap(), OutputKind::Int8).unwrap();
+    assert_eq!(y.as_int8(), Some(&golden::layer(&x, &w, &b, q).unwrap()));
+}
+
+/// A header corrupted to announce 2^24 - 1 payload words: without a BREAK the board swallows
+/// the next 16.8 M words (11 minutes at 1 Mbaud); `resync` sends a BREAK when its SYNC goes
+/// unanswered and recovers in one round trip: 4 words sent (two SYNCs), 2 echoes back.
+#[test]
+fn a_corrupted_length_is_recovered_by_one_break() {
+    let mut dev = board();
+    dev.set_timeout(std::time::Duration::from_millis(200));
+    dev.send_words(&[header(0x77, spec::isa::MAX_LEN), 1, 2, 3]).unwrap();
+    assert!(dev.sync().is_err(), "the SYNC is swallowed as payload");
+    let (sent, received, discarded, secs) = timed_resync(&mut dev);
+    eprintln!(
+        "corrupted length: resync sent {sent} words, received {received}, discarded {discarded}, {secs:.2} s"
+    );
+    assert_eq!((sent, received, discarded), (4, 2, 0));
+    assert_eq!(dev.stats().link_resets, 1);
+    assert_eq!(dev.transport().port().breaks(), 1);
+    assert!(!dev.transport().port().model().overflow());
+    still_computes(&mut dev);
+}
+
+/// Lost words in a long payload: a WRITE_ACT of 8 rows (8 payload words at DIM 2) of which
+/// only the first arrived swallows the failed call's SYNC and `resync`'s first SYNC, so
+/// `resync` sends a BREAK.
+#[test]
+fn lost_words_of_a_long_payload_are_recovered_by_a_break() {
+    let mut dev = board();
+    dev.set_timeout(std::time::Duration::from_millis(200));
+    dev.send_words(&[header(opcode::WRITE_ACT, 9), 8 << 16, 0x0102]).unwrap();
+    assert!(dev.sync().is_err());
+    let (sent, _, _, _) = timed_resync(&mut dev);
+    assert_eq!(sent, 4);
+    assert_eq!(dev.stats().link_resets, 1);
+    still_computes(&mut dev);
+}
+
+/// Garbage words (random headers, lengths and payloads: refused commands, long answers,
+/// commands left waiting for payload) and then `resync`: the board is back in step every time,
+/// within the bound of docs/driver.md: at most one BREAK, 4 words sent with it (5 when the
+/// first SYNC is answered and no BREAK is needed), and the discards capped by twice the longest
+/// answer plus twice the words sent.
+#[test]
+fn garbage_words_are_recovered_within_the_bound() {
+    let mut dev = board();
+    dev.set_timeout(std::time::Duration::from_millis(200));
+    let cfg = cfg();
+    let cap = 2 * (1 + cfg.acc_rows() * cfg.dim()) + 2 * 5;
+    let mut rng = spec::rng::SplitMix64::new(99);
+    for round in 0..6 {
+        // a random command stream (some malformed) cut at a random word, then random words
+        let mut garbage = spec::stimulus::random_stream(
+            &cfg,
+            &mut rng,
+            spec::stimulus::StreamShape { commands: 12, max_rows: 8, malformed: 0.3 },
+        );
+        garbage.truncate(rng.below(garbage.len() as u64 + 1) as usize);
+        garbage.extend((0..rng.below(4)).map(|_| rng.next_u64() as u32));
+        dev.send_words(&garbage).unwrap();
+        let _ = dev.sync();
+        let resets = dev.stats().link_resets;
+        let (sent, _, discarded, secs) = timed_resync(&mut dev);
+        eprintln!(
+            "garbage round {round}: resync sent {sent} words, discarded {discarded}, {} BREAK(s), {secs:.2} s",
+            dev.stats().link_resets - resets
+        );
+        let broke = dev.stats().link_resets - resets;
+        assert!(broke <= 1 && sent == 5 - broke, "round {round}: {sent} words sent, {broke} BREAKs");
+        assert!(discarded <= cap, "round {round}: {discarded} words discarded");
+        let rows = vec![vec![round as i8, -6], vec![127, -128]];
+        dev.write_act(3, &rows).unwrap();
+        assert_eq!(dev.read_act(3, 2).unwrap(), rows, "round {round}");
+    }
+    still_computes(&mut dev);
+}

@@ -65,6 +65,14 @@ impl GoldenDevice {
         dev.take_output()
     }
 
+    /// A reset (the `rst` pin, or a BREAK on a board's UART): back to the state after reset —
+    /// no command half parsed, weights, bias, quantisation and counters zero, no answer
+    /// pending — with the memories' contents kept, as in hardware.
+    pub fn reset(&mut self) {
+        let (scratch, acc) = (std::mem::take(&mut self.scratch), std::mem::take(&mut self.acc));
+        *self = GoldenDevice { scratch, acc, ..GoldenDevice::new(self.cfg) };
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.cfg
@@ -238,5 +246,31 @@ impl GoldenDevice {
     /// The counters (timed ones are 0).
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::isa::{header, opcode};
+
+    /// A reset (a BREAK on a board) drops a half-parsed command and the loaded state but keeps
+    /// the memories.
+    #[test]
+    fn reset_keeps_the_memories_and_nothing_else() {
+        let cfg = Config::new(2, 4, 4).unwrap();
+        let mut dev = GoldenDevice::new(cfg);
+        dev.execute(&Command::WriteAct { dst: 1, rows: vec![vec![3, -4]] });
+        dev.execute(&Command::LoadBias { bias: vec![5, 6] });
+        dev.execute(&Command::LoadWeights { weights: vec![1, 2, 3, 4] });
+        dev.execute(&Command::Matmul { src: 1, n: 1, dst: 2, accumulate: false });
+        dev.push_all([header(0x77, crate::isa::MAX_LEN), 9]); // inside a huge payload
+        dev.reset();
+        assert!(dev.is_idle());
+        assert_eq!((dev.bias(), dev.active_weights()), (&[0, 0][..], &[0, 0, 0, 0][..]));
+        assert_eq!((dev.scratch_row(1), dev.acc_row(2)), (&[3, -4][..], &[-9, -10][..]));
+        assert_eq!(dev.counters(), Counters::default());
+        dev.push_all([header(opcode::SYNC, 1), 42]);
+        assert_eq!(dev.take_output(), vec![header(opcode::SYNC | 0x80, 1), 42]);
     }
 }

@@ -59,6 +59,10 @@ pub const RESPONSE_BIT: u8 = 0x80;
 pub const MAX_LEN: u32 = 0x00FF_FFFF;
 /// Payload words of the COUNTERS response.
 pub const COUNTER_WORDS: usize = 9;
+/// Over a UART (the board tops), a line held low for this many bit times is a BREAK: it resets
+/// the bridge and the core, whatever state the word stream is in (docs/design.md "Link
+/// recovery"). A byte frame is low for at most 9 bit times in a row.
+pub const BREAK_BIT_TIMES: usize = 20;
 /// Indices of COUNTERS payload words that depend on timing (cycles, stalls); the untimed golden
 /// device answers 0 there. See [`Counters`].
 pub const TIMED_COUNTER_WORDS: [usize; 5] = [0, 1, 4, 5, 6];

@@ -1,14 +1,15 @@
 //! The open FPGA flow: emit the board top, synthesise it with Yosys, place and route it with
-//! nextpnr, pack the bitstream, and parse the tools' reports into a typed [`Report`] written as
-//! JSON and Markdown beside the bitstream.
+//! nextpnr, pack the bitstream, and read the tools' machine-readable reports (Yosys' `stat
+//! -json`, nextpnr's `--report` JSON) into a typed [`Report`] written as JSON and Markdown
+//! beside the bitstream. No human-readable log is scraped.
 //!
 //! ```text
 //!  Board::spec() ─► board_verilog ─► protobrain_top.v ─┐
 //!  bitstreams/icebreaker.pcf | ulx3s.lpf ──────────────┤
 //!                                                      ▼
-//!   yosys  synth_ice40 -dsp -spram | synth_ecp5  ─► protobrain_top.json, yosys_stat.txt
-//!   nextpnr-ice40 --up5k --package sg48          ─► protobrain_top.asc     (nextpnr.log:
-//!   nextpnr-ecp5 --25k|--85k --package CABGA381  ─► protobrain_top.config   utilisation, Fmax)
+//!   yosys  synth_ice40 -dsp -spram | synth_ecp5  ─► protobrain_top.json, yosys_stat.json
+//!   nextpnr-ice40 --up5k --package sg48          ─► protobrain_top.asc,    nextpnr_report.json
+//!   nextpnr-ecp5 --25k|--85k --package CABGA381  ─► protobrain_top.config  (utilisation, Fmax)
 //!   icepack | ecppack --compress                 ─► protobrain_top.bin | protobrain_top.bit
 //!                                                ─► report.json, report.md
 //! ```
@@ -62,12 +63,14 @@ pub enum FlowError {
     #[error(transparent)]
     Emit(#[from] EmitError),
     /// A tool's report did not say what the flow needs.
-    #[error("cannot read {what} from {log}")]
+    #[error("cannot read {what} from {log}: {detail}")]
     Parse {
         /// What was looked for.
         what: &'static str,
         /// The file it was looked for in.
         log: PathBuf,
+        /// What was wrong with it.
+        detail: String,
     },
     /// File system trouble in the output directory.
     #[error("{path}: {source}")]
@@ -394,76 +397,67 @@ fn json_str(s: &str) -> String {
     out
 }
 
-/// Parses nextpnr's log: the last "Max frequency for clock" line of each clock (post-route)
-/// and the "Device utilisation" table.
-pub fn parse_nextpnr_log(text: &str) -> (Vec<ClockTiming>, Vec<Utilisation>) {
-    let mut clocks: Vec<ClockTiming> = vec![];
-    let mut util: Vec<Utilisation> = vec![];
-    let mut in_util = false;
-    for line in text.lines() {
-        let body = line.strip_prefix("Info:").unwrap_or(line).trim();
-        if let Some(rest) = body.strip_prefix("Max frequency for clock") {
-            // " 'clk': 38.12 MHz (PASS at 30.00 MHz)"
-            let name = rest.split('\'').nth(1).unwrap_or("").to_string();
-            let nums: Vec<f64> = rest
-                .rsplit('\'')
-                .next()
-                .unwrap_or("")
-                .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .filter_map(|t| t.parse().ok())
-                .collect();
-            if let [fmax, target, ..] = nums[..] {
-                clocks.retain(|c| c.name != name);
-                clocks.push(ClockTiming { name, fmax_mhz: fmax, target_mhz: target });
-            }
-            continue;
-        }
-        if body.starts_with("Device utilisation") {
-            in_util = true;
-            util.clear();
-            continue;
-        }
-        if in_util {
-            // "ICESTORM_LC:  3401/ 5280    64%"
-            let parsed = body.split_once(':').and_then(|(name, rest)| {
-                let (used, rest) = rest.split_once('/')?;
-                let avail = rest.split_whitespace().next()?;
-                Some(Utilisation {
-                    resource: name.trim().to_string(),
-                    used: used.trim().parse().ok()?,
-                    available: avail.parse().ok()?,
-                })
-            });
-            match parsed {
-                Some(u) if !u.resource.contains(' ') => util.push(u),
-                _ => in_util = body.is_empty(),
-            }
-        }
-    }
-    (clocks, util)
+/// nextpnr's `--report FILE` JSON: the post-route Fmax of each clock and the device
+/// utilisation (the keys it writes; others are ignored).
+#[derive(Debug, serde::Deserialize)]
+struct NextpnrReport {
+    fmax: BTreeMap<String, NextpnrFmax>,
+    utilization: BTreeMap<String, NextpnrUse>,
 }
 
-/// Parses Yosys' `stat` output into cell counts (the cell lines of the top module).
-pub fn parse_yosys_stat(text: &str) -> BTreeMap<String, u64> {
-    let mut cells = BTreeMap::new();
-    let mut in_cells = false;
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if line.trim_start().starts_with("Number of cells") {
-            in_cells = true;
-            continue;
-        }
-        match fields[..] {
-            [name, count] if in_cells => match count.parse() {
-                Ok(n) => {
-                    cells.insert(name.to_string(), n);
-                }
-                Err(_) => in_cells = false,
-            },
-            _ => in_cells = false,
-        }
-    }
-    cells
+#[derive(Debug, serde::Deserialize)]
+struct NextpnrFmax {
+    achieved: f64,
+    constraint: f64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct NextpnrUse {
+    used: u64,
+    available: u64,
+}
+
+/// Reads nextpnr's `--report` JSON: every clock's post-route Fmax and constraint, and the
+/// utilisation of every resource type of the device (sorted by name).
+pub fn parse_nextpnr_report(json: &str) -> Result<(Vec<ClockTiming>, Vec<Utilisation>), serde_json::Error> {
+    let r: NextpnrReport = serde_json::from_str(json)?;
+    let clocks = r
+        .fmax
+        .into_iter()
+        .map(|(name, f)| ClockTiming { name, fmax_mhz: f.achieved, target_mhz: f.constraint })
+        .collect();
+    let util = r
+        .utilization
+        .into_iter()
+        .map(|(resource, u)| Utilisation { resource, used: u.used, available: u.available })
+        .collect();
+    Ok((clocks, util))
+}
+
+/// Yosys' `stat -json`: per module and for the whole design.
+#[derive(Debug, serde::Deserialize)]
+struct YosysStat {
+    #[serde(default)]
+    design: Option<YosysModuleStat>,
+    #[serde(default)]
+    modules: BTreeMap<String, YosysModuleStat>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct YosysModuleStat {
+    #[serde(default)]
+    num_cells_by_type: BTreeMap<String, u64>,
+}
+
+/// Reads Yosys' `stat -json` into cell counts by type: the whole design's (a flattened
+/// design has one module; `top` picks it when Yosys writes no design total).
+pub fn parse_yosys_stat_json(json: &str, top: &str) -> Result<BTreeMap<String, u64>, serde_json::Error> {
+    let mut stat: YosysStat = serde_json::from_str(json)?;
+    let module = stat.design.or_else(|| {
+        let key = stat.modules.keys().find(|k| k.trim_start_matches('\\') == top).cloned()?;
+        stat.modules.remove(&key)
+    });
+    Ok(module.map(|m| m.num_cells_by_type).unwrap_or_default())
 }
 
 /// The device arguments nextpnr gets for a board, and a description.
@@ -529,7 +523,7 @@ pub fn build_spec(
         Family::Ice40 => format!("synth_ice40 -dsp -spram -top {BOARD_TOP} -json {json}"),
         Family::Ecp5 => format!("synth_ecp5 -top {BOARD_TOP} -json {json}"),
     };
-    let script = format!("read_verilog {verilog_name}; {synth}; tee -q -o yosys_stat.txt stat");
+    let script = format!("read_verilog {verilog_name}; {synth}; tee -q -o yosys_stat.json stat -json");
     stage("yosys", synth.clone(), &mut progress, &mut || {
         run(&tools.yosys, &["-q", "-p", &script], out_dir, "yosys.log")
     })?;
@@ -541,7 +535,7 @@ pub fn build_spec(
         Family::Ecp5 => format!("{BOARD_TOP}.config"),
     };
     let mut args: Vec<&str> = device_args.to_vec();
-    args.extend(["--json", &json, "--freq", &mhz, "--seed", "1"]);
+    args.extend(["--json", &json, "--freq", &mhz, "--seed", "1", "--report", "nextpnr_report.json"]);
     match family {
         Family::Ice40 => args.extend(["--pcf", constraints_name, "--asc", &placed]),
         Family::Ecp5 => args.extend(["--lpf", constraints_name, "--textcfg", &placed]),
@@ -566,16 +560,34 @@ pub fn build_spec(
         let path = out_dir.join(name);
         std::fs::read_to_string(&path).map_err(io_err(&path))
     };
-    let (clocks, utilisation) = parse_nextpnr_log(&read("nextpnr.log")?);
+    let nextpnr_report = out_dir.join("nextpnr_report.json");
+    let (clocks, utilisation) = parse_nextpnr_report(&read("nextpnr_report.json")?).map_err(|e| {
+        FlowError::Parse { what: "nextpnr's report", log: nextpnr_report.clone(), detail: e.to_string() }
+    })?;
     if clocks.is_empty() {
-        return Err(FlowError::Parse { what: "the clock frequencies", log: out_dir.join("nextpnr.log") });
+        return Err(FlowError::Parse {
+            what: "the clock frequencies",
+            log: nextpnr_report,
+            detail: "no clock in `fmax`".into(),
+        });
     }
     if utilisation.is_empty() {
-        return Err(FlowError::Parse { what: "the device utilisation", log: out_dir.join("nextpnr.log") });
+        return Err(FlowError::Parse {
+            what: "the device utilisation",
+            log: nextpnr_report,
+            detail: "empty `utilization`".into(),
+        });
     }
-    let cells = parse_yosys_stat(&read("yosys_stat.txt")?);
+    let stat_path = out_dir.join("yosys_stat.json");
+    let cells = parse_yosys_stat_json(&read("yosys_stat.json")?, BOARD_TOP).map_err(|e| {
+        FlowError::Parse { what: "Yosys' statistics", log: stat_path.clone(), detail: e.to_string() }
+    })?;
     if cells.is_empty() {
-        return Err(FlowError::Parse { what: "the cell counts", log: out_dir.join("yosys_stat.txt") });
+        return Err(FlowError::Parse {
+            what: "the cell counts",
+            log: stat_path,
+            detail: "no cells by type".into(),
+        });
     }
     let report = Report {
         board,
@@ -635,12 +647,18 @@ pub fn ice40_netlist(
     let yosys = require_tool(&["yosys"], "apt-get install yosys")?;
     let path = dir.join("design.v");
     std::fs::write(&path, verilog).map_err(io_err(&path))?;
-    let script =
-        format!("read_verilog design.v; synth_ice40 -dsp -spram -top {top}; tee -q -o stat.txt stat; write_verilog -noattr netlist.v");
+    let script = format!(
+        "read_verilog design.v; synth_ice40 -dsp -spram -top {top}; tee -q -o stat.json stat -json; write_verilog -noattr netlist.v"
+    );
     run(&yosys, &["-q", "-p", &script], dir, "yosys.log")?;
     let read = |name: &str| {
         let p = dir.join(name);
         std::fs::read_to_string(&p).map_err(io_err(&p))
     };
-    Ok((read("netlist.v")?, parse_yosys_stat(&read("stat.txt")?)))
+    let cells = parse_yosys_stat_json(&read("stat.json")?, top).map_err(|e| FlowError::Parse {
+        what: "Yosys' statistics",
+        log: dir.join("stat.json"),
+        detail: e.to_string(),
+    })?;
+    Ok((read("netlist.v")?, cells))
 }

@@ -2,7 +2,7 @@
 //! line (rust-hdl and Icarus, with the PLL models), report parsing, and the real flows.
 
 use super::flow::{
-    build_bitstream, parse_nextpnr_log, parse_yosys_stat, ClockTiming, FlowError, Utilisation,
+    build_bitstream, parse_nextpnr_report, parse_yosys_stat_json, ClockTiming, FlowError, Utilisation,
 };
 use super::*;
 use crate::replay::{replay, simulate, Port};
@@ -129,53 +129,79 @@ fn board_top_boots_blinks_and_answers_over_serial() {
     assert_eq!(got, golden);
 }
 
+/// nextpnr's `--report` JSON, as nextpnr-ice40 0.4 writes it (critical paths shortened) and
+/// with two clocks as nextpnr-ecp5 writes it: Fmax and utilisation come from the keys, not
+/// from the log's wording.
 #[test]
-fn nextpnr_logs_of_both_versions_parse() {
-    // nextpnr-ice40 0.4 (Debian), shortened
-    let ice40 = "Info: Device utilisation:\n\
-                 Info: \t         ICESTORM_LC:  3401/ 5280    64%\n\
-                 Info: \t        ICESTORM_RAM:    24/   30    80%\n\
-                 Info: \t       ICESTORM_DSP:     8/    8   100%\n\
-                 \n\
-                 Info: Max frequency for clock 'clk': 28.00 MHz (FAIL at 30.00 MHz)\n\
-                 Info: Routing..\n\
-                 Info: Max frequency for clock 'clk': 31.25 MHz (PASS at 30.00 MHz)\n";
-    let (clocks, util) = parse_nextpnr_log(ice40);
-    assert_eq!(clocks, vec![ClockTiming { name: "clk".into(), fmax_mhz: 31.25, target_mhz: 30.0 }]);
+fn nextpnr_reports_parse() {
+    let ice40 = r#"{"critical_paths": [{"from": "posedge clk", "path": [], "to": "posedge clk"}],
+        "fmax": {"clk$SB_IO_IN_$glb_clk": {"achieved": 31.25, "constraint": 30}},
+        "utilization": {"ICESTORM_DSP": {"available": 8, "used": 8},
+                        "ICESTORM_LC": {"available": 5280, "used": 3401},
+                        "ICESTORM_RAM": {"available": 30, "used": 24}}}"#;
+    let (clocks, util) = parse_nextpnr_report(ice40).unwrap();
+    assert_eq!(
+        clocks,
+        vec![ClockTiming { name: "clk$SB_IO_IN_$glb_clk".into(), fmax_mhz: 31.25, target_mhz: 30.0 }]
+    );
     assert_eq!(
         util,
         vec![
+            Utilisation { resource: "ICESTORM_DSP".into(), used: 8, available: 8 },
             Utilisation { resource: "ICESTORM_LC".into(), used: 3401, available: 5280 },
             Utilisation { resource: "ICESTORM_RAM".into(), used: 24, available: 30 },
-            Utilisation { resource: "ICESTORM_DSP".into(), used: 8, available: 8 },
         ]
     );
-    // nextpnr-ecp5 0.11 (YoWASP), two clocks
-    let ecp5 = "Info: Device utilisation:\n\
-                Info:             TRELLIS_IO:       6/    197     3%\n\
-                Info:           TRELLIS_COMB:    4321/  24288    17%\n\
-                Info:             MULT18X18D:      22/     28    78%\n\
-                Info: Placed 12 cells based on constraints.\n\
-                Info: Max frequency for clock '$glbnet$clk': 71.30 MHz (PASS at 50.00 MHz)\n\
-                Info: Max frequency for clock 'clk_osc$TRELLIS_IO_IN': 250.00 MHz (PASS at 25.00 MHz)\n";
-    let (clocks, util) = parse_nextpnr_log(ecp5);
+    let ecp5 = r#"{"fmax": {"$glbnet$clk": {"achieved": 71.3, "constraint": 50.0},
+                            "clk_osc$TRELLIS_IO_IN": {"achieved": 250.0, "constraint": 25.0}},
+                   "utilization": {"MULT18X18D": {"available": 28, "used": 22},
+                                   "TRELLIS_COMB": {"available": 24288, "used": 4321}},
+                   "detailed_net_timings": []}"#;
+    let (clocks, util) = parse_nextpnr_report(ecp5).unwrap();
     assert_eq!(clocks.len(), 2);
     assert_eq!(clocks[0].name, "$glbnet$clk");
     assert_eq!((clocks[0].fmax_mhz, clocks[0].target_mhz), (71.3, 50.0));
-    assert_eq!(util.len(), 3);
-    assert_eq!(util[2], Utilisation { resource: "MULT18X18D".into(), used: 22, available: 28 });
-    assert!((util[2].percent() - 78.57).abs() < 0.01);
+    assert_eq!(util[0], Utilisation { resource: "MULT18X18D".into(), used: 22, available: 28 });
+    assert!((util[0].percent() - 78.57).abs() < 0.01);
+    // a log instead of the report is an error, not an empty report
+    assert!(parse_nextpnr_report("Info: Max frequency for clock 'clk': 31.25 MHz").is_err());
 }
 
+/// Yosys 0.23's `stat -json` (its own indentation): the design's cells by type.
 #[test]
-fn yosys_stat_parses() {
-    let stat = "=== protobrain_top ===\n\n   Number of wires:   10\n   Number of cells:   4927\n\
-                \x20    SB_CARRY                      814\n     SB_LUT4                      2455\n\
-                \x20    SB_MAC16                        8\n\n";
-    let cells = parse_yosys_stat(stat);
+fn yosys_stat_json_parses() {
+    let stat = r#"{
+   "creator": "Yosys 0.23 (git sha1 7ce5011c24b)",
+   "invocation": "stat -json ",
+   "modules": {
+      "\\protobrain_top": {
+         "num_wires":         10,
+         "num_cells":         3277,
+         "num_cells_by_type": {
+            "SB_CARRY": 814,
+            "SB_LUT4": 2455,
+            "SB_MAC16": 8
+         }
+      }
+   },
+      "design": {
+         "num_cells":         3277,
+         "num_cells_by_type": {
+            "SB_CARRY": 814,
+            "SB_LUT4": 2455,
+            "SB_MAC16": 8
+         }
+      }
+}"#;
+    let cells = parse_yosys_stat_json(stat, "protobrain_top").unwrap();
     assert_eq!(cells.len(), 3);
     assert_eq!(cells["SB_LUT4"], 2455);
     assert_eq!(cells["SB_MAC16"], 8);
+    // without the design total, the top module's
+    let no_design =
+        stat.split("\n      \"design\"").next().unwrap().trim_end().trim_end_matches(',').to_string() + "\n}";
+    assert_eq!(parse_yosys_stat_json(&no_design, "protobrain_top").unwrap()["SB_CARRY"], 814);
+    assert!(parse_yosys_stat_json("Number of cells: 3", "top").is_err());
 }
 
 /// A missing tool is a clear error, not a panic (checked with a name no machine has).

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  SweepResult ──► utilization_vs_m.svg   utilisation vs M, one colour per DIM
-//!                                         (solid: whole program, dashed: MATMULs alone)
+//!                                         (solid: whole program, dashed: MATMULs alone;
+//!                                         the legend beside the chart)
 //!              ──► dim_scaling.svg        cycles | energy vs DIM for the sweep's workload
 //!              ──► energy_breakdown.svg   pJ per useful MAC by component, one bar per DIM
 //!              ──► roofline.svg           ops/cycle vs ops per link word: compute roofs per
@@ -13,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use thiserror::Error;
 
@@ -97,19 +99,44 @@ fn workload_text(r: &SweepResult) -> String {
     format!("GEMM {m}x{k}x{n}")
 }
 
+/// A legend glyph of a dashed line, as wide as the solid ones (20 px).
+fn dashed_glyph(
+    style: ShapeStyle,
+) -> impl Fn((i32, i32)) -> DashedPathElement<std::vec::IntoIter<(i32, i32)>, i32> {
+    move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 20, y)], 8, 4, style)
+}
+
+/// A legend in its own area (beside a chart, so it covers no data): one line per entry, a
+/// solid or dashed glyph in the entry's colour and its label.
+fn side_legend(area: &Area, top: i32, entries: &[(String, RGBColor, bool)]) -> Draw<()> {
+    for (i, (label, c, dashed)) in entries.iter().enumerate() {
+        let y = top + 24 * i as i32;
+        if label.is_empty() {
+            continue; // a gap between groups
+        }
+        let style = c.stroke_width(2);
+        if *dashed {
+            area.draw(&dashed_glyph(style)((6, y)))?;
+        } else {
+            area.draw(&PathElement::new(vec![(6, y), (26, y)], style))?;
+        }
+        area.draw(&Text::new(label.clone(), (34, y - 8), ("sans-serif", 15).into_font()))?;
+    }
+    Ok(())
+}
+
 fn utilization_vs_m(r: &SweepResult, root: &Area) -> Draw<()> {
     let (_, k, n) = r.gemm;
     let (lo, hi) = span(r.points.iter().filter(|p| p.series == Series::Unlimited).map(|p| p.gemm.0 as f64));
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("Utilisation vs M (GEMM M x {k} x {n}); solid: whole program, dashed: MATMULs alone"),
-            ("sans-serif", 20),
-        )
+    let hi = hi.max(lo * 2.0);
+    let (plot, side) = root.split_horizontally(SIZE.0 - 170);
+    let mut chart = ChartBuilder::on(&plot)
+        .caption(format!("Utilisation vs M (GEMM M x {k} x {n})"), ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(60)
-        // two octaves left of the data leave room for the legend
-        .build_cartesian_2d((lo / 4.0..hi.max(lo * 2.0)).log_scale().base(2.0), 0.0..100.0)?;
+        // the data's span with a little room for the end markers; the legend sits beside
+        .build_cartesian_2d((lo / 1.15..hi * 1.15).log_scale().base(2.0), 0.0..100.0)?;
     chart
         .configure_mesh()
         .max_light_lines(3)
@@ -117,6 +144,7 @@ fn utilization_vs_m(r: &SweepResult, root: &Area) -> Draw<()> {
         .y_desc("utilisation, % of DIM² MACs per cycle")
         .x_label_formatter(&|v| format!("{}", v.round()))
         .draw()?;
+    let mut legend = Vec::new();
     for (i, dim) in r.dims().into_iter().enumerate() {
         let c = colour(i);
         let curve = r.curve(Series::Unlimited, dim);
@@ -124,18 +152,14 @@ fn utilization_vs_m(r: &SweepResult, root: &Area) -> Draw<()> {
             curve.iter().map(|p| (p.gemm.0 as f64, 100.0 * p.estimate.utilization)).collect();
         let compute: Vec<(f64, f64)> =
             curve.iter().map(|p| (p.gemm.0 as f64, 100.0 * p.estimate.compute_utilization)).collect();
-        chart
-            .draw_series(LineSeries::new(whole.clone(), c.stroke_width(2)).point_size(3))?
-            .label(format!("DIM {dim}"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+        chart.draw_series(LineSeries::new(whole, c.stroke_width(2)).point_size(3))?;
         chart.draw_series(DashedLineSeries::new(compute, 6, 4, c.stroke_width(2)))?;
+        legend.push((format!("DIM {dim}"), c, false));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()?;
+    legend.push((String::new(), WHITE, false));
+    legend.push(("whole program".to_string(), BLACK, false));
+    legend.push(("MATMULs alone".to_string(), BLACK, true));
+    side_legend(&side, 70, &legend)?;
     Ok(())
 }
 
@@ -175,7 +199,7 @@ fn dim_scaling(r: &SweepResult, root: &Area) -> Draw<()> {
             chart
                 .draw_series(DashedLineSeries::new(line, 4, 4, c.stroke_width(6)))?
                 .label(*name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(6)));
+                .legend(dashed_glyph(c.stroke_width(6)));
         } else {
             let c = colour(i);
             chart
@@ -336,6 +360,10 @@ fn roofline(r: &SweepResult, root: &Area) -> Draw<()> {
         ))?
         .label(format!("link roof: {f} words/cycle x intensity"))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+    chart
+        .draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?
+        .label("compute roof of each DIM: 2·DIM² (dashed)")
+        .legend(dashed_glyph(colour(7).stroke_width(2)));
     for (i, &dim) in dims.iter().enumerate() {
         let c = colour(i);
         chart.draw_series(DashedLineSeries::new(

@@ -293,4 +293,19 @@ fn a_small_sweep_draws_four_plots() {
             assert!(svg.contains(text), "{name} has no '{text}'");
         }
     }
+    // utilisation vs M: the x axis starts at the data (M = 8: no tick at 4 or 2), and the
+    // dashed series has its own legend entry beside the solid one
+    let texts = |svg: &str| -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| Some(t.split_once('>')?.1.split_once("</text>")?.0.trim().to_string()))
+            .collect()
+    };
+    let util = texts(&svgs[0].1);
+    let has = |t: &str| util.iter().any(|u| u == t);
+    assert!(has("8") && has("16") && has("32"), "M ticks: {util:?}");
+    assert!(!has("4") && !has("2"), "the x axis starts below the data: {util:?}");
+    assert!(has("MATMULs alone") && has("whole program"), "legend: {util:?}");
+    // the roofline's dashed compute roofs have a legend entry
+    assert!(svgs[3].1.contains("compute roof of each DIM: 2·DIM² (dashed)"));
 }
