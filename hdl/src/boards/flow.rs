@@ -162,6 +162,21 @@ fn run(exe: &Path, args: &[&str], dir: &Path, log_name: &str) -> Result<(), Flow
     Err(FlowError::ToolFailed { tool, status, tail, log: log_path })
 }
 
+/// How many nextpnr seeds the flow tries before it gives up on the clock. Placement is a
+/// randomised annealing: on the iCEBreaker the same netlist reaches 28.4 to 30.2 MHz over seeds
+/// 1 to 5 (measured), so one seed's verdict at a 30 MHz target says little about the design.
+/// The report names the seed that met the clock and the Fmax of every seed that missed it.
+pub const NEXTPNR_SEEDS: u32 = 8;
+
+/// The Fmax of a nextpnr run that failed only on timing ("Max frequency for clock ...: 28.35
+/// MHz (FAIL at 30.00 MHz)"), from its error lines.
+fn missed_clock(tail: &str) -> Option<f64> {
+    tail.lines()
+        .filter(|l| l.starts_with("ERROR: Max frequency for clock") && l.contains("(FAIL at"))
+        .filter_map(|l| l.split("': ").nth(1)?.split(" MHz").next()?.trim().parse::<f64>().ok())
+        .reduce(f64::min)
+}
+
 /// Post-route timing of one clock, from nextpnr.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClockTiming {
@@ -227,6 +242,10 @@ pub struct Report {
     pub stages: Vec<StageTime>,
     /// The bitstream file.
     pub bitstream: PathBuf,
+    /// The nextpnr seed whose placement this is.
+    pub seed: u32,
+    /// The seeds tried before it, each with the Fmax it reached (below the target).
+    pub missed_seeds: Vec<(u32, f64)>,
 }
 
 impl Report {
@@ -336,6 +355,13 @@ impl Report {
         let stages: Vec<String> =
             self.stages.iter().map(|t| format!("{}: {:.1}", json_str(t.stage), t.seconds)).collect();
         let _ = writeln!(s, "  \"stage_seconds\": {{{}}},", stages.join(", "));
+        let missed: Vec<String> = self
+            .missed_seeds
+            .iter()
+            .map(|(seed, f)| format!("{{\"seed\": {seed}, \"fmax_mhz\": {f:.2}}}"))
+            .collect();
+        let _ = writeln!(s, "  \"seed\": {},", self.seed);
+        let _ = writeln!(s, "  \"missed_seeds\": [{}],", missed.join(", "));
         let name = self.bitstream.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let _ = writeln!(s, "  \"bitstream\": {}", json_str(&name));
         s.push_str("}\n");
@@ -354,6 +380,18 @@ impl Report {
             self.fmax_mhz(),
             self.target_mhz,
             if self.meets_timing() { "met" } else { "NOT met" }
+        );
+        let missed: Vec<String> =
+            self.missed_seeds.iter().map(|(s, f)| format!("seed {s}: {f:.2} MHz")).collect();
+        let _ = writeln!(
+            s,
+            "Placement: nextpnr seed {}{}.\n",
+            self.seed,
+            if missed.is_empty() {
+                String::new()
+            } else {
+                format!(" (missed the clock first: {})", missed.join(", "))
+            }
         );
         s.push_str("| clock | Fmax (MHz) | constraint (MHz) |\n|---|---|---|\n");
         for c in &self.clocks {
@@ -534,15 +572,47 @@ pub fn build_spec(
         Family::Ice40 => format!("{BOARD_TOP}.asc"),
         Family::Ecp5 => format!("{BOARD_TOP}.config"),
     };
-    let mut args: Vec<&str> = device_args.to_vec();
-    args.extend(["--json", &json, "--freq", &mhz, "--seed", "1", "--report", "nextpnr_report.json"]);
-    match family {
-        Family::Ice40 => args.extend(["--pcf", constraints_name, "--asc", &placed]),
-        Family::Ecp5 => args.extend(["--lpf", constraints_name, "--textcfg", &placed]),
+    // seeds in turn until one meets the clock (see NEXTPNR_SEEDS); the flow is still
+    // deterministic: the same netlist gives the same seed and the same result
+    let mut missed: Vec<(u32, f64)> = Vec::new();
+    let mut seed = 1;
+    loop {
+        let seed_arg = seed.to_string();
+        let mut args: Vec<&str> = device_args.to_vec();
+        args.extend([
+            "--json",
+            &json,
+            "--freq",
+            &mhz,
+            "--seed",
+            &seed_arg,
+            "--report",
+            "nextpnr_report.json",
+        ]);
+        match family {
+            Family::Ice40 => args.extend(["--pcf", constraints_name, "--asc", &placed]),
+            Family::Ecp5 => args.extend(["--lpf", constraints_name, "--textcfg", &placed]),
+        }
+        let result =
+            stage("nextpnr", format!("{device}, {mhz} MHz, seed {seed}"), &mut progress, &mut || {
+                run(&tools.nextpnr, &args, out_dir, "nextpnr.log")
+            });
+        match result {
+            Ok(()) => break,
+            Err(FlowError::ToolFailed { ref tail, .. })
+                if seed < NEXTPNR_SEEDS && missed_clock(tail).is_some() =>
+            {
+                let fmax = missed_clock(tail).expect("checked");
+                progress(&format!(
+                    "[{board}] nextpnr: seed {seed} reached {fmax:.2} MHz, trying seed {}",
+                    seed + 1
+                ));
+                missed.push((seed, fmax));
+                seed += 1;
+            }
+            Err(e) => return Err(e),
+        }
     }
-    stage("nextpnr", format!("{device}, {mhz} MHz"), &mut progress, &mut || {
-        run(&tools.nextpnr, &args, out_dir, "nextpnr.log")
-    })?;
 
     let bitstream = match family {
         Family::Ice40 => format!("{BOARD_TOP}.bin"),
@@ -600,6 +670,8 @@ pub fn build_spec(
         cells,
         stages,
         bitstream: out_dir.join(&bitstream),
+        seed,
+        missed_seeds: missed,
     };
     write("report.json", &report.to_json())?;
     write("report.md", &report.to_markdown())?;
