@@ -300,7 +300,7 @@ fn layer_names(
             ),
         ));
     }
-    names.sort_by(|a, b| natural_key(a).cmp(&natural_key(b)));
+    names.sort_by_key(|a| natural_key(a));
     Ok(names)
 }
 

@@ -17,7 +17,9 @@
 //! to pins. The reset is asserted from power-up (every flip-flop starts at 0, and the
 //! synchroniser stores "out of reset" as 1) until the PLL has locked and the button is
 //! released, then released synchronously three clocks later. LEDs follow the board's polarity
-//! (iCEBreaker's are active low).
+//! (iCEBreaker's are active low). The host resets the bridge and the core (not the PLL or the
+//! heartbeat) without the button by a BREAK on `uart_rx`: the line held low for 20 bit times or
+//! more (docs/design.md "Link recovery"); that also clears the overflow LED.
 
 pub mod flow;
 pub mod pll;
