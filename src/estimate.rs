@@ -2,7 +2,7 @@
 //! configuration, measured on the cycle-exact native model (`sim::estimate`).
 //!
 //! ```text
-//!  --gemm M,K,N | --model model.json [--batch M] ──► sim::estimate::Workload (random or zero X)
+//!  --gemm M,K,N | --model model.json|.onnx [--batch M] ──► sim::estimate::Workload (random or zero X)
 //!  --preset/--dim/..., --clock, --link-*, --tech ──► Config, Options
 //!                                     estimate() ──► table on stdout, --json out.json
 //!  --topology FILE.csv ──► sim::estimate::topology::parse ──► one GEMM per layer, in parallel
@@ -29,8 +29,8 @@ pub struct EstimateArgs {
     #[arg(long, value_name = "M,K,N", conflicts_with = "model")]
     pub gemm: Option<String>,
 
-    /// An MLP model file (docs/model-format.md): its layers, weights and output kind.
-    #[arg(short, long, value_name = "model.json")]
+    /// A network: a model file (docs/model-format.md) or an int8 ONNX model (docs/onnx.md).
+    #[arg(short, long, value_name = "model.json|model.onnx")]
     pub model: Option<PathBuf>,
 
     /// A SCALE-Sim topology file (conv or GEMM layout): every layer estimated as a GEMM, in

@@ -48,8 +48,9 @@ pub enum CompileWhat {
     },
     /// The MLP of a model file on inputs X.
     Mlp {
-        /// The model (docs/model-format.md).
-        #[arg(short, long, value_name = "model.json")]
+        /// The model: a model file (docs/model-format.md) or an int8 ONNX model (docs/onnx.md)
+        /// of dense layers.
+        #[arg(short, long, value_name = "model.json|model.onnx")]
         model: PathBuf,
         /// Inputs X: int8 .npy (M, K).
         #[arg(short, long, value_name = "X.npy")]
