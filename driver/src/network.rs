@@ -263,14 +263,12 @@ impl Network {
         self.input_zero_point
     }
 
-    /// Float inputs to int8 codes by ONNX's `QuantizeLinear` rule (which PyTorch and TFLite's
-    /// converters share up to ties): `saturate(round_half_even(x / s) + Z)` with `x / s` in
-    /// float32, as onnxruntime computes it, so an imported model sees the codes onnxruntime
-    /// would. NaN becomes Z (callers refuse non-finite inputs before this).
+    /// Float inputs to int8 codes with the input scale and zero point by ONNX's `QuantizeLinear`
+    /// rule ([`crate::quant::quantize_linear`]), so an imported model sees the codes onnxruntime
+    /// would. Callers refuse non-finite inputs before this.
     pub fn quantize_input(&self, x: &DMatrix<f32>) -> DMatrix<i8> {
         let s = self.input_scale as f32;
-        let z = f32::from(self.input_zero_point);
-        x.map(|v| ((v / s).round_ties_even() + z).clamp(-128.0, 127.0) as i8)
+        x.map(|v| crate::quant::quantize_linear(v, s, self.input_zero_point))
     }
     /// What the last layer returns.
     pub fn output(&self) -> OutputKind {

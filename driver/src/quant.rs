@@ -143,6 +143,13 @@ pub fn quantize_i8(v: f64, scale: f64) -> i8 {
     (v / scale).round().clamp(-QMAX, QMAX) as i8
 }
 
+/// ONNX's `QuantizeLinear` (shared by onnxruntime, and PyTorch's and TFLite's converters up
+/// to ties): `saturate(round_half_even(v / scale) + zero_point)` to int8, with `v / scale` in
+/// float32 as onnxruntime computes it. NaN gives 0: callers refuse non-finite inputs first.
+pub fn quantize_linear(v: f32, scale: f32, zero_point: i8) -> i8 {
+    ((v / scale).round_ties_even() + f32::from(zero_point)).clamp(-128.0, 127.0) as i8
+}
+
 /// `round(v / scale)` as int32, or `None` if it does not fit.
 pub fn quantize_i32(v: f64, scale: f64) -> Option<i32> {
     let q = (v / scale).round();
@@ -658,6 +665,15 @@ mod tests {
         assert_eq!(quantize_i8(-1.25, 0.5), -3);
         assert_eq!(quantize_i8(1e9, 0.5), 127);
         assert_eq!(quantize_i8(-1e9, 0.5), -127);
+        // QuantizeLinear: ties to even, the zero point added after rounding, saturated to
+        // [-128, 127]; the division in float32 (127.49999 rounds down, as onnxruntime's does)
+        assert_eq!(quantize_linear(1.25, 0.5, 0), 2);
+        assert_eq!(quantize_linear(1.75, 0.5, 0), 4);
+        assert_eq!(quantize_linear(-1.25, 0.5, 3), 1);
+        assert_eq!(quantize_linear(-1e9, 0.5, 0), -128);
+        assert_eq!(quantize_linear(1e9, 0.5, -128), 127);
+        assert_eq!(quantize_linear(0.5, 1.0 / 255.0, -128), -1);
+        assert_eq!(quantize_linear(f32::NAN, 0.5, 7), 0, "NaN saturates to 0 (callers refuse it first)");
         assert_eq!(quantize_i32(3.0, 0.5), Some(6));
         assert_eq!(quantize_i32(-2.25, 0.5), Some(-5));
         assert_eq!(quantize_i32(1e12, 1.0), None);
