@@ -38,6 +38,7 @@ mod matmul;
 mod npy;
 mod output;
 mod program_cmd;
+mod progress;
 mod quantize;
 mod sweep;
 mod topology;

@@ -13,13 +13,10 @@
 //!  sweep merge SHARDS|DIRS -o DIR ──► the same files as the whole run, checked complete
 //! ```
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sim::estimate::shard;
 use sim::estimate::sweep::{self, SweepSpec};
 use sim::estimate::{plots, si, Options};
@@ -162,26 +159,13 @@ pub fn run(args: &SweepArgs) -> Result<String, CliError> {
         largest * workers,
     )?;
     let started = Instant::now();
-    let bar = &ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden());
-    bar.set_style(
-        ProgressStyle::with_template("sweep {wide_bar} {pos}/{len} estimates [{elapsed}]")
-            .expect("the template is valid"),
+    let result = crate::progress::with_bar(
+        total,
+        "sweep {wide_bar} {pos}/{len} estimates [{elapsed}]",
+        Duration::from_secs(1),
+        args.quiet,
+        |step| sweep::run(&spec, &|done, _| step(done)),
     );
-    let show = !args.quiet && std::io::stderr().is_terminal();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let result = std::thread::scope(|s| {
-        // the bar appears only if the sweep is still running after a second
-        s.spawn(move || {
-            if show && done_rx.recv_timeout(Duration::from_secs(1)).is_err() {
-                bar.set_draw_target(ProgressDrawTarget::stderr());
-                bar.enable_steady_tick(Duration::from_millis(200));
-            }
-        });
-        let r = sweep::run(&spec, &|done, _| bar.set_position(done as u64));
-        let _ = done_tx.send(());
-        r
-    });
-    bar.finish_and_clear();
     let result = result.map_err(|e| match e {
         sim::estimate::EstimateError::Link(p) => CliError::input("--link-words-per-cycle", p),
         other => estimate_error(other),
@@ -269,25 +253,13 @@ fn topology_sweep(args: &SweepArgs, path: &std::path::Path, dims: Vec<usize>) ->
     );
     let started = Instant::now();
     let points = grid.shard_points(index, count).len();
-    let bar = &ProgressBar::with_draw_target(Some(points as u64), ProgressDrawTarget::hidden());
-    bar.set_style(
-        ProgressStyle::with_template("sweep {wide_bar} {pos}/{len} layer estimates [{elapsed}]")
-            .expect("the template is valid"),
+    let result = crate::progress::with_bar(
+        points,
+        "sweep {wide_bar} {pos}/{len} layer estimates [{elapsed}]",
+        Duration::from_secs(1),
+        args.quiet,
+        |step| shard::run_shard(&grid, index, count, &|done, _| step(done)),
     );
-    let show = !args.quiet && std::io::stderr().is_terminal();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let result = std::thread::scope(|s| {
-        s.spawn(move || {
-            if show && done_rx.recv_timeout(Duration::from_secs(1)).is_err() {
-                bar.set_draw_target(ProgressDrawTarget::stderr());
-                bar.enable_steady_tick(Duration::from_millis(200));
-            }
-        });
-        let r = shard::run_shard(&grid, index, count, &|done, _| bar.set_position(done as u64));
-        let _ = done_tx.send(());
-        r
-    });
-    bar.finish_and_clear();
     let result = result.map_err(|e| match e {
         shard::ShardError::Layer { dim, error } => {
             let inner = estimate_error(error.error);

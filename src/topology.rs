@@ -7,12 +7,9 @@
 //!           ──► per-layer table + total on stdout; --json, --csv, --svg written together
 //! ```
 
-use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sim::estimate::topology::{self, Topology};
 use sim::estimate::{plots, Input, Options};
 use spec::Config;
@@ -70,26 +67,13 @@ pub fn run(args: &EstimateArgs, path: &Path, cfg: &Config, opts: &Options) -> Re
     let input = if args.zeros { Input::Zeros } else { Input::Random { seed: args.seed } };
     let total = topo.layers.len();
     let started = Instant::now();
-    let bar = &ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden());
-    bar.set_style(
-        ProgressStyle::with_template("estimate {wide_bar} {pos}/{len} layers [{elapsed}]")
-            .expect("the template is valid"),
+    let report = crate::progress::with_bar(
+        total,
+        "estimate {wide_bar} {pos}/{len} layers [{elapsed}]",
+        Duration::from_millis(500),
+        false,
+        |step| topology::run(cfg, &topo, input, opts, &|done, _| step(done)),
     );
-    let show = std::io::stderr().is_terminal();
-    let (done_tx, done_rx) = mpsc::channel::<()>();
-    let report = std::thread::scope(|s| {
-        // the bar appears only if the layers are still running after half a second
-        s.spawn(move || {
-            if show && done_rx.recv_timeout(Duration::from_millis(500)).is_err() {
-                bar.set_draw_target(ProgressDrawTarget::stderr());
-                bar.enable_steady_tick(Duration::from_millis(200));
-            }
-        });
-        let r = topology::run(cfg, &topo, input, opts, &|done, _| bar.set_position(done as u64));
-        let _ = done_tx.send(());
-        r
-    });
-    bar.finish_and_clear();
     let report = report.map_err(|e| {
         let inner = estimate_error(e.error);
         CliError {
