@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 
-use driver::quant::QuantLayer;
+use driver::quant::{quantize_linear, QuantLayer};
 use driver::{ConvLayer, Layer, Network, Op, OutputKind};
 use nalgebra::{DMatrix, DVector};
 use spec::conv::{Conv2d, Padding, Shape, Window};
@@ -253,19 +253,8 @@ impl Lowering {
                 node.domain
             )));
         }
-        let arg = |k: usize| node.input.get(k).filter(|s| !s.is_empty());
-        let get = |k: usize| -> Result<&Value, ImportError> {
-            let name = arg(k).ok_or_else(|| f.err(format!("input {k} is missing")))?;
-            self.values
-                .get(name)
-                .ok_or_else(|| f.err(format!("input '{name}' is not made by any earlier node")))
-        };
-        let opt = |k: usize| -> Result<Option<&Value>, ImportError> {
-            match arg(k) {
-                None => Ok(None),
-                Some(_) => get(k).map(Some),
-            }
-        };
+        let ins = self.inputs(&f, node)?;
+        let get = |k: usize| need(&f, &ins, k);
         let out = match op {
             "Constant" => {
                 let t = Attrs(node)
@@ -274,139 +263,10 @@ impl Lowering {
                 Value::Const(proto::tensor(t).map_err(|e| f.err(e))?)
             }
             "Identity" => get(0)?.clone(),
-            "QuantizeLinear" => {
-                check_block(&f, node)?;
-                let (scale, zp, dtype) = quant_params(&f, get(1)?, opt(2)?, "y")?;
-                match get(0)?.clone() {
-                    Value::Input => {
-                        if self.input.is_some() {
-                            return Err(f.err("the graph input is quantised twice: protobrain runs a chain of layers"));
-                        }
-                        let layout = input_layout(&f, input_dims)?;
-                        let act = Act { scale, zp, dtype, layout, at: 0 };
-                        self.input = Some((act, self.input_name.clone(), input_dims.to_vec()));
-                        Value::Codes(act)
-                    }
-                    Value::Acc(acc) => {
-                        let act = self.finish_layer(&f, *acc, scale, zp, dtype)?;
-                        Value::Codes(act)
-                    }
-                    Value::Real(act) => {
-                        self.latest(&f, &act)?;
-                        if act.scale != scale || act.zp != zp {
-                            return Err(f.err(format!(
-                                "requantises activations from scale {} zero point {} to scale {scale} zero point {zp} outside a layer: protobrain requantises only at the output of conv/dense layers",
-                                act.scale, act.zp
-                            )));
-                        }
-                        Value::Codes(Act { dtype, ..act })
-                    }
-                    other => return Err(f.err(format!("quantises {}: unsupported", other.describe()))),
-                }
-            }
-            "DequantizeLinear" => {
-                check_block(&f, node)?;
-                match get(0)?.clone() {
-                    Value::Codes(act) => {
-                        let (scale, zp, _) = quant_params(&f, get(1)?, opt(2)?, "x")?;
-                        if act.scale != scale || act.zp != zp {
-                            return Err(f.err(format!(
-                                "dequantises codes of scale {} zero point {} with scale {scale} zero point {zp}",
-                                act.scale, act.zp
-                            )));
-                        }
-                        Value::Real(act)
-                    }
-                    Value::Const(q) => const_dequant(&f, q, get(1)?, opt(2)?, Attrs(node).int("axis").unwrap_or(1))?,
-                    other => return Err(f.err(format!("dequantises {}: unsupported", other.describe()))),
-                }
-            }
-            "Conv" | "ConvInteger" | "QLinearConv" => {
-                let attrs = Attrs(node);
-                let (x, w, bias, w_scales, x_zp, y) = match op {
-                    "Conv" => {
-                        let x = self.real(&f, get(0)?)?;
-                        let Value::Weights(w) = get(1)? else {
-                            return Err(f.err(format!("its weights are {}, not dequantised int8 constants", get(1)?.describe())));
-                        };
-                        check_axis(&f, w, 0, "output channels (axis 0)")?;
-                        (x, w.q.clone(), opt(2)?.cloned(), w.scales.clone(), x.zp, None)
-                    }
-                    "ConvInteger" => {
-                        let x = self.codes(&f, get(0)?)?;
-                        let x_zp = op_zero_point(&f, opt(2)?, x.dtype, "x_zero_point")?;
-                        let w = int8_const(&f, get(1)?, "w")?;
-                        weight_zero_point(&f, opt(3)?)?;
-                        (x, w, None, Vec::new(), x_zp, None)
-                    }
-                    _ => {
-                        let x = self.codes(&f, get(0)?)?;
-                        let (s, z, _) = quant_params(&f, get(1)?, Some(get(2)?), "x")?;
-                        same_params(&f, &x, s, z)?;
-                        let w = int8_const(&f, get(3)?, "w")?;
-                        let w_scales = scales(&f, get(4)?, "w_scale")?;
-                        weight_zero_point(&f, Some(get(5)?))?;
-                        let y = quant_params(&f, get(6)?, Some(get(7)?), "y")?;
-                        (x, w, opt(8)?.cloned(), w_scales, z, Some(y))
-                    }
-                };
-                let acc = conv_acc(&f, &attrs, x, &w, bias.as_ref(), w_scales, x_zp)?;
-                self.latest(&f, &acc.input)?;
-                match y {
-                    Some((s, z, d)) => Value::Codes(self.finish_layer(&f, acc, s, z, d)?),
-                    None => Value::Acc(Box::new(acc)),
-                }
-            }
-            "Gemm" | "MatMul" | "MatMulInteger" | "QLinearMatMul" => {
-                let attrs = Attrs(node);
-                let (x, w, trans_b, bias, w_scales, x_zp, y) = match op {
-                    "Gemm" => {
-                        check_gemm_attrs(&f, &attrs, arg(2).is_some())?;
-                        let trans_b = attrs.int("transB").unwrap_or(0) != 0;
-                        let x = self.real(&f, get(0)?)?;
-                        let Value::Weights(w) = get(1)? else {
-                            return Err(f.err(format!("its B is {}, not dequantised int8 constants", get(1)?.describe())));
-                        };
-                        if trans_b {
-                            check_axis(&f, w, 0, "output columns (axis 0 of a transposed B)")?;
-                        } else {
-                            check_axis(&f, w, 1, "output columns (axis 1 of B)")?;
-                        }
-                        (x, w.q.clone(), trans_b, opt(2)?.cloned(), w.scales.clone(), x.zp, None)
-                    }
-                    "MatMul" => {
-                        let x = self.real(&f, get(0)?)?;
-                        let Value::Weights(w) = get(1)? else {
-                            return Err(f.err(format!("its B is {}, not dequantised int8 constants", get(1)?.describe())));
-                        };
-                        check_axis(&f, w, 1, "output columns (axis 1 of B)")?;
-                        (x, w.q.clone(), false, None, w.scales.clone(), x.zp, None)
-                    }
-                    "MatMulInteger" => {
-                        let x = self.codes(&f, get(0)?)?;
-                        let x_zp = op_zero_point(&f, opt(2)?, x.dtype, "a_zero_point")?;
-                        let w = int8_const(&f, get(1)?, "B")?;
-                        weight_zero_point(&f, opt(3)?)?;
-                        (x, w, false, None, Vec::new(), x_zp, None)
-                    }
-                    _ => {
-                        let x = self.codes(&f, get(0)?)?;
-                        let (s, z, _) = quant_params(&f, get(1)?, Some(get(2)?), "a")?;
-                        same_params(&f, &x, s, z)?;
-                        let w = int8_const(&f, get(3)?, "b")?;
-                        let w_scales = scales(&f, get(4)?, "b_scale")?;
-                        weight_zero_point(&f, Some(get(5)?))?;
-                        let y = quant_params(&f, get(6)?, Some(get(7)?), "y")?;
-                        (x, w, false, None, w_scales, z, Some(y))
-                    }
-                };
-                let acc = dense_acc(&f, x, &w, trans_b, bias.as_ref(), w_scales, x_zp)?;
-                self.latest(&f, &acc.input)?;
-                match y {
-                    Some((s, z, d)) => Value::Codes(self.finish_layer(&f, acc, s, z, d)?),
-                    None => Value::Acc(Box::new(acc)),
-                }
-            }
+            "QuantizeLinear" => self.quantize_node(&f, node, &ins, input_dims)?,
+            "DequantizeLinear" => self.dequantize_node(&f, node, &ins)?,
+            "Conv" | "ConvInteger" | "QLinearConv" => self.conv_node(&f, node, &ins)?,
+            "Gemm" | "MatMul" | "MatMulInteger" | "QLinearMatMul" => self.gemm_node(&f, node, &ins)?,
             "Cast" => {
                 let Value::Acc(acc) = get(0)? else {
                     return Err(f.err(format!("casts {}: only an int32 accumulator (MatMulInteger/ConvInteger) to float is supported", get(0)?.describe())));
@@ -422,8 +282,12 @@ impl Lowering {
                     return Err(f.err("only a float accumulator may be scaled, before its bias and activation"));
                 }
                 let c = per_column(&f, c, acc.n(), &acc.kind, "scale")?;
-                let acc_scales =
-                    (0..c.len().max(acc.acc_scales.len())).map(|n| acc.acc_scale(n.min(acc.n() - 1)) * pick(&c, n)).collect();
+                // one scale if both are per-tensor, else one per column
+                let acc_scales = if c.len() == 1 && acc.acc_scales.len() == 1 {
+                    vec![acc.acc_scales[0] * c[0]]
+                } else {
+                    (0..acc.n()).map(|n| acc.acc_scale(n) * pick(&c, n)).collect()
+                };
                 Value::Acc(Box::new(Acc { acc_scales, ..acc.clone() }))
             }
             "Add" => {
@@ -449,83 +313,9 @@ impl Lowering {
                 let q = bias_codes(&f, bias, acc)?;
                 Value::Acc(Box::new(Acc { bias: Some(q), ..(**acc).clone() }))
             }
-            "Relu" | "Clip" => {
-                let (lo, hi) = if op == "Clip" { clip_bounds(&f, node, opt(1)?, opt(2)?)? } else { (0.0, f32::INFINITY) };
-                match get(0)?.clone() {
-                    Value::Acc(mut acc) => {
-                        if acc.acc_scales.is_empty() {
-                            return Err(f.err("applies to an int32 accumulator: cast and scale it first"));
-                        }
-                        if op == "Relu" {
-                            acc.relu = true;
-                        } else {
-                            acc.clip = Some(acc.clip.map_or((lo, hi), |(a, b)| (a.max(lo), b.min(hi))));
-                        }
-                        Value::Acc(acc)
-                    }
-                    Value::Real(act) => {
-                        self.latest(&f, &act)?;
-                        self.fold_activation(&f, &act, lo, hi)?;
-                        Value::Real(act)
-                    }
-                    other => return Err(f.err(format!("applies to {}: unsupported", other.describe()))),
-                }
-            }
-            "MaxPool" => {
-                if node.output.iter().skip(1).any(|o| !o.is_empty()) {
-                    return Err(f.err("its Indices output is not supported"));
-                }
-                let (act, real) = self.act(&f, get(0)?)?;
-                let Layout::Image { c, h, w } = act.layout else {
-                    return Err(f.err("its input is not an image (N, C, H, W)"));
-                };
-                let window = pool_window(&f, &Attrs(node))?;
-                let input = Shape::new(h, w, c).map_err(|e| f.err(e.to_string()))?;
-                let s = spec::conv::pool_output_shape(input, &window).map_err(|e| f.err(e.to_string()))?;
-                self.ops.push(Op::MaxPool2d(window));
-                let act = Act { layout: Layout::Image { c: s.c, h: s.h, w: s.w }, at: self.ops.len(), ..act };
-                if real {
-                    Value::Real(act)
-                } else {
-                    Value::Codes(act)
-                }
-            }
-            "Flatten" | "Reshape" => {
-                let (act, real) = self.act(&f, get(0)?)?;
-                let k = act.layout.len();
-                if op == "Flatten" {
-                    let axis = Attrs(node).int("axis").unwrap_or(1);
-                    if axis != 1 {
-                        return Err(f.err(format!("axis {axis}: only axis 1 (one row per image) is supported")));
-                    }
-                } else {
-                    let Value::Const(shape) = get(1)? else {
-                        return Err(f.err("its shape must be a constant"));
-                    };
-                    let dims = shape.ints().unwrap_or_default();
-                    let flat = dims.len() == 2
-                        && (-1..=1).contains(&dims[0])
-                        && (dims[1] == -1 || usize::try_from(dims[1]).ok() == Some(k))
-                        && !(dims[0] == -1 && dims[1] == -1);
-                    if !flat {
-                        return Err(f.err(format!(
-                            "to shape {dims:?}: only a flatten to (N, {k}) is supported"
-                        )));
-                    }
-                }
-                let act = match act.layout {
-                    Layout::Image { c, h, w } => {
-                        self.ops.push(Op::Flatten);
-                        Act { layout: Layout::Flat { k, from_nchw: Some((c, h, w)) }, at: self.ops.len(), ..act }
-                    }
-                    Layout::Flat { .. } => act,
-                };
-                if real {
-                    Value::Real(act)
-                } else {
-                    Value::Codes(act)
-                }
-            }
+            "Relu" | "Clip" => self.activation_node(&f, node, &ins)?,
+            "MaxPool" => self.maxpool_node(&f, node, &ins)?,
+            "Flatten" | "Reshape" => self.flatten_node(&f, node, &ins)?,
             "DynamicQuantizeLinear" => {
                 return Err(f.err(
                     "dynamic quantisation (activation scales computed at run time) is not supported: quantise statically (onnxruntime.quantization.quantize_static)",
@@ -546,6 +336,313 @@ impl Lowering {
         }
         self.values.insert(name.clone(), out);
         Ok(())
+    }
+
+    /// QuantizeLinear: the graph input's quantisation, a layer's requantisation, or an identity.
+    fn quantize_node(
+        &mut self,
+        f: &Fail,
+        node: &pb::NodeProto,
+        ins: &[Option<Value>],
+        input_dims: &[Option<usize>],
+    ) -> Result<Value, ImportError> {
+        let get = |k: usize| need(f, ins, k);
+        let opt =
+            |k: usize| -> Result<Option<&Value>, ImportError> { Ok(ins.get(k).and_then(Option::as_ref)) };
+        Ok({
+            check_block(f, node)?;
+            let (scale, zp, dtype) = quant_params(f, get(1)?, opt(2)?, "y")?;
+            match get(0)?.clone() {
+                Value::Input => {
+                    if self.input.is_some() {
+                        return Err(
+                            f.err("the graph input is quantised twice: protobrain runs a chain of layers")
+                        );
+                    }
+                    let layout = input_layout(f, input_dims)?;
+                    let act = Act { scale, zp, dtype, layout, at: 0 };
+                    self.input = Some((act, self.input_name.clone(), input_dims.to_vec()));
+                    Value::Codes(act)
+                }
+                Value::Acc(acc) => {
+                    let act = self.finish_layer(f, *acc, scale, zp, dtype)?;
+                    Value::Codes(act)
+                }
+                Value::Real(act) => {
+                    self.latest(f, &act)?;
+                    if act.scale != scale || act.zp != zp {
+                        return Err(f.err(format!(
+                        "requantises activations from scale {} zero point {} to scale {scale} zero point {zp} outside a layer: protobrain requantises only at the output of conv/dense layers",
+                        act.scale, act.zp
+                    )));
+                    }
+                    Value::Codes(Act { dtype, ..act })
+                }
+                other => return Err(f.err(format!("quantises {}: unsupported", other.describe()))),
+            }
+        })
+    }
+
+    /// DequantizeLinear: codes read as reals, or int8 weights / an int32 bias.
+    fn dequantize_node(
+        &mut self,
+        f: &Fail,
+        node: &pb::NodeProto,
+        ins: &[Option<Value>],
+    ) -> Result<Value, ImportError> {
+        let get = |k: usize| need(f, ins, k);
+        let opt =
+            |k: usize| -> Result<Option<&Value>, ImportError> { Ok(ins.get(k).and_then(Option::as_ref)) };
+        Ok({
+            check_block(f, node)?;
+            match get(0)?.clone() {
+                Value::Codes(act) => {
+                    let (scale, zp, _) = quant_params(f, get(1)?, opt(2)?, "x")?;
+                    if act.scale != scale || act.zp != zp {
+                        return Err(f.err(format!(
+                            "dequantises codes of scale {} zero point {} with scale {scale} zero point {zp}",
+                            act.scale, act.zp
+                        )));
+                    }
+                    Value::Real(act)
+                }
+                Value::Const(q) => {
+                    const_dequant(f, q, get(1)?, opt(2)?, Attrs(node).int("axis").unwrap_or(1))?
+                }
+                other => return Err(f.err(format!("dequantises {}: unsupported", other.describe()))),
+            }
+        })
+    }
+
+    /// Conv (QDQ), ConvInteger, QLinearConv: a convolution layer.
+    fn conv_node(
+        &mut self,
+        f: &Fail,
+        node: &pb::NodeProto,
+        ins: &[Option<Value>],
+    ) -> Result<Value, ImportError> {
+        let op = node.op_type.as_str();
+        let get = |k: usize| need(f, ins, k);
+        let opt =
+            |k: usize| -> Result<Option<&Value>, ImportError> { Ok(ins.get(k).and_then(Option::as_ref)) };
+        Ok({
+            let attrs = Attrs(node);
+            let (x, w, bias, w_scales, x_zp, y) = match op {
+                "Conv" => {
+                    let x = self.real(f, get(0)?)?;
+                    let Value::Weights(w) = get(1)? else {
+                        return Err(f.err(format!(
+                            "its weights are {}, not dequantised int8 constants",
+                            get(1)?.describe()
+                        )));
+                    };
+                    check_axis(f, w, 0, "output channels (axis 0)")?;
+                    (x, w.q.clone(), opt(2)?.cloned(), w.scales.clone(), x.zp, None)
+                }
+                "ConvInteger" => {
+                    let x = self.codes(f, get(0)?)?;
+                    let x_zp = op_zero_point(f, opt(2)?, x.dtype, "x_zero_point")?;
+                    let w = int8_const(f, get(1)?, "w")?;
+                    weight_zero_point(f, opt(3)?)?;
+                    (x, w, None, Vec::new(), x_zp, None)
+                }
+                _ => {
+                    let x = self.codes(f, get(0)?)?;
+                    let (s, z, _) = quant_params(f, get(1)?, Some(get(2)?), "x")?;
+                    same_params(f, &x, s, z)?;
+                    let w = int8_const(f, get(3)?, "w")?;
+                    let w_scales = scales(f, get(4)?, "w_scale")?;
+                    weight_zero_point(f, Some(get(5)?))?;
+                    let y = quant_params(f, get(6)?, Some(get(7)?), "y")?;
+                    (x, w, opt(8)?.cloned(), w_scales, z, Some(y))
+                }
+            };
+            let acc = conv_acc(f, &attrs, x, &w, bias.as_ref(), w_scales, x_zp)?;
+            self.latest(f, &acc.input)?;
+            match y {
+                Some((s, z, d)) => Value::Codes(self.finish_layer(f, acc, s, z, d)?),
+                None => Value::Acc(Box::new(acc)),
+            }
+        })
+    }
+
+    /// Gemm, MatMul (QDQ), MatMulInteger, QLinearMatMul: a dense layer.
+    fn gemm_node(
+        &mut self,
+        f: &Fail,
+        node: &pb::NodeProto,
+        ins: &[Option<Value>],
+    ) -> Result<Value, ImportError> {
+        let op = node.op_type.as_str();
+        let get = |k: usize| need(f, ins, k);
+        let opt =
+            |k: usize| -> Result<Option<&Value>, ImportError> { Ok(ins.get(k).and_then(Option::as_ref)) };
+        Ok({
+            let attrs = Attrs(node);
+            let (x, w, trans_b, bias, w_scales, x_zp, y) = match op {
+                "Gemm" => {
+                    check_gemm_attrs(f, &attrs, opt(2)?.is_some())?;
+                    let trans_b = attrs.int("transB").unwrap_or(0) != 0;
+                    let x = self.real(f, get(0)?)?;
+                    let Value::Weights(w) = get(1)? else {
+                        return Err(f.err(format!(
+                            "its B is {}, not dequantised int8 constants",
+                            get(1)?.describe()
+                        )));
+                    };
+                    if trans_b {
+                        check_axis(f, w, 0, "output columns (axis 0 of a transposed B)")?;
+                    } else {
+                        check_axis(f, w, 1, "output columns (axis 1 of B)")?;
+                    }
+                    (x, w.q.clone(), trans_b, opt(2)?.cloned(), w.scales.clone(), x.zp, None)
+                }
+                "MatMul" => {
+                    let x = self.real(f, get(0)?)?;
+                    let Value::Weights(w) = get(1)? else {
+                        return Err(f.err(format!(
+                            "its B is {}, not dequantised int8 constants",
+                            get(1)?.describe()
+                        )));
+                    };
+                    check_axis(f, w, 1, "output columns (axis 1 of B)")?;
+                    (x, w.q.clone(), false, None, w.scales.clone(), x.zp, None)
+                }
+                "MatMulInteger" => {
+                    let x = self.codes(f, get(0)?)?;
+                    let x_zp = op_zero_point(f, opt(2)?, x.dtype, "a_zero_point")?;
+                    let w = int8_const(f, get(1)?, "B")?;
+                    weight_zero_point(f, opt(3)?)?;
+                    (x, w, false, None, Vec::new(), x_zp, None)
+                }
+                _ => {
+                    let x = self.codes(f, get(0)?)?;
+                    let (s, z, _) = quant_params(f, get(1)?, Some(get(2)?), "a")?;
+                    same_params(f, &x, s, z)?;
+                    let w = int8_const(f, get(3)?, "b")?;
+                    let w_scales = scales(f, get(4)?, "b_scale")?;
+                    weight_zero_point(f, Some(get(5)?))?;
+                    let y = quant_params(f, get(6)?, Some(get(7)?), "y")?;
+                    (x, w, false, None, w_scales, z, Some(y))
+                }
+            };
+            let acc = dense_acc(f, x, &w, trans_b, bias.as_ref(), w_scales, x_zp)?;
+            self.latest(f, &acc.input)?;
+            match y {
+                Some((s, z, d)) => Value::Codes(self.finish_layer(f, acc, s, z, d)?),
+                None => Value::Acc(Box::new(acc)),
+            }
+        })
+    }
+
+    /// Relu, Clip: on an accumulator, or folded into the layer just before.
+    fn activation_node(
+        &mut self,
+        f: &Fail,
+        node: &pb::NodeProto,
+        ins: &[Option<Value>],
+    ) -> Result<Value, ImportError> {
+        let op = node.op_type.as_str();
+        let get = |k: usize| need(f, ins, k);
+        let opt =
+            |k: usize| -> Result<Option<&Value>, ImportError> { Ok(ins.get(k).and_then(Option::as_ref)) };
+        Ok({
+            let (lo, hi) =
+                if op == "Clip" { clip_bounds(f, node, opt(1)?, opt(2)?)? } else { (0.0, f32::INFINITY) };
+            match get(0)?.clone() {
+                Value::Acc(mut acc) => {
+                    if acc.acc_scales.is_empty() {
+                        return Err(f.err("applies to an int32 accumulator: cast and scale it first"));
+                    }
+                    if op == "Relu" {
+                        acc.relu = true;
+                    } else {
+                        acc.clip = Some(acc.clip.map_or((lo, hi), |(a, b)| (a.max(lo), b.min(hi))));
+                    }
+                    Value::Acc(acc)
+                }
+                Value::Real(act) => {
+                    self.latest(f, &act)?;
+                    self.fold_activation(f, &act, lo, hi)?;
+                    Value::Real(act)
+                }
+                other => return Err(f.err(format!("applies to {}: unsupported", other.describe()))),
+            }
+        })
+    }
+
+    /// MaxPool: a host layer on codes or reals.
+    fn maxpool_node(
+        &mut self,
+        f: &Fail,
+        node: &pb::NodeProto,
+        ins: &[Option<Value>],
+    ) -> Result<Value, ImportError> {
+        let get = |k: usize| need(f, ins, k);
+        Ok({
+            if node.output.iter().skip(1).any(|o| !o.is_empty()) {
+                return Err(f.err("its Indices output is not supported"));
+            }
+            let (act, real) = self.act(f, get(0)?)?;
+            let Layout::Image { c, h, w } = act.layout else {
+                return Err(f.err("its input is not an image (N, C, H, W)"));
+            };
+            let window = pool_window(f, &Attrs(node))?;
+            let input = Shape::new(h, w, c).map_err(|e| f.err(e.to_string()))?;
+            let s = spec::conv::pool_output_shape(input, &window).map_err(|e| f.err(e.to_string()))?;
+            self.ops.push(Op::MaxPool2d(window));
+            let act = Act { layout: Layout::Image { c: s.c, h: s.h, w: s.w }, at: self.ops.len(), ..act };
+            if real {
+                Value::Real(act)
+            } else {
+                Value::Codes(act)
+            }
+        })
+    }
+
+    /// Flatten, Reshape to (N, features): a host layer (nothing moves for a flat input).
+    fn flatten_node(
+        &mut self,
+        f: &Fail,
+        node: &pb::NodeProto,
+        ins: &[Option<Value>],
+    ) -> Result<Value, ImportError> {
+        let op = node.op_type.as_str();
+        let get = |k: usize| need(f, ins, k);
+        Ok({
+            let (act, real) = self.act(f, get(0)?)?;
+            let k = act.layout.len();
+            if op == "Flatten" {
+                let axis = Attrs(node).int("axis").unwrap_or(1);
+                if axis != 1 {
+                    return Err(f.err(format!("axis {axis}: only axis 1 (one row per image) is supported")));
+                }
+            } else {
+                let Value::Const(shape) = get(1)? else {
+                    return Err(f.err("its shape must be a constant"));
+                };
+                let dims = shape.ints().unwrap_or_default();
+                let flat = dims.len() == 2
+                    && (-1..=1).contains(&dims[0])
+                    && (dims[1] == -1 || usize::try_from(dims[1]).ok() == Some(k))
+                    && !(dims[0] == -1 && dims[1] == -1);
+                if !flat {
+                    return Err(f.err(format!("to shape {dims:?}: only a flatten to (N, {k}) is supported")));
+                }
+            }
+            let act = match act.layout {
+                Layout::Image { c, h, w } => {
+                    self.ops.push(Op::Flatten);
+                    Act { layout: Layout::Flat { k, from_nchw: Some((c, h, w)) }, at: self.ops.len(), ..act }
+                }
+                Layout::Flat { .. } => act,
+            };
+            if real {
+                Value::Real(act)
+            } else {
+                Value::Codes(act)
+            }
+        })
     }
 
     /// The activation a layer reads must be the chain's latest.
@@ -742,6 +839,30 @@ impl Lowering {
     }
 }
 
+/// Input `k` of a node, which must be given.
+fn need<'v>(f: &Fail, ins: &'v [Option<Value>], k: usize) -> Result<&'v Value, ImportError> {
+    ins.get(k).and_then(Option::as_ref).ok_or_else(|| f.err(format!("input {k} is missing")))
+}
+
+impl Lowering {
+    /// A node's inputs, as values (`None` for an optional input left empty).
+    fn inputs(&self, f: &Fail, node: &pb::NodeProto) -> Result<Vec<Option<Value>>, ImportError> {
+        node.input
+            .iter()
+            .map(|name| {
+                if name.is_empty() {
+                    return Ok(None);
+                }
+                self.values
+                    .get(name)
+                    .cloned()
+                    .map(Some)
+                    .ok_or_else(|| f.err(format!("input '{name}' is not made by any earlier node")))
+            })
+            .collect()
+    }
+}
+
 /// `b'[n] = b[n] − Z_x·Σ_k W[k][n]`, int32 wrapping (exact: the true sum fits int32 whenever
 /// the model's own does).
 fn folded_bias(acc: &Acc) -> Vec<i32> {
@@ -758,8 +879,9 @@ fn folded_bias(acc: &Acc) -> Vec<i32> {
 /// Whether a Relu/Clip with real bounds `[lo, hi]` on codes of (scale, zero point) is exactly
 /// the core's `max(r, Z)` (true) or nothing (false), after saturation.
 fn activation(f: &Fail, scale: f32, zp: i8, lo: f32, hi: f32) -> Result<bool, ImportError> {
-    let code = |v: f32| (v / scale).round_ties_even() + f32::from(zp);
-    if hi.is_finite() && code(hi) < 127.0 {
+    // the codes the bounds quantise to, saturated: a bound beyond the range saturates to it
+    let code = |v: f32| quantize_linear(v, scale, zp);
+    if hi.is_finite() && code(hi) < 127 {
         return Err(f.err(format!(
             "clips at {hi}, inside the output range (code {} < 127): only a clip that the int8 saturation already does is supported (ReLU, or ReLU6 with the output scaled to [0, 6])",
             code(hi)
@@ -767,7 +889,7 @@ fn activation(f: &Fail, scale: f32, zp: i8, lo: f32, hi: f32) -> Result<bool, Im
     }
     if lo == 0.0 {
         Ok(true)
-    } else if code(lo) <= -128.0 {
+    } else if code(lo) == -128 {
         Ok(false)
     } else {
         Err(f.err(format!("clips below at {lo}: only 0 (ReLU) is supported")))
