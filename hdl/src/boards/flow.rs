@@ -170,7 +170,7 @@ pub const NEXTPNR_SEEDS: u32 = 8;
 
 /// The Fmax of a nextpnr run that failed only on timing ("Max frequency for clock ...: 28.35
 /// MHz (FAIL at 30.00 MHz)"), from its error lines.
-fn missed_clock(tail: &str) -> Option<f64> {
+pub(crate) fn missed_clock(tail: &str) -> Option<f64> {
     tail.lines()
         .filter(|l| l.starts_with("ERROR: Max frequency for clock") && l.contains("(FAIL at"))
         .filter_map(|l| l.split("': ").nth(1)?.split(" MHz").next()?.trim().parse::<f64>().ok())
@@ -599,10 +599,13 @@ pub fn build_spec(
             });
         match result {
             Ok(()) => break,
-            Err(FlowError::ToolFailed { ref tail, .. })
-                if seed < NEXTPNR_SEEDS && missed_clock(tail).is_some() =>
-            {
-                let fmax = missed_clock(tail).expect("checked");
+            Err(e) => {
+                // only a timing miss with seeds left moves on to the next seed
+                let fmax = match &e {
+                    FlowError::ToolFailed { tail, .. } if seed < NEXTPNR_SEEDS => missed_clock(tail),
+                    _ => None,
+                };
+                let Some(fmax) = fmax else { return Err(e) };
                 progress(&format!(
                     "[{board}] nextpnr: seed {seed} reached {fmax:.2} MHz, trying seed {}",
                     seed + 1
@@ -610,7 +613,6 @@ pub fn build_spec(
                 missed.push((seed, fmax));
                 seed += 1;
             }
-            Err(e) => return Err(e),
         }
     }
 

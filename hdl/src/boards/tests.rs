@@ -132,6 +132,20 @@ fn board_top_boots_blinks_and_answers_over_serial() {
 /// nextpnr's `--report` JSON, as nextpnr-ice40 0.4 writes it (critical paths shortened) and
 /// with two clocks as nextpnr-ecp5 writes it: Fmax and utilisation come from the keys, not
 /// from the log's wording.
+/// A run that missed only the clock gives its Fmax (the slowest clock's); any other failure
+/// gives nothing, so the flow stops instead of trying another seed.
+#[test]
+fn a_timing_miss_is_told_from_other_nextpnr_failures() {
+    let miss = "ERROR: Max frequency for clock 'beat.clock_$glb_clk': 28.35 MHz (FAIL at 30.00 MHz)\n\
+                ERROR: Max frequency for clock 'uart.clk': 29.10 MHz (FAIL at 30.00 MHz)\nInfo: done";
+    assert_eq!(super::flow::missed_clock(miss), Some(28.35));
+    assert_eq!(super::flow::missed_clock("ERROR: Unable to place cell 'x'\nInfo: Program finished"), None);
+    assert_eq!(
+        super::flow::missed_clock("Info: Max frequency for clock 'c': 31.00 MHz (PASS at 30.00 MHz)"),
+        None
+    );
+}
+
 #[test]
 fn nextpnr_reports_parse() {
     let ice40 = r#"{"critical_paths": [{"from": "posedge clk", "path": [], "to": "posedge clk"}],
