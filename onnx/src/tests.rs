@@ -170,6 +170,29 @@ fn a_dense_layer_by_hand() {
     assert_eq!(net.dequantize(&y).as_slice(), &[9.5, -2.25]);
 }
 
+/// A graph that ends at a layer's float output (no QuantizeLinear): the raw int32 accumulators,
+/// dequantised per column as `acc·s_x·s_w`.
+#[test]
+fn an_unquantised_last_layer_is_the_raw_output() {
+    let up_to_fc = || {
+        let mut g = dense(false);
+        g.nodes.retain(|n| !["q_y", "dq_y", "out"].contains(&n.name.as_str()));
+        g
+    };
+    let imported = import_bytes(&up_to_fc().model("fc_out")).unwrap();
+    let net = &imported.network;
+    assert_eq!(net.output(), driver::OutputKind::Raw);
+    let x = nalgebra::DMatrix::from_row_slice(1, 4, &[1.0f32, 2.0, 0.5, 3.0]);
+    let y = net.golden(&net.quantize_input(&x)).unwrap();
+    // the accumulators of a_dense_layer_by_hand: 151 and −37, at s_x·s_w = 0.5·0.125
+    assert_eq!(y.as_raw().unwrap().as_slice(), &[151, -37]);
+    assert_eq!(net.dequantize(&y).as_slice(), &[9.4375, -2.3125]);
+    // a ReLU before a float output has no int32 form
+    let mut g = up_to_fc();
+    g.node("Relu", "r", &["fc_out"], vec![]);
+    assert!(refused(&g.model("r_out")).contains("after a ReLU"));
+}
+
 #[test]
 fn a_relu_after_the_dequantize_is_the_layers_relu() {
     let imported = import_bytes(&dense(true).model("out_out")).unwrap();
