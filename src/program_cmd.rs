@@ -284,8 +284,8 @@ fn describe_response(r: &Response) -> String {
             rows(r.len(), r.iter().map(|row| format!("{row:?}")).collect())
         ),
         Response::Counters(c) => format!(
-            "COUNTERS: {} cycles, {} MACs, {} MATMUL cycles, {} input stall, {} output stall cycles, {} commands, {} errors",
-            c.cycles, c.macs, c.matmul_cycles, c.in_stall_cycles, c.out_stall_cycles, c.commands, c.errors
+            "COUNTERS: {} cycles, {} MACs, {} array busy cycles, {} input stall, {} output stall cycles, {} commands, {} errors",
+            c.cycles, c.macs, c.array_busy_cycles, c.in_stall_cycles, c.out_stall_cycles, c.commands, c.errors
         ),
         Response::Error(e) => format!("ERROR: {}", describe_refusal(e)),
     }

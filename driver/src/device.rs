@@ -422,6 +422,12 @@ impl<T: Transport> Device<T> {
         self.checked(Command::LoadWeights { weights: weights.to_vec() }).map(drop)
     }
 
+    /// LOAD_TILE: the next tile from scratchpad rows `src .. src + DIM` (row k = `W[k][..]`),
+    /// stored there before with [`Device::write_act`].
+    pub fn load_tile(&mut self, src: u16) -> Result<(), DriverError> {
+        self.checked(Command::LoadTile { src }).map(drop)
+    }
+
     /// LOAD_BIAS: DIM biases.
     pub fn load_bias(&mut self, bias: &[i32]) -> Result<(), DriverError> {
         self.checked(Command::LoadBias { bias: bias.to_vec() }).map(drop)

@@ -18,28 +18,9 @@
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 use spec::isa::{Command, Response};
-use spec::{ColumnScale, Config, Quant};
+use spec::Config;
 use std::path::Path;
 use thiserror::Error;
-
-/// serde mirror of [`spec::isa::Command`] (spec does not derive serde for it).
-#[derive(Serialize, Deserialize)]
-#[serde(remote = "Command", rename_all = "snake_case")]
-enum CommandDef {
-    Info,
-    Sync { token: u32 },
-    LoadWeights { weights: Vec<i8> },
-    LoadBias { bias: Vec<i32> },
-    SetQuant(Quant),
-    SetQuantZp { quant: Quant, zero_point: i8 },
-    LoadQuant { scales: Vec<ColumnScale> },
-    WriteAct { dst: u16, rows: Vec<Vec<i8>> },
-    ReadAct { src: u16, n: u16 },
-    Matmul { src: u16, n: u16, dst: u16, accumulate: bool },
-    Activate { src: u16, n: u16, dst: u16 },
-    ReadAcc { src: u16, n: u16 },
-    Counters,
-}
 
 /// A rectangle of a result matrix: rows `row..row + rows`, columns `col..col + cols`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +43,7 @@ pub struct Block {
 pub enum Step {
     /// Send a command. If it has a response (INFO, SYNC, COUNTERS, READ_*), the response is
     /// checked and kept in [`RunOutput::responses`]; a SYNC's token must come back unchanged.
-    Command(#[serde(with = "CommandDef")] Command),
+    Command(Command),
     /// READ_ACT of `n` scratchpad rows from `src`; the first `to.cols` int8 of each row go to
     /// `to`.
     ReadAct {
@@ -525,6 +506,7 @@ impl Program {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spec::Quant;
 
     fn tiny() -> Program {
         let config = Config::new(2, 4, 4).unwrap();

@@ -15,7 +15,7 @@ fn info_and_sync() {
     let cfg = Config::new(5, 16, 8).unwrap();
     let mut dev = open(cfg);
     assert_eq!(dev.info().unwrap(), Info::of(&cfg));
-    assert_eq!(dev.info().unwrap().to_string(), "version 2, DIM 5, 16 scratchpad rows, 8 accumulator rows");
+    assert_eq!(dev.info().unwrap().to_string(), "version 3, DIM 5, 16 scratchpad rows, 8 accumulator rows");
     dev.sync().unwrap();
     // each SYNC carries a new token
     let mut rec = Device::open(Recorder::new(GoldenTransport::new(cfg)), &cfg).unwrap();

@@ -105,7 +105,7 @@ fn a_device_with_the_wrong_info_is_refused() {
     assert!(matches!(e, DriverError::WrongDevice { .. }));
     assert_eq!(
         e.to_string(),
-        "the device is version 2, DIM 4, 64 scratchpad rows, 32 accumulator rows, but the program was built \
+        "the device is version 3, DIM 4, 64 scratchpad rows, 32 accumulator rows, but the program was built \
          for DIM 8 (8x8 PEs), 1024 scratchpad rows, 512 accumulator rows"
     );
 }

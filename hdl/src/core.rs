@@ -151,7 +151,8 @@ impl Logic for ProtobrainCore {
             }
         }
 
-        // the array: the scratchpad row read last cycle, weights from the row buffer
+        // the array: the scratchpad row read last cycle, weights from the row buffer or the
+        // scratchpad
         self.array.clock.next = self.clk.val();
         self.array.rst.next = self.rst.val();
         self.array.sel_in.next = self.ctl.arr_sel.val();
@@ -164,7 +165,13 @@ impl Logic for ProtobrainCore {
             }
             self.array.w_load[i].next =
                 self.ctl.wl_en.val() && (self.ctl.wl_row.val() == self.index[i].val());
-            self.array.w_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
+            // a weight row from the stream (LOAD_WEIGHTS, through the row buffer) or from a
+            // scratchpad row read last cycle (LOAD_TILE)
+            if self.ctl.wl_from_sp.val() {
+                self.array.w_data[i].next = self.scratch.read_data[i].val();
+            } else {
+                self.array.w_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
+            }
         }
 
         // accumulators: read-modify-write. The old row is read the cycle before the write; rows

@@ -232,9 +232,17 @@ fn cycle_table_matches_the_rtl() {
         assert_eq!(t(&[Command::SetQuantZp { quant: Quant { shift: 63, ..q }, zero_point: 0 }]), 5);
         assert_eq!(t(&[Command::LoadBias { bias: vec![0; d] }]), 1 + dd);
         assert_eq!(t(&[Command::LoadWeights { weights: vec![0; d * d] }]), 1 + dd * w);
+        // header, arg, exec, one scratchpad row per cycle into the shadow bank
+        assert_eq!(t(&[Command::LoadTile { src: 3 }]), 3 + dd);
+        // refused (rows 14 .. 14 + DIM do not fit 16 unless DIM <= 2): header, arg, exec, 2 words
+        if d > 2 {
+            assert_eq!(t(&[Command::LoadTile { src: 14 }]), 5);
+        }
         assert_eq!(t(&[Command::WriteAct { dst: 0, rows: row(3) }]), 3 + 3 * w);
-        assert_eq!(t(&[Command::ReadAct { src: 0, n: 3 }]), 4 + 3 * (2 + w));
-        assert_eq!(t(&[Command::ReadAcc { src: 0, n: 3 }]), 4 + 3 * (2 + dd));
+        // header, arg, exec, response header, one load, then one word per cycle
+        assert_eq!(t(&[Command::ReadAct { src: 0, n: 3 }]), 5 + 3 * w);
+        assert_eq!(t(&[Command::ReadAcc { src: 0, n: 3 }]), 5 + 3 * dd);
+        assert_eq!(t(&[Command::ReadAct { src: 2, n: 0 }]), 4);
         assert_eq!(t(&[Command::Sync { token: 7 }]), 5);
         assert_eq!(t(&[Command::Counters]), 12);
         // MATMUL occupies the front end 4 cycles; the array works in the background

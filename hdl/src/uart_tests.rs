@@ -470,7 +470,7 @@ fn untimed(dim: usize, words: &[u32]) -> Vec<Response> {
         .map(|r| match r {
             Response::Counters(c) => Response::Counters(spec::Counters {
                 cycles: 0,
-                matmul_cycles: 0,
+                array_busy_cycles: 0,
                 in_stall_cycles: 0,
                 out_stall_cycles: 0,
                 ..c

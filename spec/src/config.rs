@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Version word answered by INFO (payload word 0): 2 since contract v2 (LOAD_QUANT, the
-/// 2-word SET_QUANT with an output zero point).
-pub const VERSION: u32 = 2;
+/// 2-word SET_QUANT with an output zero point), 3 since LOAD_TILE (resident weights).
+pub const VERSION: u32 = 3;
 
 /// Largest supported array dimension.
 pub const MAX_DIM: usize = 256;

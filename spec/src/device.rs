@@ -130,6 +130,15 @@ impl GoldenDevice {
                 self.shadow_pending = true;
                 None
             }
+            Command::LoadTile { src } => {
+                let (src, d) = (usize::from(*src), self.cfg.dim());
+                for k in 0..d {
+                    let row = self.scratch_row(src + k).to_vec();
+                    self.shadow[k * d..(k + 1) * d].copy_from_slice(&row);
+                }
+                self.shadow_pending = true;
+                None
+            }
             Command::LoadBias { bias } => {
                 self.bias.copy_from_slice(bias);
                 None

@@ -28,6 +28,8 @@ pub mod opcode {
     pub const SET_QUANT: u8 = 0x12;
     /// Contract v2: per-column M[n], S[n].
     pub const LOAD_QUANT: u8 = 0x13;
+    /// Resident weights (issue 13): the shadow tile from DIM scratchpad rows.
+    pub const LOAD_TILE: u8 = 0x14;
     pub const WRITE_ACT: u8 = 0x20;
     pub const READ_ACT: u8 = 0x21;
     pub const MATMUL: u8 = 0x30;
@@ -37,13 +39,14 @@ pub mod opcode {
     /// The error response.
     pub const ERROR: u8 = 0xFF;
     /// Every command opcode, in table order.
-    pub const ALL: [u8; 12] = [
+    pub const ALL: [u8; 13] = [
         INFO,
         SYNC,
         LOAD_WEIGHTS,
         LOAD_BIAS,
         SET_QUANT,
         LOAD_QUANT,
+        LOAD_TILE,
         WRITE_ACT,
         READ_ACT,
         MATMUL,
@@ -57,6 +60,11 @@ pub mod opcode {
 pub const RESPONSE_BIT: u8 = 0x80;
 /// Largest payload length a header can carry (24 bits).
 pub const MAX_LEN: u32 = 0x00FF_FFFF;
+
+// The longest response the contract allows, READ_ACC of 65535 rows at DIM = MAX_DIM
+// (0xFFFF00 words), fits the 24-bit length: the RTL ORs the 16x16-bit product n·DIM into the
+// header without a check, so a larger MAX_DIM must come with a rule for it first.
+const _: () = assert!(0xFFFF * crate::config::MAX_DIM as u64 <= MAX_LEN as u64);
 /// Payload words of the COUNTERS response.
 pub const COUNTER_WORDS: usize = 9;
 /// Over a UART (the board tops), a line held low for this many bit times is a BREAK: it resets
@@ -147,8 +155,10 @@ impl CommandError {
 }
 
 /// A command of the ISA. Row addresses and counts are 16-bit as in the encoding; whether they
-/// fit a given [`Config`] is checked by [`Command::check`] (and by the device).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// fit a given [`Config`] is checked by [`Command::check`] (and by the device). Serialised
+/// (the `.json` program format) with snake_case variant names: `{"matmul": {"src": 0, ...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Command {
     /// 0x01: answer version, DIM, SCRATCH_ROWS, ACC_ROWS.
     Info,
@@ -165,6 +175,11 @@ pub enum Command {
     SetQuantZp { quant: Quant, zero_point: i8 },
     /// 0x13 (contract v2): DIM words, the columns' M[n], S[n]; ReLU and Z are left as they are.
     LoadQuant { scales: Vec<ColumnScale> },
+    /// 0x14 (resident weights): fill the shadow weight tile from scratchpad rows `src ..
+    /// src + DIM` (row `k` of the tile, W[k][0..DIM], is scratchpad row `src + k`), as
+    /// [`Command::LoadWeights`] does from the stream. Tiles stored once with WRITE_ACT stay
+    /// on chip.
+    LoadTile { src: u16 },
     /// 0x20: write rows of DIM int8 into the scratchpad from `dst`.
     WriteAct { dst: u16, rows: Vec<Vec<i8>> },
     /// 0x21: read `n` scratchpad rows from `src`.
@@ -201,6 +216,7 @@ impl Command {
             Command::LoadBias { .. } => LOAD_BIAS,
             Command::SetQuant(_) | Command::SetQuantZp { .. } => SET_QUANT,
             Command::LoadQuant { .. } => LOAD_QUANT,
+            Command::LoadTile { .. } => LOAD_TILE,
             Command::WriteAct { .. } => WRITE_ACT,
             Command::ReadAct { .. } => READ_ACT,
             Command::Matmul { .. } => MATMUL,
@@ -218,7 +234,7 @@ impl Command {
             Command::Sync { .. } | Command::SetQuant(_) => 1,
             Command::SetQuantZp { .. } => 2,
             Command::LoadQuant { .. } => dim,
-            Command::ReadAct { .. } | Command::ReadAcc { .. } => 1,
+            Command::ReadAct { .. } | Command::ReadAcc { .. } | Command::LoadTile { .. } => 1,
             Command::Matmul { .. } | Command::Activate { .. } => 2,
             Command::LoadWeights { .. } => dim * wpr,
             Command::LoadBias { .. } => dim,
@@ -258,6 +274,7 @@ impl Command {
                 rows.iter().for_each(|r| pack_row(r, out));
             }
             Command::ReadAct { src, n } | Command::ReadAcc { src, n } => out.push(range_word(*src, *n)),
+            Command::LoadTile { src } => out.push(u32::from(*src)),
             Command::Matmul { src, n, dst, accumulate } => {
                 out.push(range_word(*src, *n));
                 out.push(u32::from(*dst) | (u32::from(*accumulate) << 16));
@@ -307,6 +324,7 @@ impl Command {
             Command::Matmul { src, n, dst, .. } => fits(*src, (*n).into(), s) && fits(*dst, (*n).into(), a),
             Command::Activate { src, n, dst } => fits(*src, (*n).into(), a) && fits(*dst, (*n).into(), s),
             Command::ReadAcc { src, n } => fits(*src, (*n).into(), a),
+            Command::LoadTile { src } => fits(*src, cfg.dim(), s),
             Command::SetQuant(q) | Command::SetQuantZp { quant: q, .. } => q.shift <= MAX_SHIFT,
             Command::LoadQuant { scales } => scales.iter().all(|c| c.shift <= MAX_SHIFT),
             _ => true,
@@ -343,7 +361,7 @@ fn command_shape(op: u8, cfg: &Config) -> Shape {
     let wpr = cfg.words_per_row() as u32;
     match op {
         INFO | COUNTERS => Shape::Fixed(0),
-        SYNC | READ_ACT | READ_ACC => Shape::Fixed(1),
+        SYNC | READ_ACT | READ_ACC | LOAD_TILE => Shape::Fixed(1),
         SET_QUANT => Shape::SetQuant,
         MATMUL | ACTIVATE => Shape::Fixed(2),
         LOAD_WEIGHTS => Shape::Fixed(d * wpr),
@@ -474,6 +492,7 @@ impl CommandDecoder {
                 dst: split_range(p[0]).0,
                 rows: p[1..].chunks(wpr).map(|r| unpack_row(r, dim)).collect(),
             },
+            LOAD_TILE => Command::LoadTile { src: p[0] as u16 },
             READ_ACT | READ_ACC => {
                 let (src, n) = split_range(p[0]);
                 if op == READ_ACT {
@@ -503,7 +522,7 @@ impl CommandDecoder {
 /// |---|---|---|
 /// | 0, 1 | `cycles`: clock cycles since reset (low, high) | yes |
 /// | 2, 3 | `macs`: multiply-accumulates issued (rows × DIM²) (low, high) | no |
-/// | 4 | `matmul_cycles`: cycles spent executing MATMUL | yes |
+/// | 4 | `array_busy_cycles`: cycles with a MATMUL row issued or in flight in the array | yes |
 /// | 5 | `in_stall_cycles`: cycles the core was ready for input and none came | yes |
 /// | 6 | `out_stall_cycles`: cycles an output word waited for `out_ready` | yes |
 /// | 7 | `commands`: commands completed before this one (errors included) | no |
@@ -514,7 +533,7 @@ impl CommandDecoder {
 pub struct Counters {
     pub cycles: u64,
     pub macs: u64,
-    pub matmul_cycles: u32,
+    pub array_busy_cycles: u32,
     pub in_stall_cycles: u32,
     pub out_stall_cycles: u32,
     pub commands: u32,
@@ -529,7 +548,7 @@ impl Counters {
             (self.cycles >> 32) as u32,
             self.macs as u32,
             (self.macs >> 32) as u32,
-            self.matmul_cycles,
+            self.array_busy_cycles,
             self.in_stall_cycles,
             self.out_stall_cycles,
             self.commands,
@@ -542,7 +561,7 @@ impl Counters {
         Counters {
             cycles: u64::from(w[0]) | (u64::from(w[1]) << 32),
             macs: u64::from(w[2]) | (u64::from(w[3]) << 32),
-            matmul_cycles: w[4],
+            array_busy_cycles: w[4],
             in_stall_cycles: w[5],
             out_stall_cycles: w[6],
             commands: w[7],
@@ -759,10 +778,10 @@ impl ResponseDecoder {
 }
 
 impl Counters {
-    /// The counters with the timed fields (cycles, MATMUL cycles, stalls) zeroed: what the
+    /// The counters with the timed fields (cycles, array busy cycles, stalls) zeroed: what the
     /// untimed golden device answers.
     pub fn untimed(self) -> Counters {
-        Counters { cycles: 0, matmul_cycles: 0, in_stall_cycles: 0, out_stall_cycles: 0, ..self }
+        Counters { cycles: 0, array_busy_cycles: 0, in_stall_cycles: 0, out_stall_cycles: 0, ..self }
     }
 }
 

@@ -133,7 +133,7 @@ fn info_and_counters() {
     assert_eq!(resp[1], Response::Error(CommandError { opcode: 0x66, code: ErrorCode::UnknownOpcode }));
     let Response::Counters(c) = resp[2] else { panic!() };
     assert_eq!((c.macs, c.commands, c.errors), (4 * 9, 3, 1));
-    assert_eq!((c.cycles, c.matmul_cycles, c.in_stall_cycles, c.out_stall_cycles), (0, 0, 0, 0));
+    assert_eq!((c.cycles, c.array_busy_cycles, c.in_stall_cycles, c.out_stall_cycles), (0, 0, 0, 0));
 }
 
 #[test]
@@ -302,4 +302,33 @@ fn v2_quant_state_rules() {
     // the 1-word SET_QUANT resets every column and Z = 0
     assert_eq!(act(&mut dev, &[Command::SetQuant(q.with_relu(false))]), vec![10, -10]);
     assert_eq!((dev.scales(), dev.zero_point()), (&[c(1, 0), c(1, 0)][..], 0));
+}
+
+/// LOAD_TILE: scratchpad rows src .. src + DIM become the shadow tile (row k = W[k][..]), the
+/// next MATMUL swaps it in like a streamed tile; the rows must fit.
+#[test]
+fn load_tile_takes_the_shadow_tile_from_scratchpad_rows() {
+    let cfg = Config::new(2, 8, 4).unwrap();
+    let mut dev = GoldenDevice::new(cfg);
+    let got = run(
+        &mut dev,
+        &[
+            // X = [1 2] in row 0; W = [[3 4] [5 6]] stored in rows 6, 7
+            Command::WriteAct { dst: 0, rows: vec![vec![1, 2]] },
+            Command::WriteAct { dst: 6, rows: vec![vec![3, 4], vec![5, 6]] },
+            Command::LoadTile { src: 6 },
+            Command::Matmul { src: 0, n: 1, dst: 0, accumulate: false },
+            Command::ReadAcc { src: 0, n: 1 },
+            Command::LoadTile { src: 7 },
+        ],
+    );
+    // [1 2] x [[3 4] [5 6]] = [13 16]; rows 7, 8 do not fit 8 rows
+    assert_eq!(
+        got,
+        vec![
+            Response::ReadAcc { rows: vec![vec![13, 16]] },
+            Response::Error(CommandError { opcode: 0x14, code: ErrorCode::OutOfRange })
+        ]
+    );
+    assert_eq!(dev.active_weights(), &[3, 4, 5, 6]);
 }

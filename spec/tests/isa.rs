@@ -37,6 +37,7 @@ fn command(dim: usize) -> impl Strategy<Value = Command> {
             accumulate
         }),
         (0u16..16, 0u16..16, 0u16..16).prop_map(|(src, n, dst)| Command::Activate { src, n, dst }),
+        (0u16..(64 - dim as u16)).prop_map(|src| Command::LoadTile { src }),
     ]
 }
 
@@ -52,11 +53,11 @@ fn response(dim: usize) -> impl Strategy<Value = Response> {
             .prop_map(|rows| Response::ReadAcc { rows }),
         (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>(), any::<u32>())
             .prop_map(
-                |(cycles, macs, matmul_cycles, in_stall_cycles, out_stall_cycles, commands, errors)| {
+                |(cycles, macs, array_busy_cycles, in_stall_cycles, out_stall_cycles, commands, errors)| {
                     Response::Counters(Counters {
                         cycles,
                         macs,
-                        matmul_cycles,
+                        array_busy_cycles,
                         in_stall_cycles,
                         out_stall_cycles,
                         commands,
@@ -152,6 +153,8 @@ fn packing_is_little_endian_four_per_word() {
     );
     let scales = vec![ColumnScale::new(0xBEEF, 3).unwrap(), ColumnScale::new(1, 47).unwrap()];
     assert_eq!(Command::LoadQuant { scales }.encode(2).unwrap(), vec![0x1300_0002, 0x0003_BEEF, 0x002F_0001]);
+    // resident weights: one word, the first scratchpad row of the tile
+    assert_eq!(Command::LoadTile { src: 0x1234 }.encode(8).unwrap(), vec![0x1400_0001, 0x1234]);
     let e = Response::Error(CommandError { opcode: 0x30, code: ErrorCode::OutOfRange }).encode(4);
     assert_eq!(e, vec![0xFF00_0001, 0x0000_3003]);
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //!                 ┌──────────────────── Counters ─────────────────────┐
-//!  issue ────────►│ macs += DIM², matmul_cycles += 1                  │
+//!  issue ────────►│ macs += DIM²                                      │
+//!  arr_busy ─────►│ busy_cycles += 1 (a row issued or in the array)   │
 //!  in_ready,  ───►│ in_stalls  += in_ready && !in_valid               │
 //!  in_valid       │                                                   │
 //!  out_valid, ───►│ out_stalls += out_valid && !out_ready             │
@@ -14,7 +15,7 @@
 //!                 └───────────────────────────────────────────────────┘
 //! ```
 //!
-//! The words, in `snap` order: cycles (low, high), macs (low, high), matmul_cycles, in_stalls,
+//! The words, in `snap` order: cycles (low, high), macs (low, high), busy_cycles, in_stalls,
 //! out_stalls, commands, errors (docs/architecture.md "Performance counters"). Every counter
 //! wraps; `rst` clears them all (the snapshot keeps its value). The native model's part of the
 //! same name is `sim::native::counters`.
@@ -31,6 +32,8 @@ pub struct Counters {
     pub rst: Signal<In, Bit>,
     /// A MATMUL row is issued this cycle.
     pub issue: Signal<In, Bit>,
+    /// A MATMUL row is issued or in flight in the array this cycle (`!arr_idle`).
+    pub arr_busy: Signal<In, Bit>,
     /// The controller's `in_ready`.
     pub in_ready: Signal<In, Bit>,
     /// The host's `in_valid`.
@@ -50,7 +53,7 @@ pub struct Counters {
 
     cycles: DFF<Bits<64>>,
     macs: DFF<Bits<64>>,
-    matmul_cycles: DFF<Bits<32>>,
+    busy_cycles: DFF<Bits<32>>,
     in_stalls: DFF<Bits<32>>,
     out_stalls: DFF<Bits<32>>,
     commands: DFF<Bits<32>>,
@@ -78,6 +81,7 @@ impl Counters {
             clock: Default::default(),
             rst: Default::default(),
             issue: Default::default(),
+            arr_busy: Default::default(),
             in_ready: Default::default(),
             in_valid: Default::default(),
             out_valid: Default::default(),
@@ -88,7 +92,7 @@ impl Counters {
             snap: (0..COUNTER_WORDS).map(|_| Default::default()).collect(),
             cycles: Default::default(),
             macs: Default::default(),
-            matmul_cycles: Default::default(),
+            busy_cycles: Default::default(),
             in_stalls: Default::default(),
             out_stalls: Default::default(),
             commands: Default::default(),
@@ -114,7 +118,7 @@ impl Logic for Counters {
             clock,
             cycles,
             macs,
-            matmul_cycles,
+            busy_cycles,
             in_stalls,
             out_stalls,
             commands,
@@ -129,14 +133,16 @@ impl Logic for Counters {
         }
         if self.issue.val() {
             self.macs.d.next = self.macs.q.val() + self.c_macs_per_row.val();
-            self.matmul_cycles.d.next = self.matmul_cycles.q.val() + self.c_one32.val();
+        }
+        if self.arr_busy.val() {
+            self.busy_cycles.d.next = self.busy_cycles.q.val() + self.c_one32.val();
         }
         if self.sample.val() {
             self.snap_r[0].d.next = self.cycles.q.val().get_bits::<32>(0);
             self.snap_r[1].d.next = self.cycles.q.val().get_bits::<32>(32);
             self.snap_r[2].d.next = self.macs.q.val().get_bits::<32>(0);
             self.snap_r[3].d.next = self.macs.q.val().get_bits::<32>(32);
-            self.snap_r[4].d.next = self.matmul_cycles.q.val();
+            self.snap_r[4].d.next = self.busy_cycles.q.val();
             self.snap_r[5].d.next = self.in_stalls.q.val();
             self.snap_r[6].d.next = self.out_stalls.q.val();
             self.snap_r[7].d.next = self.commands.q.val();
@@ -162,7 +168,7 @@ impl Logic for Counters {
             self.err_r.d.next = false;
             self.cycles.d.next = self.c_zero64.val();
             self.macs.d.next = self.c_zero64.val();
-            self.matmul_cycles.d.next = self.c_zero32.val();
+            self.busy_cycles.d.next = self.c_zero32.val();
             self.in_stalls.d.next = self.c_zero32.val();
             self.out_stalls.d.next = self.c_zero32.val();
             self.commands.d.next = self.c_zero32.val();
@@ -176,13 +182,23 @@ mod tests {
     use super::*;
     use crate::replay::{replay, simulate, Port};
 
-    const INPUTS: [&str; 9] =
-        ["rst", "issue", "in_ready", "in_valid", "out_valid", "out_ready", "cmd_done", "err_done", "sample"];
+    const INPUTS: [&str; 10] = [
+        "rst",
+        "issue",
+        "in_ready",
+        "in_valid",
+        "out_valid",
+        "out_ready",
+        "cmd_done",
+        "err_done",
+        "sample",
+        "arr_busy",
+    ];
 
     /// A reference model: the counters as plain integers, the snapshot as the 9 words.
     fn reference(dim: u64, stim: &[Vec<u128>]) -> Vec<Vec<u128>> {
         let (mut cycles, mut macs) = (0u64, 0u64);
-        let [mut mm, mut ins, mut outs, mut cmds, mut errs] = [0u32; 5];
+        let [mut busy, mut ins, mut outs, mut cmds, mut errs] = [0u32; 5];
         let (mut done_r, mut err_r) = (false, false);
         let mut snap = [0u32; COUNTER_WORDS];
         let mut out = Vec::new();
@@ -193,7 +209,7 @@ mod tests {
                 let c = spec::isa::Counters {
                     cycles,
                     macs,
-                    matmul_cycles: mm,
+                    array_busy_cycles: busy,
                     in_stall_cycles: ins,
                     out_stall_cycles: outs,
                     commands: cmds,
@@ -203,8 +219,8 @@ mod tests {
             }
             if b(1) {
                 macs = macs.wrapping_add(dim * dim);
-                mm = mm.wrapping_add(1);
             }
+            busy = busy.wrapping_add(u32::from(b(9)));
             cycles += 1;
             ins += u32::from(b(2) && !b(3));
             outs += u32::from(b(4) && !b(5));
@@ -212,7 +228,7 @@ mod tests {
             errs += u32::from(err_r);
             (done_r, err_r) = (b(6), b(7));
             if b(0) {
-                (cycles, macs, mm, ins, outs, cmds, errs) = (0, 0, 0, 0, 0, 0, 0);
+                (cycles, macs, busy, ins, outs, cmds, errs) = (0, 0, 0, 0, 0, 0, 0);
                 (done_r, err_r) = (false, false);
             }
         }
@@ -254,6 +270,7 @@ mod tests {
                     u.cmd_done.next = s[6] != 0;
                     u.err_done.next = s[7] != 0;
                     u.sample.next = s[8] != 0;
+                    u.arr_busy.next = s[9] != 0;
                 },
                 |u| u.snap.iter().map(|w| w.val().to_u64() as u128).collect(),
             )

@@ -1,20 +1,22 @@
 //! The controller: parses the command stream, runs every opcode, answers on the output stream,
 //! keeps the performance counters and applies the error rules. It is the front end's state
-//! machine (header decode, argument and range checks, WRITE_ACT rows, READ_ACT / READ_ACC and
-//! the other responses, errors) wired to four parts with one job each, one file each:
+//! machine (header decode, argument and range checks, WRITE_ACT rows, the responses, errors)
+//! wired to five parts with one job each, one file each:
 //!
 //! ```text
 //!                    ┌──────────────────────── Controller ──────────────────────────────┐
 //!  in_data/valid ───►│ front end FSM (this file) ──► args, checks ──► response / 0xFF   │───► out_data/valid
-//!  in_ready      ◄───│  │   │   │   │   │                                               │◄─── out_ready
-//!                    │  │   │   │   │   └─► WeightLoader (weight_loader.rs): shadow-bank │──► wl_*
-//!                    │  │   │   │   │        rows, bank swap, shadow_free ◄── bank busy ─┐│
-//!                    │  │   │   │   └─────► Sequencer (sequencer.rs): MATMUL rows in the ││──► sp_r*, arr_*,
-//!                    │  │   │   │           background, accumulator RMW, drain countdowns┘│    acc_*
-//!                    │  │   │   └─────────► Activate (activate.rs): ACTIVATE rows to the │──► act_valid, sp_w*
-//!                    │  │   │               activation units and back to the scratchpad  │
-//!                    │  │   └─────────────► Counters (counters.rs): cycles, MACs, stalls,│
-//!                    │  │                   commands, errors; the COUNTERS snapshot      │
+//!  in_ready      ◄───│  │   │   │   │   │   │                                           │◄─── out_ready
+//!                    │  │   │   │   │   │   └─► WeightLoader (weight_loader.rs): shadow- │──► wl_*
+//!                    │  │   │   │   │   │        bank rows, bank swap, shadow_free ◄──┐  │
+//!                    │  │   │   │   │   └─────► Sequencer (sequencer.rs): MATMUL rows ─┘  │──► sp_r*, arr_*,
+//!                    │  │   │   │   │           in the background, accumulator RMW, drain │    acc_*
+//!                    │  │   │   │   └─────────► Activate (activate.rs): ACTIVATE rows to  │──► act_valid, sp_w*
+//!                    │  │   │   │               the activation units, back to the scratch │
+//!                    │  │   │   └─────────────► Readback (readback.rs): READ_ACT/READ_ACC │──► sp_r*/acc_r*, rb_load*
+//!                    │  │   │                   rows out, the next row read ahead         │
+//!                    │  │   └─────────────────► Counters (counters.rs): cycles, MACs,     │
+//!                    │  │                       array busy, stalls, commands, errors      │
 //!                    │  └─► row buffer (words <-> rows), bias, quant, WRITE_ACT rows     │──► rb_*, bias_*, q*
 //!                    └──────────────────────────────────────────────────────────────────┘
 //! ```
@@ -26,20 +28,21 @@
 //! native cycle model (`sim::native`) has the same parts under the same names and steps them
 //! in this order.
 //!
-//! Still in this file (not yet parts of their own): the header decoder and the range checks
-//! (front end), and the READ_ACT / READ_ACC read-back, which share the front end's `addr`,
-//! `left` and `idx` registers.
+//! Still in this file (not yet a part of its own): the header decoder and the range checks
+//! (front end).
 //!
 //! This block is DIM-independent except for a few constants; the DIM-wide datapath (row
 //! buffer, memories, array, activation units, bias registers) is wired in [`crate::core`].
 
 mod activate;
 mod counters;
+mod readback;
 mod sequencer;
 mod weight_loader;
 
 pub use activate::Activate;
 pub use counters::Counters;
+pub use readback::Readback;
 pub use sequencer::Sequencer;
 pub use weight_loader::WeightLoader;
 
@@ -68,6 +71,8 @@ pub enum State {
     Exec,
     /// LOAD_WEIGHTS payload.
     Weights,
+    /// LOAD_TILE: one scratchpad row read per cycle into the shadow bank.
+    TileRows,
     /// LOAD_BIAS payload, and LOAD_QUANT's (contract v2: DIM words into the row buffer).
     Bias,
     /// WRITE_ACT rows.
@@ -82,11 +87,7 @@ pub enum State {
     RespToken,
     /// COUNTERS payload.
     RespCounters,
-    /// READ_ACT / READ_ACC: memory read of the next row.
-    RowRead,
-    /// READ_ACT / READ_ACC: the row enters the row buffer.
-    RowLoad,
-    /// READ_ACT / READ_ACC: sending the row's words.
+    /// READ_ACT / READ_ACC: sending the rows' words (the Readback part reads ahead).
     RowEmit,
     /// ACTIVATE: one accumulator row read per cycle into the activation units.
     ActRun,
@@ -142,6 +143,8 @@ pub struct Controller {
     pub wl_row: Signal<Out, Bits<16>>,
     /// Bank being written (always the shadow bank).
     pub wl_bank: Signal<Out, Bit>,
+    /// The weight row comes from the scratchpad's read data (LOAD_TILE), not the row buffer.
+    pub wl_from_sp: Signal<Out, Bit>,
 
     /// Write `in_data` into bias register `bias_idx`.
     pub bias_we: Signal<Out, Bit>,
@@ -198,10 +201,17 @@ pub struct Controller {
     // WRITE_ACT: a row complete in the row buffer, written to the scratchpad the next cycle
     sw_pending: DFF<Bit>,
     sw_addr: DFF<Bits<16>>,
+    // LOAD_TILE: the weight row written next cycle is the scratchpad row read now
+    tile_row: DFF<Bit>,
+    // LOAD_TILE: src + DIM <= SCRATCH_ROWS, computed as the argument arrives
+    t_fits: DFF<Bit>,
+    sum_t: Signal<Local, Bits<16>>,
+    carry_t: Signal<Local, Bit>,
     // the parts
     wload: WeightLoader,
     seq: Sequencer,
     act: Activate,
+    rbk: Readback,
     counters: Counters,
     snap_index: Vec<Constant<Bits<16>>>,
 
@@ -232,6 +242,7 @@ pub struct Controller {
     h_is_load_weights: Signal<Local, Bit>,
     h_is_load_bias: Signal<Local, Bit>,
     h_is_load_quant: Signal<Local, Bit>,
+    h_is_load_tile: Signal<Local, Bit>,
     shift_bad: Signal<Local, Bit>,
     h_is_write_act: Signal<Local, Bit>,
     mul_a: Signal<Local, Bits<16>>,
@@ -260,6 +271,9 @@ pub struct Controller {
     c_op_load_weights: Constant<Bits<8>>,
     c_op_load_bias: Constant<Bits<8>>,
     c_op_load_quant: Constant<Bits<8>>,
+    c_op_load_tile: Constant<Bits<8>>,
+    /// DIM (LOAD_TILE's row count).
+    c_dim: Constant<Bits<16>>,
     c_op_set_quant: Constant<Bits<8>>,
     c_op_write_act: Constant<Bits<8>>,
     c_op_read_act: Constant<Bits<8>>,
@@ -333,6 +347,7 @@ impl Controller {
             wl_en: Default::default(),
             wl_row: Default::default(),
             wl_bank: Default::default(),
+            wl_from_sp: Default::default(),
             bias_we: Default::default(),
             bias_idx: Default::default(),
             qs_we: Default::default(),
@@ -365,9 +380,14 @@ impl Controller {
             sq_two: Default::default(),
             sw_pending: Default::default(),
             sw_addr: Default::default(),
+            tile_row: Default::default(),
+            t_fits: Default::default(),
+            sum_t: Default::default(),
+            carry_t: Default::default(),
             wload: WeightLoader::new(cfg.dim()),
             seq: Sequencer::new(cfg.dim()),
             act: Activate::default(),
+            rbk: Readback::new(),
             counters: Counters::new(cfg.dim()),
             snap_index: (0..COUNTER_WORDS as u64).map(k::<16>).collect(),
             take: Default::default(),
@@ -396,6 +416,7 @@ impl Controller {
             h_is_load_weights: Default::default(),
             h_is_load_bias: Default::default(),
             h_is_load_quant: Default::default(),
+            h_is_load_tile: Default::default(),
             shift_bad: Default::default(),
             h_is_write_act: Default::default(),
             mul_a: Default::default(),
@@ -421,6 +442,8 @@ impl Controller {
             c_op_load_weights: k(opcode::LOAD_WEIGHTS.into()),
             c_op_load_bias: k(opcode::LOAD_BIAS.into()),
             c_op_load_quant: k(opcode::LOAD_QUANT.into()),
+            c_op_load_tile: k(opcode::LOAD_TILE.into()),
+            c_dim: k(d),
             c_op_set_quant: k(opcode::SET_QUANT.into()),
             c_op_write_act: k(opcode::WRITE_ACT.into()),
             c_op_read_act: k(opcode::READ_ACT.into()),
@@ -492,7 +515,9 @@ impl Logic for Controller {
             is_lq,
             sq_two,
             sw_pending,
-            sw_addr
+            sw_addr,
+            tile_row,
+            t_fits
         );
         self.wload.clock.next = self.clock.val();
         self.wload.rst.next = self.rst.val();
@@ -500,6 +525,8 @@ impl Logic for Controller {
         self.seq.rst.next = self.rst.val();
         self.act.clock.next = self.clock.val();
         self.act.rst.next = self.rst.val();
+        self.rbk.clock.next = self.clock.val();
+        self.rbk.rst.next = self.rst.val();
         self.counters.clock.next = self.clock.val();
         self.counters.rst.next = self.rst.val();
 
@@ -538,6 +565,7 @@ impl Logic for Controller {
         self.h_is_load_weights.next = self.h_op.val() == self.c_op_load_weights.val();
         self.h_is_load_bias.next = self.h_op.val() == self.c_op_load_bias.val();
         self.h_is_load_quant.next = self.h_op.val() == self.c_op_load_quant.val();
+        self.h_is_load_tile.next = self.h_op.val() == self.c_op_load_tile.val();
         self.h_is_write_act.next = self.h_op.val() == self.c_op_write_act.val();
         self.h_len0.next = self.h_len.val() == self.c_len0.val();
         self.h_len1.next = self.h_len.val() == self.c_len1.val();
@@ -555,12 +583,14 @@ impl Logic for Controller {
             || self.h_is_load_weights.val()
             || self.h_is_load_bias.val()
             || self.h_is_load_quant.val()
+            || self.h_is_load_tile.val()
             || self.h_is_write_act.val();
         self.h_len_ok.next = ((self.h_is_info.val() || self.h_is_counters.val()) && self.h_len0.val())
             || ((self.h_is_sync.val()
                 || self.h_is_set_quant.val()
                 || self.h_is_read_act.val()
-                || self.h_is_read_acc.val())
+                || self.h_is_read_acc.val()
+                || self.h_is_load_tile.val())
                 && self.h_len1.val())
             || ((self.h_is_matmul.val() || self.h_is_activate.val() || self.h_is_set_quant.val())
                 && self.h_len2.val())
@@ -606,6 +636,32 @@ impl Logic for Controller {
         self.acc_ren.next = self.seq.rmw_ren.val();
         self.acc_raddr.next = self.seq.rmw_raddr.val();
 
+        // ---- READ_ACT / READ_ACC read-back (readback.rs): reads ahead while rows are sent;
+        // it runs with the sequencer idle (READ_ACT) or the array drained (READ_ACC), so the
+        // memory read ports are free ----
+        self.rbk.start.next = false;
+        self.rbk.start_addr.next = self.a0.q.val().get_bits::<16>(0);
+        self.rbk.start_rows.next = self.a0.q.val().get_bits::<16>(16);
+        if self.rbk.ren.val() {
+            if self.op.q.val() == self.c_op_read_acc.val() {
+                self.acc_ren.next = true;
+                self.acc_raddr.next = self.rbk.raddr.val();
+            } else {
+                self.sp_ren.next = true;
+                self.sp_raddr.next = self.rbk.raddr.val();
+            }
+        }
+        if self.rbk.load.val() {
+            if self.op.q.val() == self.c_op_read_acc.val() {
+                self.rb_load32.next = true;
+            } else {
+                self.rb_load8.next = true;
+            }
+        }
+        if self.state.q.val() == State::RowEmit {
+            self.rb_word_idx.next = self.rbk.word_idx.val();
+        }
+
         // ---- the ACTIVATE pipeline: acc read -> activation units -> scratchpad write ----
         self.act_valid.next = self.act.act_valid.val();
 
@@ -615,6 +671,8 @@ impl Logic for Controller {
         self.wl_en.next = self.wload.wl_en.val();
         self.wl_row.next = self.wload.wl_row.val();
         self.wl_bank.next = self.wload.wl_bank.val();
+        self.wl_from_sp.next = self.tile_row.q.val();
+        self.tile_row.d.next = false;
         self.sp_we.next = self.sw_pending.q.val() || self.act.wb_valid.val();
         self.sp_wsel_act.next = !self.sw_pending.q.val();
         if self.sw_pending.q.val() {
@@ -636,6 +694,7 @@ impl Logic for Controller {
         } else {
             self.last_word.next = self.c_wpr_m1.val();
         }
+        self.rbk.last_word.next = self.last_word.val();
 
         // ---- input handshake ----
         match self.state.q.val() {
@@ -658,6 +717,8 @@ impl Logic for Controller {
         self.carry_a.next = self.sum_a.val() < self.in_data.val().get_bits::<16>(0);
         self.sum_b.next = self.in_data.val().get_bits::<16>(0) + self.a0.q.val().get_bits::<16>(16);
         self.carry_b.next = self.sum_b.val() < self.in_data.val().get_bits::<16>(0);
+        self.sum_t.next = self.in_data.val().get_bits::<16>(0) + self.c_dim.val();
+        self.carry_t.next = self.sum_t.val() < self.in_data.val().get_bits::<16>(0);
         if self.take.val() && (self.state.q.val() == State::Arg0) {
             if self.c_scratch_full.val() {
                 self.a_fits_scratch.d.next = !self.carry_a.val() || (self.sum_a.val() == self.c_zero16.val());
@@ -669,6 +730,13 @@ impl Logic for Controller {
                 self.a_fits_acc.d.next = !self.carry_a.val() || (self.sum_a.val() == self.c_zero16.val());
             } else {
                 self.a_fits_acc.d.next = !self.carry_a.val() && (self.sum_a.val() <= self.c_acc_rows.val());
+            }
+        }
+        if self.take.val() && (self.state.q.val() == State::Arg0) {
+            if self.c_scratch_full.val() {
+                self.t_fits.d.next = !self.carry_t.val() || (self.sum_t.val() == self.c_zero16.val());
+            } else {
+                self.t_fits.d.next = !self.carry_t.val() && (self.sum_t.val() <= self.c_scratch_rows.val());
             }
         }
         if self.take.val() && (self.state.q.val() == State::Arg1) {
@@ -693,6 +761,8 @@ impl Logic for Controller {
             self.range_ok.next = self.a_fits_scratch.q.val() && self.b_fits_acc.q.val();
         } else if self.op.q.val() == self.c_op_activate.val() {
             self.range_ok.next = self.a_fits_acc.q.val() && self.b_fits_scratch.q.val();
+        } else if self.op.q.val() == self.c_op_load_tile.val() {
+            self.range_ok.next = self.t_fits.q.val();
         }
 
         // ---- output word ----
@@ -739,12 +809,13 @@ impl Logic for Controller {
                 }
             }
             State::RowEmit => {
-                self.out_valid.next = true;
+                self.out_valid.next = self.rbk.valid.val();
                 self.out_data.next = self.rb_word_out.val();
             }
             _ => {}
         }
         self.sent.next = self.out_valid.val() && self.out_ready.val();
+        self.rbk.sent.next = self.sent.val() && (self.state.q.val() == State::RowEmit);
 
         // ---- the front-end state machine ----
         match self.state.q.val() {
@@ -911,15 +982,22 @@ impl Logic for Controller {
                             self.state.d.next = State::WriteRows;
                         }
                     }
+                } else if self.op.q.val() == self.c_op_load_tile.val() {
+                    // the scratchpad's read port is the sequencer's while it issues
+                    if self.seq_idle.val() {
+                        self.state.d.next = State::TileRows;
+                    }
                 } else if self.op.q.val() == self.c_op_read_act.val() {
                     if self.seq_idle.val() {
                         self.resp_hdr.d.next = self.c_hdr_read_act.val() | self.prod.val();
+                        self.rbk.start.next = true;
                         self.state.d.next = State::RespHeader;
                     }
                 } else {
                     // READ_ACC
                     if self.arr_idle.val() {
                         self.resp_hdr.d.next = self.c_hdr_read_acc.val() | self.prod.val();
+                        self.rbk.start.next = true;
                         self.state.d.next = State::RespHeader;
                     }
                 }
@@ -936,6 +1014,22 @@ impl Logic for Controller {
                         }
                     } else {
                         self.idx.d.next = self.idx.q.val() + self.c_one16.val();
+                    }
+                }
+            }
+            State::TileRows => {
+                // row k: scratchpad row src + k read now, written to the shadow bank on the
+                // next edge (the loader's pending row, its data the scratchpad's read data),
+                // once no row of the shadow bank is in the array
+                if self.wload.shadow_free.val() {
+                    self.sp_ren.next = true;
+                    self.sp_raddr.next = self.addr.q.val();
+                    self.addr.d.next = self.addr.q.val() + self.c_one16.val();
+                    self.wload.row_done.next = true;
+                    self.tile_row.d.next = true;
+                    if self.wload.last_row.val() {
+                        self.cmd_done.next = true;
+                        self.state.d.next = State::Header;
                     }
                 }
             }
@@ -1006,7 +1100,7 @@ impl Logic for Controller {
                         self.cmd_done.next = true;
                         self.state.d.next = State::Header;
                     } else {
-                        self.state.d.next = State::RowRead;
+                        self.state.d.next = State::RowEmit;
                     }
                 }
             }
@@ -1034,40 +1128,10 @@ impl Logic for Controller {
                     }
                 }
             }
-            State::RowRead => {
-                if self.op.q.val() == self.c_op_read_acc.val() {
-                    self.acc_ren.next = true;
-                    self.acc_raddr.next = self.addr.q.val();
-                } else {
-                    self.sp_ren.next = true;
-                    self.sp_raddr.next = self.addr.q.val();
-                }
-                self.state.d.next = State::RowLoad;
-            }
-            State::RowLoad => {
-                if self.op.q.val() == self.c_op_read_acc.val() {
-                    self.rb_load32.next = true;
-                } else {
-                    self.rb_load8.next = true;
-                }
-                self.idx.d.next = self.c_zero16.val();
-                self.state.d.next = State::RowEmit;
-            }
             State::RowEmit => {
-                if self.sent.val() {
-                    if self.idx.q.val() == self.last_word.val() {
-                        self.idx.d.next = self.c_zero16.val();
-                        self.addr.d.next = self.addr.q.val() + self.c_one16.val();
-                        self.left.d.next = self.left.q.val() - self.c_one16.val();
-                        if self.left.q.val() == self.c_one16.val() {
-                            self.cmd_done.next = true;
-                            self.state.d.next = State::Header;
-                        } else {
-                            self.state.d.next = State::RowRead;
-                        }
-                    } else {
-                        self.idx.d.next = self.idx.q.val() + self.c_one16.val();
-                    }
+                if self.rbk.sent.val() && self.rbk.last.val() {
+                    self.cmd_done.next = true;
+                    self.state.d.next = State::Header;
                 }
             }
             State::ActRun => {
@@ -1094,6 +1158,7 @@ impl Logic for Controller {
 
         // ---- counters (counters.rs) ----
         self.counters.issue.next = self.issue.val();
+        self.counters.arr_busy.next = !self.arr_idle.val();
         self.counters.in_ready.next = self.in_ready.val();
         self.counters.in_valid.next = self.in_valid.val();
         self.counters.out_valid.next = self.out_valid.val();
@@ -1108,6 +1173,7 @@ impl Logic for Controller {
             self.q_zero_r.d.next = self.c_zero8.val();
             self.ql_pending.d.next = false;
             self.sw_pending.d.next = false;
+            self.tile_row.d.next = false;
         }
     }
 }

@@ -24,7 +24,7 @@ module protobrain_formal #(
     parameter SCR = 4,
     parameter ACC = 4,
     parameter VERSION = 1,
-    parameter BOUND = 29
+    parameter BOUND = 23
 ) (
     input wire clk,
     input wire [31:0] in_data,
@@ -33,7 +33,8 @@ module protobrain_formal #(
 );
     localparam [7:0] OP_INFO = 8'h01, OP_SYNC = 8'h02, OP_LOAD_WEIGHTS = 8'h10,
         OP_LOAD_BIAS = 8'h11, OP_SET_QUANT = 8'h12, OP_WRITE_ACT = 8'h20, OP_READ_ACT = 8'h21,
-        OP_MATMUL = 8'h30, OP_ACTIVATE = 8'h31, OP_READ_ACC = 8'h32, OP_COUNTERS = 8'h40;
+        OP_MATMUL = 8'h30, OP_ACTIVATE = 8'h31, OP_READ_ACC = 8'h32, OP_COUNTERS = 8'h40,
+        OP_LOAD_TILE = 8'h14;
     localparam [23:0] LEN_WEIGHTS = DIM * W, LEN_BIAS = DIM;
     localparam [31:0] HDR_SYNC_CMD = 32'h02000001;
 
@@ -87,11 +88,11 @@ module protobrain_formal #(
     wire h_known = h_op == OP_INFO || h_op == OP_SYNC || h_op == OP_LOAD_WEIGHTS
         || h_op == OP_LOAD_BIAS || h_op == OP_SET_QUANT || h_op == OP_WRITE_ACT
         || h_op == OP_READ_ACT || h_op == OP_MATMUL || h_op == OP_ACTIVATE
-        || h_op == OP_READ_ACC || h_op == OP_COUNTERS;
+        || h_op == OP_READ_ACC || h_op == OP_COUNTERS || h_op == OP_LOAD_TILE;
     wire h_len_ok =
         ((h_op == OP_INFO || h_op == OP_COUNTERS) && h_len == 24'd0)
         || ((h_op == OP_SYNC || h_op == OP_SET_QUANT || h_op == OP_READ_ACT
-             || h_op == OP_READ_ACC) && h_len == 24'd1)
+             || h_op == OP_READ_ACC || h_op == OP_LOAD_TILE) && h_len == 24'd1)
         || ((h_op == OP_MATMUL || h_op == OP_ACTIVATE) && h_len == 24'd2)
         || (h_op == OP_LOAD_WEIGHTS && h_len == LEN_WEIGHTS)
         || (h_op == OP_LOAD_BIAS && h_len == LEN_BIAS)
@@ -107,6 +108,7 @@ module protobrain_formal #(
     wire [16:0] end_w = {1'b0, in_data[15:0]} + {1'b0, in_data[31:16]};
     wire [16:0] end_b = {1'b0, in_data[15:0]} + {1'b0, a0_n};
     wire [16:0] end_a0 = {1'b0, a0_start} + {1'b0, a0_n};
+    wire [16:0] end_t = {1'b0, in_data[15:0]} + DIM;   // LOAD_TILE: src + DIM
     wire [39:0] wa_words = in_data[31:16] * W;
 
     // the decision taken on this word, if it is the last of its command
@@ -134,6 +136,8 @@ module protobrain_formal #(
                         if (end_w > SCR) d_err = 8'd3;
                     end else if (m_op == OP_READ_ACC) begin
                         if (end_w > ACC) d_err = 8'd3;
+                    end else if (m_op == OP_LOAD_TILE) begin
+                        if (end_t > SCR) d_err = 8'd3;
                     end
                 end
             end else if (p_idx == 24'd1 && m_err == 8'd0) begin
@@ -236,6 +240,7 @@ module protobrain_formal #(
                         exp_sp <= exp_sp + in_data[31:16];
                         sp_next <= in_data[15:0];
                     end
+                    if (m_op == OP_LOAD_TILE) exp_wl <= exp_wl + DIM;
                     if (m_op == OP_SET_QUANT) begin
                         m_mult <= in_data[15:0];
                         m_shift <= in_data[21:16];
@@ -255,7 +260,8 @@ module protobrain_formal #(
                         sp_next <= in_data[15:0];
                     end
                 end
-                if (m_busy && d_done && d_err == 8'd0 && m_op == OP_LOAD_WEIGHTS) m_swap <= 1'b1;
+                if (m_busy && d_done && d_err == 8'd0 && (m_op == OP_LOAD_WEIGHTS || m_op == OP_LOAD_TILE))
+                    m_swap <= 1'b1;
             end
             m_err <= d_err;
             m_a0 <= d_a0;
@@ -391,6 +397,7 @@ module protobrain_formal #(
             cover(acc_evt && cur_op == OP_INFO);
             cover(acc_evt && cur_op == OP_SYNC);
             cover(acc_evt && cur_op == OP_LOAD_WEIGHTS);
+            cover(acc_evt && cur_op == OP_LOAD_TILE);
             cover(acc_evt && cur_op == OP_LOAD_BIAS);
             cover(acc_evt && cur_op == OP_SET_QUANT);
             cover(acc_evt && cur_op == OP_WRITE_ACT && d_a0[31:16] != 0);

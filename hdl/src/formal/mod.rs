@@ -306,25 +306,32 @@ pub const TOOL_TIMEOUT: Duration = Duration::from_secs(3600);
 /// commands, all of whose words it has sent) to the cycle on which the core hands over the
 /// SYNC's token, inclusive, when the host stalls neither stream from then on.
 ///
-/// From the cycle table of docs/architecture.md, the worst prefix ends with a MATMUL of
-/// `n = min(SCRATCH_ROWS, ACC_ROWS)` rows followed by a READ_ACC of all `ACC_ROWS` rows:
-/// the READ_ACC waits in its exec state until the MATMUL's rows have drained
-/// (`n + L + 2` cycles after the MATMUL's exec, of which the READ_ACC's header, argument and
-/// exec overlap 3), then answers (`2 + ACC_ROWS·(2 + DIM)` cycles after its argument), and the
-/// SYNC takes its 5 cycles. `L = 2·DIM − 1`. COUNTERS (12 + drain) and ACTIVATE
-/// (4 + n + LA + 2 + drain) are shorter for every configuration where
-/// `ACC_ROWS·(2 + DIM) ≥ 10 + LA`, which [`sync_bound`] checks by taking the maximum.
+/// From the cycle table of docs/architecture.md: the worst prefix ends with a MATMUL of
+/// `n = min(SCRATCH_ROWS, ACC_ROWS)` rows (exec on cycle `e`, the array idle from `e + D`,
+/// `D = n + L + 2`, `L = 2·DIM − 1`) and one more command X that waits for the array, the
+/// SYNC offered from the cycle after X's last word:
+///
+/// | X | B |
+/// |---|---|
+/// | READ_ACC of all `ACC_ROWS` rows (answer: response header, one load, `ACC_ROWS·DIM` words) | `D + ACC_ROWS·DIM + 5` |
+/// | ACTIVATE of all `ACC_ROWS` rows (`ACC_ROWS` issue cycles, `LA + 2` drain) | `D + ACC_ROWS + LA + 4` |
+/// | COUNTERS (response header, 9 words) | `D + 14` |
+/// | READ_ACT of all rows (waits only for the sequencer: `n + 1` after `e`) | `max(n + 6 + SCRATCH_ROWS·W, D)` |
+/// | none (SYNC right after the MATMUL) | `D + 2` |
+///
+/// The SYNC's own 5 cycles are in each. [`sync_bound`] is their maximum.
 pub fn sync_bound(cfg: &Config) -> usize {
     let d = cfg.dim();
     let l = spec::timing::array_latency(d);
     let la = spec::timing::ACT_LATENCY;
-    let n = cfg.scratch_rows().min(cfg.acc_rows());
-    let drain = n + l + 2 - 3;
-    let read_acc = 2 + cfg.acc_rows() * (2 + d);
-    let read_act = 2 + cfg.scratch_rows() * (2 + cfg.words_per_row());
-    let activate = 1 + cfg.acc_rows() + la + 2;
-    let counters = 11;
-    5 + drain + read_acc.max(read_act).max(activate).max(counters)
+    let (s, r) = (cfg.scratch_rows(), cfg.acc_rows());
+    let n = s.min(r);
+    let drain = n + l + 2;
+    let read_acc = drain + r * d + 5;
+    let activate = drain + r + la + 4;
+    let counters = drain + 14;
+    let read_act = (n + 6 + s * cfg.words_per_row()).max(drain);
+    read_acc.max(activate).max(counters).max(read_act).max(drain + 2)
 }
 
 /// The Yosys script that turns `core.v` + `checker.v` into `design.smt2` for `property`.

@@ -24,11 +24,11 @@ fn run(verilog: &str, property: Property, depth: usize) -> Outcome {
 
 #[test]
 fn sync_bound_follows_the_cycle_table() {
-    // DIM 2, 4 + 4 rows: MATMUL 4 then READ_ACC 4: drain 4 + 3 + 2 - 3 = 6, READ_ACC
-    // 2 + 4 * (2 + 2) = 18, SYNC 5.
-    assert_eq!(sync_bound(&small()), 29);
-    // DIM 4: L = 7, READ_ACC rows of 4 words.
-    assert_eq!(sync_bound(&Config::new(4, 4, 4).unwrap()), 5 + (4 + 7 + 2 - 3) + 2 + 4 * 6);
+    // DIM 2, 4 + 4 rows: MATMUL 4 idle after D = 4 + 3 + 2 = 9; then READ_ACC 4: 9 + 8 + 5 =
+    // 22; ACTIVATE 4: 9 + 4 + 6 + 4 = 23; COUNTERS: 9 + 14 = 23; READ_ACT 4: 4 + 6 + 4 = 14
+    assert_eq!(sync_bound(&small()), 23);
+    // DIM 4 (L = 7, D = 13): READ_ACC's 16 words win
+    assert_eq!(sync_bound(&Config::new(4, 4, 4).unwrap()), 13 + 16 + 5);
 }
 
 #[test]

@@ -170,6 +170,7 @@ pub fn command_name(op: u8) -> &'static str {
         opcode::LOAD_BIAS => "load_bias",
         opcode::SET_QUANT => "set_quant",
         opcode::LOAD_QUANT => "load_quant",
+        opcode::LOAD_TILE => "load_tile",
         opcode::WRITE_ACT => "write_act",
         opcode::READ_ACT => "read_act",
         opcode::MATMUL => "matmul",

@@ -302,16 +302,19 @@ impl NativeSim {
         r.act.cnt = (u64::from(q.act.cnt).saturating_sub(k)) as u16;
         r.ctr.cycles = q.ctr.cycles.wrapping_add(k);
         r.ctr.macs = q.ctr.macs.wrapping_add(s * self.cfg.macs_per_row());
-        r.ctr.matmul_cycles = q.ctr.matmul_cycles.wrapping_add(s as u32);
+        // cycles with a row issued or in flight: the s issue cycles, then the drain
+        let busy = if s > 0 { s + (k - s).min(drain) } else { k.min(u64::from(q.seq.arr_cnt)) };
+        r.ctr.busy_cycles = q.ctr.busy_cycles.wrapping_add(busy as u32);
         r.wl.pending = false;
         r.sw_pending = false;
+        r.tile_row = false;
 
         let a = &mut self.activity;
         a.cycles += k;
         a.macs += s * self.cfg.macs_per_row();
         a.zero_operand_macs += zero_macs;
         a.scratch_reads += s;
-        a.array_busy_cycles += if s > 0 { s + (k - s).min(drain) } else { k.min(u64::from(q.seq.arr_cnt)) };
+        a.array_busy_cycles += busy;
         a.act_busy_cycles += k.min(u64::from(q.act.cnt));
     }
 }
@@ -320,16 +323,22 @@ impl NativeSim {
 /// in the array, where no PE row matches).
 pub(super) fn write_weight_row(rowbuf: &[u32], bank: &mut [i16], zeros: &mut [u32], k: u16) {
     let dim = zeros.len();
+    let mut row = [0i8; MAX_DIM];
+    NativeSim::unpack_rowbuf(rowbuf, &mut row[..dim]);
+    set_weight_row(&row[..dim], bank, zeros, k);
+}
+
+/// Weight row `k` of a bank from an int8 row of DIM (a write past DIM does nothing).
+pub(super) fn set_weight_row(row: &[i8], bank: &mut [i16], zeros: &mut [u32], k: u16) {
+    let dim = zeros.len();
     let k = usize::from(k);
     if k >= dim {
         return;
     }
-    let mut row = [0i8; MAX_DIM];
-    NativeSim::unpack_rowbuf(rowbuf, &mut row[..dim]);
-    for (w, &v) in bank[k * dim..(k + 1) * dim].iter_mut().zip(&row[..dim]) {
+    for (w, &v) in bank[k * dim..(k + 1) * dim].iter_mut().zip(row) {
         *w = i16::from(v);
     }
-    zeros[k] = row[..dim].iter().filter(|&&v| v == 0).count() as u32;
+    zeros[k] = row.iter().filter(|&&v| v == 0).count() as u32;
 }
 
 /// An accumulator row write: `acc = sums` or `acc += sums` (int32 wrap).

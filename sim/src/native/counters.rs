@@ -8,7 +8,7 @@ use spec::isa::Counters as Words;
 pub(super) struct Counters {
     pub cycles: u64,
     pub macs: u64,
-    pub matmul_cycles: u32,
+    pub busy_cycles: u32,
     pub in_stalls: u32,
     pub out_stalls: u32,
     pub commands: u32,
@@ -22,6 +22,8 @@ pub(super) struct Counters {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Events {
     pub issue: bool,
+    /// A row issued or in flight in the array (`!arr_idle`).
+    pub arr_busy: bool,
     pub in_ready: bool,
     pub in_valid: bool,
     pub out_valid: bool,
@@ -38,7 +40,9 @@ impl Counters {
         let mut d = *q;
         if e.issue {
             d.macs = q.macs.wrapping_add(macs_per_row);
-            d.matmul_cycles = q.matmul_cycles.wrapping_add(1);
+        }
+        if e.arr_busy {
+            d.busy_cycles = q.busy_cycles.wrapping_add(1);
         }
         d.cycles = q.cycles.wrapping_add(1);
         if e.in_ready && !e.in_valid {
@@ -63,7 +67,7 @@ impl Counters {
         Words {
             cycles: self.cycles,
             macs: self.macs,
-            matmul_cycles: self.matmul_cycles,
+            array_busy_cycles: self.busy_cycles,
             in_stall_cycles: self.in_stalls,
             out_stall_cycles: self.out_stalls,
             commands: self.commands,

@@ -67,6 +67,7 @@ mod counters;
 mod host;
 mod kernel;
 mod pipe;
+mod readback;
 mod sequencer;
 mod weight_loader;
 
@@ -87,6 +88,7 @@ use counters::Events;
 use host::FastHost;
 use kernel::RowKernel;
 use pipe::{Landing, Pipe};
+use readback::Readback;
 use sequencer::Sequencer;
 use weight_loader::WeightLoader;
 
@@ -121,10 +123,16 @@ struct Regs {
     sq_two: bool,
     sw_pending: bool,
     sw_addr: u16,
+    /// LOAD_TILE: the pending weight row is scratchpad row `tile_src` (read on the last edge;
+    /// the RTL holds its data in the scratchpad's read register, and nothing writes that row
+    /// in between), not the row buffer.
+    tile_row: bool,
+    tile_src: u16,
     /// The parts (as `hdl::controller`'s, in their files of the same names).
     wl: WeightLoader,
     seq: Sequencer,
     act: Activate,
+    rbk: Readback,
     ctr: counters::Counters,
 }
 
@@ -260,6 +268,28 @@ impl NativeSim {
         }
     }
 
+    /// The row buffer loaded from memory row `at` (accumulators for READ_ACC, else the
+    /// scratchpad; the int8 row packed four to a word, high words zero).
+    fn load_rowbuf(&mut self, op: u8, at: u16) {
+        let (at, dim) = (usize::from(at), self.dim);
+        if op == opcode::READ_ACC {
+            let src = (at & self.acc_mask) * dim;
+            for (w, &v) in self.rowbuf.iter_mut().zip(&self.acc[src..src + dim]) {
+                *w = v as u32;
+            }
+        } else {
+            let src = (at & self.scratch_mask) * dim;
+            self.rowbuf.fill(0);
+            for (w, chunk) in self.rowbuf.iter_mut().zip(self.scratch[src..src + dim].chunks(4)) {
+                let mut b = [0u8; 4];
+                for (b, &v) in b.iter_mut().zip(chunk) {
+                    *b = v as u8;
+                }
+                *w = u32::from_le_bytes(b);
+            }
+        }
+    }
+
     /// The output ports for registers `q` (combinational in the RTL).
     #[inline]
     fn outputs(&self, q: &Regs) -> (bool, u32) {
@@ -278,7 +308,7 @@ impl NativeSim {
             ),
             State::RespToken => (true, q.a0),
             State::RespCounters => (true, self.snap.get(usize::from(q.idx)).copied().unwrap_or(q.resp_hdr)),
-            State::RowEmit => (true, self.rowbuf.get(usize::from(q.idx)).copied().unwrap_or(0)),
+            State::RowEmit => (q.rbk.loaded, self.rowbuf.get(usize::from(q.rbk.idx)).copied().unwrap_or(0)),
             _ => (false, q.resp_hdr),
         }
     }
@@ -301,6 +331,7 @@ impl NativeSim {
             opcode::READ_ACC => end_a <= a,
             opcode::MATMUL => end_a <= s && end_b <= a,
             opcode::ACTIVATE => end_a <= a && end_b <= s,
+            opcode::LOAD_TILE => (q.a0 & 0xFFFF) + self.dim as u32 <= s,
             _ => true,
         }
     }
@@ -326,12 +357,13 @@ impl NativeSim {
         // ---- the memories on this edge: reads see the old contents, then the writes ----
         if q.wl.pending {
             let bank = usize::from(!q.wl.cur_bank);
-            bulk::write_weight_row(
-                &self.rowbuf,
-                &mut self.weights[bank],
-                &mut self.zero_weights[bank],
-                q.wl.wl_row,
-            );
+            let (w, z) = (&mut self.weights[bank], &mut self.zero_weights[bank]);
+            if q.tile_row {
+                let src = (usize::from(q.tile_src) & self.scratch_mask) * dim;
+                bulk::set_weight_row(&self.scratch[src..src + dim], w, z, q.wl.wl_row);
+            } else {
+                bulk::write_weight_row(&self.rowbuf, w, z, q.wl.wl_row);
+            }
             self.activity.weight_row_writes += 1;
         }
         if q.ql_pending {
@@ -352,43 +384,33 @@ impl NativeSim {
             a.zero_operand_macs += zero_macs;
             a.scratch_reads += 1;
         }
-        match q.state {
-            State::ActRun => {
-                let src = usize::from(q.addr) & self.acc_mask;
-                let due = now + spec::timing::ACT_WRITEBACK_DELAY as u64;
-                let y = self.acts.push(Landing { due, dst: q.act.dst, accumulate: false });
-                let acc = &self.acc[src * dim..(src + 1) * dim];
-                for (y, ((&a, &b), &c)) in y.iter_mut().zip(acc.iter().zip(&self.bias).zip(&self.scales)) {
-                    *y = requantize_v2(a, b, c, q.q_relu, q.q_zero as i8);
-                }
-                self.activity.acc_reads += 1;
-                self.activity.act_rows += 1;
+        if q.state == State::ActRun {
+            let src = usize::from(q.addr) & self.acc_mask;
+            let due = now + spec::timing::ACT_WRITEBACK_DELAY as u64;
+            let y = self.acts.push(Landing { due, dst: q.act.dst, accumulate: false });
+            let acc = &self.acc[src * dim..(src + 1) * dim];
+            for (y, ((&a, &b), &c)) in y.iter_mut().zip(acc.iter().zip(&self.bias).zip(&self.scales)) {
+                *y = requantize_v2(a, b, c, q.q_relu, q.q_zero as i8);
             }
-            State::RowRead => {
-                // The RTL reads here and loads the row buffer in RowLoad; nothing else touches
-                // the row buffer or this row in between, so it is loaded now.
-                let at = usize::from(q.addr);
-                if q.op == opcode::READ_ACC {
-                    let src = (at & self.acc_mask) * dim;
-                    for (w, &v) in self.rowbuf.iter_mut().zip(&self.acc[src..src + dim]) {
-                        *w = v as u32;
-                    }
-                    self.activity.acc_reads += 1;
-                } else {
-                    let src = (at & self.scratch_mask) * dim;
-                    self.rowbuf.fill(0);
-                    for (w, chunk) in self.rowbuf.iter_mut().zip(self.scratch[src..src + dim].chunks(4)) {
-                        let mut b = [0u8; 4];
-                        for (b, &v) in b.iter_mut().zip(chunk) {
-                            *b = v as u8;
-                        }
-                        *w = u32::from_le_bytes(b);
-                    }
-                    self.activity.scratch_reads += 1;
-                }
-            }
-            _ => {}
+            self.activity.acc_reads += 1;
+            self.activity.act_rows += 1;
         }
+        // READ_ACT / READ_ACC read-back: a row read ahead, the row buffer loaded
+        let last_word = if q.op == opcode::READ_ACC { dim - 1 } else { self.wpr - 1 } as u16;
+        let rbk_sent = sent && q.state == State::RowEmit;
+        let (rbk, edge) = q.rbk.next(rbk_sent, last_word);
+        d.rbk = rbk;
+        if edge.read {
+            if q.op == opcode::READ_ACC {
+                self.activity.acc_reads += 1;
+            } else {
+                self.activity.scratch_reads += 1;
+            }
+        }
+        if let Some(at) = edge.load {
+            self.load_rowbuf(q.op, at);
+        }
+
         if self.rows.front().is_some_and(|l| l.due == now) {
             let (l, sums) = self.rows.pop();
             let dst = (usize::from(l.dst) & self.acc_mask) * dim;
@@ -420,6 +442,7 @@ impl NativeSim {
         // ---- the front end ----
         d.wl.pending = false;
         d.sw_pending = false;
+        d.tile_row = false;
         d.ql_pending = false;
         let mut cmd_done = false;
         let mut err_done = false;
@@ -439,7 +462,9 @@ impl NativeSim {
                     d.sq_two = len == 2;
                     let expected = match op {
                         opcode::INFO | opcode::COUNTERS => Some(Some(0)),
-                        opcode::SYNC | opcode::READ_ACT | opcode::READ_ACC => Some(Some(1)),
+                        opcode::SYNC | opcode::READ_ACT | opcode::READ_ACC | opcode::LOAD_TILE => {
+                            Some(Some(1))
+                        }
                         // 1 or 2 words (contract v2)
                         opcode::SET_QUANT => Some(Some(if len == 2 { 2 } else { 1 })),
                         opcode::MATMUL | opcode::ACTIVATE => Some(Some(2)),
@@ -586,15 +611,23 @@ impl NativeSim {
                                 }
                             }
                         }
+                        opcode::LOAD_TILE => {
+                            // the scratchpad's read port is the sequencer's while it issues
+                            if seq_idle {
+                                d.state = State::TileRows;
+                            }
+                        }
                         opcode::READ_ACT => {
                             if seq_idle {
                                 d.resp_hdr = header(opcode::READ_ACT | 0x80, 0) | self.row_words(q.a0, q.op);
+                                d.rbk.start(q.a0 as u16, n);
                                 d.state = State::RespHeader;
                             }
                         }
                         _ => {
                             if arr_idle {
                                 d.resp_hdr = header(opcode::READ_ACC | 0x80, 0) | self.row_words(q.a0, q.op);
+                                d.rbk.start(q.a0 as u16, n);
                                 d.state = State::RespHeader;
                             }
                         }
@@ -615,6 +648,19 @@ impl NativeSim {
                         }
                     } else {
                         d.idx = q.idx.wrapping_add(1);
+                    }
+                }
+            }
+            State::TileRows => {
+                if !q.seq.bank_busy(q.wl.shadow()) {
+                    d.tile_row = true;
+                    d.tile_src = q.addr;
+                    d.addr = q.addr.wrapping_add(1);
+                    self.activity.scratch_reads += 1;
+                    q.wl.row_done(&mut d.wl, dim);
+                    if q.wl.last_row(dim) {
+                        cmd_done = true;
+                        d.state = State::Header;
                     }
                 }
             }
@@ -685,7 +731,7 @@ impl NativeSim {
                             cmd_done = true;
                             State::Header
                         }
-                        _ => State::RowRead,
+                        _ => State::RowEmit,
                     };
                 }
             }
@@ -713,27 +759,10 @@ impl NativeSim {
                     }
                 }
             }
-            State::RowRead => d.state = State::RowLoad,
-            State::RowLoad => {
-                d.idx = 0;
-                d.state = State::RowEmit;
-            }
             State::RowEmit => {
-                if sent {
-                    let last = if q.op == opcode::READ_ACC { dim - 1 } else { self.wpr - 1 };
-                    if usize::from(q.idx) == last {
-                        d.idx = 0;
-                        d.addr = q.addr.wrapping_add(1);
-                        d.left = q.left.wrapping_sub(1);
-                        if q.left == 1 {
-                            cmd_done = true;
-                            d.state = State::Header;
-                        } else {
-                            d.state = State::RowRead;
-                        }
-                    } else {
-                        d.idx = q.idx.wrapping_add(1);
-                    }
+                if rbk_sent && q.rbk.last(last_word) {
+                    cmd_done = true;
+                    d.state = State::Header;
                 }
             }
             State::ActRun => {
@@ -757,6 +786,7 @@ impl NativeSim {
         // ---- counters ----
         let events = Events {
             issue,
+            arr_busy: !arr_idle,
             in_ready,
             in_valid: inp.in_valid,
             out_valid,
@@ -769,7 +799,7 @@ impl NativeSim {
         a.cycles += 1;
         a.words_in += u64::from(take);
         a.words_out += u64::from(sent);
-        a.array_busy_cycles += u64::from(issue || q.seq.arr_cnt != 0);
+        a.array_busy_cycles += u64::from(!arr_idle);
         a.act_busy_cycles += u64::from(act_issue || q.act.cnt != 0);
 
         if rst {
@@ -779,12 +809,14 @@ impl NativeSim {
                 q_zero: 0,
                 ql_pending: false,
                 sw_pending: false,
+                tile_row: false,
                 ctr: counters::Counters::default(),
                 ..d
             };
             d.wl.reset();
             d.seq.reset();
             d.act.reset();
+            d.rbk.reset();
             // the delay lines carrying rows to their writes are cleared: rows not yet written
             // are lost; the array, bias registers and activation units are cleared too
             self.rows.clear();
