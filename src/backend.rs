@@ -196,6 +196,21 @@ impl Transport for Link {
     }
 }
 
+/// The weight upload that came before the inferences of a `--resident` run (docs/design.md,
+/// "Resident weights"); the run's own figures do not include it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Upload {
+    /// Weight tiles stored on the device (the rest are streamed with every inference).
+    pub tiles_stored: usize,
+    /// Weight tiles of the model.
+    pub tiles: usize,
+    /// Words the upload sent and received.
+    pub words_sent: u64,
+    pub words_received: u64,
+    /// Cycles the upload took (cycle backends).
+    pub cycles: Option<u64>,
+}
+
 /// The machine-readable report of one run (`--report r.json`), snake_case.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
@@ -220,23 +235,33 @@ pub struct RunReport {
     /// Words sent to the device and received from it.
     pub words_sent: u64,
     pub words_received: u64,
-    /// Activity counts of the native model.
+    /// Activity counts of the native model (with a `--resident` upload, of the whole session).
     pub activity: Option<Activity>,
+    /// The resident weights' upload before the run, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Upload>,
 }
 
 impl RunReport {
     /// The report of a finished run on `dev`: cycles and activity from the link, words moved
-    /// from the driver, issued MACs from a COUNTERS command (sent after the cycle count is read).
+    /// from the driver, issued MACs from a COUNTERS command (sent after the cycle count is read);
+    /// an `upload` before the run is subtracted from its words and cycles.
     pub fn collect(
         dev: &mut driver::Device<Link>,
         backend: Backend,
         m: usize,
         gemms: Vec<(usize, usize, usize)>,
+        upload: Option<Upload>,
     ) -> Result<RunReport, driver::DriverError> {
         let config = *dev.config();
-        let cycles = dev.transport().cycles();
         let activity = dev.transport().activity();
-        let stats = dev.stats();
+        let mut stats = dev.stats();
+        let mut cycles = dev.transport().cycles();
+        if let Some(u) = upload {
+            stats.words_sent -= u.words_sent;
+            stats.words_received -= u.words_received;
+            cycles = cycles.zip(u.cycles).map(|(c, u)| c - u);
+        }
         let counters = dev.counters()?;
         let macs: u64 = gemms.iter().map(|&(rows, k, n)| rows as u64 * k as u64 * n as u64).sum();
         let layers = gemms.iter().map(|&(_, k, n)| (k, n)).collect();
@@ -253,6 +278,7 @@ impl RunReport {
             words_sent: stats.words_sent,
             words_received: stats.words_received,
             activity,
+            upload,
         })
     }
 
@@ -268,6 +294,21 @@ impl RunReport {
 
     /// One line for the terminal.
     pub fn summary(&self) -> String {
+        let run = self.run_summary();
+        match &self.upload {
+            Some(u) => format!(
+                "{run}\nweights resident: {} of {} tiles, stored first in {} words sent, {} received{} (not in the figures above)",
+                u.tiles_stored,
+                u.tiles,
+                u.words_sent,
+                u.words_received,
+                u.cycles.map(|c| format!(", {c} cycles")).unwrap_or_default()
+            ),
+            None => run,
+        }
+    }
+
+    fn run_summary(&self) -> String {
         match (self.cycles, self.utilization) {
             (Some(c), Some(u)) => format!(
                 "{} cycles, {} MACs, utilization {:.1}%, {} words sent, {} received",

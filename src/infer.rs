@@ -24,7 +24,7 @@ use nalgebra::DMatrix;
 use protobrain::nn::ModelFile;
 use spec::Config;
 
-use crate::backend::{Link, LinkArgs, RunReport};
+use crate::backend::{Link, LinkArgs, RunReport, Upload};
 use crate::config_args::ConfigArgs;
 use crate::error::CliError;
 use crate::npy::{self, AnyRows};
@@ -62,6 +62,12 @@ pub struct InferArgs {
     /// Write a JSON report (cycles, MACs, utilization, words moved, Config) here.
     #[arg(long, value_name = "r.json")]
     pub report: Option<PathBuf>,
+
+    /// Keep the weights on the device: store the model's weight tiles in the top half of the
+    /// scratchpad first and load them with LOAD_TILE (docs/design.md, "Resident weights"),
+    /// so the inferences send only activations; the report shows the upload apart.
+    #[arg(long)]
+    pub resident: bool,
 
     /// The device the network is compiled for.
     #[command(flatten)]
@@ -123,7 +129,7 @@ pub fn run(args: &InferArgs) -> Result<String, CliError> {
         Model::File(net) => read_input(&args.input, net)?,
         Model::Onnx(imported) => read_onnx_input(&args.input, imported)?,
     };
-    let (y, report) = compute(&args.link, &cfg, net, &x)?;
+    let (y, report) = compute(&args.link, &cfg, net, &x, args.resident)?;
     let images = x.nrows();
     // both outputs are staged before either is put in place: a failure leaves neither
     let mut outputs = crate::output::Outputs::new();
@@ -265,6 +271,7 @@ pub fn compute(
     cfg: &Config,
     net: &Network,
     x: &DMatrix<i8>,
+    resident: bool,
 ) -> Result<(Output, RunReport), CliError> {
     for (m, k, n) in net.gemms(x.nrows()) {
         crate::limits::check_workload(cfg, m, &[(k, n)], driver::OutputKind::Int8)?;
@@ -273,13 +280,29 @@ pub fn compute(
     let timeout = transport.timeout();
     let failed = |e: DriverError| crate::backend::driver_error(link.backend, e);
     let mut device = Device::open_with_timeout(transport, cfg, timeout).map_err(failed)?;
-    let y = net.run(&mut device, x).map_err(|e| match e {
+    let too_small = |e: DriverError| match e {
         DriverError::Compile(e @ CompileError::TooSmall { .. }) => {
             CliError::input("--scratch-rows", e.to_string())
         }
         other => failed(other),
-    })?;
-    let report =
-        RunReport::collect(&mut device, link.backend, x.nrows(), net.gemms(x.nrows())).map_err(failed)?;
+    };
+    let (y, upload) = if resident {
+        let (before, c0) = (device.stats(), device.transport().cycles());
+        let tiles = net.upload(&mut device, cfg.scratch_rows() / 2).map_err(failed)?;
+        let (after, c1) = (device.stats(), device.transport().cycles());
+        let (tiles_stored, tiles_all) = tiles.stored();
+        let upload = Upload {
+            tiles_stored,
+            tiles: tiles_all,
+            words_sent: after.words_sent - before.words_sent,
+            words_received: after.words_received - before.words_received,
+            cycles: c1.zip(c0).map(|(a, b)| a - b),
+        };
+        (net.run_resident(&mut device, x, &tiles).map_err(too_small)?, Some(upload))
+    } else {
+        (net.run(&mut device, x).map_err(too_small)?, None)
+    };
+    let report = RunReport::collect(&mut device, link.backend, x.nrows(), net.gemms(x.nrows()), upload)
+        .map_err(failed)?;
     Ok((y, report))
 }

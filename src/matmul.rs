@@ -157,7 +157,7 @@ pub fn run(args: &MatmulArgs) -> Result<String, CliError> {
         DriverError::Compile(c) => CliError::input("--scratch-rows", format!("{c} (for {cfg})")),
         e => failed(e),
     })?;
-    let report = RunReport::collect(&mut dev, backend, m, vec![(m, k, n)]).map_err(failed)?;
+    let report = RunReport::collect(&mut dev, backend, m, vec![(m, k, n)], None).map_err(failed)?;
     let mut outputs = crate::output::Outputs::new();
     let described = match &y {
         Output::Raw(y) => {

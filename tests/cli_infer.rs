@@ -184,3 +184,40 @@ fn shape_errors_name_the_layer_and_write_nothing() {
     c.rejected(&c.infer(&[]), "X.npy", "holds NaN: float inputs must be finite");
     assert!(!c.path("no").exists());
 }
+
+/// `--resident`: the weight tiles are stored on the device first and loaded with LOAD_TILE;
+/// the output is the same, the run sends fewer words, and the report shows the upload apart.
+#[test]
+fn resident_weights_give_the_same_output_and_report_the_upload_apart() {
+    let c = Case::new(WORKED);
+    write_npy(&c.path("X.npy"), &[1, 3, 3, 1], Order::C, &[1i8, 2, 3, 4, 5, 6, 7, 8, 9]);
+    let cfg = ["--dim", "2", "--scratch-rows", "16", "--acc-rows", "8"];
+    for backend in ["golden", "native", "rtl"] {
+        let json = |name: &str| -> serde_json::Value {
+            serde_json::from_str(&fs::read_to_string(c.path(name)).unwrap()).unwrap()
+        };
+        let (r1, r2) = (c.s("r1.json"), c.s("r2.json"));
+        let mut args = vec!["--backend", backend, "--report", &r1];
+        args.extend(cfg);
+        let run = c.infer(&args);
+        assert_eq!(run.code, Some(0), "{backend}: {}", run.stderr);
+        let streamed: (Vec<u64>, Vec<i32>) = read(&c.path("Y.npy"));
+        fs::remove_file(c.path("Y.npy")).unwrap();
+        let mut args = vec!["--backend", backend, "--report", &r2, "--resident"];
+        args.extend(cfg);
+        let run = c.infer(&args);
+        assert_eq!(run.code, Some(0), "{backend}: {}", run.stderr);
+        assert_eq!(read::<i32>(&c.path("Y.npy")), streamed, "{backend}");
+        // K = 2·2·1 = 4, N = 2 at DIM 2: two tiles, both stored
+        assert!(run.stdout.contains("weights resident: 2 of 2 tiles"), "{}", run.stdout);
+        let (a, b) = (json("r1.json"), json("r2.json"));
+        assert!(a.get("upload").is_none());
+        assert_eq!(b["upload"]["tiles_stored"], 2);
+        // each tile: LOAD_TILE (2 words) instead of LOAD_WEIGHTS (1 + 2 rows of 1 word)
+        let words = |v: &serde_json::Value| v["words_sent"].as_u64().unwrap();
+        assert_eq!(words(&a) - words(&b), 2, "{backend}");
+        // the upload: two WRITE_ACTs of 2 rows (1 + 1 + 2 words each) and a SYNC (2 words)
+        assert_eq!(b["upload"]["words_sent"], 10, "{backend}");
+        fs::remove_file(c.path("Y.npy")).unwrap();
+    }
+}

@@ -302,6 +302,9 @@ pub struct Segment {
 pub struct Plan {
     /// The device.
     pub config: Config,
+    /// Scratchpad rows `0 .. scratch_rows` hold activations (the rows above are resident
+    /// weight tiles, see [`Residency`]); `config.scratch_rows()` without resident tiles.
+    pub scratch_rows: usize,
     /// Rows of X.
     pub m: usize,
     /// The chains, in order; more than one means host round trips.
@@ -357,8 +360,8 @@ impl Geom {
 }
 
 /// The tiling of one layer for chunks of `mc` rows, if it fits.
-fn plan_layer(cfg: &Config, g: Geom, mc: usize, first: bool, out: Out) -> Option<LayerTiling> {
-    let (s, a) = (cfg.scratch_rows(), cfg.acc_rows());
+fn plan_layer(cfg: &Config, s: usize, g: Geom, mc: usize, first: bool, out: Out) -> Option<LayerTiling> {
+    let a = cfg.acc_rows();
     let (kt, nt) = (g.kt, g.nt);
     let out_rows = |group: usize| match out {
         Out::Chain => nt.saturating_mul(mc),
@@ -401,6 +404,7 @@ fn plan_layer(cfg: &Config, g: Geom, mc: usize, first: bool, out: Out) -> Option
 
 fn plan_segment(
     cfg: &Config,
+    s: usize,
     geoms: &[Geom],
     layers: Range<usize>,
     mc: usize,
@@ -410,7 +414,7 @@ fn plan_segment(
     layers
         .clone()
         .map(|l| {
-            plan_layer(cfg, geoms[l], mc, l == layers.start, if l + 1 == end { last } else { Out::Chain })
+            plan_layer(cfg, s, geoms[l], mc, l == layers.start, if l + 1 == end { last } else { Out::Chain })
         })
         .collect()
 }
@@ -468,6 +472,18 @@ pub fn plan(
     shapes: &[(usize, usize)],
     kind: OutputKind,
 ) -> Result<Plan, CompileError> {
+    plan_in(cfg, cfg.scratch_rows(), m, shapes, kind)
+}
+
+/// [`plan`] with activations in scratchpad rows `0 .. scratch_rows` only.
+fn plan_in(
+    cfg: &Config,
+    scratch_rows: usize,
+    m: usize,
+    shapes: &[(usize, usize)],
+    kind: OutputKind,
+) -> Result<Plan, CompileError> {
+    let s = scratch_rows.min(cfg.scratch_rows());
     if shapes.is_empty() {
         return Err(CompileError::NoLayers);
     }
@@ -480,23 +496,23 @@ pub fn plan(
     let mut segments = Vec::new();
     let mut start = 0;
     while start < count {
-        if plan_segment(cfg, &geoms, start..start + 1, 1, last_out(start)).is_none() {
+        if plan_segment(cfg, s, &geoms, start..start + 1, 1, last_out(start)).is_none() {
             let (k, n) = shapes[start];
             return Err(CompileError::TooSmall { layer: start, k, n, config: *cfg });
         }
         let mut end = start + 1;
-        while end < count && plan_segment(cfg, &geoms, start..end + 1, 1, last_out(end)).is_some() {
+        while end < count && plan_segment(cfg, s, &geoms, start..end + 1, 1, last_out(end)).is_some() {
             end += 1;
         }
-        segments.push(plan_chunks(cfg, &geoms, start..end, m, last_out(end - 1)));
+        segments.push(plan_chunks(cfg, s, &geoms, start..end, m, last_out(end - 1)));
         start = end;
     }
-    Ok(Plan { config: *cfg, m, segments })
+    Ok(Plan { config: *cfg, scratch_rows: s, m, segments })
 }
 
 /// Choose the chunk size of a feasible segment.
-fn plan_chunks(cfg: &Config, geoms: &[Geom], layers: Range<usize>, m: usize, last: Out) -> Segment {
-    let fits = |mc: usize| plan_segment(cfg, geoms, layers.clone(), mc, last);
+fn plan_chunks(cfg: &Config, s: usize, geoms: &[Geom], layers: Range<usize>, m: usize, last: Out) -> Segment {
+    let fits = |mc: usize| plan_segment(cfg, s, geoms, layers.clone(), mc, last);
     // the largest chunk that fits (feasibility only gets easier as chunks shrink)
     let (mut lo, mut hi) = (1usize, m.clamp(1, MAX_CMD_ROWS));
     while lo < hi {
@@ -543,6 +559,14 @@ pub fn compile_mlp(
     layers: &[Layer],
     kind: OutputKind,
 ) -> Result<Program, CompileError> {
+    check_chain(x, layers)?;
+    let shapes: Vec<(usize, usize)> = layers.iter().map(|l| (l.k(), l.n())).collect();
+    let plan = plan(cfg, x.nrows(), &shapes, kind)?;
+    Ok(emit(&plan, x, layers, kind, None))
+}
+
+/// X feeds the first layer and each layer the next.
+fn check_chain(x: &DMatrix<i8>, layers: &[Layer]) -> Result<(), CompileError> {
     let first = layers.first().ok_or(CompileError::NoLayers)?;
     if x.ncols() != first.k() {
         return Err(ShapeError::Inner {
@@ -558,9 +582,100 @@ pub fn compile_mlp(
             return Err(CompileError::Chain { layer: l + 1, k: pair[1].k(), n: pair[0].n() });
         }
     }
+    Ok(())
+}
+
+/// [`compile_mlp`] with the weight tiles `resident` holds loaded from the scratchpad
+/// (LOAD_TILE) instead of streamed; activations stay below [`Residency::base`]. `first` is the
+/// index of `layers[0]` among the layers the residency was planned for.
+pub fn compile_mlp_resident(
+    cfg: &Config,
+    x: &DMatrix<i8>,
+    layers: &[Layer],
+    kind: OutputKind,
+    resident: &Residency,
+    first: usize,
+) -> Result<Program, CompileError> {
+    if resident.dim != cfg.dim() || resident.base > cfg.scratch_rows() {
+        return Err(CompileError::Network(format!(
+            "the resident tiles were placed for DIM {} below row {}, the device is {cfg}",
+            resident.dim, resident.base
+        )));
+    }
+    check_chain(x, layers)?;
     let shapes: Vec<(usize, usize)> = layers.iter().map(|l| (l.k(), l.n())).collect();
-    let plan = plan(cfg, x.nrows(), &shapes, kind)?;
-    Ok(emit(&plan, x, layers, kind))
+    let plan = plan_in(cfg, resident.base, x.nrows(), &shapes, kind)?;
+    Ok(emit(&plan, x, layers, kind, Some((resident, first))))
+}
+
+/// Weight tiles kept on the device (resident weights, docs/design.md): each stored once in
+/// DIM scratchpad rows at the top of the scratchpad (row `k` of a tile is `W[k][..]` of its
+/// K x N block, zero padded) and loaded with LOAD_TILE, so an inference sends only its
+/// activations. Tiles are kept in layer order while they fit the row budget; the rest are
+/// streamed with LOAD_WEIGHTS as before (a model larger than the budget mixes both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Residency {
+    dim: usize,
+    /// First scratchpad row of the resident tiles (they run up to SCRATCH_ROWS).
+    base: usize,
+    /// (layer, k tile, n tile) -> first scratchpad row of the stored tile.
+    tiles: std::collections::BTreeMap<TileId, usize>,
+    /// Tiles of all layers (stored or not).
+    total: usize,
+}
+
+impl Residency {
+    /// Store as many tiles of `layers` (in layer, n-tile, k-tile order) as fit in the top
+    /// `budget_rows` rows of the scratchpad (at most all of them; DIM rows a tile).
+    pub fn plan(cfg: &Config, layers: &[&Layer], budget_rows: usize) -> Residency {
+        let (d, s) = (cfg.dim(), cfg.scratch_rows());
+        let fit = budget_rows.min(s) / d;
+        let all: Vec<TileId> = layers
+            .iter()
+            .enumerate()
+            .flat_map(|(l, layer)| {
+                let g = Geom::new(layer.k(), layer.n(), d);
+                (0..g.nt).flat_map(move |nt| (0..g.kt).map(move |kt| (l, kt, nt)))
+            })
+            .collect();
+        let stored = all.len().min(fit);
+        let base = s - stored * d;
+        let tiles = all.iter().take(stored).enumerate().map(|(i, &id)| (id, base + i * d)).collect();
+        Residency { dim: d, base, tiles, total: all.len() }
+    }
+
+    /// First scratchpad row of the resident tiles; activations use the rows below.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// (tiles stored, tiles of the model).
+    pub fn stored(&self) -> (usize, usize) {
+        (self.tiles.len(), self.total)
+    }
+
+    /// The commands that store the tiles: one WRITE_ACT of DIM rows per tile; `layers` as
+    /// given to [`Residency::plan`].
+    pub fn upload_commands(&self, layers: &[&Layer]) -> Vec<Command> {
+        let d = self.dim;
+        self.tiles
+            .iter()
+            .map(|(&(l, kt, nt), &at)| {
+                let rows = (0..d).map(|k| tile_row(layers[l].weights(), kt, nt, k, d)).collect();
+                Command::WriteAct { dst: row(at), rows }
+            })
+            .collect()
+    }
+
+    fn row_of(&self, id: TileId) -> Option<usize> {
+        self.tiles.get(&id).copied()
+    }
+}
+
+/// Row `k` of weight tile (kt, nt): `W[kt·DIM + k][nt·DIM ..]`, zero padded to DIM.
+fn tile_row(w: &DMatrix<i8>, kt: usize, nt: usize, k: usize, d: usize) -> Vec<i8> {
+    let r = kt * d + k;
+    (nt * d..(nt + 1) * d).map(|c| if r < w.nrows() && c < w.ncols() { w[(r, c)] } else { 0 }).collect()
 }
 
 /// Where a segment's X comes from.
@@ -579,6 +694,8 @@ type TileId = (usize, usize, usize);
 struct Emitter<'a> {
     cfg: Config,
     layers: &'a [Layer],
+    /// Tiles on the device and the residency index of `layers[0]`.
+    resident: Option<(&'a Residency, usize)>,
     steps: Vec<Step>,
     active: Option<TileId>,
     shadow: Option<TileId>,
@@ -626,18 +743,13 @@ impl Emitter<'_> {
         }
         let (l, kt, nt) = id;
         let d = self.dim();
-        let w = self.layers[l].weights();
-        let weights = (0..d * d)
-            .map(|i| {
-                let (r, c) = (kt * d + i / d, nt * d + i % d);
-                if r < w.nrows() && c < w.ncols() {
-                    w[(r, c)]
-                } else {
-                    0
-                }
-            })
-            .collect();
-        self.push(Command::LoadWeights { weights });
+        if let Some(at) = self.resident.and_then(|(r, first)| r.row_of((first + l, kt, nt))) {
+            self.push(Command::LoadTile { src: row(at) });
+        } else {
+            let w = self.layers[l].weights();
+            let weights = (0..d).flat_map(|k| tile_row(w, kt, nt, k, d)).collect();
+            self.push(Command::LoadWeights { weights });
+        }
         self.shadow = Some(id);
     }
 
@@ -692,13 +804,20 @@ impl Emitter<'_> {
 }
 
 /// Turn a plan into commands.
-fn emit(plan: &Plan, x: &DMatrix<i8>, layers: &[Layer], kind: OutputKind) -> Program {
+fn emit<'a>(
+    plan: &Plan,
+    x: &DMatrix<i8>,
+    layers: &'a [Layer],
+    kind: OutputKind,
+    resident: Option<(&'a Residency, usize)>,
+) -> Program {
     let cfg = plan.config;
-    let (d, s_rows) = (cfg.dim(), cfg.scratch_rows());
+    let (d, s_rows) = (cfg.dim(), plan.scratch_rows);
     let m = plan.m;
     let mut e = Emitter {
         cfg,
         layers,
+        resident,
         steps: Vec::new(),
         active: None,
         shadow: None,
@@ -799,7 +918,10 @@ fn emit(plan: &Plan, x: &DMatrix<i8>, layers: &[Layer], kind: OutputKind) -> Pro
 }
 
 fn is_weights_or_matmul(s: &Step) -> bool {
-    matches!(s, Step::Command(Command::LoadWeights { .. } | Command::Matmul { .. }))
+    matches!(
+        s,
+        Step::Command(Command::LoadWeights { .. } | Command::LoadTile { .. } | Command::Matmul { .. })
+    )
 }
 
 /// Move every LOAD_WEIGHTS up to right after the previous MATMUL: the commands it passes
@@ -808,7 +930,7 @@ fn is_weights_or_matmul(s: &Step) -> bool {
 fn hoist_weight_loads(steps: Vec<Step>) -> Vec<Step> {
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
     for step in steps {
-        if matches!(step, Step::Command(Command::LoadWeights { .. })) {
+        if matches!(step, Step::Command(Command::LoadWeights { .. } | Command::LoadTile { .. })) {
             let at = out.iter().rposition(is_weights_or_matmul).map_or(0, |p| p + 1);
             out.insert(at, step);
         } else {

@@ -38,7 +38,9 @@ pub mod program;
 pub mod serial;
 pub mod transport;
 
-pub use compile::{compile_layer, compile_mlp, plan, CompileError, Layer, OutputKind, Plan};
+pub use compile::{
+    compile_layer, compile_mlp, compile_mlp_resident, plan, CompileError, Layer, OutputKind, Plan, Residency,
+};
 pub use device::{Device, DriverError, Info, LinkStats};
 pub use network::{ConvLayer, Network, NetworkError, Op};
 pub use program::{Block, Output, Program, ProgramError, ProgramStats, ResultKind, RunOutput, Step};

@@ -20,7 +20,10 @@
 //! kernel tap that covers it (about KH·KW / (SH·SW) times); `docs/model-format.md` measures it
 //! on the demo CNN.
 
-use crate::compile::{is_zero, layer_from_parts, layer_v2_parts, row_major, CompileError, Layer, OutputKind};
+use crate::compile::{
+    compile_mlp_resident, is_zero, layer_from_parts, layer_v2_parts, row_major, CompileError, Layer,
+    OutputKind, Residency,
+};
 use crate::device::{Device, DriverError};
 use crate::program::Output;
 use crate::quant::{ModelError, QuantLayer, RawWeightScale};
@@ -433,6 +436,48 @@ impl Network {
     /// Run the network on `device`: GEMM stages compiled for its Config and run through the
     /// driver, host layers in between. Equals [`Network::golden`] bit for bit.
     pub fn run<T: Transport>(&self, device: &mut Device<T>, x: &DMatrix<i8>) -> Result<Output, DriverError> {
+        self.run_with(device, x, None)
+    }
+
+    /// The GEMM layers in order (the numbering of [`Residency`]).
+    fn gemm_layers(&self) -> Vec<&Layer> {
+        self.ops.iter().filter_map(|o| o.gemm().map(QuantLayer::layer)).collect()
+    }
+
+    /// Store the network's weight tiles on `device` (resident weights, docs/design.md), as many
+    /// as fit in `budget_rows` scratchpad rows (the rest stay streamed); then
+    /// [`Network::run_resident`] sends only activations. Returns where they are.
+    pub fn upload<T: Transport>(
+        &self,
+        device: &mut Device<T>,
+        budget_rows: usize,
+    ) -> Result<Residency, DriverError> {
+        let layers = self.gemm_layers();
+        let resident = Residency::plan(device.config(), &layers, budget_rows);
+        for cmd in resident.upload_commands(&layers) {
+            device.execute(&cmd)?;
+        }
+        device.sync()?;
+        Ok(resident)
+    }
+
+    /// [`Network::run`] with the tiles of `resident` (from [`Network::upload`] on this
+    /// device) loaded on chip. Equals [`Network::golden`] bit for bit.
+    pub fn run_resident<T: Transport>(
+        &self,
+        device: &mut Device<T>,
+        x: &DMatrix<i8>,
+        resident: &Residency,
+    ) -> Result<Output, DriverError> {
+        self.run_with(device, x, Some(resident))
+    }
+
+    fn run_with<T: Transport>(
+        &self,
+        device: &mut Device<T>,
+        x: &DMatrix<i8>,
+        resident: Option<&Residency>,
+    ) -> Result<Output, DriverError> {
         self.check_input(x).map_err(|e| DriverError::Compile(CompileError::Network(e.to_string())))?;
         let images = x.nrows();
         let last = self.ops.len() - 1;
@@ -456,7 +501,14 @@ impl Network {
                     .map(|o| o.gemm().expect("a stage is GEMMs").layer().clone())
                     .collect();
                 let kind = if stage.end - 1 == last { self.output } else { OutputKind::Int8 };
-                let y = device.mlp(&rows, &layers, kind)?;
+                let y = match resident {
+                    Some(r) => {
+                        let first = self.ops[..stage.start].iter().filter(|o| o.gemm().is_some()).count();
+                        let program = compile_mlp_resident(device.config(), &rows, &layers, kind, r, first)?;
+                        device.run(&program)?.into_output()
+                    }
+                    None => device.mlp(&rows, &layers, kind)?,
+                };
                 let per_pixel = matches!(op, Op::Conv2d(_));
                 if kind == OutputKind::Raw {
                     let y = y.as_raw().expect("a raw run returns int32");
