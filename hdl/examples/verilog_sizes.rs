@@ -9,7 +9,8 @@
 //!
 //! Each DIM uses the default memories (1024 scratchpad rows, 512 accumulator rows) unless
 //! `--rows S A` says otherwise. `--write DIR` also writes `DIR/core_d<DIM>.v` (what `emit`
-//! writes) and, with `--raw`, `DIR/core_d<DIM>_raw.v` (per-instance, not deduped).
+//! writes) and, with `--raw`, `DIR/core_d<DIM>_raw.v` (per-instance) and `DIR/core_d<DIM>_deduped.v`
+//! (per-instance, deduped: what `emit` wrote before the generate loop).
 
 use std::time::Instant;
 
@@ -62,6 +63,9 @@ fn main() {
             line.push_str(&format!(" {} | {} | {t_raw:.2} s |", size(text.len()), modules(&text)));
             if let Some(dir) = &write {
                 std::fs::write(dir.join(format!("core_d{d}_raw.v")), &text).expect("write");
+                // what `emit` wrote before the generate loop (the Verilator speed comparison)
+                let (deduped, _) = hdl::dedupe::dedupe(&text).unwrap_or_else(|e| panic!("{e}"));
+                std::fs::write(dir.join(format!("core_d{d}_deduped.v")), deduped).expect("write");
             }
         }
         println!("{line}");
