@@ -11,9 +11,10 @@
 //! synchronous input (rust-hdl has no reset of its own).
 //!
 //! The top-level emitters of the core (this one, [`crate::uart::uart_core_verilog`]) go through
-//! [`block_verilog`], which runs rust-hdl and then [`crate::dedupe::dedupe`]: rust-hdl writes one
-//! module per instance, the file keeps one module per distinct body (the DIM 8 core: 767 KB →
-//! 246 KB; figures in docs/verilog.md). [`crate::boards::board_verilog`] keeps rust-hdl's text
+//! [`block_verilog`]: rust-hdl writes the design with the systolic array as a generate loop over
+//! one PE module ([`crate::array`]), then [`crate::dedupe::dedupe`] keeps one module per distinct
+//! body of the rest (the DIM 8 core: 835 KB per instance → 174 KB; figures in docs/verilog.md).
+//! [`crate::boards::board_verilog`] keeps rust-hdl's per-instance text ([`per_instance_verilog`])
 //! for now (its iCEBreaker timing margin is too thin to survive a reordered netlist).
 
 use rust_hdl::prelude::*;
