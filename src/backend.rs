@@ -80,11 +80,13 @@ pub fn driver_error(backend: Backend, e: driver::DriverError) -> CliError {
     }
 }
 
-/// The largest DIM the RTL backend (and `emit`) builds: the emitted Verilog grows with DIM²
-/// (rust-hdl writes one module per PE; the dedupe shrinks the text, not rust-hdl's time: DIM 128
-/// takes it ~7 minutes, docs/verilog.md) and Verilator's build with it (DIM 256 ran for minutes
-/// and past 1.7 GB).
+/// The largest DIM the RTL backend builds a Verilator model of: Verilator unrolls every PE, so
+/// its build grows with DIM² (docs/performance.md).
 pub const MAX_RTL_DIM: usize = 64;
+
+/// The largest DIM `emit` writes: every DIM the configuration allows (the array is a generate
+/// loop over one PE module, so the text grows with DIM; docs/verilog.md).
+pub const MAX_EMIT_DIM: usize = spec::config::MAX_DIM;
 
 /// Refuse a configuration the RTL backend cannot build in reasonable time and memory.
 pub fn check_rtl(cfg: &Config) -> Result<(), CliError> {
@@ -92,11 +94,20 @@ pub fn check_rtl(cfg: &Config) -> Result<(), CliError> {
         return Err(CliError::input(
             "--dim",
             format!(
-                "DIM {} is for estimation only: the emitted Verilog grows with DIM^2 (one module per PE) \
-                 and is not practical above {MAX_RTL_DIM} (--backend native and estimate take any DIM)",
+                "DIM {} is for estimation and `emit` only: the Verilator model grows with DIM^2 (every PE \
+                 unrolled) and is not practical above {MAX_RTL_DIM} (--backend native and estimate take any DIM)",
                 cfg.dim()
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Refuse a configuration `emit` cannot write (none today: [`MAX_EMIT_DIM`] is the largest DIM a
+/// configuration may have).
+pub fn check_emit(cfg: &Config) -> Result<(), CliError> {
+    if cfg.dim() > MAX_EMIT_DIM {
+        return Err(CliError::input("--dim", format!("DIM {} is above {MAX_EMIT_DIM}", cfg.dim())));
     }
     Ok(())
 }
@@ -345,8 +356,10 @@ mod tests {
     }
 
     #[test]
-    fn the_rtl_backend_builds_up_to_dim_64() {
+    fn the_rtl_backend_builds_up_to_dim_64_and_emit_up_to_256() {
         assert!(check_rtl(&Config::new(64, 1024, 512).unwrap()).is_ok());
         assert_eq!(check_rtl(&Config::new(65, 1024, 512).unwrap()).unwrap_err().subject, "--dim");
+        assert!(check_emit(&Config::preset("tpu-v1").unwrap()).is_ok());
+        assert_eq!(MAX_EMIT_DIM, 256);
     }
 }

@@ -22,7 +22,7 @@ pub struct EmitArgs {
 /// Emit the Verilog; returns the summary line.
 pub fn run(args: &EmitArgs) -> Result<String, CliError> {
     let cfg = args.config.config()?;
-    crate::backend::check_rtl(&cfg)?;
+    crate::backend::check_emit(&cfg)?;
     let verilog = hdl::emit::verilog(&cfg).map_err(|e| CliError::internal("emit", e.to_string()))?;
     write_atomically(&args.output, |w| w.write_all(verilog.as_bytes()))?;
     Ok(format!(

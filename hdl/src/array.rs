@@ -43,7 +43,6 @@ use crate::pe::Pe;
 use crate::primitives::DelayLine;
 
 /// The systolic array (see the module docs for the schematic and timing).
-#[derive(LogicBlock)]
 pub struct SystolicArray {
     /// Clock of every register.
     pub clock: Signal<In, Clock>,
@@ -118,9 +117,11 @@ impl SystolicArray {
     }
 }
 
-// `#[hdl_gen]` needs index loops: loop bounds are evaluated when Verilog is emitted.
+// `#[hdl_gen]` needs index loops: loop bounds are evaluated when Verilog is emitted. The
+// generated `update`, `connect` and `hdl` are inherent methods here; `Logic` below chooses
+// between this `hdl` (the per-instance form) and the generate loop.
 #[allow(clippy::needless_range_loop)]
-impl Logic for SystolicArray {
+impl SystolicArray {
     #[hdl_gen]
     fn update(&mut self) {
         for i in 0..self.pe.len() {
@@ -181,6 +182,260 @@ impl Logic for SystolicArray {
     }
 }
 
+thread_local! {
+    /// Set while [`with_per_instance_arrays`] runs: arrays are written as rust-hdl's one module
+    /// per PE and per delay line instead of the generate loop.
+    static PER_INSTANCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every [`SystolicArray`] written (by rust-hdl's visitors, on this thread) in
+/// rust-hdl's per-instance form: one module per PE and per delay line, the text from before the
+/// generate loop. The two forms are the same design (Icarus and Yosys checks in the tests and
+/// scripts/array_equiv.sh); the board tops keep this form for their timing reports, and it is
+/// the reference that the generate loop is compared with.
+///
+/// rust-hdl gives its visitors no options, so the switch is a thread-local flag, restored when
+/// `f` returns or panics.
+pub fn with_per_instance_arrays<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PER_INSTANCE.with(|p| p.set(self.0));
+        }
+    }
+    let _restore = Restore(PER_INSTANCE.with(|p| p.replace(true)));
+    f()
+}
+
+fn per_instance() -> bool {
+    PER_INSTANCE.with(|p| p.get())
+}
+
+/// Name of the PE module the generate loop instantiates (rust-hdl's text of [`Pe`]).
+pub const PE_MODULE: &str = "protobrain_pe";
+/// Name of the parameterised delay line of the skew and deskew.
+pub const DELAY_MODULE: &str = "protobrain_delay";
+
+impl SystolicArray {
+    /// The array's module body as a generate loop over one PE module, plus that module (rust-hdl's
+    /// text of [`Pe`], whatever DIM) and [`DELAY_MODULE`]: the text is O(DIM), not O(DIM²), and
+    /// rust-hdl visits one PE instead of DIM². Same wiring as `update` (see the module docs);
+    /// `pe[k*DIM + n]` is PE(k, n), as in the per-instance form.
+    fn generate_loop_verilog(&self) -> Verilog {
+        let d = self.dim();
+        let concat = |port: &str| {
+            let v: Vec<String> = (0..d).rev().map(|i| format!("{port}${i}")).collect();
+            format!("{{{}}}", v.join(", "))
+        };
+        let mut code = format!(
+            "\
+// DIM x DIM {PE_MODULE} in a generate loop; pe[k*DIM + n] is PE(k, n) (hdl::array).
+localparam DIM = {d};
+// The row ports as vectors, element k at bits [W*k +: W].
+wire [8*DIM-1:0] act_row;
+wire [DIM-1:0] load_row;
+wire [8*DIM-1:0] wdata_row;
+wire [32*DIM-1:0] sum_row;
+assign act_row = {act};
+assign load_row = {load};
+assign wdata_row = {wdata};
+",
+            act = concat("act_in"),
+            load = concat("w_load"),
+            wdata = concat("w_data"),
+        );
+        for n in 0..d {
+            code.push_str(&format!("assign psum_out${n} = sum_row[{} +: 32];\n", 32 * n));
+        }
+        code.push_str(&format!(
+            "\
+genvar i;
+generate
+    // Skew: row i + 1 through an (i + 1)-deep line; row 0 is a wire.
+    for (i = 0; i < DIM - 1; i = i + 1) begin : act_skew
+        wire [7:0] dout;
+        {DELAY_MODULE} #(.WIDTH(8), .DEPTH(i + 1)) line(
+            .clock(clock), .rst(rst), .din(act_row[8*(i+1) +: 8]), .dout(dout));
+    end
+    for (i = 0; i < DIM - 1; i = i + 1) begin : sel_skew
+        wire dout;
+        {DELAY_MODULE} #(.WIDTH(1), .DEPTH(i + 1)) line(
+            .clock(clock), .rst(rst), .din(sel_in), .dout(dout));
+    end
+    for (i = 0; i < DIM * DIM; i = i + 1) begin : pe
+        wire signed [7:0] a_in;
+        wire s_in;
+        wire signed [31:0] p_in;
+        wire signed [31:0] p_out;
+        // act_out / sel_out of the last column leave the array unused
+        /* verilator lint_off UNUSEDSIGNAL */
+        wire signed [7:0] a_out;
+        wire s_out;
+        /* verilator lint_on UNUSEDSIGNAL */
+        // activations and tags move right, from the skew in column 0
+        if (i == 0) begin : west
+            assign a_in = act_row[7:0];
+            assign s_in = sel_in;
+        end else if (i % DIM == 0) begin : west
+            assign a_in = act_skew[i / DIM - 1].dout;
+            assign s_in = sel_skew[i / DIM - 1].dout;
+        end else begin : left
+            assign a_in = pe[i - 1].a_out;
+            assign s_in = pe[i - 1].s_out;
+        end
+        // partial sums move down, from 0 in row 0
+        if (i < DIM) begin : top
+            assign p_in = 32'sd0;
+        end else begin : above
+            assign p_in = pe[i - DIM].p_out;
+        end
+        {PE_MODULE} mac(
+            .clock(clock), .rst(rst), .act_in(a_in), .sel_in(s_in), .psum_in(p_in),
+            .w_load(load_row[i / DIM]), .w_bank(w_bank), .w_data(wdata_row[8*(i % DIM) +: 8]),
+            .act_out(a_out), .sel_out(s_out), .psum_out(p_out));
+    end
+    // Deskew: column i through a (DIM - 1 - i)-deep line; the last column is a wire.
+    for (i = 0; i < DIM - 1; i = i + 1) begin : deskew
+        {DELAY_MODULE} #(.WIDTH(32), .DEPTH(DIM - 1 - i)) line(
+            .clock(clock), .rst(rst), .din(pe[(DIM - 1) * DIM + i].p_out), .dout(sum_row[32*i +: 32]));
+    end
+endgenerate
+assign sum_row[32*(DIM-1) +: 32] = pe[DIM*DIM - 1].p_out;
+"
+        ));
+        Verilog::Wrapper(Wrapper { code, cores: format!("{}{DELAY_VERILOG}", pe_verilog()) })
+    }
+}
+
+/// rust-hdl's text of one [`Pe`] as module [`PE_MODULE`] (with its flip-flop submodules).
+fn pe_verilog() -> String {
+    let mut pe = Pe::default();
+    pe.connect_all();
+    let mut defines = ModuleDefines::default();
+    pe.accept(PE_MODULE, &mut defines);
+    defines.defines()
+}
+
+/// The skew and deskew line: `DEPTH >= 1` registers of `WIDTH` bits, cleared by `rst`; the same
+/// registers as [`DelayLine`] (`stage[s].q` is rust-hdl's `stage$s` flip-flop, with its `initial`
+/// value 0).
+const DELAY_VERILOG: &str = "
+
+module protobrain_delay #(parameter WIDTH = 1, parameter DEPTH = 1) (
+    input wire clock,
+    input wire rst,
+    input wire [WIDTH-1:0] din,
+    output wire [WIDTH-1:0] dout);
+    genvar s;
+    generate
+        for (s = 0; s < DEPTH; s = s + 1) begin : stage
+            reg [WIDTH-1:0] q;
+            initial begin
+                q = {WIDTH{1'b0}};
+            end
+            if (s == 0) begin : first
+                always @(posedge clock) q <= rst ? {WIDTH{1'b0}} : din;
+            end else begin : next
+                always @(posedge clock) q <= rst ? {WIDTH{1'b0}} : stage[s - 1].q;
+            end
+        end
+    endgenerate
+    assign dout = stage[DEPTH - 1].q;
+endmodule // protobrain_delay
+";
+
+impl Logic for SystolicArray {
+    fn update(&mut self) {
+        SystolicArray::update(self)
+    }
+    fn connect(&mut self) {
+        SystolicArray::connect(self)
+    }
+    fn hdl(&self) -> Verilog {
+        if per_instance() {
+            SystolicArray::hdl(self)
+        } else {
+            self.generate_loop_verilog()
+        }
+    }
+}
+
+/// What `#[derive(LogicBlock)]` would write, except that the visitors see the PEs and delay
+/// lines only in the per-instance form: in the generate-loop form the array is a leaf (its
+/// ports), so rust-hdl neither checks nor writes DIM² instances. Simulation (`update_all`,
+/// `has_changed`) always runs every PE.
+impl Block for SystolicArray {
+    fn connect_all(&mut self) {
+        Logic::connect(self);
+        self.clock.connect_all();
+        self.rst.connect_all();
+        self.act_in.connect_all();
+        self.sel_in.connect_all();
+        self.w_load.connect_all();
+        self.w_bank.connect_all();
+        self.w_data.connect_all();
+        self.psum_out.connect_all();
+        self.pe.connect_all();
+        self.act_skew.connect_all();
+        self.sel_skew.connect_all();
+        self.deskew.connect_all();
+        self.zero32.connect_all();
+    }
+
+    fn update_all(&mut self) {
+        Logic::update(self);
+        self.clock.update_all();
+        self.rst.update_all();
+        self.act_in.update_all();
+        self.sel_in.update_all();
+        self.w_load.update_all();
+        self.w_bank.update_all();
+        self.w_data.update_all();
+        self.psum_out.update_all();
+        self.pe.update_all();
+        self.act_skew.update_all();
+        self.sel_skew.update_all();
+        self.deskew.update_all();
+        self.zero32.update_all();
+    }
+
+    fn has_changed(&self) -> bool {
+        self.clock.has_changed()
+            || self.rst.has_changed()
+            || self.act_in.has_changed()
+            || self.sel_in.has_changed()
+            || self.w_load.has_changed()
+            || self.w_bank.has_changed()
+            || self.w_data.has_changed()
+            || self.psum_out.has_changed()
+            || self.pe.has_changed()
+            || self.act_skew.has_changed()
+            || self.sel_skew.has_changed()
+            || self.deskew.has_changed()
+            || self.zero32.has_changed()
+    }
+
+    fn accept(&self, name: &str, probe: &mut dyn Probe) {
+        probe.visit_start_scope(name, self);
+        self.clock.accept("clock", probe);
+        self.rst.accept("rst", probe);
+        self.act_in.accept("act_in", probe);
+        self.sel_in.accept("sel_in", probe);
+        self.w_load.accept("w_load", probe);
+        self.w_bank.accept("w_bank", probe);
+        self.w_data.accept("w_data", probe);
+        self.psum_out.accept("psum_out", probe);
+        if per_instance() {
+            self.pe.accept("pe", probe);
+            self.act_skew.accept("act_skew", probe);
+            self.sel_skew.accept("sel_skew", probe);
+            self.deskew.accept("deskew", probe);
+            self.zero32.accept("zero32", probe);
+        }
+        probe.visit_end_scope(name, self);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +444,18 @@ mod tests {
     use proptest::prelude::*;
 
     type Matrix = Vec<Vec<i8>>;
+
+    /// The array's Verilog as `emit` writes it (module `top`: the generate loop).
+    fn array_verilog(dim: usize) -> String {
+        let mut uut = SystolicArray::new(dim);
+        uut.connect_all();
+        generate_verilog(&uut)
+    }
+
+    /// rust-hdl's per-instance text of the array (module `top`).
+    fn per_instance_array_verilog(dim: usize) -> String {
+        with_per_instance_arrays(|| array_verilog(dim))
+    }
 
     /// A cycle-by-cycle stimulus for the array and the output each cycle must show.
     ///
@@ -319,22 +586,28 @@ mod tests {
             .expect("rust-hdl simulation of the array")
         }
 
-        fn verilog_trace(&self) -> Vec<Vec<u128>> {
-            let mut uut = SystolicArray::new(self.dim);
-            uut.connect_all();
+        fn verilog_trace(&self, verilog: &str) -> Vec<Vec<u128>> {
             let (inputs, outputs) = self.ports();
-            replay(&generate_verilog(&uut), "top", "clock", &inputs, &outputs, &self.stimulus)
+            replay(verilog, "top", "clock", &inputs, &outputs, &self.stimulus)
                 .unwrap_or_else(|e| panic!("{e}"))
         }
 
-        /// The reference, the rust-hdl simulation and Icarus on the emitted Verilog agree on
-        /// every output of every cycle.
+        /// The reference, the rust-hdl simulation and Icarus on the emitted Verilog (the
+        /// generate loop) agree on every output of every cycle.
         fn check(&self, with_verilog: bool) {
             let want = self.expected();
             assert_eq!(self.rust_hdl_trace(), want, "rust-hdl simulation vs reference");
             if with_verilog {
-                assert_eq!(self.verilog_trace(), want, "Icarus (emitted Verilog) vs reference");
+                let got = self.verilog_trace(&array_verilog(self.dim));
+                assert_eq!(got, want, "Icarus (generate loop) vs reference");
             }
+        }
+
+        /// [`Self::check`], and Icarus on rust-hdl's per-instance text agrees too.
+        fn check_both_forms(&self) {
+            self.check(true);
+            let got = self.verilog_trace(&per_instance_array_verilog(self.dim));
+            assert_eq!(got, self.expected(), "Icarus (per-instance text) vs reference");
         }
     }
 
@@ -437,13 +710,13 @@ mod tests {
     #[test]
     fn every_dim_up_to_4_streams_deterministic_rows() {
         for dim in 1..=4 {
-            lcg_scenario(dim, 10).check(true);
+            lcg_scenario(dim, 10).check_both_forms();
         }
     }
 
     #[test]
     fn dim_8_verilog_agrees() {
-        lcg_scenario(8, 40).check(true);
+        lcg_scenario(8, 40).check_both_forms();
     }
 
     #[test]
@@ -502,20 +775,25 @@ mod tests {
         let _ = SystolicArray::new(0);
     }
 
-    /// `verilator -Wall` finds nothing but the file-name convention and the unused `act_out` /
-    /// `sel_out` of the last column's PEs (no WIDTH warnings: no bare literals).
+    /// `verilator -Wall` on the generate loop finds nothing but the file-name convention (the
+    /// last column's unused `act_out` / `sel_out` are waived in the text); on rust-hdl's
+    /// per-instance text, exactly those unused outputs. No WIDTH warnings: no bare literals.
     #[test]
     fn array_verilog_lints_clean() {
-        for dim in [1, 3] {
-            let mut uut = SystolicArray::new(dim);
-            uut.connect_all();
-            let mut found: Vec<String> = verilator_lint(&generate_verilog(&uut), "top")
+        let lint = |verilog: &str| {
+            let mut found: Vec<String> = verilator_lint(verilog, "top")
                 .unwrap_or_else(|e| panic!("{e}"))
                 .into_iter()
                 .filter(|w| w.code != "DECLFILENAME")
                 .map(|w| format!("{}: {}", w.code, w.message))
                 .collect();
             found.sort();
+            found
+        };
+        for dim in [1, 3, 8] {
+            assert_eq!(lint(&array_verilog(dim)), Vec::<String>::new(), "generate loop, DIM {dim}");
+        }
+        for dim in [1, 3] {
             let mut want: Vec<String> = (0..dim)
                 .flat_map(|k| {
                     let pe = k * dim + dim - 1;
@@ -526,7 +804,7 @@ mod tests {
                 })
                 .collect();
             want.sort();
-            assert_eq!(found, want, "DIM {dim}");
+            assert_eq!(lint(&per_instance_array_verilog(dim)), want, "per-instance, DIM {dim}");
         }
     }
 
@@ -534,19 +812,31 @@ mod tests {
     #[test]
     fn array_maps_one_dsp_per_pe_on_ice40() {
         for dim in [1, 2] {
-            let mut uut = SystolicArray::new(dim);
-            uut.connect_all();
-            let cells = ice40_cells(&generate_verilog(&uut), "top", true).unwrap_or_else(|e| panic!("{e}"));
+            let cells = ice40_cells(&array_verilog(dim), "top", true).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(cells.get("SB_MAC16"), Some(&(dim * dim)), "DIM {dim}: {cells:?}");
         }
+    }
+
+    /// The generate loop's text grows with DIM, not DIM²: one PE module, one delay module, a
+    /// few lines per row port; rust-hdl visits one PE (DIM 256 in well under a second).
+    #[test]
+    fn generate_loop_text_is_linear_in_dim() {
+        let size = |dim: usize| array_verilog(dim).len();
+        let (s8, s16, s256) = (size(8), size(16), size(256));
+        // ~270 bytes per row: the row ports' declarations, their names in the port list and in
+        // the concatenations, one assignment per output
+        assert!(s16 - s8 < 8 * 300, "8 more rows cost {} bytes", s16 - s8);
+        assert!(s256 < s8 + 248 * 300, "DIM 256: {s256} bytes");
+        let v = array_verilog(256);
+        assert_eq!(v.matches("\nmodule ").count(), v.matches("endmodule //").count());
+        assert!(v.contains("localparam DIM = 256;"));
+        assert!(!v.contains("pe$1"), "no per-instance PE modules");
     }
 
     #[test]
     fn array_is_synthesizable() {
         for dim in [1, 2, 4] {
-            let mut uut = SystolicArray::new(dim);
-            uut.connect_all();
-            yosys_validate(&format!("protobrain_array_{dim}"), &generate_verilog(&uut))
+            yosys_validate(&format!("protobrain_array_{dim}"), &array_verilog(dim))
                 .unwrap_or_else(|e| panic!("DIM {dim}: {e:?}"));
         }
     }

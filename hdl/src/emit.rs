@@ -11,9 +11,10 @@
 //! synchronous input (rust-hdl has no reset of its own).
 //!
 //! The top-level emitters of the core (this one, [`crate::uart::uart_core_verilog`]) go through
-//! [`block_verilog`], which runs rust-hdl and then [`crate::dedupe::dedupe`]: rust-hdl writes one
-//! module per instance, the file keeps one module per distinct body (the DIM 8 core: 767 KB →
-//! 246 KB; figures in docs/verilog.md). [`crate::boards::board_verilog`] keeps rust-hdl's text
+//! [`block_verilog`]: rust-hdl writes the design with the systolic array as a generate loop over
+//! one PE module ([`crate::array`]), then [`crate::dedupe::dedupe`] keeps one module per distinct
+//! body of the rest (the DIM 8 core: 835 KB per instance → 174 KB; figures in docs/verilog.md).
+//! [`crate::boards::board_verilog`] keeps rust-hdl's per-instance text ([`per_instance_verilog`])
 //! for now (its iCEBreaker timing margin is too thin to survive a reordered netlist).
 
 use rust_hdl::prelude::*;
@@ -37,9 +38,15 @@ pub enum EmitError {
     Dedupe { config: Config, source: DedupeError },
 }
 
-/// rust-hdl's Verilog of `uut` with top module `top`: one module per instance, as rust-hdl
-/// writes it. For comparisons with [`block_verilog`] only.
+/// rust-hdl's Verilog of `uut` with top module `top`, one module per instance, systolic arrays
+/// included ([`crate::array::with_per_instance_arrays`]): the text as rust-hdl writes it without
+/// the generate loop. For comparisons with [`block_verilog`], and the board tops.
 pub fn per_instance_verilog<B: Block>(uut: &mut B, top: &str, config: &Config) -> Result<String, EmitError> {
+    crate::array::with_per_instance_arrays(|| rust_hdl_verilog(uut, top, config))
+}
+
+/// rust-hdl's Verilog of `uut` with top module `top` (arrays as generate loops).
+fn rust_hdl_verilog<B: Block>(uut: &mut B, top: &str, config: &Config) -> Result<String, EmitError> {
     uut.connect_all();
     check_all(uut).map_err(|e| EmitError::Check { config: *config, detail: format!("{e:?}") })?;
     let mut defines = ModuleDefines::default();
@@ -48,9 +55,11 @@ pub fn per_instance_verilog<B: Block>(uut: &mut B, top: &str, config: &Config) -
 }
 
 /// The Verilog of `uut` with top module `top`, each distinct module written once: the one emit
-/// path of every top-level emitter (`config` only names the design in errors).
+/// path of every top-level emitter (`config` only names the design in errors). The systolic
+/// array is one PE module in a generate loop ([`crate::array`]); the rest of rust-hdl's
+/// per-instance modules are merged by [`crate::dedupe`].
 pub fn block_verilog<B: Block>(uut: &mut B, top: &str, config: &Config) -> Result<String, EmitError> {
-    let raw = per_instance_verilog(uut, top, config)?;
+    let raw = rust_hdl_verilog(uut, top, config)?;
     dedupe(&raw).map(|(v, _)| v).map_err(|source| EmitError::Dedupe { config: *config, source })
 }
 

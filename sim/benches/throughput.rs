@@ -55,7 +55,11 @@ fn measure(name: &str, run: impl FnOnce() -> Trace) -> Trace {
 }
 
 fn main() {
-    let dims: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--words DIR`: also write each DIM's stream (`DIR/words_d<DIM>.bin`, little-endian u32) and
+    // its quiet tail (`DIR/quiet_d<DIM>.txt`) for a harness outside Rust (docs/performance.md)
+    let words_dir = args.iter().position(|a| a == "--words").map(|i| args.get(i + 1).expect("--words DIR"));
+    let dims: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let dims = if dims.is_empty() { vec![4, 8, 16] } else { dims };
     for dim in dims {
         let cfg = match dim {
@@ -66,6 +70,13 @@ fn main() {
         .expect("a valid Config");
         let rows = cfg.acc_rows().min(cfg.scratch_rows()).min(512) as u16;
         let words = gemm_stream(&cfg, rows);
+        if let Some(dir) = words_dir {
+            let dir = std::path::Path::new(dir);
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+            std::fs::write(dir.join(format!("words_d{dim}.bin")), bytes).expect("writing the words");
+            let quiet = spec::stream::quiet_cycles(dim, &words);
+            std::fs::write(dir.join(format!("quiet_d{dim}.txt")), format!("{quiet}\n")).expect("writing");
+        }
         let stalls = Stalls::none();
         let limit = 100_000_000;
         println!("{cfg}: {} words, {TILES} tiles x {rows} rows", words.len());

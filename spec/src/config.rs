@@ -87,7 +87,7 @@ impl Config {
     /// | `ice40-up5k` | 2 | 4096 | 512 | iCEBreaker (8 SB_MAC16, 30 EBR) |
     /// | `ecp5-25k` | 4 | 2048 | 1024 | ULX3S 25F (28 MULT18X18D) |
     /// | `ecp5-85k` | 8 | 1024 | 512 | ULX3S 85F (156 MULT18X18D) |
-    /// | `tpu-v1` | 256 | 65536 | 4096 | estimation only (TPU v1: 256x256, 16 MiB of the 24 MiB buffer, 4 MiB accumulators) |
+    /// | `tpu-v1` | 256 | 65536 | 4096 | estimation and `emit` (no Verilator model; TPU v1: 256x256, 16 MiB of the 24 MiB buffer, 4 MiB accumulators) |
     pub fn preset(name: &str) -> Result<Self, ConfigError> {
         let (d, s, a) = match name {
             "default" => (8, 1024, 512),

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Formal check that what `emit` writes is rust-hdl's design: Yosys proves the per-instance Verilog
+# of the core (rust-hdl's text, one module per instance, arrays included) and the emitted text
+# (the systolic array as a generate loop over one PE module, the rest structurally deduped)
+# equivalent: equiv_make + equiv_simple + equiv_induct, after flattening.
+# Registers pair up by hierarchical name. The dedupe keeps instance names; the generate loop
+# names PE(k, n) `array.pe[k*DIM+n].mac` and stage s of a skew/deskew line
+# `array.act_skew[i].line.stage[s]`, where rust-hdl has `array.pe$N` and
+# `array.act_skew$i.stage$s`: the emitted netlist's wires are renamed to rust-hdl's names first.
+# Usage: scripts/emit_equiv.sh DIM [SCRATCH_ROWS ACC_ROWS]   (default 16 8)
+set -euo pipefail
+dim=${1:?usage: emit_equiv.sh DIM [SCRATCH_ROWS ACC_ROWS]}
+rows=${2:-16}
+acc=${3:-8}
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+cd "$(dirname "$0")/.."
+cargo run -q -p protobrain-hdl --example verilog_sizes -- --rows "$rows" "$acc" --raw --write "$dir" "$dim" >/dev/null
+prep="hierarchy -top protobrain_core; proc; flatten; memory -nomap; memory_map; opt_clean"
+# the wires of the generate loop, and the rust-hdl name of each
+yosys -q -p "read_verilog $dir/core_d${dim}.v; $prep; tee -q -o $dir/wires.txt select -list w:array.*"
+sed -n 's|^protobrain_core/||p' "$dir/wires.txt" | grep -E '\[[0-9]+\]' | while read -r w; do
+    n=$(sed -E -e 's/^array\.pe\[([0-9]+)\]\.mac\./array.pe$\1./' \
+        -e 's/^array\.(act_skew|sel_skew|deskew)\[([0-9]+)\]\.line\./array.\1$\2./' \
+        -e 's/\.stage\[([0-9]+)\]\./.stage$\1./' <<<"$w")
+    [ "$n" != "$w" ] && printf 'rename %s %s\n' "$w" "$n"
+done >"$dir/rename.ys"
+echo "renaming $(wc -l <"$dir/rename.ys") wires of the generate loop"
+yosys -q -l "$dir/equiv.log" -p "
+read_verilog $dir/core_d${dim}_raw.v; $prep; rename protobrain_core gold; design -stash gold
+read_verilog $dir/core_d${dim}.v; $prep; cd protobrain_core; script $dir/rename.ys; cd ..
+rename protobrain_core gate; design -stash gate
+design -copy-from gold -as gold gold; design -copy-from gate -as gate gate
+equiv_make gold gate equiv; hierarchy -top equiv
+equiv_simple -seq 2; equiv_induct; equiv_status -assert"
+tail -n 20 "$dir/equiv.log" | grep -E 'proven|Equivalence'
