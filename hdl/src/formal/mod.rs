@@ -136,7 +136,8 @@ impl Property {
 
     /// The BMC depth `protobrain verify` uses without `--depth` (docs/verification.md): 40
     /// cycles hold the worst SYNC prefix (36) and every cover; `framing` (10) and `no-write`
-    /// (13) stop where one run takes about two minutes, as their solver time grows about
+    /// (13) stop where one run takes minutes (two with the v1 model on a moderately loaded
+    /// machine; the v2 model costs about twice that), as their solver time grows about
     /// 2.5-fold per cycle.
     pub fn default_depth(self) -> usize {
         match self {
