@@ -344,6 +344,9 @@ pub const TOOL_TIMEOUT: Duration = Duration::from_secs(3600);
 /// SYNC takes its 5 cycles. `L = 2·DIM − 1`. COUNTERS (12 + drain) and ACTIVATE
 /// (4 + n + LA + 2 + drain) are shorter for every configuration where
 /// `ACC_ROWS·(2 + DIM) ≥ 10 + LA`, which [`sync_bound`] checks by taking the maximum.
+/// Contract v2's SET_QUANT and LOAD_QUANT start no background work (LOAD_QUANT's columns load
+/// the cycle after its last word, before a following SYNC could wait for it), so they do not
+/// change the worst prefix.
 pub fn sync_bound(cfg: &Config) -> usize {
     let d = cfg.dim();
     let l = spec::timing::array_latency(d);
