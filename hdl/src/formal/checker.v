@@ -34,7 +34,7 @@ module protobrain_formal #(
     localparam [7:0] OP_INFO = 8'h01, OP_SYNC = 8'h02, OP_LOAD_WEIGHTS = 8'h10,
         OP_LOAD_BIAS = 8'h11, OP_SET_QUANT = 8'h12, OP_WRITE_ACT = 8'h20, OP_READ_ACT = 8'h21,
         OP_MATMUL = 8'h30, OP_ACTIVATE = 8'h31, OP_READ_ACC = 8'h32, OP_COUNTERS = 8'h40,
-        OP_LOAD_TILE = 8'h14;
+        OP_LOAD_QUANT = 8'h13, OP_LOAD_TILE = 8'h14;
     localparam [23:0] LEN_WEIGHTS = DIM * W, LEN_BIAS = DIM;
     localparam [31:0] HDR_SYNC_CMD = 32'h02000001;
 
@@ -45,8 +45,12 @@ module protobrain_formal #(
     wire [31:0] out_data;
     // probes: nets of protobrain_core made ports by the runner (yosys `expose`)
     wire p_sp_we, p_acc_we, p_wl_en, p_wl_bank, p_bias_we, p_q_relu;
-    wire [15:0] p_sp_waddr, p_wl_row, p_bias_idx, p_q_mult;
-    wire [5:0] p_q_shift;
+    wire [15:0] p_sp_waddr, p_wl_row, p_bias_idx;
+    wire [7:0] p_q_zero;
+    // every column's multiplier and shift register, column n in bits [16n +: 16] / [6n +: 6]
+    // (the runner writes one port connection per column where the marker below stands)
+    wire [16*DIM-1:0] p_q_mult;
+    wire [6*DIM-1:0] p_q_shift;
 
     protobrain_core dut (
         .clk(clk), .rst(init),
@@ -56,7 +60,7 @@ module protobrain_formal #(
         .accmem$write_enable(p_acc_we),
         .ctl$wl_en(p_wl_en), .ctl$wl_row(p_wl_row), .ctl$wl_bank(p_wl_bank),
         .ctl$bias_we(p_bias_we), .ctl$bias_idx(p_bias_idx),
-        .q_mult$0$q(p_q_mult), .q_shift$0$q(p_q_shift), .ctl$q_relu(p_q_relu)
+        .ctl$q_relu(p_q_relu), .ctl$q_zero(p_q_zero) /*QUANT_PROBES*/
     );
 
     wire in_fire = in_valid && in_ready;
@@ -82,20 +86,17 @@ module protobrain_formal #(
 
     wire [7:0] h_op = in_data[31:24];
     wire [23:0] h_len = in_data[23:0];
-    // contract v2's commands (LOAD_QUANT, the 2-word SET_QUANT with a zero point) are not
-    // modelled yet: the host sends v1 streams (any v1 command, well-formed or not)
-    always @* if (in_valid && !m_busy) assume(h_op != 8'h13 && !(h_op == OP_SET_QUANT && h_len == 24'd2));
     wire h_known = h_op == OP_INFO || h_op == OP_SYNC || h_op == OP_LOAD_WEIGHTS
         || h_op == OP_LOAD_BIAS || h_op == OP_SET_QUANT || h_op == OP_WRITE_ACT
         || h_op == OP_READ_ACT || h_op == OP_MATMUL || h_op == OP_ACTIVATE
-        || h_op == OP_READ_ACC || h_op == OP_COUNTERS || h_op == OP_LOAD_TILE;
+        || h_op == OP_READ_ACC || h_op == OP_COUNTERS || h_op == OP_LOAD_QUANT || h_op == OP_LOAD_TILE;
     wire h_len_ok =
         ((h_op == OP_INFO || h_op == OP_COUNTERS) && h_len == 24'd0)
         || ((h_op == OP_SYNC || h_op == OP_SET_QUANT || h_op == OP_READ_ACT
              || h_op == OP_READ_ACC || h_op == OP_LOAD_TILE) && h_len == 24'd1)
-        || ((h_op == OP_MATMUL || h_op == OP_ACTIVATE) && h_len == 24'd2)
+        || ((h_op == OP_MATMUL || h_op == OP_ACTIVATE || h_op == OP_SET_QUANT) && h_len == 24'd2)
         || (h_op == OP_LOAD_WEIGHTS && h_len == LEN_WEIGHTS)
-        || (h_op == OP_LOAD_BIAS && h_len == LEN_BIAS)
+        || ((h_op == OP_LOAD_BIAS || h_op == OP_LOAD_QUANT) && h_len == LEN_BIAS)
         || (h_op == OP_WRITE_ACT && h_len != 24'd0);
     wire [7:0] h_err = !h_known ? 8'd1 : !h_len_ok ? 8'd2 : 8'd0;
 
@@ -124,6 +125,9 @@ module protobrain_formal #(
             d_done = h_len == 24'd0;
         end else begin
             d_done = m_left == 24'd1;
+            // LOAD_QUANT: any column's S > 47 refuses the command, answered after the whole
+            // payload (the code is carried to the last word)
+            if (m_op == OP_LOAD_QUANT && m_err == 8'd0 && in_data[21:16] > 6'd47) d_err = 8'd3;
             if (p_idx == 24'd0) begin
                 d_a0 = in_data;
                 if (m_err == 8'd0) begin
@@ -131,6 +135,7 @@ module protobrain_formal #(
                         if ({16'h0, m_len - 24'd1} != wa_words) d_err = 8'd2;
                         else if (end_w > SCR) d_err = 8'd3;
                     end else if (m_op == OP_SET_QUANT) begin
+                        // both forms; a 2-word one is answered after its Z word
                         if (in_data[21:16] > 6'd47) d_err = 8'd3;
                     end else if (m_op == OP_READ_ACT) begin
                         if (end_w > SCR) d_err = 8'd3;
@@ -159,10 +164,20 @@ module protobrain_formal #(
     reg [15:0] sp_next = 0;     // address of the next scratchpad write
     reg [15:0] wl_next = 0;     // next weight row
     reg [15:0] bias_next = 0;   // next bias index
-    // architectural registers the model predicts
-    reg [15:0] m_mult = 0;
-    reg [5:0] m_shift = 0;
+    // architectural registers the model predicts: every column's multiplier and shift (column
+    // n in bits [16n +: 16] / [6n +: 6]), relu and the output zero point
+    reg [16*DIM-1:0] m_mult = 0;
+    reg [6*DIM-1:0] m_shift = 0;
     reg m_relu = 0;
+    reg [7:0] m_zero = 0;
+    // LOAD_QUANT: the words so far (shifted in from the top: after DIM words, word n is column
+    // n), applied to m_mult/m_shift the cycle after an accepted command's last word, when the
+    // core loads its columns from the row buffer (docs/architecture.md, cycle table)
+    reg [16*DIM-1:0] lq_mult = 0;
+    reg [6*DIM-1:0] lq_shift = 0;
+    reg lq_apply = 1'b0;
+    wire [16*DIM+15:0] lq_mult_in = {in_data[15:0], lq_mult};
+    wire [6*DIM+5:0] lq_shift_in = {in_data[21:16], lq_shift};
     reg m_bank = 0;             // current weight bank
     reg m_swap = 0;             // a complete LOAD_WEIGHTS waits for the next MATMUL
 
@@ -241,11 +256,20 @@ module protobrain_formal #(
                         sp_next <= in_data[15:0];
                     end
                     if (m_op == OP_LOAD_TILE) exp_wl <= exp_wl + DIM;
+                    // SET_QUANT, either form: every column, relu and Z = 0 with the first word
                     if (m_op == OP_SET_QUANT) begin
-                        m_mult <= in_data[15:0];
-                        m_shift <= in_data[21:16];
+                        m_mult <= {DIM{in_data[15:0]}};
+                        m_shift <= {DIM{in_data[21:16]}};
                         m_relu <= in_data[24];
+                        m_zero <= 8'd0;
                     end
+                end
+                // the 2-word SET_QUANT's Z (its first word passed: nothing refuses it later)
+                if (m_err == 8'd0 && p_idx == 24'd1 && m_op == OP_SET_QUANT) m_zero <= in_data[7:0];
+                if (m_op == OP_LOAD_QUANT) begin
+                    lq_mult <= lq_mult_in[16*DIM+15:16];
+                    lq_shift <= lq_shift_in[6*DIM+5:6];
+                    if (d_done && d_err == 8'd0) lq_apply <= 1'b1;
                 end
                 if (d_err == 8'd0 && m_err == 8'd0 && p_idx == 24'd1) begin
                     if (m_op == OP_MATMUL) begin
@@ -265,6 +289,11 @@ module protobrain_formal #(
             end
             m_err <= d_err;
             m_a0 <= d_a0;
+        end
+        if (lq_apply) begin
+            m_mult <= lq_mult;
+            m_shift <= lq_shift;
+            lq_apply <= 1'b0;
         end
         if (p_sp_we) begin
             got_sp <= got_sp + 1;
@@ -375,8 +404,12 @@ module protobrain_formal #(
             if (p_sp_we) assert(p_sp_waddr == sp_next);
             if (p_wl_en) assert(p_wl_row == wl_next);
             if (p_bias_we) assert(p_bias_idx == bias_next);
-            // the quantisation registers hold what the last accepted SET_QUANT said
-            assert(p_q_mult == m_mult && p_q_shift == m_shift && p_q_relu == m_relu);
+            // the quantisation registers (every column's M and S, relu, Z) hold what the last
+            // accepted SET_QUANT / LOAD_QUANT said: a refused one changes none of them
+            assert(p_q_mult == m_mult);
+            assert(p_q_shift == m_shift);
+            assert(p_q_relu == m_relu);
+            assert(p_q_zero == m_zero);
             // when a SYNC answers, every earlier command has written all its rows
             if (tok_out) begin
                 assert(got_sp == exp_sp);
@@ -406,6 +439,14 @@ module protobrain_formal #(
             cover(acc_evt && cur_op == OP_ACTIVATE && a0_n != 0);
             cover(acc_evt && cur_op == OP_READ_ACC && d_a0[31:16] != 0);
             cover(acc_evt && cur_op == OP_COUNTERS);
+            cover(acc_evt && cur_op == OP_LOAD_QUANT);
+            // contract v2: a SET_QUANT with a nonzero Z accepted, a LOAD_QUANT refused for a
+            // shift (code 3 after its whole payload), a 2-word SET_QUANT refused for its shift,
+            // and two columns holding different multipliers (only a LOAD_QUANT does that)
+            cover(acc_evt && cur_op == OP_SET_QUANT && m_len == 24'd2 && in_data[7:0] != 8'd0);
+            cover(err_evt && out_data[15:0] == {OP_LOAD_QUANT, 8'd3});
+            cover(enq && m_busy && m_op == OP_SET_QUANT && m_len == 24'd2 && d_err == 8'd3);
+            if (DIM > 1) cover(p_q_mult[15:0] != p_q_mult[16*DIM-1 -: 16]);
             cover(err_evt && out_data[7:0] == 8'd1);
             cover(err_evt && out_data[7:0] == 8'd2);
             cover(err_evt && out_data[7:0] == 8'd3);

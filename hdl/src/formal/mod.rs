@@ -30,8 +30,9 @@ use thiserror::Error;
 pub const CHECKER: &str = include_str!("checker.v");
 
 /// Nets of `protobrain_core` the checker observes besides its ports (made ports by `expose`):
-/// the write enables and addresses of the architectural state, and the quantisation registers.
-pub const PROBES: [&str; 11] = [
+/// the write enables and addresses of the architectural state, relu and the output zero point.
+/// Every column's quantisation registers are probed too: [`probes`] lists them all.
+pub const PROBES: [&str; 10] = [
     "scratch$write_enable",
     "scratch$write_addr",
     "accmem$write_enable",
@@ -40,10 +41,37 @@ pub const PROBES: [&str; 11] = [
     "ctl$wl_bank",
     "ctl$bias_we",
     "ctl$bias_idx",
-    "q_mult$0$q",
-    "q_shift$0$q",
     "ctl$q_relu",
+    "ctl$q_zero",
 ];
+
+/// Every net the checker observes for a core of `dim` columns: [`PROBES`], then each column's
+/// multiplier and shift register (`q_mult$N$q`, `q_shift$N$q`).
+pub fn probes(dim: usize) -> Vec<String> {
+    let columns = (0..dim).flat_map(|n| [format!("q_mult${n}$q"), format!("q_shift${n}$q")]);
+    PROBES.iter().map(|p| p.to_string()).chain(columns).collect()
+}
+
+/// Where the checker's instance of the core takes the per-column probe connections.
+const QUANT_PROBES_MARKER: &str = "/*QUANT_PROBES*/";
+
+/// The checker for a core of `dim` columns: [`CHECKER`] with the marker replaced by one port
+/// connection per column (on the same line, so Yosys' line numbers still point into
+/// [`CHECKER`]).
+pub fn checker(dim: usize) -> String {
+    let ports: String = (0..dim)
+        .map(|n| {
+            format!(
+                ", .q_mult${n}$q(p_q_mult[{}:{}]), .q_shift${n}$q(p_q_shift[{}:{}])",
+                16 * n + 15,
+                16 * n,
+                6 * n + 5,
+                6 * n
+            )
+        })
+        .collect();
+    CHECKER.replacen(QUANT_PROBES_MARKER, &ports, 1)
+}
 
 /// One property group of the checker, checked by its own solver run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +88,8 @@ pub enum Property {
     SyncBound,
     /// A refused command writes nothing: the core never writes more scratchpad rows,
     /// accumulator rows, weight rows or bias words than the accepted commands asked for, in
-    /// order; the quantisation registers always hold the last accepted SET_QUANT; and when a
+    /// order; the quantisation registers (every column's multiplier and shift, relu, the zero
+    /// point) always hold what the last accepted SET_QUANT or LOAD_QUANT said; and when a
     /// SYNC answers, every write of the earlier commands has landed and the weight bank is the
     /// model's.
     NoWrite,
@@ -107,7 +136,8 @@ impl Property {
 
     /// The BMC depth `protobrain verify` uses without `--depth` (docs/verification.md): 40
     /// cycles hold the worst SYNC prefix (36) and every cover; `framing` (10) and `no-write`
-    /// (13) stop where one run takes about two minutes, as their solver time grows about
+    /// (13) stop where one run takes minutes (two with the v1 model on a moderately loaded
+    /// machine; the v2 model costs about twice that), as their solver time grows about
     /// 2.5-fold per cycle.
     pub fn default_depth(self) -> usize {
         match self {
@@ -319,7 +349,10 @@ pub const TOOL_TIMEOUT: Duration = Duration::from_secs(3600);
 /// | READ_ACT of all rows (waits only for the sequencer: `n + 1` after `e`) | `max(n + 6 + SCRATCH_ROWS·W, D)` |
 /// | none (SYNC right after the MATMUL) | `D + 2` |
 ///
-/// The SYNC's own 5 cycles are in each. [`sync_bound`] is their maximum.
+/// The SYNC's own 5 cycles are in each. [`sync_bound`] is their maximum. Contract v2's
+/// SET_QUANT and LOAD_QUANT start no background work (LOAD_QUANT's columns load the cycle after
+/// its last word, before a following SYNC could wait for it), and LOAD_TILE's rows are written
+/// before it completes (the SYNC waits for the last), so neither changes the worst prefix.
 pub fn sync_bound(cfg: &Config) -> usize {
     let d = cfg.dim();
     let l = spec::timing::array_latency(d);
@@ -336,7 +369,7 @@ pub fn sync_bound(cfg: &Config) -> usize {
 
 /// The Yosys script that turns `core.v` + `checker.v` into `design.smt2` for `property`.
 pub fn yosys_script(cfg: &Config, property: Property) -> String {
-    let probes: Vec<String> = PROBES.iter().map(|p| format!("protobrain_core/{p}")).collect();
+    let probes: Vec<String> = probes(cfg.dim()).iter().map(|p| format!("protobrain_core/{p}")).collect();
     let defines: Vec<String> = property.defines().iter().map(|d| format!("-D{d}")).collect();
     format!(
         "read_verilog -formal core.v\n\
@@ -380,7 +413,7 @@ pub fn check(
     dir: &Path,
 ) -> Result<Outcome, FormalError> {
     std::fs::write(dir.join("core.v"), core_verilog)?;
-    std::fs::write(dir.join("checker.v"), CHECKER)?;
+    std::fs::write(dir.join("checker.v"), checker(cfg.dim()))?;
     std::fs::write(dir.join("formal.ys"), yosys_script(cfg, property))?;
     let yosys_log = dir.join("yosys.log");
     let run = run_tool(
