@@ -23,7 +23,6 @@ use spec::stream::{DeviceOut, Host, HostOut, Stalls, Stuck, Trace};
 use spec::Config;
 
 pub mod activity;
-pub mod estimate;
 pub mod native;
 pub mod transport;
 #[cfg(feature = "verilator")]

@@ -1,8 +1,12 @@
-//! Throughput: a word stream run on the native cycle model one cycle at a time, with the host
-//! link modelled as input and output stalls, and every cycle charged to what the core was doing.
+//! Throughput: a word stream run on the native cycle model, with the host link modelled as
+//! input and output stalls, and every cycle charged to what the core was doing. Stretches in
+//! which the core is blind to the host (waiting for the array, a drain, an ACTIVATE) or takes a
+//! payload word every cycle are fast-forwarded by the model and charged in closed form; the
+//! result equals stepping every cycle ([`run_ticked`], tested).
 //!
 //! ```text
-//!   words ──► link (Stalls: one word per 1/F cycles) ──► NativeSim::tick ──► responses
+//!   words ──► link (Stalls: one word per 1/F cycles) ──► NativeSim::tick  ──► responses
+//!                                                        (or skip_blind, take_run)
 //!                                                            │ every cycle, in this order:
 //!                        a row entered the array (MACs rose) ├─► array_issue
 //!        core ready for input, host had none / output waits ├─► link_wait
@@ -33,9 +37,9 @@ use spec::stream::{HostOut, Stalls};
 use spec::Config;
 
 use super::EstimateError;
-use crate::activity::Activity;
-use crate::native::NativeSim;
-use crate::CycleSim;
+use sim::activity::Activity;
+use sim::native::NativeSim;
+use sim::CycleSim;
 
 /// Largest denominator of the fraction that approximates a link's words per cycle.
 const MAX_LINK_PERIOD: u64 = 1 << 20;
@@ -248,6 +252,19 @@ pub fn run_on(
     link: Option<&Link>,
 ) -> Result<Timing, EstimateError> {
     measure(sim, words, responses, link, true)
+}
+
+/// [`run`] stepping every cycle with `tick`: the reference the fast loop is held to (tests,
+/// `benches/estimate_speed.rs`).
+pub fn run_ticked(
+    cfg: &Config,
+    words: &[u32],
+    responses: usize,
+    link: Option<&Link>,
+) -> Result<Timing, EstimateError> {
+    let mut sim = NativeSim::new(cfg);
+    sim.reset();
+    measure(&mut sim, words, responses, link, false)
 }
 
 /// [`run_on`], stepping every cycle with `tick` unless `fast`: then stretches where the core
