@@ -352,4 +352,15 @@ mod tests {
         assert!(check_rtl(&Config::new(64, 1024, 512).unwrap()).is_ok());
         assert_eq!(check_rtl(&Config::new(65, 1024, 512).unwrap()).unwrap_err().subject, "--dim");
     }
+
+    /// A build without the `verilator` feature refuses the RTL backend with one error that
+    /// says why (run by `cargo test --no-default-features -p protobrain --bin protobrain`).
+    #[cfg(not(feature = "verilator"))]
+    #[test]
+    fn without_verilator_the_rtl_backend_is_one_clear_error() {
+        let e = open_rtl(&Config::default(), None).unwrap_err();
+        assert_eq!(e.subject, "--backend rtl");
+        assert!(e.problem.contains("built without Verilator"), "{}", e.problem);
+        assert_eq!(e.exit_code, crate::error::EXIT_BAD_INPUT);
+    }
 }
