@@ -3,14 +3,15 @@
 //! ```text
 //!   Device (driver) ──► Link ──► golden   spec::GoldenDevice (functional, untimed)
 //!                            ──► native   sim::native::NativeSim (cycle-exact, fast)
-//!                            ──► rtl      sim::VerilatedSim (the emitted Verilog, Verilator)
+//!                            ──► rtl      sim::VerilatedSim (the emitted Verilog, Verilator;
+//!                                         builds with the default `verilator` feature only)
 //!                            ──► serial   a board over a UART (--port, --baud)
 //! ```
 //!
 //! Every backend runs the same compiled program through the same driver; the cycle backends
 //! also report the cycles the hardware takes and the native one its activity counts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -19,10 +20,58 @@ use serde::Serialize;
 use sim::activity::Activity;
 use sim::native::NativeSim;
 use sim::transport::SimTransport;
-use sim::{CycleSim, VerilatedSim};
+use sim::CycleSim;
 use spec::Config;
 
 use crate::error::CliError;
+
+/// The RTL backend's simulator: the Verilator model of the emitted Verilog.
+#[cfg(feature = "verilator")]
+pub type RtlSim = sim::VerilatedSim;
+
+/// A build without the `verilator` feature has no RTL simulator: a type with no values, so
+/// every path to one goes through [`open_rtl`]'s error.
+#[cfg(not(feature = "verilator"))]
+#[derive(Debug)]
+pub enum RtlSim {}
+
+#[cfg(not(feature = "verilator"))]
+impl CycleSim for RtlSim {
+    fn config(&self) -> &Config {
+        match *self {}
+    }
+    fn reset(&mut self) {
+        match *self {}
+    }
+    fn cycle(&self) -> u64 {
+        match *self {}
+    }
+    fn tick(&mut self, _: spec::stream::HostOut) -> spec::stream::DeviceOut {
+        match *self {}
+    }
+}
+
+/// The Verilator model of `cfg`, writing a VCD waveform to `trace` if given (built on first
+/// use, then cached); in a build without the `verilator` feature, the one error that says so.
+pub fn open_rtl(cfg: &Config, trace: Option<&Path>) -> Result<RtlSim, CliError> {
+    #[cfg(feature = "verilator")]
+    {
+        match trace {
+            Some(path) => sim::VerilatedSim::with_trace(cfg, path),
+            None => sim::VerilatedSim::new(cfg),
+        }
+        .map_err(|e| CliError::internal("--backend rtl", e.to_string()))
+    }
+    #[cfg(not(feature = "verilator"))]
+    {
+        let _ = (cfg, trace);
+        Err(CliError::input(
+            "--backend rtl",
+            "this protobrain was built without Verilator (cargo feature `verilator`, on by default), so it has \
+             no RTL model; rebuild with default features, or use --backend native (cycle-exact with the RTL)",
+        ))
+    }
+}
 
 /// A model of the device (or the device itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -116,7 +165,7 @@ pub fn check_emit(cfg: &Config) -> Result<(), CliError> {
 pub enum Link {
     Golden(Box<GoldenTransport>),
     Native(Box<SimTransport<NativeSim>>),
-    Rtl(Box<SimTransport<VerilatedSim>>),
+    Rtl(Box<SimTransport<RtlSim>>),
     Serial(SerialTransport<Box<dyn serialport::SerialPort>>),
 }
 
@@ -134,12 +183,7 @@ impl Link {
             Backend::Native => Link::Native(Box::new(SimTransport::new(NativeSim::new(cfg)))),
             Backend::Rtl => {
                 check_rtl(cfg)?;
-                let sim = match &args.trace {
-                    Some(path) => VerilatedSim::with_trace(cfg, path),
-                    None => VerilatedSim::new(cfg),
-                }
-                .map_err(|e| CliError::internal("--backend rtl", e.to_string()))?;
-                Link::Rtl(Box::new(SimTransport::new(sim)))
+                Link::Rtl(Box::new(SimTransport::new(open_rtl(cfg, args.trace.as_deref())?)))
             }
             Backend::Serial => {
                 let port = args
@@ -361,5 +405,16 @@ mod tests {
         assert_eq!(check_rtl(&Config::new(65, 1024, 512).unwrap()).unwrap_err().subject, "--dim");
         assert!(check_emit(&Config::preset("tpu-v1").unwrap()).is_ok());
         assert_eq!(MAX_EMIT_DIM, 256);
+    }
+
+    /// A build without the `verilator` feature refuses the RTL backend with one error that
+    /// says why (run by `cargo test --no-default-features -p protobrain --bin protobrain`).
+    #[cfg(not(feature = "verilator"))]
+    #[test]
+    fn without_verilator_the_rtl_backend_is_one_clear_error() {
+        let e = open_rtl(&Config::default(), None).unwrap_err();
+        assert_eq!(e.subject, "--backend rtl");
+        assert!(e.problem.contains("built without Verilator"), "{}", e.problem);
+        assert_eq!(e.exit_code, crate::error::EXIT_BAD_INPUT);
     }
 }

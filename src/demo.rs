@@ -22,14 +22,14 @@ use std::time::Instant;
 use clap::Args;
 use driver::quant::argmax_rows;
 use driver::{Device, Network, Output, Transport};
+use estimate::plots::line_chart;
+use estimate::power::{energy, TechTable};
 use protobrain::nn::cnn_train::CnnTrainConfig;
 use protobrain::nn::{self, digits, ModelFile, TrainConfig};
 use serde::Serialize;
-use sim::estimate::plots::line_chart;
-use sim::estimate::power::{energy, TechTable};
 use sim::native::NativeSim;
 use sim::transport::SimTransport;
-use sim::{CycleSim, VerilatedSim};
+use sim::CycleSim;
 use spec::Config;
 
 use crate::config_args::ConfigArgs;
@@ -273,7 +273,13 @@ fn run_model(
         |t| Some(t.sim().activity()),
     )?);
     if !args.no_rtl {
-        let sim = VerilatedSim::new(cfg).map_err(|e| CliError::internal("rtl backend", e.to_string()))?;
+        let sim = crate::backend::open_rtl(cfg, None).map_err(|mut e| {
+            if cfg!(not(feature = "verilator")) {
+                e.subject = "demo".into();
+                e.problem.push_str("; --no-rtl skips the RTL run");
+            }
+            e
+        })?;
         runs.push(run_on(
             "RTL (Verilator)",
             net,

@@ -1,11 +1,11 @@
 //! `protobrain estimate`: how fast, how much energy and power, for a GEMM or an MLP on any
-//! configuration, measured on the cycle-exact native model (`sim::estimate`).
+//! configuration, measured on the cycle-exact native model (the `estimate` crate).
 //!
 //! ```text
-//!  --gemm M,K,N | --model model.json|.onnx [--batch M] ──► sim::estimate::Workload (random or zero X)
+//!  --gemm M,K,N | --model model.json|.onnx [--batch M] ──► estimate::Workload (random or zero X)
 //!  --preset/--dim/..., --clock, --link-*, --tech ──► Config, Options
 //!                                     estimate() ──► table on stdout, --json out.json
-//!  --topology FILE.csv ──► sim::estimate::topology::parse ──► one GEMM per layer, in parallel
+//!  --topology FILE.csv ──► estimate::topology::parse ──► one GEMM per layer, in parallel
 //!                          (progress bar on a terminal) ──► per-layer table, --json, --csv, --svg
 //! ```
 //!
@@ -13,9 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
+use ::estimate::{estimate, EstimateError, Input, Link, Options, TechTable, Workload};
 use clap::Args;
 use driver::CompileError;
-use sim::estimate::{estimate, EstimateError, Input, Link, Options, TechTable, Workload};
 use spec::Config;
 
 use crate::config_args::ConfigArgs;
@@ -67,7 +67,7 @@ pub struct EstimateArgs {
     pub link_baud: Option<f64>,
 
     /// Technology table: 45nm (Horowitz, ISSCC 2014), 28nm (scaled), or a TOML file in the
-    /// format of sim/tech/horowitz-45nm.toml.
+    /// format of estimate/tech/horowitz-45nm.toml.
     #[arg(long, value_name = "45nm|28nm|FILE", default_value = "45nm")]
     pub tech: String,
 

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use driver::{compile_layer, compile_mlp, OutputKind, Program};
 use sim::native::NativeSim;
-use sim::{CycleSim, VerilatedSim};
+use sim::CycleSim;
 use spec::isa::decode_responses;
 use spec::stream::Stalls;
 use spec::{Config, GoldenDevice, Response};
@@ -311,14 +311,10 @@ fn execute(link: &LinkArgs, cfg: &Config, words: &[u32]) -> Result<(Vec<u32>, Op
         }
         Backend::Rtl => {
             crate::backend::check_rtl(cfg)?;
-            let sim = match &link.trace {
-                Some(p) => {
-                    crate::output::check_output_dir(p)?;
-                    VerilatedSim::with_trace(cfg, p)
-                }
-                None => VerilatedSim::new(cfg),
-            };
-            let mut sim = sim.map_err(|e| CliError::internal("--backend rtl", e.to_string()))?;
+            if let Some(p) = &link.trace {
+                crate::output::check_output_dir(p)?;
+            }
+            let mut sim = crate::backend::open_rtl(cfg, link.trace.as_deref())?;
             timed(sim.run_stream(words, &Stalls::none(), limit).map_err(stuck)?)
         }
         Backend::Serial => (on_board(link, cfg, words)?, None),

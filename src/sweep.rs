@@ -1,13 +1,13 @@
 //! `protobrain sweep`: estimates over array sizes and batch sizes, in parallel, with plots.
 //!
 //! ```text
-//!  --dims, --m, --gemm, --link-words-per-cycle ──► sim::estimate::sweep::run (rayon)
+//!  --dims, --m, --gemm, --link-words-per-cycle ──► estimate::sweep::run (rayon)
 //!                                                   │ progress bar (indicatif) after 1 s
 //!                                                   ▼
 //!  -o DIR: utilization_vs_m.svg  dim_scaling.svg  energy_breakdown.svg  roofline.svg
 //!  --json sweep.json: every estimate
 //!
-//!  --topology F.csv --dims ...: the (DIM x layer) grid (sim::estimate::shard)
+//!  --topology F.csv --dims ...: the (DIM x layer) grid (estimate::shard)
 //!     ├─ whole ─────────────► -o DIR: topology-sweep.json, topology-sweep.csv, a table per DIM
 //!     └─ --shard I/N ───────► -o DIR: shard-I-of-N.json (its share of the grid)
 //!  sweep merge SHARDS|DIRS -o DIR ──► the same files as the whole run, checked complete
@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
-use sim::estimate::shard;
-use sim::estimate::sweep::{self, SweepSpec};
-use sim::estimate::{plots, si, Options};
+use estimate::shard;
+use estimate::sweep::{self, SweepSpec};
+use estimate::{plots, si, Options};
 
 use crate::error::CliError;
 use crate::estimate::{check_clock, estimate_error, load_tech, parse_gemm, parse_list};
@@ -167,7 +167,7 @@ pub fn run(args: &SweepArgs) -> Result<String, CliError> {
         |step| sweep::run(&spec, &|done, _| step(done)),
     );
     let result = result.map_err(|e| match e {
-        sim::estimate::EstimateError::Link(p) => CliError::input("--link-words-per-cycle", p),
+        estimate::EstimateError::Link(p) => CliError::input("--link-words-per-cycle", p),
         other => estimate_error(other),
     })?;
     let elapsed = started.elapsed();
@@ -249,7 +249,7 @@ fn topology_sweep(args: &SweepArgs, path: &std::path::Path, dims: Vec<usize>) ->
         args.scratch_rows,
         args.acc_rows,
         &options,
-        sim::estimate::Input::Random { seed: args.seed },
+        estimate::Input::Random { seed: args.seed },
     );
     let started = Instant::now();
     let points = grid.shard_points(index, count).len();
@@ -321,7 +321,7 @@ fn write_sweep(sweep: &shard::Sweep, out: &std::path::Path) -> Result<String, Cl
             100.0 * t.compute_utilization,
             si(t.energy_pj * 1e-12, "J"),
             si(t.time_s, "s"),
-            sim::estimate::topology::bound_name(t.bound)
+            estimate::topology::bound_name(t.bound)
         );
     }
     text += &format!("wrote {}\nwrote {}\n", json_path.display(), csv_path.display());

@@ -10,8 +10,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sim::estimate::topology::{self, Topology};
-use sim::estimate::{plots, Input, Options};
+use estimate::topology::{self, Topology};
+use estimate::{plots, Input, Options};
 use spec::Config;
 
 use crate::error::{describe_io, CliError};

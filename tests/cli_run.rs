@@ -131,7 +131,8 @@ fn long_valid_programs_are_not_cut_short() {
 
 /// A simulated board behind a pseudo-terminal: the Verilator model of the UART top (bridge +
 /// core), driven bit by bit, on the master side; the CLI opens the slave as its serial port, so
-/// `--backend serial` runs exactly as on a board (minus the wire).
+/// `--backend serial` runs exactly as on a board (minus the wire). Needs the Verilator model.
+#[cfg(feature = "verilator")]
 struct PtyBoard {
     path: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -139,6 +140,7 @@ struct PtyBoard {
     _slave: serialport::TTYPort,
 }
 
+#[cfg(feature = "verilator")]
 impl PtyBoard {
     fn new(cfg: &spec::Config) -> Self {
         use serialport::SerialPort;
@@ -179,6 +181,7 @@ impl PtyBoard {
 /// `run --backend serial` sends a compiled program to a board (here the bit-level UART model
 /// behind a pty) and prints the same responses as the golden device; a program for another
 /// configuration is refused by the board's INFO (exit 2).
+#[cfg(feature = "verilator")]
 #[test]
 fn a_program_runs_on_a_board_over_its_serial_port() {
     let dir = tempfile::tempdir().unwrap();

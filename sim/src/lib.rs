@@ -17,15 +17,19 @@
 //! Both backends produce the same output words on the same cycles for any input stream and
 //! stall pattern; the lockstep tests hold them to it.
 
+use std::collections::VecDeque;
+
 use spec::stream::{DeviceOut, Host, HostOut, Stalls, Stuck, Trace};
 use spec::Config;
 
 pub mod activity;
-pub mod estimate;
 pub mod native;
 pub mod transport;
+#[cfg(feature = "verilator")]
 pub mod uart_board;
+#[cfg(feature = "verilator")]
 pub mod verilated;
+#[cfg(feature = "verilator")]
 pub use verilated::{VerilatedSim, VerilatorError};
 
 /// A cycle-accurate model of one `protobrain_core`.
@@ -65,9 +69,48 @@ pub trait CycleSim {
             }
         }
     }
+
+    /// The host of a [`transport::SimTransport`], for as many cycles as it takes: every cycle it
+    /// offers `input`'s front word (held until taken, then popped) with `out_ready` high, and
+    /// pushes every output word onto `output`. Before each cycle it stops if `input.len() <=
+    /// keep` and `output.len() >= want` (`true`); it gives up (`false`) after `silence` cycles
+    /// in a row on which no word moved. Backends may override this with a faster loop; the
+    /// cycles, words and state must be the same.
+    fn pump(
+        &mut self,
+        input: &mut VecDeque<u32>,
+        output: &mut VecDeque<u32>,
+        keep: usize,
+        want: usize,
+        silence: u64,
+    ) -> bool {
+        let mut silent = 0u64;
+        while input.len() > keep || output.len() < want {
+            let drive = HostOut {
+                in_valid: !input.is_empty(),
+                in_data: input.front().copied().unwrap_or(0),
+                out_ready: true,
+            };
+            let seen = self.tick(drive);
+            let mut moved = false;
+            if drive.in_valid && seen.in_ready {
+                input.pop_front();
+                moved = true;
+            }
+            if seen.out_valid {
+                output.push_back(seen.out_data);
+                moved = true;
+            }
+            silent = if moved { 0 } else { silent + 1 };
+            if silent >= silence {
+                return false;
+            }
+        }
+        true
+    }
 }
 
-/// A backend with the trait's default `run_stream` (one `tick` per cycle): holds an
+/// A backend with the trait's default `run_stream` and `pump` (one `tick` per cycle): holds an
 /// overridden, faster `run_stream` (the native model's fast paths, Verilator's C++ host loop)
 /// to the per-tick behaviour in tests and benchmarks. `Ticked(&mut sim)` borrows.
 pub struct Ticked<S>(pub S);
@@ -106,5 +149,15 @@ impl<S: CycleSim + ?Sized> CycleSim for &mut S {
     }
     fn run_stream(&mut self, words: &[u32], stalls: &Stalls, limit: u64) -> Result<Trace, Stuck> {
         (**self).run_stream(words, stalls, limit)
+    }
+    fn pump(
+        &mut self,
+        input: &mut VecDeque<u32>,
+        output: &mut VecDeque<u32>,
+        keep: usize,
+        want: usize,
+        silence: u64,
+    ) -> bool {
+        (**self).pump(input, output, keep, want, silence)
     }
 }

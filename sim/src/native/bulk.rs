@@ -28,13 +28,98 @@
 //! (ACTIVATE starts only with the array drained). The lockstep tests compare `run_stream`
 //! (which uses this) with the per-tick path on every backend.
 
+use std::collections::VecDeque;
+
 use super::{NativeSim, State};
 use crate::native::pipe::Landing;
 use spec::arith::requantize_v2;
 use spec::config::MAX_DIM;
 use spec::isa::opcode;
+use spec::stream::HostOut;
+
+/// What a fast-forwarded stretch of cycles did, enough to account for each of its cycles
+/// without stepping them (the estimator's cycle breakdown does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stretch {
+    /// Cycles advanced.
+    pub cycles: u64,
+    /// Rows issued into the array, one on each of the stretch's first `issued` cycles (the
+    /// cycles on which the MAC count rises).
+    pub issued: u64,
+    /// The last cycle of the stretch (counted from 0 at its first) on which a row landed in
+    /// the accumulators, if one did.
+    pub last_acc_write: Option<u64>,
+}
 
 impl NativeSim {
+    /// Fast-forward up to `max` cycles through a *blind* window: cycles on which `in_ready`
+    /// and `out_valid` stay low and the host's inputs change nothing (see the module docs).
+    /// `None`, having done nothing, if fewer than two such cycles lie ahead; then step with
+    /// [`crate::CycleSim::tick`].
+    pub fn skip_blind(&mut self, max: u64) -> Option<Stretch> {
+        let k = self.blind_window().min(max);
+        (k > 1).then(|| self.advance_blind(k))
+    }
+
+    /// Take a prefix of `words`, one on each cycle from now, while the front end takes a
+    /// payload word every cycle (`in_ready` high, `out_valid` low): the host must offer a word
+    /// on each of these cycles. Returns the stretch (its `cycles` words were taken), or `None`,
+    /// having done nothing, if fewer than two words would go this way.
+    pub fn take_run(&mut self, words: &[u32]) -> Option<Stretch> {
+        let m = self.input_window().min(words.len() as u64);
+        (m > 1).then(|| self.take_words(&words[..m as usize]))
+    }
+
+    /// [`crate::CycleSim::pump`] with blind windows and input runs fast-forwarded.
+    pub(super) fn pump_bulk(
+        &mut self,
+        input: &mut VecDeque<u32>,
+        output: &mut VecDeque<u32>,
+        keep: usize,
+        want: usize,
+        silence: u64,
+    ) -> bool {
+        let mut silent = 0u64;
+        while input.len() > keep || output.len() < want {
+            // a blind window moves no word: it counts towards the silence, which must run out
+            // on the same cycle as when stepping
+            if let Some(s) = self.skip_blind(silence - silent) {
+                silent += s.cycles;
+                if silent >= silence {
+                    return false;
+                }
+                continue;
+            }
+            // the host offers its words back to back; stop with `keep` left once enough came back
+            let room = if output.len() >= want { input.len() - keep } else { input.len() };
+            let (front, _) = input.as_slices();
+            if let Some(s) = self.take_run(&front[..room.min(front.len())]) {
+                input.drain(..s.cycles as usize);
+                silent = 0;
+                continue;
+            }
+            let drive = HostOut {
+                in_valid: !input.is_empty(),
+                in_data: input.front().copied().unwrap_or(0),
+                out_ready: true,
+            };
+            let seen = self.step(drive, false);
+            let mut moved = false;
+            if drive.in_valid && seen.in_ready {
+                input.pop_front();
+                moved = true;
+            }
+            if seen.out_valid {
+                output.push_back(seen.out_data);
+                moved = true;
+            }
+            silent = if moved { 0 } else { silent + 1 };
+            if silent >= silence {
+                return false;
+            }
+        }
+        true
+    }
     /// Cycles from now during which the front end is blind (see the module docs); 0 if the
     /// next cycle may take or send a word or change state.
     pub(super) fn blind_window(&self) -> u64 {
@@ -70,13 +155,13 @@ impl NativeSim {
     }
 
     /// Advance `k` cycles of a blind window (`k <= blind_window()`), host inputs irrelevant.
-    pub(super) fn advance_blind(&mut self, k: u64) {
+    pub(super) fn advance_blind(&mut self, k: u64) -> Stretch {
         debug_assert!(k <= self.blind_window(), "advance_blind({k}) past the blind window");
         if k == 0 {
-            return;
+            return Stretch { cycles: 0, issued: 0, last_acc_write: None };
         }
         let q = self.r;
-        self.advance_background(k);
+        let stretch = self.advance_background(k);
         match q.state {
             State::Exec => {
                 self.r.addr = q.a0 as u16;
@@ -88,6 +173,7 @@ impl NativeSim {
             _ => {}
         }
         self.now += k;
+        stretch
     }
 
     /// ACTIVATE rows read on cycles `now .. now + k` (front end in ActRun throughout).
@@ -156,14 +242,14 @@ impl NativeSim {
 
     /// Take `words` (at most `input_window()`), one per cycle from now: the host offers one on
     /// every one of these cycles.
-    pub(super) fn take_words(&mut self, words: &[u32]) {
+    pub(super) fn take_words(&mut self, words: &[u32]) -> Stretch {
         let k = words.len() as u64;
         debug_assert!(k <= self.input_window(), "take_words({k}) past the input window");
         if k == 0 {
-            return;
+            return Stretch { cycles: 0, issued: 0, last_acc_write: None };
         }
         let q = self.r;
-        self.advance_background(k);
+        let stretch = self.advance_background(k);
         let dim = self.dim;
         let last = self.wpr - 1;
         let mut done = false;
@@ -249,20 +335,23 @@ impl NativeSim {
         }
         self.activity.words_in += k;
         self.now += k;
+        stretch
     }
 
     /// The background for `k` cycles from now: MATMUL rows issued, rows landing from both
     /// pipelines, countdowns, the cycle/MAC counters and their activity. Leaves `now` alone.
-    fn advance_background(&mut self, k: u64) {
+    fn advance_background(&mut self, k: u64) -> Stretch {
         let dim = self.dim;
         let now = self.now;
         let end = now + k;
         let q = self.r;
         let drain = u64::from(self.arr_drain);
+        let mut last_landing = None;
 
         // rows already in flight that land in the window (all due before any new row)
         while self.rows.front().is_some_and(|l| l.due < end) {
             let (l, sums) = self.rows.pop();
+            last_landing = Some(l.due);
             let dst = (usize::from(l.dst) & self.acc_mask) * dim;
             land_acc(&mut self.acc[dst..dst + dim], sums, l.accumulate);
             self.activity.acc_reads += 1;
@@ -288,6 +377,7 @@ impl NativeSim {
             if due < end {
                 // lands inside the window: straight into the accumulator row
                 let dst = (usize::from(dst16) & self.acc_mask) * dim;
+                last_landing = Some(due);
                 zero_macs += (self.kernel)(x, w, zw, &mut self.acc[dst..dst + dim], q.seq.acc);
                 self.activity.acc_reads += 1;
                 self.activity.acc_writes += 1;
@@ -316,6 +406,7 @@ impl NativeSim {
         a.scratch_reads += s;
         a.array_busy_cycles += busy;
         a.act_busy_cycles += k.min(u64::from(q.act.cnt));
+        Stretch { cycles: k, issued: s, last_acc_write: last_landing.map(|d| d - now) }
     }
 }
 

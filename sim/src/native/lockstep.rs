@@ -32,11 +32,13 @@ use spec::{Config, GoldenDevice, Quant};
 use super::NativeSim;
 use crate::CycleSim;
 
-/// Every cycle-accurate backend under test, freshly built for `cfg`, with its name.
+/// Every cycle-accurate backend under test, freshly built for `cfg`, with its name (the
+/// Verilator model in builds with the `verilator` feature).
 pub(crate) fn backends(cfg: &Config) -> Vec<(&'static str, Box<dyn CycleSim>)> {
     vec![
         ("native", Box::new(NativeSim::new(cfg))),
         ("native, per tick", Box::new(Ticked(NativeSim::new(cfg)))),
+        #[cfg(feature = "verilator")]
         ("verilator", Box::new(crate::verilated::VerilatedSim::new(cfg).expect("Verilator model"))),
     ]
 }

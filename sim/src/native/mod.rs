@@ -63,6 +63,7 @@
 
 mod activate;
 mod bulk;
+pub use bulk::Stretch;
 mod counters;
 mod host;
 mod kernel;
@@ -880,6 +881,18 @@ impl CycleSim for NativeSim {
                 self.step(HostOut::default(), false);
             }
         }
+    }
+
+    /// The trait's host loop, fast through blind windows and input runs (see `bulk.rs`).
+    fn pump(
+        &mut self,
+        input: &mut std::collections::VecDeque<u32>,
+        output: &mut std::collections::VecDeque<u32>,
+        keep: usize,
+        want: usize,
+        silence: u64,
+    ) -> bool {
+        self.pump_bulk(input, output, keep, want, silence)
     }
 
     /// The trait's run, fast: while the front end is blind or takes a payload word every cycle

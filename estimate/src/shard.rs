@@ -303,7 +303,7 @@ impl Sweep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::estimate::topology::parse;
+    use crate::topology::parse;
 
     fn grid() -> Grid {
         let topo = parse(b"Layer, M, N, K,\nfc1, 64, 32, 48,\nfc2, 16, 24, 40,\nfc3, 8, 8, 8,\n").unwrap();
@@ -331,7 +331,7 @@ mod tests {
         // each DIM's report is the plain topology estimate of that DIM
         let topo = Topology { format: g.format, layers: g.layers.clone(), ignored_columns: vec![] };
         let cfg = g.config(4).unwrap();
-        let direct = crate::estimate::topology::run(&cfg, &topo, g.input, &g.options(), &|_, _| {}).unwrap();
+        let direct = crate::topology::run(&cfg, &topo, g.input, &g.options(), &|_, _| {}).unwrap();
         assert_eq!(whole.reports[1], direct);
     }
 

@@ -1,8 +1,12 @@
-//! Throughput: a word stream run on the native cycle model one cycle at a time, with the host
-//! link modelled as input and output stalls, and every cycle charged to what the core was doing.
+//! Throughput: a word stream run on the native cycle model, with the host link modelled as
+//! input and output stalls, and every cycle charged to what the core was doing. Stretches in
+//! which the core is blind to the host (waiting for the array, a drain, an ACTIVATE) or takes a
+//! payload word every cycle are fast-forwarded by the model and charged in closed form; the
+//! result equals stepping every cycle ([`run_ticked`], tested).
 //!
 //! ```text
-//!   words ──► link (Stalls: one word per 1/F cycles) ──► NativeSim::tick ──► responses
+//!   words ──► link (Stalls: one word per 1/F cycles) ──► NativeSim::tick  ──► responses
+//!                                                        (or skip_blind, take_run)
 //!                                                            │ every cycle, in this order:
 //!                        a row entered the array (MACs rose) ├─► array_issue
 //!        core ready for input, host had none / output waits ├─► link_wait
@@ -33,9 +37,9 @@ use spec::stream::{HostOut, Stalls};
 use spec::Config;
 
 use super::EstimateError;
-use crate::activity::Activity;
-use crate::native::NativeSim;
-use crate::CycleSim;
+use sim::activity::Activity;
+use sim::native::NativeSim;
+use sim::CycleSim;
 
 /// Largest denominator of the fraction that approximates a link's words per cycle.
 const MAX_LINK_PERIOD: u64 = 1 << 20;
@@ -248,11 +252,39 @@ pub fn run_on(
     responses: usize,
     link: Option<&Link>,
 ) -> Result<Timing, EstimateError> {
+    measure(sim, words, responses, link, true)
+}
+
+/// [`run`] stepping every cycle with `tick`: the reference the fast loop is held to (tests,
+/// `benches/estimate_speed.rs`).
+pub fn run_ticked(
+    cfg: &Config,
+    words: &[u32],
+    responses: usize,
+    link: Option<&Link>,
+) -> Result<Timing, EstimateError> {
+    let mut sim = NativeSim::new(cfg);
+    sim.reset();
+    measure(&mut sim, words, responses, link, false)
+}
+
+/// [`run_on`], stepping every cycle with `tick` unless `fast`: then stretches where the core
+/// is blind to the host, or takes a payload word every cycle that the link offers, are
+/// fast-forwarded ([`NativeSim::skip_blind`], [`NativeSim::take_run`]) and their cycles
+/// charged in closed form. Both give the same [`Timing`] (tested).
+pub(super) fn measure(
+    sim: &mut NativeSim,
+    words: &[u32],
+    responses: usize,
+    link: Option<&Link>,
+    fast: bool,
+) -> Result<Timing, EstimateError> {
     let starts = command_starts(words)?;
     let stalls = link.map_or_else(Stalls::none, Link::stalls);
     let period = stalls.input.len().max(1);
     // silence longer than any command can be (an ACTIVATE of 65535 rows), or a link period
     let silence_limit = (1u64 << 20).max(4 * period as u64);
+    let in_stall_at = |p: usize| stalls.input.get(p % period).copied().unwrap_or(false);
     let start_cycle = sim.cycle();
     let mut names: Vec<&'static str> = Vec::new();
     let mut kinds: Vec<usize> = Vec::with_capacity(starts.len());
@@ -272,11 +304,56 @@ pub fn run_on(
     let mut cycle = 0u64;
     let mut before = sim.activity();
     let first = before;
+    // payload words go back to back only if the host offers one on every cycle
+    let offers_every_cycle = !stalls.input.iter().any(|&s| s);
     loop {
         if got >= responses && ip >= words.len() {
             break;
         }
         let more = ip < words.len();
+        if fast {
+            // a stretch cut short where stepping would give up on the silence
+            let max = silence_limit - silent.min(silence_limit);
+            let blind = sim.skip_blind(max);
+            let stretch = match blind {
+                Some(s) => Some(s),
+                None if more && offers_every_cycle => sim.take_run(&words[ip..]),
+                None => None,
+            };
+            if let Some(s) = stretch {
+                let k = s.cycles;
+                if let Some(c) = current {
+                    per_kind[kinds[c]].front_end_cycles += k;
+                }
+                // the first `issued` cycles issue; on the rest the core neither waits for the
+                // link (no input wanted but taken, no output) nor has anything else to do
+                bd.array_issue += s.issued;
+                if s.issued > 0 {
+                    first_issue.get_or_insert(cycle);
+                }
+                match current {
+                    Some(c) => per_kind[kinds[c]].exposed_cycles += k - s.issued,
+                    None => bd.link_wait += k - s.issued,
+                }
+                if let Some(l) = s.last_acc_write {
+                    last_acc_write = Some(cycle + l);
+                }
+                if blind.is_some() {
+                    // an offer not taken is held: from the first cycle the link offers on
+                    held =
+                        more && (held || (0..k.min(period as u64)).any(|i| !in_stall_at(phase + i as usize)));
+                    silent = if s.issued > 0 { k - s.issued } else { silent + k };
+                } else {
+                    held = false;
+                    ip += k as usize;
+                    silent = 0;
+                }
+                before = sim.activity();
+                cycle += k;
+                phase = ((phase as u64 + k) % period as u64) as usize;
+                continue;
+            }
+        }
         let in_stall = stalls.input.get(phase).copied().unwrap_or(false);
         let out_ready = !stalls.output.get(phase).copied().unwrap_or(false);
         let in_valid = more && (held || !in_stall);

@@ -891,7 +891,7 @@ mod tests {
         }
         assert_eq!(n, 3);
         // the plot draws
-        let svg = crate::estimate::plots::topology_svg(&report, "test").unwrap();
+        let svg = crate::plots::topology_svg(&report, "test").unwrap();
         assert!(svg.contains("c2") && svg.contains("utilisation per layer"));
     }
 }

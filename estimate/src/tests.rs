@@ -309,3 +309,67 @@ fn a_small_sweep_draws_four_plots() {
     // the roofline's dashed compute roofs have a legend entry
     assert!(svgs[3].1.contains("compute roof of each DIM: 2·DIM² (dashed)"));
 }
+
+/// The measuring loop's fast-forwarding changes nothing: on random GEMMs and MLPs (DIM 2..=12,
+/// memories small enough to force chunks and write-backs), with no link, a link of a word per
+/// cycle and slow links of random rates, [`throughput::measure`] fast and stepping every cycle
+/// give the same cycles, activity, counters and cycle breakdown, and leave the model with the
+/// same memories.
+#[test]
+fn fast_measurement_equals_stepping_every_cycle() {
+    let mut rng = Rng::new(77);
+    let mut ran = 0;
+    for case in 0..30u64 {
+        let dim = 2 + rng.below(11) as usize;
+        let c = cfg(
+            dim,
+            (4 * dim).next_power_of_two() << rng.below(3),
+            (2 * dim).next_power_of_two() << rng.below(3),
+        );
+        let m = 1 + rng.below(80) as usize;
+        let mut dims = vec![1 + rng.below(3 * dim as u64) as usize];
+        for _ in 0..1 + rng.below(3) {
+            dims.push(1 + rng.below(3 * dim as u64) as usize);
+        }
+        let layers: Vec<Layer> = dims
+            .windows(2)
+            .map(|kn| {
+                let (k, n) = (kn[0], kn[1]);
+                let w: Vec<i8> = (0..k * n).map(|_| rng.i8()).collect();
+                let b: Vec<i32> = (0..n).map(|_| rng.below(200) as i32 - 100).collect();
+                Layer::from_row_major(
+                    k,
+                    n,
+                    &w,
+                    b,
+                    Quant::new(1 + rng.below(100) as u16, 7, case % 2 == 0).unwrap(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let w = Workload::mlp("case", layers, OutputKind::Raw, m, random(case)).unwrap();
+        let Ok((_, words, responses)) = w.program(&c) else { continue };
+        let link = match case % 3 {
+            0 => None,
+            1 => Some(Link::new(1.0).unwrap()),
+            _ => Some(Link::new(0.05 + 0.9 * (rng.below(1000) as f64 / 1000.0)).unwrap()),
+        };
+        let mut fast = NativeSim::new(&c);
+        fast.reset();
+        let mut slow = NativeSim::new(&c);
+        slow.reset();
+        let a = throughput::measure(&mut fast, &words, responses, link.as_ref(), true).unwrap();
+        let b = throughput::measure(&mut slow, &words, responses, link.as_ref(), false).unwrap();
+        let what = format!("case {case}: {m} x {dims:?} on {c}, link {link:?}");
+        assert_eq!(a, b, "{what}");
+        assert_eq!(fast.cycle(), slow.cycle(), "{what}");
+        for r in 0..c.scratch_rows() {
+            assert_eq!(fast.scratch_row(r), slow.scratch_row(r), "{what}: scratchpad row {r}");
+        }
+        for r in 0..c.acc_rows() {
+            assert_eq!(fast.acc_row(r), slow.acc_row(r), "{what}: accumulator row {r}");
+        }
+        ran += 1;
+    }
+    assert!(ran >= 20, "only {ran} of 30 random workloads compiled");
+}

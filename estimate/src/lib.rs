@@ -1,5 +1,9 @@
+//! # protobrain estimate
+//!
 //! Throughput and power estimation from the cycle-exact native model: "how fast, how much
-//! power, which array size?" for a GEMM or an MLP, before anything is built.
+//! power, which array size?" for a GEMM, an MLP, a model or a SCALE-Sim topology file, before
+//! anything is built. Depends on `sim`'s native model and the driver's compiler only: it builds
+//! without Verilator or a C++ compiler. The technology tables are `estimate/tech/*.toml`.
 //!
 //! ```text
 //!  Workload (X, layers) ─► driver::compile_mlp ─► Program ─► word stream (golden run records it
@@ -17,7 +21,7 @@
 //!                                     clock, energy by component (power::energy), W, TOPS/W
 //! ```
 //!
-//! Every cycle count comes from running the stream on [`crate::native::NativeSim`] (bit- and
+//! Every cycle count comes from running the stream on [`sim::native::NativeSim`] (bit- and
 //! cycle-exact with the RTL); the formulas ([`scalesim_cycles`], [`pipelined_cycles`], the
 //! physical limit, the link bound) are reported beside the measurements, never instead of them.
 //! The three runs are independent and run in parallel (rayon).
@@ -48,10 +52,10 @@ use spec::isa::{opcode, Command};
 use spec::{Config, Quant};
 use thiserror::Error;
 
-use crate::activity::Activity;
-use crate::native::NativeSim;
-use crate::CycleSim;
 pub use power::{AreaBreakdown, EnergyBreakdown, TechError, TechTable};
+use sim::activity::Activity;
+use sim::native::NativeSim;
+use sim::CycleSim;
 pub use throughput::{
     link_bound_cycles, pipelined_cycles, scalesim_cycles, CommandCycles, CycleBreakdown, Link, Timing,
 };

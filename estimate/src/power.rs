@@ -2,7 +2,7 @@
 //! technology table, plus clock/register, control and leakage terms.
 //!
 //! ```text
-//!  Activity (native model) ──┐    TechTable (sim/tech/*.toml, every number with its source)
+//!  Activity (native model) ──┐    TechTable (estimate/tech/*.toml, every number with its source)
 //!  cycles, clock ────────────┼──► energy per component ──► EnergyBreakdown (pJ)
 //!  Config (DIM, memories) ───┘       array        MACs (multiply + add), PE and skew registers,
 //!                                                 weight register writes
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use spec::Config;
 use thiserror::Error;
 
-use crate::activity::Activity;
+use sim::activity::Activity;
 
 /// Pipeline register bits per PE: activation (8), bank tag (1), partial sum (32)
 /// (`hdl/src/pe.rs`); they clock every cycle.
@@ -41,9 +41,9 @@ pub const PE_WEIGHT_BITS: u64 = 16;
 pub const ACT_PIPELINE_BITS: u64 = 220;
 
 /// The 45 nm table shipped with protobrain (Horowitz, ISSCC 2014).
-pub const TECH_45NM: &str = include_str!("../../tech/horowitz-45nm.toml");
+pub const TECH_45NM: &str = include_str!("../tech/horowitz-45nm.toml");
 /// The 28 nm table: the 45 nm one scaled (see its header for the rule).
-pub const TECH_28NM: &str = include_str!("../../tech/scaled-28nm.toml");
+pub const TECH_28NM: &str = include_str!("../tech/scaled-28nm.toml");
 
 /// A number with where it comes from (a paper, a datasheet, or "assumption: why").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
