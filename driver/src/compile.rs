@@ -1015,6 +1015,46 @@ mod tests {
     }
 
     #[test]
+    fn resident_tiles_sit_at_the_top_and_replace_only_their_loads() {
+        let c = cfg(2, 16, 8);
+        let layer =
+            Layer::from_row_major(3, 3, &[1, 2, 3, 4, 5, 6, 7, 8, 9], vec![0; 3], Quant::IDENTITY).unwrap();
+        let x = DMatrix::from_element(2, 3, 1i8);
+        // K = N = 3 at DIM 2: 2 x 2 tiles; a budget of 5 rows holds two of them, in layer
+        // (n tile, k tile) order, at rows 12 and 14
+        let r = Residency::plan(&c, &[&layer], 5);
+        assert_eq!((r.base(), r.stored()), (12, (2, 4)));
+        // tile (k 1, n 0): row 0 is W[2][0..2] = [7 8], row 1 beyond K is zero padding
+        match &r.upload_commands(&[&layer])[1] {
+            Command::WriteAct { dst: 14, rows } => assert_eq!(rows, &vec![vec![7, 8], vec![0, 0]]),
+            other => panic!("{other:?}"),
+        }
+        let p = compile_mlp_resident(&c, &x, std::slice::from_ref(&layer), OutputKind::Int8, &r, 0).unwrap();
+        let ops: Vec<u8> = p.steps.iter().filter_map(|s| s.command()).map(|c| c.opcode()).collect();
+        let tiles: Vec<u16> = p
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Command(Command::LoadTile { src }) => Some(*src),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(tiles, [12, 14]);
+        assert_eq!(ops.iter().filter(|&&o| o == spec::isa::opcode::LOAD_WEIGHTS).count(), 2);
+        // no resident tile: the same program as streaming
+        let none = Residency::plan(&c, &[&layer], 0);
+        assert_eq!(none.stored(), (0, 4));
+        let streamed = compile_mlp(&c, &x, std::slice::from_ref(&layer), OutputKind::Int8).unwrap();
+        let p0 =
+            compile_mlp_resident(&c, &x, std::slice::from_ref(&layer), OutputKind::Int8, &none, 0).unwrap();
+        assert_eq!(p0.steps, streamed.steps);
+        // a residency planned for another DIM is refused, not misused
+        let other = Residency::plan(&cfg(4, 16, 8), &[&layer], 16);
+        let e = compile_mlp_resident(&c, &x, std::slice::from_ref(&layer), OutputKind::Int8, &other, 0);
+        assert!(matches!(&e, Err(CompileError::Network(m)) if m.contains("DIM 4")), "{e:?}");
+    }
+
+    #[test]
     fn the_plan_counts_the_words_before_compiling() {
         let mut rng = spec::stimulus::Rng::new(3);
         for (c, m, k, n) in
