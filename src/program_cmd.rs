@@ -247,6 +247,8 @@ fn opcode_name(op: u8) -> String {
         LOAD_WEIGHTS => "LOAD_WEIGHTS",
         LOAD_BIAS => "LOAD_BIAS",
         SET_QUANT => "SET_QUANT",
+        LOAD_QUANT => "LOAD_QUANT",
+        LOAD_TILE => "LOAD_TILE",
         WRITE_ACT => "WRITE_ACT",
         READ_ACT => "READ_ACT",
         MATMUL => "MATMUL",
