@@ -335,6 +335,12 @@ fn activity_is_what_the_commands_imply() {
                     want.weight_row_writes += d;
                     loaded = true;
                 }
+                Command::LoadTile { .. } => {
+                    // DIM scratchpad rows read into the shadow bank
+                    want.scratch_reads += d;
+                    want.weight_row_writes += d;
+                    loaded = true;
+                }
                 Command::LoadBias { .. } => want.bias_writes += d,
                 Command::Matmul { src, n, .. } => {
                     let n64 = u64::from(n);
