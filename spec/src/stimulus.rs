@@ -57,7 +57,7 @@ fn bad_range(rng: &mut Rng, rows: usize, max_n: u16) -> (u16, u16) {
 pub fn random_command(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Command {
     let d = cfg.dim();
     let (s, a) = (cfg.scratch_rows(), cfg.acc_rows());
-    match rng.below(15) {
+    match rng.below(14) {
         0 => Command::Info,
         1 => Command::Sync { token: rng.next_u64() as u32 },
         2 | 3 => Command::LoadWeights { weights: (0..d * d).map(|_| rng.i8()).collect() },
@@ -91,7 +91,6 @@ pub fn random_command(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Command {
             zero_point: rng.i8(),
         },
         13 => Command::LoadQuant { scales: random_scales(d, rng, 0..48) },
-        14 if s >= d => Command::LoadTile { src: rng.below((s - d) as u64 + 1) as u16 },
         _ => {
             if rng.chance(0.5) {
                 let (src, n) = range(rng, a, max_rows);
@@ -130,16 +129,7 @@ pub fn random_gemm_block(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Vec<Comm
         rows: (0..m).map(|_| (0..d).map(|_| rng.i8()).collect()).collect(),
     }];
     for t in 0..k_tiles {
-        let weights: Vec<i8> = (0..d * d).map(|_| rng.i8()).collect();
-        if s >= d && rng.chance(0.3) {
-            // resident: the tile stored in scratchpad rows (anywhere, even over X: every
-            // backend must agree on what that does), then loaded from there
-            let at = rng.below((s - d) as u64 + 1) as u16;
-            cmds.push(Command::WriteAct { dst: at, rows: weights.chunks(d).map(<[i8]>::to_vec).collect() });
-            cmds.push(Command::LoadTile { src: at });
-        } else {
-            cmds.push(Command::LoadWeights { weights });
-        }
+        cmds.push(Command::LoadWeights { weights: (0..d * d).map(|_| rng.i8()).collect() });
         cmds.push(Command::Matmul { src, n: m, dst, accumulate: t > 0 || rng.chance(0.3) });
     }
     cmds.push(Command::LoadBias { bias: (0..d).map(|_| rng.below(2001) as i32 - 1000).collect() });
@@ -190,9 +180,8 @@ pub fn random_malformed(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Vec<u32> 
         }
         1 => {
             // a fixed-length command with the wrong length
-            let (op, good) = match rng.below(7) {
+            let (op, good) = match rng.below(6) {
                 0 => (opcode::SYNC, 1),
-                5 => (opcode::LOAD_TILE, 1),
                 1 => (opcode::MATMUL, 2),
                 2 => (opcode::LOAD_WEIGHTS, d as u32 * wpr),
                 3 => (opcode::LOAD_BIAS, d as u32),
@@ -223,12 +212,6 @@ pub fn random_malformed(cfg: &Config, rng: &mut Rng, max_rows: u16) -> Vec<u32> 
             let mut p = vec![u32::from(dst) | (u32::from(n) << 16)];
             p.extend(junk(rng, u32::from(n) * wpr));
             with(header(opcode::WRITE_ACT, p.len() as u32), p)
-        }
-        4 if rng.chance(0.3) => {
-            // LOAD_TILE whose DIM rows do not fit
-            // start + n > rows with n <= DIM, so start + DIM > rows
-            let (src, _) = bad_range(rng, s, d as u16);
-            with(header(opcode::LOAD_TILE, 1), vec![u32::from(src) | (rng.next_u64() as u32 & 0xFFFF_0000)])
         }
         4 => {
             let (src, n) = bad_range(rng, s, max_rows);
