@@ -86,21 +86,7 @@ pub trait CycleSim {
     ) -> bool {
         let mut silent = 0u64;
         while input.len() > keep || output.len() < want {
-            let drive = HostOut {
-                in_valid: !input.is_empty(),
-                in_data: input.front().copied().unwrap_or(0),
-                out_ready: true,
-            };
-            let seen = self.tick(drive);
-            let mut moved = false;
-            if drive.in_valid && seen.in_ready {
-                input.pop_front();
-                moved = true;
-            }
-            if seen.out_valid {
-                output.push_back(seen.out_data);
-                moved = true;
-            }
+            let moved = pump_cycle(input, output, |drive| self.tick(drive));
             silent = if moved { 0 } else { silent + 1 };
             if silent >= silence {
                 return false;
@@ -108,6 +94,29 @@ pub trait CycleSim {
         }
         true
     }
+}
+
+/// One cycle of [`CycleSim::pump`]'s host: offer `input`'s front word with `out_ready` high,
+/// pop it if taken, push an output word; true if a word moved either way.
+pub(crate) fn pump_cycle(
+    input: &mut VecDeque<u32>,
+    output: &mut VecDeque<u32>,
+    tick: impl FnOnce(HostOut) -> DeviceOut,
+) -> bool {
+    let drive = HostOut {
+        in_valid: !input.is_empty(),
+        in_data: input.front().copied().unwrap_or(0),
+        out_ready: true,
+    };
+    let seen = tick(drive);
+    let taken = drive.in_valid && seen.in_ready;
+    if taken {
+        input.pop_front();
+    }
+    if seen.out_valid {
+        output.push_back(seen.out_data);
+    }
+    taken || seen.out_valid
 }
 
 /// A backend with the trait's default `run_stream` and `pump` (one `tick` per cycle): holds an

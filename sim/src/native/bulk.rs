@@ -35,7 +35,6 @@ use crate::native::pipe::Landing;
 use spec::arith::requantize_v2;
 use spec::config::MAX_DIM;
 use spec::isa::opcode;
-use spec::stream::HostOut;
 
 /// What a fast-forwarded stretch of cycles did, enough to account for each of its cycles
 /// without stepping them (the estimator's cycle breakdown does).
@@ -98,21 +97,7 @@ impl NativeSim {
                 silent = 0;
                 continue;
             }
-            let drive = HostOut {
-                in_valid: !input.is_empty(),
-                in_data: input.front().copied().unwrap_or(0),
-                out_ready: true,
-            };
-            let seen = self.step(drive, false);
-            let mut moved = false;
-            if drive.in_valid && seen.in_ready {
-                input.pop_front();
-                moved = true;
-            }
-            if seen.out_valid {
-                output.push_back(seen.out_data);
-                moved = true;
-            }
+            let moved = crate::pump_cycle(input, output, |drive| self.step(drive, false));
             silent = if moved { 0 } else { silent + 1 };
             if silent >= silence {
                 return false;
