@@ -483,20 +483,31 @@ fn segment_cycles(
 ) -> u128 {
     let rows = m as u128;
     let per_row = if raw { cfg.dim() } else { cfg.words_per_row() } as u128;
-    let last = geoms[layers.end - 1];
-    let sent = segment_cost(cfg, geoms, layers.clone(), m, mc, tiling);
-    let mut link = u128::from(sent).saturating_add(rows.saturating_mul(last.nt as u128 * per_row));
+    let end = layers.end;
+    let (last, last_tiling) = (geoms[end - 1], tiling[tiling.len() - 1]);
+    let sent = u128::from(segment_cost(cfg, geoms, layers.clone(), m, mc, tiling));
+    // the last layer's results: read back, and (int8) activated first
+    let act = if raw { 0 } else { 1 };
+    let out = rows.saturating_mul(last.nt as u128 * (per_row + act));
     let mut compute = 0u128;
+    let mut internal = 0u128; // ACTIVATE rows of the chained layers
     for l in layers {
-        link = link.saturating_add(rows.saturating_mul(geoms[l].nt as u128));
         compute = compute.saturating_add(rows.saturating_mul(geoms[l].kt as u128 * geoms[l].nt as u128));
+        if l + 1 < end {
+            internal = internal.saturating_add(rows.saturating_mul(geoms[l].nt as u128));
+        }
     }
-    if double {
-        let chunks = m.div_ceil(mc.max(1)).max(1) as u128;
-        link.max(compute).saturating_add(link / chunks)
-    } else {
-        link.saturating_add(compute)
+    if !double {
+        return sent.saturating_add(out).saturating_add(internal).saturating_add(compute);
     }
+    // only the last accumulator group's results are a chunk's tail (the others are read
+    // between its MATMULs, on its own half: not overlapped), and the chained layers' ACTIVATEs
+    // run inside the chunk
+    let groups = last.nt.div_ceil(last_tiling.group.max(1)).max(1) as u128;
+    let overlapped = sent.saturating_add(out / groups);
+    let serial = internal.saturating_add(out - out / groups);
+    let chunks = m.div_ceil(mc.max(1)).max(1) as u128;
+    overlapped.max(compute).saturating_add(serial).saturating_add(overlapped / chunks)
 }
 
 impl Plan {
