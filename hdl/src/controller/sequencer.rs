@@ -400,7 +400,7 @@ mod tests {
             // quiet: nothing to issue into the bank and its last row written back (the cycle
             // after issue + L + 1 = issue + drain)
             let acc_quiet =
-                |b: usize| !(busy && acc_touch[b]) && acc_last[b].is_none_or(|t| c >= t + drain as usize + 1);
+                |b: usize| !(busy && acc_touch[b]) && acc_last[b].is_none_or(|t| c > t + drain as usize);
             let row = vec![
                 u128::from(busy),
                 u128::from(addr),
