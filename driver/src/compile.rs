@@ -559,10 +559,80 @@ pub fn compile_mlp(
     layers: &[Layer],
     kind: OutputKind,
 ) -> Result<Program, CompileError> {
+    Ok(stream_mlp(cfg, x, layers, kind)?.to_program())
+}
+
+/// [`compile_mlp`] as a [`ProgramStream`]: planned now, its steps made on demand.
+pub fn stream_mlp<'a>(
+    cfg: &Config,
+    x: &'a DMatrix<i8>,
+    layers: &'a [Layer],
+    kind: OutputKind,
+) -> Result<ProgramStream<'a>, CompileError> {
     check_chain(x, layers)?;
     let shapes: Vec<(usize, usize)> = layers.iter().map(|l| (l.k(), l.n())).collect();
     let plan = plan(cfg, x.nrows(), &shapes, kind)?;
-    Ok(emit(&plan, x, layers, kind, None))
+    Ok(ProgramStream::new(plan, x, layers, kind, None))
+}
+
+/// A compiled computation whose steps are made on demand, in wire order, as many times as
+/// asked ([`ProgramStream::for_each_step`]): the same steps as the [`Program`] of
+/// [`compile_mlp`] ([`ProgramStream::to_program`]), without holding them all. Memory stays
+/// that of X, the layers and one chunk's steps, however long the program; a consumer that runs
+/// the steps as they come (`Device::run_stream`, the estimator) needs no more.
+#[derive(Debug, Clone)]
+pub struct ProgramStream<'a> {
+    plan: Plan,
+    x: &'a DMatrix<i8>,
+    layers: &'a [Layer],
+    kind: OutputKind,
+    resident: Option<(&'a Residency, usize)>,
+    results: Vec<ResultSpec>,
+}
+
+impl<'a> ProgramStream<'a> {
+    fn new(
+        plan: Plan,
+        x: &'a DMatrix<i8>,
+        layers: &'a [Layer],
+        kind: OutputKind,
+        resident: Option<(&'a Residency, usize)>,
+    ) -> Self {
+        let results = result_specs(&plan, layers, kind);
+        ProgramStream { plan, x, layers, kind, resident, results }
+    }
+
+    /// The device it is compiled for.
+    pub fn config(&self) -> Config {
+        self.plan.config
+    }
+
+    /// How the computation is cut up.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The result matrices ([`Program::results`]).
+    pub fn results(&self) -> &[ResultSpec] {
+        &self.results
+    }
+
+    /// Index of the final output in [`ProgramStream::results`].
+    pub fn output(&self) -> usize {
+        self.results.len() - 1
+    }
+
+    /// Make the steps, handing each to `f` in wire order.
+    pub fn for_each_step(&self, mut f: impl FnMut(Step)) {
+        emit(&self.plan, self.x, self.layers, self.kind, self.resident, &mut f);
+    }
+
+    /// The whole [`Program`].
+    pub fn to_program(&self) -> Program {
+        let mut steps = Vec::new();
+        self.for_each_step(|s| steps.push(s));
+        Program { config: self.config(), steps, results: self.results.clone(), output: self.output() }
+    }
 }
 
 /// X feeds the first layer and each layer the next.
@@ -605,7 +675,7 @@ pub fn compile_mlp_resident(
     check_chain(x, layers)?;
     let shapes: Vec<(usize, usize)> = layers.iter().map(|l| (l.k(), l.n())).collect();
     let plan = plan_in(cfg, resident.base, x.nrows(), &shapes, kind)?;
-    Ok(emit(&plan, x, layers, kind, Some((resident, first))))
+    Ok(ProgramStream::new(plan, x, layers, kind, Some((resident, first))).to_program())
 }
 
 /// Weight tiles kept on the device (resident weights, docs/design.md): each stored once in
@@ -691,12 +761,12 @@ enum Source<'a> {
 type TileId = (usize, usize, usize);
 
 /// Emits commands and tracks what the device holds, to skip redundant loads.
-struct Emitter<'a> {
+struct Emitter<'a, 's> {
     cfg: Config,
     layers: &'a [Layer],
     /// Tiles on the device and the residency index of `layers[0]`.
     resident: Option<(&'a Residency, usize)>,
-    steps: Vec<Step>,
+    steps: Hoist<'s>,
     active: Option<TileId>,
     shadow: Option<TileId>,
     bias: Option<(usize, usize)>,
@@ -710,7 +780,7 @@ fn row(v: usize) -> u16 {
     u16::try_from(v).expect("row addresses and counts fit 16 bits (Config rows <= 65536, chunks <= 65535)")
 }
 
-impl Emitter<'_> {
+impl Emitter<'_, '_> {
     fn dim(&self) -> usize {
         self.cfg.dim()
     }
@@ -803,37 +873,15 @@ impl Emitter<'_> {
     }
 }
 
-/// Turn a plan into commands.
-fn emit<'a>(
-    plan: &Plan,
-    x: &DMatrix<i8>,
-    layers: &'a [Layer],
-    kind: OutputKind,
-    resident: Option<(&'a Residency, usize)>,
-) -> Program {
-    let cfg = plan.config;
-    let (d, s_rows) = (cfg.dim(), plan.scratch_rows);
-    let m = plan.m;
-    let mut e = Emitter {
-        cfg,
-        layers,
-        resident,
-        steps: Vec::new(),
-        active: None,
-        shadow: None,
-        bias: None,
-        quant: None,
-        scales: None,
-    };
-    let mut results = Vec::new();
+/// The result matrices of a plan: one per segment, the last one the output.
+fn result_specs(plan: &Plan, layers: &[Layer], kind: OutputKind) -> Vec<ResultSpec> {
     let last_segment = plan.segments.len() - 1;
+    let mut results = Vec::new();
     for (si, seg) in plan.segments.iter().enumerate() {
-        let source = if si == 0 { Source::Input(x) } else { Source::Result(si - 1) };
         let final_layer = &layers[seg.layers.end - 1];
         let raw = si == last_segment && kind == OutputKind::Raw;
-        let result = results.len();
         results.push(ResultSpec {
-            rows: m,
+            rows: plan.m,
             cols: final_layer.n(),
             kind: if raw {
                 ResultKind::Raw { bias: final_layer.bias().iter().copied().collect() }
@@ -841,6 +889,39 @@ fn emit<'a>(
                 ResultKind::Int8
             },
         });
+    }
+    results
+}
+
+/// Turn a plan into commands, handed to `sink` in wire order (result `i` is segment `i`'s,
+/// see [`result_specs`]).
+fn emit<'a>(
+    plan: &Plan,
+    x: &DMatrix<i8>,
+    layers: &'a [Layer],
+    kind: OutputKind,
+    resident: Option<(&'a Residency, usize)>,
+    sink: &mut dyn FnMut(Step),
+) {
+    let cfg = plan.config;
+    let (d, s_rows) = (cfg.dim(), plan.scratch_rows);
+    let m = plan.m;
+    let mut e = Emitter {
+        cfg,
+        layers,
+        resident,
+        steps: Hoist { sink, tail: Vec::new() },
+        active: None,
+        shadow: None,
+        bias: None,
+        quant: None,
+        scales: None,
+    };
+    let last_segment = plan.segments.len() - 1;
+    for (si, seg) in plan.segments.iter().enumerate() {
+        let source = if si == 0 { Source::Input(x) } else { Source::Result(si - 1) };
+        let raw = si == last_segment && kind == OutputKind::Raw;
+        let result = si;
         for r0 in (0..m).step_by(seg.chunk_rows) {
             let mc = seg.chunk_rows.min(m - r0);
             let mut in_base = 0;
@@ -913,8 +994,7 @@ fn emit<'a>(
         }
     }
     e.push(Command::Sync { token: END_TOKEN });
-    let output = results.len() - 1;
-    Program { config: cfg, steps: hoist_weight_loads(e.steps), results, output }
+    e.steps.finish();
 }
 
 fn is_weights_or_matmul(s: &Step) -> bool {
@@ -924,13 +1004,48 @@ fn is_weights_or_matmul(s: &Step) -> bool {
     )
 }
 
+fn is_weight_load(s: &Step) -> bool {
+    matches!(s, Step::Command(Command::LoadWeights { .. } | Command::LoadTile { .. }))
+}
+
+/// The emitter's output: every LOAD_WEIGHTS (or LOAD_TILE) moved up to right after the previous
+/// MATMUL or weight load, as [`hoist_weight_loads`] does to a whole program, while the steps go
+/// to the sink as they come. Only the steps since the last MATMUL or weight load wait (`tail`:
+/// at most one chunk's read-backs, quantisation and X), so nothing here grows with the program.
+struct Hoist<'s> {
+    sink: &'s mut dyn FnMut(Step),
+    tail: Vec<Step>,
+}
+
+impl Hoist<'_> {
+    fn push(&mut self, step: Step) {
+        if is_weight_load(&step) {
+            // right after the last MATMUL or weight load: before everything still waiting
+            (self.sink)(step);
+        } else if is_weights_or_matmul(&step) {
+            self.finish();
+            (self.sink)(step);
+        } else {
+            self.tail.push(step);
+        }
+    }
+
+    fn finish(&mut self) {
+        for step in self.tail.drain(..) {
+            (self.sink)(step);
+        }
+    }
+}
+
 /// Move every LOAD_WEIGHTS up to right after the previous MATMUL: the commands it passes
 /// (ACTIVATE, LOAD_BIAS, SET_QUANT, WRITE_ACT, READ_*) do not use the weights, and the load
-/// then fills the shadow bank while the array is still busy.
+/// then fills the shadow bank while the array is still busy. (The whole-program form of
+/// [`Hoist`], which the tests hold it to.)
+#[cfg(test)]
 fn hoist_weight_loads(steps: Vec<Step>) -> Vec<Step> {
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
     for step in steps {
-        if matches!(step, Step::Command(Command::LoadWeights { .. } | Command::LoadTile { .. })) {
+        if is_weight_load(&step) {
             let at = out.iter().rposition(is_weights_or_matmul).map_or(0, |p| p + 1);
             out.insert(at, step);
         } else {
@@ -996,6 +1111,39 @@ mod tests {
         plan(&cfg(2, 1, 1), 3, &[(4, 2)], OutputKind::Raw).unwrap();
         // and so does a layer of one tile, in place
         plan(&cfg(2, 1, 1), 3, &[(2, 2)], OutputKind::Int8).unwrap();
+    }
+
+    /// The streaming hoist gives the steps of hoisting the whole program, on random step
+    /// sequences (weight loads before any MATMUL, several in a row, none at all).
+    #[test]
+    fn the_streaming_hoist_equals_hoisting_the_whole_program() {
+        let mut rng = spec::stimulus::Rng::new(21);
+        for _ in 0..500 {
+            let len = rng.below(40) as usize;
+            let steps: Vec<Step> = (0..len)
+                .map(|i| match rng.below(7) {
+                    0 => Step::Command(Command::LoadWeights { weights: vec![i as i8; 4] }),
+                    1 => Step::Command(Command::LoadTile { src: i as u16 }),
+                    2 => Step::Command(Command::Matmul { src: i as u16, n: 1, dst: 0, accumulate: false }),
+                    3 => Step::Command(Command::WriteAct { dst: i as u16, rows: vec![vec![1, 2]] }),
+                    4 => Step::Command(Command::Activate { src: i as u16, n: 1, dst: 0 }),
+                    5 => Step::ReadAct {
+                        src: i as u16,
+                        n: 1,
+                        to: Block { result: 0, row: i, col: 0, rows: 1, cols: 1 },
+                    },
+                    _ => Step::Command(Command::Sync { token: i as u32 }),
+                })
+                .collect();
+            let mut streamed = Vec::new();
+            let mut sink = |s| streamed.push(s);
+            let mut h = Hoist { sink: &mut sink, tail: Vec::new() };
+            for s in steps.clone() {
+                h.push(s);
+            }
+            h.finish();
+            assert_eq!(streamed, hoist_weight_loads(steps));
+        }
     }
 
     #[test]
