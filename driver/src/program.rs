@@ -85,6 +85,19 @@ impl Step {
         }
     }
 
+    /// Words the device of `cfg` answers this step with when nothing goes wrong.
+    pub fn response_words(&self, cfg: &Config) -> u64 {
+        let (dim, wpr) = (cfg.dim() as u64, cfg.words_per_row() as u64);
+        match self {
+            Step::Command(Command::Info) => 5,
+            Step::Command(Command::Sync { .. }) => 2,
+            Step::Command(Command::Counters) => 1 + spec::isa::COUNTER_WORDS as u64,
+            Step::Command(Command::ReadAct { n, .. }) | Step::ReadAct { n, .. } => 1 + u64::from(*n) * wpr,
+            Step::Command(Command::ReadAcc { n, .. }) | Step::ReadAcc { n, .. } => 1 + u64::from(*n) * dim,
+            _ => 0,
+        }
+    }
+
     /// The opcode of the command this step sends.
     pub fn opcode(&self) -> u8 {
         match self {
@@ -422,14 +435,7 @@ impl Program {
                 Step::WriteBack { from, .. } => 2 + (from.rows * wpr) as u64,
                 other => 1 + other.command().map_or(0, |c| c.payload_len(dim)) as u64,
             };
-            s.words_from_device += match step.command() {
-                Some(Command::Info) => 5,
-                Some(Command::Sync { .. }) => 2,
-                Some(Command::Counters) => 1 + spec::isa::COUNTER_WORDS as u64,
-                Some(Command::ReadAct { n, .. }) => 1 + u64::from(n) * wpr as u64,
-                Some(Command::ReadAcc { n, .. }) => 1 + u64::from(n) * dim as u64,
-                _ => 0,
-            };
+            s.words_from_device += step.response_words(cfg);
             match step {
                 Step::Command(Command::Matmul { n, .. }) => s.matmul_rows += u64::from(*n),
                 Step::WriteBack { .. } => s.write_backs += 1,

@@ -3,6 +3,7 @@
 //! dependence, the utilisation goal, the TPU anchor, write-back programs, and a small sweep.
 
 use super::*;
+use driver::compile_mlp;
 use spec::stimulus::Rng;
 use spec::stream::Stalls;
 
@@ -314,7 +315,7 @@ fn a_small_sweep_draws_four_plots() {
 /// memories small enough to force chunks and write-backs), with no link, a link of a word per
 /// cycle and slow links of random rates, [`throughput::measure`] fast and stepping every cycle
 /// give the same cycles, activity, counters and cycle breakdown, and leave the model with the
-/// same memories.
+/// same memories; and so does a [`throughput::Meter`] fed the stream in random pieces.
 #[test]
 fn fast_measurement_equals_stepping_every_cycle() {
     let mut rng = Rng::new(77);
@@ -362,6 +363,19 @@ fn fast_measurement_equals_stepping_every_cycle() {
         let b = throughput::measure(&mut slow, &words, responses, link.as_ref(), false).unwrap();
         let what = format!("case {case}: {m} x {dims:?} on {c}, link {link:?}");
         assert_eq!(a, b, "{what}");
+        // fed in random pieces (a stream made as it runs), fast or stepping
+        for fast in [true, false] {
+            let mut sim = NativeSim::new(&c);
+            sim.reset();
+            let mut meter = throughput::Meter::new(&mut sim, link.as_ref(), fast);
+            let mut rest = &words[..];
+            while !rest.is_empty() {
+                let (piece, tail) = rest.split_at((rng.below(3 * dim as u64 + 3) as usize).min(rest.len()));
+                meter.feed(piece).unwrap();
+                rest = tail;
+            }
+            assert_eq!(meter.finish(responses).unwrap(), a, "{what}, fed in pieces, fast {fast}");
+        }
         assert_eq!(fast.cycle(), slow.cycle(), "{what}");
         for r in 0..c.scratch_rows() {
             assert_eq!(fast.scratch_row(r), slow.scratch_row(r), "{what}: scratchpad row {r}");
