@@ -122,6 +122,13 @@ pub(crate) fn select(dim: usize) -> RowKernel {
     portable(dim)
 }
 
+/// The kernel of a model that does not compute the sums ([`super::NativeSim::skip_sums`]): the
+/// count of products with a zero operand alone (from the operands, as every kernel counts it);
+/// `out` is left as it is.
+pub(crate) fn operands_only(x: &[i8], _w: &[i16], zw: &[u32], _out: &mut [i32], _add: bool) -> u64 {
+    zero_products(x, zw, x.len() as u32)
+}
+
 /// The kernel without CPU-specific code paths (the reference for the tests).
 pub(crate) fn portable(dim: usize) -> RowKernel {
     match dim {
