@@ -748,6 +748,23 @@ fn tile_row(w: &DMatrix<i8>, kt: usize, nt: usize, k: usize, d: usize) -> Vec<i8
     (nt * d..(nt + 1) * d).map(|c| if r < w.nrows() && c < w.ncols() { w[(r, c)] } else { 0 }).collect()
 }
 
+/// Weight tile (kt, nt) row-major: its rows [`tile_row`] `0..DIM` one after another (built from
+/// W's column-major storage directly: the compiler makes one per LOAD_WEIGHTS).
+fn weight_tile(w: &DMatrix<i8>, kt: usize, nt: usize, d: usize) -> Vec<i8> {
+    let mut tile = vec![0i8; d * d];
+    let (k, n) = w.shape();
+    let (r0, c0) = (kt * d, nt * d);
+    let (rows, cols) = (d.min(k.saturating_sub(r0)), d.min(n.saturating_sub(c0)));
+    let data = w.as_slice();
+    for j in 0..cols {
+        let col = &data[(c0 + j) * k + r0..][..rows];
+        for (i, &v) in col.iter().enumerate() {
+            tile[i * d + j] = v;
+        }
+    }
+    tile
+}
+
 /// Where a segment's X comes from.
 #[derive(Clone, Copy)]
 enum Source<'a> {
@@ -794,8 +811,17 @@ impl Emitter<'_, '_> {
         let d = self.dim();
         match src {
             Source::Input(x) => {
+                // columns kt·DIM .. of X (column-major), zero padded past K
+                let (data, m, c0) = (x.as_slice(), x.nrows(), kt * d);
+                let cols = d.min(k.saturating_sub(c0));
                 let rows = (r0..r0 + n)
-                    .map(|r| (kt * d..(kt + 1) * d).map(|c| if c < k { x[(r, c)] } else { 0 }).collect())
+                    .map(|r| {
+                        let mut v = vec![0i8; d];
+                        for (j, e) in v[..cols].iter_mut().enumerate() {
+                            *e = data[(c0 + j) * m + r];
+                        }
+                        v
+                    })
                     .collect();
                 self.push(Command::WriteAct { dst: row(dst), rows });
             }
@@ -816,8 +842,7 @@ impl Emitter<'_, '_> {
         if let Some(at) = self.resident.and_then(|(r, first)| r.row_of((first + l, kt, nt))) {
             self.push(Command::LoadTile { src: row(at) });
         } else {
-            let w = self.layers[l].weights();
-            let weights = (0..d).flat_map(|k| tile_row(w, kt, nt, k, d)).collect();
+            let weights = weight_tile(self.layers[l].weights(), kt, nt, d);
             self.push(Command::LoadWeights { weights });
         }
         self.shadow = Some(id);
@@ -1111,6 +1136,21 @@ mod tests {
         plan(&cfg(2, 1, 1), 3, &[(4, 2)], OutputKind::Raw).unwrap();
         // and so does a layer of one tile, in place
         plan(&cfg(2, 1, 1), 3, &[(2, 2)], OutputKind::Int8).unwrap();
+    }
+
+    /// A weight tile is its rows, padded with zeros past K and N.
+    #[test]
+    fn weight_tiles_are_their_rows() {
+        let mut rng = spec::stimulus::Rng::new(5);
+        for (k, n, d) in [(1, 1, 1), (5, 3, 2), (9, 17, 4), (16, 16, 8), (33, 7, 16)] {
+            let w = DMatrix::from_fn(k, n, |_, _| rng.next_u64() as i8);
+            for kt in 0..k.div_ceil(d) {
+                for nt in 0..n.div_ceil(d) {
+                    let rows: Vec<i8> = (0..d).flat_map(|r| tile_row(&w, kt, nt, r, d)).collect();
+                    assert_eq!(weight_tile(&w, kt, nt, d), rows, "{k}x{n} DIM {d} tile ({kt}, {nt})");
+                }
+            }
+        }
     }
 
     /// The streaming hoist gives the steps of hoisting the whole program, on random step

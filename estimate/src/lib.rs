@@ -608,54 +608,65 @@ struct DerivedRun {
     pipelined: throughput::Pipelined,
 }
 
-/// On one fresh model: the preload (every WRITE_ACT of the stream, then its first weight tile,
-/// then SYNC 1), then the measured part (the MATMULs, with `weights` also the LOAD_WEIGHTS, in
-/// order, then SYNC `token`), each made on its own pass over the stream. The measured part's
-/// busy cycles, duration (from the preload's SYNC echo to its own) and activity (between the
-/// two echoes). The model skips the array's sums, which none of these depend on (tested).
-fn derived_run(
-    cfg: &Config,
-    source: &Source,
-    weights: bool,
-    token: u32,
-) -> Result<DerivedRun, EstimateError> {
-    let mut sim = NativeSim::new(cfg);
-    sim.reset();
-    // only cycles and activity are read, and every MATMUL's X is written by the host (no
-    // ACTIVATE): the sums would change neither (NativeSim::skip_sums)
-    sim.skip_sums();
-    let mut meter = throughput::Meter::new(&mut sim, None, true).record();
-    let mut feeder = Feeder::new(&mut meter);
+/// The two derived runs, each on a fresh model: the preload (every WRITE_ACT of the stream,
+/// then its first weight tile, then SYNC 1), then the measured part (compute: the MATMULs, then
+/// SYNC 2; weight stream: the LOAD_WEIGHTS and MATMULs in order, then SYNC 3). Both are fed
+/// from the same two passes over the stream (the WRITE_ACTs, then the rest). Each one's busy
+/// cycles, duration (from the preload's SYNC echo to its own) and activity (between the two
+/// echoes). The models skip the array's sums, which none of these depend on (tested).
+fn derived_runs(cfg: &Config, source: &Source) -> Result<(DerivedRun, DerivedRun), EstimateError> {
+    let dim = cfg.dim();
+    let mut sims = [NativeSim::new(cfg), NativeSim::new(cfg)];
+    for sim in &mut sims {
+        sim.reset();
+        // only cycles and activity are read, and every MATMUL's X is written by the host (no
+        // ACTIVATE): the sums would change neither (NativeSim::skip_sums)
+        sim.skip_sums();
+    }
+    let [sim_c, sim_w] = &mut sims;
+    let mut meter_c = throughput::Meter::new(sim_c, None, true).record();
+    let mut meter_w = throughput::Meter::new(sim_w, None, true).record();
+    let (mut compute, mut weights) = (Feeder::new(&mut meter_c), Feeder::new(&mut meter_w));
     let mut tile: Option<Vec<u32>> = None;
     source.for_each_command(&mut |op, w| match op {
-        opcode::WRITE_ACT => feeder.push(w),
+        opcode::WRITE_ACT => {
+            compute.push(w);
+            weights.push(w);
+        }
         opcode::LOAD_WEIGHTS if tile.is_none() => tile = Some(w.to_vec()),
         _ => {}
     })?;
-    feeder.push(&tile.unwrap_or_default());
-    feeder.push(&sync_words(cfg.dim(), 1));
+    let preload_end: Vec<u32> = tile.unwrap_or_default().into_iter().chain(sync_words(dim, 1)).collect();
+    compute.push(&preload_end);
+    weights.push(&preload_end);
     let mut pipelined = throughput::Pipelined::default();
     source.for_each_command(&mut |op, w| match op {
         opcode::MATMUL => {
             pipelined.add(u64::from(w[1] >> 16));
-            feeder.push(w);
+            compute.push(w);
+            weights.push(w);
         }
-        opcode::LOAD_WEIGHTS if weights => feeder.push(w),
+        opcode::LOAD_WEIGHTS => weights.push(w),
         _ => {}
     })?;
-    feeder.push(&sync_words(cfg.dim(), token));
-    feeder.done()?;
-    meter.finish(4)?;
-    let out = meter.outputs();
-    let (Some(&(a, ref before)), Some(&(b, ref after))) = (out.get(1), out.get(3)) else {
-        return Err(EstimateError::Stream(format!(
-            "expected two SYNC echoes (4 words), got {} words",
-            out.len()
-        )));
+    compute.push(&sync_words(dim, 2));
+    weights.push(&sync_words(dim, 3));
+    compute.done()?;
+    weights.done()?;
+    let measured = |meter: &mut throughput::Meter| -> Result<DerivedRun, EstimateError> {
+        meter.finish(4)?;
+        let out = meter.outputs();
+        let (Some(&(a, ref before)), Some(&(b, ref after))) = (out.get(1), out.get(3)) else {
+            return Err(EstimateError::Stream(format!(
+                "expected two SYNC echoes (4 words), got {} words",
+                out.len()
+            )));
+        };
+        let mut activity = activity_since(after, before);
+        activity.cycles = b - a;
+        Ok(DerivedRun { busy: activity.array_busy_cycles, duration: b - a, activity, pipelined })
     };
-    let mut activity = activity_since(after, before);
-    activity.cycles = b - a;
-    Ok(DerivedRun { busy: activity.array_busy_cycles, duration: b - a, activity, pipelined })
+    Ok((measured(&mut meter_c)?, measured(&mut meter_w)?))
 }
 
 /// `now - before`, field by field.
@@ -688,11 +699,8 @@ pub fn estimate(cfg: &Config, workload: &Workload, opts: &Options) -> Result<Est
     let gemms = workload.gemms();
     let (plan, source) = workload.source(cfg)?;
     let link = opts.link.as_ref();
-    let (full, (compute, stream)) = rayon::join(
-        || run_full(cfg, &source, link),
-        || rayon::join(|| derived_run(cfg, &source, false, 2), || derived_run(cfg, &source, true, 3)),
-    );
-    let (full, compute, stream) = (full?, compute?, stream?);
+    let (full, derived) = rayon::join(|| run_full(cfg, &source, link), || derived_runs(cfg, &source));
+    let (full, (compute, stream)) = (full?, derived?);
 
     let dim = cfg.dim() as u64;
     let d2 = (dim * dim) as f64;
