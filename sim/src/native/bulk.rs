@@ -77,7 +77,7 @@ impl NativeSim {
     /// streams. For runs whose cycles and activity are all that is read and that have no
     /// ACTIVATE: the estimator's derived runs (MATMULs over X the host wrote).
     pub fn skip_sums(&mut self) {
-        self.kernel = super::kernel::operands_only;
+        self.kernel = super::kernel::select_operands(self.dim);
     }
 
     /// [`crate::CycleSim::pump`] with blind windows and input runs fast-forwarded.
