@@ -46,8 +46,8 @@ mod tests;
 use std::fmt;
 
 use driver::{
-    stream_mlp, CompileError, Device, DriverError, GoldenTransport, Layer, Network, OutputKind, Program,
-    ProgramError, ProgramStream, Recorder, Step,
+    stream_mlp_buffered, Buffering, CompileError, Device, DriverError, GoldenTransport, Layer, Network,
+    OutputKind, Program, ProgramError, ProgramStream, Recorder, Step,
 };
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
@@ -246,9 +246,9 @@ impl Workload {
     /// The plan (how the GEMMs are tiled) and the word stream, to run as it is made: a
     /// compiled program without write-backs as a [`ProgramStream`], else the stream recorded
     /// whole on the golden device (write-backs, networks).
-    fn source(&self, cfg: &Config) -> Result<(String, Source<'_>), EstimateError> {
+    fn source(&self, cfg: &Config, buffering: Buffering) -> Result<(String, Source<'_>), EstimateError> {
         let Some(net) = &self.network else {
-            let stream = stream_mlp(cfg, &self.x, &self.layers, self.output)?;
+            let stream = stream_mlp_buffered(cfg, &self.x, &self.layers, self.output, buffering)?;
             let plan = stream.plan().to_string();
             if stream.plan().segments.len() == 1 {
                 return Ok((plan, Source::Stream(stream)));
@@ -279,8 +279,12 @@ impl Workload {
 
     /// The plan and the whole word stream with its response count.
     #[cfg(test)]
-    fn program(&self, cfg: &Config) -> Result<(String, Vec<u32>, usize), EstimateError> {
-        let (plan, source) = self.source(cfg)?;
+    fn program(
+        &self,
+        cfg: &Config,
+        buffering: Buffering,
+    ) -> Result<(String, Vec<u32>, usize), EstimateError> {
+        let (plan, source) = self.source(cfg, buffering)?;
         let mut words = Vec::new();
         let responses = source.for_each_command(&mut |_, w| words.extend_from_slice(w))?;
         Ok((plan, words, responses))
@@ -409,12 +413,15 @@ pub struct Options {
     pub link: Option<Link>,
     /// Energy per event.
     pub tech: TechTable,
+    /// The compiler's double buffering of GEMMs and MLPs (not of model files with conv
+    /// stages, which the network runner schedules).
+    pub buffering: Buffering,
 }
 
 impl Options {
-    /// Defaults: `clock_hz`, no link limit, the 45 nm table.
+    /// Defaults: `clock_hz`, no link limit, the 45 nm table, double buffering where it pays.
     pub fn at_clock(clock_hz: f64) -> Self {
-        Options { clock_hz, link: None, tech: TechTable::horowitz_45nm() }
+        Options { clock_hz, link: None, tech: TechTable::horowitz_45nm(), buffering: Buffering::Auto }
     }
 }
 
@@ -710,7 +717,7 @@ pub fn estimate(cfg: &Config, workload: &Workload, opts: &Options) -> Result<Est
     }
     let shapes = workload.shapes();
     let gemms = workload.gemms();
-    let (plan, source) = workload.source(cfg)?;
+    let (plan, source) = workload.source(cfg, opts.buffering)?;
     let link = opts.link.as_ref();
     // one layer: every MATMUL reads X the host wrote, so the sums change no count (their values
     // are read back, not measured)

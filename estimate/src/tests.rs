@@ -349,7 +349,7 @@ fn fast_measurement_equals_stepping_every_cycle() {
             })
             .collect();
         let w = Workload::mlp("case", layers, OutputKind::Raw, m, random(case)).unwrap();
-        let Ok((_, words, responses)) = w.program(&c) else { continue };
+        let Ok((_, words, responses)) = w.program(&c, Buffering::Auto) else { continue };
         let link = match case % 3 {
             0 => None,
             1 => Some(Link::new(1.0).unwrap()),
@@ -410,7 +410,7 @@ fn one_layer_programs_measure_the_same_without_the_sums() {
         let gemm = Workload::gemm(m, k, n, random(case)).unwrap();
         let kind = if case % 3 == 0 { OutputKind::Raw } else { OutputKind::Int8 };
         let w = Workload::mlp("one layer", gemm.layers, kind, m, random(case)).unwrap();
-        let Ok((_, words, responses)) = w.program(&c) else { continue };
+        let Ok((_, words, responses)) = w.program(&c, Buffering::Auto) else { continue };
         let link =
             (case % 2 == 1).then(|| Link::new(0.05 + 0.9 * (rng.below(1000) as f64 / 1000.0)).unwrap());
         let (mut a, mut b) = (NativeSim::new(&c), NativeSim::new(&c));
