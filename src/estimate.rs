@@ -51,7 +51,7 @@ pub struct EstimateArgs {
     #[arg(long, value_name = "M", default_value_t = 256)]
     pub batch: usize,
 
-    /// Core clock in MHz [default: the preset's: tpu-v1 700, ecp5-* 50, ice40-up5k 30,
+    /// Core clock in MHz [default: the preset's: tpu-v1 700, ecp5-* 50, ice40-up5k 24,
     /// default 100].
     #[arg(long, value_name = "MHz")]
     pub clock: Option<f64>,
@@ -120,7 +120,7 @@ impl From<BufferingArg> for driver::Buffering {
 pub fn nominal_clock_mhz(preset: &str) -> f64 {
     match preset {
         "tpu-v1" => 700.0,
-        "ice40-up5k" => 30.0,
+        "ice40-up5k" => 24.0,
         "ecp5-25k" | "ecp5-85k" => 50.0,
         _ => 100.0,
     }
@@ -330,6 +330,11 @@ mod tests {
     fn nominal_clocks() {
         assert_eq!(nominal_clock_mhz("tpu-v1"), 700.0);
         assert_eq!(nominal_clock_mhz("default"), 100.0);
+        // the FPGA presets' clocks are their boards' bitstream clocks
+        for b in [hdl::boards::Board::Icebreaker, hdl::boards::Board::Ulx3s25f, hdl::boards::Board::Ulx3s85f]
+        {
+            assert_eq!(nominal_clock_mhz(b.preset()), b.core_hz() as f64 / 1e6, "{b}");
+        }
     }
 
     #[test]
