@@ -486,6 +486,17 @@ fn segment_cycles(
     let end = layers.end;
     let (last, last_tiling) = (geoms[end - 1], tiling[tiling.len() - 1]);
     let sent = u128::from(segment_cost(cfg, geoms, layers.clone(), m, mc, tiling));
+    // the weight words among them: they load into the shadow bank while MATMULs run
+    let chunks = m.div_ceil(mc.max(1)).max(1) as u128;
+    let tile_words = 1 + cfg.dim() as u128 * cfg.words_per_row() as u128;
+    let weights = layers
+        .clone()
+        .map(|l| {
+            let tiles = geoms[l].kt as u128 * geoms[l].nt as u128;
+            let loads = if tiles == 1 { 1 } else { chunks.saturating_mul(tiles) };
+            loads.saturating_mul(tile_words)
+        })
+        .fold(0u128, u128::saturating_add);
     // the last layer's results: read back, and (int8) activated first
     let act = if raw { 0 } else { 1 };
     let out = rows.saturating_mul(last.nt as u128 * (per_row + act));
@@ -498,15 +509,16 @@ fn segment_cycles(
         }
     }
     if !double {
-        return sent.saturating_add(out).saturating_add(internal).saturating_add(compute);
+        // the front end's other work one after the other, the weights beside the MATMULs
+        let rest = sent.saturating_sub(weights).saturating_add(out).saturating_add(internal);
+        return rest.saturating_add(compute.max(weights));
     }
-    // only the last accumulator group's results are a chunk's tail (the others are read
-    // between its MATMULs, on its own half: not overlapped), and the chained layers' ACTIVATEs
-    // run inside the chunk
+    // the front end does all of its work (weights too) while MATMULs run, but only the last
+    // accumulator group's results are a chunk's tail (the others are read between its MATMULs,
+    // on its own half: not overlapped), and the chained layers' ACTIVATEs run inside the chunk
     let groups = last.nt.div_ceil(last_tiling.group.max(1)).max(1) as u128;
     let overlapped = sent.saturating_add(out / groups);
     let serial = internal.saturating_add(out - out / groups);
-    let chunks = m.div_ceil(mc.max(1)).max(1) as u128;
     overlapped.max(compute).saturating_add(serial).saturating_add(overlapped / chunks)
 }
 
