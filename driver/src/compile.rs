@@ -435,6 +435,17 @@ fn plan_segment(
         .collect()
 }
 
+/// LOAD_WEIGHTS of a layer of `g` tiles over `chunks` chunks: once if it is one tile (it stays
+/// in the array), else every tile per chunk. Saturating.
+fn tile_loads(g: Geom, chunks: u128) -> u128 {
+    let tiles = g.kt as u128 * g.nt as u128;
+    if tiles == 1 {
+        1
+    } else {
+        chunks.saturating_mul(tiles)
+    }
+}
+
 /// Words a segment sends for chunks of `mc` rows (the objective when choosing `mc`), in 128
 /// bits and saturated: hostile sizes give `u64::MAX`, never a wrapped small count.
 fn segment_cost(
@@ -451,9 +462,8 @@ fn segment_cost(
     for (i, (l, t)) in layers.zip(tiling).enumerate() {
         let g = geoms[l];
         let tiles = g.kt as u128 * g.nt as u128;
-        let loads = if tiles == 1 { 1 } else { chunks.saturating_mul(tiles) };
         words = words
-            .saturating_add(loads.saturating_mul(1 + d * wpr))
+            .saturating_add(tile_loads(g, chunks).saturating_mul(1 + d * wpr))
             .saturating_add(chunks.saturating_mul(tiles).saturating_mul(3))
             .saturating_add(chunks.saturating_mul(g.nt as u128).saturating_mul(d + 4));
         if i == 0 {
@@ -467,9 +477,12 @@ fn segment_cost(
 }
 
 /// A rough cycle count of a segment for chunks of `mc` rows, to choose between plans and chunk
-/// sizes (not a figure to report: the estimator runs the cycle model): link words (sent, and
-/// read back: DIM a row if `raw`) plus ACTIVATE rows, and MATMUL rows; added up without double
-/// buffering, overlapped but for one chunk's share with it. Saturating.
+/// sizes (not a figure to report: the estimator runs the cycle model). The front end's work is
+/// the words it sends, the words it reads back (DIM a row if `raw`) and the ACTIVATE rows; the
+/// array's is the MATMUL rows. Whole memories: the front end's work one after the other, its
+/// weight loads beside the MATMULs. Double buffered: all of it beside the MATMULs but for the
+/// accumulator groups before a chunk's last (read between its own MATMULs) and one chunk's
+/// share (the pipeline's fill). Saturating.
 #[allow(clippy::too_many_arguments)]
 fn segment_cycles(
     cfg: &Config,
@@ -491,11 +504,7 @@ fn segment_cycles(
     let tile_words = 1 + cfg.dim() as u128 * cfg.words_per_row() as u128;
     let weights = layers
         .clone()
-        .map(|l| {
-            let tiles = geoms[l].kt as u128 * geoms[l].nt as u128;
-            let loads = if tiles == 1 { 1 } else { chunks.saturating_mul(tiles) };
-            loads.saturating_mul(tile_words)
-        })
+        .map(|l| tile_loads(geoms[l], chunks).saturating_mul(tile_words))
         .fold(0u128, u128::saturating_add);
     // the last layer's results: read back, and (int8) activated first
     let act = if raw { 0 } else { 1 };
