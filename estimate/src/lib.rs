@@ -303,13 +303,26 @@ impl Source<'_> {
     /// Hand every command of the stream to `f` in order (its opcode, its header and payload
     /// words); the number of response words the stream produces.
     fn for_each_command(&self, f: &mut dyn FnMut(u8, &[u32])) -> Result<usize, EstimateError> {
+        self.for_each_command_where(&|_| true, f)
+    }
+
+    /// [`Source::for_each_command`] for the commands whose opcode `want` accepts (asked in
+    /// stream order, just before each would be encoded): the others are not even encoded. A
+    /// step refused by the encoder is an error only if wanted.
+    fn for_each_command_where(
+        &self,
+        want: &dyn Fn(u8) -> bool,
+        f: &mut dyn FnMut(u8, &[u32]),
+    ) -> Result<usize, EstimateError> {
         let stream = match self {
             Source::Words(words, responses) => {
                 let mut i = 0;
                 while i < words.len() {
                     let (op, len) = spec::isa::split_header(words[i]);
                     let end = (i + 1 + len as usize).min(words.len());
-                    f(op, &words[i..end]);
+                    if want(op) {
+                        f(op, &words[i..end]);
+                    }
                     i = end;
                 }
                 return Ok(*responses);
@@ -322,8 +335,12 @@ impl Source<'_> {
             if failed.is_some() {
                 return;
             }
-            buf.clear();
             responses += step.response_words(&cfg);
+            if !want(step.opcode()) {
+                index += 1;
+                return;
+            }
+            buf.clear();
             let encoded = match &step {
                 Step::Command(cmd) => Some(cmd.encode_into(cfg.dim(), &mut buf)),
                 other => other.command().map(|cmd| cmd.encode_into(cfg.dim(), &mut buf)),
@@ -648,19 +665,26 @@ fn derived_runs(cfg: &Config, source: &Source) -> Result<(DerivedRun, DerivedRun
     let mut meter_w = throughput::Meter::new(sim_w, None, true).record();
     let (mut compute, mut weights) = (Feeder::new(&mut meter_c), Feeder::new(&mut meter_w));
     let mut tile: Option<Vec<u32>> = None;
-    source.for_each_command(&mut |op, w| match op {
+    // (the first pass encodes only what it feeds; once the first tile is had, no more tiles)
+    let have_tile = std::cell::Cell::new(false);
+    let first_pass = |op: u8| op == opcode::WRITE_ACT || (op == opcode::LOAD_WEIGHTS && !have_tile.get());
+    source.for_each_command_where(&first_pass, &mut |op, w| match op {
         opcode::WRITE_ACT => {
             compute.push(w);
             weights.push(w);
         }
-        opcode::LOAD_WEIGHTS if tile.is_none() => tile = Some(w.to_vec()),
+        opcode::LOAD_WEIGHTS if tile.is_none() => {
+            tile = Some(w.to_vec());
+            have_tile.set(true);
+        }
         _ => {}
     })?;
     let preload_end: Vec<u32> = tile.unwrap_or_default().into_iter().chain(sync_words(dim, 1)).collect();
     compute.push(&preload_end);
     weights.push(&preload_end);
     let mut pipelined = throughput::Pipelined::default();
-    source.for_each_command(&mut |op, w| match op {
+    let second_pass = |op: u8| op == opcode::MATMUL || op == opcode::LOAD_WEIGHTS;
+    source.for_each_command_where(&second_pass, &mut |op, w| match op {
         opcode::MATMUL => {
             pipelined.add(u64::from(w[1] >> 16));
             compute.push(w);

@@ -1,12 +1,13 @@
 //! Throughput: a word stream run on the native cycle model, with the host link modelled as
 //! input and output stalls, and every cycle charged to what the core was doing. Stretches in
 //! which the core is blind to the host (waiting for the array, a drain, an ACTIVATE) or takes a
-//! payload word every cycle are fast-forwarded by the model and charged in closed form; the
-//! result equals stepping every cycle ([`run_ticked`], tested).
+//! payload word every cycle, or sends a read-back word every cycle the link takes one, are
+//! fast-forwarded by the model and charged in closed form; the result equals stepping every
+//! cycle ([`run_ticked`], tested).
 //!
 //! ```text
 //!   words ──► link (Stalls: one word per 1/F cycles) ──► NativeSim::tick  ──► responses
-//!                                                        (or skip_blind, take_run)
+//!                                              (or skip_blind, take_run, send_run)
 //!                                                            │ every cycle, in this order:
 //!                        a row entered the array (MACs rose) ├─► array_issue
 //!        core ready for input, host had none / output waits ├─► link_wait
@@ -279,6 +280,8 @@ pub struct Meter<'s> {
     silence_limit: u64,
     /// payload words go back to back only if the host offers one on every cycle
     offers_every_cycle: bool,
+    /// read-back words go back to back only if the host takes one on every cycle
+    takes_every_cycle: bool,
     start_cycle: u64,
     /// Words fed so far, and taken so far.
     fed: u64,
@@ -309,12 +312,14 @@ impl<'s> Meter<'s> {
     /// A run on `sim` from its current state, the host behind `link` (`None`: a word every
     /// cycle); stepping every cycle with `tick` unless `fast`: then stretches where the core is
     /// blind to the host, or takes a payload word every cycle that the link offers, are
-    /// fast-forwarded ([`NativeSim::skip_blind`], [`NativeSim::take_run`]) and their cycles
+    /// fast-forwarded ([`NativeSim::skip_blind`], [`NativeSim::take_run`],
+    /// [`NativeSim::send_run`]) and their cycles
     /// charged in closed form. Both give the same [`Timing`] (tested).
     pub fn new(sim: &'s mut NativeSim, link: Option<&Link>, fast: bool) -> Self {
         let stalls = link.map_or_else(Stalls::none, Link::stalls);
         let period = stalls.input.len().max(1);
         let offers_every_cycle = !stalls.input.iter().any(|&s| s);
+        let takes_every_cycle = !stalls.output.iter().any(|&s| s);
         let before = sim.activity();
         Meter {
             start_cycle: sim.cycle(),
@@ -325,6 +330,7 @@ impl<'s> Meter<'s> {
             stalls,
             period,
             offers_every_cycle,
+            takes_every_cycle,
             fed: 0,
             taken: 0,
             scan: 0,
@@ -420,9 +426,19 @@ impl<'s> Meter<'s> {
                 // a stretch cut short where stepping would give up on the silence
                 let max = self.silence_limit - self.silent.min(self.silence_limit);
                 let blind = self.sim.skip_blind(max);
+                let mut sent = 0;
                 let stretch = match blind {
                     Some(s) => Some(s),
                     None if more && self.offers_every_cycle => self.sim.take_run(&words[ip..]),
+                    // a read-back row, word by word, where the link takes one every cycle and
+                    // no word's cycle is recorded
+                    None if self.takes_every_cycle && self.outputs.is_none() => {
+                        let want = responses.map_or(u64::MAX, |r| r.saturating_sub(self.got) as u64);
+                        self.sim.send_run(want).map(|(s, _)| {
+                            sent = s.cycles;
+                            s
+                        })
+                    }
                     None => None,
                 };
                 if let Some(s) = stretch {
@@ -443,14 +459,21 @@ impl<'s> Meter<'s> {
                     if let Some(l) = s.last_acc_write {
                         self.last_acc_write = Some(self.cycle + l);
                     }
-                    if blind.is_some() {
+                    if blind.is_some() || sent > 0 {
                         // an offer not taken is held: from the first cycle the link offers on
                         let stalls = &self.stalls.input;
                         let phase = self.phase;
                         let offers =
                             |i: u64| !stalls.get((phase + i as usize) % period).copied().unwrap_or(false);
                         self.held = more && (self.held || (0..k.min(period as u64)).any(offers));
-                        self.silent = if s.issued > 0 { k - s.issued } else { self.silent + k };
+                        self.silent = if sent > 0 {
+                            0
+                        } else if s.issued > 0 {
+                            k - s.issued
+                        } else {
+                            self.silent + k
+                        };
+                        self.got += sent as usize;
                     } else {
                         self.held = false;
                         ip += k as usize;

@@ -7,8 +7,10 @@
 //!   for the shadow bank to drain.
 //! * **Input runs**: the front end takes a payload word every cycle (LOAD_WEIGHTS, LOAD_BIAS,
 //!   WRITE_ACT rows, a refused command's payload) and the host offers one every cycle.
+//! * **Output runs**: the front end sends READ_ACT / READ_ACC rows, a word every cycle (each
+//!   row end loads the row read ahead and reads the next), and the host takes one every cycle.
 //!
-//! Both split a window of `k` cycles into the *background* (the MATMUL sequencer, the two
+//! All three split a window of `k` cycles into the *background* (the MATMUL sequencer, the two
 //! landing pipelines, the countdowns and cycle/MAC counters), which does not depend on the
 //! front end inside such a window, and the front end's own effect:
 //!
@@ -17,7 +19,7 @@
 //!  issue:   row row row ... row  (s = min(k, seq_left) rows, one per cycle)
 //!  land:    pipe rows due < now+k, then new rows due < now+k  ──► acc (in due order)
 //!  carry:   new rows due >= now+k ──► rows Pipe (sums computed now, as in `step`)
-//!  front:   closed form (blind) or one payload word per cycle (input run)
+//!  front:   closed form (blind), one payload word per cycle in (input run) or out (output run)
 //! ```
 //!
 //! Writes land in the same order and with the same values as stepping cycle by cycle: rows
@@ -69,6 +71,15 @@ impl NativeSim {
         (m > 1).then(|| self.take_words(&words[..m as usize]))
     }
 
+    /// Send the next words of a read-back row, one on each cycle from now, at most `max`: the
+    /// host takes one on every one of these cycles (`out_ready` high). Returns the stretch and
+    /// the words sent, or `None`, having done nothing, if fewer than two words would go this
+    /// way (see [`NativeSim::output_window`]).
+    pub fn send_run(&mut self, max: u64) -> Option<(Stretch, &[u32])> {
+        let k = self.output_window().min(max);
+        (k > 1).then(|| self.send_words(k))
+    }
+
     /// Stop computing the array's sums: from now on a row issued lands nothing new in the
     /// accumulators (they, and what ACTIVATE and READ_* make of them, keep stale values), while
     /// every cycle, handshake and counter stays exactly what it would be (no part of the
@@ -105,6 +116,13 @@ impl NativeSim {
             let (front, _) = input.as_slices();
             if let Some(s) = self.take_run(&front[..room.min(front.len())]) {
                 input.drain(..s.cycles as usize);
+                silent = 0;
+                continue;
+            }
+            // the device sends a row back to back (the host is always ready); no input moves
+            let max = if input.len() > keep { u64::MAX } else { (want - output.len()) as u64 };
+            if let Some((_, words)) = self.send_run(max) {
+                output.extend(words);
                 silent = 0;
                 continue;
             }
@@ -255,6 +273,81 @@ impl NativeSim {
             State::Skip if !r.wl.pending && !r.sw_pending => u64::from(r.remaining),
             _ => 0,
         }
+    }
+
+    /// Words the front end would send back to back from now, one per cycle: the rest of a
+    /// READ_ACT / READ_ACC read-back but its last word (whose cycle completes the command, so it
+    /// is stepped), once the read-back runs without bubbles: the row buffer loaded and the next
+    /// row already read (or none left to read). From there every row end loads the row read
+    /// ahead and reads the one after (`readback.rs`), so a word goes out on every cycle. 0
+    /// elsewhere, or where a pending write makes the next cycle special.
+    pub(super) fn output_window(&self) -> u64 {
+        let r = &self.r;
+        let rbk = &r.rbk;
+        let quiet =
+            !(r.ctr.done_r || r.ctr.err_r || r.wl.pending || r.sw_pending || r.tile_row || r.ql_pending);
+        if !quiet
+            || r.state != State::RowEmit
+            || !rbk.loaded
+            || (!rbk.pref && rbk.to_read != 0)
+            || rbk.left == 0
+        {
+            return 0;
+        }
+        let per_row = self.readback_row_words() as u64;
+        // words left: this row's from `idx`, then whole rows; all but the last
+        (u64::from(rbk.left) - 1) * per_row + per_row.saturating_sub(u64::from(rbk.idx) + 1)
+    }
+
+    /// Words per read-back row: DIM int32 (READ_ACC) or DIM/4 packed int8 (READ_ACT).
+    fn readback_row_words(&self) -> usize {
+        if self.r.op == opcode::READ_ACC {
+            self.dim
+        } else {
+            self.wpr
+        }
+    }
+
+    /// Send `k` (at most `output_window()`) read-back words, one per cycle from now: the host
+    /// takes one on every one of these cycles. Each row end inside loads the row read ahead
+    /// and reads the next, as stepping does (nothing writes a row being read back: the bank
+    /// rules). The words sent are returned.
+    pub(super) fn send_words(&mut self, k: u64) -> (Stretch, &[u32]) {
+        debug_assert!(k <= self.output_window(), "send_words({k}) past the output window");
+        let stretch = self.advance_background(k);
+        let per_row = self.readback_row_words();
+        let (op, last) = (self.r.op, per_row as u16 - 1);
+        let mut out = std::mem::take(&mut self.sent);
+        out.clear();
+        let mut k = k as usize;
+        while k > 0 {
+            let idx = usize::from(self.r.rbk.idx);
+            let n = k.min(per_row - idx);
+            out.extend_from_slice(&self.rowbuf[idx..idx + n]);
+            k -= n;
+            if idx + n < per_row {
+                self.r.rbk.idx += n as u16;
+                break;
+            }
+            // the row's last word goes on this cycle: the row end's edge
+            self.r.rbk.idx = last;
+            let (rbk, edge) = self.r.rbk.next(true, last);
+            self.r.rbk = rbk;
+            if edge.read {
+                if op == opcode::READ_ACC {
+                    self.activity.acc_reads += 1;
+                } else {
+                    self.activity.scratch_reads += 1;
+                }
+            }
+            if let Some(at) = edge.load {
+                self.load_rowbuf(op, at);
+            }
+        }
+        self.activity.words_out += out.len() as u64;
+        self.now += out.len() as u64;
+        self.sent = out;
+        (stretch, &self.sent)
     }
 
     /// Take `words` (at most `input_window()`), one per cycle from now: the host offers one on
@@ -431,9 +524,19 @@ impl NativeSim {
 /// in the array, where no PE row matches).
 pub(super) fn write_weight_row(rowbuf: &[u32], bank: &mut [i16], zeros: &mut [u32], k: u16) {
     let dim = zeros.len();
-    let mut row = [0i8; MAX_DIM];
-    NativeSim::unpack_rowbuf(rowbuf, &mut row[..dim]);
-    set_weight_row(&row[..dim], bank, zeros, k);
+    let k = usize::from(k);
+    if k >= dim {
+        return;
+    }
+    // straight from the packed words (byte i of word j is column 4j + i), as `set_weight_row`
+    let mut zero = 0;
+    for (dst, w) in bank[k * dim..(k + 1) * dim].chunks_mut(4).zip(rowbuf) {
+        for (d, b) in dst.iter_mut().zip(w.to_le_bytes()) {
+            *d = i16::from(b as i8);
+            zero += u32::from(b == 0);
+        }
+    }
+    zeros[k] = zero;
 }
 
 /// Weight row `k` of a bank from an int8 row of DIM (a write past DIM does nothing).

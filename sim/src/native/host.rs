@@ -118,6 +118,36 @@ impl<'a> FastHost<'a> {
         self.verdict()
     }
 
+    /// Consecutive cycles from now on which the host takes an output word (no output stall):
+    /// at most `max`, and never past the cycle limit while words remain to be sent.
+    pub fn output_run(&self, max: u64) -> u64 {
+        let cap = if self.ip < self.words.len() { max.min(self.limit - self.cycle) } else { max };
+        let n = self.output.len();
+        if n == 0 {
+            return cap;
+        }
+        let mut m = 0;
+        while m < cap && !self.output[(self.out_phase + m as usize) % n] {
+            m += 1;
+        }
+        m
+    }
+
+    /// Account `sent.len()` cycles (at most `output_run(..)`) on each of which the device sent
+    /// the next of `sent` and took nothing.
+    pub fn sent(&mut self, sent: &[u32]) -> Option<Result<Trace, Stuck>> {
+        let k = sent.len() as u64;
+        self.trace.outputs.extend(sent.iter().enumerate().map(|(i, &w)| (self.cycle + i as u64, w)));
+        if self.ip < self.words.len() {
+            // not taken (in_ready is low): offered on any cycle without a stall, then held
+            self.hold_through(k);
+        } else {
+            self.idle = 0;
+        }
+        self.advance(k);
+        self.verdict()
+    }
+
     /// How many of the next `k` blind cycles the host can account at once: all of them, unless
     /// the run ends (quiet tail complete, or the cycle limit) inside.
     pub fn skippable(&self, k: u64) -> u64 {
@@ -131,17 +161,22 @@ impl<'a> FastHost<'a> {
     /// Account `k <= skippable(k)` cycles in which the device neither took nor sent a word.
     pub fn skip(&mut self, k: u64) -> Option<Result<Trace, Stuck>> {
         if self.ip < self.words.len() {
-            // a word offered in any of these cycles stays offered (held) until taken
-            if !self.held {
-                let n = self.input.len();
-                self.held =
-                    n == 0 || (0..(k.min(n as u64) as usize)).any(|i| !self.input[(self.in_phase + i) % n]);
-            }
+            self.hold_through(k);
         } else {
             self.idle += k;
         }
         self.advance(k);
         self.verdict()
+    }
+
+    /// `k` cycles on which the device takes no word: one offered on any of them stays offered
+    /// (held) until taken.
+    fn hold_through(&mut self, k: u64) {
+        if !self.held {
+            let n = self.input.len();
+            self.held =
+                n == 0 || (0..(k.min(n as u64) as usize)).any(|i| !self.input[(self.in_phase + i) % n]);
+        }
     }
 
     fn advance(&mut self, k: u64) {

@@ -178,6 +178,8 @@ pub struct NativeSim {
     scales: Vec<ColumnScale>,
     /// The row buffer: DIM words (int32 row) = 4·DIM bytes (int8 row in bytes 0..DIM).
     rowbuf: Vec<u32>,
+    /// The words of the last output run (`bulk.rs`), kept to reuse the allocation.
+    sent: Vec<u32>,
     /// MATMUL rows between issue and accumulator write.
     rows: Pipe<i32>,
     /// ACTIVATE rows between accumulator read and scratchpad write.
@@ -209,6 +211,7 @@ impl NativeSim {
             bias: vec![0; dim],
             scales: vec![ColumnScale::default(); dim],
             rowbuf: vec![0; dim],
+            sent: Vec::new(),
             rows: Pipe::new(dim, lat + 3),
             acts: Pipe::new(dim, ACT_LATENCY + 3),
             kernel: kernel::select(dim),
@@ -914,9 +917,9 @@ impl CycleSim for NativeSim {
         self.pump_bulk(input, output, keep, want, silence)
     }
 
-    /// The trait's run, fast: while the front end is blind or takes a payload word every cycle
-    /// (see `bulk.rs`) many cycles are accounted at once; otherwise one [`tick`](Self::tick)
-    /// per cycle. Same result as the per-tick default.
+    /// The trait's run, fast: while the front end is blind, takes a payload word every cycle or
+    /// sends a read-back word every cycle (see `bulk.rs`) many cycles are accounted at once;
+    /// otherwise one [`tick`](Self::tick) per cycle. Same result as the per-tick default.
     fn run_stream(&mut self, words: &[u32], stalls: &Stalls, limit: u64) -> Result<Trace, Stuck> {
         self.reset();
         let mut host = FastHost::new(words, stalls, self.dim, limit);
@@ -940,6 +943,14 @@ impl CycleSim for NativeSim {
                     }
                     continue;
                 }
+            }
+            let out = host.output_run(self.output_window());
+            if out > 1 {
+                let (_, words) = self.send_words(out);
+                if let Some(done) = host.sent(words) {
+                    return done;
+                }
+                continue;
             }
             let drive = host.drive();
             let seen = self.step(drive, false);
