@@ -386,6 +386,21 @@ fn command_shape(op: u8, cfg: &Config) -> Shape {
     }
 }
 
+/// The header check every decoder of the command stream makes (the golden [`CommandDecoder`],
+/// the native model's front end, the RTL's `HeaderDecoder`): the opcode must be a command
+/// (else [`ErrorCode::UnknownOpcode`]) and `len` a length it takes for this DIM (else
+/// [`ErrorCode::BadLength`]): its fixed length, 1 or 2 for SET_QUANT, anything but 0 for
+/// WRITE_ACT (whose row count is checked against `len` once payload word 0 is in).
+pub fn check_header(op: u8, len: u32, cfg: &Config) -> Result<(), ErrorCode> {
+    match command_shape(op, cfg) {
+        Shape::Unknown => Err(ErrorCode::UnknownOpcode),
+        Shape::Fixed(n) if n != len => Err(ErrorCode::BadLength),
+        Shape::WriteAct if len == 0 => Err(ErrorCode::BadLength),
+        Shape::SetQuant if len != 1 && len != 2 => Err(ErrorCode::BadLength),
+        _ => Ok(()),
+    }
+}
+
 #[derive(Debug, Clone)]
 enum DecodeState {
     Header,
@@ -439,13 +454,10 @@ impl CommandDecoder {
                         (DecodeState::Skip { remaining: len, err }, None)
                     }
                 };
-                let (state, out) = match command_shape(op, &self.cfg) {
-                    Shape::Unknown => skip(ErrorCode::UnknownOpcode),
-                    Shape::Fixed(n) if n != len => skip(ErrorCode::BadLength),
-                    Shape::WriteAct if len == 0 => skip(ErrorCode::BadLength),
-                    Shape::SetQuant if len != 1 && len != 2 => skip(ErrorCode::BadLength),
-                    Shape::Fixed(0) => (DecodeState::Header, Some(self.finish(op, &[]))),
-                    _ => (DecodeState::Collect { op, len, payload: Vec::new() }, None),
+                let (state, out) = match check_header(op, len, &self.cfg) {
+                    Err(code) => skip(code),
+                    Ok(()) if len == 0 => (DecodeState::Header, Some(self.finish(op, &[]))),
+                    Ok(()) => (DecodeState::Collect { op, len, payload: Vec::new() }, None),
                 };
                 self.state = state;
                 out

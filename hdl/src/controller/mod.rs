@@ -1,11 +1,11 @@
 //! The controller: parses the command stream, runs every opcode, answers on the output stream,
 //! keeps the performance counters and applies the error rules. It is the front end's state
-//! machine (header decode, argument and range checks, WRITE_ACT rows, the responses, errors)
-//! wired to five parts with one job each, one file each:
+//! machine (WRITE_ACT rows, the responses, errors) wired to parts with one job each, one file
+//! each:
 //!
 //! ```text
 //!                    ┌──────────────────────── Controller ──────────────────────────────┐
-//!  in_data/valid ───►│ front end FSM (this file) ──► args, checks ──► response / 0xFF   │───► out_data/valid
+//!  in_data/valid ───►│ HeaderDecoder (decoder.rs) ─► front end FSM (this file) ─► answers │───► out_data/valid
 //!  in_ready      ◄───│  │   │   │   │   │   │                                           │◄─── out_ready
 //!                    │  │   │   │   │   │   └─► WeightLoader (weight_loader.rs): shadow- │──► wl_*
 //!                    │  │   │   │   │   │        bank rows, bank swap, shadow_free ◄──┐  │
@@ -30,20 +30,25 @@
 //! native cycle model (`sim::native`) has the same parts under the same names and steps them
 //! in this order.
 //!
-//! Still in this file (not yet a part of its own): the header decoder and the range checks
-//! (front end).
+//! Two more parts sit on the input side: the header decoder (`decoder.rs`: what a header word
+//! says, combinational) and the range check (`range_check.rs`: whether each argument's row
+//! range fits its memory and which banks it touches, registered as the word is taken).
 //!
 //! This block is DIM-independent except for a few constants; the DIM-wide datapath (row
 //! buffer, memories, array, activation units, bias registers) is wired in [`crate::core`].
 
 mod activate;
 mod counters;
+mod decoder;
+mod range_check;
 mod readback;
 mod sequencer;
 mod weight_loader;
 
 pub use activate::Activate;
 pub use counters::Counters;
+pub use decoder::HeaderDecoder;
+pub use range_check::RangeCheck;
 pub use readback::Readback;
 pub use sequencer::Sequencer;
 pub use weight_loader::WeightLoader;
@@ -215,10 +220,9 @@ pub struct Controller {
     // LOAD_TILE: the weight row written next cycle is the scratchpad row read now
     tile_row: DFF<Bit>,
     // LOAD_TILE: src + DIM <= SCRATCH_ROWS, computed as the argument arrives
-    t_fits: DFF<Bit>,
-    sum_t: Signal<Local, Bits<16>>,
-    carry_t: Signal<Local, Bit>,
     // the parts
+    dec: HeaderDecoder,
+    rc: RangeCheck,
     wload: WeightLoader,
     seq: Sequencer,
     act: Activate,
@@ -233,62 +237,13 @@ pub struct Controller {
     err_done: Signal<Local, Bit>,
     issue: Signal<Local, Bit>,
     act_issue: Signal<Local, Bit>,
-    h_op: Signal<Local, Bits<8>>,
-    h_len: Signal<Local, Bits<24>>,
-    h_known: Signal<Local, Bit>,
-    h_len_ok: Signal<Local, Bit>,
-    h_len0: Signal<Local, Bit>,
-    h_len1: Signal<Local, Bit>,
-    h_len2: Signal<Local, Bit>,
-    h_len_w: Signal<Local, Bit>,
-    h_len_b: Signal<Local, Bit>,
-    h_is_info: Signal<Local, Bit>,
-    h_is_counters: Signal<Local, Bit>,
-    h_is_sync: Signal<Local, Bit>,
-    h_is_set_quant: Signal<Local, Bit>,
-    h_is_read_act: Signal<Local, Bit>,
-    h_is_read_acc: Signal<Local, Bit>,
-    h_is_matmul: Signal<Local, Bit>,
-    h_is_activate: Signal<Local, Bit>,
-    h_is_load_weights: Signal<Local, Bit>,
-    h_is_load_bias: Signal<Local, Bit>,
-    h_is_load_quant: Signal<Local, Bit>,
-    h_is_load_tile: Signal<Local, Bit>,
     shift_bad: Signal<Local, Bit>,
-    h_is_write_act: Signal<Local, Bit>,
     mul_a: Signal<Local, Bits<16>>,
     mul_w: ConstMul,
     mul_d: ConstMul,
     prod: Signal<Local, Bits<32>>,
-    // range checks, computed as the argument words arrive and registered (off the Exec path)
-    sum_a: Signal<Local, Bits<16>>,
-    carry_a: Signal<Local, Bit>,
-    sum_b: Signal<Local, Bits<16>>,
-    carry_b: Signal<Local, Bit>,
-    a_fits_scratch: DFF<Bit>,
-    a_fits_acc: DFF<Bit>,
-    b_fits_scratch: DFF<Bit>,
-    b_fits_acc: DFF<Bit>,
-    // the banks each range touches (`spec::banks_touched`), registered with the fits flags:
-    // range A in the scratchpad / accumulators, LOAD_TILE's range, range B likewise
-    a_sp_lo: DFF<Bit>,
-    a_sp_hi: DFF<Bit>,
-    a_acc_lo: DFF<Bit>,
-    a_acc_hi: DFF<Bit>,
-    t_sp_lo: DFF<Bit>,
-    t_sp_hi: DFF<Bit>,
-    b_sp_lo: DFF<Bit>,
-    b_sp_hi: DFF<Bit>,
-    b_acc_lo: DFF<Bit>,
-    b_acc_hi: DFF<Bit>,
-    // ... and whether the banks a range touches are free (scratchpad) or quiet (accumulators)
-    sp_ok_a: Signal<Local, Bit>,
-    sp_ok_t: Signal<Local, Bit>,
-    sp_ok_b: Signal<Local, Bit>,
-    acc_ok_a: Signal<Local, Bit>,
     len_m1: DFF<Bits<24>>,
     err_word: Pack4,
-    range_ok: Signal<Local, Bit>,
     arr_idle: Signal<Local, Bit>,
     seq_idle: Signal<Local, Bit>,
     last_word: Signal<Local, Bits<16>>,
@@ -296,12 +251,7 @@ pub struct Controller {
     // constants
     c_op_info: Constant<Bits<8>>,
     c_op_sync: Constant<Bits<8>>,
-    c_op_load_weights: Constant<Bits<8>>,
-    c_op_load_bias: Constant<Bits<8>>,
-    c_op_load_quant: Constant<Bits<8>>,
     c_op_load_tile: Constant<Bits<8>>,
-    /// DIM (LOAD_TILE's row count).
-    c_dim: Constant<Bits<16>>,
     c_op_set_quant: Constant<Bits<8>>,
     c_op_write_act: Constant<Bits<8>>,
     c_op_read_act: Constant<Bits<8>>,
@@ -314,19 +264,10 @@ pub struct Controller {
     c_code_range: Constant<Bits<8>>,
     c_len0: Constant<Bits<24>>,
     c_len1: Constant<Bits<24>>,
-    c_len2: Constant<Bits<24>>,
-    c_len_weights: Constant<Bits<24>>,
-    c_len_bias: Constant<Bits<24>>,
     c_dim_m1: Constant<Bits<16>>,
     c_wpr_m1: Constant<Bits<16>>,
     /// SCRATCH_ROWS mod 2^16, and whether SCRATCH_ROWS = 2^16 (same for ACC_ROWS).
-    c_scratch_rows: Constant<Bits<16>>,
-    c_scratch_full: Constant<Bit>,
-    c_acc_rows: Constant<Bits<16>>,
-    c_acc_full: Constant<Bit>,
     /// Rows of one scratchpad / accumulator bank.
-    c_sp_half: Constant<Bits<16>>,
-    c_acc_half: Constant<Bits<16>>,
     c_max_shift: Constant<Bits<6>>,
     c_hdr_error: Constant<Bits<32>>,
     c_hdr_info: Constant<Bits<32>>,
@@ -416,9 +357,8 @@ impl Controller {
             sw_pending: Default::default(),
             sw_addr: Default::default(),
             tile_row: Default::default(),
-            t_fits: Default::default(),
-            sum_t: Default::default(),
-            carry_t: Default::default(),
+            dec: HeaderDecoder::new(cfg.dim()),
+            rc: RangeCheck::new(cfg),
             wload: WeightLoader::new(cfg.dim()),
             seq: Sequencer::new(cfg.dim()),
             act: Activate::default(),
@@ -431,68 +371,19 @@ impl Controller {
             err_done: Default::default(),
             issue: Default::default(),
             act_issue: Default::default(),
-            h_op: Default::default(),
-            h_len: Default::default(),
-            h_known: Default::default(),
-            h_len_ok: Default::default(),
-            h_len0: Default::default(),
-            h_len1: Default::default(),
-            h_len2: Default::default(),
-            h_len_w: Default::default(),
-            h_len_b: Default::default(),
-            h_is_info: Default::default(),
-            h_is_counters: Default::default(),
-            h_is_sync: Default::default(),
-            h_is_set_quant: Default::default(),
-            h_is_read_act: Default::default(),
-            h_is_read_acc: Default::default(),
-            h_is_matmul: Default::default(),
-            h_is_activate: Default::default(),
-            h_is_load_weights: Default::default(),
-            h_is_load_bias: Default::default(),
-            h_is_load_quant: Default::default(),
-            h_is_load_tile: Default::default(),
             shift_bad: Default::default(),
-            h_is_write_act: Default::default(),
             mul_a: Default::default(),
             mul_w: ConstMul::new(w as u16),
             mul_d: ConstMul::new(d as u16),
             prod: Default::default(),
-            sum_a: Default::default(),
-            carry_a: Default::default(),
-            sum_b: Default::default(),
-            carry_b: Default::default(),
-            a_fits_scratch: Default::default(),
-            a_fits_acc: Default::default(),
-            b_fits_scratch: Default::default(),
-            b_fits_acc: Default::default(),
-            a_sp_lo: Default::default(),
-            a_sp_hi: Default::default(),
-            a_acc_lo: Default::default(),
-            a_acc_hi: Default::default(),
-            t_sp_lo: Default::default(),
-            t_sp_hi: Default::default(),
-            b_sp_lo: Default::default(),
-            b_sp_hi: Default::default(),
-            b_acc_lo: Default::default(),
-            b_acc_hi: Default::default(),
-            sp_ok_a: Default::default(),
-            sp_ok_t: Default::default(),
-            sp_ok_b: Default::default(),
-            acc_ok_a: Default::default(),
             len_m1: Default::default(),
             err_word: Default::default(),
-            range_ok: Default::default(),
             arr_idle: Default::default(),
             seq_idle: Default::default(),
             last_word: Default::default(),
             c_op_info: k(opcode::INFO.into()),
             c_op_sync: k(opcode::SYNC.into()),
-            c_op_load_weights: k(opcode::LOAD_WEIGHTS.into()),
-            c_op_load_bias: k(opcode::LOAD_BIAS.into()),
-            c_op_load_quant: k(opcode::LOAD_QUANT.into()),
             c_op_load_tile: k(opcode::LOAD_TILE.into()),
-            c_dim: k(d),
             c_op_set_quant: k(opcode::SET_QUANT.into()),
             c_op_write_act: k(opcode::WRITE_ACT.into()),
             c_op_read_act: k(opcode::READ_ACT.into()),
@@ -505,17 +396,8 @@ impl Controller {
             c_code_range: k(3),
             c_len0: k(0),
             c_len1: k(1),
-            c_len2: k(2),
-            c_len_weights: k(d * w),
-            c_len_bias: k(d),
             c_dim_m1: k(d - 1),
             c_wpr_m1: k(w - 1),
-            c_scratch_rows: k(cfg.scratch_rows() as u64 & 0xFFFF),
-            c_scratch_full: Constant::new(cfg.scratch_rows() == 1 << 16),
-            c_acc_rows: k(cfg.acc_rows() as u64 & 0xFFFF),
-            c_acc_full: Constant::new(cfg.acc_rows() == 1 << 16),
-            c_sp_half: k(cfg.scratch_bank_rows() as u64),
-            c_acc_half: k(cfg.acc_bank_rows() as u64),
             c_max_shift: k(spec::arith::MAX_SHIFT.into()),
             c_hdr_error: hdr(opcode::ERROR, 1),
             c_hdr_info: hdr(0x81, 4),
@@ -542,43 +424,8 @@ impl Logic for Controller {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self,
-            clock,
-            state,
-            op,
-            remaining,
-            err_code,
-            a_fits_scratch,
-            a_fits_acc,
-            b_fits_scratch,
-            b_fits_acc,
-            a_sp_lo,
-            a_sp_hi,
-            a_acc_lo,
-            a_acc_hi,
-            t_sp_lo,
-            t_sp_hi,
-            b_sp_lo,
-            b_sp_hi,
-            b_acc_lo,
-            b_acc_hi,
-            len_m1,
-            a0,
-            a1,
-            idx,
-            addr,
-            left,
-            resp_hdr,
-            q_relu_r,
-            q_zero_r,
-            q_bad,
-            ql_pending,
-            is_lq,
-            sq_two,
-            sw_pending,
-            sw_addr,
-            tile_row,
-            t_fits
+            self, clock, state, op, remaining, err_code, len_m1, a0, a1, idx, addr, left, resp_hdr, q_relu_r,
+            q_zero_r, q_bad, ql_pending, is_lq, sq_two, sw_pending, sw_addr, tile_row
         );
         self.wload.clock.next = self.clock.val();
         self.wload.rst.next = self.rst.val();
@@ -613,51 +460,7 @@ impl Logic for Controller {
         // ---- header classification (combinational, from in_data): every opcode and every
         // expected length compared in parallel, then one level of AND/OR (a flat decoder keeps
         // the header -> next-state path short) ----
-        self.h_op.next = self.in_data.val().get_bits::<8>(24);
-        self.h_len.next = self.in_data.val().get_bits::<24>(0);
-        self.h_is_info.next = self.h_op.val() == self.c_op_info.val();
-        self.h_is_counters.next = self.h_op.val() == self.c_op_counters.val();
-        self.h_is_sync.next = self.h_op.val() == self.c_op_sync.val();
-        self.h_is_set_quant.next = self.h_op.val() == self.c_op_set_quant.val();
-        self.h_is_read_act.next = self.h_op.val() == self.c_op_read_act.val();
-        self.h_is_read_acc.next = self.h_op.val() == self.c_op_read_acc.val();
-        self.h_is_matmul.next = self.h_op.val() == self.c_op_matmul.val();
-        self.h_is_activate.next = self.h_op.val() == self.c_op_activate.val();
-        self.h_is_load_weights.next = self.h_op.val() == self.c_op_load_weights.val();
-        self.h_is_load_bias.next = self.h_op.val() == self.c_op_load_bias.val();
-        self.h_is_load_quant.next = self.h_op.val() == self.c_op_load_quant.val();
-        self.h_is_load_tile.next = self.h_op.val() == self.c_op_load_tile.val();
-        self.h_is_write_act.next = self.h_op.val() == self.c_op_write_act.val();
-        self.h_len0.next = self.h_len.val() == self.c_len0.val();
-        self.h_len1.next = self.h_len.val() == self.c_len1.val();
-        self.h_len2.next = self.h_len.val() == self.c_len2.val();
-        self.h_len_w.next = self.h_len.val() == self.c_len_weights.val();
-        self.h_len_b.next = self.h_len.val() == self.c_len_bias.val();
-        self.h_known.next = self.h_is_info.val()
-            || self.h_is_counters.val()
-            || self.h_is_sync.val()
-            || self.h_is_set_quant.val()
-            || self.h_is_read_act.val()
-            || self.h_is_read_acc.val()
-            || self.h_is_matmul.val()
-            || self.h_is_activate.val()
-            || self.h_is_load_weights.val()
-            || self.h_is_load_bias.val()
-            || self.h_is_load_quant.val()
-            || self.h_is_load_tile.val()
-            || self.h_is_write_act.val();
-        self.h_len_ok.next = ((self.h_is_info.val() || self.h_is_counters.val()) && self.h_len0.val())
-            || ((self.h_is_sync.val()
-                || self.h_is_set_quant.val()
-                || self.h_is_read_act.val()
-                || self.h_is_read_acc.val()
-                || self.h_is_load_tile.val())
-                && self.h_len1.val())
-            || ((self.h_is_matmul.val() || self.h_is_activate.val() || self.h_is_set_quant.val())
-                && self.h_len2.val())
-            || (self.h_is_load_weights.val() && self.h_len_w.val())
-            || ((self.h_is_load_bias.val() || self.h_is_load_quant.val()) && self.h_len_b.val())
-            || (self.h_is_write_act.val() && !self.h_len0.val());
+        self.dec.word.next = self.in_data.val();
 
         // ---- shared arithmetic: n * row words, and range ends (17 bits, no wrap) ----
         if self.state.q.val() == State::Arg0 {
@@ -682,10 +485,10 @@ impl Logic for Controller {
         self.seq.start_dst.next = self.a1.q.val().get_bits::<16>(0);
         self.seq.start_acc.next = self.a1.q.val().get_bit(16);
         self.seq.start_bank.next = self.wload.next_bank.val();
-        self.seq.start_sp_touch0.next = self.a_sp_lo.q.val();
-        self.seq.start_sp_touch1.next = self.a_sp_hi.q.val();
-        self.seq.start_acc_touch0.next = self.b_acc_lo.q.val();
-        self.seq.start_acc_touch1.next = self.b_acc_hi.q.val();
+        self.seq.start_sp_touch0.next = self.rc.a_sp_lo.val();
+        self.seq.start_sp_touch1.next = self.rc.a_sp_hi.val();
+        self.seq.start_acc_touch0.next = self.rc.b_acc_lo.val();
+        self.seq.start_acc_touch1.next = self.rc.b_acc_hi.val();
         // read port A is the sequencer's, port B the front end's
         self.sp_ren.next = self.issue.val();
         self.sp_raddr.next = self.seq.sp_raddr.val();
@@ -774,93 +577,17 @@ impl Logic for Controller {
         }
         self.take.next = self.in_ready.val() && self.in_valid.val();
 
-        // Range checks, computed from the argument word as it is taken and registered: first
-        // range (a0 = start | n << 16) in Arg0, second range (a1's start, a0's n) in Arg1; Exec
-        // only selects the registered results. `start + n <= ROWS` without wrapping, in 16
-        // bits: the sum and its carry (ROWS = 2^16 fits exactly when the sum wraps to 0).
-        self.sum_a.next = self.in_data.val().get_bits::<16>(0) + self.in_data.val().get_bits::<16>(16);
-        self.carry_a.next = self.sum_a.val() < self.in_data.val().get_bits::<16>(0);
-        self.sum_b.next = self.in_data.val().get_bits::<16>(0) + self.a0.q.val().get_bits::<16>(16);
-        self.carry_b.next = self.sum_b.val() < self.in_data.val().get_bits::<16>(0);
-        self.sum_t.next = self.in_data.val().get_bits::<16>(0) + self.c_dim.val();
-        self.carry_t.next = self.sum_t.val() < self.in_data.val().get_bits::<16>(0);
-        if self.take.val() && (self.state.q.val() == State::Arg0) {
-            if self.c_scratch_full.val() {
-                self.a_fits_scratch.d.next = !self.carry_a.val() || (self.sum_a.val() == self.c_zero16.val());
-            } else {
-                self.a_fits_scratch.d.next =
-                    !self.carry_a.val() && (self.sum_a.val() <= self.c_scratch_rows.val());
-            }
-            if self.c_acc_full.val() {
-                self.a_fits_acc.d.next = !self.carry_a.val() || (self.sum_a.val() == self.c_zero16.val());
-            } else {
-                self.a_fits_acc.d.next = !self.carry_a.val() && (self.sum_a.val() <= self.c_acc_rows.val());
-            }
-        }
-        // the banks touched: low if n != 0 and start < half, high if n != 0 and start + n > half
-        // (the carry: start + n >= 2^16 > half)
-        if self.take.val() && (self.state.q.val() == State::Arg0) {
-            self.a_sp_lo.d.next = (self.in_data.val().get_bits::<16>(16) != self.c_zero16.val())
-                && (self.in_data.val().get_bits::<16>(0) < self.c_sp_half.val());
-            self.a_sp_hi.d.next = (self.in_data.val().get_bits::<16>(16) != self.c_zero16.val())
-                && (self.carry_a.val() || (self.sum_a.val() > self.c_sp_half.val()));
-            self.a_acc_lo.d.next = (self.in_data.val().get_bits::<16>(16) != self.c_zero16.val())
-                && (self.in_data.val().get_bits::<16>(0) < self.c_acc_half.val());
-            self.a_acc_hi.d.next = (self.in_data.val().get_bits::<16>(16) != self.c_zero16.val())
-                && (self.carry_a.val() || (self.sum_a.val() > self.c_acc_half.val()));
-            self.t_sp_lo.d.next = self.in_data.val().get_bits::<16>(0) < self.c_sp_half.val();
-            self.t_sp_hi.d.next = self.carry_t.val() || (self.sum_t.val() > self.c_sp_half.val());
-        }
-        if self.take.val() && (self.state.q.val() == State::Arg1) {
-            self.b_sp_lo.d.next = (self.a0.q.val().get_bits::<16>(16) != self.c_zero16.val())
-                && (self.in_data.val().get_bits::<16>(0) < self.c_sp_half.val());
-            self.b_sp_hi.d.next = (self.a0.q.val().get_bits::<16>(16) != self.c_zero16.val())
-                && (self.carry_b.val() || (self.sum_b.val() > self.c_sp_half.val()));
-            self.b_acc_lo.d.next = (self.a0.q.val().get_bits::<16>(16) != self.c_zero16.val())
-                && (self.in_data.val().get_bits::<16>(0) < self.c_acc_half.val());
-            self.b_acc_hi.d.next = (self.a0.q.val().get_bits::<16>(16) != self.c_zero16.val())
-                && (self.carry_b.val() || (self.sum_b.val() > self.c_acc_half.val()));
-        }
-        self.sp_ok_a.next = (!self.a_sp_lo.q.val() || self.seq.sp_free0.val())
-            && (!self.a_sp_hi.q.val() || self.seq.sp_free1.val());
-        self.sp_ok_t.next = (!self.t_sp_lo.q.val() || self.seq.sp_free0.val())
-            && (!self.t_sp_hi.q.val() || self.seq.sp_free1.val());
-        self.sp_ok_b.next = (!self.b_sp_lo.q.val() || self.seq.sp_free0.val())
-            && (!self.b_sp_hi.q.val() || self.seq.sp_free1.val());
-        self.acc_ok_a.next = (!self.a_acc_lo.q.val() || self.seq.acc_quiet0.val())
-            && (!self.a_acc_hi.q.val() || self.seq.acc_quiet1.val());
-        if self.take.val() && (self.state.q.val() == State::Arg0) {
-            if self.c_scratch_full.val() {
-                self.t_fits.d.next = !self.carry_t.val() || (self.sum_t.val() == self.c_zero16.val());
-            } else {
-                self.t_fits.d.next = !self.carry_t.val() && (self.sum_t.val() <= self.c_scratch_rows.val());
-            }
-        }
-        if self.take.val() && (self.state.q.val() == State::Arg1) {
-            if self.c_scratch_full.val() {
-                self.b_fits_scratch.d.next = !self.carry_b.val() || (self.sum_b.val() == self.c_zero16.val());
-            } else {
-                self.b_fits_scratch.d.next =
-                    !self.carry_b.val() && (self.sum_b.val() <= self.c_scratch_rows.val());
-            }
-            if self.c_acc_full.val() {
-                self.b_fits_acc.d.next = !self.carry_b.val() || (self.sum_b.val() == self.c_zero16.val());
-            } else {
-                self.b_fits_acc.d.next = !self.carry_b.val() && (self.sum_b.val() <= self.c_acc_rows.val());
-            }
-        }
-        self.range_ok.next = true;
-        if self.op.q.val() == self.c_op_write_act.val() || self.op.q.val() == self.c_op_read_act.val() {
-            self.range_ok.next = self.a_fits_scratch.q.val();
-        } else if self.op.q.val() == self.c_op_read_acc.val() {
-            self.range_ok.next = self.a_fits_acc.q.val();
-        } else if self.op.q.val() == self.c_op_matmul.val() {
-            self.range_ok.next = self.a_fits_scratch.q.val() && self.b_fits_acc.q.val();
-        } else if self.op.q.val() == self.c_op_activate.val() {
-            self.range_ok.next = self.a_fits_acc.q.val() && self.b_fits_scratch.q.val();
-        } else if self.op.q.val() == self.c_op_load_tile.val() {
-            self.range_ok.next = self.t_fits.q.val();
-        }
+        // the range check (range_check.rs): each argument word's verdicts, registered
+        self.rc.clock.next = self.clock.val();
+        self.rc.word.next = self.in_data.val();
+        self.rc.take_a.next = self.take.val() && (self.state.q.val() == State::Arg0);
+        self.rc.take_b.next = self.take.val() && (self.state.q.val() == State::Arg1);
+        self.rc.a_n.next = self.a0.q.val().get_bits::<16>(16);
+        self.rc.op.next = self.op.q.val();
+        self.rc.sp_free0.next = self.seq.sp_free0.val();
+        self.rc.sp_free1.next = self.seq.sp_free1.val();
+        self.rc.acc_quiet0.next = self.seq.acc_quiet0.val();
+        self.rc.acc_quiet1.next = self.seq.acc_quiet1.val();
 
         // ---- output word ----
         self.err_word.b0.next = self.err_code.q.val();
@@ -920,35 +647,35 @@ impl Logic for Controller {
                 // Loaded on every Header cycle, not only when the header is taken: nothing
                 // reads them before the state moves on, which needs a take, and their enables
                 // stay off the in_valid -> take path (iCE40 timing).
-                self.op.d.next = self.h_op.val();
-                self.remaining.d.next = self.h_len.val();
+                self.op.d.next = self.dec.op.val();
+                self.remaining.d.next = self.dec.len.val();
                 self.idx.d.next = self.c_zero16.val();
                 self.wload.clear.next = true;
-                self.len_m1.d.next = self.h_len.val() - self.c_len1.val();
+                self.len_m1.d.next = self.dec.len.val() - self.c_len1.val();
                 self.q_bad.d.next = false;
-                self.is_lq.d.next = self.h_is_load_quant.val();
-                self.sq_two.d.next = self.h_len2.val();
+                self.is_lq.d.next = self.dec.is_load_quant.val();
+                self.sq_two.d.next = self.dec.len2.val();
                 // the code is only read if this header is refused
-                if self.h_known.val() {
+                if self.dec.known.val() {
                     self.err_code.d.next = self.c_code_length.val();
                 } else {
                     self.err_code.d.next = self.c_code_unknown.val();
                 }
                 if self.take.val() {
-                    if !(self.h_known.val() && self.h_len_ok.val()) {
-                        if self.h_len0.val() {
+                    if !(self.dec.known.val() && self.dec.len_ok.val()) {
+                        if self.dec.len0.val() {
                             self.state.d.next = State::ErrHeader;
                         } else {
                             self.state.d.next = State::Skip;
                         }
-                    } else if self.h_is_info.val() {
+                    } else if self.dec.is_info.val() {
                         self.resp_hdr.d.next = self.c_hdr_info.val();
                         self.state.d.next = State::RespHeader;
-                    } else if self.h_is_counters.val() {
+                    } else if self.dec.is_counters.val() {
                         self.state.d.next = State::SyncWait;
-                    } else if self.h_is_load_weights.val() {
+                    } else if self.dec.is_load_weights.val() {
                         self.state.d.next = State::Weights;
-                    } else if self.h_is_load_bias.val() || self.h_is_load_quant.val() {
+                    } else if self.dec.is_load_bias.val() || self.dec.is_load_quant.val() {
                         self.state.d.next = State::Bias;
                     } else {
                         self.state.d.next = State::Arg0;
@@ -1044,7 +771,7 @@ impl Logic for Controller {
                 self.idx.d.next = self.c_zero16.val();
                 // the code is only read if the ranges are refused
                 self.err_code.d.next = self.c_code_range.val();
-                if !self.range_ok.val() {
+                if !self.rc.range_ok.val() {
                     if self.remaining.q.val() == self.c_len0.val()
                         || self.op.q.val() != self.c_op_write_act.val()
                     {
@@ -1062,7 +789,7 @@ impl Logic for Controller {
                     }
                 } else if self.op.q.val() == self.c_op_activate.val() {
                     // reads accumulator rows (range A), writes scratchpad rows (range B)
-                    if self.acc_ok_a.val() && self.sp_ok_b.val() {
+                    if self.rc.acc_ok_a.val() && self.rc.sp_ok_b.val() {
                         self.act.load.next = true;
                         if self.a0.q.val().get_bits::<16>(16) == self.c_zero16.val() {
                             self.cmd_done.next = true;
@@ -1072,7 +799,7 @@ impl Logic for Controller {
                         }
                     }
                 } else if self.op.q.val() == self.c_op_write_act.val() {
-                    if self.sp_ok_a.val() {
+                    if self.rc.sp_ok_a.val() {
                         if self.a0.q.val().get_bits::<16>(16) == self.c_zero16.val() {
                             self.cmd_done.next = true;
                             self.state.d.next = State::Header;
@@ -1081,18 +808,18 @@ impl Logic for Controller {
                         }
                     }
                 } else if self.op.q.val() == self.c_op_load_tile.val() {
-                    if self.sp_ok_t.val() {
+                    if self.rc.sp_ok_t.val() {
                         self.state.d.next = State::TileRows;
                     }
                 } else if self.op.q.val() == self.c_op_read_act.val() {
-                    if self.sp_ok_a.val() {
+                    if self.rc.sp_ok_a.val() {
                         self.resp_hdr.d.next = self.c_hdr_read_act.val() | self.prod.val();
                         self.rbk.start.next = true;
                         self.state.d.next = State::RespHeader;
                     }
                 } else {
                     // READ_ACC
-                    if self.acc_ok_a.val() {
+                    if self.rc.acc_ok_a.val() {
                         self.resp_hdr.d.next = self.c_hdr_read_acc.val() | self.prod.val();
                         self.rbk.start.next = true;
                         self.state.d.next = State::RespHeader;

@@ -5,10 +5,11 @@
 //! The controller's parts are the RTL's, under the same names (`hdl/src/controller/<part>.rs`
 //! and `sim/src/native/<part>.rs`): `weight_loader` (shadow-bank rows, the bank swap),
 //! `sequencer` (MATMUL rows, the drain countdowns), `activate` (ACTIVATE's destination and
-//! drain) and `counters`; `NativeSim::step` computes each part's next registers in the RTL's
-//! order: the sequencer's issue, the front end (which starts the sequencer, swaps the banks,
-//! completes weight rows, issues ACTIVATE rows), then `activate` and `counters` from what the
-//! front end did this cycle. The delays are [`spec::timing`]'s.
+//! drain), `readback`, `range_check` (the argument ranges and the banks they touch) and
+//! `counters` (the header decoder is `spec::isa::check_header`); `NativeSim::step` computes
+//! each part's next registers in the RTL's order: the sequencer's issue, the front end (which
+//! starts the sequencer, swaps the banks, completes weight rows, issues ACTIVATE rows), then
+//! `activate` and `counters` from what the front end did this cycle. The delays are [`spec::timing`]'s.
 //!
 //! ```text
 //!            ┌────────────────────────────── NativeSim ───────────────────────────────┐
@@ -68,6 +69,7 @@ mod counters;
 mod host;
 mod kernel;
 mod pipe;
+mod range_check;
 mod readback;
 mod sequencer;
 mod weight_loader;
@@ -80,7 +82,7 @@ mod tests;
 use spec::arith::{requantize_v2, ColumnScale, MAX_SHIFT};
 use spec::isa::{header, opcode, Counters, COUNTER_WORDS};
 use spec::stream::{DeviceOut, HostOut, Stalls, Stuck, Trace};
-use spec::{banks_touched, Config, VERSION};
+use spec::{Config, VERSION};
 
 use crate::activity::Activity;
 use crate::CycleSim;
@@ -324,31 +326,14 @@ impl NativeSim {
         (a0 >> 16) * per_row
     }
 
-    /// The range check of the Exec state (17-bit ends, no wrap).
+    /// The range check of the Exec state (`range_check.rs`).
     fn range_ok(&self, q: &Regs) -> bool {
-        let n = q.a0 >> 16;
-        let end_a = (q.a0 & 0xFFFF) + n;
-        let end_b = (q.a1 & 0xFFFF) + n;
-        let (s, a) = (self.cfg.scratch_rows() as u32, self.cfg.acc_rows() as u32);
-        match q.op {
-            opcode::WRITE_ACT | opcode::READ_ACT => end_a <= s,
-            opcode::READ_ACC => end_a <= a,
-            opcode::MATMUL => end_a <= s && end_b <= a,
-            opcode::ACTIVATE => end_a <= a && end_b <= s,
-            opcode::LOAD_TILE => (q.a0 & 0xFFFF) + self.dim as u32 <= s,
-            _ => true,
-        }
+        range_check::range_ok(&self.cfg, q.op, q.a0, q.a1)
     }
 
-    /// The banks the command in Exec touches ([`spec::banks_touched`]): range A (payload word
-    /// 0: first row, row count; LOAD_TILE's DIM rows) in the scratchpad and in the
-    /// accumulators, range B (word 1's first row, the same count) likewise. Which of them a
-    /// command uses is the Exec state's business.
+    /// The banks the command in Exec touches (`range_check.rs`).
     fn touches(&self, q: &Regs) -> ([bool; 2], [bool; 2], [bool; 2], [bool; 2]) {
-        let n = if q.op == opcode::LOAD_TILE { self.dim as u32 } else { q.a0 >> 16 };
-        let (a, b) = (q.a0 & 0xFFFF, q.a1 & 0xFFFF);
-        let (sb, ab) = (self.cfg.scratch_bank_rows() as u32, self.cfg.acc_bank_rows() as u32);
-        (banks_touched(a, n, sb), banks_touched(a, n, ab), banks_touched(b, n, sb), banks_touched(b, n, ab))
+        range_check::touches(&self.cfg, q.op, q.a0, q.a1)
     }
 
     /// One clock cycle with `rst` as given (see [`CycleSim::tick`]).
@@ -475,28 +460,13 @@ impl NativeSim {
                     d.q_bad = false;
                     d.is_lq = op == opcode::LOAD_QUANT;
                     d.sq_two = len == 2;
-                    let expected = match op {
-                        opcode::INFO | opcode::COUNTERS => Some(Some(0)),
-                        opcode::SYNC | opcode::READ_ACT | opcode::READ_ACC | opcode::LOAD_TILE => {
-                            Some(Some(1))
+                    // the header decoder (`hdl::controller::decoder`) is spec's check
+                    match spec::isa::check_header(op, len, &self.cfg) {
+                        Err(code) => {
+                            d.err_code = code as u8;
+                            d.state = if len == 0 { State::ErrHeader } else { State::Skip };
                         }
-                        // 1 or 2 words (contract v2)
-                        opcode::SET_QUANT => Some(Some(if len == 2 { 2 } else { 1 })),
-                        opcode::MATMUL | opcode::ACTIVATE => Some(Some(2)),
-                        opcode::LOAD_WEIGHTS => Some(Some((dim * self.wpr) as u32)),
-                        opcode::LOAD_BIAS | opcode::LOAD_QUANT => Some(Some(dim as u32)),
-                        opcode::WRITE_ACT => Some(None),
-                        _ => None,
-                    };
-                    let refuse = |d: &mut Regs, code: u8| {
-                        d.err_code = code;
-                        d.state = if len == 0 { State::ErrHeader } else { State::Skip };
-                    };
-                    match expected {
-                        None => refuse(&mut d, 1),
-                        Some(Some(n)) if n != len => refuse(&mut d, 2),
-                        Some(None) if len == 0 => refuse(&mut d, 2),
-                        _ => match op {
+                        Ok(()) => match op {
                             opcode::INFO => {
                                 d.resp_hdr = header(opcode::INFO | 0x80, 4);
                                 d.state = State::RespHeader;
