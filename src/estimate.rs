@@ -89,6 +89,12 @@ pub struct EstimateArgs {
     #[arg(long, value_enum, default_value_t = BufferingArg::Auto)]
     pub buffering: BufferingArg,
 
+    /// Keep the weights on the device, as `infer --resident` does: store the weight tiles in the
+    /// top half of the scratchpad first (measured apart: "upload"), then run with LOAD_TILE, so
+    /// the figures are per inference in the steady state (docs/estimates.md).
+    #[arg(long, conflicts_with = "topology")]
+    pub resident: bool,
+
     /// The device.
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -276,7 +282,7 @@ pub fn run(args: &EstimateArgs) -> Result<String, CliError> {
         (None, None) => None,
     };
     let tech = load_tech(&args.tech)?;
-    let opts = Options { clock_hz, link, tech, buffering: args.buffering.into() };
+    let opts = Options { clock_hz, link, tech, buffering: args.buffering.into(), resident: args.resident };
     if let Some(path) = &args.topology {
         return crate::topology::run(args, path, &cfg, &opts);
     }

@@ -82,6 +82,7 @@ fn json_schema_has_the_documented_fields_and_types() {
         "time_s",
         "energy_pj",
         "energy_per_inference_pj",
+        "inferences_per_s",
         "power_w",
         "compute_power_w",
         "tops_per_w",
@@ -254,4 +255,57 @@ fn bad_input_is_one_line_naming_the_flag() {
         assert_eq!(r.stderr.lines().count(), 1, "{args:?}: {}", r.stderr);
         assert!(!j.exists());
     }
+}
+
+/// `--resident`: the upload is measured apart (every tile stored once: one WRITE_ACT of DIM
+/// rows each, then a SYNC), the program sends fewer words than streamed, and both streams are
+/// the driver's own (`Network::upload`, `run_resident` on the native model send the same words).
+#[test]
+fn resident_weights_are_uploaded_once_and_measured_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    // tiles of DIM 4: ⌈K/4⌉·⌈N/4⌉ per layer (the CNN's GEMMs are 9x8, 72x16, 64x10)
+    for (file, batch, tiles) in
+        [("digits-mlp.json", 3usize, 16 * 8 + 8 * 3), ("digits-cnn.json", 2, 6 + 72 + 48)]
+    {
+        let model = format!("{}/data/{file}", env!("CARGO_MANIFEST_DIR"));
+        let (streamed, resident) = (dir.path().join("s.json"), dir.path().join("r.json"));
+        let b = batch.to_string();
+        let args = ["estimate", "--model", &model, "--batch", &b, "--dim", "4", "--scratch-rows", "2048"];
+        ok(&[&args[..], &["--json", streamed.to_str().unwrap()]].concat());
+        let out = ok(&[&args[..], &["--resident", "--json", resident.to_str().unwrap()]].concat());
+        assert!(out.contains("upload of resident weights (once)"), "{out}");
+        assert!(out.contains("inferences/s with the weights stored"), "{out}");
+        let (s, r) = (json(&streamed), json(&resident));
+        assert!(s.get("upload").is_none(), "streamed runs have no upload");
+        let up = &r["upload"];
+        let stored = up["tiles_stored"].as_u64().unwrap();
+        assert_eq!(Some(stored), up["tiles_total"].as_u64(), "{file}: every tile fits half the scratchpad");
+        assert_eq!(stored, tiles as u64, "{file}");
+        // WRITE_ACT: header, range word, DIM rows of one word; then SYNC (2 words)
+        assert_eq!(up["words_in"].as_u64(), Some(stored * (2 + 4) + 2), "{file}");
+        assert_eq!(up["words_out"].as_u64(), Some(2), "{file}: the SYNC echo");
+        assert!(r["words_in"].as_u64() < s["words_in"].as_u64(), "{file}: no weights cross per inference");
+        assert_eq!(r["macs"], s["macs"]);
+        let (steady, paid) =
+            (r["inferences_per_s"].as_f64().unwrap(), r["inferences_per_s_with_upload"].as_f64().unwrap());
+        assert!(paid < steady, "{file}");
+
+        // the same words as the driver sends on the native model
+        let net = protobrain::nn::ModelFile::load(&model).unwrap().model;
+        let cfg = spec::Config::new(4, 2048, 512).unwrap();
+        let mut dev =
+            driver::Device::open(sim::transport::SimTransport::new(sim::native::NativeSim::new(&cfg)), &cfg)
+                .unwrap();
+        let mut rng = spec::stimulus::Rng::new(1);
+        let x = nalgebra::DMatrix::from_fn(batch, 64, |_, _| (rng.next_u64() >> 56) as u8 as i8);
+        let info = dev.stats().words_sent;
+        let placed = net.upload(&mut dev, cfg.scratch_rows() / 2).unwrap();
+        let uploaded = dev.stats().words_sent;
+        assert_eq!(uploaded - info, up["words_in"].as_u64().unwrap(), "{file}: the upload");
+        net.run_resident(&mut dev, &x, &placed).unwrap();
+        assert_eq!(dev.stats().words_sent - uploaded, r["words_in"].as_u64().unwrap(), "{file}: the run");
+    }
+    let r = protobrain(&["estimate", "--topology", "t.csv", "--resident"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.stderr.contains("--resident"), "{}", r.stderr);
 }

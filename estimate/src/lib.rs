@@ -46,8 +46,8 @@ mod tests;
 use std::fmt;
 
 use driver::{
-    stream_mlp_buffered, Buffering, CompileError, Device, DriverError, GoldenTransport, Layer, Network,
-    OutputKind, Program, ProgramError, ProgramStream, Recorder, Step,
+    compile_mlp_resident, stream_mlp_buffered, Buffering, CompileError, Device, DriverError, GoldenTransport,
+    Layer, Network, OutputKind, Program, ProgramError, ProgramStream, Recorder, Residency, Step,
 };
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
@@ -277,6 +277,49 @@ impl Workload {
         Ok((plan, Source::Words(rec.sent, rec.received.len())))
     }
 
+    /// With resident weights (docs/driver.md "Resident weights"): the upload that stores the
+    /// weight tiles in the top half of the scratchpad (WRITE_ACTs, then a SYNC), and the
+    /// inference stream that loads them with LOAD_TILE, each with its response count; as
+    /// `infer --resident` runs them.
+    fn resident_streams(&self, cfg: &Config) -> Result<ResidentStreams, EstimateError> {
+        let budget = cfg.scratch_rows() / 2;
+        let (residency, upload, upload_responses, words, responses) = match &self.network {
+            None => {
+                let refs: Vec<&Layer> = self.layers.iter().collect();
+                let residency = Residency::plan(cfg, &refs, budget);
+                let mut upload = Vec::new();
+                for cmd in residency.upload_commands(&refs).iter().chain([&Command::Sync { token: 1 }]) {
+                    cmd.encode_into(cfg.dim(), &mut upload)
+                        .map_err(|e| EstimateError::Stream(e.to_string()))?;
+                }
+                let program = compile_mlp_resident(cfg, &self.x, &self.layers, self.output, &residency, 0)?;
+                let (words, responses) = program_stream(&program)?;
+                (residency, upload, 2, words, responses)
+            }
+            Some(net) => {
+                // recorded on the golden device, as for streamed networks (see `source`)
+                let mut dev = Device::open(Recorder::new(GoldenTransport::new(*cfg)), cfg)?;
+                dev.transport_mut().sent.clear();
+                dev.transport_mut().received.clear();
+                let residency = net.upload(&mut dev, budget)?;
+                let upload = std::mem::take(&mut dev.transport_mut().sent);
+                let upload_responses = std::mem::take(&mut dev.transport_mut().received).len();
+                net.run_resident(&mut dev, &self.x, &residency)?;
+                let rec = dev.into_transport();
+                (residency, upload, upload_responses, rec.sent, rec.received.len())
+            }
+        };
+        let (stored, total) = residency.stored();
+        let plan = format!(
+            "weights resident: {stored} of {total} tile(s) stored once in scratchpad rows {}..{} \
+             (LOAD_TILE); activations below row {}",
+            residency.base(),
+            cfg.scratch_rows(),
+            residency.base()
+        );
+        Ok(ResidentStreams { plan, tiles: (stored, total), upload, upload_responses, words, responses })
+    }
+
     /// The plan and the whole word stream with its response count.
     #[cfg(test)]
     fn program(
@@ -289,6 +332,17 @@ impl Workload {
         let responses = source.for_each_command(&mut |_, w| words.extend_from_slice(w))?;
         Ok((plan, words, responses))
     }
+}
+
+/// [`Workload::resident_streams`]: the upload and the inference stream.
+struct ResidentStreams {
+    plan: String,
+    /// (tiles stored, tiles of the model).
+    tiles: (usize, usize),
+    upload: Vec<u32>,
+    upload_responses: usize,
+    words: Vec<u32>,
+    responses: usize,
 }
 
 /// A workload's word stream (see [`Workload::source`]).
@@ -400,25 +454,33 @@ impl<'m, 's> Feeder<'m, 's> {
 /// The whole program on a fresh model, with the host behind `link`. With `skip_sums` the model
 /// skips the array's sums ([`NativeSim::skip_sums`]): for a program no MATMUL of which reads a
 /// row an ACTIVATE wrote (one layer), the run's [`Timing`] is the same (tested).
+///
+/// With `upload` (a resident-weights upload and its response count), the upload runs first and
+/// is measured on its own; the program then runs on the same model, from where it left off.
 fn run_full(
     cfg: &Config,
     source: &Source,
     link: Option<&Link>,
     skip_sums: bool,
-) -> Result<Timing, EstimateError> {
+    upload: Option<(&[u32], usize)>,
+) -> Result<(Timing, Option<Timing>), EstimateError> {
     let mut sim = NativeSim::new(cfg);
     sim.reset();
+    let uploaded = match upload {
+        Some((words, responses)) => Some(throughput::run_on(&mut sim, words, responses, link)?),
+        None => None,
+    };
     if skip_sums {
         sim.skip_sums();
     }
     if let Source::Words(words, responses) = source {
-        return throughput::run_on(&mut sim, words, *responses, link);
+        return Ok((throughput::run_on(&mut sim, words, *responses, link)?, uploaded));
     }
     let mut meter = throughput::Meter::new(&mut sim, link, true);
     let mut feeder = Feeder::new(&mut meter);
     let responses = source.for_each_command(&mut |_, w| feeder.push(w))?;
     feeder.done()?;
-    meter.finish(responses)
+    Ok((meter.finish(responses)?, uploaded))
 }
 
 /// How to estimate.
@@ -433,12 +495,22 @@ pub struct Options {
     /// The compiler's double buffering of GEMMs and MLPs (not of model files with conv
     /// stages, which the network runner schedules).
     pub buffering: Buffering,
+    /// Keep the weights on the device (resident weights): their upload is measured apart, and
+    /// the program loads stored tiles with LOAD_TILE instead of streaming them.
+    pub resident: bool,
 }
 
 impl Options {
-    /// Defaults: `clock_hz`, no link limit, the 45 nm table, double buffering where it pays.
+    /// Defaults: `clock_hz`, no link limit, the 45 nm table, double buffering where it pays,
+    /// weights streamed.
     pub fn at_clock(clock_hz: f64) -> Self {
-        Options { clock_hz, link: None, tech: TechTable::horowitz_45nm(), buffering: Buffering::Auto }
+        Options {
+            clock_hz,
+            link: None,
+            tech: TechTable::horowitz_45nm(),
+            buffering: Buffering::Auto,
+            resident: false,
+        }
     }
 }
 
@@ -526,6 +598,17 @@ pub struct Estimate {
     pub words_out: u64,
     /// `cycles / clock`, seconds.
     pub time_s: f64,
+    /// Inferences (rows of X) per second: `M / time_s` (with resident weights: once they are
+    /// stored, the steady state).
+    #[serde(default)]
+    pub inferences_per_s: f64,
+    /// With resident weights: `M / (time_s + upload time)`, the upload paid by this batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inferences_per_s_with_upload: Option<f64>,
+    /// With resident weights: the upload that stores them, measured on its own (the program's
+    /// cycles and words above exclude it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<Upload>,
     /// Useful operations per second (2 per MAC).
     pub ops_per_s: f64,
     /// `ops_per_s / 10¹²`.
@@ -552,6 +635,24 @@ pub struct Estimate {
     pub area_mm2: AreaBreakdown,
     /// Activity counts of the whole program.
     pub activity: Activity,
+}
+
+/// The upload of resident weights (WRITE_ACTs of the stored tiles, then a SYNC), measured on
+/// the native model behind the same link as the program.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Weight tiles stored (the rest stay streamed with LOAD_WEIGHTS).
+    pub tiles_stored: usize,
+    /// Weight tiles of the model.
+    pub tiles_total: usize,
+    /// Cycles, first word to the SYNC echo.
+    pub cycles: u64,
+    /// Words sent to the core.
+    pub words_in: u64,
+    /// Words the core sent back (the SYNC echo).
+    pub words_out: u64,
+    /// `cycles / clock`, seconds.
+    pub time_s: f64,
 }
 
 /// Stall cycles of a run.
@@ -651,7 +752,14 @@ struct DerivedRun {
 /// from the same two passes over the stream (the WRITE_ACTs, then the rest). Each one's busy
 /// cycles, duration (from the preload's SYNC echo to its own) and activity (between the two
 /// echoes). The models skip the array's sums, which none of these depend on (tested).
-fn derived_runs(cfg: &Config, source: &Source) -> Result<(DerivedRun, DerivedRun), EstimateError> {
+///
+/// With `upload` (resident weights), its WRITE_ACTs (the stored tiles) open the preload, the
+/// first weight tile may be a LOAD_TILE, and the weight stream has the LOAD_TILEs.
+fn derived_runs(
+    cfg: &Config,
+    source: &Source,
+    upload: Option<&[u32]>,
+) -> Result<(DerivedRun, DerivedRun), EstimateError> {
     let dim = cfg.dim();
     let mut sims = [NativeSim::new(cfg), NativeSim::new(cfg)];
     for sim in &mut sims {
@@ -664,16 +772,26 @@ fn derived_runs(cfg: &Config, source: &Source) -> Result<(DerivedRun, DerivedRun
     let mut meter_c = throughput::Meter::new(sim_c, None, true).record();
     let mut meter_w = throughput::Meter::new(sim_w, None, true).record();
     let (mut compute, mut weights) = (Feeder::new(&mut meter_c), Feeder::new(&mut meter_w));
+    if let Some(upload) = upload {
+        Source::Words(upload.to_vec(), 0).for_each_command_where(
+            &|op| op == opcode::WRITE_ACT,
+            &mut |_, w| {
+                compute.push(w);
+                weights.push(w);
+            },
+        )?;
+    }
     let mut tile: Option<Vec<u32>> = None;
     // (the first pass encodes only what it feeds; once the first tile is had, no more tiles)
     let have_tile = std::cell::Cell::new(false);
-    let first_pass = |op: u8| op == opcode::WRITE_ACT || (op == opcode::LOAD_WEIGHTS && !have_tile.get());
+    let is_tile = |op: u8| op == opcode::LOAD_WEIGHTS || op == opcode::LOAD_TILE;
+    let first_pass = |op: u8| op == opcode::WRITE_ACT || (is_tile(op) && !have_tile.get());
     source.for_each_command_where(&first_pass, &mut |op, w| match op {
         opcode::WRITE_ACT => {
             compute.push(w);
             weights.push(w);
         }
-        opcode::LOAD_WEIGHTS if tile.is_none() => {
+        op if is_tile(op) && tile.is_none() => {
             tile = Some(w.to_vec());
             have_tile.set(true);
         }
@@ -683,14 +801,14 @@ fn derived_runs(cfg: &Config, source: &Source) -> Result<(DerivedRun, DerivedRun
     compute.push(&preload_end);
     weights.push(&preload_end);
     let mut pipelined = throughput::Pipelined::default();
-    let second_pass = |op: u8| op == opcode::MATMUL || op == opcode::LOAD_WEIGHTS;
+    let second_pass = |op: u8| op == opcode::MATMUL || is_tile(op);
     source.for_each_command_where(&second_pass, &mut |op, w| match op {
         opcode::MATMUL => {
             pipelined.add(u64::from(w[1] >> 16));
             compute.push(w);
             weights.push(w);
         }
-        opcode::LOAD_WEIGHTS => weights.push(w),
+        op if is_tile(op) => weights.push(w),
         _ => {}
     })?;
     compute.push(&sync_words(dim, 2));
@@ -741,14 +859,37 @@ pub fn estimate(cfg: &Config, workload: &Workload, opts: &Options) -> Result<Est
     }
     let shapes = workload.shapes();
     let gemms = workload.gemms();
-    let (plan, source) = workload.source(cfg, opts.buffering)?;
+    let (plan, source, resident) = if opts.resident {
+        let r = workload.resident_streams(cfg)?;
+        let upload = (r.upload, r.upload_responses, r.tiles);
+        (r.plan, Source::Words(r.words, r.responses), Some(upload))
+    } else {
+        let (plan, source) = workload.source(cfg, opts.buffering)?;
+        (plan, source, None)
+    };
+    let upload_words = resident.as_ref().map(|(w, n, _)| (w.as_slice(), *n));
     let link = opts.link.as_ref();
     // one layer: every MATMUL reads X the host wrote, so the sums change no count (their values
     // are read back, not measured)
     let skip_sums = workload.network.is_none() && workload.layers.len() == 1;
-    let (full, derived) =
-        rayon::join(|| run_full(cfg, &source, link, skip_sums), || derived_runs(cfg, &source));
-    let (full, (compute, stream)) = (full?, derived?);
+    let (full, derived) = rayon::join(
+        || run_full(cfg, &source, link, skip_sums, upload_words),
+        || derived_runs(cfg, &source, upload_words.map(|(w, _)| w)),
+    );
+    let ((full, uploaded), (compute, stream)) = (full?, derived?);
+
+    let up_counters = uploaded.as_ref().map(|u| u.counters).unwrap_or_default();
+    let upload = match (&uploaded, &resident) {
+        (Some(u), Some((_, _, (stored, total)))) => Some(Upload {
+            tiles_stored: *stored,
+            tiles_total: *total,
+            cycles: u.cycles,
+            words_in: u.activity.words_in,
+            words_out: u.activity.words_out,
+            time_s: u.cycles as f64 / opts.clock_hz,
+        }),
+        _ => None,
+    };
 
     let dim = cfg.dim() as u64;
     let d2 = (dim * dim) as f64;
@@ -804,12 +945,16 @@ pub fn estimate(cfg: &Config, workload: &Workload, opts: &Options) -> Result<Est
         bound,
         stall_cycles: StallCycles {
             link_wait: bd.link_wait,
-            input: u64::from(full.counters.in_stall_cycles),
-            output: u64::from(full.counters.out_stall_cycles),
+            // the registers count from reset: the upload's share is not the program's
+            input: u64::from(full.counters.in_stall_cycles.wrapping_sub(up_counters.in_stall_cycles)),
+            output: u64::from(full.counters.out_stall_cycles.wrapping_sub(up_counters.out_stall_cycles)),
         },
         words_in: full.activity.words_in,
         words_out: full.activity.words_out,
         time_s,
+        inferences_per_s: m as f64 / time_s,
+        inferences_per_s_with_upload: upload.as_ref().map(|u| m as f64 / (time_s + u.time_s)),
+        upload,
         ops_per_s: ops / time_s,
         achieved_tops: ops / time_s / 1e12,
         peak_tops: peak_tops(cfg, opts.clock_hz),
@@ -882,7 +1027,7 @@ impl fmt::Display for Estimate {
         )?;
         row(
             f,
-            "weight-stream cycles (+LOAD_WEIGHTS)",
+            "weight-stream cycles (+weight loads)",
             self.weight_stream_cycles,
             format!("utilization {}", pct(self.weight_stream_utilization)),
         )?;
@@ -899,6 +1044,33 @@ impl fmt::Display for Estimate {
         }
         writeln!(f, "  {:<34} {:>14}  issued {} (padding included)", "MACs", self.macs, self.macs_issued)?;
         writeln!(f, "  {:<34} {:>14}  out {}", "words in", self.words_in, self.words_out)?;
+        if let Some(u) = &self.upload {
+            row(
+                f,
+                "upload of resident weights (once)",
+                u.cycles,
+                format!(
+                    "{} words in, {} tile(s) of {} stored, {}",
+                    u.words_in,
+                    u.tiles_stored,
+                    u.tiles_total,
+                    si(u.time_s, "s")
+                ),
+            )?;
+        }
+        let per = |x: u64| x as f64 / w.m as f64;
+        writeln!(
+            f,
+            "  per inference: {:.1} cycles, {:.1} words in, {:.1} out; {:.1} inferences/s{}",
+            per(self.cycles),
+            per(self.words_in),
+            per(self.words_out),
+            self.inferences_per_s,
+            match self.inferences_per_s_with_upload {
+                Some(r) => format!(" with the weights stored ({r:.1}/s paying the upload with this batch)"),
+                None => String::new(),
+            }
+        )?;
         writeln!(
             f,
             "  time {}, {} achieved of {} peak ({:.2} TOPS peak); bound by {}",

@@ -106,6 +106,7 @@ impl Grid {
             link: None,
             tech: self.tech.clone(),
             buffering: Default::default(),
+            resident: false,
         }
     }
 
