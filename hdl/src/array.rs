@@ -39,8 +39,9 @@
 
 use rust_hdl::prelude::*;
 
+use crate::generate::{concat, generate_loop_block, module_text, split};
 use crate::pe::Pe;
-use crate::primitives::DelayLine;
+use crate::primitives::{delay_module, DelayLine, DELAY_MODULE};
 
 /// The systolic array (see the module docs for the schematic and timing).
 pub struct SystolicArray {
@@ -182,39 +183,8 @@ impl SystolicArray {
     }
 }
 
-thread_local! {
-    /// Set while [`with_per_instance_arrays`] runs: arrays are written as rust-hdl's one module
-    /// per PE and per delay line instead of the generate loop.
-    static PER_INSTANCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` with every [`SystolicArray`] written (by rust-hdl's visitors, on this thread) in
-/// rust-hdl's per-instance form: one module per PE and per delay line, the text from before the
-/// generate loop. The two forms are the same design (Icarus and Yosys checks in the tests and
-/// scripts/array_equiv.sh); the board tops keep this form for their timing reports, and it is
-/// the reference that the generate loop is compared with.
-///
-/// rust-hdl gives its visitors no options, so the switch is a thread-local flag, restored when
-/// `f` returns or panics.
-pub fn with_per_instance_arrays<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            PER_INSTANCE.with(|p| p.set(self.0));
-        }
-    }
-    let _restore = Restore(PER_INSTANCE.with(|p| p.replace(true)));
-    f()
-}
-
-fn per_instance() -> bool {
-    PER_INSTANCE.with(|p| p.get())
-}
-
 /// Name of the PE module the generate loop instantiates (rust-hdl's text of [`Pe`]).
 pub const PE_MODULE: &str = "protobrain_pe";
-/// Name of the parameterised delay line of the skew and deskew.
-pub const DELAY_MODULE: &str = "protobrain_delay";
 
 impl SystolicArray {
     /// The array's module body as a generate loop over one PE module, plus that module (rust-hdl's
@@ -223,10 +193,7 @@ impl SystolicArray {
     /// `pe[k*DIM + n]` is PE(k, n), as in the per-instance form.
     fn generate_loop_verilog(&self) -> Verilog {
         let d = self.dim();
-        let concat = |port: &str| {
-            let v: Vec<String> = (0..d).rev().map(|i| format!("{port}${i}")).collect();
-            format!("{{{}}}", v.join(", "))
-        };
+        let row = |port: &str| concat(port, d);
         let mut code = format!(
             "\
 // DIM x DIM {PE_MODULE} in a generate loop; pe[k*DIM + n] is PE(k, n) (hdl::array).
@@ -240,13 +207,11 @@ assign act_row = {act};
 assign load_row = {load};
 assign wdata_row = {wdata};
 ",
-            act = concat("act_in"),
-            load = concat("w_load"),
-            wdata = concat("w_data"),
+            act = row("act_in"),
+            load = row("w_load"),
+            wdata = row("w_data"),
         );
-        for n in 0..d {
-            code.push_str(&format!("assign psum_out${n} = sum_row[{} +: 32];\n", 32 * n));
-        }
+        code.push_str(&split("psum_out", "sum_row", 32, d));
         code.push_str(&format!(
             "\
 genvar i;
@@ -303,142 +268,22 @@ endgenerate
 assign sum_row[32*(DIM-1) +: 32] = pe[DIM*DIM - 1].p_out;
 "
         ));
-        Verilog::Wrapper(Wrapper { code, cores: format!("{}{DELAY_VERILOG}", pe_verilog()) })
+        let pe = module_text(&mut Pe::default(), PE_MODULE);
+        Verilog::Wrapper(Wrapper { code, cores: format!("{pe}{}", delay_module()) })
     }
 }
 
-/// rust-hdl's text of one [`Pe`] as module [`PE_MODULE`] (with its flip-flop submodules).
-fn pe_verilog() -> String {
-    let mut pe = Pe::default();
-    pe.connect_all();
-    let mut defines = ModuleDefines::default();
-    pe.accept(PE_MODULE, &mut defines);
-    defines.defines()
-}
-
-/// The skew and deskew line: `DEPTH >= 1` registers of `WIDTH` bits, cleared by `rst`; the same
-/// registers as [`DelayLine`] (`stage[s].q` is rust-hdl's `stage$s` flip-flop, with its `initial`
-/// value 0).
-const DELAY_VERILOG: &str = "
-
-module protobrain_delay #(parameter WIDTH = 1, parameter DEPTH = 1) (
-    input wire clock,
-    input wire rst,
-    input wire [WIDTH-1:0] din,
-    output wire [WIDTH-1:0] dout);
-    genvar s;
-    generate
-        for (s = 0; s < DEPTH; s = s + 1) begin : stage
-            reg [WIDTH-1:0] q;
-            initial begin
-                q = {WIDTH{1'b0}};
-            end
-            if (s == 0) begin : first
-                always @(posedge clock) q <= rst ? {WIDTH{1'b0}} : din;
-            end else begin : next
-                always @(posedge clock) q <= rst ? {WIDTH{1'b0}} : stage[s - 1].q;
-            end
-        end
-    endgenerate
-    assign dout = stage[DEPTH - 1].q;
-endmodule // protobrain_delay
-";
-
-impl Logic for SystolicArray {
-    fn update(&mut self) {
-        SystolicArray::update(self)
-    }
-    fn connect(&mut self) {
-        SystolicArray::connect(self)
-    }
-    fn hdl(&self) -> Verilog {
-        if per_instance() {
-            SystolicArray::hdl(self)
-        } else {
-            self.generate_loop_verilog()
-        }
-    }
-}
-
-/// What `#[derive(LogicBlock)]` would write, except that the visitors see the PEs and delay
-/// lines only in the per-instance form: in the generate-loop form the array is a leaf (its
-/// ports), so rust-hdl neither checks nor writes DIM² instances. Simulation (`update_all`,
-/// `has_changed`) always runs every PE.
-impl Block for SystolicArray {
-    fn connect_all(&mut self) {
-        Logic::connect(self);
-        self.clock.connect_all();
-        self.rst.connect_all();
-        self.act_in.connect_all();
-        self.sel_in.connect_all();
-        self.w_load.connect_all();
-        self.w_bank.connect_all();
-        self.w_data.connect_all();
-        self.psum_out.connect_all();
-        self.pe.connect_all();
-        self.act_skew.connect_all();
-        self.sel_skew.connect_all();
-        self.deskew.connect_all();
-        self.zero32.connect_all();
-    }
-
-    fn update_all(&mut self) {
-        Logic::update(self);
-        self.clock.update_all();
-        self.rst.update_all();
-        self.act_in.update_all();
-        self.sel_in.update_all();
-        self.w_load.update_all();
-        self.w_bank.update_all();
-        self.w_data.update_all();
-        self.psum_out.update_all();
-        self.pe.update_all();
-        self.act_skew.update_all();
-        self.sel_skew.update_all();
-        self.deskew.update_all();
-        self.zero32.update_all();
-    }
-
-    fn has_changed(&self) -> bool {
-        self.clock.has_changed()
-            || self.rst.has_changed()
-            || self.act_in.has_changed()
-            || self.sel_in.has_changed()
-            || self.w_load.has_changed()
-            || self.w_bank.has_changed()
-            || self.w_data.has_changed()
-            || self.psum_out.has_changed()
-            || self.pe.has_changed()
-            || self.act_skew.has_changed()
-            || self.sel_skew.has_changed()
-            || self.deskew.has_changed()
-            || self.zero32.has_changed()
-    }
-
-    fn accept(&self, name: &str, probe: &mut dyn Probe) {
-        probe.visit_start_scope(name, self);
-        self.clock.accept("clock", probe);
-        self.rst.accept("rst", probe);
-        self.act_in.accept("act_in", probe);
-        self.sel_in.accept("sel_in", probe);
-        self.w_load.accept("w_load", probe);
-        self.w_bank.accept("w_bank", probe);
-        self.w_data.accept("w_data", probe);
-        self.psum_out.accept("psum_out", probe);
-        if per_instance() {
-            self.pe.accept("pe", probe);
-            self.act_skew.accept("act_skew", probe);
-            self.sel_skew.accept("sel_skew", probe);
-            self.deskew.accept("deskew", probe);
-            self.zero32.accept("zero32", probe);
-        }
-        probe.visit_end_scope(name, self);
-    }
-}
+// What `#[derive(LogicBlock)]` would write, except that in the generate-loop form the visitors
+// see the array as a leaf (its ports), so rust-hdl neither checks nor writes DIM² instances.
+// Simulation (`update_all`, `has_changed`) always runs every PE.
+generate_loop_block!(SystolicArray;
+    ports: clock, rst, act_in, sel_in, w_load, w_bank, w_data, psum_out;
+    inner: pe, act_skew, sel_skew, deskew, zero32);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generate::with_per_instance_text;
     use crate::primitives::{sign_extend, signed_from_i128, signed_to_i128};
     use crate::replay::{ice40_cells, replay, simulate, verilator_lint, Port};
     use proptest::prelude::*;
@@ -454,7 +299,7 @@ mod tests {
 
     /// rust-hdl's per-instance text of the array (module `top`).
     fn per_instance_array_verilog(dim: usize) -> String {
-        with_per_instance_arrays(|| array_verilog(dim))
+        with_per_instance_text(|| array_verilog(dim))
     }
 
     /// A cycle-by-cycle stimulus for the array and the output each cycle must show.

@@ -39,10 +39,10 @@ pub enum EmitError {
 }
 
 /// rust-hdl's Verilog of `uut` with top module `top`, one module per instance, systolic arrays
-/// included ([`crate::array::with_per_instance_arrays`]): the text as rust-hdl writes it without
+/// included ([`crate::generate::with_per_instance_text`]): the text as rust-hdl writes it without
 /// the generate loop. For comparisons with [`block_verilog`], and the board tops.
 pub fn per_instance_verilog<B: Block>(uut: &mut B, top: &str, config: &Config) -> Result<String, EmitError> {
-    crate::array::with_per_instance_arrays(|| rust_hdl_verilog(uut, top, config))
+    crate::generate::with_per_instance_text(|| rust_hdl_verilog(uut, top, config))
 }
 
 /// rust-hdl's Verilog of `uut` with top module `top` (arrays as generate loops).
