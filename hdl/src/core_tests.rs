@@ -163,7 +163,7 @@ fn emitted_verilog_behaves_as_the_per_instance_verilog() {
     for (cfg, seeds) in
         [(Config::new(2, 16, 8).unwrap(), 300..304), (Config::new(4, 16, 8).unwrap(), 400..403)]
     {
-        let raw = emit::per_instance_verilog(&mut ProtobrainCore::new(&cfg), emit::TOP, &cfg).unwrap();
+        let raw = emit::core_verilog(&cfg, emit::Form::PerInstance).unwrap();
         let (deduped, stats) = crate::dedupe::dedupe(&raw).unwrap();
         assert!(
             stats.modules_out * 4 < stats.modules_in,
