@@ -17,7 +17,7 @@ acc=${3:-8}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cd "$(dirname "$0")/.."
-cargo run -q -p protobrain-hdl --example verilog_sizes -- --rows "$rows" "$acc" --raw --write "$dir" "$dim" >/dev/null
+cargo run -q --release -p protobrain-hdl --example verilog_sizes -- --rows "$rows" "$acc" --raw --write "$dir" "$dim" >/dev/null
 prep="hierarchy -top protobrain_core; proc; flatten; memory -nomap; memory_map; opt_clean"
 # the wires of the generate loops, and the rust-hdl name of each
 yosys -q -p "read_verilog $dir/core_d${dim}.v; $prep; tee -q -o $dir/wires.txt select -list w:*"
