@@ -303,7 +303,7 @@ impl Program {
     /// [`Program::words`] as bytes, 4 little-endian bytes a word (the `.bin` format, and what a
     /// UART carries).
     pub fn to_bin(&self) -> Result<Vec<u8>, ProgramError> {
-        Ok(crate::serial::words_to_bytes(&self.words()?))
+        Ok(spec::isa::words_to_bytes(&self.words()?))
     }
 
     /// Words from a `.bin`.
@@ -311,7 +311,7 @@ impl Program {
         if !bytes.len().is_multiple_of(4) {
             return Err(ProgramError::Bytes(bytes.len()));
         }
-        Ok(crate::serial::bytes_to_words(bytes))
+        Ok(spec::isa::bytes_to_words(bytes))
     }
 
     /// JSON with one step per line (each step compact: a WRITE_ACT's rows stay on its line),

@@ -18,6 +18,7 @@
 //! state in one round trip.
 
 use crate::transport::{Transport, TransportError};
+use spec::isa::{bytes_to_words, words_to_bytes};
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
@@ -103,17 +104,6 @@ impl SerialTransport<Box<dyn serialport::SerialPort>> {
             .map_err(|e| TransportError::Io(std::io::Error::other(format!("cannot clear {path}: {e}"))))?;
         Ok(SerialTransport::new(port))
     }
-}
-
-/// The bytes of `words` on the wire.
-pub fn words_to_bytes(words: &[u32]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_le_bytes()).collect()
-}
-
-/// Words from their bytes on the wire (`bytes.len()` must be a multiple of 4).
-pub fn bytes_to_words(bytes: &[u8]) -> Vec<u32> {
-    assert!(bytes.len().is_multiple_of(4), "{} bytes are not whole words", bytes.len());
-    bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
 impl<P: BytePort> Transport for SerialTransport<P> {

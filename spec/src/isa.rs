@@ -104,6 +104,21 @@ pub fn unpack_row(words: &[u32], dim: usize) -> Vec<i8> {
     (0..dim).map(|i| (words[i / 4] >> (8 * (i % 4))) as u8 as i8).collect()
 }
 
+/// The bytes of a word stream in order, each word little-endian: what the UART link carries
+/// and the `.bin` program format.
+pub fn words_to_bytes(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+/// A word stream from its bytes ([`words_to_bytes`] backwards).
+///
+/// # Panics
+/// If `bytes.len()` is not a multiple of 4.
+pub fn bytes_to_words(bytes: &[u8]) -> Vec<u32> {
+    assert!(bytes.len().is_multiple_of(4), "{} bytes are not whole words", bytes.len());
+    bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
 /// Error codes of the 0xFF response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
