@@ -83,9 +83,36 @@ pub struct EstimateArgs {
     #[arg(long, value_name = "out.json")]
     pub json: Option<PathBuf>,
 
+    /// Double buffering of --gemm and MLP models: chunks alternate between the memories'
+    /// halves so data moves while the array computes (auto: where estimated faster; whole:
+    /// never, the schedule before the banked memories; double: wherever it fits).
+    #[arg(long, value_enum, default_value_t = BufferingArg::Auto)]
+    pub buffering: BufferingArg,
+
     /// The device.
     #[command(flatten)]
     pub config: ConfigArgs,
+}
+
+/// `--buffering`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BufferingArg {
+    /// Double buffer where estimated faster.
+    Auto,
+    /// Never double buffer.
+    Whole,
+    /// Double buffer wherever it fits.
+    Double,
+}
+
+impl From<BufferingArg> for driver::Buffering {
+    fn from(b: BufferingArg) -> Self {
+        match b {
+            BufferingArg::Auto => driver::Buffering::Auto,
+            BufferingArg::Whole => driver::Buffering::Whole,
+            BufferingArg::Double => driver::Buffering::Double,
+        }
+    }
 }
 
 /// The nominal clock of a preset, MHz: the TPU paper's 700 MHz for tpu-v1, the bitstreams'
@@ -240,7 +267,7 @@ pub fn run(args: &EstimateArgs) -> Result<String, CliError> {
         (None, None) => None,
     };
     let tech = load_tech(&args.tech)?;
-    let opts = Options { clock_hz, link, tech };
+    let opts = Options { clock_hz, link, tech, buffering: args.buffering.into() };
     if let Some(path) = &args.topology {
         return crate::topology::run(args, path, &cfg, &opts);
     }

@@ -139,7 +139,7 @@ pub fn run(args: &SweepArgs) -> Result<String, CliError> {
         gemm,
         scratch_rows: args.scratch_rows,
         acc_rows: args.acc_rows,
-        options: Options { clock_hz, link: None, tech },
+        options: Options { clock_hz, link: None, tech, buffering: Default::default() },
         roofline_link: args.link_words_per_cycle,
     };
     let total = spec.points().len();
@@ -240,7 +240,8 @@ fn topology_sweep(args: &SweepArgs, path: &std::path::Path, dims: Vec<usize>) ->
         crate::topology::check_memory(path, &cfg, &topo)?;
     }
     let clock_hz = check_clock(args.clock)? * 1e6;
-    let options = Options { clock_hz, link: None, tech: load_tech(&args.tech)? };
+    let options =
+        Options { clock_hz, link: None, tech: load_tech(&args.tech)?, buffering: Default::default() };
     let name = path.file_name().map_or_else(|| path.display().to_string(), |f| f.to_string_lossy().into());
     let grid = shard::Grid::new(
         &name,

@@ -36,6 +36,12 @@
 //!   every LOAD_WEIGHTS is placed right after the previous MATMUL (hoisted above ACTIVATEs,
 //!   bias loads and reads, which do not touch the weights), and a weight tile or bias already
 //!   on the device is not sent again.
+//! * **Double buffering**: the core's memories are two banks each (the halves), and a command
+//!   waits only for a MATMUL in the banks it touches. Where a chain fits in half of each
+//!   memory and that is estimated faster ([`Plan::double_buffered`]), even chunks use the low
+//!   halves and odd chunks the high ones, and the steps are software pipelined: chunk `c`'s
+//!   MATMULs are interleaved with chunk `c − 1`'s last ACTIVATEs and read-backs and chunk
+//!   `c + 1`'s WRITE_ACTs ([`Pipeline`]), so the link moves data while the array computes.
 //! * Padding: partial tiles are padded with zeros (weights, X columns, bias), so padded
 //!   columns compute `act(0) = 0` and padded K rows contribute nothing.
 
@@ -302,17 +308,28 @@ pub struct Segment {
 pub struct Plan {
     /// The device.
     pub config: Config,
-    /// Scratchpad rows `0 .. scratch_rows` hold activations (the rows above are resident
-    /// weight tiles, see [`Residency`]); `config.scratch_rows()` without resident tiles.
+    /// Scratchpad rows for the activations of one chunk: `0 .. scratch_rows` (the rows above
+    /// are resident weight tiles, see [`Residency`]; `config.scratch_rows()` without them), or
+    /// with double buffering the rows of each half.
     pub scratch_rows: usize,
     /// Rows of X.
     pub m: usize,
     /// The chains, in order; more than one means host round trips.
     pub segments: Vec<Segment>,
+    /// Double buffered (the banked memories, docs/design.md): chunk `c` of a chain computes in
+    /// the low halves of the scratchpad and the accumulators if `c` is even, the high halves
+    /// (from rows `config.scratch_bank_rows()` / `config.acc_bank_rows()`) if odd, and its
+    /// activations are written and its results read back while the next and the previous
+    /// chunks compute.
+    #[serde(default)]
+    pub double_buffered: bool,
 }
 
 impl std::fmt::Display for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.double_buffered {
+            writeln!(f, "double buffered: chunks alternate between the memories' halves")?;
+        }
         for s in &self.segments {
             writeln!(
                 f,
@@ -360,8 +377,7 @@ impl Geom {
 }
 
 /// The tiling of one layer for chunks of `mc` rows, if it fits.
-fn plan_layer(cfg: &Config, s: usize, g: Geom, mc: usize, first: bool, out: Out) -> Option<LayerTiling> {
-    let a = cfg.acc_rows();
+fn plan_layer(a: usize, s: usize, g: Geom, mc: usize, first: bool, out: Out) -> Option<LayerTiling> {
     let (kt, nt) = (g.kt, g.nt);
     let out_rows = |group: usize| match out {
         Out::Chain => nt.saturating_mul(mc),
@@ -403,7 +419,7 @@ fn plan_layer(cfg: &Config, s: usize, g: Geom, mc: usize, first: bool, out: Out)
 }
 
 fn plan_segment(
-    cfg: &Config,
+    a: usize,
     s: usize,
     geoms: &[Geom],
     layers: Range<usize>,
@@ -414,7 +430,7 @@ fn plan_segment(
     layers
         .clone()
         .map(|l| {
-            plan_layer(cfg, s, geoms[l], mc, l == layers.start, if l + 1 == end { last } else { Out::Chain })
+            plan_layer(a, s, geoms[l], mc, l == layers.start, if l + 1 == end { last } else { Out::Chain })
         })
         .collect()
 }
@@ -450,7 +466,67 @@ fn segment_cost(
     u64::try_from(words).unwrap_or(u64::MAX)
 }
 
+/// A rough cycle count of a segment for chunks of `mc` rows, to choose between plans and chunk
+/// sizes (not a figure to report: the estimator runs the cycle model): link words (sent, and
+/// read back: DIM a row if `raw`) plus ACTIVATE rows, and MATMUL rows; added up without double
+/// buffering, overlapped but for one chunk's share with it. Saturating.
+#[allow(clippy::too_many_arguments)]
+fn segment_cycles(
+    cfg: &Config,
+    geoms: &[Geom],
+    layers: Range<usize>,
+    m: usize,
+    mc: usize,
+    tiling: &[LayerTiling],
+    raw: bool,
+    double: bool,
+) -> u128 {
+    let rows = m as u128;
+    let per_row = if raw { cfg.dim() } else { cfg.words_per_row() } as u128;
+    let last = geoms[layers.end - 1];
+    let sent = segment_cost(cfg, geoms, layers.clone(), m, mc, tiling);
+    let mut link = u128::from(sent).saturating_add(rows.saturating_mul(last.nt as u128 * per_row));
+    let mut compute = 0u128;
+    for l in layers {
+        link = link.saturating_add(rows.saturating_mul(geoms[l].nt as u128));
+        compute = compute.saturating_add(rows.saturating_mul(geoms[l].kt as u128 * geoms[l].nt as u128));
+    }
+    if double {
+        let chunks = m.div_ceil(mc.max(1)).max(1) as u128;
+        link.max(compute).saturating_add(link / chunks)
+    } else {
+        link.saturating_add(compute)
+    }
+}
+
 impl Plan {
+    /// A rough cycle count to choose between the whole-memory and the double-buffered plan:
+    /// link words (sent and read back, one a cycle) plus ACTIVATE rows, and MATMUL rows; added
+    /// up without double buffering, overlapped (but for one chunk's share) with it. Not a
+    /// figure to report: the estimator runs the cycle model for those.
+    fn estimated_cycles(&self, shapes: &[(usize, usize)], kind: OutputKind) -> u128 {
+        let geoms: Vec<Geom> = shapes.iter().map(|&(k, n)| Geom::new(k, n, self.config.dim())).collect();
+        let last = self.segments.len().saturating_sub(1);
+        self.segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let raw = i == last && kind == OutputKind::Raw;
+                let t = &s.tiling;
+                segment_cycles(
+                    &self.config,
+                    &geoms,
+                    s.layers.clone(),
+                    self.m,
+                    s.chunk_rows,
+                    t,
+                    raw,
+                    self.double_buffered,
+                )
+            })
+            .fold(0u128, u128::saturating_add)
+    }
+
     /// About how many words the compiled program sends to the device (the cost the planner
     /// minimises; within a few percent of [`crate::ProgramStats::words_to_device`]), computed
     /// from the sizes alone, before anything is allocated. `shapes` are the (K, N) the plan was
@@ -464,6 +540,19 @@ impl Plan {
     }
 }
 
+/// Whether the compiler double buffers (see [`Plan::double_buffered`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Buffering {
+    /// Double buffer where the chain fits half of each memory and that is estimated faster.
+    #[default]
+    Auto,
+    /// Never: chunks use the whole memories and run one after the other.
+    Whole,
+    /// Wherever the chain fits half of each memory, estimate or not.
+    Double,
+}
+
 /// Cut a computation of `m` rows through layers of shapes `shapes` (K, N) into chains and
 /// chunks (see the module docs). Errors only if a single layer cannot fit at all.
 pub fn plan(
@@ -472,18 +561,61 @@ pub fn plan(
     shapes: &[(usize, usize)],
     kind: OutputKind,
 ) -> Result<Plan, CompileError> {
-    plan_in(cfg, cfg.scratch_rows(), m, shapes, kind)
+    plan_in(cfg, cfg.scratch_rows(), m, shapes, kind, Buffering::Auto)
 }
 
-/// [`plan`] with activations in scratchpad rows `0 .. scratch_rows` only.
+/// [`plan`] with the double buffering chosen by `buffering`.
+pub fn plan_buffered(
+    cfg: &Config,
+    m: usize,
+    shapes: &[(usize, usize)],
+    kind: OutputKind,
+    buffering: Buffering,
+) -> Result<Plan, CompileError> {
+    plan_in(cfg, cfg.scratch_rows(), m, shapes, kind, buffering)
+}
+
+/// [`plan`] with activations in scratchpad rows `0 .. scratch_rows` only: double buffered
+/// (see [`Plan::double_buffered`]) where the memories have two usable halves and `buffering`
+/// asks for it, else in the whole memories.
 fn plan_in(
     cfg: &Config,
     scratch_rows: usize,
     m: usize,
     shapes: &[(usize, usize)],
     kind: OutputKind,
+    buffering: Buffering,
 ) -> Result<Plan, CompileError> {
     let s = scratch_rows.min(cfg.scratch_rows());
+    let whole = plan_with(cfg, s, cfg.acc_rows(), m, shapes, kind, false)?;
+    // two halves: rows 0 .. half and bank .. bank + half of the scratchpad (the activations
+    // stay below `scratch_rows`), and the accumulators' two banks
+    let (bank, acc_bank) = (cfg.scratch_bank_rows(), cfg.acc_bank_rows());
+    let half = bank.min(s.saturating_sub(bank));
+    if half == 0 || cfg.acc_rows() < 2 || m < 2 || buffering == Buffering::Whole {
+        return Ok(whole);
+    }
+    match plan_with(cfg, half, acc_bank, m, shapes, kind, true) {
+        Ok(double)
+            if buffering == Buffering::Double
+                || double.estimated_cycles(shapes, kind) < whole.estimated_cycles(shapes, kind) =>
+        {
+            Ok(double)
+        }
+        _ => Ok(whole),
+    }
+}
+
+/// The plan for chunks of at most `s` scratchpad rows and `a` accumulator rows.
+fn plan_with(
+    cfg: &Config,
+    s: usize,
+    a: usize,
+    m: usize,
+    shapes: &[(usize, usize)],
+    kind: OutputKind,
+    double_buffered: bool,
+) -> Result<Plan, CompileError> {
     if shapes.is_empty() {
         return Err(CompileError::NoLayers);
     }
@@ -496,23 +628,33 @@ fn plan_in(
     let mut segments = Vec::new();
     let mut start = 0;
     while start < count {
-        if plan_segment(cfg, s, &geoms, start..start + 1, 1, last_out(start)).is_none() {
+        if plan_segment(a, s, &geoms, start..start + 1, 1, last_out(start)).is_none() {
             let (k, n) = shapes[start];
             return Err(CompileError::TooSmall { layer: start, k, n, config: *cfg });
         }
         let mut end = start + 1;
-        while end < count && plan_segment(cfg, s, &geoms, start..end + 1, 1, last_out(end)).is_some() {
+        while end < count && plan_segment(a, s, &geoms, start..end + 1, 1, last_out(end)).is_some() {
             end += 1;
         }
-        segments.push(plan_chunks(cfg, s, &geoms, start..end, m, last_out(end - 1)));
+        segments.push(plan_chunks(cfg, a, s, &geoms, start..end, m, last_out(end - 1), double_buffered));
         start = end;
     }
-    Ok(Plan { config: *cfg, scratch_rows: s, m, segments })
+    Ok(Plan { config: *cfg, scratch_rows: s, m, segments, double_buffered })
 }
 
 /// Choose the chunk size of a feasible segment.
-fn plan_chunks(cfg: &Config, s: usize, geoms: &[Geom], layers: Range<usize>, m: usize, last: Out) -> Segment {
-    let fits = |mc: usize| plan_segment(cfg, s, geoms, layers.clone(), mc, last);
+#[allow(clippy::too_many_arguments)]
+fn plan_chunks(
+    cfg: &Config,
+    a: usize,
+    s: usize,
+    geoms: &[Geom],
+    layers: Range<usize>,
+    m: usize,
+    last: Out,
+    double: bool,
+) -> Segment {
+    let fits = |mc: usize| plan_segment(a, s, geoms, layers.clone(), mc, last);
     // the largest chunk that fits (feasibility only gets easier as chunks shrink)
     let (mut lo, mut hi) = (1usize, m.clamp(1, MAX_CMD_ROWS));
     while lo < hi {
@@ -525,15 +667,20 @@ fn plan_chunks(cfg: &Config, s: usize, geoms: &[Geom], layers: Range<usize>, m: 
     }
     let mc_max = lo;
     // balanced chunk sizes for chunk counts from the fewest up: the one sending least wins
+    // (double buffered: the one estimated fastest, as more chunks overlap more of the link)
     let fewest = m.div_ceil(mc_max).max(1);
-    let mut best: Option<(u64, usize, Vec<LayerTiling>)> = None;
+    let mut best: Option<(u128, usize, Vec<LayerTiling>)> = None;
     for chunks in fewest..=fewest.saturating_add(255).min(m.max(1)) {
         let mc = m.div_ceil(chunks).max(1);
         if best.as_ref().is_some_and(|(_, b, _)| *b == mc) {
             continue;
         }
         let tiling = fits(mc).expect("smaller chunks fit when larger ones do");
-        let cost = segment_cost(cfg, geoms, layers.clone(), m, mc, &tiling);
+        let cost = if double {
+            segment_cycles(cfg, geoms, layers.clone(), m, mc, &tiling, last == Out::Raw, true)
+        } else {
+            u128::from(segment_cost(cfg, geoms, layers.clone(), m, mc, &tiling))
+        };
         if best.as_ref().is_none_or(|(c, _, _)| cost < *c) {
             best = Some((cost, mc, tiling));
         }
@@ -559,9 +706,20 @@ pub fn compile_mlp(
     layers: &[Layer],
     kind: OutputKind,
 ) -> Result<Program, CompileError> {
+    compile_mlp_buffered(cfg, x, layers, kind, Buffering::Auto)
+}
+
+/// [`compile_mlp`] with the double buffering chosen by `buffering`.
+pub fn compile_mlp_buffered(
+    cfg: &Config,
+    x: &DMatrix<i8>,
+    layers: &[Layer],
+    kind: OutputKind,
+    buffering: Buffering,
+) -> Result<Program, CompileError> {
     check_chain(x, layers)?;
     let shapes: Vec<(usize, usize)> = layers.iter().map(|l| (l.k(), l.n())).collect();
-    let plan = plan(cfg, x.nrows(), &shapes, kind)?;
+    let plan = plan_buffered(cfg, x.nrows(), &shapes, kind, buffering)?;
     Ok(emit(&plan, x, layers, kind, None))
 }
 
@@ -604,7 +762,7 @@ pub fn compile_mlp_resident(
     }
     check_chain(x, layers)?;
     let shapes: Vec<(usize, usize)> = layers.iter().map(|l| (l.k(), l.n())).collect();
-    let plan = plan_in(cfg, resident.base, x.nrows(), &shapes, kind)?;
+    let plan = plan_in(cfg, resident.base, x.nrows(), &shapes, kind, Buffering::Auto)?;
     Ok(emit(&plan, x, layers, kind, Some((resident, first))))
 }
 
@@ -704,6 +862,9 @@ struct Emitter<'a> {
     quant: Option<(Quant, i8)>,
     /// The column scales of (layer, n tile), if a LOAD_QUANT set them since that SET_QUANT.
     scales: Option<(usize, usize)>,
+    /// Send bias and quantisation before every ACTIVATE (double buffering reorders the steps;
+    /// [`drop_redundant_loads`] removes the ones that change nothing afterwards).
+    no_cache: bool,
 }
 
 fn row(v: usize) -> u16 {
@@ -764,6 +925,9 @@ impl Emitter<'_> {
     /// changed: SET_QUANT (the 2-word form when Z != 0) for (M, S), ReLU and Z, then, for a
     /// per-column layer, LOAD_QUANT with the tile's column scales (padding columns M = 0).
     fn set_quant(&mut self, l: usize, nt: usize) {
+        if self.no_cache {
+            (self.quant, self.scales) = (None, None);
+        }
         let q = self.layers[l].layer_quant().clone();
         let (base, z) = (q.scale(0).with_relu(q.relu()), q.zero_point());
         let need_set = if q.is_per_tensor() {
@@ -792,7 +956,7 @@ impl Emitter<'_> {
     }
 
     fn load_bias(&mut self, l: usize, nt: usize) {
-        if self.bias == Some((l, nt)) {
+        if self.bias == Some((l, nt)) && !self.no_cache {
             return;
         }
         let d = self.dim();
@@ -824,7 +988,10 @@ fn emit<'a>(
         bias: None,
         quant: None,
         scales: None,
+        no_cache: plan.double_buffered,
     };
+    // double buffering: the chunks' steps, merged once the next chunk's are known
+    let mut pipe = Pipeline::default();
     let mut results = Vec::new();
     let last_segment = plan.segments.len() - 1;
     for (si, seg) in plan.segments.iter().enumerate() {
@@ -841,9 +1008,16 @@ fn emit<'a>(
                 ResultKind::Int8
             },
         });
-        for r0 in (0..m).step_by(seg.chunk_rows) {
+        for (c, r0) in (0..m).step_by(seg.chunk_rows).enumerate() {
             let mc = seg.chunk_rows.min(m - r0);
-            let mut in_base = 0;
+            // the chunk's halves of the memories (all of them without double buffering)
+            let (sp0, ac0) = if plan.double_buffered && c % 2 == 1 {
+                (cfg.scratch_bank_rows(), cfg.acc_bank_rows())
+            } else {
+                (0, 0)
+            };
+            let first_step = e.steps.len();
+            let mut in_base = sp0;
             for (i, (l, t)) in seg.layers.clone().zip(&seg.tiling).enumerate() {
                 let layer = &layers[l];
                 let (k, n) = (layer.k(), layer.n());
@@ -855,7 +1029,7 @@ fn emit<'a>(
                 let slabbed = t.slab < t.k_tiles;
                 if i == 0 && !slabbed {
                     for kt in 0..t.k_tiles {
-                        e.write_x(source, k, kt, r0, mc, kt * mc);
+                        e.write_x(source, k, kt, r0, mc, sp0 + kt * mc);
                     }
                 }
                 let in_rows = if i == 0 { t.slab * mc } else { t.k_tiles * mc };
@@ -865,7 +1039,7 @@ fn emit<'a>(
                     Out::Int8 => t.group * mc,
                     Out::Raw => 0,
                 };
-                let out_base = if t.in_place || in_base != 0 { 0 } else { s_rows - out_rows };
+                let out_base = if t.in_place || in_base != sp0 { sp0 } else { sp0 + s_rows - out_rows };
                 debug_assert!(t.in_place || in_base + in_rows <= out_base || out_base + out_rows <= in_base);
                 for g0 in (0..t.n_tiles).step_by(t.group) {
                     let g_end = (g0 + t.group).min(t.n_tiles);
@@ -881,12 +1055,12 @@ fn emit<'a>(
                         for nt in g0..g_end {
                             for kt in s0..s_end {
                                 e.load_weights((l, kt, nt));
-                                e.matmul(x_block(kt), mc, (nt - g0) * mc, kt > 0);
+                                e.matmul(x_block(kt), mc, ac0 + (nt - g0) * mc, kt > 0);
                             }
                         }
                     }
                     for nt in g0..g_end {
-                        let acc = (nt - g0) * mc;
+                        let acc = ac0 + (nt - g0) * mc;
                         let to = Block {
                             result,
                             row: r0,
@@ -910,11 +1084,177 @@ fn emit<'a>(
                 }
                 in_base = out_base;
             }
+            if plan.double_buffered {
+                let chunk = e.steps.split_off(first_step);
+                pipe.push(chunk, &mut e.steps, &cfg);
+            }
         }
+        // the next chain reads this one's results: nothing may overlap across
+        pipe.finish(&mut e.steps);
     }
     e.push(Command::Sync { token: END_TOKEN });
     let output = results.len() - 1;
-    Program { config: cfg, steps: hoist_weight_loads(e.steps), results, output }
+    let mut steps = hoist_weight_loads(e.steps);
+    if plan.double_buffered {
+        steps = drop_redundant_loads(steps, d);
+    }
+    Program { config: cfg, steps, results, output }
+}
+
+/// Software pipelining of double-buffered chunks: chunk `c`'s MATMULs (its *body*) are
+/// interleaved with the steps that move data of the other half, the *tail* of chunk `c − 1`
+/// (its last ACTIVATEs and read-backs, after its last MATMUL) and the *head* of chunk `c + 1`
+/// (the WRITE_ACTs of its activations, before anything else of it). The banked core runs them
+/// while the MATMUL computes (docs/architecture.md). The command order stays a valid
+/// sequential program: the tail of `c − 1` is placed before the head of `c + 1`, which
+/// overwrites its half, and both before the body of `c + 1`; bias and quantisation travel with
+/// each ACTIVATE (no caching across the reordering).
+#[derive(Default)]
+struct Pipeline {
+    /// The body of the last chunk, not emitted yet (it needs the next chunk's head).
+    body: Option<Vec<Step>>,
+    /// The tail of the chunk before it, to run beside that body.
+    tail_before: Vec<Step>,
+    /// The last chunk's tail, to run beside the next body.
+    tail: Vec<Step>,
+}
+
+impl Pipeline {
+    /// Chunk `c + 1`'s steps (in program order) arrive: emit chunk `c`'s body interleaved with
+    /// chunk `c − 1`'s tail and chunk `c + 1`'s head.
+    fn push(&mut self, mut steps: Vec<Step>, out: &mut Vec<Step>, cfg: &Config) {
+        let head_len = steps.iter().position(|s| !is_write(s)).unwrap_or(steps.len());
+        let tail_at = steps
+            .iter()
+            .rposition(|s| matches!(s, Step::Command(Command::Matmul { .. })))
+            .map_or(head_len, |p| p + 1)
+            .max(head_len);
+        let tail = steps.split_off(tail_at);
+        let body = steps.split_off(head_len);
+        let head = steps;
+        match self.body.take() {
+            Some(prev) => {
+                let io = std::mem::take(&mut self.tail_before).into_iter().chain(head).collect();
+                interleave(prev, io, out, cfg);
+                self.tail_before = std::mem::take(&mut self.tail);
+            }
+            None => out.extend(head),
+        }
+        self.body = Some(body);
+        self.tail = tail;
+    }
+
+    /// No more chunks: the last body beside the tail before it, then the last tail.
+    fn finish(&mut self, out: &mut Vec<Step>) {
+        if let Some(body) = self.body.take() {
+            out.extend(body);
+            out.append(&mut self.tail_before);
+            out.append(&mut self.tail);
+        }
+    }
+}
+
+/// `body` with the steps of `io` placed after its MATMULs, about as many front-end cycles of
+/// them after each as the MATMUL has rows (the cycle table's costs), the rest after the body.
+/// `io` moves in units that end with a data step (the bias and quantisation loads before an
+/// ACTIVATE stay with it).
+fn interleave(body: Vec<Step>, io: Vec<Step>, out: &mut Vec<Step>, cfg: &Config) {
+    let mut units = Vec::new();
+    let mut unit = Vec::new();
+    for step in io {
+        let sets_regs = matches!(
+            step,
+            Step::Command(
+                Command::SetQuant(_)
+                    | Command::SetQuantZp { .. }
+                    | Command::LoadQuant { .. }
+                    | Command::LoadBias { .. }
+            )
+        );
+        unit.push(step);
+        if !sets_regs {
+            units.push(std::mem::take(&mut unit));
+        }
+    }
+    if !unit.is_empty() {
+        units.push(unit);
+    }
+    let mut units = units.into_iter();
+    for step in body {
+        let rows = match &step {
+            Step::Command(Command::Matmul { n, .. }) => u64::from(*n),
+            _ => 0,
+        };
+        out.push(step);
+        let mut budget = rows;
+        while budget > 0 {
+            let Some(unit) = units.next() else { break };
+            let cost: u64 = unit.iter().map(|s| front_end_cycles(s, cfg)).sum();
+            budget = budget.saturating_sub(cost.max(1));
+            out.extend(unit);
+        }
+    }
+    out.extend(units.flatten());
+}
+
+/// The front end's cycles for a step (docs/architecture.md's cycle table, without waits).
+fn front_end_cycles(step: &Step, cfg: &Config) -> u64 {
+    let (d, w) = (cfg.dim() as u64, cfg.words_per_row() as u64);
+    match step {
+        Step::Command(cmd) => match cmd {
+            Command::WriteAct { rows, .. } => 3 + rows.len() as u64 * w,
+            Command::Activate { n, .. } => 4 + u64::from(*n) + spec::timing::ACT_LATENCY as u64 + 2,
+            Command::LoadBias { .. } | Command::LoadQuant { .. } => 1 + d,
+            Command::LoadWeights { .. } => 1 + d * w,
+            Command::LoadTile { .. } => 3 + d,
+            _ => 4,
+        },
+        Step::WriteBack { from, .. } => 3 + from.rows as u64 * w,
+        Step::ReadAct { n, .. } => 5 + u64::from(*n) * w,
+        Step::ReadAcc { n, .. } => 5 + u64::from(*n) * d,
+    }
+}
+
+/// Drop the LOAD_BIAS, SET_QUANT and LOAD_QUANT commands that set the activation registers to
+/// what they already hold (tracked from the program's start, where they are unknown). Sound for
+/// any command order: those registers change only by these commands.
+fn drop_redundant_loads(steps: Vec<Step>, dim: usize) -> Vec<Step> {
+    let mut bias: Option<Vec<i32>> = None;
+    let mut scales: Option<Vec<ColumnScale>> = None;
+    let mut relu_z: Option<(bool, i8)> = None;
+    steps
+        .into_iter()
+        .filter(|step| match step {
+            Step::Command(Command::LoadBias { bias: b }) => {
+                let same = bias.as_ref() == Some(b);
+                bias = Some(b.clone());
+                !same
+            }
+            Step::Command(Command::LoadQuant { scales: c }) => {
+                let same = scales.as_ref() == Some(c);
+                scales = Some(c.clone());
+                !same
+            }
+            Step::Command(cmd @ (Command::SetQuant(_) | Command::SetQuantZp { .. })) => {
+                let (q, z) = match cmd {
+                    Command::SetQuantZp { quant, zero_point } => (*quant, *zero_point),
+                    Command::SetQuant(q) => (*q, 0),
+                    _ => unreachable!("matched above"),
+                };
+                let all: ColumnScale = q.into();
+                let same = relu_z == Some((q.relu, z))
+                    && scales.as_ref().is_some_and(|c| c.iter().all(|&x| x == all));
+                relu_z = Some((q.relu, z));
+                scales = Some(vec![all; dim]);
+                !same
+            }
+            _ => true,
+        })
+        .collect()
+}
+
+fn is_write(s: &Step) -> bool {
+    matches!(s, Step::Command(Command::WriteAct { .. }) | Step::WriteBack { .. })
 }
 
 fn is_weights_or_matmul(s: &Step) -> bool {

@@ -39,7 +39,8 @@ pub mod serial;
 pub mod transport;
 
 pub use compile::{
-    compile_layer, compile_mlp, compile_mlp_resident, plan, CompileError, Layer, OutputKind, Plan, Residency,
+    compile_layer, compile_mlp, compile_mlp_buffered, compile_mlp_resident, plan, plan_buffered, Buffering,
+    CompileError, Layer, OutputKind, Plan, Residency,
 };
 pub use device::{Device, DriverError, Info, LinkStats};
 pub use network::{ConvLayer, Network, NetworkError, Op};

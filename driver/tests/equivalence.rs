@@ -4,8 +4,8 @@
 //! contract v2 layers (per-column scales, output zero point) against `golden::layer_v2`.
 
 use driver::{
-    compile_layer, compile_mlp, CompileError, Device, GoldenTransport, Layer, Output, OutputKind, Program,
-    Recorder, Step,
+    compile_layer, compile_mlp, compile_mlp_buffered, plan_buffered, Buffering, CompileError, Device,
+    GoldenTransport, Layer, Output, OutputKind, Program, Recorder, Step,
 };
 use nalgebra::{DMatrix, DVector};
 use proptest::prelude::*;
@@ -130,6 +130,20 @@ proptest! {
         }
     }
 
+    /// Double buffering forced wherever it fits: chunks alternate between the memories'
+    /// halves and their steps interleave; the result is still the golden model's.
+    #[test]
+    fn double_buffered_layers_equal_the_golden_model(
+        (cfg, x, l, kind) in (1usize..=5).prop_flat_map(|d| (config(d), size(d), size(d), size(d), kind()))
+            .prop_flat_map(|(cfg, m, k, n, kind)| (Just(cfg), mat(m, k), layer(k, n), Just(kind)))
+    ) {
+        if let Ok(p) = compile_mlp_buffered(&cfg, &x, std::slice::from_ref(&l), kind, Buffering::Double) {
+            check_order(&p);
+            let out = run(&cfg, &p);
+            prop_assert_eq!(out.output(), &golden_layer(&x, &l, kind));
+        }
+    }
+
     #[test]
     fn a_three_layer_mlp_equals_the_golden_model_layer_by_layer(
         (cfg, x, layers, kind) in (1usize..=5).prop_flat_map(|d| (config(d), size(d), proptest::collection::vec(size(d), 4), kind()))
@@ -244,4 +258,64 @@ fn zero_sized_dimensions_compute_what_the_golden_model_does() {
     let p = compile_layer(&cfg, &x, &seeded_layer(4, 4, 1, Quant::IDENTITY), OutputKind::Int8).unwrap();
     assert_eq!(p.steps.len(), 1);
     assert_eq!(run(&cfg, &p).output().shape(), (0, 4));
+}
+
+/// With double buffering the chunks alternate between the halves of both memories and the
+/// steps of the neighbouring chunks are placed between a chunk's MATMULs; forbidding it gives
+/// the whole-memory schedule; both compute the golden result, for GEMMs and an MLP.
+#[test]
+fn double_buffering_alternates_halves_and_interleaves_the_chunks() {
+    let q = Quant::new(3, 8, true).unwrap();
+    for (d, s, a, m, k, n) in [(4, 64, 32, 100, 12, 9), (2, 16, 8, 40, 5, 7), (8, 64, 32, 70, 20, 30)] {
+        let cfg = Config::new(d, s, a).unwrap();
+        let x = DMatrix::from_fn(m, k, |r, c| ((r * 7 + c * 3) % 251) as u8 as i8);
+        let l = seeded_layer(k, n, d as i32, q);
+        for kind in [OutputKind::Int8, OutputKind::Raw] {
+            let plan = plan_buffered(&cfg, m, &[(k, n)], kind, Buffering::Double).unwrap();
+            assert!(plan.double_buffered && plan.segments[0].chunks >= 2, "{cfg}: {plan}");
+            let double =
+                compile_mlp_buffered(&cfg, &x, std::slice::from_ref(&l), kind, Buffering::Double).unwrap();
+            let whole =
+                compile_mlp_buffered(&cfg, &x, std::slice::from_ref(&l), kind, Buffering::Whole).unwrap();
+            let mm = |p: &Program| -> Vec<(u16, u16)> {
+                p.steps
+                    .iter()
+                    .filter_map(|s| match s {
+                        Step::Command(Command::Matmul { src, dst, .. }) => Some((*src, *dst)),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            // both halves of both memories are used; the whole-memory schedule stays low
+            let (sb, ab) = (cfg.scratch_bank_rows() as u16, cfg.acc_bank_rows() as u16);
+            assert!(mm(&double).iter().any(|&(s, d)| s >= sb && d >= ab), "{cfg}");
+            assert!(mm(&double).iter().any(|&(s, d)| s < sb && d < ab), "{cfg}");
+            // some data step of another chunk sits between two MATMULs
+            let is_mm = |s: &Step| matches!(s, Step::Command(Command::Matmul { .. }));
+            let first = double.steps.iter().position(is_mm).unwrap();
+            let last = double.steps.iter().rposition(is_mm).unwrap();
+            assert!(
+                double.steps[first..last].iter().any(|s| matches!(
+                    s,
+                    Step::Command(Command::WriteAct { .. } | Command::Activate { .. })
+                        | Step::ReadAct { .. }
+                        | Step::ReadAcc { .. }
+                )),
+                "{cfg}: nothing interleaved"
+            );
+            check_order(&double);
+            let want = golden_layer(&x, &l, kind);
+            assert_eq!(run(&cfg, &double).output(), &want, "{cfg} double");
+            assert_eq!(run(&cfg, &whole).output(), &want, "{cfg} whole");
+        }
+    }
+    let cfg = Config::new(4, 64, 32).unwrap();
+    let x = DMatrix::from_fn(50, 10, |r, c| ((r * 5 + c * 11) % 256) as u8 as i8);
+    let layers = vec![seeded_layer(10, 8, 1, q), seeded_layer(8, 6, 2, q), seeded_layer(6, 5, 3, q)];
+    let p = compile_mlp_buffered(&cfg, &x, &layers, OutputKind::Int8, Buffering::Double).unwrap();
+    let mut y = x.clone();
+    for l in &layers {
+        y = golden::layer(&y, l.weights(), l.bias(), q).unwrap();
+    }
+    assert_eq!(run(&cfg, &p).output(), &Output::Int8(y));
 }

@@ -43,8 +43,8 @@ mod tests;
 use std::fmt;
 
 use driver::{
-    compile_mlp, CompileError, Device, DriverError, GoldenTransport, Layer, Network, OutputKind, Program,
-    ProgramError, Recorder, Step,
+    compile_mlp_buffered, Buffering, CompileError, Device, DriverError, GoldenTransport, Layer, Network,
+    OutputKind, Program, ProgramError, Recorder, Step,
 };
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
@@ -241,10 +241,14 @@ impl Workload {
     }
 
     /// The plan (how the GEMMs are tiled) and the word stream with its response count.
-    fn program(&self, cfg: &Config) -> Result<(String, Vec<u32>, usize), EstimateError> {
+    fn program(
+        &self,
+        cfg: &Config,
+        buffering: Buffering,
+    ) -> Result<(String, Vec<u32>, usize), EstimateError> {
         let Some(net) = &self.network else {
-            let plan = driver::plan(cfg, self.m(), &self.shapes(), self.output)?;
-            let program = compile_mlp(cfg, &self.x, &self.layers, self.output)?;
+            let plan = driver::plan_buffered(cfg, self.m(), &self.shapes(), self.output, buffering)?;
+            let program = compile_mlp_buffered(cfg, &self.x, &self.layers, self.output, buffering)?;
             let (words, responses) = program_stream(&program)?;
             return Ok((plan.to_string(), words, responses));
         };
@@ -278,12 +282,15 @@ pub struct Options {
     pub link: Option<Link>,
     /// Energy per event.
     pub tech: TechTable,
+    /// The compiler's double buffering of GEMMs and MLPs (not of model files with conv
+    /// stages, which the network runner schedules).
+    pub buffering: Buffering,
 }
 
 impl Options {
-    /// Defaults: `clock_hz`, no link limit, the 45 nm table.
+    /// Defaults: `clock_hz`, no link limit, the 45 nm table, double buffering where it pays.
     pub fn at_clock(clock_hz: f64) -> Self {
-        Options { clock_hz, link: None, tech: TechTable::horowitz_45nm() }
+        Options { clock_hz, link: None, tech: TechTable::horowitz_45nm(), buffering: Buffering::Auto }
     }
 }
 
@@ -563,7 +570,7 @@ pub fn estimate(cfg: &Config, workload: &Workload, opts: &Options) -> Result<Est
     }
     let shapes = workload.shapes();
     let gemms = workload.gemms();
-    let (plan, words, responses) = workload.program(cfg)?;
+    let (plan, words, responses) = workload.program(cfg, opts.buffering)?;
     let derived = derive(cfg.dim(), &words);
     let link = opts.link.as_ref();
     let (full, (compute, stream)) = rayon::join(

@@ -101,7 +101,12 @@ impl Grid {
     }
 
     fn options(&self) -> Options {
-        Options { clock_hz: self.clock_hz, link: None, tech: self.tech.clone() }
+        Options {
+            clock_hz: self.clock_hz,
+            link: None,
+            tech: self.tech.clone(),
+            buffering: Default::default(),
+        }
     }
 
     /// The points of shard `index` of `count`.

@@ -3,6 +3,7 @@
 //! dependence, the utilisation goal, the TPU anchor, write-back programs, and a small sweep.
 
 use super::*;
+use driver::compile_mlp;
 use spec::stimulus::Rng;
 use spec::stream::Stalls;
 
@@ -348,7 +349,7 @@ fn fast_measurement_equals_stepping_every_cycle() {
             })
             .collect();
         let w = Workload::mlp("case", layers, OutputKind::Raw, m, random(case)).unwrap();
-        let Ok((_, words, responses)) = w.program(&c) else { continue };
+        let Ok((_, words, responses)) = w.program(&c, Buffering::Auto) else { continue };
         let link = match case % 3 {
             0 => None,
             1 => Some(Link::new(1.0).unwrap()),

@@ -122,14 +122,17 @@ impl Logic for ProtobrainCore {
         self.rowbuf.load8.next = self.ctl.rb_load8.val();
         self.rowbuf.load32.next = self.ctl.rb_load32.val();
         for i in 0..self.index.len() {
-            self.rowbuf.row8_in[i].next = unsigned_cast(self.scratch.read_data[i].val());
-            self.rowbuf.row32_in[i].next = unsigned_cast(self.accmem.read_data[i].val());
+            // read-back (READ_ACT, READ_ACC) through the memories' read port B
+            self.rowbuf.row8_in[i].next = unsigned_cast(self.scratch.read_data_b[i].val());
+            self.rowbuf.row32_in[i].next = unsigned_cast(self.accmem.read_data_b[i].val());
         }
 
         // scratchpad: rows from the row buffer (WRITE_ACT) or the activation units (ACTIVATE)
         self.scratch.clock.next = self.clk.val();
         self.scratch.read_addr.next = self.ctl.sp_raddr.val();
         self.scratch.read_enable.next = self.ctl.sp_ren.val();
+        self.scratch.read_addr_b.next = self.ctl.sp_raddr_b.val();
+        self.scratch.read_enable_b.next = self.ctl.sp_ren_b.val();
         self.scratch.write_addr.next = self.ctl.sp_waddr.val();
         self.scratch.write_enable.next = self.ctl.sp_we.val();
         for i in 0..self.index.len() {
@@ -157,7 +160,7 @@ impl Logic for ProtobrainCore {
             // a weight row from the stream (LOAD_WEIGHTS, through the row buffer) or from a
             // scratchpad row read last cycle (LOAD_TILE)
             if self.ctl.wl_from_sp.val() {
-                self.array.w_data[i].next = self.scratch.read_data[i].val();
+                self.array.w_data[i].next = self.scratch.read_data_b[i].val();
             } else {
                 self.array.w_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
             }
@@ -169,6 +172,8 @@ impl Logic for ProtobrainCore {
         self.accmem.clock.next = self.clk.val();
         self.accmem.read_addr.next = self.ctl.acc_raddr.val();
         self.accmem.read_enable.next = self.ctl.acc_ren.val();
+        self.accmem.read_addr_b.next = self.ctl.acc_raddr_b.val();
+        self.accmem.read_enable_b.next = self.ctl.acc_ren_b.val();
         self.accmem.write_addr.next = self.ctl.acc_waddr.val();
         self.accmem.write_enable.next = self.ctl.acc_we.val();
         for i in 0..self.index.len() {
@@ -193,7 +198,7 @@ impl Logic for ProtobrainCore {
         self.cols.valid_in.next = self.ctl.act_valid.val();
         for i in 0..self.index.len() {
             self.cols.quant[i].next = self.rowbuf.quant_out[i].val();
-            self.cols.acc[i].next = self.accmem.read_data[i].val();
+            self.cols.acc[i].next = self.accmem.read_data_b[i].val();
         }
     }
 }

@@ -120,6 +120,25 @@ impl Config {
     pub fn macs_per_row(&self) -> u64 {
         (self.dim * self.dim) as u64
     }
+    /// Rows of one scratchpad bank: the low and the high half of the rows are two banks with
+    /// read ports of their own (a one-row memory is one bank). See [`banks_touched`].
+    pub fn scratch_bank_rows(&self) -> usize {
+        (self.scratch_rows / 2).max(1)
+    }
+    /// Rows of one accumulator bank (as [`Config::scratch_bank_rows`]).
+    pub fn acc_bank_rows(&self) -> usize {
+        (self.acc_rows / 2).max(1)
+    }
+}
+
+/// The banks (low, high) that rows `first .. first + rows` of a memory with banks of
+/// `bank_rows` rows touch: none for `rows == 0`. The scratchpad and the accumulators are two
+/// banks each (issue 13): a MATMUL reads the banks its rows touch while the front end reads
+/// the others, and a command waits only for the banks it touches (docs/architecture.md). Wide
+/// arithmetic: any 16-bit `first` and `rows` (the range checks come first in the core).
+pub fn banks_touched(first: u32, rows: u32, bank_rows: u32) -> [bool; 2] {
+    let end = u64::from(first) + u64::from(rows);
+    [rows > 0 && first < bank_rows, rows > 0 && end > u64::from(bank_rows)]
 }
 
 fn check_rows(what: &'static str, got: usize) -> Result<(), ConfigError> {
@@ -181,6 +200,19 @@ mod tests {
         assert_eq!(serde_json::from_str::<Config>(&s).unwrap(), c);
         let bad = serde_json::from_str::<Config>(r#"{"dim":4,"scratch_rows":3,"acc_rows":8}"#);
         assert!(bad.unwrap_err().to_string().contains("SCRATCH_ROWS must be a power of two"));
+    }
+
+    #[test]
+    fn banks_are_the_halves() {
+        let c = Config::new(4, 8, 1).unwrap();
+        assert_eq!((c.scratch_bank_rows(), c.acc_bank_rows()), (4, 1));
+        assert_eq!(banks_touched(0, 0, 4), [false, false]);
+        assert_eq!(banks_touched(0, 4, 4), [true, false]);
+        assert_eq!(banks_touched(3, 2, 4), [true, true]);
+        assert_eq!(banks_touched(4, 4, 4), [false, true]);
+        // a one-row memory: only bank 0, whatever is asked
+        assert_eq!(banks_touched(0, 1, 1), [true, false]);
+        assert_eq!(banks_touched(0xFFFF, 0xFFFF, 1), [false, true]);
     }
 
     #[test]

@@ -126,10 +126,15 @@ pub struct Controller {
     /// Row buffer: load the accumulator read data.
     pub rb_load32: Signal<Out, Bit>,
 
-    /// Scratchpad read address.
+    /// Scratchpad read port A (the sequencer's: MATMUL rows into the array): address.
     pub sp_raddr: Signal<Out, Bits<16>>,
-    /// Scratchpad read enable (data the next cycle).
+    /// Port A read enable (data the next cycle).
     pub sp_ren: Signal<Out, Bit>,
+    /// Scratchpad read port B (the front end's: READ_ACT, LOAD_TILE): address. The two ports
+    /// never read the same bank on one edge (the bank rules, docs/architecture.md).
+    pub sp_raddr_b: Signal<Out, Bits<16>>,
+    /// Port B read enable.
+    pub sp_ren_b: Signal<Out, Bit>,
     /// Scratchpad write address.
     pub sp_waddr: Signal<Out, Bits<16>>,
     /// Scratchpad write enable.
@@ -165,10 +170,14 @@ pub struct Controller {
     /// Its weight bank.
     pub arr_sel: Signal<Out, Bit>,
 
-    /// Accumulator read address (MATMUL read-modify-write, ACTIVATE, READ_ACC).
+    /// Accumulator read port A (the sequencer's: MATMUL read-modify-write): address.
     pub acc_raddr: Signal<Out, Bits<16>>,
-    /// Accumulator read enable.
+    /// Port A read enable.
     pub acc_ren: Signal<Out, Bit>,
+    /// Accumulator read port B (the front end's: ACTIVATE, READ_ACC): address.
+    pub acc_raddr_b: Signal<Out, Bits<16>>,
+    /// Port B read enable.
+    pub acc_ren_b: Signal<Out, Bit>,
     /// Accumulator write address (MATMUL write back).
     pub acc_waddr: Signal<Out, Bits<16>>,
     /// Write `psum (+ old)` this cycle.
@@ -258,6 +267,23 @@ pub struct Controller {
     a_fits_acc: DFF<Bit>,
     b_fits_scratch: DFF<Bit>,
     b_fits_acc: DFF<Bit>,
+    // the banks each range touches (`spec::banks_touched`), registered with the fits flags:
+    // range A in the scratchpad / accumulators, LOAD_TILE's range, range B likewise
+    a_sp_lo: DFF<Bit>,
+    a_sp_hi: DFF<Bit>,
+    a_acc_lo: DFF<Bit>,
+    a_acc_hi: DFF<Bit>,
+    t_sp_lo: DFF<Bit>,
+    t_sp_hi: DFF<Bit>,
+    b_sp_lo: DFF<Bit>,
+    b_sp_hi: DFF<Bit>,
+    b_acc_lo: DFF<Bit>,
+    b_acc_hi: DFF<Bit>,
+    // ... and whether the banks a range touches are free (scratchpad) or quiet (accumulators)
+    sp_ok_a: Signal<Local, Bit>,
+    sp_ok_t: Signal<Local, Bit>,
+    sp_ok_b: Signal<Local, Bit>,
+    acc_ok_a: Signal<Local, Bit>,
     len_m1: DFF<Bits<24>>,
     err_word: Pack4,
     range_ok: Signal<Local, Bit>,
@@ -296,6 +322,9 @@ pub struct Controller {
     c_scratch_full: Constant<Bit>,
     c_acc_rows: Constant<Bits<16>>,
     c_acc_full: Constant<Bit>,
+    /// Rows of one scratchpad / accumulator bank.
+    c_sp_half: Constant<Bits<16>>,
+    c_acc_half: Constant<Bits<16>>,
     c_max_shift: Constant<Bits<6>>,
     c_hdr_error: Constant<Bits<32>>,
     c_hdr_info: Constant<Bits<32>>,
@@ -341,6 +370,8 @@ impl Controller {
             rb_load32: Default::default(),
             sp_raddr: Default::default(),
             sp_ren: Default::default(),
+            sp_raddr_b: Default::default(),
+            sp_ren_b: Default::default(),
             sp_waddr: Default::default(),
             sp_we: Default::default(),
             sp_wsel_act: Default::default(),
@@ -358,6 +389,8 @@ impl Controller {
             arr_sel: Default::default(),
             acc_raddr: Default::default(),
             acc_ren: Default::default(),
+            acc_raddr_b: Default::default(),
+            acc_ren_b: Default::default(),
             acc_waddr: Default::default(),
             acc_we: Default::default(),
             acc_accumulate: Default::default(),
@@ -431,6 +464,20 @@ impl Controller {
             a_fits_acc: Default::default(),
             b_fits_scratch: Default::default(),
             b_fits_acc: Default::default(),
+            a_sp_lo: Default::default(),
+            a_sp_hi: Default::default(),
+            a_acc_lo: Default::default(),
+            a_acc_hi: Default::default(),
+            t_sp_lo: Default::default(),
+            t_sp_hi: Default::default(),
+            b_sp_lo: Default::default(),
+            b_sp_hi: Default::default(),
+            b_acc_lo: Default::default(),
+            b_acc_hi: Default::default(),
+            sp_ok_a: Default::default(),
+            sp_ok_t: Default::default(),
+            sp_ok_b: Default::default(),
+            acc_ok_a: Default::default(),
             len_m1: Default::default(),
             err_word: Default::default(),
             range_ok: Default::default(),
@@ -465,6 +512,8 @@ impl Controller {
             c_scratch_full: Constant::new(cfg.scratch_rows() == 1 << 16),
             c_acc_rows: k(cfg.acc_rows() as u64 & 0xFFFF),
             c_acc_full: Constant::new(cfg.acc_rows() == 1 << 16),
+            c_sp_half: k(cfg.scratch_bank_rows() as u64),
+            c_acc_half: k(cfg.acc_bank_rows() as u64),
             c_max_shift: k(spec::arith::MAX_SHIFT.into()),
             c_hdr_error: hdr(opcode::ERROR, 1),
             c_hdr_info: hdr(0x81, 4),
@@ -501,6 +550,16 @@ impl Logic for Controller {
             a_fits_acc,
             b_fits_scratch,
             b_fits_acc,
+            a_sp_lo,
+            a_sp_hi,
+            a_acc_lo,
+            a_acc_hi,
+            t_sp_lo,
+            t_sp_hi,
+            b_sp_lo,
+            b_sp_hi,
+            b_acc_lo,
+            b_acc_hi,
             len_m1,
             a0,
             a1,
@@ -621,12 +680,17 @@ impl Logic for Controller {
         self.seq.start_dst.next = self.a1.q.val().get_bits::<16>(0);
         self.seq.start_acc.next = self.a1.q.val().get_bit(16);
         self.seq.start_bank.next = self.wload.next_bank.val();
-        self.sp_ren.next = false;
-        self.sp_raddr.next = self.addr.q.val();
-        if self.issue.val() {
-            self.sp_ren.next = true;
-            self.sp_raddr.next = self.seq.sp_raddr.val();
-        }
+        self.seq.start_sp_touch0.next = self.a_sp_lo.q.val();
+        self.seq.start_sp_touch1.next = self.a_sp_hi.q.val();
+        self.seq.start_acc_touch0.next = self.b_acc_lo.q.val();
+        self.seq.start_acc_touch1.next = self.b_acc_hi.q.val();
+        // read port A is the sequencer's, port B the front end's
+        self.sp_ren.next = self.issue.val();
+        self.sp_raddr.next = self.seq.sp_raddr.val();
+        self.sp_ren_b.next = false;
+        self.sp_raddr_b.next = self.addr.q.val();
+        self.acc_ren_b.next = false;
+        self.acc_raddr_b.next = self.addr.q.val();
         self.arr_valid.next = self.seq.arr_valid.val();
         self.arr_sel.next = self.seq.arr_sel.val();
         // read-modify-write of the accumulators (the sequencer's timing)
@@ -636,19 +700,18 @@ impl Logic for Controller {
         self.acc_ren.next = self.seq.rmw_ren.val();
         self.acc_raddr.next = self.seq.rmw_raddr.val();
 
-        // ---- READ_ACT / READ_ACC read-back (readback.rs): reads ahead while rows are sent;
-        // it runs with the sequencer idle (READ_ACT) or the array drained (READ_ACC), so the
-        // memory read ports are free ----
+        // ---- READ_ACT / READ_ACC read-back (readback.rs): reads ahead while rows are sent,
+        // through read port B of banks no MATMUL uses (the Exec state's bank rules) ----
         self.rbk.start.next = false;
         self.rbk.start_addr.next = self.a0.q.val().get_bits::<16>(0);
         self.rbk.start_rows.next = self.a0.q.val().get_bits::<16>(16);
         if self.rbk.ren.val() {
             if self.op.q.val() == self.c_op_read_acc.val() {
-                self.acc_ren.next = true;
-                self.acc_raddr.next = self.rbk.raddr.val();
+                self.acc_ren_b.next = true;
+                self.acc_raddr_b.next = self.rbk.raddr.val();
             } else {
-                self.sp_ren.next = true;
-                self.sp_raddr.next = self.rbk.raddr.val();
+                self.sp_ren_b.next = true;
+                self.sp_raddr_b.next = self.rbk.raddr.val();
             }
         }
         if self.rbk.load.val() {
@@ -732,6 +795,38 @@ impl Logic for Controller {
                 self.a_fits_acc.d.next = !self.carry_a.val() && (self.sum_a.val() <= self.c_acc_rows.val());
             }
         }
+        // the banks touched: low if n != 0 and start < half, high if n != 0 and start + n > half
+        // (the carry: start + n >= 2^16 > half)
+        if self.take.val() && (self.state.q.val() == State::Arg0) {
+            self.a_sp_lo.d.next = (self.in_data.val().get_bits::<16>(16) != self.c_zero16.val())
+                && (self.in_data.val().get_bits::<16>(0) < self.c_sp_half.val());
+            self.a_sp_hi.d.next = (self.in_data.val().get_bits::<16>(16) != self.c_zero16.val())
+                && (self.carry_a.val() || (self.sum_a.val() > self.c_sp_half.val()));
+            self.a_acc_lo.d.next = (self.in_data.val().get_bits::<16>(16) != self.c_zero16.val())
+                && (self.in_data.val().get_bits::<16>(0) < self.c_acc_half.val());
+            self.a_acc_hi.d.next = (self.in_data.val().get_bits::<16>(16) != self.c_zero16.val())
+                && (self.carry_a.val() || (self.sum_a.val() > self.c_acc_half.val()));
+            self.t_sp_lo.d.next = self.in_data.val().get_bits::<16>(0) < self.c_sp_half.val();
+            self.t_sp_hi.d.next = self.carry_t.val() || (self.sum_t.val() > self.c_sp_half.val());
+        }
+        if self.take.val() && (self.state.q.val() == State::Arg1) {
+            self.b_sp_lo.d.next = (self.a0.q.val().get_bits::<16>(16) != self.c_zero16.val())
+                && (self.in_data.val().get_bits::<16>(0) < self.c_sp_half.val());
+            self.b_sp_hi.d.next = (self.a0.q.val().get_bits::<16>(16) != self.c_zero16.val())
+                && (self.carry_b.val() || (self.sum_b.val() > self.c_sp_half.val()));
+            self.b_acc_lo.d.next = (self.a0.q.val().get_bits::<16>(16) != self.c_zero16.val())
+                && (self.in_data.val().get_bits::<16>(0) < self.c_acc_half.val());
+            self.b_acc_hi.d.next = (self.a0.q.val().get_bits::<16>(16) != self.c_zero16.val())
+                && (self.carry_b.val() || (self.sum_b.val() > self.c_acc_half.val()));
+        }
+        self.sp_ok_a.next = (!self.a_sp_lo.q.val() || self.seq.sp_free0.val())
+            && (!self.a_sp_hi.q.val() || self.seq.sp_free1.val());
+        self.sp_ok_t.next = (!self.t_sp_lo.q.val() || self.seq.sp_free0.val())
+            && (!self.t_sp_hi.q.val() || self.seq.sp_free1.val());
+        self.sp_ok_b.next = (!self.b_sp_lo.q.val() || self.seq.sp_free0.val())
+            && (!self.b_sp_hi.q.val() || self.seq.sp_free1.val());
+        self.acc_ok_a.next = (!self.a_acc_lo.q.val() || self.seq.acc_quiet0.val())
+            && (!self.a_acc_hi.q.val() || self.seq.acc_quiet1.val());
         if self.take.val() && (self.state.q.val() == State::Arg0) {
             if self.c_scratch_full.val() {
                 self.t_fits.d.next = !self.carry_t.val() || (self.sum_t.val() == self.c_zero16.val());
@@ -964,7 +1059,8 @@ impl Logic for Controller {
                         self.state.d.next = State::Header;
                     }
                 } else if self.op.q.val() == self.c_op_activate.val() {
-                    if self.arr_idle.val() {
+                    // reads accumulator rows (range A), writes scratchpad rows (range B)
+                    if self.acc_ok_a.val() && self.sp_ok_b.val() {
                         self.act.load.next = true;
                         if self.a0.q.val().get_bits::<16>(16) == self.c_zero16.val() {
                             self.cmd_done.next = true;
@@ -974,7 +1070,7 @@ impl Logic for Controller {
                         }
                     }
                 } else if self.op.q.val() == self.c_op_write_act.val() {
-                    if self.seq_idle.val() {
+                    if self.sp_ok_a.val() {
                         if self.a0.q.val().get_bits::<16>(16) == self.c_zero16.val() {
                             self.cmd_done.next = true;
                             self.state.d.next = State::Header;
@@ -983,19 +1079,18 @@ impl Logic for Controller {
                         }
                     }
                 } else if self.op.q.val() == self.c_op_load_tile.val() {
-                    // the scratchpad's read port is the sequencer's while it issues
-                    if self.seq_idle.val() {
+                    if self.sp_ok_t.val() {
                         self.state.d.next = State::TileRows;
                     }
                 } else if self.op.q.val() == self.c_op_read_act.val() {
-                    if self.seq_idle.val() {
+                    if self.sp_ok_a.val() {
                         self.resp_hdr.d.next = self.c_hdr_read_act.val() | self.prod.val();
                         self.rbk.start.next = true;
                         self.state.d.next = State::RespHeader;
                     }
                 } else {
                     // READ_ACC
-                    if self.arr_idle.val() {
+                    if self.acc_ok_a.val() {
                         self.resp_hdr.d.next = self.c_hdr_read_acc.val() | self.prod.val();
                         self.rbk.start.next = true;
                         self.state.d.next = State::RespHeader;
@@ -1022,8 +1117,8 @@ impl Logic for Controller {
                 // next edge (the loader's pending row, its data the scratchpad's read data),
                 // once no row of the shadow bank is in the array
                 if self.wload.shadow_free.val() {
-                    self.sp_ren.next = true;
-                    self.sp_raddr.next = self.addr.q.val();
+                    self.sp_ren_b.next = true;
+                    self.sp_raddr_b.next = self.addr.q.val();
                     self.addr.d.next = self.addr.q.val() + self.c_one16.val();
                     self.wload.row_done.next = true;
                     self.tile_row.d.next = true;
@@ -1136,8 +1231,8 @@ impl Logic for Controller {
             }
             State::ActRun => {
                 self.act_issue.next = true;
-                self.acc_ren.next = true;
-                self.acc_raddr.next = self.addr.q.val();
+                self.acc_ren_b.next = true;
+                self.acc_raddr_b.next = self.addr.q.val();
                 self.addr.d.next = self.addr.q.val() + self.c_one16.val();
                 self.left.d.next = self.left.q.val() - self.c_one16.val();
                 if self.left.q.val() == self.c_one16.val() {

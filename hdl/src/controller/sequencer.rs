@@ -44,6 +44,14 @@ pub struct Sequencer {
     pub start_acc: Signal<In, Bit>,
     /// The weight bank its rows use.
     pub start_bank: Signal<In, Bit>,
+    /// Its rows touch scratchpad bank 0 (the low half; `spec::banks_touched`).
+    pub start_sp_touch0: Signal<In, Bit>,
+    /// Its rows touch scratchpad bank 1 (the high half).
+    pub start_sp_touch1: Signal<In, Bit>,
+    /// Its rows touch accumulator bank 0.
+    pub start_acc_touch0: Signal<In, Bit>,
+    /// Its rows touch accumulator bank 1.
+    pub start_acc_touch1: Signal<In, Bit>,
 
     /// A row is issued this cycle: the scratchpad is read at `sp_raddr`.
     pub issue: Signal<Out, Bit>,
@@ -71,6 +79,15 @@ pub struct Sequencer {
     pub bank0_busy: Signal<Out, Bit>,
     /// A row using bank 1 may still be in the array.
     pub bank1_busy: Signal<Out, Bit>,
+    /// No MATMUL reads scratchpad bank 0: the front end may read and write it.
+    pub sp_free0: Signal<Out, Bit>,
+    /// The same for scratchpad bank 1.
+    pub sp_free1: Signal<Out, Bit>,
+    /// No MATMUL writes accumulator bank 0, now or later (none issuing into it, no row headed
+    /// there in the array): the front end may read it.
+    pub acc_quiet0: Signal<Out, Bit>,
+    /// The same for accumulator bank 1.
+    pub acc_quiet1: Signal<Out, Bit>,
 
     busy: DFF<Bit>,
     addr: DFF<Bits<16>>,
@@ -96,6 +113,14 @@ pub struct Sequencer {
     // in_ready -> take path (iCE40 timing)
     bank0_busy_r: DFF<Bit>,
     bank1_busy_r: DFF<Bit>,
+    // the banks the running MATMUL touches, and per accumulator bank the countdown to "no row
+    // headed there in flight" (reloaded on each issue if the MATMUL touches that bank)
+    sp_touch0: DFF<Bit>,
+    sp_touch1: DFF<Bit>,
+    acc_touch0: DFF<Bit>,
+    acc_touch1: DFF<Bit>,
+    acc0_cnt: DFF<Bits<16>>,
+    acc1_cnt: DFF<Bits<16>>,
     c_drain: Constant<Bits<16>>,
     c_zero16: Constant<Bits<16>>,
     c_one16: Constant<Bits<16>>,
@@ -118,6 +143,10 @@ impl Sequencer {
             start_dst: Default::default(),
             start_acc: Default::default(),
             start_bank: Default::default(),
+            start_sp_touch0: Default::default(),
+            start_sp_touch1: Default::default(),
+            start_acc_touch0: Default::default(),
+            start_acc_touch1: Default::default(),
             issue: Default::default(),
             sp_raddr: Default::default(),
             arr_valid: Default::default(),
@@ -131,6 +160,10 @@ impl Sequencer {
             arr_idle: Default::default(),
             bank0_busy: Default::default(),
             bank1_busy: Default::default(),
+            sp_free0: Default::default(),
+            sp_free1: Default::default(),
+            acc_quiet0: Default::default(),
+            acc_quiet1: Default::default(),
             busy: Default::default(),
             addr: Default::default(),
             dst: Default::default(),
@@ -150,6 +183,12 @@ impl Sequencer {
             bank1_cnt: Default::default(),
             bank0_busy_r: Default::default(),
             bank1_busy_r: Default::default(),
+            sp_touch0: Default::default(),
+            sp_touch1: Default::default(),
+            acc_touch0: Default::default(),
+            acc_touch1: Default::default(),
+            acc0_cnt: Default::default(),
+            acc1_cnt: Default::default(),
             c_drain: Constant::new((timing::array_drain(dim) as u64).into()),
             c_zero16: Constant::new(0u64.into()),
             c_one16: Constant::new(1u64.into()),
@@ -178,7 +217,13 @@ impl Logic for Sequencer {
             bank0_cnt,
             bank1_cnt,
             bank0_busy_r,
-            bank1_busy_r
+            bank1_busy_r,
+            sp_touch0,
+            sp_touch1,
+            acc_touch0,
+            acc_touch1,
+            acc0_cnt,
+            acc1_cnt
         );
         self.rmw_valid.clock.next = self.clock.val();
         self.rmw_valid.rst.next = self.rst.val();
@@ -193,6 +238,18 @@ impl Logic for Sequencer {
         self.sp_raddr.next = self.addr.q.val();
         self.bank0_busy.next = self.bank0_busy_r.q.val();
         self.bank1_busy.next = self.bank1_busy_r.q.val();
+        self.sp_free0.next = !(self.busy.q.val() && self.sp_touch0.q.val());
+        self.sp_free1.next = !(self.busy.q.val() && self.sp_touch1.q.val());
+        self.acc_quiet0.next =
+            !(self.busy.q.val() && self.acc_touch0.q.val()) && (self.acc0_cnt.q.val() == self.c_zero16.val());
+        self.acc_quiet1.next =
+            !(self.busy.q.val() && self.acc_touch1.q.val()) && (self.acc1_cnt.q.val() == self.c_zero16.val());
+        if self.acc0_cnt.q.val() != self.c_zero16.val() {
+            self.acc0_cnt.d.next = self.acc0_cnt.q.val() - self.c_one16.val();
+        }
+        if self.acc1_cnt.q.val() != self.c_zero16.val() {
+            self.acc1_cnt.d.next = self.acc1_cnt.q.val() - self.c_one16.val();
+        }
         self.rmw_valid.din.next = self.busy.q.val();
         self.rmw_acc.din.next = self.acc.q.val();
         self.rmw_dst.din.next = self.dst.q.val();
@@ -216,6 +273,12 @@ impl Logic for Sequencer {
                 self.busy.d.next = false;
             }
             self.arr_cnt.d.next = self.c_drain.val();
+            if self.acc_touch0.q.val() {
+                self.acc0_cnt.d.next = self.c_drain.val();
+            }
+            if self.acc_touch1.q.val() {
+                self.acc1_cnt.d.next = self.c_drain.val();
+            }
             if self.bank.q.val() {
                 self.bank1_cnt.d.next = self.c_drain.val();
                 self.bank1_busy_r.d.next = true;
@@ -230,6 +293,10 @@ impl Logic for Sequencer {
             self.left.d.next = self.start_rows.val();
             self.dst.d.next = self.start_dst.val();
             self.acc.d.next = self.start_acc.val();
+            self.sp_touch0.d.next = self.start_sp_touch0.val();
+            self.sp_touch1.d.next = self.start_sp_touch1.val();
+            self.acc_touch0.d.next = self.start_acc_touch0.val();
+            self.acc_touch1.d.next = self.start_acc_touch1.val();
             self.busy.d.next = self.start_rows.val() != self.c_zero16.val();
         }
         self.arr_valid_r.d.next = self.busy.q.val();
@@ -256,6 +323,8 @@ impl Logic for Sequencer {
             self.bank1_cnt.d.next = self.c_zero16.val();
             self.bank0_busy_r.d.next = false;
             self.bank1_busy_r.d.next = false;
+            self.acc0_cnt.d.next = self.c_zero16.val();
+            self.acc1_cnt.d.next = self.c_zero16.val();
         }
     }
 }
@@ -265,7 +334,8 @@ mod tests {
     use super::*;
     use crate::replay::{replay, simulate, Port};
 
-    /// Stimulus columns: rst, start, start_addr, start_rows, start_dst, start_acc, start_bank.
+    /// Stimulus columns: rst, start, start_addr, start_rows, start_dst, start_acc, start_bank,
+    /// start_sp_touch0/1, start_acc_touch0/1.
     fn inputs() -> Vec<Port> {
         vec![
             Port::new("rst", 1),
@@ -275,10 +345,14 @@ mod tests {
             Port::new("start_dst", 16),
             Port::new("start_acc", 1),
             Port::new("start_bank", 1),
+            Port::new("start_sp_touch0", 1),
+            Port::new("start_sp_touch1", 1),
+            Port::new("start_acc_touch0", 1),
+            Port::new("start_acc_touch1", 1),
         ]
     }
 
-    const OUTPUTS: [(&str, usize); 13] = [
+    const OUTPUTS: [(&str, usize); 17] = [
         ("issue", 1),
         ("sp_raddr", 16),
         ("arr_valid", 1),
@@ -292,6 +366,10 @@ mod tests {
         ("arr_idle", 1),
         ("bank0_busy", 1),
         ("bank1_busy", 1),
+        ("sp_free0", 1),
+        ("sp_free1", 1),
+        ("acc_quiet0", 1),
+        ("acc_quiet1", 1),
     ];
 
     /// A reference model by events: each issued row is scheduled for its accumulator read
@@ -305,11 +383,18 @@ mod tests {
         let mut flight: Vec<(usize, u16, bool, bool)> = Vec::new();
         let (mut arr_valid, mut arr_sel) = (false, false);
         let mut cnt = [0u64; 3]; // array, bank 0, bank 1
+        let (mut sp_touch, mut acc_touch) = ([false; 2], [false; 2]);
+        // issue cycle of the last row headed to each accumulator bank
+        let mut acc_last: [Option<usize>; 2] = [None; 2];
         let mut out = Vec::new();
         for (c, s) in stim.iter().enumerate() {
             let rmw = flight.iter().find(|r| r.0 + l == c).copied();
             let wb = flight.iter().find(|r| r.0 + l + 1 == c).copied();
             let bank_busy = |b: usize| cnt[1 + b] != 0;
+            // quiet: nothing to issue into the bank and its last row written back (the cycle
+            // after issue + L + 1 = issue + drain)
+            let acc_quiet =
+                |b: usize| !(busy && acc_touch[b]) && acc_last[b].is_none_or(|t| c >= t + drain as usize + 1);
             let row = vec![
                 u128::from(busy),
                 u128::from(addr),
@@ -324,6 +409,10 @@ mod tests {
                 u128::from(!busy && cnt[0] == 0),
                 u128::from(bank_busy(0)),
                 u128::from(bank_busy(1)),
+                u128::from(!(busy && sp_touch[0])),
+                u128::from(!(busy && sp_touch[1])),
+                u128::from(acc_quiet(0)),
+                u128::from(acc_quiet(1)),
             ];
             out.push(row);
             flight.retain(|r| r.0 + l + 1 > c);
@@ -333,6 +422,11 @@ mod tests {
             }
             if busy {
                 flight.push((c, dst, acc, bank));
+                for b in 0..2 {
+                    if acc_touch[b] {
+                        acc_last[b] = Some(c);
+                    }
+                }
                 cnt[0] = drain;
                 cnt[1 + usize::from(bank)] = drain;
                 addr = addr.wrapping_add(1);
@@ -342,12 +436,14 @@ mod tests {
             }
             if s[1] != 0 {
                 (addr, left, dst, acc, bank) = (s[2] as u16, s[3] as u16, s[4] as u16, s[5] != 0, s[6] != 0);
+                (sp_touch, acc_touch) = ([s[7] != 0, s[8] != 0], [s[9] != 0, s[10] != 0]);
                 busy = left != 0;
             }
             if s[0] != 0 {
                 busy = false;
                 arr_valid = false;
                 cnt = [0; 3];
+                acc_last = [None; 2];
                 flight.clear();
             }
         }
@@ -378,6 +474,10 @@ mod tests {
                     u128::from(rng.below(1 << 16)),
                     u128::from(rng.chance(0.5)),
                     u128::from(rng.chance(0.5)),
+                    u128::from(rng.chance(0.5)),
+                    u128::from(rng.chance(0.5)),
+                    u128::from(rng.chance(0.5)),
+                    u128::from(rng.chance(0.5)),
                 ]
             })
             .collect()
@@ -401,6 +501,10 @@ mod tests {
                     u.start_dst.next = (s[4] as u64).into();
                     u.start_acc.next = s[5] != 0;
                     u.start_bank.next = s[6] != 0;
+                    u.start_sp_touch0.next = s[7] != 0;
+                    u.start_sp_touch1.next = s[8] != 0;
+                    u.start_acc_touch0.next = s[9] != 0;
+                    u.start_acc_touch1.next = s[10] != 0;
                 },
                 |u| {
                     let b = |x: bool| u128::from(x);
@@ -418,6 +522,10 @@ mod tests {
                         b(u.arr_idle.val()),
                         b(u.bank0_busy.val()),
                         b(u.bank1_busy.val()),
+                        b(u.sp_free0.val()),
+                        b(u.sp_free1.val()),
+                        b(u.acc_quiet0.val()),
+                        b(u.acc_quiet1.val()),
                     ]
                 },
             )

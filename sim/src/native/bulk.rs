@@ -115,12 +115,33 @@ impl NativeSim {
         // cycles until `arr_idle` (no row issued or in flight)
         let drain = u64::from(self.arr_drain);
         let arr_wait = if r.seq.busy { u64::from(r.seq.left) + drain } else { u64::from(r.seq.arr_cnt) };
+        // cycles until the banks in `t` are free (scratchpad) or quiet (accumulators): the
+        // MATMUL's last issue, and for the accumulators its rows' drain
+        let seq_wait = |ok: bool| if ok { 0 } else { u64::from(r.seq.left) };
+        let acc_wait = |t: [bool; 2]| {
+            (0..2)
+                .filter(|&b| t[b])
+                .map(|b| {
+                    if r.seq.busy && r.seq.acc_touch[b] {
+                        u64::from(r.seq.left) + drain
+                    } else {
+                        u64::from(r.seq.acc_cnt[b])
+                    }
+                })
+                .max()
+                .unwrap_or(0)
+        };
         match r.state {
-            State::Exec if self.range_ok(r) => match r.op {
-                opcode::MATMUL | opcode::WRITE_ACT | opcode::READ_ACT if r.seq.busy => u64::from(r.seq.left),
-                opcode::ACTIVATE | opcode::READ_ACC => arr_wait,
-                _ => 0,
-            },
+            State::Exec if self.range_ok(r) => {
+                let (sp_a, acc_a, sp_b, _) = self.touches(r);
+                match r.op {
+                    opcode::MATMUL => seq_wait(!r.seq.busy),
+                    opcode::WRITE_ACT | opcode::READ_ACT | opcode::LOAD_TILE => seq_wait(r.seq.sp_ok(sp_a)),
+                    opcode::READ_ACC => acc_wait(acc_a),
+                    opcode::ACTIVATE => acc_wait(acc_a).max(seq_wait(r.seq.sp_ok(sp_b))),
+                    _ => 0,
+                }
+            }
             State::SyncWait if !r.wl.pending && !r.sw_pending => arr_wait,
             // shadow-bank interlock: in_ready low while rows using that bank are in flight
             State::Weights if !r.wl.pending && !r.sw_pending && self.shadow_stays_free() => {

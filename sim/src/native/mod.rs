@@ -80,7 +80,7 @@ mod tests;
 use spec::arith::{requantize_v2, ColumnScale, MAX_SHIFT};
 use spec::isa::{header, opcode, Counters, COUNTER_WORDS};
 use spec::stream::{DeviceOut, HostOut, Stalls, Stuck, Trace};
-use spec::{Config, VERSION};
+use spec::{banks_touched, Config, VERSION};
 
 use crate::activity::Activity;
 use crate::CycleSim;
@@ -337,6 +337,17 @@ impl NativeSim {
         }
     }
 
+    /// The banks the command in Exec touches ([`spec::banks_touched`]): range A (payload word
+    /// 0: first row, row count; LOAD_TILE's DIM rows) in the scratchpad and in the
+    /// accumulators, range B (word 1's first row, the same count) likewise. Which of them a
+    /// command uses is the Exec state's business.
+    fn touches(&self, q: &Regs) -> ([bool; 2], [bool; 2], [bool; 2], [bool; 2]) {
+        let n = if q.op == opcode::LOAD_TILE { self.dim as u32 } else { q.a0 >> 16 };
+        let (a, b) = (q.a0 & 0xFFFF, q.a1 & 0xFFFF);
+        let (sb, ab) = (self.cfg.scratch_bank_rows() as u32, self.cfg.acc_bank_rows() as u32);
+        (banks_touched(a, n, sb), banks_touched(a, n, ab), banks_touched(b, n, sb), banks_touched(b, n, ab))
+    }
+
     /// One clock cycle with `rst` as given (see [`CycleSim::tick`]).
     fn step(&mut self, inp: HostOut, rst: bool) -> DeviceOut {
         let q = self.r;
@@ -578,6 +589,7 @@ impl NativeSim {
                         State::Skip
                     };
                 } else {
+                    let (sp_a, acc_a, sp_b, acc_b) = self.touches(&q);
                     match q.op {
                         opcode::MATMUL => {
                             if seq_idle {
@@ -586,13 +598,21 @@ impl NativeSim {
                                 if q.wl.swap(&mut d.wl) {
                                     self.activity.bank_swaps += 1;
                                 }
-                                d.seq.start(q.a0 as u16, n, q.a1 as u16, (q.a1 >> 16) & 1 == 1, bank);
+                                d.seq.start(
+                                    q.a0 as u16,
+                                    n,
+                                    q.a1 as u16,
+                                    (q.a1 >> 16) & 1 == 1,
+                                    bank,
+                                    [sp_a, acc_b],
+                                );
                                 cmd_done = true;
                                 d.state = State::Header;
                             }
                         }
                         opcode::ACTIVATE => {
-                            if arr_idle {
+                            // reads accumulator rows, writes scratchpad rows
+                            if q.seq.acc_ok(acc_a) && q.seq.sp_ok(sp_b) {
                                 act_load = Some(q.a1 as u16);
                                 if n == 0 {
                                     cmd_done = true;
@@ -603,7 +623,7 @@ impl NativeSim {
                             }
                         }
                         opcode::WRITE_ACT => {
-                            if seq_idle {
+                            if q.seq.sp_ok(sp_a) {
                                 if n == 0 {
                                     cmd_done = true;
                                     d.state = State::Header;
@@ -613,20 +633,19 @@ impl NativeSim {
                             }
                         }
                         opcode::LOAD_TILE => {
-                            // the scratchpad's read port is the sequencer's while it issues
-                            if seq_idle {
+                            if q.seq.sp_ok(sp_a) {
                                 d.state = State::TileRows;
                             }
                         }
                         opcode::READ_ACT => {
-                            if seq_idle {
+                            if q.seq.sp_ok(sp_a) {
                                 d.resp_hdr = header(opcode::READ_ACT | 0x80, 0) | self.row_words(q.a0, q.op);
                                 d.rbk.start(q.a0 as u16, n);
                                 d.state = State::RespHeader;
                             }
                         }
                         _ => {
-                            if arr_idle {
+                            if q.seq.acc_ok(acc_a) {
                                 d.resp_hdr = header(opcode::READ_ACC | 0x80, 0) | self.row_words(q.a0, q.op);
                                 d.rbk.start(q.a0 as u16, n);
                                 d.state = State::RespHeader;

@@ -15,6 +15,13 @@ pub(super) struct Sequencer {
     pub arr_cnt: u16,
     /// The same per weight bank (the RTL also registers `bank_cnt != 0` as `bankN_busy`).
     pub bank_cnt: [u16; 2],
+    /// The scratchpad banks the running MATMUL's rows touch (set at start).
+    pub sp_touch: [bool; 2],
+    /// The accumulator banks its rows touch.
+    pub acc_touch: [bool; 2],
+    /// Countdown from `array_drain` after each issue into an accumulator bank the MATMUL
+    /// touches: 0 when no row headed there is in the array.
+    pub acc_cnt: [u16; 2],
 }
 
 impl Sequencer {
@@ -42,6 +49,31 @@ impl Sequencer {
         self.bank_cnt[usize::from(bank)] != 0
     }
 
+    /// No MATMUL reads scratchpad bank `b` (the front end may use its read port and write it).
+    #[inline]
+    pub fn sp_free(&self, b: usize) -> bool {
+        !(self.busy && self.sp_touch[b])
+    }
+
+    /// No MATMUL writes accumulator bank `b` now or later: none issuing into it and no row
+    /// headed there in the array (the front end may read it).
+    #[inline]
+    pub fn acc_quiet(&self, b: usize) -> bool {
+        !(self.busy && self.acc_touch[b]) && self.acc_cnt[b] == 0
+    }
+
+    /// Every scratchpad bank marked in `t` is free.
+    #[inline]
+    pub fn sp_ok(&self, t: [bool; 2]) -> bool {
+        (!t[0] || self.sp_free(0)) && (!t[1] || self.sp_free(1))
+    }
+
+    /// Every accumulator bank marked in `t` is quiet.
+    #[inline]
+    pub fn acc_ok(&self, t: [bool; 2]) -> bool {
+        (!t[0] || self.acc_quiet(0)) && (!t[1] || self.acc_quiet(1))
+    }
+
     /// The registers after this cycle's edge, without a start: one row issued if busy, the
     /// countdowns down by one or reloaded with `drain`.
     #[inline]
@@ -50,6 +82,7 @@ impl Sequencer {
         let mut d = *q;
         d.arr_cnt = q.arr_cnt.saturating_sub(1);
         d.bank_cnt = [q.bank_cnt[0].saturating_sub(1), q.bank_cnt[1].saturating_sub(1)];
+        d.acc_cnt = [q.acc_cnt[0].saturating_sub(1), q.acc_cnt[1].saturating_sub(1)];
         if q.busy {
             d.addr = q.addr.wrapping_add(1);
             d.dst = q.dst.wrapping_add(1);
@@ -59,15 +92,22 @@ impl Sequencer {
             }
             d.arr_cnt = drain;
             d.bank_cnt[usize::from(q.bank)] = drain;
+            for b in 0..2 {
+                if q.acc_touch[b] {
+                    d.acc_cnt[b] = drain;
+                }
+            }
         }
         d
     }
 
     /// A MATMUL of `rows` rows from scratchpad row `addr` into accumulator row `dst` starts on
-    /// this edge (only while `seq_idle`).
+    /// this edge (only while `seq_idle`); `touch` = (scratchpad, accumulator) banks its rows
+    /// touch ([`spec::banks_touched`]).
     #[inline]
-    pub fn start(&mut self, addr: u16, rows: u16, dst: u16, acc: bool, bank: bool) {
+    pub fn start(&mut self, addr: u16, rows: u16, dst: u16, acc: bool, bank: bool, touch: [[bool; 2]; 2]) {
         (self.addr, self.left, self.dst, self.acc, self.bank) = (addr, rows, dst, acc, bank);
+        (self.sp_touch, self.acc_touch) = (touch[0], touch[1]);
         self.busy = rows != 0;
     }
 
@@ -88,6 +128,9 @@ impl Sequencer {
         d.arr_cnt = count_after(q.arr_cnt, s > 0);
         d.bank_cnt[bank] = count_after(q.bank_cnt[bank], s > 0);
         d.bank_cnt[1 - bank] = count_after(q.bank_cnt[1 - bank], false);
+        for b in 0..2 {
+            d.acc_cnt[b] = count_after(q.acc_cnt[b], s > 0 && q.acc_touch[b]);
+        }
         if s > 0 {
             let s16 = s as u16;
             d.addr = q.addr.wrapping_add(s16);
@@ -103,5 +146,6 @@ impl Sequencer {
         self.busy = false;
         self.arr_cnt = 0;
         self.bank_cnt = [0, 0];
+        self.acc_cnt = [0, 0];
     }
 }
