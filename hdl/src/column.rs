@@ -350,7 +350,8 @@ mod tests {
     }
 
     /// Random strobes and values; shifts stay within 0..=47 (what SET_QUANT and LOAD_QUANT
-    /// accept), bias indices sometimes past the last column.
+    /// accept, and `spec::requantize_v2`'s domain), bias indices sometimes past the last
+    /// column.
     fn stimulus(dim: usize, cycles: usize, seed: u64) -> Vec<Vec<u128>> {
         let mut x = seed;
         let mut rnd = move || {
@@ -365,7 +366,8 @@ mod tests {
                 let r = rnd();
                 let mut s = vec![
                     (c == 0 || r % 53 == 0) as u128,
-                    if r & 8 != 0 { quant(rnd()) } else { (rnd() & 0xffff_ffff) as u128 },
+                    // a bias or a SET_QUANT word: S (21:16) within 0..=47
+                    (rnd() & 0xffc0_0000) as u128 | quant(rnd()),
                     (r >> 4 & 3 == 0) as u128,
                     ((r >> 8) % (dim as u64 + 1)) as u128,
                     ((r >> 12) % 11 == 0) as u128,
