@@ -45,7 +45,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 32)]
     pub hidden: usize,
     /// Clock of the device for latency, throughput and power, in MHz [default: the preset's:
-    /// tpu-v1 700, ecp5-* 50, ice40-up5k 30, otherwise 100].
+    /// tpu-v1 700, ecp5-* 50, ice40-up5k 24, otherwise 100].
     #[arg(long, value_name = "MHz")]
     pub clock: Option<f64>,
     /// Skip the size sweep (by default hidden widths 16/32/64 are trained, run on DIM 4/8/16

@@ -51,7 +51,7 @@ pub struct EstimateArgs {
     #[arg(long, value_name = "M", default_value_t = 256)]
     pub batch: usize,
 
-    /// Core clock in MHz [default: the preset's: tpu-v1 700, ecp5-* 50, ice40-up5k 30,
+    /// Core clock in MHz [default: the preset's: tpu-v1 700, ecp5-* 50, ice40-up5k 24,
     /// default 100].
     #[arg(long, value_name = "MHz")]
     pub clock: Option<f64>,
@@ -120,7 +120,7 @@ impl From<BufferingArg> for driver::Buffering {
 pub fn nominal_clock_mhz(preset: &str) -> f64 {
     match preset {
         "tpu-v1" => 700.0,
-        "ice40-up5k" => 30.0,
+        "ice40-up5k" => 24.0,
         "ecp5-25k" | "ecp5-85k" => 50.0,
         _ => 100.0,
     }
@@ -197,14 +197,23 @@ pub fn estimate_error(e: EstimateError) -> CliError {
     }
 }
 
-/// Refuse a workload whose memory would exceed the limit, before anything is allocated.
+/// Refuse a workload whose memory would exceed the limit, before anything is allocated. An MLP
+/// whose program has no write-backs (one chain on chip) is estimated as it is compiled
+/// (`streamed`), other workloads' streams are recorded whole.
 fn check_memory(
     cfg: &Config,
     m: usize,
     shapes: &[(usize, usize)],
     kind: driver::OutputKind,
+    streamed: bool,
 ) -> Result<(), CliError> {
-    let bytes = crate::limits::workload_bytes(cfg, m, shapes, kind).map_err(|e| estimate_error(e.into()))?;
+    let plan = driver::plan(cfg, m, shapes, kind).map_err(|e| estimate_error(e.into()))?;
+    let bytes = if streamed && plan.segments.len() == 1 {
+        crate::limits::streamed_workload_bytes(cfg, m, shapes, kind)
+    } else {
+        crate::limits::workload_bytes(cfg, m, shapes, kind)
+    };
+    let bytes = bytes.map_err(|e| estimate_error(e.into()))?;
     let dims: Vec<String> = shapes.iter().map(|(k, n)| format!("{k}x{n}")).collect();
     crate::limits::check(
         "workload",
@@ -217,7 +226,7 @@ fn workload(args: &EstimateArgs, cfg: &Config) -> Result<Workload, CliError> {
     let input = if args.zeros { Input::Zeros } else { Input::Random { seed: args.seed } };
     if let Some(text) = &args.gemm {
         let (m, k, n) = parse_gemm("--gemm", text)?;
-        check_memory(cfg, m, &[(k, n)], driver::OutputKind::Int8)?;
+        check_memory(cfg, m, &[(k, n)], driver::OutputKind::Int8, true)?;
         return Workload::gemm(m, k, n, input).map_err(estimate_error);
     }
     let path = args.model.as_ref().expect("clap requires --gemm or --model");
@@ -228,13 +237,13 @@ fn workload(args: &EstimateArgs, cfg: &Config) -> Result<Workload, CliError> {
     let name = match net.to_mlp() {
         Some(mlp) => {
             let shapes: Vec<(usize, usize)> = mlp.widths().windows(2).map(|w| (w[0], w[1])).collect();
-            check_memory(cfg, args.batch, &shapes, mlp.output())?;
+            check_memory(cfg, args.batch, &shapes, mlp.output(), true)?;
             let widths: Vec<String> = mlp.widths().iter().map(usize::to_string).collect();
             format!("MLP {} ({})", widths.join("-"), path.display())
         }
         None => {
             for (m, k, n) in net.gemms(args.batch) {
-                check_memory(cfg, m, &[(k, n)], driver::OutputKind::Int8)?;
+                check_memory(cfg, m, &[(k, n)], driver::OutputKind::Int8, false)?;
             }
             format!("network {} ({})", net, path.display())
         }
@@ -321,6 +330,11 @@ mod tests {
     fn nominal_clocks() {
         assert_eq!(nominal_clock_mhz("tpu-v1"), 700.0);
         assert_eq!(nominal_clock_mhz("default"), 100.0);
+        // the FPGA presets' clocks are their boards' bitstream clocks
+        for b in [hdl::boards::Board::Icebreaker, hdl::boards::Board::Ulx3s25f, hdl::boards::Board::Ulx3s85f]
+        {
+            assert_eq!(nominal_clock_mhz(b.preset()), b.core_hz() as f64 / 1e6, "{b}");
+        }
     }
 
     #[test]

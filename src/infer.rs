@@ -274,7 +274,7 @@ pub fn compute(
     resident: bool,
 ) -> Result<(Output, RunReport), CliError> {
     for (m, k, n) in net.gemms(x.nrows()) {
-        crate::limits::check_workload(cfg, m, &[(k, n)], driver::OutputKind::Int8)?;
+        crate::limits::check_workload(cfg, m, &[(k, n)], driver::OutputKind::Int8, false)?;
     }
     let transport = Link::open(link, cfg)?;
     let timeout = transport.timeout();

@@ -109,6 +109,12 @@ pub fn workload_bytes(
     kind: OutputKind,
 ) -> Result<u128, CompileError> {
     let plan = driver::plan(cfg, m, shapes, kind)?;
+    let (data, _) = data_bytes(m, shapes);
+    Ok(data + u128::from(plan.words_to_device(shapes)) * bytes_per_word(cfg))
+}
+
+/// The input, the weights and biases, and the output (as int32); and the output alone.
+fn data_bytes(m: usize, shapes: &[(usize, usize)]) -> (u128, u128) {
     let m = m as u128;
     let mut bytes: u128 = 0;
     if let Some(&(k, _)) = shapes.first() {
@@ -117,21 +123,46 @@ pub fn workload_bytes(
     for &(k, n) in shapes {
         bytes += k as u128 * n as u128 + 4 * n as u128;
     }
-    if let Some(&(_, n)) = shapes.last() {
-        bytes += 4 * m * n as u128;
-    }
-    Ok(bytes + u128::from(plan.words_to_device(shapes)) * bytes_per_word(cfg))
+    let out = shapes.last().map_or(0, |&(_, n)| 4 * m * n as u128);
+    (bytes + out, out)
 }
 
-/// [`workload_bytes`] checked against the limit, as CLI errors (a layer that does not fit is
-/// bad input of the memory flags).
+/// [`workload_bytes`] when the command stream is run as the compiler makes it
+/// (`driver::ProgramStream`: `matmul` and `Device::mlp`, `estimate` of a program without
+/// write-backs), so it is never held whole: the input, the weights and biases, the output three
+/// times (the result, the responses waiting in the transport, the file written), one chunk's
+/// steps (at most a scratchpad of rows, each its own vector), three native models' memories
+/// (the estimator runs three at once) and the fixed buffers (the transport's queue, the
+/// estimator's pieces). Peak memory measured against it: docs/performance.md.
+pub fn streamed_workload_bytes(
+    cfg: &Config,
+    m: usize,
+    shapes: &[(usize, usize)],
+    kind: OutputKind,
+) -> Result<u128, CompileError> {
+    driver::plan(cfg, m, shapes, kind)?;
+    let (data, out) = data_bytes(m, shapes);
+    let (d, s, a) = (cfg.dim() as u128, cfg.scratch_rows() as u128, cfg.acc_rows() as u128);
+    let chunk = s * (d + 64);
+    let models = 3 * (s * d + 4 * a * d + 8 * d * d);
+    Ok(data + 2 * out + chunk + models + (16 << 20))
+}
+
+/// [`workload_bytes`] (or, `streamed`, [`streamed_workload_bytes`]) checked against the limit,
+/// as CLI errors (a layer that does not fit is bad input of the memory flags).
 pub fn check_workload(
     cfg: &Config,
     m: usize,
     shapes: &[(usize, usize)],
     kind: OutputKind,
+    streamed: bool,
 ) -> Result<(), CliError> {
-    let bytes = workload_bytes(cfg, m, shapes, kind).map_err(|e| match e {
+    let bytes = if streamed {
+        streamed_workload_bytes(cfg, m, shapes, kind)
+    } else {
+        workload_bytes(cfg, m, shapes, kind)
+    };
+    let bytes = bytes.map_err(|e| match e {
         e @ CompileError::TooSmall { .. } => CliError::input("--scratch-rows", e.to_string()),
         e => CliError::input("workload", e.to_string()),
     })?;
@@ -171,6 +202,11 @@ mod tests {
         // W alone is 16 MiB, X 16 MiB, and the weights are streamed once per chunk
         assert!(large > 32 << 20, "{large}");
         let huge = workload_bytes(&cfg, 1, &[(1 << 32, 1 << 32)], OutputKind::Int8).unwrap();
+        assert!(huge >= 1 << 64, "{huge}");
+        // run as a stream: X, W and Y (and fixed buffers), not the stream
+        let streamed = streamed_workload_bytes(&cfg, 4096, &[(4096, 4096)], OutputKind::Int8).unwrap();
+        assert!(streamed > 32 << 20 && streamed < large / 4, "{streamed} vs {large}");
+        let huge = streamed_workload_bytes(&cfg, 1, &[(1 << 32, 1 << 32)], OutputKind::Int8).unwrap();
         assert!(huge >= 1 << 64, "{huge}");
     }
 }

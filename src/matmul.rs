@@ -147,7 +147,8 @@ pub fn run(args: &MatmulArgs) -> Result<String, CliError> {
     let cfg = args.config.config()?;
     let kind = if mode == Mode::Raw { OutputKind::Raw } else { OutputKind::Int8 };
     // fit and memory are checked before a backend is opened (an RTL model takes a while)
-    crate::limits::check_workload(&cfg, m, &[(k, n)], kind)?;
+    // Device::layer runs the program as the compiler makes it
+    crate::limits::check_workload(&cfg, m, &[(k, n)], kind, true)?;
     let link = Link::open(&args.link, &cfg)?;
     let timeout = link.timeout();
     let backend = args.link.backend;

@@ -100,7 +100,7 @@ pub fn compile(args: &CompileArgs) -> Result<String, CliError> {
                 ));
             }
             let shapes: Vec<(usize, usize)> = mlp.widths().windows(2).map(|w| (w[0], w[1])).collect();
-            crate::limits::check_workload(&cfg, x.nrows(), &shapes, mlp.output())?;
+            crate::limits::check_workload(&cfg, x.nrows(), &shapes, mlp.output(), false)?;
             let layers = mlp.to_driver_layers();
             let p = compile_mlp(&cfg, &x, &layers, mlp.output())
                 .map_err(|e| CliError::input("--scratch-rows", format!("cannot compile for {cfg}: {e}")))?;
@@ -110,7 +110,7 @@ pub fn compile(args: &CompileArgs) -> Result<String, CliError> {
             let cfg = out.config.config()?;
             let LoadedLayer { x, layer, mode, .. } = load_layer(layer)?;
             let kind = if mode == Mode::Raw { OutputKind::Raw } else { OutputKind::Int8 };
-            crate::limits::check_workload(&cfg, x.nrows(), &[(layer.k(), layer.n())], kind)?;
+            crate::limits::check_workload(&cfg, x.nrows(), &[(layer.k(), layer.n())], kind, false)?;
             let p = compile_layer(&cfg, &x, &layer, kind)
                 .map_err(|e| CliError::input("--scratch-rows", format!("cannot compile for {cfg}: {e}")))?;
             (p, out)

@@ -148,7 +148,7 @@ pub fn run(args: &SweepArgs) -> Result<String, CliError> {
     for (_, dim, (m, k, n)) in spec.points() {
         let cfg = spec::Config::new(dim, args.scratch_rows, args.acc_rows)
             .map_err(|e| CliError::input("--dims", e.to_string()))?;
-        let bytes = crate::limits::workload_bytes(&cfg, m, &[(k, n)], driver::OutputKind::Int8)
+        let bytes = crate::limits::streamed_workload_bytes(&cfg, m, &[(k, n)], driver::OutputKind::Int8)
             .map_err(|e| estimate_error(e.into()))?;
         largest = largest.max(bytes);
     }

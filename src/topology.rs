@@ -45,7 +45,7 @@ pub fn check_memory(path: &Path, cfg: &Config, topo: &Topology) -> Result<(), Cl
     let mut largest = 0u128;
     for l in &topo.layers {
         let at = |e: CliError| CliError::file(path, format!("layer '{}' (line {}): {}", l.name, l.line, e));
-        let bytes = crate::limits::workload_bytes(cfg, l.m, &[(l.k, l.n)], driver::OutputKind::Int8)
+        let bytes = crate::limits::streamed_workload_bytes(cfg, l.m, &[(l.k, l.n)], driver::OutputKind::Int8)
             .map_err(|e| at(estimate_error(e.into())))?;
         crate::limits::check("workload", &format!("GEMM {}x{}x{} on {cfg}", l.m, l.k, l.n), bytes)
             .map_err(at)?;

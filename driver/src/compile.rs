@@ -435,6 +435,17 @@ fn plan_segment(
         .collect()
 }
 
+/// LOAD_WEIGHTS of a layer of `g` tiles over `chunks` chunks: once if it is one tile (it stays
+/// in the array), else every tile per chunk. Saturating.
+fn tile_loads(g: Geom, chunks: u128) -> u128 {
+    let tiles = g.kt as u128 * g.nt as u128;
+    if tiles == 1 {
+        1
+    } else {
+        chunks.saturating_mul(tiles)
+    }
+}
+
 /// Words a segment sends for chunks of `mc` rows (the objective when choosing `mc`), in 128
 /// bits and saturated: hostile sizes give `u64::MAX`, never a wrapped small count.
 fn segment_cost(
@@ -451,9 +462,8 @@ fn segment_cost(
     for (i, (l, t)) in layers.zip(tiling).enumerate() {
         let g = geoms[l];
         let tiles = g.kt as u128 * g.nt as u128;
-        let loads = if tiles == 1 { 1 } else { chunks.saturating_mul(tiles) };
         words = words
-            .saturating_add(loads.saturating_mul(1 + d * wpr))
+            .saturating_add(tile_loads(g, chunks).saturating_mul(1 + d * wpr))
             .saturating_add(chunks.saturating_mul(tiles).saturating_mul(3))
             .saturating_add(chunks.saturating_mul(g.nt as u128).saturating_mul(d + 4));
         if i == 0 {
@@ -467,9 +477,12 @@ fn segment_cost(
 }
 
 /// A rough cycle count of a segment for chunks of `mc` rows, to choose between plans and chunk
-/// sizes (not a figure to report: the estimator runs the cycle model): link words (sent, and
-/// read back: DIM a row if `raw`) plus ACTIVATE rows, and MATMUL rows; added up without double
-/// buffering, overlapped but for one chunk's share with it. Saturating.
+/// sizes (not a figure to report: the estimator runs the cycle model). The front end's work is
+/// the words it sends, the words it reads back (DIM a row if `raw`) and the ACTIVATE rows; the
+/// array's is the MATMUL rows. Whole memories: the front end's work one after the other, its
+/// weight loads beside the MATMULs. Double buffered: all of it beside the MATMULs but for the
+/// accumulator groups before a chunk's last (read between its own MATMULs) and one chunk's
+/// share (the pipeline's fill). Saturating.
 #[allow(clippy::too_many_arguments)]
 fn segment_cycles(
     cfg: &Config,
@@ -483,20 +496,39 @@ fn segment_cycles(
 ) -> u128 {
     let rows = m as u128;
     let per_row = if raw { cfg.dim() } else { cfg.words_per_row() } as u128;
-    let last = geoms[layers.end - 1];
-    let sent = segment_cost(cfg, geoms, layers.clone(), m, mc, tiling);
-    let mut link = u128::from(sent).saturating_add(rows.saturating_mul(last.nt as u128 * per_row));
+    let end = layers.end;
+    let (last, last_tiling) = (geoms[end - 1], tiling[tiling.len() - 1]);
+    let sent = u128::from(segment_cost(cfg, geoms, layers.clone(), m, mc, tiling));
+    // the weight words among them: they load into the shadow bank while MATMULs run
+    let chunks = m.div_ceil(mc.max(1)).max(1) as u128;
+    let tile_words = 1 + cfg.dim() as u128 * cfg.words_per_row() as u128;
+    let weights = layers
+        .clone()
+        .map(|l| tile_loads(geoms[l], chunks).saturating_mul(tile_words))
+        .fold(0u128, u128::saturating_add);
+    // the last layer's results: read back, and (int8) activated first
+    let act = if raw { 0 } else { 1 };
+    let out = rows.saturating_mul(last.nt as u128 * (per_row + act));
     let mut compute = 0u128;
+    let mut internal = 0u128; // ACTIVATE rows of the chained layers
     for l in layers {
-        link = link.saturating_add(rows.saturating_mul(geoms[l].nt as u128));
         compute = compute.saturating_add(rows.saturating_mul(geoms[l].kt as u128 * geoms[l].nt as u128));
+        if l + 1 < end {
+            internal = internal.saturating_add(rows.saturating_mul(geoms[l].nt as u128));
+        }
     }
-    if double {
-        let chunks = m.div_ceil(mc.max(1)).max(1) as u128;
-        link.max(compute).saturating_add(link / chunks)
-    } else {
-        link.saturating_add(compute)
+    if !double {
+        // the front end's other work one after the other, the weights beside the MATMULs
+        let rest = sent.saturating_sub(weights).saturating_add(out).saturating_add(internal);
+        return rest.saturating_add(compute.max(weights));
     }
+    // the front end does all of its work (weights too) while MATMULs run, but only the last
+    // accumulator group's results are a chunk's tail (the others are read between its MATMULs,
+    // on its own half: not overlapped), and the chained layers' ACTIVATEs run inside the chunk
+    let groups = last.nt.div_ceil(last_tiling.group.max(1)).max(1) as u128;
+    let overlapped = sent.saturating_add(out / groups);
+    let serial = internal.saturating_add(out - out / groups);
+    overlapped.max(compute).saturating_add(serial).saturating_add(overlapped / chunks)
 }
 
 impl Plan {
@@ -717,10 +749,91 @@ pub fn compile_mlp_buffered(
     kind: OutputKind,
     buffering: Buffering,
 ) -> Result<Program, CompileError> {
+    Ok(stream_mlp_buffered(cfg, x, layers, kind, buffering)?.to_program())
+}
+
+/// [`compile_mlp`] as a [`ProgramStream`]: planned now, its steps made on demand.
+pub fn stream_mlp<'a>(
+    cfg: &Config,
+    x: &'a DMatrix<i8>,
+    layers: &'a [Layer],
+    kind: OutputKind,
+) -> Result<ProgramStream<'a>, CompileError> {
+    stream_mlp_buffered(cfg, x, layers, kind, Buffering::Auto)
+}
+
+/// [`compile_mlp_buffered`] as a [`ProgramStream`].
+pub fn stream_mlp_buffered<'a>(
+    cfg: &Config,
+    x: &'a DMatrix<i8>,
+    layers: &'a [Layer],
+    kind: OutputKind,
+    buffering: Buffering,
+) -> Result<ProgramStream<'a>, CompileError> {
     check_chain(x, layers)?;
     let shapes: Vec<(usize, usize)> = layers.iter().map(|l| (l.k(), l.n())).collect();
     let plan = plan_buffered(cfg, x.nrows(), &shapes, kind, buffering)?;
-    Ok(emit(&plan, x, layers, kind, None))
+    Ok(ProgramStream::new(plan, x, layers, kind, None))
+}
+
+/// A compiled computation whose steps are made on demand, in wire order, as many times as
+/// asked ([`ProgramStream::for_each_step`]): the same steps as the [`Program`] of
+/// [`compile_mlp`] ([`ProgramStream::to_program`]), without holding them all. Memory stays
+/// that of X, the layers and one chunk's steps, however long the program; a consumer that runs
+/// the steps as they come (`Device::run_stream`, the estimator) needs no more.
+#[derive(Debug, Clone)]
+pub struct ProgramStream<'a> {
+    plan: Plan,
+    x: &'a DMatrix<i8>,
+    layers: &'a [Layer],
+    kind: OutputKind,
+    resident: Option<(&'a Residency, usize)>,
+    results: Vec<ResultSpec>,
+}
+
+impl<'a> ProgramStream<'a> {
+    fn new(
+        plan: Plan,
+        x: &'a DMatrix<i8>,
+        layers: &'a [Layer],
+        kind: OutputKind,
+        resident: Option<(&'a Residency, usize)>,
+    ) -> Self {
+        let results = result_specs(&plan, layers, kind);
+        ProgramStream { plan, x, layers, kind, resident, results }
+    }
+
+    /// The device it is compiled for.
+    pub fn config(&self) -> Config {
+        self.plan.config
+    }
+
+    /// How the computation is cut up.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The result matrices ([`Program::results`]).
+    pub fn results(&self) -> &[ResultSpec] {
+        &self.results
+    }
+
+    /// Index of the final output in [`ProgramStream::results`].
+    pub fn output(&self) -> usize {
+        self.results.len() - 1
+    }
+
+    /// Make the steps, handing each to `f` in wire order.
+    pub fn for_each_step(&self, mut f: impl FnMut(Step)) {
+        emit(&self.plan, self.x, self.layers, self.kind, self.resident, &mut f);
+    }
+
+    /// The whole [`Program`].
+    pub fn to_program(&self) -> Program {
+        let mut steps = Vec::new();
+        self.for_each_step(|s| steps.push(s));
+        Program { config: self.config(), steps, results: self.results.clone(), output: self.output() }
+    }
 }
 
 /// X feeds the first layer and each layer the next.
@@ -763,7 +876,7 @@ pub fn compile_mlp_resident(
     check_chain(x, layers)?;
     let shapes: Vec<(usize, usize)> = layers.iter().map(|l| (l.k(), l.n())).collect();
     let plan = plan_in(cfg, resident.base, x.nrows(), &shapes, kind, Buffering::Auto)?;
-    Ok(emit(&plan, x, layers, kind, Some((resident, first))))
+    Ok(ProgramStream::new(plan, x, layers, kind, Some((resident, first))).to_program())
 }
 
 /// Weight tiles kept on the device (resident weights, docs/design.md): each stored once in
@@ -836,6 +949,23 @@ fn tile_row(w: &DMatrix<i8>, kt: usize, nt: usize, k: usize, d: usize) -> Vec<i8
     (nt * d..(nt + 1) * d).map(|c| if r < w.nrows() && c < w.ncols() { w[(r, c)] } else { 0 }).collect()
 }
 
+/// Weight tile (kt, nt) row-major: its rows [`tile_row`] `0..DIM` one after another (built from
+/// W's column-major storage directly: the compiler makes one per LOAD_WEIGHTS).
+fn weight_tile(w: &DMatrix<i8>, kt: usize, nt: usize, d: usize) -> Vec<i8> {
+    let mut tile = vec![0i8; d * d];
+    let (k, n) = w.shape();
+    let (r0, c0) = (kt * d, nt * d);
+    let (rows, cols) = (d.min(k.saturating_sub(r0)), d.min(n.saturating_sub(c0)));
+    let data = w.as_slice();
+    for j in 0..cols {
+        let col = &data[(c0 + j) * k + r0..][..rows];
+        for (i, &v) in col.iter().enumerate() {
+            tile[i * d + j] = v;
+        }
+    }
+    tile
+}
+
 /// Where a segment's X comes from.
 #[derive(Clone, Copy)]
 enum Source<'a> {
@@ -863,7 +993,7 @@ struct Emitter<'a> {
     /// The column scales of (layer, n tile), if a LOAD_QUANT set them since that SET_QUANT.
     scales: Option<(usize, usize)>,
     /// Send bias and quantisation before every ACTIVATE (double buffering reorders the steps;
-    /// [`drop_redundant_loads`] removes the ones that change nothing afterwards).
+    /// [`Redundant`] removes the ones that change nothing afterwards).
     no_cache: bool,
 }
 
@@ -885,8 +1015,17 @@ impl Emitter<'_> {
         let d = self.dim();
         match src {
             Source::Input(x) => {
+                // columns kt·DIM .. of X (column-major), zero padded past K
+                let (data, m, c0) = (x.as_slice(), x.nrows(), kt * d);
+                let cols = d.min(k.saturating_sub(c0));
                 let rows = (r0..r0 + n)
-                    .map(|r| (kt * d..(kt + 1) * d).map(|c| if c < k { x[(r, c)] } else { 0 }).collect())
+                    .map(|r| {
+                        let mut v = vec![0i8; d];
+                        for (j, e) in v[..cols].iter_mut().enumerate() {
+                            *e = data[(c0 + j) * m + r];
+                        }
+                        v
+                    })
                     .collect();
                 self.push(Command::WriteAct { dst: row(dst), rows });
             }
@@ -907,8 +1046,7 @@ impl Emitter<'_> {
         if let Some(at) = self.resident.and_then(|(r, first)| r.row_of((first + l, kt, nt))) {
             self.push(Command::LoadTile { src: row(at) });
         } else {
-            let w = self.layers[l].weights();
-            let weights = (0..d).flat_map(|k| tile_row(w, kt, nt, k, d)).collect();
+            let weights = weight_tile(self.layers[l].weights(), kt, nt, d);
             self.push(Command::LoadWeights { weights });
         }
         self.shadow = Some(id);
@@ -967,14 +1105,39 @@ impl Emitter<'_> {
     }
 }
 
-/// Turn a plan into commands.
+/// The result matrices of a plan: one per segment, the last one the output.
+fn result_specs(plan: &Plan, layers: &[Layer], kind: OutputKind) -> Vec<ResultSpec> {
+    let last_segment = plan.segments.len() - 1;
+    let mut results = Vec::new();
+    for (si, seg) in plan.segments.iter().enumerate() {
+        let final_layer = &layers[seg.layers.end - 1];
+        let raw = si == last_segment && kind == OutputKind::Raw;
+        results.push(ResultSpec {
+            rows: plan.m,
+            cols: final_layer.n(),
+            kind: if raw {
+                ResultKind::Raw { bias: final_layer.bias().iter().copied().collect() }
+            } else {
+                ResultKind::Int8
+            },
+        });
+    }
+    results
+}
+
+/// Turn a plan into commands, handed to `sink` in wire order (result `i` is segment `i`'s,
+/// see [`result_specs`]). The steps of each chunk go out once it is complete (through the
+/// [`Pipeline`] when double buffered), the LOAD_WEIGHTS hoisted on the way ([`Hoist`]) and,
+/// when double buffered, redundant register loads dropped ([`Redundant`]): only a chunk's
+/// steps (or, pipelined, three chunks') are held at a time.
 fn emit<'a>(
     plan: &Plan,
     x: &DMatrix<i8>,
     layers: &'a [Layer],
     kind: OutputKind,
     resident: Option<(&'a Residency, usize)>,
-) -> Program {
+    sink: &mut dyn FnMut(Step),
+) {
     let cfg = plan.config;
     let (d, s_rows) = (cfg.dim(), plan.scratch_rows);
     let m = plan.m;
@@ -992,22 +1155,19 @@ fn emit<'a>(
     };
     // double buffering: the chunks' steps, merged once the next chunk's are known
     let mut pipe = Pipeline::default();
-    let mut results = Vec::new();
+    let mut redundant = Redundant::new(d);
+    let double_buffered = plan.double_buffered;
+    let mut filtered = |step: Step| {
+        if !double_buffered || redundant.keep(&step) {
+            sink(step);
+        }
+    };
+    let mut out = Hoist { sink: &mut filtered, tail: Vec::new() };
     let last_segment = plan.segments.len() - 1;
     for (si, seg) in plan.segments.iter().enumerate() {
         let source = if si == 0 { Source::Input(x) } else { Source::Result(si - 1) };
-        let final_layer = &layers[seg.layers.end - 1];
         let raw = si == last_segment && kind == OutputKind::Raw;
-        let result = results.len();
-        results.push(ResultSpec {
-            rows: m,
-            cols: final_layer.n(),
-            kind: if raw {
-                ResultKind::Raw { bias: final_layer.bias().iter().copied().collect() }
-            } else {
-                ResultKind::Int8
-            },
-        });
+        let result = si;
         for (c, r0) in (0..m).step_by(seg.chunk_rows).enumerate() {
             let mc = seg.chunk_rows.min(m - r0);
             // the chunk's halves of the memories (all of them without double buffering)
@@ -1088,17 +1248,16 @@ fn emit<'a>(
                 let chunk = e.steps.split_off(first_step);
                 pipe.push(chunk, &mut e.steps, &cfg);
             }
+            // what is in `e.steps` now is final: on its way
+            e.steps.drain(..).for_each(|step| out.push(step));
         }
         // the next chain reads this one's results: nothing may overlap across
         pipe.finish(&mut e.steps);
+        e.steps.drain(..).for_each(|step| out.push(step));
     }
     e.push(Command::Sync { token: END_TOKEN });
-    let output = results.len() - 1;
-    let mut steps = hoist_weight_loads(e.steps);
-    if plan.double_buffered {
-        steps = drop_redundant_loads(steps, d);
-    }
-    Program { config: cfg, steps, results, output }
+    e.steps.drain(..).for_each(|step| out.push(step));
+    out.finish();
 }
 
 /// Software pipelining of double-buffered chunks: chunk `c`'s MATMULs (its *body*) are
@@ -1215,24 +1374,33 @@ fn front_end_cycles(step: &Step, cfg: &Config) -> u64 {
     }
 }
 
-/// Drop the LOAD_BIAS, SET_QUANT and LOAD_QUANT commands that set the activation registers to
-/// what they already hold (tracked from the program's start, where they are unknown). Sound for
-/// any command order: those registers change only by these commands.
-fn drop_redundant_loads(steps: Vec<Step>, dim: usize) -> Vec<Step> {
-    let mut bias: Option<Vec<i32>> = None;
-    let mut scales: Option<Vec<ColumnScale>> = None;
-    let mut relu_z: Option<(bool, i8)> = None;
-    steps
-        .into_iter()
-        .filter(|step| match step {
+/// Drops the LOAD_BIAS, SET_QUANT and LOAD_QUANT commands that set the activation registers to
+/// what they already hold (tracked from the program's start, where they are unknown), step by
+/// step as the program goes by. Sound for any command order: those registers change only by
+/// these commands.
+struct Redundant {
+    dim: usize,
+    bias: Option<Vec<i32>>,
+    scales: Option<Vec<ColumnScale>>,
+    relu_z: Option<(bool, i8)>,
+}
+
+impl Redundant {
+    fn new(dim: usize) -> Self {
+        Redundant { dim, bias: None, scales: None, relu_z: None }
+    }
+
+    /// Whether `step`, next in the program, is kept.
+    fn keep(&mut self, step: &Step) -> bool {
+        match step {
             Step::Command(Command::LoadBias { bias: b }) => {
-                let same = bias.as_ref() == Some(b);
-                bias = Some(b.clone());
+                let same = self.bias.as_ref() == Some(b);
+                self.bias = Some(b.clone());
                 !same
             }
             Step::Command(Command::LoadQuant { scales: c }) => {
-                let same = scales.as_ref() == Some(c);
-                scales = Some(c.clone());
+                let same = self.scales.as_ref() == Some(c);
+                self.scales = Some(c.clone());
                 !same
             }
             Step::Command(cmd @ (Command::SetQuant(_) | Command::SetQuantZp { .. })) => {
@@ -1242,15 +1410,15 @@ fn drop_redundant_loads(steps: Vec<Step>, dim: usize) -> Vec<Step> {
                     _ => unreachable!("matched above"),
                 };
                 let all: ColumnScale = q.into();
-                let same = relu_z == Some((q.relu, z))
-                    && scales.as_ref().is_some_and(|c| c.iter().all(|&x| x == all));
-                relu_z = Some((q.relu, z));
-                scales = Some(vec![all; dim]);
+                let same = self.relu_z == Some((q.relu, z))
+                    && self.scales.as_ref().is_some_and(|c| c.iter().all(|&x| x == all));
+                self.relu_z = Some((q.relu, z));
+                self.scales = Some(vec![all; self.dim]);
                 !same
             }
             _ => true,
-        })
-        .collect()
+        }
+    }
 }
 
 fn is_write(s: &Step) -> bool {
@@ -1264,13 +1432,48 @@ fn is_weights_or_matmul(s: &Step) -> bool {
     )
 }
 
+fn is_weight_load(s: &Step) -> bool {
+    matches!(s, Step::Command(Command::LoadWeights { .. } | Command::LoadTile { .. }))
+}
+
+/// The emitter's output: every LOAD_WEIGHTS (or LOAD_TILE) moved up to right after the previous
+/// MATMUL or weight load, as [`hoist_weight_loads`] does to a whole program, while the steps go
+/// to the sink as they come. Only the steps since the last MATMUL or weight load wait (`tail`:
+/// at most one chunk's read-backs, quantisation and X), so nothing here grows with the program.
+struct Hoist<'s> {
+    sink: &'s mut dyn FnMut(Step),
+    tail: Vec<Step>,
+}
+
+impl Hoist<'_> {
+    fn push(&mut self, step: Step) {
+        if is_weight_load(&step) {
+            // right after the last MATMUL or weight load: before everything still waiting
+            (self.sink)(step);
+        } else if is_weights_or_matmul(&step) {
+            self.finish();
+            (self.sink)(step);
+        } else {
+            self.tail.push(step);
+        }
+    }
+
+    fn finish(&mut self) {
+        for step in self.tail.drain(..) {
+            (self.sink)(step);
+        }
+    }
+}
+
 /// Move every LOAD_WEIGHTS up to right after the previous MATMUL: the commands it passes
 /// (ACTIVATE, LOAD_BIAS, SET_QUANT, WRITE_ACT, READ_*) do not use the weights, and the load
-/// then fills the shadow bank while the array is still busy.
+/// then fills the shadow bank while the array is still busy. (The whole-program form of
+/// [`Hoist`], which the tests hold it to.)
+#[cfg(test)]
 fn hoist_weight_loads(steps: Vec<Step>) -> Vec<Step> {
     let mut out: Vec<Step> = Vec::with_capacity(steps.len());
     for step in steps {
-        if matches!(step, Step::Command(Command::LoadWeights { .. } | Command::LoadTile { .. })) {
+        if is_weight_load(&step) {
             let at = out.iter().rposition(is_weights_or_matmul).map_or(0, |p| p + 1);
             out.insert(at, step);
         } else {
@@ -1336,6 +1539,54 @@ mod tests {
         plan(&cfg(2, 1, 1), 3, &[(4, 2)], OutputKind::Raw).unwrap();
         // and so does a layer of one tile, in place
         plan(&cfg(2, 1, 1), 3, &[(2, 2)], OutputKind::Int8).unwrap();
+    }
+
+    /// A weight tile is its rows, padded with zeros past K and N.
+    #[test]
+    fn weight_tiles_are_their_rows() {
+        let mut rng = spec::stimulus::Rng::new(5);
+        for (k, n, d) in [(1, 1, 1), (5, 3, 2), (9, 17, 4), (16, 16, 8), (33, 7, 16)] {
+            let w = DMatrix::from_fn(k, n, |_, _| rng.next_u64() as i8);
+            for kt in 0..k.div_ceil(d) {
+                for nt in 0..n.div_ceil(d) {
+                    let rows: Vec<i8> = (0..d).flat_map(|r| tile_row(&w, kt, nt, r, d)).collect();
+                    assert_eq!(weight_tile(&w, kt, nt, d), rows, "{k}x{n} DIM {d} tile ({kt}, {nt})");
+                }
+            }
+        }
+    }
+
+    /// The streaming hoist gives the steps of hoisting the whole program, on random step
+    /// sequences (weight loads before any MATMUL, several in a row, none at all).
+    #[test]
+    fn the_streaming_hoist_equals_hoisting_the_whole_program() {
+        let mut rng = spec::stimulus::Rng::new(21);
+        for _ in 0..500 {
+            let len = rng.below(40) as usize;
+            let steps: Vec<Step> = (0..len)
+                .map(|i| match rng.below(7) {
+                    0 => Step::Command(Command::LoadWeights { weights: vec![i as i8; 4] }),
+                    1 => Step::Command(Command::LoadTile { src: i as u16 }),
+                    2 => Step::Command(Command::Matmul { src: i as u16, n: 1, dst: 0, accumulate: false }),
+                    3 => Step::Command(Command::WriteAct { dst: i as u16, rows: vec![vec![1, 2]] }),
+                    4 => Step::Command(Command::Activate { src: i as u16, n: 1, dst: 0 }),
+                    5 => Step::ReadAct {
+                        src: i as u16,
+                        n: 1,
+                        to: Block { result: 0, row: i, col: 0, rows: 1, cols: 1 },
+                    },
+                    _ => Step::Command(Command::Sync { token: i as u32 }),
+                })
+                .collect();
+            let mut streamed = Vec::new();
+            let mut sink = |s| streamed.push(s);
+            let mut h = Hoist { sink: &mut sink, tail: Vec::new() };
+            for s in steps.clone() {
+                h.push(s);
+            }
+            h.finish();
+            assert_eq!(streamed, hoist_weight_loads(steps));
+        }
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //! that reads a response (use [`Device::sync`] as a fence). After an error the stream may hold
 //! responses nobody asked for: [`Device::resync`] discards them.
 
-use crate::compile::{compile_layer, compile_mlp, CompileError, Layer, OutputKind};
-use crate::program::{Block, Output, Program, ProgramError, ResultKind, RunOutput, Step};
+use crate::compile::{stream_mlp, CompileError, Layer, OutputKind, ProgramStream};
+use crate::program::{
+    validate_results, validate_step, Block, Output, Program, ProgramError, ResultKind, RunOutput, Step,
+};
 use crate::transport::{Transport, TransportError};
 use nalgebra::DMatrix;
 use spec::isa::{
@@ -658,11 +660,60 @@ impl<T: Transport> Device<T> {
             return Err(DriverError::ProgramConfig { program: program.config, device: self.config });
         }
         program.validate()?;
-        let start = self.stats;
-        let dim = self.config.dim();
-        let mut run = Run {
-            results: program
-                .results
+        let mut run = self.start_run(&program.results, true);
+        for step in &program.steps {
+            let (cmd, to) = self.step_command(&mut run, step)?;
+            self.run_step(&mut run, cmd, to)?;
+        }
+        self.finish_run(run, &program.results, program.output)
+    }
+
+    /// Run a [`ProgramStream`]: as [`Device::run`] on [`ProgramStream::to_program`], but each
+    /// step is sent as the compiler makes it, so memory does not grow with the program (only
+    /// with X, the layers and the results). The responses are read and placed in the results
+    /// but not kept: [`RunOutput::responses`] is empty.
+    pub fn run_stream(&mut self, program: &ProgramStream) -> Result<RunOutput, DriverError> {
+        self.in_step()?;
+        let before = self.stats;
+        let r = self.run_stream_inner(program);
+        if r.is_err() && self.stats != before {
+            self.in_sync = false;
+        }
+        r
+    }
+
+    fn run_stream_inner(&mut self, program: &ProgramStream) -> Result<RunOutput, DriverError> {
+        let config = program.config();
+        if config != self.config {
+            return Err(DriverError::ProgramConfig { program: config, device: self.config });
+        }
+        let results = program.results();
+        validate_results(results)?;
+        let mut run = self.start_run(results, false);
+        let (mut i, mut failed) = (0usize, None);
+        program.for_each_step(|step| {
+            if failed.is_some() {
+                return;
+            }
+            let done = validate_step(&config, results, i, &step).map_err(DriverError::from).and_then(|()| {
+                let (cmd, to) = match step {
+                    Step::Command(cmd) => (cmd, None),
+                    other => self.step_command(&mut run, &other)?,
+                };
+                self.run_step(&mut run, cmd, to)
+            });
+            failed = done.err();
+            i += 1;
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        self.finish_run(run, results, program.output())
+    }
+
+    fn start_run(&self, results: &[crate::program::ResultSpec], keep_responses: bool) -> Run {
+        Run {
+            results: results
                 .iter()
                 .map(|r| match r.kind {
                     ResultKind::Int8 => Output::Int8(DMatrix::zeros(r.rows, r.cols)),
@@ -670,48 +721,65 @@ impl<T: Transport> Device<T> {
                 })
                 .collect(),
             responses: Vec::new(),
+            keep_responses,
             pending: VecDeque::new(),
             pending_words: 0,
             out: Vec::new(),
-        };
-        let window = self.transport.max_pending_words();
-        for step in &program.steps {
-            let cmd = match step {
-                Step::WriteBack { dst, from } => {
-                    self.drain(&mut run)?;
-                    let Output::Int8(m) = &run.results[from.result] else {
-                        unreachable!("validate() checks that write-backs read int8 results")
-                    };
-                    let rows = (from.row..from.row + from.rows)
-                        .map(|r| {
-                            (0..dim).map(|c| if c < from.cols { m[(r, from.col + c)] } else { 0 }).collect()
-                        })
-                        .collect();
-                    Command::WriteAct { dst: *dst, rows }
-                }
-                other => other.command().expect("only write-backs have no command"),
-            };
-            cmd.encode_into(dim, &mut run.out)?;
-            if let Some(expect) = self.expected(&cmd) {
-                let to = match step {
-                    Step::ReadAct { to, .. } | Step::ReadAcc { to, .. } => Some(*to),
-                    _ => None,
-                };
-                let token = match cmd {
-                    Command::Sync { token } => Some(token),
-                    _ => None,
-                };
-                run.pending_words += 1 + expect.len as usize;
-                run.pending.push_back(Pending { expect, to, token });
-                if run.pending_words > window {
-                    self.drain(&mut run)?;
-                }
-            } else if run.out.len() >= SEND_BATCH {
-                self.flush(&mut run)?;
-            }
+            start: self.stats,
         }
+    }
+
+    /// The command a step sends and where its response rows land. A write-back reads every
+    /// pending response first: its rows are results of the run so far.
+    fn step_command(&mut self, run: &mut Run, step: &Step) -> Result<(Command, Option<Block>), DriverError> {
+        Ok(match step {
+            Step::Command(cmd) => (cmd.clone(), None),
+            Step::ReadAct { src, n, to } => (Command::ReadAct { src: *src, n: *n }, Some(*to)),
+            Step::ReadAcc { src, n, to } => (Command::ReadAcc { src: *src, n: *n }, Some(*to)),
+            Step::WriteBack { dst, from } => {
+                self.drain(run)?;
+                let Output::Int8(m) = &run.results[from.result] else {
+                    unreachable!("validation checks that write-backs read int8 results")
+                };
+                let dim = self.config.dim();
+                let rows = (from.row..from.row + from.rows)
+                    .map(|r| (0..dim).map(|c| if c < from.cols { m[(r, from.col + c)] } else { 0 }).collect())
+                    .collect();
+                (Command::WriteAct { dst: *dst, rows }, None)
+            }
+        })
+    }
+
+    /// Send one command (its response rows land in `to`) and read responses when the window
+    /// is full.
+    fn run_step(&mut self, run: &mut Run, cmd: Command, to: Option<Block>) -> Result<(), DriverError> {
+        let dim = self.config.dim();
+        let window = self.transport.max_pending_words();
+        cmd.encode_into(dim, &mut run.out)?;
+        if let Some(expect) = self.expected(&cmd) {
+            let token = match cmd {
+                Command::Sync { token } => Some(token),
+                _ => None,
+            };
+            run.pending_words += 1 + expect.len as usize;
+            run.pending.push_back(Pending { expect, to, token });
+            if run.pending_words > window {
+                self.drain(run)?;
+            }
+        } else if run.out.len() >= SEND_BATCH {
+            self.flush(run)?;
+        }
+        Ok(())
+    }
+
+    fn finish_run(
+        &mut self,
+        mut run: Run,
+        specs: &[crate::program::ResultSpec],
+        output: usize,
+    ) -> Result<RunOutput, DriverError> {
         self.drain(&mut run)?;
-        for (spec, result) in program.results.iter().zip(&mut run.results) {
+        for (spec, result) in specs.iter().zip(&mut run.results) {
             if let (ResultKind::Raw { bias }, Output::Raw(m)) = (&spec.kind, result) {
                 for (c, mut col) in m.column_iter_mut().enumerate() {
                     col.apply(|v| *v = v.wrapping_add(bias[c]));
@@ -720,10 +788,10 @@ impl<T: Transport> Device<T> {
         }
         Ok(RunOutput {
             results: run.results,
-            output: program.output,
+            output,
             responses: run.responses,
-            words_sent: self.stats.words_sent - start.words_sent,
-            words_received: self.stats.words_received - start.words_received,
+            words_sent: self.stats.words_sent - run.start.words_sent,
+            words_received: self.stats.words_received - run.start.words_received,
         })
     }
 
@@ -757,7 +825,9 @@ impl<T: Transport> Device<T> {
                     _ => unreachable!("validate() matches read steps with their result types"),
                 }
             }
-            run.responses.push(response);
+            if run.keep_responses {
+                run.responses.push(response);
+            }
         }
         Ok(())
     }
@@ -766,8 +836,7 @@ impl<T: Transport> Device<T> {
 
     /// Compile and run one layer; returns its output (int8 or raw int32 logits).
     pub fn layer(&mut self, x: &DMatrix<i8>, layer: &Layer, kind: OutputKind) -> Result<Output, DriverError> {
-        let program = compile_layer(&self.config, x, layer, kind)?;
-        Ok(self.run(&program)?.into_output())
+        self.mlp(x, std::slice::from_ref(layer), kind)
     }
 
     /// Compile and run an MLP; returns the last layer's output.
@@ -777,8 +846,8 @@ impl<T: Transport> Device<T> {
         layers: &[Layer],
         kind: OutputKind,
     ) -> Result<Output, DriverError> {
-        let program = compile_mlp(&self.config, x, layers, kind)?;
-        Ok(self.run(&program)?.into_output())
+        let program = stream_mlp(&self.config, x, layers, kind)?;
+        Ok(self.run_stream(&program)?.into_output())
     }
 }
 
@@ -786,6 +855,10 @@ impl<T: Transport> Device<T> {
 struct Run {
     results: Vec<Output>,
     responses: Vec<Response>,
+    /// Keep every response in `responses` (a [`Program`] run) or none (a stream).
+    keep_responses: bool,
+    /// The link's counts when the run started.
+    start: LinkStats,
     pending: VecDeque<Pending>,
     pending_words: usize,
     out: Vec<u32>,

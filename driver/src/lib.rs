@@ -39,8 +39,8 @@ pub mod serial;
 pub mod transport;
 
 pub use compile::{
-    compile_layer, compile_mlp, compile_mlp_buffered, compile_mlp_resident, plan, plan_buffered, Buffering,
-    CompileError, Layer, OutputKind, Plan, Residency,
+    compile_layer, compile_mlp, compile_mlp_buffered, compile_mlp_resident, plan, plan_buffered, stream_mlp,
+    stream_mlp_buffered, Buffering, CompileError, Layer, OutputKind, Plan, ProgramStream, Residency,
 };
 pub use device::{Device, DriverError, Info, LinkStats};
 pub use network::{ConvLayer, Network, NetworkError, Op};

@@ -85,6 +85,19 @@ impl Step {
         }
     }
 
+    /// Words the device of `cfg` answers this step with when nothing goes wrong.
+    pub fn response_words(&self, cfg: &Config) -> u64 {
+        let (dim, wpr) = (cfg.dim() as u64, cfg.words_per_row() as u64);
+        match self {
+            Step::Command(Command::Info) => 5,
+            Step::Command(Command::Sync { .. }) => 2,
+            Step::Command(Command::Counters) => 1 + spec::isa::COUNTER_WORDS as u64,
+            Step::Command(Command::ReadAct { n, .. }) | Step::ReadAct { n, .. } => 1 + u64::from(*n) * wpr,
+            Step::Command(Command::ReadAcc { n, .. }) | Step::ReadAcc { n, .. } => 1 + u64::from(*n) * dim,
+            _ => 0,
+        }
+    }
+
     /// The opcode of the command this step sends.
     pub fn opcode(&self) -> u8 {
         match self {
@@ -372,7 +385,6 @@ impl Program {
     /// results, the output exists. [`crate::Device::run`] runs this first.
     pub fn validate(&self) -> Result<(), ProgramError> {
         let cfg = &self.config;
-        let dim = cfg.dim();
         if self.output >= self.results.len() {
             return Err(ProgramError::BadOutput { output: self.output, results: self.results.len() });
         }
@@ -405,67 +417,9 @@ impl Program {
                 ),
             });
         }
-        for spec in &self.results {
-            if let ResultKind::Raw { bias } = &spec.kind {
-                if bias.len() != spec.cols {
-                    return Err(ProgramError::BadStep {
-                        step: 0,
-                        what: format!("a raw result of {} columns has {} biases", spec.cols, bias.len()),
-                    });
-                }
-            }
-        }
+        validate_results(&self.results)?;
         for (i, step) in self.steps.iter().enumerate() {
-            let bad = |what: String| ProgramError::BadStep { step: i, what };
-            let check_block = |b: &Block, n: usize, int8: bool| -> Result<(), ProgramError> {
-                let spec = self
-                    .results
-                    .get(b.result)
-                    .ok_or_else(|| bad(format!("result {} does not exist", b.result)))?;
-                if int8 != matches!(spec.kind, ResultKind::Int8) {
-                    return Err(bad(format!("result {} has the wrong element type for this step", b.result)));
-                }
-                if b.rows != n || b.cols > dim {
-                    return Err(bad(format!(
-                        "block of {}x{} does not match {n} device rows of DIM {dim}",
-                        b.rows, b.cols
-                    )));
-                }
-                let inside =
-                    |start: usize, len: usize, size: usize| start.checked_add(len).is_some_and(|e| e <= size);
-                if !inside(b.row, b.rows, spec.rows) || !inside(b.col, b.cols, spec.cols) {
-                    return Err(bad(format!(
-                        "block rows {}..{}, columns {}..{} outside result {} ({}x{})",
-                        b.row,
-                        b.row as u128 + b.rows as u128,
-                        b.col,
-                        b.col as u128 + b.cols as u128,
-                        b.result,
-                        spec.rows,
-                        spec.cols
-                    )));
-                }
-                Ok(())
-            };
-            match step {
-                Step::ReadAct { n, to, .. } => check_block(to, usize::from(*n), true)?,
-                Step::ReadAcc { n, to, .. } => check_block(to, usize::from(*n), false)?,
-                Step::WriteBack { dst, from } => {
-                    check_block(from, from.rows, true)?;
-                    if from.rows > usize::from(u16::MAX) {
-                        return Err(bad(format!("write-back of {} rows: at most 65535", from.rows)));
-                    }
-                    if usize::from(*dst) + from.rows > cfg.scratch_rows() {
-                        let error =
-                            spec::CommandError { opcode: step.opcode(), code: spec::ErrorCode::OutOfRange };
-                        return Err(ProgramError::Refused { step: i, error });
-                    }
-                }
-                Step::Command(_) => {}
-            }
-            if let Some(cmd) = step.command() {
-                cmd.check(cfg).map_err(|error| ProgramError::Refused { step: i, error })?;
-            }
+            validate_step(cfg, &self.results, i, step)?;
         }
         Ok(())
     }
@@ -481,14 +435,7 @@ impl Program {
                 Step::WriteBack { from, .. } => 2 + (from.rows * wpr) as u64,
                 other => 1 + other.command().map_or(0, |c| c.payload_len(dim)) as u64,
             };
-            s.words_from_device += match step.command() {
-                Some(Command::Info) => 5,
-                Some(Command::Sync { .. }) => 2,
-                Some(Command::Counters) => 1 + spec::isa::COUNTER_WORDS as u64,
-                Some(Command::ReadAct { n, .. }) => 1 + u64::from(n) * wpr as u64,
-                Some(Command::ReadAcc { n, .. }) => 1 + u64::from(n) * dim as u64,
-                _ => 0,
-            };
+            s.words_from_device += step.response_words(cfg);
             match step {
                 Step::Command(Command::Matmul { n, .. }) => s.matmul_rows += u64::from(*n),
                 Step::WriteBack { .. } => s.write_backs += 1,
@@ -501,6 +448,79 @@ impl Program {
         s.macs = s.matmul_rows * cfg.macs_per_row();
         s
     }
+}
+
+/// The result matrices hold together: a raw result has one bias per column.
+pub(crate) fn validate_results(results: &[ResultSpec]) -> Result<(), ProgramError> {
+    for spec in results {
+        if let ResultKind::Raw { bias } = &spec.kind {
+            if bias.len() != spec.cols {
+                return Err(ProgramError::BadStep {
+                    step: 0,
+                    what: format!("a raw result of {} columns has {} biases", spec.cols, bias.len()),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Step `i` holds together with the results and the device of `cfg` (see [`Program::validate`]).
+pub(crate) fn validate_step(
+    cfg: &Config,
+    results: &[ResultSpec],
+    i: usize,
+    step: &Step,
+) -> Result<(), ProgramError> {
+    let dim = cfg.dim();
+    let bad = |what: String| ProgramError::BadStep { step: i, what };
+    let check_block = |b: &Block, n: usize, int8: bool| -> Result<(), ProgramError> {
+        let spec = results.get(b.result).ok_or_else(|| bad(format!("result {} does not exist", b.result)))?;
+        if int8 != matches!(spec.kind, ResultKind::Int8) {
+            return Err(bad(format!("result {} has the wrong element type for this step", b.result)));
+        }
+        if b.rows != n || b.cols > dim {
+            return Err(bad(format!(
+                "block of {}x{} does not match {n} device rows of DIM {dim}",
+                b.rows, b.cols
+            )));
+        }
+        let inside =
+            |start: usize, len: usize, size: usize| start.checked_add(len).is_some_and(|e| e <= size);
+        if !inside(b.row, b.rows, spec.rows) || !inside(b.col, b.cols, spec.cols) {
+            return Err(bad(format!(
+                "block rows {}..{}, columns {}..{} outside result {} ({}x{})",
+                b.row,
+                b.row as u128 + b.rows as u128,
+                b.col,
+                b.col as u128 + b.cols as u128,
+                b.result,
+                spec.rows,
+                spec.cols
+            )));
+        }
+        Ok(())
+    };
+    match step {
+        Step::ReadAct { n, to, .. } => check_block(to, usize::from(*n), true)?,
+        Step::ReadAcc { n, to, .. } => check_block(to, usize::from(*n), false)?,
+        Step::WriteBack { dst, from } => {
+            check_block(from, from.rows, true)?;
+            if from.rows > usize::from(u16::MAX) {
+                return Err(bad(format!("write-back of {} rows: at most 65535", from.rows)));
+            }
+            if usize::from(*dst) + from.rows > cfg.scratch_rows() {
+                let error = spec::CommandError { opcode: step.opcode(), code: spec::ErrorCode::OutOfRange };
+                return Err(ProgramError::Refused { step: i, error });
+            }
+        }
+        Step::Command(_) => {}
+    }
+    let checked = match step {
+        Step::Command(cmd) => cmd.check(cfg),
+        other => other.command().map_or(Ok(()), |cmd| cmd.check(cfg)),
+    };
+    checked.map_err(|error| ProgramError::Refused { step: i, error })
 }
 
 #[cfg(test)]

@@ -137,10 +137,14 @@ proptest! {
         (cfg, x, l, kind) in (1usize..=5).prop_flat_map(|d| (config(d), size(d), size(d), size(d), kind()))
             .prop_flat_map(|(cfg, m, k, n, kind)| (Just(cfg), mat(m, k), layer(k, n), Just(kind)))
     ) {
-        if let Ok(p) = compile_mlp_buffered(&cfg, &x, std::slice::from_ref(&l), kind, Buffering::Double) {
-            check_order(&p);
-            let out = run(&cfg, &p);
-            prop_assert_eq!(out.output(), &golden_layer(&x, &l, kind));
+        match compile_mlp_buffered(&cfg, &x, std::slice::from_ref(&l), kind, Buffering::Double) {
+            Err(CompileError::TooSmall { .. }) => prop_assert!(cannot_fit(&cfg, l.k(), l.n(), kind)),
+            Err(e) => panic!("{e}"),
+            Ok(p) => {
+                check_order(&p);
+                let out = run(&cfg, &p);
+                prop_assert_eq!(out.output(), &golden_layer(&x, &l, kind));
+            }
         }
     }
 

@@ -84,3 +84,44 @@ fn a_bad_program_file_is_refused_with_the_file_name() {
     let e = Program::load_json(dir.path().join("missing.json")).unwrap_err();
     assert!(e.to_string().contains("missing.json"), "{e}");
 }
+
+/// A program run as a stream (each step sent as the compiler makes it) sends the same words and
+/// gives the same results as the whole program: random MLPs, some split with write-backs,
+/// int8 and raw outputs, memories small enough to chunk.
+#[test]
+fn a_streamed_program_runs_exactly_as_the_whole_program() {
+    let mut rng = spec::stimulus::Rng::new(1515);
+    let (mut ran, mut split) = (0, 0);
+    for case in 0..40 {
+        let dim = 1 + rng.below(6) as usize;
+        let cfg = Config::new(
+            dim,
+            (2 * dim).next_power_of_two() << rng.below(4),
+            dim.next_power_of_two() << rng.below(4),
+        )
+        .unwrap();
+        let depth = 1 + rng.below(3) as usize;
+        let mut widths = vec![1 + rng.below(20) as usize];
+        for _ in 0..depth {
+            widths.push(1 + rng.below(20) as usize);
+        }
+        let layers: Vec<Layer> =
+            widths.windows(2).enumerate().map(|(i, w)| layer(w[0], w[1], i as i32 + case)).collect();
+        let xs = x(1 + rng.below(40) as usize, widths[0]);
+        let kind = if case % 2 == 0 { OutputKind::Int8 } else { OutputKind::Raw };
+        let Ok(whole) = compile_mlp(&cfg, &xs, &layers, kind) else { continue };
+        let stream = driver::stream_mlp(&cfg, &xs, &layers, kind).unwrap();
+        assert_eq!(stream.to_program(), whole, "case {case}");
+        let mut a = Device::open(Recorder::new(GoldenTransport::new(cfg)), &cfg).unwrap();
+        let mut b = Device::open(Recorder::new(GoldenTransport::new(cfg)), &cfg).unwrap();
+        let (ra, rb) = (a.run(&whole).unwrap(), b.run_stream(&stream).unwrap());
+        assert_eq!(ra.results, rb.results, "case {case} on {cfg}");
+        assert_eq!((ra.words_sent, ra.words_received), (rb.words_sent, rb.words_received), "case {case}");
+        assert!(rb.responses.is_empty());
+        assert_eq!(a.transport().sent, b.transport().sent, "case {case}");
+        assert_eq!(a.transport().received, b.transport().received, "case {case}");
+        ran += 1;
+        split += usize::from(whole.stats().write_backs > 0);
+    }
+    assert!(ran >= 30 && split >= 3, "{ran} of 40 compiled, {split} with write-backs");
+}

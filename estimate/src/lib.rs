@@ -6,8 +6,8 @@
 //! without Verilator or a C++ compiler. The technology tables are `estimate/tech/*.toml`.
 //!
 //! ```text
-//!  Workload (X, layers) ─► driver::compile_mlp ─► Program ─► word stream (golden run records it
-//!       │                                                      │   when the program writes back)
+//!  Workload (X, layers) ─► driver::stream_mlp ─► steps, pass by pass ─► words (golden run records
+//!       │                                                      │   them whole on a write-back)
 //!       │                     ┌────────────────────────────────┼──────────────────────────┐
 //!       │                     ▼                                ▼                          ▼
 //!       │         full program, host link        compute only: X and one       weight stream: X
@@ -24,7 +24,10 @@
 //! Every cycle count comes from running the stream on [`sim::native::NativeSim`] (bit- and
 //! cycle-exact with the RTL); the formulas ([`scalesim_cycles`], [`pipelined_cycles`], the
 //! physical limit, the link bound) are reported beside the measurements, never instead of them.
-//! The three runs are independent and run in parallel (rayon).
+//! The program is never held whole: each run makes its stream in passes over the compiler
+//! ([`driver::ProgramStream`]) and feeds its model piece by piece ([`throughput::Meter`]). The
+//! whole-program run and the two derived runs (which share their passes, and skip the array's
+//! sums: [`sim::native::NativeSim::skip_sums`]) run in parallel (rayon).
 //!
 //! * [`throughput`]: the cycle-by-cycle run with a host link, and where the cycles went;
 //! * [`power`]: technology tables and the energy model;
@@ -43,8 +46,8 @@ mod tests;
 use std::fmt;
 
 use driver::{
-    compile_mlp_buffered, Buffering, CompileError, Device, DriverError, GoldenTransport, Layer, Network,
-    OutputKind, Program, ProgramError, Recorder, Step,
+    stream_mlp_buffered, Buffering, CompileError, Device, DriverError, GoldenTransport, Layer, Network,
+    OutputKind, Program, ProgramError, ProgramStream, Recorder, Step,
 };
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
@@ -240,17 +243,19 @@ impl Workload {
         self.gemms().iter().map(|&(m, k, n)| m as u64 * k as u64 * n as u64).sum()
     }
 
-    /// The plan (how the GEMMs are tiled) and the word stream with its response count.
-    fn program(
-        &self,
-        cfg: &Config,
-        buffering: Buffering,
-    ) -> Result<(String, Vec<u32>, usize), EstimateError> {
+    /// The plan (how the GEMMs are tiled) and the word stream, to run as it is made: a
+    /// compiled program without write-backs as a [`ProgramStream`], else the stream recorded
+    /// whole on the golden device (write-backs, networks).
+    fn source(&self, cfg: &Config, buffering: Buffering) -> Result<(String, Source<'_>), EstimateError> {
         let Some(net) = &self.network else {
-            let plan = driver::plan_buffered(cfg, self.m(), &self.shapes(), self.output, buffering)?;
-            let program = compile_mlp_buffered(cfg, &self.x, &self.layers, self.output, buffering)?;
-            let (words, responses) = program_stream(&program)?;
-            return Ok((plan.to_string(), words, responses));
+            let stream = stream_mlp_buffered(cfg, &self.x, &self.layers, self.output, buffering)?;
+            let plan = stream.plan().to_string();
+            if stream.plan().segments.len() == 1 {
+                return Ok((plan, Source::Stream(stream)));
+            }
+            // the second segment's X is the first one's output, written back at run time
+            let (words, responses) = program_stream(&stream.to_program())?;
+            return Ok((plan, Source::Words(words, responses)));
         };
         // the stages run on the golden device once, their words recorded: the host layers
         // between them cost no device cycles
@@ -269,8 +274,134 @@ impl Workload {
                 ops.join(", ")
             ));
         }
-        Ok((plan, rec.sent, rec.received.len()))
+        Ok((plan, Source::Words(rec.sent, rec.received.len())))
     }
+
+    /// The plan and the whole word stream with its response count.
+    #[cfg(test)]
+    fn program(
+        &self,
+        cfg: &Config,
+        buffering: Buffering,
+    ) -> Result<(String, Vec<u32>, usize), EstimateError> {
+        let (plan, source) = self.source(cfg, buffering)?;
+        let mut words = Vec::new();
+        let responses = source.for_each_command(&mut |_, w| words.extend_from_slice(w))?;
+        Ok((plan, words, responses))
+    }
+}
+
+/// A workload's word stream (see [`Workload::source`]).
+enum Source<'a> {
+    /// Made by the compiler, step by step, on every pass.
+    Stream(ProgramStream<'a>),
+    /// Recorded whole, with its response count.
+    Words(Vec<u32>, usize),
+}
+
+impl Source<'_> {
+    /// Hand every command of the stream to `f` in order (its opcode, its header and payload
+    /// words); the number of response words the stream produces.
+    fn for_each_command(&self, f: &mut dyn FnMut(u8, &[u32])) -> Result<usize, EstimateError> {
+        let stream = match self {
+            Source::Words(words, responses) => {
+                let mut i = 0;
+                while i < words.len() {
+                    let (op, len) = spec::isa::split_header(words[i]);
+                    let end = (i + 1 + len as usize).min(words.len());
+                    f(op, &words[i..end]);
+                    i = end;
+                }
+                return Ok(*responses);
+            }
+            Source::Stream(stream) => stream,
+        };
+        let cfg = stream.config();
+        let (mut buf, mut responses, mut index, mut failed) = (Vec::new(), 0u64, 0usize, None);
+        stream.for_each_step(|step| {
+            if failed.is_some() {
+                return;
+            }
+            buf.clear();
+            responses += step.response_words(&cfg);
+            let encoded = match &step {
+                Step::Command(cmd) => Some(cmd.encode_into(cfg.dim(), &mut buf)),
+                other => other.command().map(|cmd| cmd.encode_into(cfg.dim(), &mut buf)),
+            };
+            match encoded {
+                Some(Ok(())) => f(step.opcode(), &buf),
+                Some(Err(e)) => failed = Some(ProgramError::BadStep { step: index, what: e.to_string() }),
+                None => failed = Some(ProgramError::DependsOnResults { step: index }),
+            }
+            index += 1;
+        });
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(responses as usize),
+        }
+    }
+}
+
+/// Words a run is fed at a time when its stream is made as it runs.
+const FEED_WORDS: usize = 1 << 14;
+
+/// Feeds a [`throughput::Meter`] in pieces of about [`FEED_WORDS`], keeping the first error.
+struct Feeder<'m, 's> {
+    meter: &'m mut throughput::Meter<'s>,
+    piece: Vec<u32>,
+    failed: Option<EstimateError>,
+}
+
+impl<'m, 's> Feeder<'m, 's> {
+    fn new(meter: &'m mut throughput::Meter<'s>) -> Self {
+        Feeder { meter, piece: Vec::with_capacity(FEED_WORDS + 64), failed: None }
+    }
+
+    fn push(&mut self, words: &[u32]) {
+        self.piece.extend_from_slice(words);
+        if self.piece.len() >= FEED_WORDS {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.failed.is_none() {
+            if let Err(e) = self.meter.feed(&self.piece) {
+                self.failed = Some(e);
+            }
+        }
+        self.piece.clear();
+    }
+
+    /// Feed what is left; the first error, if any.
+    fn done(mut self) -> Result<(), EstimateError> {
+        self.flush();
+        self.failed.map_or(Ok(()), Err)
+    }
+}
+
+/// The whole program on a fresh model, with the host behind `link`. With `skip_sums` the model
+/// skips the array's sums ([`NativeSim::skip_sums`]): for a program no MATMUL of which reads a
+/// row an ACTIVATE wrote (one layer), the run's [`Timing`] is the same (tested).
+fn run_full(
+    cfg: &Config,
+    source: &Source,
+    link: Option<&Link>,
+    skip_sums: bool,
+) -> Result<Timing, EstimateError> {
+    let mut sim = NativeSim::new(cfg);
+    sim.reset();
+    if skip_sums {
+        sim.skip_sums();
+    }
+    if let Source::Words(words, responses) = source {
+        return throughput::run_on(&mut sim, words, *responses, link);
+    }
+    let mut meter = throughput::Meter::new(&mut sim, link, true);
+    let mut feeder = Feeder::new(&mut meter);
+    let responses = source.for_each_command(&mut |_, w| feeder.push(w))?;
+    feeder.done()?;
+    meter.finish(responses)
 }
 
 /// How to estimate.
@@ -435,6 +566,7 @@ pub fn program_stream(program: &Program) -> Result<(Vec<u32>, usize), EstimateEr
 }
 
 /// The commands of a well-formed stream as word slices, with their opcodes.
+#[cfg(test)]
 fn commands(words: &[u32]) -> Vec<(u8, &[u32])> {
     let mut out = Vec::new();
     let mut i = 0;
@@ -451,32 +583,27 @@ fn sync_words(dim: usize, token: u32) -> Vec<u32> {
     Command::Sync { token }.encode(dim).expect("SYNC always encodes")
 }
 
-/// The stream parts of the derived runs: a preload (every WRITE_ACT of the program, then its
-/// first weight tile, then a SYNC), the MATMULs alone, and LOAD_WEIGHTS + MATMUL in order.
+/// The stream parts of the derived runs, whole: a preload (every WRITE_ACT of the program,
+/// then its first weight tile, then a SYNC), the MATMULs alone, and LOAD_WEIGHTS + MATMUL in
+/// order (the tests' reference for [`derived_run`]).
+#[cfg(test)]
 struct Derived {
     preload: Vec<u32>,
     compute: Vec<u32>,
-    weight_stream: Vec<u32>,
     matmul_rows: Vec<u64>,
 }
 
+#[cfg(test)]
 fn derive(dim: usize, words: &[u32]) -> Derived {
     let cmds = commands(words);
-    let mut d = Derived {
-        preload: Vec::new(),
-        compute: Vec::new(),
-        weight_stream: Vec::new(),
-        matmul_rows: Vec::new(),
-    };
+    let mut d = Derived { preload: Vec::new(), compute: Vec::new(), matmul_rows: Vec::new() };
     for &(op, w) in &cmds {
         match op {
             opcode::WRITE_ACT => d.preload.extend_from_slice(w),
             opcode::MATMUL => {
                 d.compute.extend_from_slice(w);
-                d.weight_stream.extend_from_slice(w);
                 d.matmul_rows.push(u64::from(w[1] >> 16));
             }
-            opcode::LOAD_WEIGHTS => d.weight_stream.extend_from_slice(w),
             _ => {}
         }
     }
@@ -485,12 +612,10 @@ fn derive(dim: usize, words: &[u32]) -> Derived {
     }
     d.preload.extend(sync_words(dim, 1));
     d.compute.extend(sync_words(dim, 2));
-    d.weight_stream.extend(sync_words(dim, 3));
     d
 }
 
-/// A derived run (compute only, weight stream): measured with the model's fast
-/// [`CycleSim::run_stream`], no link.
+/// A derived run (compute only, weight stream), no link.
 #[derive(Debug, Clone, Copy)]
 struct DerivedRun {
     /// Cycles with a row in the array pipeline during the measured part.
@@ -499,47 +624,69 @@ struct DerivedRun {
     duration: u64,
     /// Activity of the measured part alone.
     activity: Activity,
+    /// The documented model of the MATMULs' compute cycles ([`pipelined_cycles`]).
+    pipelined: throughput::Pipelined,
 }
 
-/// Run `words` (ending in a SYNC) on a fresh model with the fast loop: the trace and activity.
-fn run_fast(cfg: &Config, words: &[u32]) -> Result<(spec::stream::Trace, Activity), EstimateError> {
-    let mut sim = NativeSim::new(cfg);
-    // generous: no command takes more than a few cycles per word or row moved
-    let rows: u64 = commands(words)
-        .iter()
-        .filter(|(op, _)| *op == opcode::MATMUL)
-        .map(|(_, w)| u64::from(w[1] >> 16))
-        .sum();
-    let limit = 1_000_000 + 8 * (words.len() as u64 + rows);
-    let trace = sim.run_stream(words, &spec::stream::Stalls::none(), limit).map_err(|s| {
-        EstimateError::Stuck { cycles: s.limit, taken: s.taken, total: s.total, responses: 0 }
+/// The two derived runs, each on a fresh model: the preload (every WRITE_ACT of the stream,
+/// then its first weight tile, then SYNC 1), then the measured part (compute: the MATMULs, then
+/// SYNC 2; weight stream: the LOAD_WEIGHTS and MATMULs in order, then SYNC 3). Both are fed
+/// from the same two passes over the stream (the WRITE_ACTs, then the rest). Each one's busy
+/// cycles, duration (from the preload's SYNC echo to its own) and activity (between the two
+/// echoes). The models skip the array's sums, which none of these depend on (tested).
+fn derived_runs(cfg: &Config, source: &Source) -> Result<(DerivedRun, DerivedRun), EstimateError> {
+    let dim = cfg.dim();
+    let mut sims = [NativeSim::new(cfg), NativeSim::new(cfg)];
+    for sim in &mut sims {
+        sim.reset();
+        // only cycles and activity are read, and every MATMUL's X is written by the host (no
+        // ACTIVATE): the sums would change neither (NativeSim::skip_sums)
+        sim.skip_sums();
+    }
+    let [sim_c, sim_w] = &mut sims;
+    let mut meter_c = throughput::Meter::new(sim_c, None, true).record();
+    let mut meter_w = throughput::Meter::new(sim_w, None, true).record();
+    let (mut compute, mut weights) = (Feeder::new(&mut meter_c), Feeder::new(&mut meter_w));
+    let mut tile: Option<Vec<u32>> = None;
+    source.for_each_command(&mut |op, w| match op {
+        opcode::WRITE_ACT => {
+            compute.push(w);
+            weights.push(w);
+        }
+        opcode::LOAD_WEIGHTS if tile.is_none() => tile = Some(w.to_vec()),
+        _ => {}
     })?;
-    Ok((trace, sim.activity()))
-}
-
-/// Run `preload` then `measured` (each ending in a SYNC) on one fresh model, and `preload`
-/// alone on another: the measured part's busy cycles, duration and activity.
-fn run_after(cfg: &Config, preload: &[u32], measured: &[u32]) -> Result<DerivedRun, EstimateError> {
-    // a second SYNC after the measured one: the stream model ends a run once the input is
-    // consumed and the output quiet for a while, and a long MATMUL keeps the first SYNC
-    // waiting longer than that; the second SYNC is taken only after the first one's echo
-    let fence = sync_words(cfg.dim(), 4);
-    let both: Vec<u32> = preload.iter().chain(measured).chain(&fence).copied().collect();
-    let (both, pre) = rayon::join(|| run_fast(cfg, &both), || run_fast(cfg, preload));
-    let ((trace, total), (_, before)) = (both?, pre?);
-    let echo = |i: usize| trace.outputs.get(i).map(|&(c, _)| c);
-    let (Some(a), Some(b)) = (echo(1), echo(3)) else {
-        return Err(EstimateError::Stream(format!(
-            "expected two SYNC echoes (4 words), got {} words",
-            trace.outputs.len()
-        )));
+    let preload_end: Vec<u32> = tile.unwrap_or_default().into_iter().chain(sync_words(dim, 1)).collect();
+    compute.push(&preload_end);
+    weights.push(&preload_end);
+    let mut pipelined = throughput::Pipelined::default();
+    source.for_each_command(&mut |op, w| match op {
+        opcode::MATMUL => {
+            pipelined.add(u64::from(w[1] >> 16));
+            compute.push(w);
+            weights.push(w);
+        }
+        opcode::LOAD_WEIGHTS => weights.push(w),
+        _ => {}
+    })?;
+    compute.push(&sync_words(dim, 2));
+    weights.push(&sync_words(dim, 3));
+    compute.done()?;
+    weights.done()?;
+    let measured = |meter: &mut throughput::Meter| -> Result<DerivedRun, EstimateError> {
+        meter.finish(4)?;
+        let out = meter.outputs();
+        let (Some(&(a, ref before)), Some(&(b, ref after))) = (out.get(1), out.get(3)) else {
+            return Err(EstimateError::Stream(format!(
+                "expected two SYNC echoes (4 words), got {} words",
+                out.len()
+            )));
+        };
+        let mut activity = activity_since(after, before);
+        activity.cycles = b - a;
+        Ok(DerivedRun { busy: activity.array_busy_cycles, duration: b - a, activity, pipelined })
     };
-    let mut activity = activity_since(&total, &before);
-    // the measured part alone: without the fence's words and cycles (and the quiet tails)
-    activity.cycles = b - a;
-    activity.words_in -= fence.len() as u64;
-    activity.words_out -= fence.len() as u64;
-    Ok(DerivedRun { busy: activity.array_busy_cycles, duration: b - a, activity })
+    Ok((measured(&mut meter_c)?, measured(&mut meter_w)?))
 }
 
 /// `now - before`, field by field.
@@ -570,19 +717,14 @@ pub fn estimate(cfg: &Config, workload: &Workload, opts: &Options) -> Result<Est
     }
     let shapes = workload.shapes();
     let gemms = workload.gemms();
-    let (plan, words, responses) = workload.program(cfg, opts.buffering)?;
-    let derived = derive(cfg.dim(), &words);
+    let (plan, source) = workload.source(cfg, opts.buffering)?;
     let link = opts.link.as_ref();
-    let (full, (compute, stream)) = rayon::join(
-        || throughput::run(cfg, &words, responses, link),
-        || {
-            rayon::join(
-                || run_after(cfg, &derived.preload, &derived.compute),
-                || run_after(cfg, &derived.preload, &derived.weight_stream),
-            )
-        },
-    );
-    let (full, compute, stream) = (full?, compute?, stream?);
+    // one layer: every MATMUL reads X the host wrote, so the sums change no count (their values
+    // are read back, not measured)
+    let skip_sums = workload.network.is_none() && workload.layers.len() == 1;
+    let (full, derived) =
+        rayon::join(|| run_full(cfg, &source, link, skip_sums), || derived_runs(cfg, &source));
+    let (full, (compute, stream)) = (full?, derived?);
 
     let dim = cfg.dim() as u64;
     let d2 = (dim * dim) as f64;
@@ -623,7 +765,7 @@ pub fn estimate(cfg: &Config, workload: &Workload, opts: &Options) -> Result<Est
         compute_cycles: compute.busy,
         weight_stream_cycles: stream.duration,
         physical_limit_cycles: physical,
-        pipelined_model_cycles: pipelined_cycles(&derived.matmul_rows, dim),
+        pipelined_model_cycles: compute.pipelined.cycles(dim),
         scalesim_cycles: gemms
             .iter()
             .map(|&(gm, k, n)| scalesim_cycles(gm as u64, k as u64, n as u64, dim, dim))

@@ -32,7 +32,9 @@ fn compute_cycles_relate_exactly_to_scalesim_for_random_shapes() {
         let n = 1 + rng.below(4 * dim as u64) as usize;
         let c = cfg(dim, 1024, 1024);
         let w = Workload::gemm(m, k, n, random(case)).unwrap();
-        let e = estimate(&c, &w, &Options::at_clock(100e6)).unwrap();
+        // one chunk in the whole memories (double buffering would cut M in chunks)
+        let whole = Options { buffering: Buffering::Whole, ..Options::at_clock(100e6) };
+        let e = estimate(&c, &w, &whole).unwrap();
         let (d, f) = (dim as u64, (k.div_ceil(dim) * n.div_ceil(dim)) as u64);
         assert!(
             e.plan.contains("1 chunk(s)"),
@@ -205,7 +207,8 @@ fn matmuls_keep_the_array_97_percent_busy_for_m_of_32_dim() {
     for dim in [4, 8, 16] {
         let c = cfg(dim, 4096, 1024);
         let w = Workload::gemm(32 * dim, 4 * dim, 4 * dim, random(2)).unwrap();
-        let e = estimate(&c, &w, &Options::at_clock(1e8)).unwrap();
+        // the folds of one chunk (double buffering cuts M in chunks of fewer rows)
+        let e = estimate(&c, &w, &Options { buffering: Buffering::Whole, ..Options::at_clock(1e8) }).unwrap();
         assert!(e.compute_utilization >= 0.97, "DIM {dim}: {}", e.compute_utilization);
         assert!(e.weight_stream_utilization >= 0.97, "DIM {dim}: {}", e.weight_stream_utilization);
         assert!(e.utilization < e.compute_utilization);
@@ -315,7 +318,7 @@ fn a_small_sweep_draws_four_plots() {
 /// memories small enough to force chunks and write-backs), with no link, a link of a word per
 /// cycle and slow links of random rates, [`throughput::measure`] fast and stepping every cycle
 /// give the same cycles, activity, counters and cycle breakdown, and leave the model with the
-/// same memories.
+/// same memories; and so does a [`throughput::Meter`] fed the stream in random pieces.
 #[test]
 fn fast_measurement_equals_stepping_every_cycle() {
     let mut rng = Rng::new(77);
@@ -363,6 +366,19 @@ fn fast_measurement_equals_stepping_every_cycle() {
         let b = throughput::measure(&mut slow, &words, responses, link.as_ref(), false).unwrap();
         let what = format!("case {case}: {m} x {dims:?} on {c}, link {link:?}");
         assert_eq!(a, b, "{what}");
+        // fed in random pieces (a stream made as it runs), fast or stepping
+        for fast in [true, false] {
+            let mut sim = NativeSim::new(&c);
+            sim.reset();
+            let mut meter = throughput::Meter::new(&mut sim, link.as_ref(), fast);
+            let mut rest = &words[..];
+            while !rest.is_empty() {
+                let (piece, tail) = rest.split_at((rng.below(3 * dim as u64 + 3) as usize).min(rest.len()));
+                meter.feed(piece).unwrap();
+                rest = tail;
+            }
+            assert_eq!(meter.finish(responses).unwrap(), a, "{what}, fed in pieces, fast {fast}");
+        }
         assert_eq!(fast.cycle(), slow.cycle(), "{what}");
         for r in 0..c.scratch_rows() {
             assert_eq!(fast.scratch_row(r), slow.scratch_row(r), "{what}: scratchpad row {r}");
@@ -373,4 +389,41 @@ fn fast_measurement_equals_stepping_every_cycle() {
         ran += 1;
     }
     assert!(ran >= 20, "only {ran} of 30 random workloads compiled");
+}
+
+/// A one-layer program measures the same with the array's sums skipped (what `estimate` does
+/// for one layer): random GEMMs, int8 and raw, DIM 1..=12, memories small enough to chunk, slab
+/// X and group N, links of random rates; the same cycles, activity, counters and breakdown.
+#[test]
+fn one_layer_programs_measure_the_same_without_the_sums() {
+    let mut rng = Rng::new(1507);
+    let mut ran = 0;
+    for case in 0..40u64 {
+        let dim = 1 + rng.below(12) as usize;
+        let c = cfg(
+            dim,
+            (4 * dim).next_power_of_two() << rng.below(3),
+            (2 * dim).next_power_of_two() << rng.below(3),
+        );
+        let (m, k, n) = (
+            1 + rng.below(90) as usize,
+            1 + rng.below(5 * dim as u64) as usize,
+            1 + rng.below(5 * dim as u64) as usize,
+        );
+        let gemm = Workload::gemm(m, k, n, random(case)).unwrap();
+        let kind = if case % 3 == 0 { OutputKind::Raw } else { OutputKind::Int8 };
+        let w = Workload::mlp("one layer", gemm.layers, kind, m, random(case)).unwrap();
+        let Ok((_, words, responses)) = w.program(&c, Buffering::Auto) else { continue };
+        let link =
+            (case % 2 == 1).then(|| Link::new(0.05 + 0.9 * (rng.below(1000) as f64 / 1000.0)).unwrap());
+        let (mut a, mut b) = (NativeSim::new(&c), NativeSim::new(&c));
+        a.reset();
+        b.reset();
+        b.skip_sums();
+        let ta = throughput::run_on(&mut a, &words, responses, link.as_ref()).unwrap();
+        let tb = throughput::run_on(&mut b, &words, responses, link.as_ref()).unwrap();
+        assert_eq!(ta, tb, "case {case}: {m}x{k}x{n} {kind:?} on {c}, link {link:?}");
+        ran += 1;
+    }
+    assert!(ran >= 30, "only {ran} of 40 compiled");
 }

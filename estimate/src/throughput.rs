@@ -29,7 +29,7 @@
 //! lost while the core is busy: a bridge without a receive FIFO, the pessimistic case. The
 //! optimistic bound, a link that streams during compute, is [`link_bound_cycles`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use spec::isa::{opcode, split_header};
@@ -213,24 +213,6 @@ impl Timing {
     }
 }
 
-/// Command boundaries of a well-formed stream: (index of the header word, opcode).
-fn command_starts(words: &[u32]) -> Result<Vec<(usize, u8)>, EstimateError> {
-    let mut starts = Vec::new();
-    let mut i = 0usize;
-    while i < words.len() {
-        let (op, len) = split_header(words[i]);
-        starts.push((i, op));
-        i += 1 + len as usize;
-    }
-    if i != words.len() {
-        return Err(EstimateError::Stream(format!(
-            "the last command's payload runs {} words past the end of the stream",
-            i - words.len()
-        )));
-    }
-    Ok(starts)
-}
-
 /// Run `words` on a fresh native model of `cfg` (reset first; memories zero) until `responses`
 /// response words have been taken, with the host behind `link` (`None`: a word every cycle),
 /// and measure it (see the module docs).
@@ -268,10 +250,8 @@ pub fn run_ticked(
     measure(&mut sim, words, responses, link, false)
 }
 
-/// [`run_on`], stepping every cycle with `tick` unless `fast`: then stretches where the core
-/// is blind to the host, or takes a payload word every cycle that the link offers, are
-/// fast-forwarded ([`NativeSim::skip_blind`], [`NativeSim::take_run`]) and their cycles
-/// charged in closed form. Both give the same [`Timing`] (tested).
+/// [`run_on`], stepping every cycle with `tick` unless `fast` (see [`Meter::new`]): the whole
+/// stream fed at once.
 pub(super) fn measure(
     sim: &mut NativeSim,
     words: &[u32],
@@ -279,145 +259,270 @@ pub(super) fn measure(
     link: Option<&Link>,
     fast: bool,
 ) -> Result<Timing, EstimateError> {
-    let starts = command_starts(words)?;
-    let stalls = link.map_or_else(Stalls::none, Link::stalls);
-    let period = stalls.input.len().max(1);
-    // silence longer than any command can be (an ACTIVATE of 65535 rows), or a link period
-    let silence_limit = (1u64 << 20).max(4 * period as u64);
-    let in_stall_at = |p: usize| stalls.input.get(p % period).copied().unwrap_or(false);
-    let start_cycle = sim.cycle();
-    let mut names: Vec<&'static str> = Vec::new();
-    let mut kinds: Vec<usize> = Vec::with_capacity(starts.len());
-    for &(_, op) in &starts {
-        let name = command_name(op);
-        let k = names.iter().position(|&n| n == name).unwrap_or_else(|| {
-            names.push(name);
-            names.len() - 1
-        });
-        kinds.push(k);
-    }
-    let mut per_kind = vec![CommandCycles::default(); names.len()];
-    let mut bd = CycleBreakdown::default();
-    let (mut ip, mut next_cmd, mut current) = (0usize, 0usize, None::<usize>);
-    let (mut held, mut phase, mut got, mut silent) = (false, 0usize, 0usize, 0u64);
-    let (mut first_issue, mut last_acc_write) = (None, None);
-    let mut cycle = 0u64;
-    let mut before = sim.activity();
-    let first = before;
-    // payload words go back to back only if the host offers one on every cycle
-    let offers_every_cycle = !stalls.input.iter().any(|&s| s);
-    loop {
-        if got >= responses && ip >= words.len() {
-            break;
+    let mut meter = Meter::new(sim, link, fast);
+    meter.feed(words)?;
+    meter.finish(responses)
+}
+
+/// A measuring run fed its word stream piece by piece ([`Meter::feed`]) as the stream is made,
+/// then told how many response words end it ([`Meter::finish`]): the same [`Timing`] as
+/// [`run_on`] on the whole stream (tested), with memory for one piece only.
+///
+/// Every piece is run until its last word is taken, and no cycle is run without a word to
+/// offer until [`Meter::finish`]: the host sees the stream exactly as if it had been given
+/// whole (its next word is always there when the core wants one).
+pub struct Meter<'s> {
+    sim: &'s mut NativeSim,
+    fast: bool,
+    stalls: Stalls,
+    period: usize,
+    silence_limit: u64,
+    /// payload words go back to back only if the host offers one on every cycle
+    offers_every_cycle: bool,
+    start_cycle: u64,
+    /// Words fed so far, and taken so far.
+    fed: u64,
+    taken: u64,
+    /// The next command header among the words fed (it may lie beyond them).
+    scan: u64,
+    /// Headers fed but not yet taken: (word index, command kind).
+    starts: VecDeque<(u64, usize)>,
+    names: Vec<&'static str>,
+    per_kind: Vec<CommandCycles>,
+    bd: CycleBreakdown,
+    /// Kind of the command in the front end.
+    current: Option<usize>,
+    held: bool,
+    phase: usize,
+    got: usize,
+    silent: u64,
+    first_issue: Option<u64>,
+    last_acc_write: Option<u64>,
+    cycle: u64,
+    before: Activity,
+    first: Activity,
+    /// Each response word's cycle and the activity then, if asked for ([`Meter::record`]).
+    outputs: Option<Vec<(u64, Activity)>>,
+}
+
+impl<'s> Meter<'s> {
+    /// A run on `sim` from its current state, the host behind `link` (`None`: a word every
+    /// cycle); stepping every cycle with `tick` unless `fast`: then stretches where the core is
+    /// blind to the host, or takes a payload word every cycle that the link offers, are
+    /// fast-forwarded ([`NativeSim::skip_blind`], [`NativeSim::take_run`]) and their cycles
+    /// charged in closed form. Both give the same [`Timing`] (tested).
+    pub fn new(sim: &'s mut NativeSim, link: Option<&Link>, fast: bool) -> Self {
+        let stalls = link.map_or_else(Stalls::none, Link::stalls);
+        let period = stalls.input.len().max(1);
+        let offers_every_cycle = !stalls.input.iter().any(|&s| s);
+        let before = sim.activity();
+        Meter {
+            start_cycle: sim.cycle(),
+            sim,
+            fast,
+            // silence longer than any command can be (an ACTIVATE of 65535 rows), or a link period
+            silence_limit: (1u64 << 20).max(4 * period as u64),
+            stalls,
+            period,
+            offers_every_cycle,
+            fed: 0,
+            taken: 0,
+            scan: 0,
+            starts: VecDeque::new(),
+            names: Vec::new(),
+            per_kind: Vec::new(),
+            bd: CycleBreakdown::default(),
+            current: None,
+            held: false,
+            phase: 0,
+            got: 0,
+            silent: 0,
+            first_issue: None,
+            last_acc_write: None,
+            cycle: 0,
+            before,
+            first: before,
+            outputs: None,
         }
-        let more = ip < words.len();
-        if fast {
-            // a stretch cut short where stepping would give up on the silence
-            let max = silence_limit - silent.min(silence_limit);
-            let blind = sim.skip_blind(max);
-            let stretch = match blind {
-                Some(s) => Some(s),
-                None if more && offers_every_cycle => sim.take_run(&words[ip..]),
-                None => None,
-            };
-            if let Some(s) = stretch {
-                let k = s.cycles;
-                if let Some(c) = current {
-                    per_kind[kinds[c]].front_end_cycles += k;
+    }
+
+    /// Also record the cycle of every response word and the model's activity on it
+    /// ([`Meter::outputs`]).
+    pub fn record(mut self) -> Self {
+        self.outputs = Some(Vec::new());
+        self
+    }
+
+    /// The response words so far: (cycle counted from the run's first, activity since the
+    /// model was made), if recorded.
+    pub fn outputs(&self) -> &[(u64, Activity)] {
+        self.outputs.as_deref().unwrap_or(&[])
+    }
+
+    /// The model.
+    pub fn sim(&self) -> &NativeSim {
+        self.sim
+    }
+
+    /// Run the next words of the stream, until the core has taken the last of them.
+    pub fn feed(&mut self, words: &[u32]) -> Result<(), EstimateError> {
+        let end = self.fed + words.len() as u64;
+        while self.scan < end {
+            let (op, len) = split_header(words[(self.scan - self.fed) as usize]);
+            let name = command_name(op);
+            let kind = self.names.iter().position(|&n| n == name).unwrap_or_else(|| {
+                self.names.push(name);
+                self.per_kind.push(CommandCycles::default());
+                self.names.len() - 1
+            });
+            self.starts.push_back((self.scan, kind));
+            self.scan += 1 + u64::from(len);
+        }
+        self.fed = end;
+        self.advance(words, None)
+    }
+
+    /// The stream is complete: run until `responses` response words have been taken in all,
+    /// and measure. (Once only: the command counts move into the [`Timing`].)
+    pub fn finish(&mut self, responses: usize) -> Result<Timing, EstimateError> {
+        if self.scan != self.fed {
+            return Err(EstimateError::Stream(format!(
+                "the last command's payload runs {} words past the end of the stream",
+                self.scan - self.fed
+            )));
+        }
+        self.advance(&[], Some(responses))?;
+        let mut bd = std::mem::take(&mut self.bd);
+        let per_kind = std::mem::take(&mut self.per_kind);
+        bd.commands = self.names.iter().zip(per_kind).map(|(n, c)| (n.to_string(), c)).collect();
+        debug_assert_eq!(self.sim.cycle() - self.start_cycle, self.cycle);
+        Ok(Timing {
+            cycles: self.cycle,
+            activity: super::activity_since(&self.sim.activity(), &self.first),
+            counters: self.sim.counters(),
+            breakdown: bd,
+            first_issue: self.first_issue,
+            last_acc_write: self.last_acc_write,
+        })
+    }
+
+    /// Run with `words` (the rest of the stream fed last) until all are taken, and, with
+    /// `responses`, until that many response words came back.
+    fn advance(&mut self, words: &[u32], responses: Option<usize>) -> Result<(), EstimateError> {
+        let period = self.period;
+        let mut ip = 0usize;
+        loop {
+            let more = ip < words.len();
+            if !more && responses.is_none_or(|r| self.got >= r) {
+                return Ok(());
+            }
+            if self.fast {
+                // a stretch cut short where stepping would give up on the silence
+                let max = self.silence_limit - self.silent.min(self.silence_limit);
+                let blind = self.sim.skip_blind(max);
+                let stretch = match blind {
+                    Some(s) => Some(s),
+                    None if more && self.offers_every_cycle => self.sim.take_run(&words[ip..]),
+                    None => None,
+                };
+                if let Some(s) = stretch {
+                    let k = s.cycles;
+                    if let Some(c) = self.current {
+                        self.per_kind[c].front_end_cycles += k;
+                    }
+                    // the first `issued` cycles issue; on the rest the core neither waits for
+                    // the link (no input wanted but taken, no output) nor has anything else to do
+                    self.bd.array_issue += s.issued;
+                    if s.issued > 0 {
+                        self.first_issue.get_or_insert(self.cycle);
+                    }
+                    match self.current {
+                        Some(c) => self.per_kind[c].exposed_cycles += k - s.issued,
+                        None => self.bd.link_wait += k - s.issued,
+                    }
+                    if let Some(l) = s.last_acc_write {
+                        self.last_acc_write = Some(self.cycle + l);
+                    }
+                    if blind.is_some() {
+                        // an offer not taken is held: from the first cycle the link offers on
+                        let stalls = &self.stalls.input;
+                        let phase = self.phase;
+                        let offers =
+                            |i: u64| !stalls.get((phase + i as usize) % period).copied().unwrap_or(false);
+                        self.held = more && (self.held || (0..k.min(period as u64)).any(offers));
+                        self.silent = if s.issued > 0 { k - s.issued } else { self.silent + k };
+                    } else {
+                        self.held = false;
+                        ip += k as usize;
+                        self.taken += k;
+                        self.silent = 0;
+                    }
+                    self.before = self.sim.activity();
+                    self.cycle += k;
+                    self.phase = ((self.phase as u64 + k) % period as u64) as usize;
+                    continue;
                 }
-                // the first `issued` cycles issue; on the rest the core neither waits for the
-                // link (no input wanted but taken, no output) nor has anything else to do
-                bd.array_issue += s.issued;
-                if s.issued > 0 {
-                    first_issue.get_or_insert(cycle);
+            }
+            let in_stall = self.stalls.input.get(self.phase).copied().unwrap_or(false);
+            let out_ready = !self.stalls.output.get(self.phase).copied().unwrap_or(false);
+            let in_valid = more && (self.held || !in_stall);
+            let seen =
+                self.sim.tick(HostOut { in_valid, in_data: words.get(ip).copied().unwrap_or(0), out_ready });
+            let after = self.sim.activity();
+            let took = in_valid && seen.in_ready;
+            let sent = seen.out_valid && out_ready;
+            if took && self.starts.front().is_some_and(|&(at, _)| at == self.taken) {
+                let (_, kind) = self.starts.pop_front().expect("checked");
+                self.current = Some(kind);
+                self.per_kind[kind].count += 1;
+            }
+            if let Some(c) = self.current {
+                self.per_kind[c].front_end_cycles += 1;
+            }
+            let issued = after.macs > self.before.macs;
+            if issued {
+                self.bd.array_issue += 1;
+                self.first_issue.get_or_insert(self.cycle);
+            } else if (seen.in_ready && more && !in_valid) || (seen.out_valid && !out_ready) {
+                self.bd.link_wait += 1;
+            } else if let Some(c) = self.current {
+                self.per_kind[c].exposed_cycles += 1;
+            } else {
+                // no command yet: the core waits in Header (ready) for the first word, which
+                // only a link can hold back
+                self.bd.link_wait += 1;
+            }
+            if after.acc_writes > self.before.acc_writes {
+                self.last_acc_write = Some(self.cycle);
+            }
+            self.held = in_valid && !took;
+            if took {
+                ip += 1;
+                self.taken += 1;
+            }
+            if sent {
+                self.got += 1;
+                if let Some(o) = &mut self.outputs {
+                    o.push((self.cycle, after));
                 }
-                match current {
-                    Some(c) => per_kind[kinds[c]].exposed_cycles += k - s.issued,
-                    None => bd.link_wait += k - s.issued,
-                }
-                if let Some(l) = s.last_acc_write {
-                    last_acc_write = Some(cycle + l);
-                }
-                if blind.is_some() {
-                    // an offer not taken is held: from the first cycle the link offers on
-                    held =
-                        more && (held || (0..k.min(period as u64)).any(|i| !in_stall_at(phase + i as usize)));
-                    silent = if s.issued > 0 { k - s.issued } else { silent + k };
-                } else {
-                    held = false;
-                    ip += k as usize;
-                    silent = 0;
-                }
-                before = sim.activity();
-                cycle += k;
-                phase = ((phase as u64 + k) % period as u64) as usize;
-                continue;
+            }
+            self.before = after;
+            self.silent = if took || sent || issued { 0 } else { self.silent + 1 };
+            if self.silent > self.silence_limit {
+                return Err(EstimateError::Stuck {
+                    cycles: self.cycle + 1,
+                    taken: self.taken as usize,
+                    total: self.fed as usize,
+                    responses: self.got,
+                });
+            }
+            self.cycle += 1;
+            self.phase += 1;
+            if self.phase == period {
+                self.phase = 0;
             }
         }
-        let in_stall = stalls.input.get(phase).copied().unwrap_or(false);
-        let out_ready = !stalls.output.get(phase).copied().unwrap_or(false);
-        let in_valid = more && (held || !in_stall);
-        let seen = sim.tick(HostOut { in_valid, in_data: words.get(ip).copied().unwrap_or(0), out_ready });
-        let after = sim.activity();
-        let took = in_valid && seen.in_ready;
-        let sent = seen.out_valid && out_ready;
-        if took && next_cmd < starts.len() && starts[next_cmd].0 == ip {
-            current = Some(next_cmd);
-            per_kind[kinds[next_cmd]].count += 1;
-            next_cmd += 1;
-        }
-        if let Some(c) = current {
-            per_kind[kinds[c]].front_end_cycles += 1;
-        }
-        let issued = after.macs > before.macs;
-        if issued {
-            bd.array_issue += 1;
-            first_issue.get_or_insert(cycle);
-        } else if (seen.in_ready && more && !in_valid) || (seen.out_valid && !out_ready) {
-            bd.link_wait += 1;
-        } else if let Some(c) = current {
-            per_kind[kinds[c]].exposed_cycles += 1;
-        } else {
-            // no command yet: the core waits in Header (ready) for the first word, which only
-            // a link can hold back
-            bd.link_wait += 1;
-        }
-        if after.acc_writes > before.acc_writes {
-            last_acc_write = Some(cycle);
-        }
-        before = after;
-        held = in_valid && !took;
-        if took {
-            ip += 1;
-        }
-        if sent {
-            got += 1;
-        }
-        silent = if took || sent || issued { 0 } else { silent + 1 };
-        if silent > silence_limit {
-            return Err(EstimateError::Stuck {
-                cycles: cycle + 1,
-                taken: ip,
-                total: words.len(),
-                responses: got,
-            });
-        }
-        cycle += 1;
-        phase += 1;
-        if phase == period {
-            phase = 0;
-        }
     }
-    bd.commands = names.iter().zip(per_kind).map(|(n, c)| (n.to_string(), c)).collect();
-    debug_assert_eq!(sim.cycle() - start_cycle, cycle);
-    Ok(Timing {
-        cycles: cycle,
-        activity: super::activity_since(&sim.activity(), &first),
-        counters: sim.counters(),
-        breakdown: bd,
-        first_issue,
-        last_acc_write,
-    })
 }
 
 /// SCALE-Sim's weight-stationary cycle count for one GEMM of `m x k` times `k x n` on an
@@ -437,11 +542,39 @@ pub fn scalesim_cycles(m: u64, k: u64, n: u64, r: u64, c: u64) -> u64 {
 /// # Panics
 /// If a MATMUL has 0 rows (compiled programs have none; such a MATMUL issues nothing).
 pub fn pipelined_cycles(rows: &[u64], dim: u64) -> u64 {
-    assert!(rows.iter().all(|&n| n > 0), "MATMULs of 0 rows issue nothing");
-    let Some((&last, rest)) = rows.split_last() else { return 0 };
-    // the first row of MATMUL i+1 issues max(rows[i] + 1, 4) cycles after that of MATMUL i;
-    // the last row issues `last - 1` cycles after its MATMUL's first and lands
-    // `matmul_depth` = 2·DIM + 1 cycles later, counted from the first row's issue cycle
-    let depth = spec::timing::matmul_depth(dim as usize) as u64;
-    rest.iter().map(|&n| (n + 1).max(4)).sum::<u64>() + (last - 1) + depth
+    let mut p = Pipelined::default();
+    rows.iter().for_each(|&n| p.add(n));
+    p.cycles(dim)
+}
+
+/// [`pipelined_cycles`] summed MATMUL by MATMUL, as a stream goes by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pipelined {
+    /// `Σ max(rows + 1, 4)` over the MATMULs before the last.
+    sum: u64,
+    /// The last MATMUL's rows.
+    last: Option<u64>,
+}
+
+impl Pipelined {
+    /// The next MATMUL, of `rows` rows.
+    ///
+    /// # Panics
+    /// If `rows` is 0 (compiled programs have none; such a MATMUL issues nothing).
+    pub fn add(&mut self, rows: u64) {
+        assert!(rows > 0, "MATMULs of 0 rows issue nothing");
+        if let Some(n) = self.last.replace(rows) {
+            self.sum += (n + 1).max(4);
+        }
+    }
+
+    /// [`pipelined_cycles`] of the MATMULs added, on an array of `dim`.
+    pub fn cycles(&self, dim: u64) -> u64 {
+        let Some(last) = self.last else { return 0 };
+        // the first row of MATMUL i+1 issues max(rows[i] + 1, 4) cycles after that of MATMUL i;
+        // the last row issues `last - 1` cycles after its MATMUL's first and lands
+        // `matmul_depth` = 2·DIM + 1 cycles later, counted from the first row's issue cycle
+        let depth = spec::timing::matmul_depth(dim as usize) as u64;
+        self.sum + (last - 1) + depth
+    }
 }

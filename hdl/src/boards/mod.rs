@@ -106,7 +106,7 @@ impl Board {
     /// with margin, see docs/fpga.md).
     pub fn core_hz(&self) -> u64 {
         match self {
-            Board::Icebreaker => 30_000_000,
+            Board::Icebreaker => 24_000_000,
             Board::Ulx3s25f | Board::Ulx3s85f => 50_000_000,
         }
     }
@@ -343,8 +343,8 @@ impl Logic for BoardTop {
 /// the vendor primitive; add [`VENDOR_SIM_MODELS`] to simulate it).
 pub fn board_verilog(spec: &BoardSpec) -> Result<String, EmitError> {
     // rust-hdl's per-instance text, not deduped: the design is the same, but the flattened netlist
-    // comes out in another order and nextpnr then misses the iCEBreaker's 30 MHz (28.7 MHz with
-    // seed 1; the margin is 2.7%), so the boards keep this text until timing closure gives margin.
+    // comes out in another order and nextpnr then missed the iCEBreaker's 30 MHz (28.7 MHz with
+    // seed 1; the margin was 2.7%), so the boards keep this text until timing closure gives margin.
     let what = format!(
         "{BOARD_TOP} for {board}: {cfg}; core clock {mhz} MHz, UART {cpb} clocks per bit",
         board = spec.board,

@@ -23,7 +23,9 @@
 //!
 //! The front end handles one command at a time; only MATMUL runs in the background, so
 //! LOAD_WEIGHTS (into the shadow bank), LOAD_BIAS, SET_QUANT and the next MATMUL's arguments
-//! overlap with the array working. Ordering rules (what waits for what) and the cycle cost of
+//! overlap with the array working, and so do WRITE_ACT, READ_ACT, READ_ACC, ACTIVATE and
+//! LOAD_TILE on the memory banks (halves) the MATMUL does not use: the sequencer owns read
+//! port A of both memories, the front end port B (the bank rules in Exec). Ordering rules (what waits for what) and the cycle cost of
 //! each state are documented in `docs/architecture.md`; the delays are [`spec::timing`]'s; the
 //! native cycle model (`sim::native`) has the same parts under the same names and steps them
 //! in this order.

@@ -15,6 +15,12 @@
 //!              └───────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! Banks (issue 13): `start_sp_touch*` / `start_acc_touch*` say which halves of the
+//! scratchpad and the accumulators the MATMUL's rows touch. `sp_freeN` is low while it issues
+//! rows and touches scratchpad bank N; `acc_quietN` is low while it issues and touches
+//! accumulator bank N and until the last row headed there is written back (a countdown like
+//! `arr_cnt`, reloaded only for the touched banks). The front end's bank rules read them.
+//!
 //! A MATMUL of `n` rows started (`start`) on cycle `e` issues row `i` (reads its scratchpad row)
 //! on `e + 1 + i`; the row enters the array the next cycle, its old accumulator row is read
 //! `L` cycles after issue and its sums written one cycle later (`spec::timing`). `start` must
@@ -394,7 +400,7 @@ mod tests {
             // quiet: nothing to issue into the bank and its last row written back (the cycle
             // after issue + L + 1 = issue + drain)
             let acc_quiet =
-                |b: usize| !(busy && acc_touch[b]) && acc_last[b].is_none_or(|t| c >= t + drain as usize + 1);
+                |b: usize| !(busy && acc_touch[b]) && acc_last[b].is_none_or(|t| c > t + drain as usize);
             let row = vec![
                 u128::from(busy),
                 u128::from(addr),

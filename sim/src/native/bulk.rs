@@ -69,6 +69,17 @@ impl NativeSim {
         (m > 1).then(|| self.take_words(&words[..m as usize]))
     }
 
+    /// Stop computing the array's sums: from now on a row issued lands nothing new in the
+    /// accumulators (they, and what ACTIVATE and READ_* make of them, keep stale values), while
+    /// every cycle, handshake and counter stays exactly what it would be (no part of the
+    /// controller depends on a sum), and so does every activity count unless an ACTIVATE's rows
+    /// become operands (the zero-operand count comes from the operands). Tested on random
+    /// streams. For runs whose cycles and activity are all that is read and that have no
+    /// ACTIVATE: the estimator's derived runs (MATMULs over X the host wrote).
+    pub fn skip_sums(&mut self) {
+        self.kernel = super::kernel::select_operands(self.dim);
+    }
+
     /// [`crate::CycleSim::pump`] with blind windows and input runs fast-forwarded.
     pub(super) fn pump_bulk(
         &mut self,

@@ -102,6 +102,46 @@ kernels! {
     k16 => sums_const::<16>,
     k32 => sums_const::<32>,
     kany => sums_any,
+    o2 => operands_const::<2>,
+    o3 => operands_const::<3>,
+    o4 => operands_const::<4>,
+    o8 => operands_const::<8>,
+    o16 => operands_const::<16>,
+    o32 => operands_const::<32>,
+    oany => operands_only,
+}
+
+#[inline(always)]
+fn operands_const<const D: usize>(x: &[i8], _w: &[i16], zw: &[u32], _out: &mut [i32], _add: bool) -> u64 {
+    let x: &[i8; D] = x.try_into().expect("row of DIM elements");
+    let zw: &[u32; D] = zw.try_into().expect("DIM zero counts");
+    zero_products(x, zw, D as u32)
+}
+
+/// The fastest [`operands_only`] kernel for `dim` on this machine.
+pub(crate) fn select_operands(dim: usize) -> RowKernel {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        use avx2_safe as a;
+        return match dim {
+            2 => a::o2,
+            3 => a::o3,
+            4 => a::o4,
+            8 => a::o8,
+            16 => a::o16,
+            32 => a::o32,
+            _ => a::oany,
+        };
+    }
+    match dim {
+        2 => o2,
+        3 => o3,
+        4 => o4,
+        8 => o8,
+        16 => o16,
+        32 => o32,
+        _ => oany,
+    }
 }
 
 /// The fastest kernel for `dim` on this machine.
@@ -120,6 +160,13 @@ pub(crate) fn select(dim: usize) -> RowKernel {
         };
     }
     portable(dim)
+}
+
+/// The kernel of a model that does not compute the sums ([`super::NativeSim::skip_sums`]): the
+/// count of products with a zero operand alone (from the operands, as every kernel counts it);
+/// `out` is left as it is.
+pub(crate) fn operands_only(x: &[i8], _w: &[i16], zw: &[u32], _out: &mut [i32], _add: bool) -> u64 {
+    zero_products(x, zw, x.len() as u32)
 }
 
 /// The kernel without CPU-specific code paths (the reference for the tests).
@@ -159,6 +206,15 @@ mod tests {
                 let zeros = (0..dim * dim).filter(|&i| x[i / dim] == 0 || w8[i] == 0).count() as u64;
                 let old: Vec<i32> = (0..dim).map(|_| rng.i32()).collect();
                 let added: Vec<i32> = old.iter().zip(&want).map(|(&o, &s)| o.wrapping_add(s)).collect();
+                for ops in [select_operands(dim), operands_only as RowKernel] {
+                    let mut out = old.clone();
+                    assert_eq!(
+                        ops(&x, &w, &zw, &mut out, false),
+                        zeros,
+                        "operands-only zero count, DIM {dim}"
+                    );
+                    assert_eq!(out, old, "an operands-only kernel writes nothing");
+                }
                 for (name, kern) in
                     [("selected", select(dim)), ("portable", portable(dim)), ("any", kany as RowKernel)]
                 {
