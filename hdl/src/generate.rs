@@ -63,9 +63,11 @@ pub fn concat(port: &str, n: usize) -> String {
     format!("{{{}}}", v.join(", "))
 }
 
-/// `assign port$i = row[W*i +: W];` for every `i < n`: a vector back to rust-hdl's ports.
+/// `assign {port$(n-1), ..., port$0} = row[W*n-1:0];`: the low `n` fields of width `W` of a
+/// vector back to rust-hdl's ports, element `i` from bits `[W*i +: W]` (one assignment, the
+/// inverse of [`concat`]).
 pub fn split(port: &str, row: &str, width: usize, n: usize) -> String {
-    (0..n).map(|i| format!("assign {port}${i} = {row}[{} +: {width}];\n", width * i)).collect()
+    format!("assign {} = {row}[{}:0];\n", concat(port, n), width * n - 1)
 }
 
 /// `impl Logic` and `impl Block` for a generate-loop block (see the module docs); a generic
@@ -134,7 +136,7 @@ mod tests {
     #[test]
     fn concat_and_split_name_rust_hdl_ports() {
         assert_eq!(concat("w", 3), "{w$2, w$1, w$0}");
-        assert_eq!(split("y", "y_row", 8, 2), "assign y$0 = y_row[0 +: 8];\nassign y$1 = y_row[8 +: 8];\n");
+        assert_eq!(split("y", "y_row", 8, 2), "assign {y$1, y$0} = y_row[15:0];\n");
     }
 
     #[test]
