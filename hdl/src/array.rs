@@ -1,7 +1,7 @@
 //! The DIM x DIM weight-stationary systolic array with its input skew and output deskew.
 //!
 //! ```text
-//!  act_in[k], sel_in          w_data[n] (one per column), w_load[k] (one per row), w_bank
+//!  act_in[k], sel_in          w_data[n] (one per column), w_en + w_row (a row), w_bank
 //!  (one row, not skewed)
 //!                    ┌──────────────┐      psum 0   psum 0   psum 0
 //!  act_in[0] ────────┤ (no delay)   ├──► PE(0,0) ─► PE(0,1) ─► PE(0,2) ─►      act, sel
@@ -29,8 +29,9 @@
 //! weights of its own bank in every PE. Loading bank `b` while rows tagged `b` are still inside
 //! the array (`latency` cycles) changes their result: the controller loads the shadow bank.
 //!
-//! Weight loading: on an edge with `w_load[k]` high, every PE of row `k` writes `w_data[n]`
-//! (its column's value) into bank `w_bank`; one matrix row `W[k][..]` per cycle.
+//! Weight loading: on an edge with `w_en` high and `w_row == k`, every PE of row `k` writes
+//! `w_data[n]` (its column's value) into bank `w_bank`; one matrix row `W[k][..]` per cycle (a
+//! `w_row` past the last row loads nothing).
 //! `rst` (synchronous, active high) clears every register, weights included.
 //!
 //! PEs are one flat `Vec` (index `k * DIM + n`): rust-hdl emits invalid Verilog for nested
@@ -53,8 +54,10 @@ pub struct SystolicArray {
     pub act_in: Vec<Signal<In, Signed<8>>>,
     /// Weight bank the row on `act_in` uses.
     pub sel_in: Signal<In, Bit>,
-    /// Weight write enable of array row `k` (one per row).
-    pub w_load: Vec<Signal<In, Bit>>,
+    /// Weight write enable of array row `w_row`.
+    pub w_en: Signal<In, Bit>,
+    /// The array row `w_en` writes.
+    pub w_row: Signal<In, Bits<16>>,
     /// Bank the weights are written into.
     pub w_bank: Signal<In, Bit>,
     /// Weight for column `n` (one per column).
@@ -66,6 +69,9 @@ pub struct SystolicArray {
     act_skew: Vec<DelayLine<Signed<8>>>,
     sel_skew: Vec<DelayLine<Bit>>,
     deskew: Vec<DelayLine<Signed<32>>>,
+    // row k's weight write enable, `w_en && w_row == k`
+    load: Vec<Signal<Local, Bit>>,
+    index: Vec<Constant<Bits<16>>>,
     zero32: Constant<Signed<32>>,
 }
 
@@ -85,7 +91,8 @@ impl SystolicArray {
             rst: Default::default(),
             act_in: (0..dim).map(|_| Default::default()).collect(),
             sel_in: Default::default(),
-            w_load: (0..dim).map(|_| Default::default()).collect(),
+            w_en: Default::default(),
+            w_row: Default::default(),
             w_bank: Default::default(),
             w_data: (0..dim).map(|_| Default::default()).collect(),
             psum_out: (0..dim).map(|_| Default::default()).collect(),
@@ -95,6 +102,8 @@ impl SystolicArray {
             sel_skew: (1..dim).map(DelayLine::new).collect(),
             // Column n (0..dim-1) is delayed dim-1-n cycles; the last column is a wire.
             deskew: (0..dim - 1).map(|n| DelayLine::new(dim - 1 - n)).collect(),
+            load: (0..dim).map(|_| Default::default()).collect(),
+            index: (0..dim).map(|k| Constant::new((k as u64).into())).collect(),
             zero32: Constant::new(0.into()),
         }
     }
@@ -141,6 +150,9 @@ impl SystolicArray {
             self.deskew[i].clock.next = self.clock.val();
             self.deskew[i].rst.next = self.rst.val();
         }
+        for k in 0..self.load.len() {
+            self.load[k].next = self.w_en.val() && (self.w_row.val() == self.index[k].val());
+        }
         // Skew: row 0 straight in, row k through a k-deep line.
         self.pe[0].act_in.next = self.act_in[0].val();
         self.pe[0].sel_in.next = self.sel_in.val();
@@ -153,7 +165,7 @@ impl SystolicArray {
             }
             for k in 0..self.act_in.len() {
                 for n in 0..self.act_in.len() {
-                    self.pe[k * dim + n].w_load.next = self.w_load[k].val();
+                    self.pe[k * dim + n].w_load.next = self.load[k].val();
                     self.pe[k * dim + n].w_data.next = self.w_data[n].val();
                 }
                 // Activations and tags move right.
@@ -200,15 +212,12 @@ impl SystolicArray {
 localparam DIM = {d};
 // The row ports as vectors, element k at bits [W*k +: W].
 wire [8*DIM-1:0] act_row;
-wire [DIM-1:0] load_row;
 wire [8*DIM-1:0] wdata_row;
 wire [32*DIM-1:0] sum_row;
 assign act_row = {act};
-assign load_row = {load};
 assign wdata_row = {wdata};
 ",
             act = row("act_in"),
-            load = row("w_load"),
             wdata = row("w_data"),
         );
         code.push_str(&split("psum_out", "sum_row", 32, d));
@@ -216,6 +225,11 @@ assign wdata_row = {wdata};
             "\
 genvar i;
 generate
+    // Row i's weight write enable.
+    for (i = 0; i < DIM; i = i + 1) begin : row
+        localparam [15:0] INDEX = i;
+        wire load = w_en && (w_row == INDEX);
+    end
     // Skew: row i + 1 through an (i + 1)-deep line; row 0 is a wire.
     for (i = 0; i < DIM - 1; i = i + 1) begin : act_skew
         wire [7:0] dout;
@@ -256,7 +270,7 @@ generate
         end
         {PE_MODULE} mac(
             .clock(clock), .rst(rst), .act_in(a_in), .sel_in(s_in), .psum_in(p_in),
-            .w_load(load_row[i / DIM]), .w_bank(w_bank), .w_data(wdata_row[8*(i % DIM) +: 8]),
+            .w_load(row[i / DIM].load), .w_bank(w_bank), .w_data(wdata_row[8*(i % DIM) +: 8]),
             .act_out(a_out), .sel_out(s_out), .psum_out(p_out));
     end
     // Deskew: column i through a (DIM - 1 - i)-deep line; the last column is a wire.
@@ -277,8 +291,8 @@ assign sum_row[32*(DIM-1) +: 32] = pe[DIM*DIM - 1].p_out;
 // see the array as a leaf (its ports), so rust-hdl neither checks nor writes DIM² instances.
 // Simulation (`update_all`, `has_changed`) always runs every PE.
 generate_loop_block!(SystolicArray;
-    ports: clock, rst, act_in, sel_in, w_load, w_bank, w_data, psum_out;
-    inner: pe, act_skew, sel_skew, deskew, zero32);
+    ports: clock, rst, act_in, sel_in, w_en, w_row, w_bank, w_data, psum_out;
+    inner: pe, act_skew, sel_skew, deskew, load, index, zero32);
 
 #[cfg(test)]
 mod tests {
@@ -339,7 +353,8 @@ mod tests {
             let mut row = vec![rst as u128];
             row.extend(x.iter().map(|&v| v as u8 as u128));
             row.push(sel as u128);
-            row.extend((0..d).map(|k| matches!(load, Some((lk, _, _)) if lk == k) as u128));
+            row.push(load.is_some() as u128);
+            row.push(load.map_or(0, |(k, _, _)| k) as u128);
             row.push(load.is_some_and(|(_, b, _)| b) as u128);
             let w_data = load.map_or(vec![0; d], |(_, _, w)| w.to_vec());
             row.extend(w_data.iter().map(|&v| v as u8 as u128));
@@ -402,7 +417,8 @@ mod tests {
             let mut inputs = vec![Port::new("rst", 1)];
             inputs.extend(Port::vec("act_in", d, 8));
             inputs.push(Port::new("sel_in", 1));
-            inputs.extend(Port::vec("w_load", d, 1));
+            inputs.push(Port::new("w_en", 1));
+            inputs.push(Port::new("w_row", 16));
             inputs.push(Port::new("w_bank", 1));
             inputs.extend(Port::vec("w_data", d, 8));
             (inputs, Port::vec("psum_out", d, 32))
@@ -420,11 +436,12 @@ mod tests {
                     u.rst.next = r[0] != 0;
                     for k in 0..d {
                         u.act_in[k].next = s8(r[1 + k]);
-                        u.w_load[k].next = r[2 + d + k] != 0;
-                        u.w_data[k].next = s8(r[3 + 2 * d + k]);
+                        u.w_data[k].next = s8(r[5 + d + k]);
                     }
                     u.sel_in.next = r[1 + d] != 0;
-                    u.w_bank.next = r[2 + 2 * d] != 0;
+                    u.w_en.next = r[2 + d] != 0;
+                    u.w_row.next = (r[3 + d] as u64).into();
+                    u.w_bank.next = r[4 + d] != 0;
                 },
                 |u| u.psum_out.iter().map(|p| signed_to_i128(p.val()) as u128 & 0xffff_ffff).collect(),
             )

@@ -61,8 +61,6 @@ pub struct ProtobrainCore {
     // per column: bias, M[n] and S[n] (contract v2: SET_QUANT writes all, LOAD_QUANT each),
     // the activation unit
     cols: Columns,
-    sum: Vec<Signal<Local, Signed<32>>>,
-    index: Vec<Constant<Bits<16>>>,
     zero8: Constant<Signed<8>>,
     _config: Config,
 }
@@ -86,8 +84,6 @@ impl ProtobrainCore {
             accmem: AccumulatorMem::new(cfg),
             array: SystolicArray::new(d),
             cols: Columns::new(d),
-            sum: (0..d).map(|_| Default::default()).collect(),
-            index: (0..d as u64).map(|i| Constant::new(i.into())).collect(),
             zero8: Constant::new(0i64.into()),
             _config: *cfg,
         }
@@ -121,7 +117,7 @@ impl Logic for ProtobrainCore {
         self.ctl.rb_word_out.next = self.rowbuf.word_out.val();
         self.rowbuf.load8.next = self.ctl.rb_load8.val();
         self.rowbuf.load32.next = self.ctl.rb_load32.val();
-        for i in 0..self.index.len() {
+        for i in 0..self.array.act_in.len() {
             // read-back (READ_ACT, READ_ACC) through the memories' read port B
             self.rowbuf.row8_in[i].next = unsigned_cast(self.scratch.read_data_b[i].val());
             self.rowbuf.row32_in[i].next = unsigned_cast(self.accmem.read_data_b[i].val());
@@ -135,11 +131,12 @@ impl Logic for ProtobrainCore {
         self.scratch.read_enable_b.next = self.ctl.sp_ren_b.val();
         self.scratch.write_addr.next = self.ctl.sp_waddr.val();
         self.scratch.write_enable.next = self.ctl.sp_we.val();
-        for i in 0..self.index.len() {
+        // (the per-column muxes of this block are written as a default and an override: the
+        // same logic as if/else, in half the Verilog text per column)
+        for i in 0..self.array.act_in.len() {
+            self.scratch.write_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
             if self.ctl.sp_wsel_act.val() {
                 self.scratch.write_data[i].next = self.cols.y[i].val();
-            } else {
-                self.scratch.write_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
             }
         }
 
@@ -149,20 +146,19 @@ impl Logic for ProtobrainCore {
         self.array.rst.next = self.rst.val();
         self.array.sel_in.next = self.ctl.arr_sel.val();
         self.array.w_bank.next = self.ctl.wl_bank.val();
-        for i in 0..self.index.len() {
+        // the array decodes the weight row itself
+        self.array.w_en.next = self.ctl.wl_en.val();
+        self.array.w_row.next = self.ctl.wl_row.val();
+        for i in 0..self.array.act_in.len() {
+            self.array.act_in[i].next = self.zero8.val();
             if self.ctl.arr_valid.val() {
                 self.array.act_in[i].next = self.scratch.read_data[i].val();
-            } else {
-                self.array.act_in[i].next = self.zero8.val();
             }
-            self.array.w_load[i].next =
-                self.ctl.wl_en.val() && (self.ctl.wl_row.val() == self.index[i].val());
             // a weight row from the stream (LOAD_WEIGHTS, through the row buffer) or from a
             // scratchpad row read last cycle (LOAD_TILE)
+            self.array.w_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
             if self.ctl.wl_from_sp.val() {
                 self.array.w_data[i].next = self.scratch.read_data_b[i].val();
-            } else {
-                self.array.w_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
             }
         }
 
@@ -176,13 +172,12 @@ impl Logic for ProtobrainCore {
         self.accmem.read_enable_b.next = self.ctl.acc_ren_b.val();
         self.accmem.write_addr.next = self.ctl.acc_waddr.val();
         self.accmem.write_enable.next = self.ctl.acc_we.val();
-        for i in 0..self.index.len() {
+        for i in 0..self.array.act_in.len() {
+            self.accmem.write_data[i].next = self.array.psum_out[i].val();
             if self.ctl.acc_accumulate.val() {
-                self.sum[i].next = self.array.psum_out[i].val() + self.accmem.read_data[i].val();
-            } else {
-                self.sum[i].next = self.array.psum_out[i].val();
+                self.accmem.write_data[i].next =
+                    self.array.psum_out[i].val() + self.accmem.read_data[i].val();
             }
-            self.accmem.write_data[i].next = self.sum[i].val();
         }
 
         // the columns: bias and quantisation registers, activation units
@@ -196,7 +191,7 @@ impl Logic for ProtobrainCore {
         self.cols.relu.next = self.ctl.q_relu.val();
         self.cols.zero_point.next = self.ctl.q_zero.val();
         self.cols.valid_in.next = self.ctl.act_valid.val();
-        for i in 0..self.index.len() {
+        for i in 0..self.array.act_in.len() {
             self.cols.quant[i].next = self.rowbuf.quant_out[i].val();
             self.cols.acc[i].next = self.accmem.read_data_b[i].val();
         }
