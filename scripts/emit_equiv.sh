@@ -7,8 +7,10 @@
 # generate loops name PE(k, n) `array.pe[k*DIM+n].mac`, column n `cols.col[n].unit`, byte i of
 # the row buffer `rowbuf.bytes[i].q`, stage s of a delay line `X.stage[s].q` (in the array
 # `array.act_skew[i].line.stage[s].q`), where rust-hdl has `array.pe$N`, `cols.col$n`,
-# `rowbuf.bytes$i.q`, `X.stage$s.q` and `array.act_skew$i.stage$s.q`: the emitted netlist's
-# wires are renamed to rust-hdl's names first.
+# `rowbuf.bytes$i.q`, `X.stage$s.q` and `array.act_skew$i.stage$s.q`; the banked memories'
+# banks are `M.bank[0]` and `M.bank[1]` and their port selects `M.sel_a`, `M.sel_b`, where
+# rust-hdl has `M.lo`, `M.hi`, `M.sel_a.q`, `M.sel_b.q`: the emitted netlist's wires are renamed
+# to rust-hdl's names first.
 # Usage: scripts/emit_equiv.sh DIM [SCRATCH_ROWS ACC_ROWS]   (default 16 8)
 set -euo pipefail
 dim=${1:?usage: emit_equiv.sh DIM [SCRATCH_ROWS ACC_ROWS]}
@@ -27,9 +29,15 @@ sed -n 's|^protobrain_core/||p' "$dir/wires.txt" | grep -v '^\$' | grep -E '\[[0
         -e 's/^array\.(act_skew|sel_skew|deskew)\[([0-9]+)\]\.line\./array.\1$\2./' \
         -e 's/^cols\.col\[([0-9]+)\]\.unit\./cols.col$\1./' \
         -e 's/^rowbuf\.bytes\[([0-9]+)\]\./rowbuf.bytes$\1./' \
-        -e 's/\.stage\[([0-9]+)\]\./.stage$\1./' <<<"$w")
+        -e 's/\.stage\[([0-9]+)\]\./.stage$\1./' \
+        -e 's/^(scratch|accmem)\.bank\[0\]\./\1.lo./' -e 's/^(scratch|accmem)\.bank\[1\]\./\1.hi./' <<<"$w")
     if [ "$n" != "$w" ]; then printf 'rename %s %s\n' "$w" "$n"; fi
 done >"$dir/rename.ys"
+for m in scratch accmem; do
+    for s in sel_a sel_b; do
+        if grep -qx "protobrain_core/$m\.$s" "$dir/wires.txt"; then printf 'rename %s.%s %s.%s.q\n' "$m" "$s" "$m" "$s"; fi
+    done
+done >>"$dir/rename.ys"
 echo "renaming $(wc -l <"$dir/rename.ys") wires of the generate loops"
 yosys -q -l "$dir/equiv.log" -p "
 read_verilog $dir/core_d${dim}_raw.v; $prep; rename protobrain_core gold; design -stash gold

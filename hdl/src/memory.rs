@@ -63,6 +63,13 @@
 //! 2:1 row mux per port (150 LUT4 and 2 flip-flops for the DIM 8 scratchpad, 534 LUT4 for its
 //! accumulators, on either family); ECP5 needs 16 DP16KD instead of 8 for the 512-row DIM 8
 //! accumulators, because a 256-row bank fills only half of a 512-deep x36 block.
+//!
+//! # Emission
+//! What `emit` writes for a row memory is one module ([`crate::generate`]): the two banks in a
+//! generate loop (`bank[0]` is rust-hdl's `lo`, `bank[1]` its `hi`, each [`Ram`]'s body) and
+//! each read port's row as one vector mux, a few lines per lane instead of rust-hdl's
+//! per-element muxes and two bank modules. rust-hdl's own text (the `#[hdl_gen]` body, a module
+//! per bank) is the per-instance form; the tests run both under Icarus.
 
 use rust_hdl::prelude::*;
 use spec::Config;
