@@ -207,6 +207,15 @@ fn dump_core_verilog() {
     }
 }
 
+/// Issue 16's bar: what `emit` writes for the DIM 8 core (default memories) is under 150 KB
+/// (docs/verilog.md; 153 076 bytes when this test was written).
+#[test]
+fn the_dim_8_core_is_under_150_kb() {
+    let cfg = Config::new(8, 1024, 512).unwrap();
+    let bytes = emit::verilog(&cfg).unwrap().len();
+    assert!(bytes < 150 * 1024, "DIM 8 core: {bytes} bytes");
+}
+
 /// The per-command cycle table of docs/architecture.md, checked on the RTL (rust-hdl model;
 /// the Verilog agrees with it cycle for cycle in the random tests). The host never stalls.
 /// `T(cmds)` is the cycle on which the front end takes the header after `cmds`: measured as
