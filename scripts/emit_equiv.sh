@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Formal check that what `emit` writes is rust-hdl's design: Yosys proves the per-instance Verilog
 # of the core (rust-hdl's text, one module per instance, arrays included) and the emitted text
-# (the systolic array as a generate loop over one PE module, the rest structurally deduped)
-# equivalent: equiv_make + equiv_simple + equiv_induct, after flattening.
-# Registers pair up by hierarchical name. The dedupe keeps instance names; the generate loop
-# names PE(k, n) `array.pe[k*DIM+n].mac` and stage s of a skew/deskew line
-# `array.act_skew[i].line.stage[s]`, where rust-hdl has `array.pe$N` and
-# `array.act_skew$i.stage$s`: the emitted netlist's wires are renamed to rust-hdl's names first.
+# (the systolic array, the output columns, the row buffer and the delay lines as generate loops,
+# the rest structurally deduped) equivalent: equiv_make + equiv_simple + equiv_induct, after
+# flattening. Registers pair up by hierarchical name. The dedupe keeps instance names; the
+# generate loops name PE(k, n) `array.pe[k*DIM+n].mac`, column n `cols.col[n].unit`, byte i of
+# the row buffer `rowbuf.bytes[i].q`, stage s of a delay line `X.stage[s].q` (in the array
+# `array.act_skew[i].line.stage[s].q`), where rust-hdl has `array.pe$N`, `cols.col$n`,
+# `rowbuf.bytes$i.q`, `X.stage$s.q` and `array.act_skew$i.stage$s.q`; the banked memories'
+# banks are `M.bank[0]` and `M.bank[1]` and their port selects `M.sel_a`, `M.sel_b`, where
+# rust-hdl has `M.lo`, `M.hi`, `M.sel_a.q`, `M.sel_b.q`: the emitted netlist's wires are renamed
+# to rust-hdl's names first.
 # Usage: scripts/emit_equiv.sh DIM [SCRATCH_ROWS ACC_ROWS]   (default 16 8)
 set -euo pipefail
 dim=${1:?usage: emit_equiv.sh DIM [SCRATCH_ROWS ACC_ROWS]}
@@ -15,17 +19,26 @@ acc=${3:-8}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cd "$(dirname "$0")/.."
-cargo run -q -p protobrain-hdl --example verilog_sizes -- --rows "$rows" "$acc" --raw --write "$dir" "$dim" >/dev/null
+cargo run -q --release -p protobrain-hdl --example verilog_sizes -- --rows "$rows" "$acc" --raw --write "$dir" "$dim" >/dev/null
 prep="hierarchy -top protobrain_core; proc; flatten; memory -nomap; memory_map; opt_clean"
-# the wires of the generate loop, and the rust-hdl name of each
-yosys -q -p "read_verilog $dir/core_d${dim}.v; $prep; tee -q -o $dir/wires.txt select -list w:array.*"
-sed -n 's|^protobrain_core/||p' "$dir/wires.txt" | grep -E '\[[0-9]+\]' | while read -r w; do
+# the wires of the generate loops, and the rust-hdl name of each
+yosys -q -p "read_verilog $dir/core_d${dim}.v; $prep; tee -q -o $dir/wires.txt select -list w:*"
+# (public names only: Yosys' own `$...` wires have no counterpart to pair with)
+sed -n 's|^protobrain_core/||p' "$dir/wires.txt" | grep -v '^\$' | grep -E '\[[0-9]+\]' | while read -r w; do
     n=$(sed -E -e 's/^array\.pe\[([0-9]+)\]\.mac\./array.pe$\1./' \
         -e 's/^array\.(act_skew|sel_skew|deskew)\[([0-9]+)\]\.line\./array.\1$\2./' \
-        -e 's/\.stage\[([0-9]+)\]\./.stage$\1./' <<<"$w")
-    [ "$n" != "$w" ] && printf 'rename %s %s\n' "$w" "$n"
+        -e 's/^cols\.col\[([0-9]+)\]\.unit\./cols.col$\1./' \
+        -e 's/^rowbuf\.bytes\[([0-9]+)\]\./rowbuf.bytes$\1./' \
+        -e 's/\.stage\[([0-9]+)\]\./.stage$\1./' \
+        -e 's/^(scratch|accmem)\.bank\[0\]\./\1.lo./' -e 's/^(scratch|accmem)\.bank\[1\]\./\1.hi./' <<<"$w")
+    if [ "$n" != "$w" ]; then printf 'rename %s %s\n' "$w" "$n"; fi
 done >"$dir/rename.ys"
-echo "renaming $(wc -l <"$dir/rename.ys") wires of the generate loop"
+for m in scratch accmem; do
+    for s in sel_a sel_b; do
+        if grep -qx "protobrain_core/$m\.$s" "$dir/wires.txt"; then printf 'rename %s.%s %s.%s.q\n' "$m" "$s" "$m" "$s"; fi
+    done
+done >>"$dir/rename.ys"
+echo "renaming $(wc -l <"$dir/rename.ys") wires of the generate loops"
 yosys -q -l "$dir/equiv.log" -p "
 read_verilog $dir/core_d${dim}_raw.v; $prep; rename protobrain_core gold; design -stash gold
 read_verilog $dir/core_d${dim}.v; $prep; cd protobrain_core; script $dir/rename.ys; cd ..

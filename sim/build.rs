@@ -141,15 +141,16 @@ fn run() -> Result<(), String> {
             let v = unit.tmp.join("core.v");
             io("writing", &v, std::fs::write(&v, &verilog))?;
             let prefix = format!("Vpb_{name}");
-            let vl = Command::new("verilator")
-                .args(recipe::verilator_args(&prefix, &v, &obj, false))
-                .output()
-                .map_err(|e| format!("running verilator: {e}"))?;
-            if !vl.status.success() {
-                return Err(format!(
-                    "verilator failed on {name}: {}",
-                    recipe::tail(&String::from_utf8_lossy(&vl.stderr), 20)
-                ));
+            let log = unit.tmp.join("verilator.log");
+            let vl = hdl::tool::run_logged(
+                Command::new("verilator").args(recipe::verilator_args(&prefix, &v, &obj, false)),
+                &log,
+                recipe::TOOL_TIMEOUT,
+            )
+            .map_err(|e| format!("running verilator: {e}"))?;
+            if !matches!(vl, hdl::tool::Finished::Exited(s) if s.success()) {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("verilator failed on {name} ({vl:?}): {}", recipe::tail(&text, 20)));
             }
             let api = obj.join(format!("pb_api_{name}.cpp"));
             let src = format!(

@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use hdl::emit::{per_instance_verilog, verilog, TOP};
+use hdl::emit::{core_verilog, verilog, Form};
 
 fn main() {
     let mut write: Option<std::path::PathBuf> = None;
@@ -57,8 +57,7 @@ fn main() {
         }
         if raw {
             let t0 = Instant::now();
-            let mut uut = hdl::core::ProtobrainCore::new(&cfg);
-            let text = per_instance_verilog(&mut uut, TOP, &cfg).unwrap_or_else(|e| panic!("{e}"));
+            let text = core_verilog(&cfg, Form::PerInstance).unwrap_or_else(|e| panic!("{e}"));
             let t_raw = t0.elapsed().as_secs_f64();
             line.push_str(&format!(" {} | {} | {t_raw:.2} s |", size(text.len()), modules(&text)));
             if let Some(dir) = &write {

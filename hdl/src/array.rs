@@ -1,7 +1,7 @@
 //! The DIM x DIM weight-stationary systolic array with its input skew and output deskew.
 //!
 //! ```text
-//!  act_in[k], sel_in          w_data[n] (one per column), w_load[k] (one per row), w_bank
+//!  act_in[k], sel_in          w_data[n] (one per column), w_en + w_row (a row), w_bank
 //!  (one row, not skewed)
 //!                    ┌──────────────┐      psum 0   psum 0   psum 0
 //!  act_in[0] ────────┤ (no delay)   ├──► PE(0,0) ─► PE(0,1) ─► PE(0,2) ─►      act, sel
@@ -29,8 +29,9 @@
 //! weights of its own bank in every PE. Loading bank `b` while rows tagged `b` are still inside
 //! the array (`latency` cycles) changes their result: the controller loads the shadow bank.
 //!
-//! Weight loading: on an edge with `w_load[k]` high, every PE of row `k` writes `w_data[n]`
-//! (its column's value) into bank `w_bank`; one matrix row `W[k][..]` per cycle.
+//! Weight loading: on an edge with `w_en` high and `w_row == k`, every PE of row `k` writes
+//! `w_data[n]` (its column's value) into bank `w_bank`; one matrix row `W[k][..]` per cycle (a
+//! `w_row` past the last row loads nothing).
 //! `rst` (synchronous, active high) clears every register, weights included.
 //!
 //! PEs are one flat `Vec` (index `k * DIM + n`): rust-hdl emits invalid Verilog for nested
@@ -39,8 +40,9 @@
 
 use rust_hdl::prelude::*;
 
+use crate::generate::{concat, generate_loop_block, module_text, split};
 use crate::pe::Pe;
-use crate::primitives::DelayLine;
+use crate::primitives::{delay_module, DelayLine, DELAY_MODULE};
 
 /// The systolic array (see the module docs for the schematic and timing).
 pub struct SystolicArray {
@@ -52,8 +54,10 @@ pub struct SystolicArray {
     pub act_in: Vec<Signal<In, Signed<8>>>,
     /// Weight bank the row on `act_in` uses.
     pub sel_in: Signal<In, Bit>,
-    /// Weight write enable of array row `k` (one per row).
-    pub w_load: Vec<Signal<In, Bit>>,
+    /// Weight write enable of array row `w_row`.
+    pub w_en: Signal<In, Bit>,
+    /// The array row `w_en` writes.
+    pub w_row: Signal<In, Bits<16>>,
     /// Bank the weights are written into.
     pub w_bank: Signal<In, Bit>,
     /// Weight for column `n` (one per column).
@@ -65,6 +69,9 @@ pub struct SystolicArray {
     act_skew: Vec<DelayLine<Signed<8>>>,
     sel_skew: Vec<DelayLine<Bit>>,
     deskew: Vec<DelayLine<Signed<32>>>,
+    // row k's weight write enable, `w_en && w_row == k`
+    load: Vec<Signal<Local, Bit>>,
+    index: Vec<Constant<Bits<16>>>,
     zero32: Constant<Signed<32>>,
 }
 
@@ -84,7 +91,8 @@ impl SystolicArray {
             rst: Default::default(),
             act_in: (0..dim).map(|_| Default::default()).collect(),
             sel_in: Default::default(),
-            w_load: (0..dim).map(|_| Default::default()).collect(),
+            w_en: Default::default(),
+            w_row: Default::default(),
             w_bank: Default::default(),
             w_data: (0..dim).map(|_| Default::default()).collect(),
             psum_out: (0..dim).map(|_| Default::default()).collect(),
@@ -94,6 +102,8 @@ impl SystolicArray {
             sel_skew: (1..dim).map(DelayLine::new).collect(),
             // Column n (0..dim-1) is delayed dim-1-n cycles; the last column is a wire.
             deskew: (0..dim - 1).map(|n| DelayLine::new(dim - 1 - n)).collect(),
+            load: (0..dim).map(|_| Default::default()).collect(),
+            index: (0..dim).map(|k| Constant::new((k as u64).into())).collect(),
             zero32: Constant::new(0.into()),
         }
     }
@@ -140,6 +150,9 @@ impl SystolicArray {
             self.deskew[i].clock.next = self.clock.val();
             self.deskew[i].rst.next = self.rst.val();
         }
+        for k in 0..self.load.len() {
+            self.load[k].next = self.w_en.val() && (self.w_row.val() == self.index[k].val());
+        }
         // Skew: row 0 straight in, row k through a k-deep line.
         self.pe[0].act_in.next = self.act_in[0].val();
         self.pe[0].sel_in.next = self.sel_in.val();
@@ -152,7 +165,7 @@ impl SystolicArray {
             }
             for k in 0..self.act_in.len() {
                 for n in 0..self.act_in.len() {
-                    self.pe[k * dim + n].w_load.next = self.w_load[k].val();
+                    self.pe[k * dim + n].w_load.next = self.load[k].val();
                     self.pe[k * dim + n].w_data.next = self.w_data[n].val();
                 }
                 // Activations and tags move right.
@@ -182,39 +195,8 @@ impl SystolicArray {
     }
 }
 
-thread_local! {
-    /// Set while [`with_per_instance_arrays`] runs: arrays are written as rust-hdl's one module
-    /// per PE and per delay line instead of the generate loop.
-    static PER_INSTANCE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Runs `f` with every [`SystolicArray`] written (by rust-hdl's visitors, on this thread) in
-/// rust-hdl's per-instance form: one module per PE and per delay line, the text from before the
-/// generate loop. The two forms are the same design (Icarus and Yosys checks in the tests and
-/// scripts/array_equiv.sh); the board tops keep this form for their timing reports, and it is
-/// the reference that the generate loop is compared with.
-///
-/// rust-hdl gives its visitors no options, so the switch is a thread-local flag, restored when
-/// `f` returns or panics.
-pub fn with_per_instance_arrays<R>(f: impl FnOnce() -> R) -> R {
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            PER_INSTANCE.with(|p| p.set(self.0));
-        }
-    }
-    let _restore = Restore(PER_INSTANCE.with(|p| p.replace(true)));
-    f()
-}
-
-fn per_instance() -> bool {
-    PER_INSTANCE.with(|p| p.get())
-}
-
 /// Name of the PE module the generate loop instantiates (rust-hdl's text of [`Pe`]).
 pub const PE_MODULE: &str = "protobrain_pe";
-/// Name of the parameterised delay line of the skew and deskew.
-pub const DELAY_MODULE: &str = "protobrain_delay";
 
 impl SystolicArray {
     /// The array's module body as a generate loop over one PE module, plus that module (rust-hdl's
@@ -223,34 +205,31 @@ impl SystolicArray {
     /// `pe[k*DIM + n]` is PE(k, n), as in the per-instance form.
     fn generate_loop_verilog(&self) -> Verilog {
         let d = self.dim();
-        let concat = |port: &str| {
-            let v: Vec<String> = (0..d).rev().map(|i| format!("{port}${i}")).collect();
-            format!("{{{}}}", v.join(", "))
-        };
+        let row = |port: &str| concat(port, d);
         let mut code = format!(
             "\
 // DIM x DIM {PE_MODULE} in a generate loop; pe[k*DIM + n] is PE(k, n) (hdl::array).
 localparam DIM = {d};
 // The row ports as vectors, element k at bits [W*k +: W].
 wire [8*DIM-1:0] act_row;
-wire [DIM-1:0] load_row;
 wire [8*DIM-1:0] wdata_row;
 wire [32*DIM-1:0] sum_row;
 assign act_row = {act};
-assign load_row = {load};
 assign wdata_row = {wdata};
 ",
-            act = concat("act_in"),
-            load = concat("w_load"),
-            wdata = concat("w_data"),
+            act = row("act_in"),
+            wdata = row("w_data"),
         );
-        for n in 0..d {
-            code.push_str(&format!("assign psum_out${n} = sum_row[{} +: 32];\n", 32 * n));
-        }
+        code.push_str(&split("psum_out", "sum_row", 32, d));
         code.push_str(&format!(
             "\
 genvar i;
 generate
+    // Row i's weight write enable.
+    for (i = 0; i < DIM; i = i + 1) begin : row
+        localparam [15:0] INDEX = i;
+        wire load = w_en && (w_row == INDEX);
+    end
     // Skew: row i + 1 through an (i + 1)-deep line; row 0 is a wire.
     for (i = 0; i < DIM - 1; i = i + 1) begin : act_skew
         wire [7:0] dout;
@@ -291,7 +270,7 @@ generate
         end
         {PE_MODULE} mac(
             .clock(clock), .rst(rst), .act_in(a_in), .sel_in(s_in), .psum_in(p_in),
-            .w_load(load_row[i / DIM]), .w_bank(w_bank), .w_data(wdata_row[8*(i % DIM) +: 8]),
+            .w_load(row[i / DIM].load), .w_bank(w_bank), .w_data(wdata_row[8*(i % DIM) +: 8]),
             .act_out(a_out), .sel_out(s_out), .psum_out(p_out));
     end
     // Deskew: column i through a (DIM - 1 - i)-deep line; the last column is a wire.
@@ -303,142 +282,22 @@ endgenerate
 assign sum_row[32*(DIM-1) +: 32] = pe[DIM*DIM - 1].p_out;
 "
         ));
-        Verilog::Wrapper(Wrapper { code, cores: format!("{}{DELAY_VERILOG}", pe_verilog()) })
+        let pe = module_text(&mut Pe::default(), PE_MODULE);
+        Verilog::Wrapper(Wrapper { code, cores: format!("{pe}{}", delay_module()) })
     }
 }
 
-/// rust-hdl's text of one [`Pe`] as module [`PE_MODULE`] (with its flip-flop submodules).
-fn pe_verilog() -> String {
-    let mut pe = Pe::default();
-    pe.connect_all();
-    let mut defines = ModuleDefines::default();
-    pe.accept(PE_MODULE, &mut defines);
-    defines.defines()
-}
-
-/// The skew and deskew line: `DEPTH >= 1` registers of `WIDTH` bits, cleared by `rst`; the same
-/// registers as [`DelayLine`] (`stage[s].q` is rust-hdl's `stage$s` flip-flop, with its `initial`
-/// value 0).
-const DELAY_VERILOG: &str = "
-
-module protobrain_delay #(parameter WIDTH = 1, parameter DEPTH = 1) (
-    input wire clock,
-    input wire rst,
-    input wire [WIDTH-1:0] din,
-    output wire [WIDTH-1:0] dout);
-    genvar s;
-    generate
-        for (s = 0; s < DEPTH; s = s + 1) begin : stage
-            reg [WIDTH-1:0] q;
-            initial begin
-                q = {WIDTH{1'b0}};
-            end
-            if (s == 0) begin : first
-                always @(posedge clock) q <= rst ? {WIDTH{1'b0}} : din;
-            end else begin : next
-                always @(posedge clock) q <= rst ? {WIDTH{1'b0}} : stage[s - 1].q;
-            end
-        end
-    endgenerate
-    assign dout = stage[DEPTH - 1].q;
-endmodule // protobrain_delay
-";
-
-impl Logic for SystolicArray {
-    fn update(&mut self) {
-        SystolicArray::update(self)
-    }
-    fn connect(&mut self) {
-        SystolicArray::connect(self)
-    }
-    fn hdl(&self) -> Verilog {
-        if per_instance() {
-            SystolicArray::hdl(self)
-        } else {
-            self.generate_loop_verilog()
-        }
-    }
-}
-
-/// What `#[derive(LogicBlock)]` would write, except that the visitors see the PEs and delay
-/// lines only in the per-instance form: in the generate-loop form the array is a leaf (its
-/// ports), so rust-hdl neither checks nor writes DIM² instances. Simulation (`update_all`,
-/// `has_changed`) always runs every PE.
-impl Block for SystolicArray {
-    fn connect_all(&mut self) {
-        Logic::connect(self);
-        self.clock.connect_all();
-        self.rst.connect_all();
-        self.act_in.connect_all();
-        self.sel_in.connect_all();
-        self.w_load.connect_all();
-        self.w_bank.connect_all();
-        self.w_data.connect_all();
-        self.psum_out.connect_all();
-        self.pe.connect_all();
-        self.act_skew.connect_all();
-        self.sel_skew.connect_all();
-        self.deskew.connect_all();
-        self.zero32.connect_all();
-    }
-
-    fn update_all(&mut self) {
-        Logic::update(self);
-        self.clock.update_all();
-        self.rst.update_all();
-        self.act_in.update_all();
-        self.sel_in.update_all();
-        self.w_load.update_all();
-        self.w_bank.update_all();
-        self.w_data.update_all();
-        self.psum_out.update_all();
-        self.pe.update_all();
-        self.act_skew.update_all();
-        self.sel_skew.update_all();
-        self.deskew.update_all();
-        self.zero32.update_all();
-    }
-
-    fn has_changed(&self) -> bool {
-        self.clock.has_changed()
-            || self.rst.has_changed()
-            || self.act_in.has_changed()
-            || self.sel_in.has_changed()
-            || self.w_load.has_changed()
-            || self.w_bank.has_changed()
-            || self.w_data.has_changed()
-            || self.psum_out.has_changed()
-            || self.pe.has_changed()
-            || self.act_skew.has_changed()
-            || self.sel_skew.has_changed()
-            || self.deskew.has_changed()
-            || self.zero32.has_changed()
-    }
-
-    fn accept(&self, name: &str, probe: &mut dyn Probe) {
-        probe.visit_start_scope(name, self);
-        self.clock.accept("clock", probe);
-        self.rst.accept("rst", probe);
-        self.act_in.accept("act_in", probe);
-        self.sel_in.accept("sel_in", probe);
-        self.w_load.accept("w_load", probe);
-        self.w_bank.accept("w_bank", probe);
-        self.w_data.accept("w_data", probe);
-        self.psum_out.accept("psum_out", probe);
-        if per_instance() {
-            self.pe.accept("pe", probe);
-            self.act_skew.accept("act_skew", probe);
-            self.sel_skew.accept("sel_skew", probe);
-            self.deskew.accept("deskew", probe);
-            self.zero32.accept("zero32", probe);
-        }
-        probe.visit_end_scope(name, self);
-    }
-}
+// What `#[derive(LogicBlock)]` would write, except that in the generate-loop form the visitors
+// see the array as a leaf (its ports), so rust-hdl neither checks nor writes DIM² instances.
+// Simulation (`update_all`, `has_changed`) always runs every PE.
+generate_loop_block!(SystolicArray;
+    ports: clock, rst, act_in, sel_in, w_en, w_row, w_bank, w_data, psum_out;
+    inner: pe, act_skew, sel_skew, deskew, load, index, zero32);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generate::with_per_instance_text;
     use crate::primitives::{sign_extend, signed_from_i128, signed_to_i128};
     use crate::replay::{ice40_cells, replay, simulate, verilator_lint, Port};
     use proptest::prelude::*;
@@ -454,7 +313,7 @@ mod tests {
 
     /// rust-hdl's per-instance text of the array (module `top`).
     fn per_instance_array_verilog(dim: usize) -> String {
-        with_per_instance_arrays(|| array_verilog(dim))
+        with_per_instance_text(|| array_verilog(dim))
     }
 
     /// A cycle-by-cycle stimulus for the array and the output each cycle must show.
@@ -494,7 +353,8 @@ mod tests {
             let mut row = vec![rst as u128];
             row.extend(x.iter().map(|&v| v as u8 as u128));
             row.push(sel as u128);
-            row.extend((0..d).map(|k| matches!(load, Some((lk, _, _)) if lk == k) as u128));
+            row.push(load.is_some() as u128);
+            row.push(load.map_or(0, |(k, _, _)| k) as u128);
             row.push(load.is_some_and(|(_, b, _)| b) as u128);
             let w_data = load.map_or(vec![0; d], |(_, _, w)| w.to_vec());
             row.extend(w_data.iter().map(|&v| v as u8 as u128));
@@ -557,7 +417,8 @@ mod tests {
             let mut inputs = vec![Port::new("rst", 1)];
             inputs.extend(Port::vec("act_in", d, 8));
             inputs.push(Port::new("sel_in", 1));
-            inputs.extend(Port::vec("w_load", d, 1));
+            inputs.push(Port::new("w_en", 1));
+            inputs.push(Port::new("w_row", 16));
             inputs.push(Port::new("w_bank", 1));
             inputs.extend(Port::vec("w_data", d, 8));
             (inputs, Port::vec("psum_out", d, 32))
@@ -575,11 +436,12 @@ mod tests {
                     u.rst.next = r[0] != 0;
                     for k in 0..d {
                         u.act_in[k].next = s8(r[1 + k]);
-                        u.w_load[k].next = r[2 + d + k] != 0;
-                        u.w_data[k].next = s8(r[3 + 2 * d + k]);
+                        u.w_data[k].next = s8(r[5 + d + k]);
                     }
                     u.sel_in.next = r[1 + d] != 0;
-                    u.w_bank.next = r[2 + 2 * d] != 0;
+                    u.w_en.next = r[2 + d] != 0;
+                    u.w_row.next = (r[3 + d] as u64).into();
+                    u.w_bank.next = r[4 + d] != 0;
                 },
                 |u| u.psum_out.iter().map(|p| signed_to_i128(p.val()) as u128 & 0xffff_ffff).collect(),
             )

@@ -28,8 +28,8 @@
 use rust_hdl::prelude::*;
 use spec::Config;
 
-use crate::activation::ActivationUnit;
 use crate::array::SystolicArray;
+use crate::column::Columns;
 use crate::controller::Controller;
 use crate::memory::{AccumulatorMem, Scratchpad};
 use crate::rowbuf::RowBuffer;
@@ -58,17 +58,10 @@ pub struct ProtobrainCore {
     scratch: Scratchpad,
     accmem: AccumulatorMem,
     array: SystolicArray,
-    act: Vec<ActivationUnit>,
-    bias: Vec<DFF<Signed<32>>>,
-    // contract v2: each column's M[n] and S[n] (SET_QUANT writes all, LOAD_QUANT each)
-    q_mult: Vec<DFF<Bits<16>>>,
-    q_shift: Vec<DFF<Bits<6>>>,
-    sum: Vec<Signal<Local, Signed<32>>>,
-    index: Vec<Constant<Bits<16>>>,
+    // per column: bias, M[n] and S[n] (contract v2: SET_QUANT writes all, LOAD_QUANT each),
+    // the activation unit
+    cols: Columns,
     zero8: Constant<Signed<8>>,
-    zero32: Constant<Signed<32>>,
-    zero16u: Constant<Bits<16>>,
-    zero6u: Constant<Bits<6>>,
     _config: Config,
 }
 
@@ -90,16 +83,8 @@ impl ProtobrainCore {
             scratch: Scratchpad::new(cfg),
             accmem: AccumulatorMem::new(cfg),
             array: SystolicArray::new(d),
-            act: (0..d).map(|_| ActivationUnit::default()).collect(),
-            bias: (0..d).map(|_| Default::default()).collect(),
-            q_mult: (0..d).map(|_| Default::default()).collect(),
-            q_shift: (0..d).map(|_| Default::default()).collect(),
-            sum: (0..d).map(|_| Default::default()).collect(),
-            index: (0..d as u64).map(|i| Constant::new(i.into())).collect(),
+            cols: Columns::new(d),
             zero8: Constant::new(0i64.into()),
-            zero32: Constant::new(0i64.into()),
-            zero16u: Constant::new(0u64.into()),
-            zero6u: Constant::new(0u64.into()),
             _config: *cfg,
         }
     }
@@ -132,7 +117,7 @@ impl Logic for ProtobrainCore {
         self.ctl.rb_word_out.next = self.rowbuf.word_out.val();
         self.rowbuf.load8.next = self.ctl.rb_load8.val();
         self.rowbuf.load32.next = self.ctl.rb_load32.val();
-        for i in 0..self.index.len() {
+        for i in 0..self.array.act_in.len() {
             // read-back (READ_ACT, READ_ACC) through the memories' read port B
             self.rowbuf.row8_in[i].next = unsigned_cast(self.scratch.read_data_b[i].val());
             self.rowbuf.row32_in[i].next = unsigned_cast(self.accmem.read_data_b[i].val());
@@ -146,11 +131,12 @@ impl Logic for ProtobrainCore {
         self.scratch.read_enable_b.next = self.ctl.sp_ren_b.val();
         self.scratch.write_addr.next = self.ctl.sp_waddr.val();
         self.scratch.write_enable.next = self.ctl.sp_we.val();
-        for i in 0..self.index.len() {
+        // (the per-column muxes of this block are written as a default and an override: the
+        // same logic as if/else, in half the Verilog text per column)
+        for i in 0..self.array.act_in.len() {
+            self.scratch.write_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
             if self.ctl.sp_wsel_act.val() {
-                self.scratch.write_data[i].next = self.act[i].y.val();
-            } else {
-                self.scratch.write_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
+                self.scratch.write_data[i].next = self.cols.y[i].val();
             }
         }
 
@@ -160,20 +146,19 @@ impl Logic for ProtobrainCore {
         self.array.rst.next = self.rst.val();
         self.array.sel_in.next = self.ctl.arr_sel.val();
         self.array.w_bank.next = self.ctl.wl_bank.val();
-        for i in 0..self.index.len() {
+        // the array decodes the weight row itself
+        self.array.w_en.next = self.ctl.wl_en.val();
+        self.array.w_row.next = self.ctl.wl_row.val();
+        for i in 0..self.array.act_in.len() {
+            self.array.act_in[i].next = self.zero8.val();
             if self.ctl.arr_valid.val() {
                 self.array.act_in[i].next = self.scratch.read_data[i].val();
-            } else {
-                self.array.act_in[i].next = self.zero8.val();
             }
-            self.array.w_load[i].next =
-                self.ctl.wl_en.val() && (self.ctl.wl_row.val() == self.index[i].val());
             // a weight row from the stream (LOAD_WEIGHTS, through the row buffer) or from a
             // scratchpad row read last cycle (LOAD_TILE)
+            self.array.w_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
             if self.ctl.wl_from_sp.val() {
                 self.array.w_data[i].next = self.scratch.read_data_b[i].val();
-            } else {
-                self.array.w_data[i].next = signed_cast(self.rowbuf.row8_out[i].val());
             }
         }
 
@@ -187,50 +172,28 @@ impl Logic for ProtobrainCore {
         self.accmem.read_enable_b.next = self.ctl.acc_ren_b.val();
         self.accmem.write_addr.next = self.ctl.acc_waddr.val();
         self.accmem.write_enable.next = self.ctl.acc_we.val();
-        for i in 0..self.index.len() {
+        for i in 0..self.array.act_in.len() {
+            self.accmem.write_data[i].next = self.array.psum_out[i].val();
             if self.ctl.acc_accumulate.val() {
-                self.sum[i].next = self.array.psum_out[i].val() + self.accmem.read_data[i].val();
-            } else {
-                self.sum[i].next = self.array.psum_out[i].val();
+                self.accmem.write_data[i].next =
+                    self.array.psum_out[i].val() + self.accmem.read_data[i].val();
             }
-            self.accmem.write_data[i].next = self.sum[i].val();
         }
 
-        // bias registers and activation units
-        for i in 0..self.index.len() {
-            self.bias[i].clock.next = self.clk.val();
-            self.bias[i].d.next = self.bias[i].q.val();
-            if self.ctl.bias_we.val() && (self.ctl.bias_idx.val() == self.index[i].val()) {
-                self.bias[i].d.next = signed_cast(self.in_data.val());
-            }
-            if self.rst.val() {
-                self.bias[i].d.next = self.zero32.val();
-            }
-            self.act[i].clock.next = self.clk.val();
-            self.act[i].rst.next = self.rst.val();
-            self.act[i].acc.next = self.accmem.read_data_b[i].val();
-            self.act[i].bias.next = self.bias[i].q.val();
-            self.q_mult[i].clock.next = self.clk.val();
-            self.q_shift[i].clock.next = self.clk.val();
-            self.q_mult[i].d.next = self.q_mult[i].q.val();
-            self.q_shift[i].d.next = self.q_shift[i].q.val();
-            if self.ctl.qs_we.val() {
-                self.q_mult[i].d.next = self.in_data.val().get_bits::<16>(0);
-                self.q_shift[i].d.next = self.in_data.val().get_bits::<6>(16);
-            }
-            if self.ctl.ql_we.val() {
-                self.q_mult[i].d.next = self.rowbuf.quant_out[i].val().get_bits::<16>(0);
-                self.q_shift[i].d.next = self.rowbuf.quant_out[i].val().get_bits::<6>(16);
-            }
-            if self.rst.val() {
-                self.q_mult[i].d.next = self.zero16u.val();
-                self.q_shift[i].d.next = self.zero6u.val();
-            }
-            self.act[i].multiplier.next = self.q_mult[i].q.val();
-            self.act[i].shift.next = self.q_shift[i].q.val();
-            self.act[i].relu.next = self.ctl.q_relu.val();
-            self.act[i].zero_point.next = self.ctl.q_zero.val();
-            self.act[i].valid_in.next = self.ctl.act_valid.val();
+        // the columns: bias and quantisation registers, activation units
+        self.cols.clock.next = self.clk.val();
+        self.cols.rst.next = self.rst.val();
+        self.cols.word.next = self.in_data.val();
+        self.cols.bias_we.next = self.ctl.bias_we.val();
+        self.cols.bias_idx.next = self.ctl.bias_idx.val();
+        self.cols.qs_we.next = self.ctl.qs_we.val();
+        self.cols.ql_we.next = self.ctl.ql_we.val();
+        self.cols.relu.next = self.ctl.q_relu.val();
+        self.cols.zero_point.next = self.ctl.q_zero.val();
+        self.cols.valid_in.next = self.ctl.act_valid.val();
+        for i in 0..self.array.act_in.len() {
+            self.cols.quant[i].next = self.rowbuf.quant_out[i].val();
+            self.cols.acc[i].next = self.accmem.read_data_b[i].val();
         }
     }
 }

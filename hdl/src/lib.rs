@@ -7,11 +7,13 @@
 pub mod activation;
 pub mod array;
 pub mod boards;
+pub mod column;
 pub mod controller;
 pub mod core;
 pub mod dedupe;
 pub mod emit;
 pub mod formal;
+pub mod generate;
 pub mod memory;
 pub mod pe;
 pub mod primitives;

@@ -63,9 +63,18 @@
 //! 2:1 row mux per port (150 LUT4 and 2 flip-flops for the DIM 8 scratchpad, 534 LUT4 for its
 //! accumulators, on either family); ECP5 needs 16 DP16KD instead of 8 for the 512-row DIM 8
 //! accumulators, because a 256-row bank fills only half of a 512-deep x36 block.
+//!
+//! # Emission
+//! What `emit` writes for a row memory is one module ([`crate::generate`]): the two banks in a
+//! generate loop (`bank[0]` is rust-hdl's `lo`, `bank[1]` its `hi`, each [`Ram`]'s body) and
+//! each read port's row as one vector mux, a few lines per lane instead of rust-hdl's
+//! per-element muxes and two bank modules. rust-hdl's own text (the `#[hdl_gen]` body, a module
+//! per bank) is the per-instance form; the tests run both under Icarus.
 
 use rust_hdl::prelude::*;
 use spec::Config;
+
+use crate::generate::{concat, generate_loop_block, split};
 
 /// Largest memory depth: addresses are 16 bits.
 pub const MAX_DEPTH: usize = 1 << 16;
@@ -252,7 +261,6 @@ end
 macro_rules! row_memory {
     ($(#[$doc:meta])* $name:ident, $elem:ty, $rows:ident, $what:literal) => {
         $(#[$doc])*
-        #[derive(LogicBlock)]
         pub struct $name {
             pub clock: Signal<In, Clock>,
             /// Read port A: the row read on the next rising edge when `read_enable` is high.
@@ -331,7 +339,10 @@ macro_rules! row_memory {
             }
         }
 
-        impl Logic for $name {
+        // `#[hdl_gen]` writes the inherent `update`, `connect` and `hdl` (the per-instance form);
+        // `generate_loop_block!` chooses between that `hdl` and [`banked_verilog`].
+        #[allow(clippy::needless_range_loop)]
+        impl $name {
             #[hdl_gen]
             fn update(&mut self) {
                 dff_setup!(self, clock, sel_a, sel_b);
@@ -378,8 +389,98 @@ macro_rules! row_memory {
                     self.hi.write_data[i].next = self.write_data[i].val();
                 }
             }
+
+            /// The two banks and the two read ports' row muxes as a generate loop
+            /// ([`banked_verilog`]); same behaviour as `update`.
+            fn generate_loop_verilog(&self) -> Verilog {
+                banked_verilog(self.read_data.len(), <$elem>::BITS, self._depth)
+            }
         }
+
+        // What `#[derive(LogicBlock)]` would write, except that in the generate-loop form the
+        // visitors see the memory as a leaf (its ports): the banks are in its own text.
+        generate_loop_block!($name;
+            ports: clock, read_addr, read_enable, read_data, read_addr_b, read_enable_b, read_data_b,
+                write_addr, write_enable, write_data;
+            inner: lo, hi, sel_a, sel_b, a_hi, b_hi, w_hi, c_half, c_zero);
     };
+}
+
+/// The body of a banked row memory of `depth` rows of `lanes` elements of `bits` bits, as
+/// `emit` writes it: the two [`Ram`] banks (`bank[0]` the low half of the rows, `bank[1]` the
+/// high half; rust-hdl's `lo` and `hi`) in a generate loop, and each read port's row as one
+/// vector mux between the banks' output registers, the bank it read last (`sel_a`, `sel_b`:
+/// rust-hdl's `sel_a.q`, `sel_b.q`). The row ports are rust-hdl's per-element ports, joined into
+/// vectors ([`concat`], [`split`]). Same registers, memories and behaviour as the per-instance
+/// text ([`Ram`]'s body per bank, the `#[hdl_gen]` muxes); the tests run both under Icarus and
+/// `scripts/emit_equiv.sh` proves the core's two texts equivalent.
+fn banked_verilog(lanes: usize, bits: usize, depth: usize) -> Verilog {
+    let bank = (depth / 2).max(1);
+    let index = |port: &str| match bank.trailing_zeros() {
+        0 => "0".to_string(),
+        b => format!("{port}[{}:0]", b - 1),
+    };
+    let mut code = format!(
+        "\
+// Two banks of {bank} rows x {lanes} lanes x {bits} bits in a generate loop: bank[0] is the low,
+// bank[1] the high half of the {depth} rows (hdl::memory). A bank is read by port A if port A
+// addresses it, else by port B; a port's row is the output register of the bank it read last.
+localparam W = {width};
+localparam [15:0] HALF = 16'd{half};
+wire a_hi = (read_addr & HALF) != 16'd0;
+wire b_hi = (read_addr_b & HALF) != 16'd0;
+wire w_hi = (write_addr & HALF) != 16'd0;
+wire [W-1:0] wdata = {wdata};
+// the bank each port read on its last enabled edge
+reg sel_a;
+reg sel_b;
+initial begin
+    sel_a = 1'b0;
+    sel_b = 1'b0;
+end
+always @(posedge clock) begin
+    if (read_enable) sel_a <= a_hi;
+    if (read_enable_b) sel_b <= b_hi;
+end
+genvar b;
+generate
+    for (b = 0; b < 2; b = b + 1) begin : bank
+        wire a_here = read_enable && (b ? a_hi : !a_hi);
+        wire re = a_here || (read_enable_b && (b ? b_hi : !b_hi));
+        wire we = write_enable && (b ? w_hi : !w_hi);
+        wire [15:0] ra = a_here ? read_addr : read_addr_b;
+        // Read during write of the same row: old data in simulation, undefined on FPGAs.
+        (* no_rw_check *)
+        reg [W-1:0] mem [0:{last}];
+        reg [W-1:0] q;
+        integer r;
+        initial begin
+            for (r = 0; r < {bank}; r = r + 1) mem[r] = {{W{{1'b0}}}};
+        end
+`ifndef SYNTHESIS
+        initial q = {{W{{1'b0}}}};
+`endif
+        always @(posedge clock) begin
+            if (re) q <= mem[{ra}];
+            if (we) mem[{wa}] <= wdata;
+        end
+        wire unused_address_bits = &{{1'b0, ra}};
+    end
+endgenerate
+wire [W-1:0] row_a = sel_a ? bank[1].q : bank[0].q;
+wire [W-1:0] row_b = sel_b ? bank[1].q : bank[0].q;
+wire unused_address_bits = &{{1'b0, write_addr}};
+",
+        width = lanes * bits,
+        half = depth / 2,
+        last = bank - 1,
+        wdata = concat("write_data", lanes),
+        ra = index("ra"),
+        wa = index("write_addr"),
+    );
+    code.push_str(&split("read_data", "row_a", bits, lanes));
+    code.push_str(&split("read_data_b", "row_b", bits, lanes));
+    Verilog::Wrapper(Wrapper { code, cores: String::new() })
 }
 
 row_memory!(
@@ -404,6 +505,7 @@ row_memory!(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::generate::with_per_instance_text;
     use crate::primitives::signed_to_i128;
     use crate::replay::{self, sign_extend, Port};
     use proptest::prelude::*;
@@ -556,22 +658,24 @@ pub(crate) mod tests {
         decode(trace, bits)
     }
 
-    /// `cycles` through the emitted Verilog of `uut` under Icarus.
+    /// `cycles` through the emitted Verilog of `uut` under Icarus; a row memory's per-instance
+    /// text (rust-hdl's, [`with_per_instance_text`]) too, which must give the same trace.
     fn verilog_trace<M: MemoryPorts>(mut uut: M, cycles: &[Cycle]) -> Vec<Vec<i64>> {
         let bits = M::Elem::BITS;
         let lanes = lanes_of(&uut);
         uut.connect_inputs();
         uut.connect_all();
         let (inputs, outputs) = ports(lanes, bits);
-        let trace = replay::replay(
-            &generate_verilog(&uut),
-            "top",
-            "clock",
-            &inputs,
-            &outputs,
-            &stimulus(cycles, bits),
-        )
-        .unwrap_or_else(|e| panic!("Icarus replay: {e}"));
+        let run = |verilog: &str| {
+            replay::replay(verilog, "top", "clock", &inputs, &outputs, &stimulus(cycles, bits))
+                .unwrap_or_else(|e| panic!("Icarus replay: {e}"))
+        };
+        let emitted = generate_verilog(&uut);
+        let trace = run(&emitted);
+        let per_instance = with_per_instance_text(|| generate_verilog(&uut));
+        if per_instance != emitted {
+            assert_eq!(run(&per_instance), trace, "per-instance vs generate-loop text (Icarus)");
+        }
         decode(trace, bits)
     }
 
@@ -796,6 +900,69 @@ pub(crate) mod tests {
         outputs.extend(Port::vec("read_data_b", lanes, 8));
         let rtl = replay::replay(&generate_verilog(&uut), "top", "clock", &inputs, &outputs, &stim).unwrap();
         assert_eq!(rtl, want, "Verilog (Icarus)");
+        let per_instance = with_per_instance_text(|| generate_verilog(&uut));
+        let rtl = replay::replay(&per_instance, "top", "clock", &inputs, &outputs, &stim).unwrap();
+        assert_eq!(rtl, want, "per-instance Verilog (Icarus)");
+    }
+
+    /// The generate loop for the shapes the core uses and the edge cases: one row (one bank
+    /// of one row each, the high bank unused), two rows (banks of one row: no address bits),
+    /// one lane, and the ice40-up5k scratchpad's 4096 rows; random traffic on both ports
+    /// (port B on the other bank whenever both read, the controller's rule) through rust-hdl's
+    /// per-instance text and the generate loop under Icarus: the same trace.
+    #[test]
+    fn generate_loop_and_per_instance_text_agree_on_random_traffic() {
+        for (lanes, rows, acc, n) in [(1, 1, 1, 200), (2, 2, 2, 300), (3, 16, 8, 600), (2, 4096, 512, 600)] {
+            let cfg = Config::new(lanes, rows, acc).unwrap();
+            let mut rng = spec::rng::SplitMix64::new(0x5eed ^ rows as u64);
+            let stim = |depth: usize, bits: u32, rng: &mut spec::rng::SplitMix64| -> Vec<Vec<u128>> {
+                let bank = |a: u64| depth > 1 && (a as usize % depth) >= depth / 2;
+                (0..n)
+                    .map(|_| {
+                        let (ra, re) = (rng.below(2 * depth as u64), rng.chance(0.6));
+                        let mut rb = rng.below(2 * depth as u64);
+                        let rbe = rng.chance(0.6) && !(re && depth == 1);
+                        while depth > 1 && re && rbe && bank(rb) == bank(ra) {
+                            rb = rng.below(2 * depth as u64);
+                        }
+                        let (wa, we) = (rng.below(2 * depth as u64), rng.chance(0.5));
+                        let mut row =
+                            vec![ra as u128, re as u128, rb as u128, rbe as u128, wa as u128, we as u128];
+                        row.extend(
+                            (0..lanes)
+                                .map(|_| (rng.next_u64() as u128) & crate::primitives::mask(bits as usize)),
+                        );
+                        row
+                    })
+                    .collect()
+            };
+            let check = |verilog: [String; 2], depth: usize, bits: usize, stim: Vec<Vec<u128>>| {
+                let mut inputs = vec![
+                    Port::new("read_addr", 16),
+                    Port::new("read_enable", 1),
+                    Port::new("read_addr_b", 16),
+                    Port::new("read_enable_b", 1),
+                    Port::new("write_addr", 16),
+                    Port::new("write_enable", 1),
+                ];
+                inputs.extend(Port::vec("write_data", lanes, bits));
+                let mut outputs = Port::vec("read_data", lanes, bits);
+                outputs.extend(Port::vec("read_data_b", lanes, bits));
+                let [emitted, per_instance] = verilog;
+                assert_ne!(emitted, per_instance);
+                let got = replay::replay(&emitted, "top", "clock", &inputs, &outputs, &stim).unwrap();
+                let want = replay::replay(&per_instance, "top", "clock", &inputs, &outputs, &stim).unwrap();
+                assert_eq!(got, want, "{lanes} lanes, {depth} rows of {bits} bits");
+            };
+            let mut sp = Scratchpad::new(&cfg);
+            sp.connect_all();
+            let texts = [generate_verilog(&sp), with_per_instance_text(|| generate_verilog(&sp))];
+            check(texts, rows, 8, stim(rows, 8, &mut rng));
+            let mut acc_mem = AccumulatorMem::new(&cfg);
+            acc_mem.connect_all();
+            let texts = [generate_verilog(&acc_mem), with_per_instance_text(|| generate_verilog(&acc_mem))];
+            check(texts, acc, 32, stim(acc, 32, &mut rng));
+        }
     }
 
     #[test]
@@ -856,11 +1023,18 @@ pub(crate) mod tests {
 
     #[test]
     fn memory_verilog_is_lint_clean() {
-        let cfg = Config::new(3, 8, 4).unwrap();
-        for verilog in [
-            generate_verilog(&connected(Scratchpad::new(&cfg))),
-            generate_verilog(&connected(AccumulatorMem::new(&cfg))),
-        ] {
+        let mut texts = vec![];
+        for cfg in
+            [Config::new(3, 8, 4).unwrap(), Config::new(8, 1024, 512).unwrap(), Config::new(1, 1, 2).unwrap()]
+        {
+            let sp = connected(Scratchpad::new(&cfg));
+            let acc = connected(AccumulatorMem::new(&cfg));
+            texts.push(generate_verilog(&sp));
+            texts.push(generate_verilog(&acc));
+            texts.push(with_per_instance_text(|| generate_verilog(&sp)));
+            texts.push(with_per_instance_text(|| generate_verilog(&acc)));
+        }
+        for verilog in texts {
             let warnings = replay::verilator_lint(&verilog, "top").expect("verilator");
             let real: Vec<_> = warnings.iter().filter(|w| w.code != "DECLFILENAME").collect();
             assert!(real.is_empty(), "{real:#?}");

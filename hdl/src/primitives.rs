@@ -23,13 +23,19 @@
 
 use rust_hdl::prelude::*;
 
+use crate::generate::generate_loop_block;
+
 /// A chain of `depth >= 1` registers: `dout` is `din` delayed `depth` cycles. `rst`
-/// (synchronous, active high) clears every stage. The array's skew and deskew lines.
+/// (synchronous, active high) clears every stage. The array's skew and deskew lines, the
+/// controller's write-back delays.
 ///
 /// ```text
 ///   din ──► [T] ──► [T] ──► … ──► [T] ──► dout      (depth registers, clock `clock`)
 /// ```
-#[derive(LogicBlock)]
+///
+/// Emitted as a generate loop of registers ([`delay_registers`]), so a line costs a few lines
+/// of text whatever its depth; rust-hdl's own text, one flip-flop module per stage, is the
+/// per-instance form ([`crate::generate`]).
 pub struct DelayLine<T: Synth> {
     /// Clock; the chain shifts on its rising edge.
     pub clock: Signal<In, Clock>,
@@ -66,9 +72,11 @@ impl<T: Synth> DelayLine<T> {
     }
 }
 
-// `#[hdl_gen]` needs index loops: loop bounds are evaluated when Verilog is emitted.
+// `#[hdl_gen]` needs index loops: loop bounds are evaluated when Verilog is emitted. The
+// generated `update`, `connect` and `hdl` are inherent; `generate_loop_block!` chooses between
+// this `hdl` (the per-instance form) and the generate loop.
 #[allow(clippy::needless_range_loop)]
-impl<T: Synth> Logic for DelayLine<T> {
+impl<T: Synth> DelayLine<T> {
     #[hdl_gen]
     fn update(&mut self) {
         for i in 0..self.stage.len() {
@@ -88,6 +96,59 @@ impl<T: Synth> Logic for DelayLine<T> {
             self.dout.next = self.stage[last].q.val();
         }
     }
+
+    /// The registers as a generate loop ([`delay_registers`]): stage `s` is `stage[s].q`.
+    fn generate_loop_verilog(&self) -> Verilog {
+        let code = format!(
+            "// {d} registers of {w} bits in a generate loop; stage[s].q is rust-hdl's stage$s.\n\
+             localparam WIDTH = {w};\nlocalparam DEPTH = {d};\n{body}",
+            w = T::BITS,
+            d = self.depth(),
+            body = delay_registers()
+        );
+        Verilog::Wrapper(Wrapper { code, cores: String::new() })
+    }
+}
+
+generate_loop_block!(impl[T: Synth] DelayLine<T>;
+    ports: clock, rst, din, dout;
+    inner: stage, zero);
+
+/// The registers of a delay line in Verilog, in a scope with `clock`, `rst`, `din`, `dout` and
+/// the constants `WIDTH` and `DEPTH >= 1`: stage `s` is `stage[s].q`, cleared by `rst`, with
+/// the `initial` value 0 of rust-hdl's flip-flops. [`DelayLine`]'s text and the body of
+/// [`DELAY_MODULE`].
+pub fn delay_registers() -> &'static str {
+    "\
+genvar s;
+generate
+    for (s = 0; s < DEPTH; s = s + 1) begin : stage
+        reg [WIDTH-1:0] q;
+        initial begin
+            q = {WIDTH{1'b0}};
+        end
+        if (s == 0) begin : first
+            always @(posedge clock) q <= rst ? {WIDTH{1'b0}} : din;
+        end else begin : next
+            always @(posedge clock) q <= rst ? {WIDTH{1'b0}} : stage[s - 1].q;
+        end
+    end
+endgenerate
+assign dout = stage[DEPTH - 1].q;
+"
+}
+
+/// Name of the parameterised delay line that the array's generate loop instantiates.
+pub const DELAY_MODULE: &str = "protobrain_delay";
+
+/// [`DELAY_MODULE`]: [`delay_registers`] with `WIDTH` and `DEPTH` as parameters.
+pub fn delay_module() -> String {
+    format!(
+        "\n\nmodule {DELAY_MODULE} #(parameter WIDTH = 1, parameter DEPTH = 1) (\n\
+         \x20   input wire clock,\n    input wire rst,\n    input wire [WIDTH-1:0] din,\n    output wire [WIDTH-1:0] dout);\n\
+         {}endmodule // {DELAY_MODULE}\n",
+        delay_registers()
+    )
 }
 
 /// Casts a signed value to `M` bits like Verilog's `$signed(x)` in an `M`-bit signed context:
@@ -212,7 +273,7 @@ mod tests {
     }
 
     /// `dout` is `din` of `depth` cycles ago; a reset clears every stage. Checked in rust-hdl
-    /// and in the emitted Verilog.
+    /// and in both forms of the Verilog (the generate loop, rust-hdl's per-instance text).
     #[test]
     fn delay_line_delays_and_resets() {
         use crate::replay::{replay, simulate, Port};
@@ -245,10 +306,16 @@ mod tests {
             .unwrap();
             assert_eq!(rust, want, "rust-hdl, depth {depth}");
             let inputs = [Port::new("rst", 1), Port::new("din", 8)];
-            let verilog =
-                replay(&generate_verilog(&uut), "top", "clock", &inputs, &[Port::new("dout", 8)], &stimulus)
-                    .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(verilog, want, "Icarus, depth {depth}");
+            let run = |text: &str| {
+                replay(text, "top", "clock", &inputs, &[Port::new("dout", 8)], &stimulus)
+                    .unwrap_or_else(|e| panic!("{e}"))
+            };
+            let text = generate_verilog(&uut);
+            assert!(text.contains(&format!("localparam DEPTH = {depth};")) && !text.contains("top$stage$0"));
+            assert_eq!(run(&text), want, "Icarus (generate loop), depth {depth}");
+            let per_instance = crate::generate::with_per_instance_text(|| generate_verilog(&uut));
+            assert!(per_instance.contains("top$stage$0"), "rust-hdl's text");
+            assert_eq!(run(&per_instance), want, "Icarus (per-instance), depth {depth}");
         }
     }
 

@@ -46,9 +46,10 @@ pub const PROBES: [&str; 10] = [
 ];
 
 /// Every net the checker observes for a core of `dim` columns: [`PROBES`], then each column's
-/// multiplier and shift register (`q_mult$N$q`, `q_shift$N$q`).
+/// multiplier and shift register (`cols$mult$N`, `cols$shift$N`: the outputs of
+/// [`crate::column::Columns`]).
 pub fn probes(dim: usize) -> Vec<String> {
-    let columns = (0..dim).flat_map(|n| [format!("q_mult${n}$q"), format!("q_shift${n}$q")]);
+    let columns = (0..dim).flat_map(|n| [format!("cols$mult${n}"), format!("cols$shift${n}")]);
     PROBES.iter().map(|p| p.to_string()).chain(columns).collect()
 }
 
@@ -62,7 +63,7 @@ pub fn checker(dim: usize) -> String {
     let ports: String = (0..dim)
         .map(|n| {
             format!(
-                ", .q_mult${n}$q(p_q_mult[{}:{}]), .q_shift${n}$q(p_q_shift[{}:{}])",
+                ", .cols$mult${n}(p_q_mult[{}:{}]), .cols$shift${n}(p_q_shift[{}:{}])",
                 16 * n + 15,
                 16 * n,
                 6 * n + 5,

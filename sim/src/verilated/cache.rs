@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use hdl::tool::Finished;
 use spec::Config;
 
 use super::recipe;
@@ -182,29 +183,50 @@ fn open(path: &Path) -> Result<&'static PbApi, VerilatorError> {
     if let Some(api) = loaded.get(path) {
         return Ok(api);
     }
-    let fail = |detail: String| VerilatorError::Load { path: path.to_path_buf(), detail };
-    // SAFETY: the library is one of ours (built by `build` with the shim); its initialisers
-    // only set up Verilator's run-time library.
-    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| fail(e.to_string()))?;
-    // SAFETY: `pb_api` has this signature in csrc/pb_runtime.cpp.
-    let api = unsafe {
-        let f = lib
-            .get::<unsafe extern "C" fn() -> *const PbApi>(b"pb_api\0")
-            .map_err(|e| fail(e.to_string()))?;
-        f()
-    };
-    // The library stays loaded for the life of the process, so its table is 'static.
-    std::mem::forget(lib);
-    // SAFETY: `pb_api` returns the address of a static table, non-null.
-    let api: &'static PbApi = unsafe { api.as_ref() }.ok_or_else(|| fail("pb_api returned null".into()))?;
-    if api.abi_version != super::ABI_VERSION {
-        return Err(fail(format!("shim ABI {} (expected {})", api.abi_version, super::ABI_VERSION)));
-    }
+    // SAFETY: `pb_api` has this signature in csrc/pb_runtime.cpp and returns a static table.
+    let api = unsafe { load_api::<PbApi>(path, b"pb_api\0", |a| a.abi_version, super::ABI_VERSION, "shim")? };
     loaded.insert(path.to_path_buf(), api);
     Ok(api)
 }
 
-/// Run `cmd`, its output to `log`; a missing executable is [`VerilatorError::ToolMissing`].
+/// The one dlopen of the Verilator models (the core's here, the UART core's in `uart`): loads
+/// the library at `path` for the life of the process, calls its `symbol` and checks the
+/// table's ABI version (`abi` reads it) against `expected`; `what` names the shim in errors.
+///
+/// # Safety
+/// The library must be one of ours (built with a shim; its initialisers only set up
+/// Verilator's run-time library), and `symbol` (NUL-terminated) a function
+/// `extern "C" fn() -> *const T` returning the address of a static `T` or null.
+pub(super) unsafe fn load_api<T>(
+    path: &Path,
+    symbol: &[u8],
+    abi: impl Fn(&T) -> u32,
+    expected: u32,
+    what: &str,
+) -> Result<&'static T, VerilatorError> {
+    let fail = |detail: String| VerilatorError::Load { path: path.to_path_buf(), detail };
+    // SAFETY: the caller's contract.
+    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| fail(e.to_string()))?;
+    let api = unsafe {
+        let f = lib.get::<unsafe extern "C" fn() -> *const T>(symbol).map_err(|e| fail(e.to_string()))?;
+        f()
+    };
+    // The library stays loaded for the life of the process, so its table is 'static.
+    std::mem::forget(lib);
+    // SAFETY: a static table or null (the caller's contract).
+    let name = String::from_utf8_lossy(symbol.strip_suffix(b"\0").unwrap_or(symbol)).into_owned();
+    let api: &'static T = unsafe { api.as_ref() }.ok_or_else(|| fail(format!("{name} returned null")))?;
+    let version = abi(api);
+    if version != expected {
+        return Err(fail(format!("{what} ABI {version} (expected {expected})")));
+    }
+    Ok(api)
+}
+
+/// Run `cmd` with the project's one tool runner ([`hdl::tool::run_logged`]: output to `log`,
+/// stdin closed, killed after [`recipe::TOOL_TIMEOUT`]); a missing executable is
+/// [`VerilatorError::ToolMissing`], a failure or a timeout [`VerilatorError::Build`] with the
+/// log's tail.
 pub(super) fn run_logged(
     cmd: &mut Command,
     tool: &str,
@@ -212,24 +234,24 @@ pub(super) fn run_logged(
     log: &Path,
     cfg: &Config,
 ) -> Result<(), VerilatorError> {
-    let out = cmd.output().map_err(|e| match e.kind() {
+    let finished = hdl::tool::run_logged(cmd, log, recipe::TOOL_TIMEOUT).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
             VerilatorError::ToolMissing { tool: tool.into(), package, config: *cfg }
         }
         _ => VerilatorError::Io { what: "running", path: PathBuf::from(tool), source: e },
     })?;
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    std::fs::write(log, &text).map_err(io_err("writing", log))?;
-    if !out.status.success() {
-        return Err(VerilatorError::Build {
-            tool: tool.into(),
-            config: *cfg,
-            log: log.to_path_buf(),
-            tail: recipe::tail(&text, 25),
-        });
-    }
-    Ok(())
+    let verdict = match finished {
+        Finished::Exited(status) if status.success() => return Ok(()),
+        Finished::Exited(status) => status.to_string(),
+        Finished::TimedOut => format!("killed after {} s", recipe::TOOL_TIMEOUT.as_secs()),
+    };
+    let text = std::fs::read_to_string(log).map_err(io_err("reading", log))?;
+    Err(VerilatorError::Build {
+        tool: tool.into(),
+        config: *cfg,
+        log: log.to_path_buf(),
+        tail: format!("{}\n({verdict})", recipe::tail(&text, 25)),
+    })
 }
 
 pub(super) fn compiler() -> String {

@@ -4,7 +4,8 @@
 //! This file is shared, word for word, by `sim/build.rs` (which prebuilds a few models into the
 //! library; it includes it with `#[path]`) and by the run-time builder in
 //! [`super::cache`], so a prebuilt model and one built at run time are made the same way. It
-//! uses `std` only.
+//! uses `std` and `hdl::tool`, the project's one runner of external tools (`hdl` is a
+//! dependency of both).
 //!
 //! ```text
 //!   core.v ──verilator --cc -O3──► obj/V<prefix>*.cpp ─┐  fast files: -O2, slow (init) files: -O0
@@ -19,6 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
+
+use hdl::tool::{run_logged, Finished};
+
+/// How long one tool run of a model build (Verilator, one compile, the link) may take before it
+/// is killed: a hung tool, not a slow build (the largest builds measured here take minutes).
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
 /// Bump when anything below changes how a model is built: it is part of every cache key.
 pub const RECIPE_VERSION: u32 = 1;
@@ -150,7 +158,7 @@ pub struct Job {
 pub struct CompileFailure {
     /// The failing command, for the message.
     pub command: String,
-    /// stderr/stdout of the compiler, or the spawn error.
+    /// The compiler's output (its log), or why it could not run.
     pub output: String,
 }
 
@@ -177,12 +185,16 @@ pub fn compile_all(
                 let mut cmd = base();
                 cmd.args(&job.flags).arg(job.opt).arg("-c").arg(&job.source).arg("-o").arg(&job.object);
                 let shown = format!("{cmd:?}");
-                let out = match cmd.output() {
-                    Ok(o) if o.status.success() => continue,
-                    Ok(o) => {
-                        let mut text = String::from_utf8_lossy(&o.stderr).into_owned();
-                        text.push_str(&String::from_utf8_lossy(&o.stdout));
-                        text
+                let log = job.object.with_extension("log");
+                let read = || std::fs::read_to_string(&log).unwrap_or_default();
+                let out = match run_logged(&mut cmd, &log, TOOL_TIMEOUT) {
+                    Ok(Finished::Exited(s)) if s.success() => {
+                        let _ = std::fs::remove_file(&log);
+                        continue;
+                    }
+                    Ok(Finished::Exited(s)) => format!("{}({s})", read()),
+                    Ok(Finished::TimedOut) => {
+                        format!("{}(killed after {} s)", read(), TOOL_TIMEOUT.as_secs())
                     }
                     Err(e) => format!("could not run the compiler: {e}"),
                 };

@@ -226,25 +226,8 @@ fn load(cfg: &Config, cpb: usize, depth: usize) -> Result<(&'static PbuApi, Mode
 }
 
 fn open(path: &Path) -> Result<&'static PbuApi, VerilatorError> {
-    let fail = |detail: String| VerilatorError::Load { path: path.to_path_buf(), detail };
-    // SAFETY: the library is one of ours (built by `build` with the shim); its initialisers
-    // only set up Verilator's run-time library.
-    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| fail(e.to_string()))?;
-    // SAFETY: `pbu_api` has this signature in csrc/pb_uart_shim.cpp.
-    let api = unsafe {
-        let f = lib
-            .get::<unsafe extern "C" fn() -> *const PbuApi>(b"pbu_api\0")
-            .map_err(|e| fail(e.to_string()))?;
-        f()
-    };
-    // The library stays loaded for the life of the process, so its table is 'static.
-    std::mem::forget(lib);
-    // SAFETY: `pbu_api` returns the address of a static table, non-null.
-    let api: &'static PbuApi = unsafe { api.as_ref() }.ok_or_else(|| fail("pbu_api returned null".into()))?;
-    if api.abi_version != ABI_VERSION {
-        return Err(fail(format!("UART shim ABI {} (expected {ABI_VERSION})", api.abi_version)));
-    }
-    Ok(api)
+    // SAFETY: `pbu_api` has this signature in csrc/pb_uart_shim.cpp and returns a static table.
+    unsafe { cache::load_api::<PbuApi>(path, b"pbu_api\0", |a| a.abi_version, ABI_VERSION, "UART shim") }
 }
 
 /// Verilate, compile and link the model into `dir` (through a temporary directory).
