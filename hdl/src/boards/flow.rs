@@ -33,6 +33,12 @@ use crate::emit::EmitError;
 /// Longest any one tool may run before it is killed.
 pub const FLOW_TOOL_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// Longest one nextpnr seed may run before the flow moves on to the next seed. A placement
+/// that routes takes 2-4 min on the iCEBreaker here; a congested one can leave router1
+/// iterating without converging for as long as it is let (measured: 2 990 overused wires after
+/// 7.4 M iterations and 16 min at seed 1, while seed 2 of the same netlist routed in 3 min).
+pub const NEXTPNR_SEED_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Lines of a failing tool's log carried in [`FlowError::ToolFailed`].
 pub const LOG_TAIL_LINES: usize = 25;
 
@@ -47,7 +53,7 @@ pub enum FlowError {
         /// How to install it.
         hint: &'static str,
     },
-    /// A tool exited with an error (or was killed after [`FLOW_TOOL_TIMEOUT`]).
+    /// A tool exited with an error.
     #[error("{tool} failed ({status}); full log: {log}\n{tail}")]
     ToolFailed {
         /// The tool.
@@ -57,6 +63,16 @@ pub enum FlowError {
         /// Its `ERROR` lines, then the last [`LOG_TAIL_LINES`] lines of its output.
         tail: String,
         /// Where its whole output is.
+        log: PathBuf,
+    },
+    /// A tool ran past its time limit and was killed.
+    #[error("{tool} was killed after {seconds} s (its time limit); full log: {log}")]
+    TimedOut {
+        /// The tool.
+        tool: String,
+        /// The limit, seconds.
+        seconds: u64,
+        /// Where its output is.
         log: PathBuf,
     },
     /// The design could not be emitted.
@@ -139,15 +155,27 @@ impl Toolchain {
 /// Runs `exe args` in `dir` with its output in `dir/<log_name>`; a failure carries the log's
 /// tail.
 fn run(exe: &Path, args: &[&str], dir: &Path, log_name: &str) -> Result<(), FlowError> {
+    run_limited(exe, args, dir, log_name, FLOW_TOOL_TIMEOUT)
+}
+
+/// [`run`], killed after `limit` ([`FlowError::TimedOut`]).
+fn run_limited(
+    exe: &Path,
+    args: &[&str],
+    dir: &Path,
+    log_name: &str,
+    limit: Duration,
+) -> Result<(), FlowError> {
     let log_path = dir.join(log_name);
     let tool =
         exe.file_name().map_or_else(|| exe.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let finished =
-        crate::tool::run_logged(Command::new(exe).args(args).current_dir(dir), &log_path, FLOW_TOOL_TIMEOUT)
-            .map_err(io_err(exe))?;
+    let finished = crate::tool::run_logged(Command::new(exe).args(args).current_dir(dir), &log_path, limit)
+        .map_err(io_err(exe))?;
     let status = match finished {
         crate::tool::Finished::Exited(status) => status.to_string(),
-        crate::tool::Finished::TimedOut => format!("killed after {} s", FLOW_TOOL_TIMEOUT.as_secs()),
+        crate::tool::Finished::TimedOut => {
+            return Err(FlowError::TimedOut { tool, seconds: limit.as_secs(), log: log_path })
+        }
     };
     if status == "exit status: 0" {
         return Ok(());
@@ -165,7 +193,8 @@ fn run(exe: &Path, args: &[&str], dir: &Path, log_name: &str) -> Result<(), Flow
 /// How many nextpnr seeds the flow tries before it gives up on the clock. Placement is a
 /// randomised annealing: on the iCEBreaker the same netlist reaches 28.4 to 30.2 MHz over seeds
 /// 1 to 5 (measured), so one seed's verdict at a 30 MHz target says little about the design.
-/// The report names the seed that met the clock and the Fmax of every seed that missed it.
+/// The report names the seed that met the clock and the Fmax of every seed that missed it (or
+/// that it did not finish routing within [`NEXTPNR_SEED_TIMEOUT`]).
 pub const NEXTPNR_SEEDS: u32 = 8;
 
 /// The Fmax of a nextpnr run that failed only on timing ("Max frequency for clock ...: 28.35
@@ -244,8 +273,9 @@ pub struct Report {
     pub bitstream: PathBuf,
     /// The nextpnr seed whose placement this is.
     pub seed: u32,
-    /// The seeds tried before it, each with the Fmax it reached (below the target).
-    pub missed_seeds: Vec<(u32, f64)>,
+    /// The seeds tried before it, each with the Fmax it reached (below the target), or `None`
+    /// if its routing did not finish within [`NEXTPNR_SEED_TIMEOUT`].
+    pub missed_seeds: Vec<(u32, Option<f64>)>,
 }
 
 impl Report {
@@ -358,7 +388,10 @@ impl Report {
         let missed: Vec<String> = self
             .missed_seeds
             .iter()
-            .map(|(seed, f)| format!("{{\"seed\": {seed}, \"fmax_mhz\": {f:.2}}}"))
+            .map(|(seed, f)| match f {
+                Some(f) => format!("{{\"seed\": {seed}, \"fmax_mhz\": {f:.2}}}"),
+                None => format!("{{\"seed\": {seed}, \"fmax_mhz\": null}}"),
+            })
             .collect();
         let _ = writeln!(s, "  \"seed\": {},", self.seed);
         let _ = writeln!(s, "  \"missed_seeds\": [{}],", missed.join(", "));
@@ -381,8 +414,14 @@ impl Report {
             self.target_mhz,
             if self.meets_timing() { "met" } else { "NOT met" }
         );
-        let missed: Vec<String> =
-            self.missed_seeds.iter().map(|(s, f)| format!("seed {s}: {f:.2} MHz")).collect();
+        let missed: Vec<String> = self
+            .missed_seeds
+            .iter()
+            .map(|(s, f)| match f {
+                Some(f) => format!("seed {s}: {f:.2} MHz"),
+                None => format!("seed {s}: not routed in {} s", NEXTPNR_SEED_TIMEOUT.as_secs()),
+            })
+            .collect();
         let _ = writeln!(
             s,
             "Placement: nextpnr seed {}{}.\n",
@@ -574,7 +613,7 @@ pub fn build_spec(
     };
     // seeds in turn until one meets the clock (see NEXTPNR_SEEDS); the flow is still
     // deterministic: the same netlist gives the same seed and the same result
-    let mut missed: Vec<(u32, f64)> = Vec::new();
+    let mut missed: Vec<(u32, Option<f64>)> = Vec::new();
     let mut seed = 1;
     loop {
         let seed_arg = seed.to_string();
@@ -595,21 +634,25 @@ pub fn build_spec(
         }
         let result =
             stage("nextpnr", format!("{device}, {mhz} MHz, seed {seed}"), &mut progress, &mut || {
-                run(&tools.nextpnr, &args, out_dir, "nextpnr.log")
+                run_limited(&tools.nextpnr, &args, out_dir, "nextpnr.log", NEXTPNR_SEED_TIMEOUT)
             });
         match result {
             Ok(()) => break,
             Err(e) => {
-                // only a timing miss with seeds left moves on to the next seed
-                let fmax = match &e {
-                    FlowError::ToolFailed { tail, .. } if seed < NEXTPNR_SEEDS => missed_clock(tail),
+                // a timing miss, or routing that did not finish, with seeds left moves on to the
+                // next seed
+                let miss = match &e {
+                    _ if seed >= NEXTPNR_SEEDS => None,
+                    FlowError::ToolFailed { tail, .. } => missed_clock(tail).map(Some),
+                    FlowError::TimedOut { .. } => Some(None),
                     _ => None,
                 };
-                let Some(fmax) = fmax else { return Err(e) };
-                progress(&format!(
-                    "[{board}] nextpnr: seed {seed} reached {fmax:.2} MHz, trying seed {}",
-                    seed + 1
-                ));
+                let Some(fmax) = miss else { return Err(e) };
+                let what = match fmax {
+                    Some(f) => format!("reached {f:.2} MHz"),
+                    None => format!("did not finish routing in {} s", NEXTPNR_SEED_TIMEOUT.as_secs()),
+                };
+                progress(&format!("[{board}] nextpnr: seed {seed} {what}, trying seed {}", seed + 1));
                 missed.push((seed, fmax));
                 seed += 1;
             }
