@@ -331,15 +331,15 @@ impl Command {
         if self.check_sizes(cfg.dim()).is_err() {
             return Err(err(ErrorCode::BadLength));
         }
-        let fits = |start: u16, n: usize, rows: usize| usize::from(start) + n <= rows;
-        let (s, a) = (cfg.scratch_rows(), cfg.acc_rows());
+        let op = self.opcode();
+        let fit = |a: u16, n: usize, b: u16| ranges_fit(op, a.into(), n, b.into(), cfg);
         let ok = match self {
-            Command::WriteAct { dst, rows } => fits(*dst, rows.len(), s),
-            Command::ReadAct { src, n } => fits(*src, (*n).into(), s),
-            Command::Matmul { src, n, dst, .. } => fits(*src, (*n).into(), s) && fits(*dst, (*n).into(), a),
-            Command::Activate { src, n, dst } => fits(*src, (*n).into(), a) && fits(*dst, (*n).into(), s),
-            Command::ReadAcc { src, n } => fits(*src, (*n).into(), a),
-            Command::LoadTile { src } => fits(*src, cfg.dim(), s),
+            Command::WriteAct { dst, rows } => fit(*dst, rows.len(), 0),
+            Command::ReadAct { src, n } | Command::ReadAcc { src, n } => fit(*src, (*n).into(), 0),
+            Command::Matmul { src, n, dst, .. } | Command::Activate { src, n, dst } => {
+                fit(*src, (*n).into(), *dst)
+            }
+            Command::LoadTile { src } => fit(*src, 0, 0),
             Command::SetQuant(q) | Command::SetQuantZp { quant: q, .. } => q.shift <= MAX_SHIFT,
             Command::LoadQuant { scales } => scales.iter().all(|c| c.shift <= MAX_SHIFT),
             _ => true,
@@ -349,6 +349,26 @@ impl Command {
         } else {
             Err(err(ErrorCode::OutOfRange))
         }
+    }
+}
+
+/// Whether the row ranges of a command with opcode `op` fit their memories (else the device
+/// answers [`ErrorCode::OutOfRange`]), with wide arithmetic: range A is `n` rows from row `a`,
+/// range B `n` rows from row `b` (payload word 0's first row and count, word 1's first row).
+/// WRITE_ACT and READ_ACT read or write scratchpad range A, READ_ACC accumulator range A,
+/// MATMUL reads scratchpad range A into accumulator range B, ACTIVATE accumulator range A into
+/// scratchpad range B, LOAD_TILE reads DIM scratchpad rows from `a` (`n` unused). The one
+/// rule of [`Command::check`], the native model's Exec state and the RTL's `RangeCheck`.
+pub fn ranges_fit(op: u8, a: usize, n: usize, b: usize, cfg: &Config) -> bool {
+    let (s, acc) = (cfg.scratch_rows(), cfg.acc_rows());
+    let fits = |start: usize, rows: usize| start + n <= rows;
+    match op {
+        opcode::WRITE_ACT | opcode::READ_ACT => fits(a, s),
+        opcode::READ_ACC => fits(a, acc),
+        opcode::MATMUL => fits(a, s) && fits(b, acc),
+        opcode::ACTIVATE => fits(a, acc) && fits(b, s),
+        opcode::LOAD_TILE => a + cfg.dim() <= s,
+        _ => true,
     }
 }
 

@@ -19,8 +19,8 @@
 //! `start + n <= ROWS` without wrapping, in 16 bits: the sum and its carry (ROWS = 2^16 fits
 //! exactly when the sum wraps to 0). A range touches the low bank if `n != 0` and
 //! `start < half`, the high bank if `n != 0` and `start + n > half` ([`spec::banks_touched`]).
-//! The native model computes the same from its argument registers at Exec
-//! (`sim::native::range_check`).
+//! The rule is [`spec::isa::ranges_fit`]'s (also the golden device's); the native model applies
+//! it to its argument registers at Exec (`sim::native::range_check`).
 
 use rust_hdl::prelude::*;
 use spec::isa::opcode;

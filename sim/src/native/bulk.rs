@@ -294,18 +294,9 @@ impl NativeSim {
         {
             return 0;
         }
-        let per_row = self.readback_row_words() as u64;
+        let per_row = self.words_per_row(self.r.op) as u64;
         // words left: this row's from `idx`, then whole rows; all but the last
         (u64::from(rbk.left) - 1) * per_row + per_row.saturating_sub(u64::from(rbk.idx) + 1)
-    }
-
-    /// Words per read-back row: DIM int32 (READ_ACC) or DIM/4 packed int8 (READ_ACT).
-    fn readback_row_words(&self) -> usize {
-        if self.r.op == opcode::READ_ACC {
-            self.dim
-        } else {
-            self.wpr
-        }
     }
 
     /// Send `k` (at most `output_window()`) read-back words, one per cycle from now: the host
@@ -315,7 +306,7 @@ impl NativeSim {
     pub(super) fn send_words(&mut self, k: u64) -> (Stretch, &[u32]) {
         debug_assert!(k <= self.output_window(), "send_words({k}) past the output window");
         let stretch = self.advance_background(k);
-        let per_row = self.readback_row_words();
+        let per_row = self.words_per_row(self.r.op);
         let (op, last) = (self.r.op, per_row as u16 - 1);
         let mut out = std::mem::take(&mut self.sent);
         out.clear();
@@ -523,33 +514,29 @@ impl NativeSim {
 /// Weight row `k` of a bank from the row buffer's int8 row (a write past DIM does nothing, as
 /// in the array, where no PE row matches).
 pub(super) fn write_weight_row(rowbuf: &[u32], bank: &mut [i16], zeros: &mut [u32], k: u16) {
-    let dim = zeros.len();
-    let k = usize::from(k);
-    if k >= dim {
-        return;
-    }
-    // straight from the packed words (byte i of word j is column 4j + i), as `set_weight_row`
-    let mut zero = 0;
-    for (dst, w) in bank[k * dim..(k + 1) * dim].chunks_mut(4).zip(rowbuf) {
-        for (d, b) in dst.iter_mut().zip(w.to_le_bytes()) {
-            *d = i16::from(b as i8);
-            zero += u32::from(b == 0);
-        }
-    }
-    zeros[k] = zero;
+    // byte i of word j is column 4j + i
+    store_weight_row(rowbuf.iter().flat_map(|w| w.to_le_bytes().map(|b| b as i8)), bank, zeros, k);
 }
 
 /// Weight row `k` of a bank from an int8 row of DIM (a write past DIM does nothing).
 pub(super) fn set_weight_row(row: &[i8], bank: &mut [i16], zeros: &mut [u32], k: u16) {
+    store_weight_row(row.iter().copied(), bank, zeros, k);
+}
+
+/// Weight row `k` of a bank (widened for the kernel) and its zero count, from the row's first
+/// DIM int8 values; nothing for `k >= DIM`.
+fn store_weight_row(row: impl Iterator<Item = i8>, bank: &mut [i16], zeros: &mut [u32], k: u16) {
     let dim = zeros.len();
     let k = usize::from(k);
     if k >= dim {
         return;
     }
-    for (w, &v) in bank[k * dim..(k + 1) * dim].iter_mut().zip(row) {
+    let mut zero = 0;
+    for (w, v) in bank[k * dim..(k + 1) * dim].iter_mut().zip(row) {
         *w = i16::from(v);
+        zero += u32::from(v == 0);
     }
-    zeros[k] = row.iter().filter(|&&v| v == 0).count() as u32;
+    zeros[k] = zero;
 }
 
 /// An accumulator row write: `acc = sums` or `acc += sums` (int32 wrap).

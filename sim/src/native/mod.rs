@@ -9,7 +9,8 @@
 //! `counters` (the header decoder is `spec::isa::check_header`); `NativeSim::step` computes
 //! each part's next registers in the RTL's order: the sequencer's issue, the front end (which
 //! starts the sequencer, swaps the banks, completes weight rows, issues ACTIVATE rows), then
-//! `activate` and `counters` from what the front end did this cycle. The delays are [`spec::timing`]'s.
+//! `activate` and `counters` from what the front end did this cycle. The delays are
+//! [`spec::timing`]'s.
 //!
 //! ```text
 //!            ┌────────────────────────────── NativeSim ───────────────────────────────┐
@@ -322,8 +323,18 @@ impl NativeSim {
     /// `n * w` as the RTL's 16x16 multiplier computes it, `n` the row count of payload word 0.
     #[inline]
     fn row_words(&self, a0: u32, op: u8) -> u32 {
-        let per_row = if op == opcode::READ_ACC { self.dim } else { self.wpr } as u32;
-        (a0 >> 16) * per_row
+        (a0 >> 16) * self.words_per_row(op) as u32
+    }
+
+    /// Words per row of `op`'s payload or response: DIM int32 (READ_ACC) or ⌈DIM/4⌉ words of
+    /// packed int8 (the other row commands).
+    #[inline]
+    fn words_per_row(&self, op: u8) -> usize {
+        if op == opcode::READ_ACC {
+            self.dim
+        } else {
+            self.wpr
+        }
     }
 
     /// The range check of the Exec state (`range_check.rs`).
@@ -396,7 +407,7 @@ impl NativeSim {
             self.activity.act_rows += 1;
         }
         // READ_ACT / READ_ACC read-back: a row read ahead, the row buffer loaded
-        let last_word = if q.op == opcode::READ_ACC { dim - 1 } else { self.wpr - 1 } as u16;
+        let last_word = (self.words_per_row(q.op) - 1) as u16;
         let rbk_sent = sent && q.state == State::RowEmit;
         let (rbk, edge) = q.rbk.next(rbk_sent, last_word);
         d.rbk = rbk;

@@ -6,22 +6,11 @@
 use spec::isa::opcode;
 use spec::{banks_touched, Config};
 
-/// The ranges `op` uses fit their memories (17-bit ends, no wrap): range A is payload word 0
-/// (first row | row count << 16), range B word 1's first row with A's count, LOAD_TILE's range
-/// DIM rows from word 0's first row.
+/// The ranges `op` uses fit their memories ([`spec::isa::ranges_fit`]): range A is payload
+/// word 0 (first row | row count << 16), range B word 1's first row with A's count.
 pub(super) fn range_ok(cfg: &Config, op: u8, a0: u32, a1: u32) -> bool {
-    let n = a0 >> 16;
-    let end_a = (a0 & 0xFFFF) + n;
-    let end_b = (a1 & 0xFFFF) + n;
-    let (s, a) = (cfg.scratch_rows() as u32, cfg.acc_rows() as u32);
-    match op {
-        opcode::WRITE_ACT | opcode::READ_ACT => end_a <= s,
-        opcode::READ_ACC => end_a <= a,
-        opcode::MATMUL => end_a <= s && end_b <= a,
-        opcode::ACTIVATE => end_a <= a && end_b <= s,
-        opcode::LOAD_TILE => (a0 & 0xFFFF) + cfg.dim() as u32 <= s,
-        _ => true,
-    }
+    let field = |w: u32, at: u32| ((w >> at) & 0xFFFF) as usize;
+    spec::isa::ranges_fit(op, field(a0, 0), field(a0, 16), field(a1, 0), cfg)
 }
 
 /// The banks ([`spec::banks_touched`]) of range A (LOAD_TILE's DIM rows for LOAD_TILE) in the
