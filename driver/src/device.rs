@@ -12,7 +12,7 @@
 //! that reads a response (use [`Device::sync`] as a fence). After an error the stream may hold
 //! responses nobody asked for: [`Device::resync`] discards them.
 
-use crate::compile::{stream_mlp, CompileError, Layer, OutputKind, ProgramStream};
+use crate::compile::{stream_mlp, CompileError, Layer, OutputKind, ProgramStream, Residency};
 use crate::program::{
     validate_results, validate_step, Block, Output, Program, ProgramError, ResultKind, RunOutput, Step,
 };
@@ -417,6 +417,23 @@ impl<T: Transport> Device<T> {
             }),
         };
         self.mark(r)
+    }
+
+    /// Store the weight tiles of `layers` on the device (resident weights, docs/design.md), as
+    /// many as fit in `budget_rows` scratchpad rows ([`Residency::plan`]; the rest stay
+    /// streamed), then SYNC. Returns where they are, for `compile_mlp_resident` or
+    /// `Network::run_resident`.
+    pub fn upload_resident(
+        &mut self,
+        layers: &[&Layer],
+        budget_rows: usize,
+    ) -> Result<Residency, DriverError> {
+        let resident = Residency::plan(&self.config, layers, budget_rows);
+        for cmd in resident.upload_commands(layers) {
+            self.execute(&cmd)?;
+        }
+        self.sync()?;
+        Ok(resident)
     }
 
     /// LOAD_WEIGHTS: `weights[k * dim + n]` is `W[k][n]` of the next tile.

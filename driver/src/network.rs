@@ -452,13 +452,7 @@ impl Network {
         device: &mut Device<T>,
         budget_rows: usize,
     ) -> Result<Residency, DriverError> {
-        let layers = self.gemm_layers();
-        let resident = Residency::plan(device.config(), &layers, budget_rows);
-        for cmd in resident.upload_commands(&layers) {
-            device.execute(&cmd)?;
-        }
-        device.sync()?;
-        Ok(resident)
+        device.upload_resident(&self.gemm_layers(), budget_rows)
     }
 
     /// [`Network::run`] with the tiles of `resident` (from [`Network::upload`] on this

@@ -47,7 +47,7 @@ use std::fmt;
 
 use driver::{
     compile_mlp_resident, stream_mlp_buffered, Buffering, CompileError, Device, DriverError, GoldenTransport,
-    Layer, Network, OutputKind, Program, ProgramError, ProgramStream, Recorder, Residency, Step,
+    Layer, Network, OutputKind, Program, ProgramError, ProgramStream, Recorder, Step,
 };
 use nalgebra::{DMatrix, DVector};
 use serde::{Deserialize, Serialize};
@@ -283,31 +283,31 @@ impl Workload {
     /// `infer --resident` runs them.
     fn resident_streams(&self, cfg: &Config) -> Result<ResidentStreams, EstimateError> {
         let budget = cfg.scratch_rows() / 2;
-        let (residency, upload, upload_responses, words, responses) = match &self.network {
-            None => {
-                let refs: Vec<&Layer> = self.layers.iter().collect();
-                let residency = Residency::plan(cfg, &refs, budget);
-                let mut upload = Vec::new();
-                for cmd in residency.upload_commands(&refs).iter().chain([&Command::Sync { token: 1 }]) {
-                    cmd.encode_into(cfg.dim(), &mut upload)
-                        .map_err(|e| EstimateError::Stream(e.to_string()))?;
-                }
-                let program = compile_mlp_resident(cfg, &self.x, &self.layers, self.output, &residency, 0)?;
-                let (words, responses) = program_stream(&program)?;
-                (residency, upload, 2, words, responses)
-            }
+        // the upload recorded on the golden device as the driver sends it; the run too for a
+        // network (as `source` does), the MLP's compiled like a streamed one
+        let mut dev = Device::open(Recorder::new(GoldenTransport::new(*cfg)), cfg)?;
+        dev.transport_mut().sent.clear();
+        dev.transport_mut().received.clear();
+        let residency = match &self.network {
+            Some(net) => net.upload(&mut dev, budget)?,
+            None => dev.upload_resident(&self.layers.iter().collect::<Vec<_>>(), budget)?,
+        };
+        let upload = std::mem::take(&mut dev.transport_mut().sent);
+        let upload_responses = std::mem::take(&mut dev.transport_mut().received).len();
+        let (words, responses) = match &self.network {
             Some(net) => {
-                // recorded on the golden device, as for streamed networks (see `source`)
-                let mut dev = Device::open(Recorder::new(GoldenTransport::new(*cfg)), cfg)?;
-                dev.transport_mut().sent.clear();
-                dev.transport_mut().received.clear();
-                let residency = net.upload(&mut dev, budget)?;
-                let upload = std::mem::take(&mut dev.transport_mut().sent);
-                let upload_responses = std::mem::take(&mut dev.transport_mut().received).len();
                 net.run_resident(&mut dev, &self.x, &residency)?;
                 let rec = dev.into_transport();
-                (residency, upload, upload_responses, rec.sent, rec.received.len())
+                (rec.sent, rec.received.len())
             }
+            None => program_stream(&compile_mlp_resident(
+                cfg,
+                &self.x,
+                &self.layers,
+                self.output,
+                &residency,
+                0,
+            )?)?,
         };
         let (stored, total) = residency.stored();
         let plan = format!(
@@ -370,15 +370,7 @@ impl Source<'_> {
     ) -> Result<usize, EstimateError> {
         let stream = match self {
             Source::Words(words, responses) => {
-                let mut i = 0;
-                while i < words.len() {
-                    let (op, len) = spec::isa::split_header(words[i]);
-                    let end = (i + 1 + len as usize).min(words.len());
-                    if want(op) {
-                        f(op, &words[i..end]);
-                    }
-                    i = end;
-                }
+                command_slices(words).filter(|&(op, _)| want(op)).for_each(|(op, w)| f(op, w));
                 return Ok(*responses);
             }
             Source::Stream(stream) => stream,
@@ -411,6 +403,20 @@ impl Source<'_> {
             None => Ok(responses as usize),
         }
     }
+}
+
+/// The commands of a recorded stream in order: each one's opcode and its header and payload
+/// words (a payload cut short by the end of `words` as it is).
+fn command_slices(words: &[u32]) -> impl Iterator<Item = (u8, &[u32])> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let &head = words.get(i)?;
+        let (op, len) = spec::isa::split_header(head);
+        let end = (i + 1 + len as usize).min(words.len());
+        let cmd = &words[i..end];
+        i = end;
+        Some((op, cmd))
+    })
 }
 
 /// Words a run is fed at a time when its stream is made as it runs.
@@ -686,15 +692,7 @@ pub fn program_stream(program: &Program) -> Result<(Vec<u32>, usize), EstimateEr
 /// The commands of a well-formed stream as word slices, with their opcodes.
 #[cfg(test)]
 fn commands(words: &[u32]) -> Vec<(u8, &[u32])> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < words.len() {
-        let (op, len) = spec::isa::split_header(words[i]);
-        let end = (i + 1 + len as usize).min(words.len());
-        out.push((op, &words[i..end]));
-        i = end;
-    }
-    out
+    command_slices(words).collect()
 }
 
 fn sync_words(dim: usize, token: u32) -> Vec<u32> {
@@ -773,13 +771,10 @@ fn derived_runs(
     let mut meter_w = throughput::Meter::new(sim_w, None, true).record();
     let (mut compute, mut weights) = (Feeder::new(&mut meter_c), Feeder::new(&mut meter_w));
     if let Some(upload) = upload {
-        Source::Words(upload.to_vec(), 0).for_each_command_where(
-            &|op| op == opcode::WRITE_ACT,
-            &mut |_, w| {
-                compute.push(w);
-                weights.push(w);
-            },
-        )?;
+        for (_, w) in command_slices(upload).filter(|&(op, _)| op == opcode::WRITE_ACT) {
+            compute.push(w);
+            weights.push(w);
+        }
     }
     let mut tile: Option<Vec<u32>> = None;
     // (the first pass encodes only what it feeds; once the first tile is had, no more tiles)
