@@ -33,11 +33,21 @@ use crate::emit::EmitError;
 /// Longest any one tool may run before it is killed.
 pub const FLOW_TOOL_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Longest one nextpnr seed may run before the flow moves on to the next seed. A placement
-/// that routes takes 2-4 min on the iCEBreaker here; a congested one can leave router1
-/// iterating without converging for as long as it is let (measured: 2 990 overused wires after
-/// 7.4 M iterations and 16 min at seed 1, while seed 2 of the same netlist routed in 3 min).
+/// Longest one nextpnr-ice40 seed may run before the flow moves on to the next seed. A
+/// placement that routes takes 1-4 min on the iCEBreaker here; a congested one can leave
+/// router1 iterating without converging for as long as it is let (measured: 2 990 overused
+/// wires after 7.4 M iterations and 16 min at seed 1, while seed 2 of the same netlist routed
+/// in 72 s). The ECP5 flows (nextpnr-ecp5 as WebAssembly, 10-30 min a run) keep
+/// [`FLOW_TOOL_TIMEOUT`] per seed: [`nextpnr_seed_timeout`].
 pub const NEXTPNR_SEED_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long one nextpnr seed of `family` may run.
+pub fn nextpnr_seed_timeout(family: Family) -> Duration {
+    match family {
+        Family::Ice40 => NEXTPNR_SEED_TIMEOUT,
+        Family::Ecp5 => FLOW_TOOL_TIMEOUT,
+    }
+}
 
 /// Lines of a failing tool's log carried in [`FlowError::ToolFailed`].
 pub const LOG_TAIL_LINES: usize = 25;
@@ -194,7 +204,7 @@ fn run_limited(
 /// randomised annealing: on the iCEBreaker the same netlist reaches 28.4 to 30.2 MHz over seeds
 /// 1 to 5 (measured), so one seed's verdict at a 30 MHz target says little about the design.
 /// The report names the seed that met the clock and the Fmax of every seed that missed it (or
-/// that it did not finish routing within [`NEXTPNR_SEED_TIMEOUT`]).
+/// that it did not finish routing within [`nextpnr_seed_timeout`]).
 pub const NEXTPNR_SEEDS: u32 = 8;
 
 /// The Fmax of a nextpnr run that failed only on timing ("Max frequency for clock ...: 28.35
@@ -274,7 +284,7 @@ pub struct Report {
     /// The nextpnr seed whose placement this is.
     pub seed: u32,
     /// The seeds tried before it, each with the Fmax it reached (below the target), or `None`
-    /// if its routing did not finish within [`NEXTPNR_SEED_TIMEOUT`].
+    /// if its routing did not finish within [`nextpnr_seed_timeout`].
     pub missed_seeds: Vec<(u32, Option<f64>)>,
 }
 
@@ -419,7 +429,7 @@ impl Report {
             .iter()
             .map(|(s, f)| match f {
                 Some(f) => format!("seed {s}: {f:.2} MHz"),
-                None => format!("seed {s}: not routed in {} s", NEXTPNR_SEED_TIMEOUT.as_secs()),
+                None => format!("seed {s}: not routed in its time limit"),
             })
             .collect();
         let _ = writeln!(
@@ -634,7 +644,7 @@ pub fn build_spec(
         }
         let result =
             stage("nextpnr", format!("{device}, {mhz} MHz, seed {seed}"), &mut progress, &mut || {
-                run_limited(&tools.nextpnr, &args, out_dir, "nextpnr.log", NEXTPNR_SEED_TIMEOUT)
+                run_limited(&tools.nextpnr, &args, out_dir, "nextpnr.log", nextpnr_seed_timeout(family))
             });
         match result {
             Ok(()) => break,
@@ -650,7 +660,7 @@ pub fn build_spec(
                 let Some(fmax) = miss else { return Err(e) };
                 let what = match fmax {
                     Some(f) => format!("reached {f:.2} MHz"),
-                    None => format!("did not finish routing in {} s", NEXTPNR_SEED_TIMEOUT.as_secs()),
+                    None => format!("did not finish routing in {} s", nextpnr_seed_timeout(family).as_secs()),
                 };
                 progress(&format!("[{board}] nextpnr: seed {seed} {what}, trying seed {}", seed + 1));
                 missed.push((seed, fmax));

@@ -146,6 +146,17 @@ fn a_timing_miss_is_told_from_other_nextpnr_failures() {
     );
 }
 
+/// Each nextpnr seed's time limit: an iCE40 seed that does not finish routing in 10 min moves
+/// on (a routing run takes 1-4 min here), while an ECP5 run under WebAssembly, which takes
+/// 10-30 min, keeps the hour every tool gets.
+#[test]
+fn nextpnr_seed_limits_fit_each_family() {
+    use super::flow::{nextpnr_seed_timeout, FLOW_TOOL_TIMEOUT};
+    assert_eq!(nextpnr_seed_timeout(Family::Ice40), std::time::Duration::from_secs(600));
+    assert_eq!(nextpnr_seed_timeout(Family::Ecp5), FLOW_TOOL_TIMEOUT);
+    assert!(FLOW_TOOL_TIMEOUT >= std::time::Duration::from_secs(30 * 60));
+}
+
 #[test]
 fn nextpnr_reports_parse() {
     let ice40 = r#"{"critical_paths": [{"from": "posedge clk", "path": [], "to": "posedge clk"}],
