@@ -4,7 +4,6 @@
 #
 #   apt:  g++ verilator yosys nextpnr-ice40 fpga-icestorm iverilog   (RTL simulation, FPGA flows)
 #         z3                                                     (SMT solver, `verify --solver z3`)
-#         libfontconfig1-dev pkg-config                          (plots)
 #         python3-numpy                                          (numpy cross-check test)
 #         librsvg2-bin                                           (rsvg-convert: plots to PNG)
 #   pip:  numpy, only if the `python3` on PATH (e.g. a pyenv build) cannot import Debian's
@@ -18,8 +17,7 @@
 #           for `protobrain bitstream --board ulx3s-25f|ulx3s-85f` (not needed by the tests)
 set -euo pipefail
 
-APT_PACKAGES=(g++ verilator yosys nextpnr-ice40 fpga-icestorm iverilog libfontconfig1-dev pkg-config
-    python3-numpy librsvg2-bin z3)
+APT_PACKAGES=(g++ verilator yosys nextpnr-ice40 fpga-icestorm iverilog python3-numpy librsvg2-bin z3)
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }

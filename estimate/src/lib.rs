@@ -700,34 +700,41 @@ fn sync_words(dim: usize, token: u32) -> Vec<u32> {
 }
 
 /// The stream parts of the derived runs, whole: a preload (every WRITE_ACT of the program,
-/// then its first weight tile, then a SYNC), the MATMULs alone, and LOAD_WEIGHTS + MATMUL in
-/// order (the tests' reference for [`derived_run`]).
+/// then its first weight tile, then a SYNC), the MATMULs alone, and the weight tiles
+/// (LOAD_WEIGHTS or LOAD_TILE) and MATMULs in order (the tests' reference for
+/// [`derived_runs`]).
 #[cfg(test)]
 struct Derived {
     preload: Vec<u32>,
     compute: Vec<u32>,
+    weights: Vec<u32>,
     matmul_rows: Vec<u64>,
 }
 
 #[cfg(test)]
 fn derive(dim: usize, words: &[u32]) -> Derived {
     let cmds = commands(words);
-    let mut d = Derived { preload: Vec::new(), compute: Vec::new(), matmul_rows: Vec::new() };
+    let mut d =
+        Derived { preload: Vec::new(), compute: Vec::new(), weights: Vec::new(), matmul_rows: Vec::new() };
+    let is_tile = |op: u8| op == opcode::LOAD_WEIGHTS || op == opcode::LOAD_TILE;
     for &(op, w) in &cmds {
         match op {
             opcode::WRITE_ACT => d.preload.extend_from_slice(w),
             opcode::MATMUL => {
                 d.compute.extend_from_slice(w);
+                d.weights.extend_from_slice(w);
                 d.matmul_rows.push(u64::from(w[1] >> 16));
             }
+            op if is_tile(op) => d.weights.extend_from_slice(w),
             _ => {}
         }
     }
-    if let Some(&(_, w)) = cmds.iter().find(|(op, _)| *op == opcode::LOAD_WEIGHTS) {
+    if let Some(&(_, w)) = cmds.iter().find(|(op, _)| is_tile(*op)) {
         d.preload.extend_from_slice(w);
     }
     d.preload.extend(sync_words(dim, 1));
     d.compute.extend(sync_words(dim, 2));
+    d.weights.extend(sync_words(dim, 3));
     d
 }
 
@@ -744,15 +751,21 @@ struct DerivedRun {
     pipelined: throughput::Pipelined,
 }
 
-/// The two derived runs, each on a fresh model: the preload (every WRITE_ACT of the stream,
-/// then its first weight tile, then SYNC 1), then the measured part (compute: the MATMULs, then
-/// SYNC 2; weight stream: the LOAD_WEIGHTS and MATMULs in order, then SYNC 3). Both are fed
-/// from the same two passes over the stream (the WRITE_ACTs, then the rest). Each one's busy
-/// cycles, duration (from the preload's SYNC echo to its own) and activity (between the two
-/// echoes). The models skip the array's sums, which none of these depend on (tested).
+/// The two derived runs, each on a fresh model: the preload (compute: every WRITE_ACT of the
+/// stream, then its first weight tile, then SYNC 1; weight stream: the first weight tile and
+/// SYNC 1), then the measured part (compute: the MATMULs, then SYNC 2; weight stream: the
+/// LOAD_WEIGHTS and MATMULs in order, then SYNC 3). Both are fed from the same two passes over
+/// the stream (the WRITE_ACTs, then the rest). Each one's busy cycles, duration (from the
+/// preload's SYNC echo to its own) and activity (between the two echoes). The models skip the
+/// array's sums, which none of these depend on (tested).
 ///
-/// With `upload` (resident weights), its WRITE_ACTs (the stored tiles) open the preload, the
-/// first weight tile may be a LOAD_TILE, and the weight stream has the LOAD_TILEs.
+/// Of the weight-stream run only the duration is read, and no cycle of the core depends on
+/// the data: its model keeps time alone ([`NativeSim::timing_only`]) and is not given the
+/// WRITE_ACTs, which would only fill rows its MATMULs read (tested equal to the whole preload,
+/// [`tests`]' `weight_stream_run_needs_no_preloaded_activations`).
+///
+/// With `upload` (resident weights), its WRITE_ACTs (the stored tiles) open the compute run's
+/// preload, the first weight tile may be a LOAD_TILE, and the weight stream has the LOAD_TILEs.
 fn derived_runs(
     cfg: &Config,
     source: &Source,
@@ -762,18 +775,19 @@ fn derived_runs(
     let mut sims = [NativeSim::new(cfg), NativeSim::new(cfg)];
     for sim in &mut sims {
         sim.reset();
-        // only cycles and activity are read, and every MATMUL's X is written by the host (no
-        // ACTIVATE): the sums would change neither (NativeSim::skip_sums)
-        sim.skip_sums();
     }
     let [sim_c, sim_w] = &mut sims;
+    // only cycles and activity are read, and every MATMUL's X is written by the host (no
+    // ACTIVATE): the sums would change neither (NativeSim::skip_sums); of the weight stream
+    // only cycles are read
+    sim_c.skip_sums();
+    sim_w.timing_only();
     let mut meter_c = throughput::Meter::new(sim_c, None, true).record();
     let mut meter_w = throughput::Meter::new(sim_w, None, true).record();
     let (mut compute, mut weights) = (Feeder::new(&mut meter_c), Feeder::new(&mut meter_w));
     if let Some(upload) = upload {
         for (_, w) in command_slices(upload).filter(|&(op, _)| op == opcode::WRITE_ACT) {
             compute.push(w);
-            weights.push(w);
         }
     }
     let mut tile: Option<Vec<u32>> = None;
@@ -782,10 +796,7 @@ fn derived_runs(
     let is_tile = |op: u8| op == opcode::LOAD_WEIGHTS || op == opcode::LOAD_TILE;
     let first_pass = |op: u8| op == opcode::WRITE_ACT || (is_tile(op) && !have_tile.get());
     source.for_each_command_where(&first_pass, &mut |op, w| match op {
-        opcode::WRITE_ACT => {
-            compute.push(w);
-            weights.push(w);
-        }
+        opcode::WRITE_ACT => compute.push(w),
         op if is_tile(op) && tile.is_none() => {
             tile = Some(w.to_vec());
             have_tile.set(true);

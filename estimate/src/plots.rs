@@ -1,5 +1,6 @@
-//! The sweep's plots, as SVG files (plotters; text measured with the system's sans-serif font
-//! through fontconfig).
+//! The sweep's plots, as SVG files (plotters; text laid out with DejaVu Sans, built into the
+//! binary: `fonts/DejaVuSans.ttf`, the font fontconfig picks for `sans-serif` on Debian, so the
+//! files are what they were with the system font, on any machine, fonts installed or not).
 //!
 //! ```text
 //!  SweepResult ──► utilization_vs_m.svg   utilisation vs M, one colour per DIM
@@ -35,6 +36,22 @@ pub struct PlotError {
     pub problem: String,
 }
 
+/// DejaVu Sans (Bitstream Vera licence, `fonts/DejaVuSans-LICENSE.txt`).
+static SANS: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+
+/// Make `"sans-serif"`, the one font family the plots use, DejaVu Sans (once per process);
+/// every public drawing function calls it first.
+fn fonts(file: &str) -> Result<(), PlotError> {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *REGISTERED
+        .get_or_init(|| plotters::style::register_font("sans-serif", FontStyle::Normal, SANS).is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(PlotError { file: file.into(), problem: "the built-in font (DejaVu Sans) does not load".into() })
+    }
+}
+
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type Draw<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -60,6 +77,7 @@ pub fn render_all(result: &SweepResult) -> Result<Vec<(&'static str, String)>, P
         [utilization_vs_m, dim_scaling, energy_breakdown, roofline];
     let mut out = Vec::new();
     for (name, draw) in PLOT_FILES.into_iter().zip(draws) {
+        fonts(name)?;
         let fail =
             |e: Box<dyn std::error::Error>| PlotError { file: name.to_string(), problem: e.to_string() };
         let mut svg = String::new();
@@ -398,6 +416,7 @@ pub fn line_chart(
     series: &[(String, Vec<(f64, f64)>)],
 ) -> Result<(), PlotError> {
     let file = path.display().to_string();
+    fonts(&file)?;
     let fail = |e: Box<dyn std::error::Error>| PlotError { file: file.clone(), problem: e.to_string() };
     let draw = || -> Draw<()> {
         let root = SVGBackend::new(path, SIZE).into_drawing_area();
@@ -506,6 +525,7 @@ pub fn line_chart(
 /// program, and inside it the MATMULs alone; the physical limit as a marker), utilisation per
 /// layer below (whole program and MATMULs alone), layers in file order on the x axis.
 pub fn topology_svg(report: &TopologyReport, title: &str) -> Result<String, PlotError> {
+    fonts("topology plot")?;
     let fail =
         |e: Box<dyn std::error::Error>| PlotError { file: "topology plot".into(), problem: e.to_string() };
     let mut svg = String::new();

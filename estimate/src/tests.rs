@@ -81,6 +81,62 @@ fn compute_cycles_are_the_span_of_the_matmuls() {
     }
 }
 
+/// The weight-stream run keeps time alone and is not given the program's WRITE_ACTs (nor a
+/// resident upload's): its duration equals that of a model that computes everything and is
+/// given the whole preload (every WRITE_ACT, the first tile, SYNC 1), on random GEMMs and
+/// two-layer MLPs, streamed and resident, chunked or not.
+#[test]
+fn weight_stream_run_needs_no_preloaded_activations() {
+    let mut rng = Rng::new(2207);
+    let mut ran = 0;
+    for case in 0..24u64 {
+        let dim = 1 + rng.below(10) as usize;
+        let c = cfg(dim, (8 * dim).next_power_of_two() << rng.below(3), (4 * dim).next_power_of_two());
+        let (m, k, n) = (
+            1 + rng.below(80) as usize,
+            1 + rng.below(4 * dim as u64) as usize,
+            1 + rng.below(4 * dim as u64) as usize,
+        );
+        let gemm = Workload::gemm(m, k, n, random(case)).unwrap();
+        let w = if case % 4 == 3 {
+            let second = Workload::gemm(m, n, 1 + rng.below(3 * dim as u64) as usize, random(case)).unwrap();
+            let layers = gemm.layers.into_iter().chain(second.layers).collect();
+            Workload::mlp("two layers", layers, OutputKind::Int8, m, random(case)).unwrap()
+        } else {
+            gemm
+        };
+        let resident = case % 2 == 1;
+        let (upload, source) = if resident {
+            let Ok(r) = w.resident_streams(&c) else { continue };
+            (Some(r.upload), Source::Words(r.words, r.responses))
+        } else {
+            let Ok((_, source)) = w.source(&c, Buffering::Auto) else { continue };
+            (None, source)
+        };
+        let mut words = Vec::new();
+        source.for_each_command(&mut |_, w| words.extend_from_slice(w)).unwrap();
+        let d = derive(dim, &words);
+        let stored: Vec<u32> = upload
+            .iter()
+            .flat_map(|u| command_slices(u).filter(|&(op, _)| op == opcode::WRITE_ACT))
+            .flat_map(|(_, w)| w.iter().copied())
+            .collect();
+        let mut sim = NativeSim::new(&c);
+        sim.reset();
+        let mut meter = throughput::Meter::new(&mut sim, None, false).record();
+        for part in [&stored, &d.preload, &d.weights] {
+            meter.feed(part).unwrap();
+        }
+        meter.finish(4).unwrap();
+        let out = meter.outputs();
+        let reference = out[3].0 - out[1].0;
+        let (_, stream) = derived_runs(&c, &source, upload.as_deref()).unwrap();
+        assert_eq!(stream.duration, reference, "case {case}: {m}x{k}x{n} on {c}, resident {resident}");
+        ran += 1;
+    }
+    assert!(ran >= 16, "only {ran} of 24 compiled");
+}
+
 /// The breakdown adds up to the run's cycles and each command's front-end time is the cycle
 /// table's (docs/architecture.md): WRITE_ACT n rows 3 + n·W, LOAD_WEIGHTS 1 + DIM·W,
 /// MATMUL 4, SYNC 5 (+ drain).

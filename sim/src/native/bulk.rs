@@ -91,6 +91,14 @@ impl NativeSim {
         self.kernel = super::kernel::select_operands(self.dim);
     }
 
+    /// [`NativeSim::skip_sums`], and stop counting the products with a zero operand too
+    /// ([`crate::Activity::zero_operand_macs`] stays where it is): every cycle, handshake and
+    /// counter stays exactly what it would be, as does every other activity count. For runs
+    /// whose cycles alone are read: the estimator's weight-stream run.
+    pub fn timing_only(&mut self) {
+        self.kernel = super::kernel::nothing;
+    }
+
     /// [`crate::CycleSim::pump`] with blind windows and input runs fast-forwarded.
     pub(super) fn pump_bulk(
         &mut self,

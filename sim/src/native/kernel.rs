@@ -162,6 +162,12 @@ pub(crate) fn select(dim: usize) -> RowKernel {
     portable(dim)
 }
 
+/// The kernel of a model that keeps time alone ([`super::NativeSim::timing_only`]): neither
+/// the sums nor the count of products with a zero operand (0); `out` is left as it is.
+pub(crate) fn nothing(_x: &[i8], _w: &[i16], _zw: &[u32], _out: &mut [i32], _add: bool) -> u64 {
+    0
+}
+
 /// The kernel of a model that does not compute the sums ([`super::NativeSim::skip_sums`]): the
 /// count of products with a zero operand alone (from the operands, as every kernel counts it);
 /// `out` is left as it is.

@@ -505,7 +505,8 @@ fn longest_read_acc_header_fits_at_dim_256() {
 /// response cycles, counters and activity, except the zero-operand count of operands an
 /// ACTIVATE computed on chip; without ACTIVATE, all of it (random commands and GEMM blocks,
 /// DIM 1..=9 with the const and generic kernels, stalls on both streams). Only the values read
-/// back differ.
+/// back differ. A model that keeps time alone (`timing_only`) does the same and counts no
+/// zero-operand product.
 #[test]
 fn skipping_the_sums_changes_no_cycle_and_no_count() {
     use spec::stimulus::{random_command, random_gemm_block, random_stalls};
@@ -526,19 +527,27 @@ fn skipping_the_sums_changes_no_cycle_and_no_count() {
         let words = program(&cmds, dim);
         let p = [0.0, 0.3][rng.below(2) as usize];
         let stalls = Stalls { input: random_stalls(&mut rng, 37, p), output: random_stalls(&mut rng, 23, p) };
-        let (mut a, mut b) = (NativeSim::new(&cfg), NativeSim::new(&cfg));
+        let (mut a, mut b, mut t) = (NativeSim::new(&cfg), NativeSim::new(&cfg), NativeSim::new(&cfg));
         b.skip_sums();
+        t.timing_only();
         let ta = a.run_stream(&words, &stalls, 1 << 22).unwrap();
         let tb = b.run_stream(&words, &stalls, 1 << 22).unwrap();
+        let tt = t.run_stream(&words, &stalls, 1 << 22).unwrap();
         let what = format!("case {case} on {cfg}");
         let cycles = |t: &Trace| t.outputs.iter().map(|&(c, _)| c).collect::<Vec<_>>();
         assert_eq!(cycles(&ta), cycles(&tb), "{what}");
+        assert_eq!(cycles(&ta), cycles(&tt), "{what}");
         assert_eq!((ta.cycles, ta.last_input_cycle), (tb.cycles, tb.last_input_cycle), "{what}");
+        assert_eq!((ta.cycles, ta.last_input_cycle), (tt.cycles, tt.last_input_cycle), "{what}");
         assert_eq!(a.counters(), b.counters(), "{what}");
-        let (mut aa, ab) = (a.activity(), b.activity());
+        assert_eq!(a.counters(), t.counters(), "{what}");
+        let (mut aa, ab, mut at) = (a.activity(), b.activity(), t.activity());
         if with_activate {
             aa.zero_operand_macs = ab.zero_operand_macs;
         }
         assert_eq!(aa, ab, "{what}");
+        assert_eq!(at.zero_operand_macs, 0, "{what}");
+        at.zero_operand_macs = ab.zero_operand_macs;
+        assert_eq!(at, ab, "{what}");
     }
 }
