@@ -779,16 +779,36 @@ pub fn stream_mlp_buffered<'a>(
 /// A compiled computation whose steps are made on demand, in wire order, as many times as
 /// asked ([`ProgramStream::for_each_step`]): the same steps as the [`Program`] of
 /// [`compile_mlp`] ([`ProgramStream::to_program`]), without holding them all. Memory stays
-/// that of X, the layers and one chunk's steps, however long the program; a consumer that runs
-/// the steps as they come (`Device::run_stream`, the estimator) needs no more.
+/// that of X and the layers (twice: see [`RowMajor`]) and one chunk's steps, however long the
+/// program; a consumer that runs the steps as they come (`Device::run_stream`, the estimator)
+/// needs no more.
 #[derive(Debug, Clone)]
 pub struct ProgramStream<'a> {
     plan: Plan,
     x: &'a DMatrix<i8>,
     layers: &'a [Layer],
+    rows: RowMajor,
     kind: OutputKind,
     resident: Option<(&'a Residency, usize)>,
     results: Vec<ResultSpec>,
+}
+
+/// X and every layer's weights row-major (nalgebra keeps them column-major), made once per
+/// [`ProgramStream`]: a WRITE_ACT row and a weight tile's row are then one contiguous copy each
+/// instead of DIM strided reads, on every pass over the steps (the estimator makes three).
+#[derive(Debug, Clone)]
+struct RowMajor {
+    /// `x[r * K + c]` = X(r, c).
+    x: Vec<i8>,
+    /// Per layer, `w[k * N + n]` = W(k, n).
+    w: Vec<Vec<i8>>,
+}
+
+impl RowMajor {
+    fn new(x: &DMatrix<i8>, layers: &[Layer]) -> Self {
+        let row_major = |m: &DMatrix<i8>| m.transpose().as_slice().to_vec();
+        RowMajor { x: row_major(x), w: layers.iter().map(|l| row_major(l.weights())).collect() }
+    }
 }
 
 impl<'a> ProgramStream<'a> {
@@ -800,7 +820,8 @@ impl<'a> ProgramStream<'a> {
         resident: Option<(&'a Residency, usize)>,
     ) -> Self {
         let results = result_specs(&plan, layers, kind);
-        ProgramStream { plan, x, layers, kind, resident, results }
+        let rows = RowMajor::new(x, layers);
+        ProgramStream { plan, x, layers, rows, kind, resident, results }
     }
 
     /// The device it is compiled for.
@@ -825,7 +846,7 @@ impl<'a> ProgramStream<'a> {
 
     /// Make the steps, handing each to `f` in wire order.
     pub fn for_each_step(&self, mut f: impl FnMut(Step)) {
-        emit(&self.plan, self.x, self.layers, self.kind, self.resident, &mut f);
+        emit(&self.plan, self.x, self.layers, &self.rows, self.kind, self.resident, &mut f);
     }
 
     /// The whole [`Program`].
@@ -949,19 +970,14 @@ fn tile_row(w: &DMatrix<i8>, kt: usize, nt: usize, k: usize, d: usize) -> Vec<i8
     (nt * d..(nt + 1) * d).map(|c| if r < w.nrows() && c < w.ncols() { w[(r, c)] } else { 0 }).collect()
 }
 
-/// Weight tile (kt, nt) row-major: its rows [`tile_row`] `0..DIM` one after another (built from
-/// W's column-major storage directly: the compiler makes one per LOAD_WEIGHTS).
-fn weight_tile(w: &DMatrix<i8>, kt: usize, nt: usize, d: usize) -> Vec<i8> {
+/// Weight tile (kt, nt) row-major: its rows [`tile_row`] `0..DIM` one after another, from W
+/// (K x N) stored row-major in `w` (the compiler makes one per LOAD_WEIGHTS).
+fn weight_tile(w: &[i8], (k, n): (usize, usize), kt: usize, nt: usize, d: usize) -> Vec<i8> {
     let mut tile = vec![0i8; d * d];
-    let (k, n) = w.shape();
     let (r0, c0) = (kt * d, nt * d);
     let (rows, cols) = (d.min(k.saturating_sub(r0)), d.min(n.saturating_sub(c0)));
-    let data = w.as_slice();
-    for j in 0..cols {
-        let col = &data[(c0 + j) * k + r0..][..rows];
-        for (i, &v) in col.iter().enumerate() {
-            tile[i * d + j] = v;
-        }
+    for (i, row) in tile.chunks_exact_mut(d).take(rows).enumerate() {
+        row[..cols].copy_from_slice(&w[(r0 + i) * n + c0..][..cols]);
     }
     tile
 }
@@ -982,6 +998,7 @@ type TileId = (usize, usize, usize);
 struct Emitter<'a> {
     cfg: Config,
     layers: &'a [Layer],
+    rows: &'a RowMajor,
     /// Tiles on the device and the residency index of `layers[0]`.
     resident: Option<(&'a Residency, usize)>,
     steps: Vec<Step>,
@@ -1015,15 +1032,13 @@ impl Emitter<'_> {
         let d = self.dim();
         match src {
             Source::Input(x) => {
-                // columns kt·DIM .. of X (column-major), zero padded past K
-                let (data, m, c0) = (x.as_slice(), x.nrows(), kt * d);
+                // columns kt·DIM .. of X (row-major in `self.rows.x`), zero padded past K
+                let (data, width, c0) = (&self.rows.x, x.ncols(), kt * d);
                 let cols = d.min(k.saturating_sub(c0));
                 let rows = (r0..r0 + n)
                     .map(|r| {
                         let mut v = vec![0i8; d];
-                        for (j, e) in v[..cols].iter_mut().enumerate() {
-                            *e = data[(c0 + j) * m + r];
-                        }
+                        v[..cols].copy_from_slice(&data[r * width + c0..][..cols]);
                         v
                     })
                     .collect();
@@ -1046,7 +1061,8 @@ impl Emitter<'_> {
         if let Some(at) = self.resident.and_then(|(r, first)| r.row_of((first + l, kt, nt))) {
             self.push(Command::LoadTile { src: row(at) });
         } else {
-            let weights = weight_tile(self.layers[l].weights(), kt, nt, d);
+            let layer = &self.layers[l];
+            let weights = weight_tile(&self.rows.w[l], (layer.k(), layer.n()), kt, nt, d);
             self.push(Command::LoadWeights { weights });
         }
         self.shadow = Some(id);
@@ -1134,6 +1150,7 @@ fn emit<'a>(
     plan: &Plan,
     x: &DMatrix<i8>,
     layers: &'a [Layer],
+    rows: &'a RowMajor,
     kind: OutputKind,
     resident: Option<(&'a Residency, usize)>,
     sink: &mut dyn FnMut(Step),
@@ -1144,6 +1161,7 @@ fn emit<'a>(
     let mut e = Emitter {
         cfg,
         layers,
+        rows,
         resident,
         steps: Vec::new(),
         active: None,
@@ -1550,7 +1568,9 @@ mod tests {
             for kt in 0..k.div_ceil(d) {
                 for nt in 0..n.div_ceil(d) {
                     let rows: Vec<i8> = (0..d).flat_map(|r| tile_row(&w, kt, nt, r, d)).collect();
-                    assert_eq!(weight_tile(&w, kt, nt, d), rows, "{k}x{n} DIM {d} tile ({kt}, {nt})");
+                    let row_major = w.transpose().as_slice().to_vec();
+                    let tile = weight_tile(&row_major, (k, n), kt, nt, d);
+                    assert_eq!(tile, rows, "{k}x{n} DIM {d} tile ({kt}, {nt})");
                 }
             }
         }

@@ -90,12 +90,14 @@ pub fn split_header(word: u32) -> (u8, u32) {
 
 /// Append one int8 row as `ceil(len/4)` little-endian words.
 pub fn pack_row(row: &[i8], out: &mut Vec<u32>) {
-    for chunk in row.chunks(4) {
-        let mut w = 0u32;
-        for (i, &v) in chunk.iter().enumerate() {
-            w |= u32::from(v as u8) << (8 * i);
-        }
-        out.push(w);
+    let word = |b: [i8; 4]| u32::from_le_bytes(b.map(|v| v as u8));
+    let mut whole = row.chunks_exact(4);
+    out.extend(whole.by_ref().map(|c| word([c[0], c[1], c[2], c[3]])));
+    let rest = whole.remainder();
+    if !rest.is_empty() {
+        let mut b = [0i8; 4];
+        b[..rest.len()].copy_from_slice(rest);
+        out.push(word(b));
     }
 }
 

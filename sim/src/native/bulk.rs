@@ -363,13 +363,15 @@ impl NativeSim {
         let last = self.wpr - 1;
         let mut done = false;
         let r = &mut self.r;
+        // the payload states go a row at a time: its words into the row buffer, then the row
+        // (completed on the cycle of its last word) written on the next edge, as stepping does
         match q.state {
             State::Weights => {
-                let mut pending = q.wl.pending;
-                for &w in words {
+                let bank = usize::from(!r.wl.cur_bank);
+                let (mut pending, mut idx, mut rest) = (q.wl.pending, usize::from(r.idx), words);
+                while !rest.is_empty() {
                     if pending {
                         // the row completed on the previous cycle is written on this edge
-                        let bank = usize::from(!r.wl.cur_bank);
                         write_weight_row(
                             &self.rowbuf,
                             &mut self.weights[bank],
@@ -378,10 +380,13 @@ impl NativeSim {
                         );
                         self.activity.weight_row_writes += 1;
                     }
-                    self.rowbuf[usize::from(r.idx)] = w;
-                    pending = usize::from(r.idx) == last;
+                    let take = (last + 1 - idx).min(rest.len());
+                    self.rowbuf[idx..idx + take].copy_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    idx += take;
+                    pending = idx == last + 1;
                     if pending {
-                        r.idx = 0;
+                        idx = 0;
                         r.wl.wl_row = r.wl.row;
                         if usize::from(r.wl.row) == dim - 1 {
                             r.wl.swap_pending = true;
@@ -389,24 +394,26 @@ impl NativeSim {
                             done = true;
                         }
                         r.wl.row = r.wl.row.wrapping_add(1);
-                    } else {
-                        r.idx += 1;
                     }
                 }
+                r.idx = idx as u16;
                 r.wl.pending = pending;
             }
             State::WriteRows => {
-                let mut pending = q.sw_pending;
-                for &w in words {
+                let (mut pending, mut idx, mut rest) = (q.sw_pending, usize::from(r.idx), words);
+                while !rest.is_empty() {
                     if pending {
                         let dst = (usize::from(r.sw_addr) & self.scratch_mask) * dim;
                         NativeSim::unpack_rowbuf(&self.rowbuf, &mut self.scratch[dst..dst + dim]);
                         self.activity.scratch_writes += 1;
                     }
-                    self.rowbuf[usize::from(r.idx)] = w;
-                    pending = usize::from(r.idx) == last;
+                    let take = (last + 1 - idx).min(rest.len());
+                    self.rowbuf[idx..idx + take].copy_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    idx += take;
+                    pending = idx == last + 1;
                     if pending {
-                        r.idx = 0;
+                        idx = 0;
                         r.sw_addr = r.addr;
                         r.addr = r.addr.wrapping_add(1);
                         if r.left == 1 {
@@ -414,10 +421,9 @@ impl NativeSim {
                             done = true;
                         }
                         r.left = r.left.wrapping_sub(1);
-                    } else {
-                        r.idx += 1;
                     }
                 }
+                r.idx = idx as u16;
                 r.sw_pending = pending;
             }
             State::Bias => {
@@ -522,8 +528,20 @@ impl NativeSim {
 /// Weight row `k` of a bank from the row buffer's int8 row (a write past DIM does nothing, as
 /// in the array, where no PE row matches).
 pub(super) fn write_weight_row(rowbuf: &[u32], bank: &mut [i16], zeros: &mut [u32], k: u16) {
+    let dim = zeros.len();
+    let k = usize::from(k);
+    if k >= dim {
+        return;
+    }
     // byte i of word j is column 4j + i
-    store_weight_row(rowbuf.iter().flat_map(|w| w.to_le_bytes().map(|b| b as i8)), bank, zeros, k);
+    let mut zero = 0;
+    for (cols, w) in bank[k * dim..(k + 1) * dim].chunks_mut(4).zip(rowbuf) {
+        for (c, b) in cols.iter_mut().zip(w.to_le_bytes()) {
+            *c = i16::from(b as i8);
+            zero += u32::from(b == 0);
+        }
+    }
+    zeros[k] = zero;
 }
 
 /// Weight row `k` of a bank from an int8 row of DIM (a write past DIM does nothing).
