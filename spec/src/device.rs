@@ -18,6 +18,7 @@
 use crate::arith::{dot, requantize_v2, ColumnScale, Quant};
 use crate::config::Config;
 use crate::isa::{Command, CommandDecoder, CommandError, Counters, Response};
+use crate::lanes::{frame, unframe, Lanes, Stream};
 
 /// The functional model of one protobrain core.
 #[derive(Debug, Clone)]
@@ -63,6 +64,13 @@ impl GoldenDevice {
         let mut dev = GoldenDevice::new(cfg);
         dev.push_all(words.iter().copied());
         dev.take_output()
+    }
+
+    /// Run a whole stream of beats of `lanes` words (flattened) from power-on and return
+    /// every output beat, flattened: the same device behind the framing of [`crate::lanes`].
+    pub fn run_lanes(cfg: Config, lanes: Lanes, beats: &[u32]) -> Vec<u32> {
+        let words = unframe(beats, Stream::Commands, &cfg, lanes);
+        frame(&GoldenDevice::run(cfg, &words), Stream::Responses, &cfg, lanes)
     }
 
     /// A reset (the `rst` pin, or a BREAK on a board's UART): back to the state after reset —
