@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::lanes::{Lanes, LanesError};
+
 /// Version word answered by INFO (payload word 0): 2 since contract v2 (LOAD_QUANT, the
 /// 2-word SET_QUANT with an output zero point), 3 since LOAD_TILE (resident weights).
 pub const VERSION: u32 = 3;
@@ -25,6 +27,8 @@ pub enum ConfigError {
     Rows { what: &'static str, got: usize },
     #[error("unknown preset '{0}' (known: {known})", known = Config::PRESET_NAMES.join(", "))]
     UnknownPreset(String),
+    #[error(transparent)]
+    Lanes(#[from] LanesError),
 }
 
 /// Architecture parameters of one protobrain core.
@@ -34,34 +38,47 @@ pub struct Config {
     dim: usize,
     scratch_rows: usize,
     acc_rows: usize,
+    lanes: Lanes,
 }
 
-/// The serialised form of [`Config`]; deserialisation validates it.
+/// The serialised form of [`Config`]; deserialisation validates it. `lanes` is left out when
+/// it is 1 and read as 1 when absent, so every configuration of the 32-bit link reads and
+/// writes exactly as before LANES existed.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     dim: usize,
     scratch_rows: usize,
     acc_rows: usize,
+    #[serde(default = "one_lane", skip_serializing_if = "is_one_lane")]
+    lanes: usize,
+}
+
+fn one_lane() -> usize {
+    1
+}
+
+fn is_one_lane(lanes: &usize) -> bool {
+    *lanes == 1
 }
 
 impl TryFrom<RawConfig> for Config {
     type Error = ConfigError;
     fn try_from(r: RawConfig) -> Result<Self, ConfigError> {
-        Config::new(r.dim, r.scratch_rows, r.acc_rows)
+        Ok(Config::new(r.dim, r.scratch_rows, r.acc_rows)?.with_lanes(Lanes::new(r.lanes)?))
     }
 }
 
 impl From<Config> for RawConfig {
     fn from(c: Config) -> Self {
-        RawConfig { dim: c.dim, scratch_rows: c.scratch_rows, acc_rows: c.acc_rows }
+        RawConfig { dim: c.dim, scratch_rows: c.scratch_rows, acc_rows: c.acc_rows, lanes: c.lanes.get() }
     }
 }
 
 impl Default for Config {
-    /// DIM 8, 1024 scratchpad rows, 512 accumulator rows (DESIGN.md's defaults).
+    /// DIM 8, 1024 scratchpad rows, 512 accumulator rows (DESIGN.md's defaults), LANES 1.
     fn default() -> Self {
-        Config { dim: 8, scratch_rows: 1024, acc_rows: 512 }
+        Config { dim: 8, scratch_rows: 1024, acc_rows: 512, lanes: Lanes::ONE }
     }
 }
 
@@ -69,14 +86,26 @@ impl Config {
     /// Names accepted by [`Config::preset`].
     pub const PRESET_NAMES: [&'static str; 5] = ["default", "ice40-up5k", "ecp5-25k", "ecp5-85k", "tpu-v1"];
 
-    /// A validated configuration.
+    /// A validated configuration, LANES 1 (the 32-bit link; see [`Config::with_lanes`]).
     pub fn new(dim: usize, scratch_rows: usize, acc_rows: usize) -> Result<Self, ConfigError> {
         if !(1..=MAX_DIM).contains(&dim) {
             return Err(ConfigError::Dim(dim));
         }
         check_rows("SCRATCH_ROWS", scratch_rows)?;
         check_rows("ACC_ROWS", acc_rows)?;
-        Ok(Config { dim, scratch_rows, acc_rows })
+        Ok(Config { dim, scratch_rows, acc_rows, lanes: Lanes::ONE })
+    }
+
+    /// The same configuration with `lanes` 32-bit words per beat on the command and response
+    /// streams (docs/design.md "A wider link: LANES"; [`crate::lanes`]).
+    pub fn with_lanes(self, lanes: Lanes) -> Config {
+        Config { lanes, ..self }
+    }
+
+    /// Words per beat on the command and response streams: 1 unless set by
+    /// [`Config::with_lanes`].
+    pub fn lanes(&self) -> Lanes {
+        self.lanes
     }
 
     /// A named preset:
@@ -154,7 +183,11 @@ impl std::fmt::Display for Config {
             f,
             "DIM {} ({}x{} PEs), {} scratchpad rows, {} accumulator rows",
             self.dim, self.dim, self.dim, self.scratch_rows, self.acc_rows
-        )
+        )?;
+        if self.lanes.get() > 1 {
+            write!(f, ", LANES {}", self.lanes)?;
+        }
+        Ok(())
     }
 }
 
@@ -200,6 +233,45 @@ mod tests {
         assert_eq!(serde_json::from_str::<Config>(&s).unwrap(), c);
         let bad = serde_json::from_str::<Config>(r#"{"dim":4,"scratch_rows":3,"acc_rows":8}"#);
         assert!(bad.unwrap_err().to_string().contains("SCRATCH_ROWS must be a power of two"));
+    }
+
+    #[test]
+    fn lanes_default_to_one_and_are_kept() {
+        for name in Config::PRESET_NAMES {
+            assert_eq!(Config::preset(name).unwrap().lanes(), Lanes::ONE, "{name}");
+        }
+        assert_eq!(Config::new(4, 8, 8).unwrap().lanes(), Lanes::ONE);
+        assert_eq!(Config::default().lanes(), Lanes::ONE);
+        let c = Config::new(16, 64, 32).unwrap().with_lanes(Lanes::new(4).unwrap());
+        assert_eq!(c.lanes().get(), 4);
+        assert_eq!((c.dim(), c.scratch_rows(), c.acc_rows()), (16, 64, 32));
+        assert_ne!(c, Config::new(16, 64, 32).unwrap());
+        assert_eq!(c.with_lanes(Lanes::ONE), Config::new(16, 64, 32).unwrap());
+    }
+
+    #[test]
+    fn lanes_show_in_text_only_above_one() {
+        let c = Config::new(4, 8, 16).unwrap();
+        let one = "DIM 4 (4x4 PEs), 8 scratchpad rows, 16 accumulator rows";
+        assert_eq!(c.to_string(), one);
+        assert_eq!(c.with_lanes(Lanes::ONE).to_string(), one);
+        assert_eq!(c.with_lanes(Lanes::new(8).unwrap()).to_string(), format!("{one}, LANES 8"));
+    }
+
+    #[test]
+    fn lanes_in_json_only_above_one() {
+        let c = Config::preset("ecp5-25k").unwrap();
+        let one = r#"{"dim":4,"scratch_rows":2048,"acc_rows":1024}"#;
+        assert_eq!(serde_json::to_string(&c.with_lanes(Lanes::ONE)).unwrap(), one);
+        // an explicit 1 reads as the default
+        let explicit = r#"{"dim":4,"scratch_rows":2048,"acc_rows":1024,"lanes":1}"#;
+        assert_eq!(serde_json::from_str::<Config>(explicit).unwrap(), c);
+        let wide = c.with_lanes(Lanes::new(16).unwrap());
+        let s = serde_json::to_string(&wide).unwrap();
+        assert_eq!(s, r#"{"dim":4,"scratch_rows":2048,"acc_rows":1024,"lanes":16}"#);
+        assert_eq!(serde_json::from_str::<Config>(&s).unwrap(), wide);
+        let bad = serde_json::from_str::<Config>(r#"{"dim":4,"scratch_rows":8,"acc_rows":8,"lanes":3}"#);
+        assert!(bad.unwrap_err().to_string().contains("LANES must be a power of two in 1..=64, got 3"));
     }
 
     #[test]

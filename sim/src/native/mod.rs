@@ -194,7 +194,15 @@ pub struct NativeSim {
 impl NativeSim {
     /// A core for `cfg` at power-on: every register and memory zero (as the emitted Verilog's
     /// initial values), ready for a header.
+    ///
+    /// # Panics
+    /// If `cfg` has LANES > 1: the native model implements the 32-bit link only so far
+    /// (docs/design.md "A wider link: LANES"), and must not run such a config as LANES 1.
     pub fn new(cfg: &Config) -> Self {
+        assert!(
+            cfg.lanes().get() == 1,
+            "the native model does not implement LANES > 1 yet ({cfg}): it takes one 32-bit word per cycle"
+        );
         let dim = cfg.dim();
         let lat = array_latency(dim);
         NativeSim {

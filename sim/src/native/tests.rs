@@ -551,3 +551,11 @@ fn skipping_the_sums_changes_no_cycle_and_no_count() {
         assert_eq!(at, ab, "{what}");
     }
 }
+
+/// A configuration with LANES > 1 is refused, never run as the 32-bit link.
+#[test]
+#[should_panic(expected = "the native model does not implement LANES > 1 yet")]
+fn lanes_above_one_are_refused() {
+    let cfg = Config::new(8, 16, 8).unwrap().with_lanes(spec::lanes::Lanes::new(4).unwrap());
+    let _ = NativeSim::new(&cfg);
+}

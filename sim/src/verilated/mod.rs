@@ -86,6 +86,15 @@ pub enum VerilatorError {
         /// The error.
         source: std::io::Error,
     },
+    /// The configuration has LANES > 1, which the Verilator harness does not implement yet
+    /// (docs/design.md "A wider link: LANES": its shim drives one 32-bit word per cycle).
+    #[error(
+        "the Verilator model does not implement LANES > 1 yet ({config}): its harness drives one 32-bit word per cycle"
+    )]
+    Lanes {
+        /// The configuration asked for.
+        config: Config,
+    },
     /// A built model library could not be loaded.
     #[error("cannot load the Verilator model {path}: {detail}")]
     Load {
@@ -218,6 +227,16 @@ impl std::fmt::Debug for VerilatedSim {
     }
 }
 
+/// [`VerilatorError::Lanes`] for a configuration with LANES > 1: the harness (the C shim and
+/// [`VerilatedSim`]'s stream functions) moves one 32-bit word per cycle, so such a model
+/// would silently run a different link than its configuration says.
+pub(crate) fn refuse_lanes(cfg: &Config) -> Result<(), VerilatorError> {
+    if cfg.lanes().get() > 1 {
+        return Err(VerilatorError::Lanes { config: *cfg });
+    }
+    Ok(())
+}
+
 fn prebuilt_api(cfg: &Config) -> Option<&'static PbApi> {
     let dims = (cfg.dim(), cfg.scratch_rows(), cfg.acc_rows());
     let p = PREBUILT.iter().find(|p| p.dims == dims)?;
@@ -231,6 +250,7 @@ impl VerilatedSim {
     /// [`VerilatedSim::with_trace`] to that file (the second model of the process writes
     /// `<file>.1.vcd`, and so on). The model has had one cycle of reset.
     pub fn new(cfg: &Config) -> Result<Self, VerilatorError> {
+        refuse_lanes(cfg)?;
         if let Some(path) = std::env::var_os(TRACE_ENV).filter(|p| !p.is_empty()) {
             static TRACED: AtomicU64 = AtomicU64::new(0);
             let mut path = PathBuf::from(path);
@@ -253,6 +273,7 @@ impl VerilatedSim {
     /// included; the file is complete when the model is dropped). Uses a model verilated with
     /// `--trace`, built at run time the first time.
     pub fn with_trace(cfg: &Config, path: impl AsRef<Path>) -> Result<Self, VerilatorError> {
+        refuse_lanes(cfg)?;
         let (api, source) = cache::load(cfg, true)?;
         Self::start(cfg, api, source, Some(path.as_ref().to_path_buf()))
     }

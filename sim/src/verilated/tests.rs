@@ -402,3 +402,16 @@ fn a_missing_tool_says_how_to_install_it() {
     );
     assert!(std::fs::read_to_string(dir.path().join("log")).unwrap().contains("first"));
 }
+
+/// A configuration with LANES > 1 is refused, never run as the 32-bit link (even when its
+/// DIM and memories are those of a prebuilt model).
+#[test]
+fn lanes_above_one_are_refused() {
+    let cfg = Config::preset("ice40-up5k").unwrap().with_lanes(spec::lanes::Lanes::new(2).unwrap());
+    let e = VerilatedSim::new(&cfg).unwrap_err();
+    assert!(matches!(e, VerilatorError::Lanes { .. }), "{e}");
+    assert!(e.to_string().contains("does not implement LANES > 1"), "{e}");
+    assert!(e.to_string().contains("LANES 2"), "{e}");
+    let e = VerilatedSim::with_trace(&cfg, "/nonexistent/never.vcd").unwrap_err();
+    assert!(matches!(e, VerilatorError::Lanes { .. }), "{e}");
+}

@@ -86,6 +86,7 @@ impl UartModel {
     /// [`hdl::uart::MIN_CLOCKS_PER_BIT`]..=[`hdl::uart::MAX_CLOCKS_PER_BIT`], or `fifo_depth` not
     /// a power of two in `2..=`[`hdl::uart::MAX_FIFO_DEPTH`].
     pub fn new(cfg: &Config, clocks_per_bit: usize, fifo_depth: usize) -> Result<Self, VerilatorError> {
+        super::refuse_lanes(cfg)?;
         let (api, source) = load(cfg, clocks_per_bit, fifo_depth)?;
         // SAFETY: `create` allocates a fresh model; it is destroyed once, in Drop.
         let model = NonNull::new(unsafe { (api.create)() }).ok_or_else(|| VerilatorError::Load {
