@@ -198,6 +198,24 @@ fn emitted_verilog_behaves_as_the_per_instance_verilog() {
     }
 }
 
+/// What `emit` writes for DIM 2, DIM 8 and every preset except tpu-v1, into
+/// `$PROTOBRAIN_EMIT_DIR` (for comparing two builds byte for byte:
+/// `PROTOBRAIN_EMIT_DIR=/tmp/a cargo test -p protobrain-hdl --lib dump_emitted -- --ignored`).
+#[test]
+#[ignore]
+fn dump_emitted() {
+    let dir = std::env::var("PROTOBRAIN_EMIT_DIR").expect("PROTOBRAIN_EMIT_DIR");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfgs = vec![("dim2".to_string(), Config::new(2, 1024, 512).unwrap())];
+    cfgs.push(("dim8".into(), Config::new(8, 1024, 512).unwrap()));
+    for name in ["default", "ice40-up5k", "ecp5-25k", "ecp5-85k"] {
+        cfgs.push((name.into(), Config::preset(name).unwrap()));
+    }
+    for (name, cfg) in cfgs {
+        std::fs::write(format!("{dir}/{name}.v"), emit::verilog(&cfg).unwrap()).unwrap();
+    }
+}
+
 #[test]
 #[ignore]
 fn dump_core_verilog() {
