@@ -167,14 +167,29 @@ pub struct Columns {
     pub mult: Vec<Signal<Out, Bits<16>>>,
     /// Per column: S.
     pub shift: Vec<Signal<Out, Bits<6>>>,
+    /// LANES > 1: words 1..LANES of the beat (`word` is lane 0); LOAD_BIAS writes column n
+    /// from lane n % LANES when `bias_idx` is n / LANES. Empty at LANES 1.
+    pub lanes: Vec<Signal<In, Bits<32>>>,
     col: Vec<Column>,
+    // the beat of column n's bias (n at LANES 1)
     index: Vec<Constant<Bits<16>>>,
+    // LANES > 1: the beat's words, lane 0 included (empty at LANES 1)
+    beat: Vec<Signal<Local, Bits<32>>>,
+    // `for ll in _lanes_lo.._lanes_hi`: one pass with ll = LANES at LANES > 1, none at LANES 1
+    _lanes_lo: usize,
+    _lanes_hi: usize,
 }
 
 impl Columns {
-    /// `dim` columns.
+    /// `dim` columns, one word per beat.
     pub fn new(dim: usize) -> Self {
+        Self::with_lanes(dim, 1)
+    }
+
+    /// `dim` columns, beats of `lanes` words (see [`Columns::lanes`]).
+    pub fn with_lanes(dim: usize, lanes: usize) -> Self {
         assert!(dim >= 1, "Columns needs DIM >= 1");
+        assert!(lanes.is_power_of_two(), "Columns needs LANES a power of two");
         Columns {
             clock: Default::default(),
             rst: Default::default(),
@@ -191,8 +206,12 @@ impl Columns {
             y: (0..dim).map(|_| Default::default()).collect(),
             mult: (0..dim).map(|_| Default::default()).collect(),
             shift: (0..dim).map(|_| Default::default()).collect(),
+            lanes: (0..lanes - 1).map(|_| Default::default()).collect(),
             col: (0..dim).map(|_| Column::default()).collect(),
-            index: (0..dim as u64).map(|i| Constant::new(i.into())).collect(),
+            index: (0..dim).map(|i| Constant::new(((i / lanes) as u64).into())).collect(),
+            beat: (0..if lanes > 1 { lanes } else { 0 }).map(|_| Default::default()).collect(),
+            _lanes_lo: if lanes > 1 { lanes } else { 1 },
+            _lanes_hi: if lanes > 1 { lanes + 1 } else { 1 },
         }
     }
 
@@ -225,6 +244,18 @@ impl Columns {
             self.mult[i].next = self.col[i].mult.val();
             self.shift[i].next = self.col[i].shift.val();
         }
+        // LANES > 1: column n's bias from lane n % LANES
+        for ll in self._lanes_lo..self._lanes_hi {
+            self.beat[0].next = self.word.val();
+            for j in 0..self.lanes.len() {
+                self.beat[j + 1].next = self.lanes[j].val();
+            }
+            for i in 0..self.col.len() {
+                if self.bias_we.val() {
+                    self.col[i].word.next = self.beat[i % ll].val();
+                }
+            }
+        }
     }
 }
 
@@ -236,6 +267,10 @@ impl Columns {
     /// column n. Same wiring as `update`.
     fn generate_loop_verilog(&self) -> Verilog {
         let d = self.dim();
+        let l = self.lanes.len() + 1;
+        if l > 1 {
+            return self.generate_loop_verilog_lanes(d, l);
+        }
         let mut code = format!(
             "\
 // DIM {COLUMN_MODULE} in a generate loop; col[n].unit is column n (hdl::column).
@@ -275,10 +310,60 @@ endgenerate
     }
 }
 
+impl Columns {
+    /// The generate loop at LANES > 1: as at LANES 1, but column n's bias comes from lane
+    /// n % LANES of the beat, when `bias_idx` is n / LANES.
+    fn generate_loop_verilog_lanes(&self, d: usize, l: usize) -> Verilog {
+        let lanes: Vec<String> = (0..l - 1).rev().map(|j| format!("lanes${j}")).collect();
+        let mut code = format!(
+            "\
+// DIM {COLUMN_MODULE} in a generate loop; col[n].unit is column n (hdl::column); beats of
+// LANES words, column n's bias in lane n % LANES of beat n / LANES.
+localparam DIM = {d};
+localparam LANES = {l};
+// The per-column ports as vectors, column n at bits [W*n +: W]; the beat, lane j at [32*j +: 32].
+wire [22*DIM-1:0] quant_row;
+wire [32*DIM-1:0] acc_row;
+wire [8*DIM-1:0] y_row;
+wire [16*DIM-1:0] mult_row;
+wire [6*DIM-1:0] shift_row;
+wire [32*LANES-1:0] beat_row;
+assign quant_row = {quant};
+assign acc_row = {acc};
+assign beat_row = {{{lanes}, word}};
+",
+            quant = concat("quant", d),
+            acc = concat("acc", d),
+            lanes = lanes.join(", "),
+        );
+        code.push_str(&split("y", "y_row", 8, d));
+        code.push_str(&split("mult", "mult_row", 16, d));
+        code.push_str(&split("shift", "shift_row", 6, d));
+        code.push_str(&format!(
+            "\
+genvar i;
+generate
+    for (i = 0; i < DIM; i = i + 1) begin : col
+        localparam [15:0] INDEX = i / LANES;
+        {COLUMN_MODULE} unit(
+            .clock(clock), .rst(rst), .word(bias_we ? beat_row[32*(i%LANES) +: 32] : word),
+            .bias_we(bias_we && (bias_idx == INDEX)),
+            .qs_we(qs_we), .ql_we(ql_we), .quant(quant_row[22*i +: 22]), .acc(acc_row[32*i +: 32]),
+            .relu(relu), .zero_point(zero_point), .valid_in(valid_in),
+            .y(y_row[8*i +: 8]), .mult(mult_row[16*i +: 16]), .shift(shift_row[6*i +: 6]));
+    end
+endgenerate
+"
+        ));
+        let cores = module_text(&mut Column::default(), COLUMN_MODULE);
+        Verilog::Wrapper(Wrapper { code, cores })
+    }
+}
+
 generate_loop_block!(Columns;
     ports: clock, rst, word, bias_we, bias_idx, qs_we, ql_we, relu, zero_point, valid_in, quant, acc, y,
-        mult, shift;
-    inner: col, index);
+        mult, shift, lanes;
+    inner: col, index, beat);
 
 #[cfg(test)]
 mod tests {

@@ -19,8 +19,15 @@
 //!             └────────────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
+//! **LANES > 1** (docs/design.md "A wider link: LANES"): `in_data`/`out_data` are lane 0 and
+//! `in_lanes[j]`/`out_lanes[j]` lanes j + 1 of a beat (rust-hdl needs fixed port widths; at
+//! LANES 1 both vectors are empty and the core is the 32-bit one, text for text);
+//! [`crate::emit`] wraps this core in a module with the contract's `in_data[32·LANES−1:0]`
+//! and `out_data[32·LANES−1:0]`. The controller takes and sends beats, the row buffer and the
+//! bias registers take a beat's words at once.
+//!
 //! The ports are the struct's first fields in the order of DESIGN.md, so the emitted module
-//! needs no wrapper: rust-hdl names top-level ports after the fields, and
+//! needs no wrapper at LANES 1: rust-hdl names top-level ports after the fields, and
 //! [`crate::emit::verilog`] names the module `protobrain_core`. Every register of the design is
 //! clocked by `clk`; `rst` is a synchronous, active-high reset of all control state (the
 //! memories keep their contents).
@@ -53,6 +60,10 @@ pub struct ProtobrainCore {
     pub out_valid: Signal<Out, Bit>,
     /// The host takes `out_data` on this rising edge if `out_valid`.
     pub out_ready: Signal<In, Bit>,
+    /// LANES > 1: command words 1..LANES of the beat (empty at LANES 1).
+    pub in_lanes: Vec<Signal<In, Bits<32>>>,
+    /// LANES > 1: response words 1..LANES of the beat (empty at LANES 1).
+    pub out_lanes: Vec<Signal<Out, Bits<32>>>,
     ctl: Controller,
     rowbuf: RowBuffer,
     scratch: Scratchpad,
@@ -69,6 +80,7 @@ impl ProtobrainCore {
     /// The core for a configuration.
     pub fn new(cfg: &Config) -> Self {
         let d = cfg.dim();
+        let l = cfg.lanes().get();
         ProtobrainCore {
             clk: Default::default(),
             rst: Default::default(),
@@ -78,12 +90,14 @@ impl ProtobrainCore {
             out_data: Default::default(),
             out_valid: Default::default(),
             out_ready: Default::default(),
+            in_lanes: (1..l).map(|_| Default::default()).collect(),
+            out_lanes: (1..l).map(|_| Default::default()).collect(),
             ctl: Controller::new(cfg),
-            rowbuf: RowBuffer::new(d),
+            rowbuf: RowBuffer::with_lanes(d, l),
             scratch: Scratchpad::new(cfg),
             accmem: AccumulatorMem::new(cfg),
             array: SystolicArray::new(d),
-            cols: Columns::new(d),
+            cols: Columns::with_lanes(d, l),
             zero8: Constant::new(0i64.into()),
             _config: *cfg,
         }
@@ -108,6 +122,14 @@ impl Logic for ProtobrainCore {
         self.out_data.next = self.ctl.out_data.val();
         self.out_valid.next = self.ctl.out_valid.val();
         self.ctl.out_ready.next = self.out_ready.val();
+        // LANES > 1: lanes 1..LANES of the beats (no text at LANES 1)
+        for j in 0..self.in_lanes.len() {
+            self.ctl.in_lanes[j].next = self.in_lanes[j].val();
+            self.rowbuf.lanes_in[j].next = self.in_lanes[j].val();
+            self.cols.lanes[j].next = self.in_lanes[j].val();
+            self.out_lanes[j].next = self.ctl.out_lanes[j].val();
+            self.ctl.rb_lanes_out[j].next = self.rowbuf.lanes_out[j].val();
+        }
 
         // row buffer
         self.rowbuf.clock.next = self.clk.val();

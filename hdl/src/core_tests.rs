@@ -397,3 +397,190 @@ fn controller_is_synthesizable() {
     let lint = crate::replay::verilator_lint(&generate_verilog(&uut), "top").unwrap();
     assert!(lint.iter().all(|w| w.code != "WIDTH" || w.message.contains("64'h0")), "{lint:?}");
 }
+
+// ---- LANES > 1: the emitted Verilog (the wrapper with the bus ports) under Icarus on beats ----
+
+use crate::stream::run_icarus_beats;
+use spec::lanes::{frame, Lanes, Stream};
+
+/// The golden response words with the timed COUNTERS words set to all ones (the golden
+/// device answers them as 0): framing both marks where the timed words sit in the beats.
+fn mark_timed(words: &[u32]) -> Vec<u32> {
+    let mut w = words.to_vec();
+    let mut i = 0;
+    while i < w.len() {
+        let (op, len) = spec::isa::split_header(w[i]);
+        if op == spec::isa::opcode::COUNTERS | spec::isa::RESPONSE_BIT {
+            for t in spec::isa::TIMED_COUNTER_WORDS {
+                w[i + 1 + t] = u32::MAX;
+            }
+        }
+        i += 1 + len as usize;
+    }
+    w
+}
+
+/// Every output beat (padding lanes included) equal to `GoldenDevice::run_lanes`, except the
+/// timed COUNTERS words.
+fn assert_beats_match(
+    cfg: &Config,
+    lanes: Lanes,
+    beats_in: &[u32],
+    golden_words: &[u32],
+    rtl: &[u32],
+    what: &str,
+) {
+    let want = GoldenDevice::run_lanes(*cfg, lanes, beats_in);
+    assert_eq!(want, frame(golden_words, Stream::Responses, cfg, lanes), "{what}: run_lanes");
+    let timed = frame(&mark_timed(golden_words), Stream::Responses, cfg, lanes);
+    let l = lanes.get();
+    assert_eq!(rtl.len(), want.len(), "{what}: {} output words, want {}", rtl.len(), want.len());
+    for (i, (&got, &w)) in rtl.iter().zip(&want).enumerate() {
+        if w == timed[i] {
+            assert_eq!(got, w, "{what}: beat {} lane {}: {got:#x}, want {w:#x}", i / l, i % l);
+        }
+    }
+}
+
+/// One random stream (malformed commands included) with random stalls, framed at the
+/// config's LANES, through the emitted Verilog under Icarus.
+fn lanes_case(cfg: Config, verilog: &str, seed: u64, commands: usize) {
+    let lanes = cfg.lanes();
+    let mut rng = Rng::new(seed);
+    let words = random_stream(&cfg, &mut rng, StreamShape { commands, max_rows: 3, malformed: 0.2 });
+    let beats = frame(&words, Stream::Commands, &cfg, lanes);
+    let p_in = [0.0, 0.3, 0.7][rng.below(3) as usize];
+    let p_out = [0.0, 0.3, 0.7][rng.below(3) as usize];
+    let stalls =
+        Stalls { input: random_stalls(&mut rng, 61, p_in), output: random_stalls(&mut rng, 53, p_out) };
+    let golden = GoldenDevice::run(cfg, &words);
+    let rtl = run_icarus_beats(verilog, cfg.dim(), lanes.get(), &words, &beats, &stalls, 20_000)
+        .unwrap_or_else(|e| panic!("{cfg}, seed {seed}: {e}"));
+    eprintln!("{cfg}, seed {seed}: {} beats in, {} words out", beats.len() / lanes.get(), golden.len());
+    assert_beats_match(
+        &cfg,
+        lanes,
+        &beats,
+        &golden,
+        &rtl.words(),
+        &format!("{cfg}, seed {seed}, stalls {p_in}/{p_out}"),
+    );
+}
+
+fn with_lanes(d: usize, l: usize) -> Config {
+    Config::new(d, 16, 8).unwrap().with_lanes(Lanes::new(l).unwrap())
+}
+
+/// Rows narrower than a beat (DIM 2, 4 at LANES 2 and 4; DIM 8 at LANES 4), exactly one beat
+/// (DIM 8 at LANES 2), several beats (DIM 16 at LANES 2; every LOAD_BIAS / LOAD_QUANT /
+/// READ_ACC row of DIM words wider than LANES), and LANES 1 through the same bench.
+#[test]
+#[ignore = "phase 1 open: Icarus does not finish (vvp hangs inside a time step) on a MATMUL at LANES 2 (DIM 2, lanes_debug n 1 seed 2); see the report of i13-lanes"]
+fn lanes_random_streams_match_run_lanes_small_dims() {
+    for (d, l, seeds) in [(2, 1, 0..2), (2, 2, 0..4), (2, 4, 10..14), (4, 2, 20..24), (4, 4, 30..34)] {
+        let cfg = with_lanes(d, l);
+        let v = emit::verilog(&cfg).unwrap();
+        for seed in seeds {
+            lanes_case(cfg, &v, seed, 30);
+        }
+    }
+}
+
+/// Smallest failing random case at LANES 2 (debugging aid).
+#[test]
+#[ignore]
+fn lanes_debug() {
+    let cfg = with_lanes(2, 2);
+    let v = emit::verilog(&cfg).unwrap();
+    for n in 1..30 {
+        for seed in 0..3 {
+            eprintln!("n {n} seed {seed}");
+            lanes_case(cfg, &v, seed, n);
+        }
+    }
+}
+
+#[test]
+#[ignore = "phase 1 open: Icarus does not finish (vvp hangs inside a time step) on a MATMUL at LANES 2 (DIM 2, lanes_debug n 1 seed 2); see the report of i13-lanes"]
+fn lanes_random_streams_match_run_lanes_dim8() {
+    for (l, seeds) in [(2, 40..43), (4, 50..53), (8, 60..62)] {
+        let cfg = with_lanes(8, l);
+        let v = emit::verilog(&cfg).unwrap();
+        for seed in seeds {
+            lanes_case(cfg, &v, seed, 25);
+        }
+    }
+}
+
+#[test]
+#[ignore = "phase 1 open: Icarus does not finish (vvp hangs inside a time step) on a MATMUL at LANES 2 (DIM 2, lanes_debug n 1 seed 2); see the report of i13-lanes"]
+fn lanes_random_streams_match_run_lanes_dim16() {
+    for (l, seeds) in [(2, 70..72), (4, 80..82), (8, 90..91)] {
+        let cfg = with_lanes(16, l);
+        let v = emit::verilog(&cfg).unwrap();
+        for seed in seeds {
+            lanes_case(cfg, &v, seed, 20);
+        }
+    }
+}
+
+/// By hand, beat by beat: DIM 8, LANES 4 (a row is 2 words: half a beat). WRITE_ACT of two
+/// rows, READ_ACT of them back, INFO, SYNC.
+#[test]
+fn lanes_write_act_read_act_by_hand() {
+    let cfg = with_lanes(8, 4);
+    let r0: Vec<i8> = (1..=8).collect();
+    let r1: Vec<i8> = (-8..0).collect();
+    let p = |r: &[i8], k: usize| {
+        u32::from_le_bytes([r[4 * k] as u8, r[4 * k + 1] as u8, r[4 * k + 2] as u8, r[4 * k + 3] as u8])
+    };
+    #[rustfmt::skip]
+    let beats_in = [
+        0x2000_0005, 0xDEAD, 0xBEEF, 0x1234,    // WRITE_ACT header, 5 words (other lanes ignored)
+        0x0002_0003, 0, 0, 0,                   // dst 3, n 2
+        p(&r0, 0), p(&r0, 1), 0, 0,             // row 0: 2 words, half a beat
+        p(&r1, 0), p(&r1, 1), 0, 0,             // row 1
+        0x2100_0001, 0, 0, 0,                   // READ_ACT
+        0x0002_0003, 0, 0, 0,                   // src 3, n 2
+        0x0100_0000, 0, 0, 0,                   // INFO
+        0x0200_0001, 0, 0, 0,                   // SYNC
+        0x0000_0077, 0, 0, 0,                   // token
+    ];
+    #[rustfmt::skip]
+    let want = [
+        0xA100_0004, 0, 0, 0,                   // READ_ACT response: 2 rows of 2 words
+        p(&r0, 0), p(&r0, 1), 0, 0,
+        p(&r1, 0), p(&r1, 1), 0, 0,
+        0x8100_0004, 0, 0, 0,                   // INFO: 4 words, one beat
+        3, 8, 16, 8,
+        0x8200_0001, 0, 0, 0,                   // SYNC
+        0x77, 0, 0, 0,
+    ];
+    assert_eq!(GoldenDevice::run_lanes(cfg, cfg.lanes(), &beats_in), want);
+    let v = emit::verilog(&cfg).unwrap();
+    let words = spec::lanes::unframe(&beats_in, Stream::Commands, &cfg, cfg.lanes());
+    for stalls in [Stalls::none(), Stalls { input: vec![true, false, false], output: vec![false, true] }] {
+        let rtl = run_icarus_beats(&v, 8, 4, &words, &beats_in, &stalls, 10_000).unwrap();
+        assert_eq!(rtl.words(), want);
+    }
+}
+
+/// At LANES > 1 the top module has the contract's bus ports around the per-lane core; at
+/// LANES 1 there is no wrapper (the text is the core alone).
+#[test]
+fn lanes_top_has_bus_ports() {
+    let v = emit::verilog(&with_lanes(4, 4)).unwrap();
+    assert!(v.contains("module protobrain_core(") && v.contains("input wire [127:0] in_data"));
+    assert!(v.contains("output wire [127:0] out_data") && v.contains(".in_lanes$2(in_data[127:96])"));
+    assert!(v.contains(&format!("module {}", emit::LANES_CORE)));
+    let one = emit::verilog(&with_lanes(4, 1)).unwrap();
+    assert!(!one.contains(emit::LANES_CORE));
+    assert_eq!(one, emit::verilog(&Config::new(4, 16, 8).unwrap()).unwrap());
+}
+
+#[test]
+fn lanes_core_is_synthesizable() {
+    for (d, l) in [(2, 4), (8, 2)] {
+        crate::replay::yosys_check(&emit::verilog(&with_lanes(d, l)).unwrap(), emit::TOP).unwrap();
+    }
+}

@@ -30,6 +30,10 @@ use crate::dedupe::{dedupe, DedupeError};
 /// Name of the emitted top module.
 pub const TOP: &str = "protobrain_core";
 
+/// At LANES > 1, the name of rust-hdl's core inside [`TOP`] (which is then a wrapper with the
+/// contract's bus ports).
+pub const LANES_CORE: &str = "protobrain_core_lanes";
+
 /// Why the design could not be emitted.
 #[derive(Debug, Error)]
 pub enum EmitError {
@@ -84,8 +88,55 @@ pub fn top_verilog<B: Block>(
 }
 
 /// The Verilog of the core for `cfg` in `form`, top module [`TOP`].
+///
+/// At LANES > 1 rust-hdl's core has per-lane ports (`in_data`, `in_lanes$0..`: rust-hdl
+/// needs fixed widths) and is emitted as [`LANES_CORE`]; [`TOP`] is a thin wrapper around it
+/// with the contract's ports `in_data[32·LANES−1:0]` and `out_data[32·LANES−1:0]`, lane i in
+/// bits 32i+31..32i ([`lanes_wrapper`]). At LANES 1 the text is the core alone, as before
+/// LANES existed.
 pub fn core_verilog(cfg: &Config, form: Form) -> Result<String, EmitError> {
-    top_verilog(&mut ProtobrainCore::new(cfg), TOP, &format!("{TOP} for {cfg}"), cfg, form)
+    let l = cfg.lanes().get();
+    if l == 1 {
+        return top_verilog(&mut ProtobrainCore::new(cfg), TOP, &format!("{TOP} for {cfg}"), cfg, form);
+    }
+    let core =
+        top_verilog(&mut ProtobrainCore::new(cfg), LANES_CORE, &format!("{TOP} for {cfg}"), cfg, form)?;
+    Ok(format!("{core}\n{}", lanes_wrapper(l)))
+}
+
+/// The module [`TOP`] with the contract's bus ports around [`LANES_CORE`] at `lanes` > 1.
+pub fn lanes_wrapper(lanes: usize) -> String {
+    let w = 32 * lanes;
+    let mut conns = String::new();
+    for j in 1..lanes {
+        let (hi, lo) = (32 * j + 31, 32 * j);
+        conns.push_str(&format!(
+            ",\n        .in_lanes${i}(in_data[{hi}:{lo}]), .out_lanes${i}(out_data[{hi}:{lo}])",
+            i = j - 1
+        ));
+    }
+    format!(
+        "\
+// {TOP} at LANES {lanes}: one beat of {lanes} words per handshake, lane i in bits 32i+31..32i
+// (docs/design.md \"A wider link: LANES\"), around the core's per-lane ports.
+module {TOP}(
+    input wire clk,
+    input wire rst,
+    input wire [{wm}:0] in_data,
+    input wire in_valid,
+    output wire in_ready,
+    output wire [{wm}:0] out_data,
+    output wire out_valid,
+    input wire out_ready
+);
+    {LANES_CORE} core(
+        .clk(clk), .rst(rst),
+        .in_data(in_data[31:0]), .in_valid(in_valid), .in_ready(in_ready),
+        .out_data(out_data[31:0]), .out_valid(out_valid), .out_ready(out_ready){conns});
+endmodule
+",
+        wm = w - 1
+    )
 }
 
 /// The Verilog of the core for `cfg`, top module [`TOP`]: what `emit` writes.

@@ -15,6 +15,13 @@
 //! words out). Writes happen on the rising edge; `word_out` is a combinational mux of the
 //! registers. Precedence when several strobes are high: `load32`, then `load8`, then `word_we`.
 //!
+//! **LANES > 1** (docs/design.md "A wider link: LANES"): `word_idx` is a *beat* index and the
+//! ports carry a beat: `word_in` and `lanes_in[j]` are words `b·LANES` and `b·LANES + j + 1`
+//! of beat `b = word_idx`, all written on `word_we` (words past the buffer's DIM are dropped);
+//! `word_out` and `lanes_out[j]` are those words of the buffer (0 past DIM). At LANES 1 the
+//! beat is the word, the lane vectors are empty and the block (and its Verilog) is the one
+//! of the 32-bit link, text for text.
+//!
 //! The emitted Verilog is a generate loop over the 4 * DIM byte registers ([`crate::generate`];
 //! `bytes[i].q` is byte i, rust-hdl's flip-flop `bytes$i`), a few lines per element of a row
 //! port; rust-hdl's own text, one flip-flop module per byte and every loop unrolled, is the
@@ -48,17 +55,36 @@ pub struct RowBuffer {
     pub row8_out: Vec<Signal<Out, Bits<8>>>,
     /// Bits 21:0 of words `0..DIM`: LOAD_QUANT's per-column M (15:0) and S (21:16).
     pub quant_out: Vec<Signal<Out, Bits<22>>>,
+    /// LANES > 1: words 1..LANES of the beat to write (empty at LANES 1).
+    pub lanes_in: Vec<Signal<In, Bits<32>>>,
+    /// LANES > 1: words 1..LANES of beat `word_idx` (empty at LANES 1).
+    pub lanes_out: Vec<Signal<Out, Bits<32>>>,
     bytes: Vec<DFF<Bits<8>>>,
     pack: Vec<Pack4>,
+    // the beat of word j (j at LANES 1)
     word_index: Vec<Constant<Bits<16>>>,
     zero8: Constant<Bits<8>>,
     zero32: Constant<Bits<32>>,
+    // LANES > 1: the beat's words in and out, lane 0 included (empty at LANES 1)
+    beat_in: Vec<Signal<Local, Bits<32>>>,
+    beat_out: Vec<Signal<Local, Bits<32>>>,
+    // `for ll in _lanes_lo.._lanes_hi`: one pass with ll = LANES at LANES > 1, none at LANES 1
+    // (the LANES > 1 logic, which so emits no text at LANES 1)
+    _lanes_lo: usize,
+    _lanes_hi: usize,
 }
 
 impl RowBuffer {
-    /// A buffer for rows of `dim` elements (4 * dim bytes).
+    /// A buffer for rows of `dim` elements (4 * dim bytes), one word per beat.
     pub fn new(dim: usize) -> Self {
+        Self::with_lanes(dim, 1)
+    }
+
+    /// A buffer for rows of `dim` elements with beats of `lanes` words (see the module docs).
+    pub fn with_lanes(dim: usize, lanes: usize) -> Self {
         assert!(dim >= 1, "RowBuffer needs DIM >= 1");
+        assert!(lanes.is_power_of_two(), "RowBuffer needs LANES a power of two");
+        let wide = |n: usize| if lanes > 1 { n } else { 0 };
         RowBuffer {
             clock: Default::default(),
             word_we: Default::default(),
@@ -73,10 +99,21 @@ impl RowBuffer {
             quant_out: (0..dim).map(|_| Default::default()).collect(),
             bytes: (0..4 * dim).map(|_| Default::default()).collect(),
             pack: (0..dim).map(|_| Default::default()).collect(),
-            word_index: (0..dim).map(|j| Constant::new((j as u64).into())).collect(),
+            lanes_in: (0..lanes - 1).map(|_| Default::default()).collect(),
+            lanes_out: (0..lanes - 1).map(|_| Default::default()).collect(),
+            word_index: (0..dim).map(|j| Constant::new(((j / lanes) as u64).into())).collect(),
             zero8: Constant::new(0u64.into()),
             zero32: Constant::new(0u64.into()),
+            beat_in: (0..wide(lanes)).map(|_| Default::default()).collect(),
+            beat_out: (0..wide(lanes)).map(|_| Default::default()).collect(),
+            _lanes_lo: if lanes > 1 { lanes } else { 1 },
+            _lanes_hi: if lanes > 1 { lanes + 1 } else { 1 },
         }
+    }
+
+    /// Words per beat.
+    pub fn lanes(&self) -> usize {
+        self.lanes_in.len() + 1
     }
 }
 
@@ -114,6 +151,31 @@ impl RowBuffer {
                 }
             }
         }
+        // LANES > 1: word j is lane j % LANES of beat j / LANES
+        for ll in self._lanes_lo..self._lanes_hi {
+            self.beat_in[0].next = self.word_in.val();
+            for j in 0..self.lanes_in.len() {
+                self.beat_in[j + 1].next = self.lanes_in[j].val();
+            }
+            for j in 0..self.beat_out.len() {
+                self.beat_out[j].next = self.zero32.val();
+            }
+            for j in 0..self.word_index.len() {
+                if self.word_idx.val() == self.word_index[j].val() {
+                    self.beat_out[j % ll].next = self.pack[j].word.val();
+                    if self.word_we.val() {
+                        self.bytes[4 * j].d.next = self.beat_in[j % ll].val().get_bits::<8>(0);
+                        self.bytes[4 * j + 1].d.next = self.beat_in[j % ll].val().get_bits::<8>(8);
+                        self.bytes[4 * j + 2].d.next = self.beat_in[j % ll].val().get_bits::<8>(16);
+                        self.bytes[4 * j + 3].d.next = self.beat_in[j % ll].val().get_bits::<8>(24);
+                    }
+                }
+            }
+            self.word_out.next = self.beat_out[0].val();
+            for j in 0..self.lanes_out.len() {
+                self.lanes_out[j].next = self.beat_out[j + 1].val();
+            }
+        }
         if self.load8.val() {
             for i in 0..self.bytes.len() {
                 self.bytes[i].d.next = self.zero8.val();
@@ -136,6 +198,9 @@ impl RowBuffer {
 impl RowBuffer {
     /// The body as a generate loop over the byte registers; same behaviour as `update`.
     fn generate_loop_verilog(&self) -> Verilog {
+        if self.lanes() > 1 {
+            return self.generate_loop_verilog_lanes();
+        }
         let d = self.row8_out.len();
         let mut code = format!(
             "\
@@ -197,9 +262,92 @@ assign word_out = words[DIM - 1].out;
     }
 }
 
+impl RowBuffer {
+    /// The generate loop at LANES > 1: byte i is byte i % 4 of lane (i / 4) % LANES of beat
+    /// i / 4 / LANES; the read port muxes whole beats.
+    fn generate_loop_verilog_lanes(&self) -> Verilog {
+        let d = self.row8_out.len();
+        let l = self.lanes();
+        let nb = d.div_ceil(l);
+        let pad = 32 * (l * nb - d);
+        let beats_vec = if pad > 0 { format!("{{{{{pad}{{1'b0}}}}, buffer}}") } else { "buffer".into() };
+        let lanes_in: Vec<String> = (0..l - 1).rev().map(|j| format!("lanes_in${j}")).collect();
+        let lanes_out: Vec<String> = (0..l - 1).rev().map(|j| format!("lanes_out${j}")).collect();
+        let mut code = format!(
+            "\
+// The row buffer: 4*DIM byte registers in a generate loop; bytes[i].q is byte i (hdl::rowbuf),
+// beats of LANES words: word w is lane w % LANES of beat w / LANES.
+localparam DIM = {d};
+localparam LANES = {l};
+localparam BEATS = {nb};
+// The row ports as vectors, element i at bits [W*i +: W]; the buffer, byte i at [8*i +: 8];
+// the beat in, lane j at [32*j +: 32]; the buffer as BEATS beats, zero past DIM words.
+wire [8*DIM-1:0] row8_row;
+wire [32*DIM-1:0] row32_row;
+wire [32*DIM-1:0] buffer;
+wire [32*LANES-1:0] beat_row;
+wire [32*LANES*BEATS-1:0] beats_row;
+assign row8_row = {row8};
+assign row32_row = {row32};
+assign beat_row = {{{lanes_in}, word_in}};
+assign beats_row = {beats_vec};
+",
+            row8 = concat("row8_in", d),
+            row32 = concat("row32_in", d),
+            lanes_in = lanes_in.join(", "),
+        );
+        code.push_str(&split("row8_out", "buffer", 8, d));
+        for j in 0..d {
+            code.push_str(&format!("assign quant_out${j} = buffer[{} +: 22];\n", 32 * j));
+        }
+        code.push_str(&format!(
+            "\
+genvar i;
+generate
+    for (i = 0; i < 4*DIM; i = i + 1) begin : bytes
+        localparam [15:0] BEAT = i / 4 / LANES;
+        localparam LANE = (i / 4) % LANES;
+        reg [7:0] q;
+        initial begin
+            q = 8'h0;
+        end
+        // load8's value: the row's byte, 0 above the row
+        wire [7:0] row8_byte;
+        if (i < DIM) begin : in_row
+            assign row8_byte = row8_row[8*i +: 8];
+        end else begin : above_row
+            assign row8_byte = 8'h0;
+        end
+        always @(posedge clock) begin
+            if (load32) q <= row32_row[8*i +: 8];
+            else if (load8) q <= row8_byte;
+            else if (word_we && (word_idx == BEAT)) q <= beat_row[32*LANE + 8*(i%4) +: 8];
+        end
+        assign buffer[8*i +: 8] = q;
+    end
+    // the beat out: beat word_idx of the buffer, 0 past the last beat
+    for (i = 0; i < BEATS; i = i + 1) begin : beats
+        localparam [15:0] INDEX = i;
+        wire [32*LANES-1:0] out;
+        if (i == 0) begin : first
+            assign out = (word_idx == INDEX) ? beats_row[32*LANES-1:0] : {{(32*LANES){{1'b0}}}};
+        end else begin : next
+            assign out = (word_idx == INDEX) ? beats_row[32*LANES*i +: 32*LANES] : beats[i - 1].out;
+        end
+    end
+endgenerate
+assign {{{lanes_out}, word_out}} = beats[BEATS - 1].out;
+",
+            lanes_out = lanes_out.join(", "),
+        ));
+        Verilog::Wrapper(Wrapper { code, cores: String::new() })
+    }
+}
+
 generate_loop_block!(RowBuffer;
-    ports: clock, word_we, word_idx, word_in, word_out, load8, row8_in, load32, row32_in, row8_out, quant_out;
-    inner: bytes, pack, word_index, zero8, zero32);
+    ports: clock, word_we, word_idx, word_in, word_out, load8, row8_in, load32, row32_in, row8_out, quant_out,
+        lanes_in, lanes_out;
+    inner: bytes, pack, word_index, zero8, zero32, beat_in, beat_out);
 
 /// Four bytes to a little-endian word: `word = {b3, b2, b1, b0}`. A leaf, because rust-hdl
 /// cannot emit `bit_cast` of a loop-indexed signal (it evaluates the call when emitting).

@@ -103,34 +103,54 @@ pub fn run_icarus(
     stalls: &Stalls,
     limit: u64,
 ) -> Result<Trace, StreamError> {
+    run_icarus_beats(verilog, dim, 1, words, words, stalls, limit)
+}
+
+/// [`run_icarus`] on a core of `lanes` words per beat (docs/design.md "A wider link: LANES"):
+/// `beats` is the flattened beat stream (`lanes` words a beat, lane 0 first; `spec::lanes::frame`
+/// of `words`, the command words, from which the quiet tail is computed). The trace has one
+/// entry per output *word*, `lanes` of them per beat with the beat's cycle, lane 0 first: its
+/// [`Trace::words`] is the flattened output beat stream.
+pub fn run_icarus_beats(
+    verilog: &str,
+    dim: usize,
+    lanes: usize,
+    words: &[u32],
+    beats: &[u32],
+    stalls: &Stalls,
+    limit: u64,
+) -> Result<Trace, StreamError> {
+    assert!(lanes >= 1 && beats.len().is_multiple_of(lanes), "whole beats of {lanes} words");
     let keep_root = std::env::var_os("PROTOBRAIN_VCD").filter(|v| !v.is_empty()).map(PathBuf::from);
     let (dir, kept) = work_dir(TOP, keep_root.as_deref())?;
     let path = dir.as_path();
-    let n = words.len().max(1);
+    let n = (beats.len() / lanes).max(1);
     let pi = stalls.input.len().max(1);
     let po = stalls.output.len().max(1);
     let fs = |e: std::io::Error| StreamError::Tool(ReplayError::Io(e));
     std::fs::write(path.join("core.v"), verilog).map_err(fs)?;
-    std::fs::write(path.join("words.hex"), hex_file(words.iter().map(|w| format!("{w:08x}")))).map_err(fs)?;
+    let beat_hex = |b: &[u32]| b.iter().rev().map(|w| format!("{w:08x}")).collect::<String>();
+    std::fs::write(path.join("words.hex"), hex_file(beats.chunks(lanes).map(beat_hex))).map_err(fs)?;
     let bits = |p: &[bool], len: usize| {
         hex_file((0..len).map(|i| if p.get(i) == Some(&true) { "1" } else { "0" }.into()))
     };
     std::fs::write(path.join("in_stall.hex"), bits(&stalls.input, pi)).map_err(fs)?;
     std::fs::write(path.join("out_stall.hex"), bits(&stalls.output, po)).map_err(fs)?;
     let quiet = quiet_cycles(dim, words);
-    let total = words.len();
+    let total = beats.len() / lanes;
+    let width = 32 * lanes;
     let vcd = if kept.is_some() { "$dumpfile(\"wave.vcd\"); $dumpvars(0, tb);" } else { "" };
     let tb = format!(
         r#"`timescale 1ns/1ps
 module tb;
   reg clk = 1'b0, rst = 1'b1;
-  reg [31:0] words [0:{last_word}];
+  reg [{wm}:0] words [0:{last_word}];
   reg in_stall [0:{last_in}];
   reg out_stall [0:{last_out}];
-  reg [31:0] in_data = 0;
+  reg [{wm}:0] in_data = 0;
   reg in_valid = 0, out_ready = 0, held = 0, took;
   wire in_ready, out_valid;
-  wire [31:0] out_data;
+  wire [{wm}:0] out_data;
   integer ip = 0, cycle = 0, idle = 0, fd;
   {TOP} dut(.clk(clk), .rst(rst), .in_data(in_data), .in_valid(in_valid), .in_ready(in_ready),
             .out_data(out_data), .out_valid(out_valid), .out_ready(out_ready));
@@ -143,7 +163,7 @@ module tb;
     #1 clk = 1'b1; #1 clk = 1'b0; rst = 1'b0;
     forever begin
       in_valid = (ip < {total}) && (held || !in_stall[cycle % {pi}]);
-      in_data = (ip < {total}) ? words[ip] : 32'd0;
+      in_data = (ip < {total}) ? words[ip] : {width}'d0;
       out_ready = !out_stall[cycle % {po}];
       #1;
       took = in_valid && in_ready;
@@ -159,12 +179,13 @@ module tb;
       clk = 1'b1; #1 clk = 1'b0;
       cycle = cycle + 1;
       if (ip >= {total} && idle >= {quiet}) begin $fwrite(fd, "done %0d\n", cycle); $fclose(fd); $finish; end
-      if (ip < {total} && cycle >= {limit}) begin $fwrite(fd, "stuck %0d\n", ip); $fclose(fd); $finish; end
+      if (cycle >= {limit}) begin $fwrite(fd, "stuck %0d\n", ip); $fclose(fd); $finish; end
     end
   end
 endmodule
 "#,
         last_word = n - 1,
+        wm = width - 1,
         last_in = pi - 1,
         last_out = po - 1,
     );
@@ -190,9 +211,15 @@ endmodule
         match f.as_slice() {
             ["o", c, w] => {
                 let c = c.parse().map_err(|_| StreamError::Parse(line.into()))?;
-                let w = u32::from_str_radix(w, 16)
-                    .map_err(|_| StreamError::Parse(format!("x/z output: {line}")))?;
-                trace.outputs.push((c, w));
+                if w.len() != 8 * lanes {
+                    return Err(StreamError::Parse(format!("not a beat of {lanes} words: {line}")));
+                }
+                // lane 0 is the last 8 hex digits
+                for j in (0..lanes).rev() {
+                    let w = u32::from_str_radix(&w[8 * j..8 * j + 8], 16)
+                        .map_err(|_| StreamError::Parse(format!("x/z output: {line}")))?;
+                    trace.outputs.push((c, w));
+                }
             }
             ["i", c] => trace.last_input_cycle = c.parse().map_err(|_| StreamError::Parse(line.into()))?,
             ["done", c] => {

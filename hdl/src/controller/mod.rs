@@ -195,6 +195,14 @@ pub struct Controller {
     /// The accumulator read data of this cycle goes into the activation units.
     pub act_valid: Signal<Out, Bit>,
 
+    /// LANES > 1: words 1..LANES of the input beat (`in_data` is lane 0). Empty at LANES 1.
+    pub in_lanes: Vec<Signal<In, Bits<32>>>,
+    /// LANES > 1: words 1..LANES of the output beat (`out_data` is lane 0; 0 where a unit's
+    /// beat has no word). Empty at LANES 1.
+    pub out_lanes: Vec<Signal<Out, Bits<32>>>,
+    /// LANES > 1: words 1..LANES of row buffer beat `rb_word_idx`. Empty at LANES 1.
+    pub rb_lanes_out: Vec<Signal<In, Bits<32>>>,
+
     state: DFF<State>,
     op: DFF<Bits<8>>,
     remaining: DFF<Bits<24>>,
@@ -285,6 +293,23 @@ pub struct Controller {
     c_zero16: Constant<Bits<16>>,
     c_two16: Constant<Bits<16>>,
     c_zero8: Constant<Bits<8>>,
+
+    // ---- LANES > 1 only (every vector empty at LANES 1, so that the LANES 1 text is the one
+    // of the 32-bit link); see "LANES" in the module docs ----
+    // `for ll in _lanes_lo.._lanes_hi`: one pass with ll = LANES at LANES > 1, none at LANES 1
+    _lanes_lo: usize,
+    _lanes_hi: usize,
+    // WRITE_ACT refused for its range: its rows are consumed (row units) but not written
+    discard: Vec<DFF<Bit>>,
+    c_lanes24: Vec<Constant<Bits<24>>>,
+    c_zero32: Vec<Constant<Bits<32>>>,
+    // per lane 1..LANES: the lane holds a word in the last beat of a DIM-word row (LOAD_QUANT)
+    c_lane_in_last: Vec<Constant<Bit>>,
+    // INFO's and COUNTERS' words as beats: word b·LANES + j in `[ll * b + j]`, 0 past the end
+    info_beat: Vec<Constant<Bits<16>>>,
+    info_tab: Vec<Constant<Bits<32>>>,
+    cnt_beat: Vec<Constant<Bits<16>>>,
+    cnt_tab: Vec<Signal<Local, Bits<32>>>,
 }
 
 fn k<const N: usize>(v: u64) -> Constant<Bits<N>> {
@@ -297,6 +322,12 @@ impl Controller {
         let d = cfg.dim() as u64;
         let w = cfg.words_per_row() as u64;
         let hdr = |op: u8, len: u64| k::<32>(((op as u64) << 24) | len);
+        let l = cfg.lanes().get() as u64;
+        // the counts below are beats: words at LANES 1
+        let beats = |words: u64| words.div_ceil(l);
+        let wide = |n: u64| if l > 1 { n } else { 0 };
+        let info = [VERSION.into(), d, cfg.scratch_rows() as u64, cfg.acc_rows() as u64];
+        let (nbi, nbc) = (beats(4), beats(COUNTER_WORDS as u64));
         Controller {
             clock: Default::default(),
             rst: Default::default(),
@@ -338,6 +369,9 @@ impl Controller {
             acc_we: Default::default(),
             acc_accumulate: Default::default(),
             act_valid: Default::default(),
+            in_lanes: (1..l).map(|_| Default::default()).collect(),
+            out_lanes: (1..l).map(|_| Default::default()).collect(),
+            rb_lanes_out: (1..l).map(|_| Default::default()).collect(),
             state: Default::default(),
             op: Default::default(),
             remaining: Default::default(),
@@ -396,8 +430,8 @@ impl Controller {
             c_code_range: k(3),
             c_len0: k(0),
             c_len1: k(1),
-            c_dim_m1: k(d - 1),
-            c_wpr_m1: k(w - 1),
+            c_dim_m1: k(beats(d) - 1),
+            c_wpr_m1: k(beats(w) - 1),
             c_max_shift: k(spec::arith::MAX_SHIFT.into()),
             c_hdr_error: hdr(opcode::ERROR, 1),
             c_hdr_info: hdr(0x81, 4),
@@ -409,12 +443,22 @@ impl Controller {
             c_info_dim: k(d),
             c_info_scratch: k(cfg.scratch_rows() as u64),
             c_info_acc: k(cfg.acc_rows() as u64),
-            c_last_info: k(3),
-            c_last_counter: k(COUNTER_WORDS as u64 - 1),
+            c_last_info: k(nbi - 1),
+            c_last_counter: k(nbc - 1),
             c_one16: k(1),
             c_zero16: k(0),
             c_two16: k(2),
             c_zero8: k(0),
+            _lanes_lo: if l > 1 { l as usize } else { 1 },
+            _lanes_hi: if l > 1 { l as usize + 1 } else { 1 },
+            discard: (0..wide(1)).map(|_| Default::default()).collect(),
+            c_lanes24: (0..wide(1)).map(|_| k(l)).collect(),
+            c_zero32: (0..wide(1)).map(|_| k(0)).collect(),
+            c_lane_in_last: (1..l).map(|j| Constant::new((beats(d) - 1) * l + j < d)).collect(),
+            info_beat: (0..wide(nbi)).map(k).collect(),
+            info_tab: (0..wide(nbi * l)).map(|i| k(info.get(i as usize).copied().unwrap_or(0))).collect(),
+            cnt_beat: (0..wide(nbc)).map(k).collect(),
+            cnt_tab: (0..wide(nbc * l)).map(|_| Default::default()).collect(),
         }
     }
 }
@@ -437,6 +481,10 @@ impl Logic for Controller {
         self.rbk.rst.next = self.rst.val();
         self.counters.clock.next = self.clock.val();
         self.counters.rst.next = self.rst.val();
+        for w in 0..self.discard.len() {
+            self.discard[w].clock.next = self.clock.val();
+            self.discard[w].d.next = self.discard[w].q.val();
+        }
 
         // ---- defaults of every output and helper ----
         self.in_ready.next = false;
@@ -556,6 +604,18 @@ impl Logic for Controller {
         self.q_relu.next = self.q_relu_r.q.val();
         self.q_zero.next = self.q_zero_r.q.val();
         self.shift_bad.next = self.in_data.val().get_bits::<6>(16) > self.c_max_shift.val();
+        // LANES > 1: LOAD_QUANT checks every word of the beat (not the padding of the last)
+        for _ll in self._lanes_lo..self._lanes_hi {
+            if self.state.q.val() == State::Bias {
+                for j in 0..self.in_lanes.len() {
+                    if ((self.idx.q.val() != self.c_dim_m1.val()) || self.c_lane_in_last[j].val())
+                        && (self.in_lanes[j].val().get_bits::<6>(16) > self.c_max_shift.val())
+                    {
+                        self.shift_bad.next = true;
+                    }
+                }
+            }
+        }
 
         if self.op.q.val() == self.c_op_read_acc.val() {
             self.last_word.next = self.c_dim_m1.val();
@@ -576,6 +636,14 @@ impl Logic for Controller {
             _ => {}
         }
         self.take.next = self.in_ready.val() && self.in_valid.val();
+        // LANES > 1: MATMUL's and ACTIVATE's second word came in Arg0's beat (held in a1);
+        // Arg1 takes it from there, without a beat
+        for _ll in self._lanes_lo..self._lanes_hi {
+            if self.state.q.val() == State::Arg1 {
+                self.in_ready.next = false;
+                self.take.next = true;
+            }
+        }
 
         // the range check (range_check.rs): each argument word's verdicts, registered
         self.rc.clock.next = self.clock.val();
@@ -588,6 +656,11 @@ impl Logic for Controller {
         self.rc.sp_free1.next = self.seq.sp_free1.val();
         self.rc.acc_quiet0.next = self.seq.acc_quiet0.val();
         self.rc.acc_quiet1.next = self.seq.acc_quiet1.val();
+        for _ll in self._lanes_lo..self._lanes_hi {
+            if self.state.q.val() == State::Arg1 {
+                self.rc.word.next = self.a1.q.val();
+            }
+        }
 
         // ---- output word ----
         self.err_word.b0.next = self.err_code.q.val();
@@ -637,6 +710,44 @@ impl Logic for Controller {
                 self.out_data.next = self.rb_word_out.val();
             }
             _ => {}
+        }
+        // LANES > 1: the other lanes of the beat: 0 but in INFO's, COUNTERS' and the rows'
+        // beats (lane 0 of INFO's and COUNTERS' beats too)
+        for ll in self._lanes_lo..self._lanes_hi {
+            for j in 0..self.out_lanes.len() {
+                self.out_lanes[j].next = self.c_zero32[0].val();
+            }
+            for i in 0..self.snap_index.len() {
+                self.cnt_tab[i].next = self.counters.snap[i].val();
+            }
+            for i in self.snap_index.len()..self.cnt_tab.len() {
+                self.cnt_tab[i].next = self.c_zero32[0].val();
+            }
+            if self.state.q.val() == State::RespInfo {
+                for b in 0..self.info_beat.len() {
+                    if self.idx.q.val() == self.info_beat[b].val() {
+                        self.out_data.next = self.info_tab[ll * b].val();
+                        for j in 0..self.out_lanes.len() {
+                            self.out_lanes[j].next = self.info_tab[ll * b + j + 1].val();
+                        }
+                    }
+                }
+            }
+            if self.state.q.val() == State::RespCounters {
+                for b in 0..self.cnt_beat.len() {
+                    if self.idx.q.val() == self.cnt_beat[b].val() {
+                        self.out_data.next = self.cnt_tab[ll * b].val();
+                        for j in 0..self.out_lanes.len() {
+                            self.out_lanes[j].next = self.cnt_tab[ll * b + j + 1].val();
+                        }
+                    }
+                }
+            }
+            if self.state.q.val() == State::RowEmit {
+                for j in 0..self.out_lanes.len() {
+                    self.out_lanes[j].next = self.rb_lanes_out[j].val();
+                }
+            }
         }
         self.sent.next = self.out_valid.val() && self.out_ready.val();
         self.rbk.sent.next = self.sent.val() && (self.state.q.val() == State::RowEmit);
@@ -979,6 +1090,59 @@ impl Logic for Controller {
             }
         }
         self.act.issue.next = self.act_issue.val();
+
+        // ---- LANES > 1: the front end by beats (what differs from the words above) ----
+        for _ll in self._lanes_lo..self._lanes_hi {
+            // a refused command's payload as dense beats
+            if (self.state.q.val() == State::Skip) && self.take.val() {
+                self.remaining.d.next = self.remaining.q.val() - self.c_lanes24[0].val();
+                if self.remaining.q.val() <= self.c_lanes24[0].val() {
+                    self.state.d.next = State::ErrHeader;
+                }
+            }
+            // the argument words in one beat: a1 from lane 1; SET_QUANT's Z there too
+            if (self.state.q.val() == State::Arg0) && self.take.val() {
+                self.a1.d.next = self.in_lanes[0].val();
+                if (self.op.q.val() == self.c_op_set_quant.val()) && self.sq_two.q.val() {
+                    if self.shift_bad.val() {
+                        self.state.d.next = State::ErrHeader;
+                    } else {
+                        self.q_zero_r.d.next = self.in_lanes[0].val().get_bits::<8>(0);
+                        self.cmd_done.next = true;
+                        self.state.d.next = State::Header;
+                    }
+                }
+            }
+            if self.state.q.val() == State::Arg1 {
+                self.a1.d.next = self.a1.q.val();
+            }
+            // a WRITE_ACT refused for its range: its rows consumed as row units, not written
+            if self.state.q.val() == State::Header {
+                self.discard[0].d.next = false;
+            }
+            if (self.state.q.val() == State::Exec)
+                && !self.rc.range_ok.val()
+                && (self.op.q.val() == self.c_op_write_act.val())
+                && (self.remaining.q.val() != self.c_len0.val())
+            {
+                self.discard[0].d.next = true;
+                self.state.d.next = State::WriteRows;
+            }
+            if (self.state.q.val() == State::WriteRows) && self.discard[0].q.val() {
+                self.rb_word_we.next = false;
+                self.sw_pending.d.next = false;
+                if self.take.val()
+                    && (self.idx.q.val() == self.c_wpr_m1.val())
+                    && (self.left.q.val() == self.c_one16.val())
+                {
+                    self.cmd_done.next = false;
+                    self.state.d.next = State::ErrHeader;
+                }
+            }
+            if self.rst.val() {
+                self.discard[0].d.next = false;
+            }
+        }
 
         // ---- counters (counters.rs) ----
         self.counters.issue.next = self.issue.val();
