@@ -298,6 +298,9 @@ pub struct Controller {
     // of the 32-bit link); see "LANES" in the module docs ----
     // `for ll in _lanes_lo.._lanes_hi`: one pass with ll = LANES at LANES > 1, none at LANES 1
     _lanes_lo: usize,
+    // `for _ in _narrow_lo.._narrow_hi`: one pass at LANES 1, none at LANES > 1
+    _narrow_lo: usize,
+    _narrow_hi: usize,
     _lanes_hi: usize,
     // WRITE_ACT refused for its range: its rows are consumed (row units) but not written
     discard: Vec<DFF<Bit>>,
@@ -450,6 +453,8 @@ impl Controller {
             c_two16: k(2),
             c_zero8: k(0),
             _lanes_lo: if l > 1 { l as usize } else { 1 },
+            _narrow_lo: 0,
+            _narrow_hi: if l > 1 { 0 } else { 1 },
             _lanes_hi: if l > 1 { l as usize + 1 } else { 1 },
             discard: (0..wide(1)).map(|_| Default::default()).collect(),
             c_lanes24: (0..wide(1)).map(|_| k(l)).collect(),
@@ -647,7 +652,18 @@ impl Logic for Controller {
 
         // the range check (range_check.rs): each argument word's verdicts, registered
         self.rc.clock.next = self.clock.val();
-        self.rc.word.next = self.in_data.val();
+        // one write per evaluation (a second write of another value would glitch the range
+        // check's input, and its outputs glitching back make Icarus loop in a time step)
+        for _ll in self._narrow_lo..self._narrow_hi {
+            self.rc.word.next = self.in_data.val();
+        }
+        for _ll in self._lanes_lo..self._lanes_hi {
+            if self.state.q.val() == State::Arg1 {
+                self.rc.word.next = self.a1.q.val();
+            } else {
+                self.rc.word.next = self.in_data.val();
+            }
+        }
         self.rc.take_a.next = self.take.val() && (self.state.q.val() == State::Arg0);
         self.rc.take_b.next = self.take.val() && (self.state.q.val() == State::Arg1);
         self.rc.a_n.next = self.a0.q.val().get_bits::<16>(16);
@@ -656,11 +672,6 @@ impl Logic for Controller {
         self.rc.sp_free1.next = self.seq.sp_free1.val();
         self.rc.acc_quiet0.next = self.seq.acc_quiet0.val();
         self.rc.acc_quiet1.next = self.seq.acc_quiet1.val();
-        for _ll in self._lanes_lo..self._lanes_hi {
-            if self.state.q.val() == State::Arg1 {
-                self.rc.word.next = self.a1.q.val();
-            }
-        }
 
         // ---- output word ----
         self.err_word.b0.next = self.err_code.q.val();
