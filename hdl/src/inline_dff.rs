@@ -53,14 +53,14 @@
 //! It runs before [`crate::dedupe::dedupe`] in [`crate::emit::top_verilog`], for
 //! [`crate::emit::Form::Compact`] only. Either order is correct (a deduped flip-flop module is
 //! still a flip-flop module, and what the pass writes for a parent depends only on the parent's
-//! text and its flip-flops' bodies), and on this design both give the same bytes. Before is the
-//! choice because dedupe then compares the final text: parents whose only difference is the
-//! flip-flop module they instantiate (rust-hdl writes an enum register's module with its enum's
-//! `localparam`s, so two registers of one width can have two bodies) compare equal once the
-//! flip-flops are inlined, and dedupe's one-pass fixpoint holds for the text `emit` writes, not
-//! for a text another pass rewrites afterwards. The price is checking every flip-flop module of
-//! rust-hdl's text instead of one per distinct body: a few hundred small modules at DIM 8, well
-//! under a millisecond.
+//! text and its flip-flops' bodies), and on this design both give the same bytes (compared at
+//! DIM 8). Before is the choice because dedupe then compares the final text, so its guarantee
+//! (one pass is the fixpoint) is about the text `emit` writes. In the other order, two parents
+//! could stay apart that differ only in the unused enum `localparam`s of their flip-flop
+//! modules, the one part of a flip-flop module that the inlining drops (unlikely: rust-hdl
+//! names those parameters by their enum, and the parents declare them too). The price is checking
+//! every flip-flop module of rust-hdl's text instead of one per distinct body: at DIM 8, 130 of
+//! its 160 modules, in about 2 ms (release build).
 
 use std::collections::{HashMap, HashSet};
 
