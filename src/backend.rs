@@ -347,18 +347,32 @@ impl RunReport {
         outputs.stage(path, |w| w.write_all(json.as_bytes()))
     }
 
-    /// One line for the terminal.
+    /// The lines for the terminal: the run; with a resident upload, the upload and the
+    /// figures per inference (row of X) in steady state and with the upload shared by this
+    /// batch.
     pub fn summary(&self) -> String {
         let run = self.run_summary();
         match &self.upload {
-            Some(u) => format!(
-                "{run}\nweights resident: {} of {} tiles, stored first in {} words sent, {} received{} (not in the figures above)",
-                u.tiles_stored,
-                u.tiles,
-                u.words_sent,
-                u.words_received,
-                u.cycles.map(|c| format!(", {c} cycles")).unwrap_or_default()
-            ),
+            Some(u) => {
+                let m = self.m.max(1) as f64;
+                let per = |cycles: Option<u64>, sent: u64, received: u64| {
+                    let c = cycles.map(|c| format!("{:.1} cycles, ", c as f64 / m)).unwrap_or_default();
+                    format!("{c}{:.1} words sent, {:.1} received", sent as f64 / m, received as f64 / m)
+                };
+                let both = self.cycles.zip(u.cycles).map(|(c, uc)| c + uc);
+                format!(
+                    "{run}\nweights resident: {} of {} tiles, stored first in {} words sent, {} received{} (not in the figures above)\n\
+                     per inference ({} rows): {} in steady state; {} with the upload shared by this batch",
+                    u.tiles_stored,
+                    u.tiles,
+                    u.words_sent,
+                    u.words_received,
+                    u.cycles.map(|c| format!(", {c} cycles")).unwrap_or_default(),
+                    self.m,
+                    per(self.cycles, self.words_sent, self.words_received),
+                    per(both, self.words_sent + u.words_sent, self.words_received + u.words_received),
+                )
+            }
             None => run,
         }
     }

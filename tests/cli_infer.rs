@@ -218,6 +218,15 @@ fn resident_weights_give_the_same_output_and_report_the_upload_apart() {
         assert_eq!(words(&a) - words(&b), 2, "{backend}");
         // the upload: two WRITE_ACTs of 2 rows (1 + 1 + 2 words each) and a SYNC (2 words)
         assert_eq!(b["upload"]["words_sent"], 10, "{backend}");
+        // per inference: the run's words over its rows, and with the upload's 10 words shared
+        let rows = b["m"].as_u64().unwrap() as f64;
+        let sent = b["words_sent"].as_u64().unwrap() as f64;
+        let line = format!("per inference ({rows} rows): ");
+        assert!(run.stdout.contains(&line), "{}", run.stdout);
+        let steady = format!("{:.1} words sent", sent / rows);
+        let shared = format!("{:.1} words sent", (sent + 10.0) / rows);
+        assert!(run.stdout.contains(&format!("{steady}, ")), "{}", run.stdout);
+        assert!(run.stdout.contains(&format!("{shared}, ")), "{}", run.stdout);
         fs::remove_file(c.path("Y.npy")).unwrap();
     }
 }

@@ -32,7 +32,7 @@ pub const PLOT_FILES: [&str; 4] =
 pub struct PlotError {
     /// The plot file.
     pub file: String,
-    /// What went wrong (plotters' message: a missing font, an unwritable file).
+    /// What went wrong (plotters' message, e.g. an unwritable file).
     pub problem: String,
 }
 

@@ -54,12 +54,12 @@ pub struct DedupeStats {
 }
 
 /// Is `c` part of a Verilog simple identifier (`$` included, as rust-hdl uses it)?
-fn ident_char(c: u8) -> bool {
+pub(crate) fn ident_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'$'
 }
 
 /// The identifier at the start of `s` (empty if none).
-fn leading_ident(s: &str) -> &str {
+pub(crate) fn leading_ident(s: &str) -> &str {
     let end = s.bytes().position(|c| !ident_char(c)).unwrap_or(s.len());
     &s[..end]
 }
@@ -67,14 +67,15 @@ fn leading_ident(s: &str) -> &str {
 /// One module of the input: its name, the blank and comment lines before it (rust-hdl puts a
 /// comment before a wrapper module), and its lines from `module` to `endmodule`, each with its
 /// line terminator.
-struct Module<'a> {
-    name: &'a str,
-    lead: Vec<&'a str>,
-    lines: Vec<&'a str>,
+pub(crate) struct Module<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) lead: Vec<&'a str>,
+    pub(crate) lines: Vec<&'a str>,
 }
 
-/// Cuts `text` into its preamble, its modules and the text after the last one.
-fn parse(text: &str) -> Result<(&str, Vec<Module<'_>>, String), DedupeError> {
+/// Cuts `text` into its preamble, its modules and the text after the last one (shared with
+/// [`crate::inline_dff`], which relies on the same shape).
+pub(crate) fn parse(text: &str) -> Result<(&str, Vec<Module<'_>>, String), DedupeError> {
     let mut preamble_end = text.len();
     let mut modules: Vec<Module> = Vec::new();
     let mut open = false;

@@ -13,9 +13,11 @@
 //! Every top-level emitter (this module's [`verilog`], [`crate::uart::uart_core_verilog`],
 //! [`crate::boards::board_verilog`]) goes through [`top_verilog`], in one of two [`Form`]s:
 //! - [`Form::Compact`], what `emit` writes: the systolic array, the output columns, the row
-//!   buffer and the delay lines as generate loops ([`crate::generate`]), then
-//!   [`crate::dedupe::dedupe`] keeps one module per distinct body of the rest (figures in
-//!   docs/verilog.md);
+//!   buffer, the memories and the delay lines as generate loops ([`crate::generate`]), then
+//!   [`crate::inline_dff::inline_dffs`] writes each of rust-hdl's flip-flops (a `DFF`
+//!   sub-module instance) as a register of its parent, then [`crate::dedupe::dedupe`] keeps one
+//!   module per distinct body of the rest (figures in docs/verilog.md; the inlining goes first
+//!   so that dedupe compares the final text, see [`crate::inline_dff`]);
 //! - [`Form::PerInstance`], rust-hdl's own text: one module per instance, every loop unrolled.
 //!   The reference the compact text is checked against, and what the board tops keep for now
 //!   (their timing reports were made from it).
@@ -26,6 +28,7 @@ use thiserror::Error;
 
 use crate::core::ProtobrainCore;
 use crate::dedupe::{dedupe, DedupeError};
+use crate::inline_dff::{inline_dffs, InlineDffError};
 
 /// Name of the emitted top module.
 pub const TOP: &str = "protobrain_core";
@@ -40,6 +43,9 @@ pub enum EmitError {
     /// rust-hdl's structural checks failed (an unconnected signal, a combinational loop, ...).
     #[error("rust-hdl rejected the design for {config}: {detail}")]
     Check { config: Config, detail: String },
+    /// rust-hdl's text was not shaped as [`crate::inline_dff`] expects.
+    #[error("inlining the flip-flops of the Verilog for {config}: {source}")]
+    InlineDff { config: Config, source: InlineDffError },
     /// rust-hdl's text was not shaped as [`crate::dedupe`] expects.
     #[error("compacting the Verilog for {config}: {source}")]
     Dedupe { config: Config, source: DedupeError },
@@ -77,7 +83,11 @@ pub fn top_verilog<B: Block>(
     let body = match form {
         Form::Compact => {
             let raw = rust_hdl_verilog(uut, top, config)?;
-            dedupe(&raw).map(|(v, _)| v).map_err(|source| EmitError::Dedupe { config: *config, source })?
+            let (inlined, _) =
+                inline_dffs(&raw).map_err(|source| EmitError::InlineDff { config: *config, source })?;
+            dedupe(&inlined)
+                .map(|(v, _)| v)
+                .map_err(|source| EmitError::Dedupe { config: *config, source })?
         }
         Form::PerInstance => crate::generate::with_per_instance_text(|| rust_hdl_verilog(uut, top, config))?,
     };

@@ -14,6 +14,7 @@ pub mod dedupe;
 pub mod emit;
 pub mod formal;
 pub mod generate;
+pub mod inline_dff;
 pub mod memory;
 pub mod pe;
 pub mod primitives;

@@ -3,7 +3,8 @@
 //! The single source of truth shared by the hardware generator, the simulators and the driver:
 //! the [`Config`], the bit-exact arithmetic ([`arith`]), the nalgebra golden model
 //! ([`golden`]), the command encoding ([`isa`]) and its framing on a wider link ([`lanes`]), and
-//! the functional golden device ([`device`]). The hardware and every simulator must agree with these to the bit.
+//! the functional golden device ([`device`]). The hardware and every simulator must agree with
+//! these to the bit.
 
 pub mod arith;
 pub mod config;

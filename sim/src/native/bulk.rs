@@ -528,20 +528,8 @@ impl NativeSim {
 /// Weight row `k` of a bank from the row buffer's int8 row (a write past DIM does nothing, as
 /// in the array, where no PE row matches).
 pub(super) fn write_weight_row(rowbuf: &[u32], bank: &mut [i16], zeros: &mut [u32], k: u16) {
-    let dim = zeros.len();
-    let k = usize::from(k);
-    if k >= dim {
-        return;
-    }
     // byte i of word j is column 4j + i
-    let mut zero = 0;
-    for (cols, w) in bank[k * dim..(k + 1) * dim].chunks_mut(4).zip(rowbuf) {
-        for (c, b) in cols.iter_mut().zip(w.to_le_bytes()) {
-            *c = i16::from(b as i8);
-            zero += u32::from(b == 0);
-        }
-    }
-    zeros[k] = zero;
+    store_weight_row(rowbuf.iter().flat_map(|w| w.to_le_bytes()).map(|b| b as i8), bank, zeros, k);
 }
 
 /// Weight row `k` of a bank from an int8 row of DIM (a write past DIM does nothing).
