@@ -501,7 +501,6 @@ fn with_lanes(d: usize, l: usize) -> Config {
 /// (DIM 8 at LANES 2), several beats (DIM 16 at LANES 2; every LOAD_BIAS / LOAD_QUANT /
 /// READ_ACC row of DIM words wider than LANES), and LANES 1 through the same bench.
 #[test]
-#[ignore = "phase 1 open: Icarus does not finish (vvp hangs inside a time step) on a MATMUL at LANES 2 (DIM 2, lanes_debug n 1 seed 2); see the report of i13-lanes"]
 fn lanes_random_streams_match_run_lanes_small_dims() {
     for (d, l, seeds) in [(2, 1, 0..2), (2, 2, 0..4), (2, 4, 10..14), (4, 2, 20..24), (4, 4, 30..34)] {
         let cfg = with_lanes(d, l);
@@ -512,22 +511,7 @@ fn lanes_random_streams_match_run_lanes_small_dims() {
     }
 }
 
-/// Smallest failing random case at LANES 2 (debugging aid).
 #[test]
-#[ignore]
-fn lanes_debug() {
-    let cfg = with_lanes(2, 2);
-    let v = emit::verilog(&cfg).unwrap();
-    for n in 1..30 {
-        for seed in 0..3 {
-            eprintln!("n {n} seed {seed}");
-            lanes_case(cfg, &v, seed, n);
-        }
-    }
-}
-
-#[test]
-#[ignore = "phase 1 open: Icarus does not finish (vvp hangs inside a time step) on a MATMUL at LANES 2 (DIM 2, lanes_debug n 1 seed 2); see the report of i13-lanes"]
 fn lanes_random_streams_match_run_lanes_dim8() {
     for (l, seeds) in [(2, 40..43), (4, 50..53), (8, 60..62)] {
         let cfg = with_lanes(8, l);
@@ -539,7 +523,6 @@ fn lanes_random_streams_match_run_lanes_dim8() {
 }
 
 #[test]
-#[ignore = "phase 1 open: Icarus does not finish (vvp hangs inside a time step) on a MATMUL at LANES 2 (DIM 2, lanes_debug n 1 seed 2); see the report of i13-lanes"]
 fn lanes_random_streams_match_run_lanes_dim16() {
     for (l, seeds) in [(2, 70..72), (4, 80..82), (8, 90..91)] {
         let cfg = with_lanes(16, l);
