@@ -36,6 +36,7 @@ impl ConfigArgs {
                 spec::ConfigError::Rows { what: "SCRATCH_ROWS", .. } => "--scratch-rows",
                 spec::ConfigError::Rows { .. } => "--acc-rows",
                 spec::ConfigError::UnknownPreset(_) => "--preset",
+                spec::ConfigError::Lanes(_) => "--lanes",
             };
             CliError::input(flag, e.to_string())
         })
