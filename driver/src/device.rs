@@ -21,6 +21,7 @@ use nalgebra::DMatrix;
 use spec::isa::{
     header, opcode, split_header, Command, EncodeError, ResponseDecoder, ResponseError, RESPONSE_BIT,
 };
+use spec::lanes::{Framer, Stream, Unframer};
 use spec::{CommandError, Config, Counters, Quant, Response, VERSION};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -128,6 +129,10 @@ pub struct LinkStats {
     /// Times [`Device::resync`] reset the device through the link ([`Transport::reset_link`]:
     /// a BREAK on a UART). Each one leaves the device in its reset state.
     pub link_resets: u64,
+    /// Beats sent (LANES words each, padding included; equal to `words_sent` at LANES 1).
+    pub beats_sent: u64,
+    /// Beats received (equal to `words_received` at LANES 1).
+    pub beats_received: u64,
 }
 
 /// The response a command waits for: opcode and payload length.
@@ -154,6 +159,13 @@ pub struct Device<T> {
     stats: LinkStats,
     next_token: u32,
     in_sync: bool,
+    /// LANES > 1: the command words as beats, and the response beats as words
+    /// (docs/design.md "A wider link: LANES"); unused at LANES 1, where a beat is a word.
+    framer: Framer,
+    unframer: Unframer,
+    /// Response words unframed and not yet read.
+    unframed: VecDeque<u32>,
+    beat: Vec<u32>,
 }
 
 /// A SYNC header with length 1. Used as its own token, a stream of it is parsed as SYNCs
@@ -195,6 +207,10 @@ impl<T: Transport> Device<T> {
             stats: LinkStats::default(),
             next_token: 1,
             in_sync: true,
+            framer: Framer::new(Stream::Commands, *expected, expected.lanes()),
+            unframer: Unframer::new(Stream::Responses, *expected, expected.lanes()),
+            unframed: VecDeque::new(),
+            beat: Vec::new(),
         };
         let found = dev.info()?;
         if found != Info::of(expected) {
@@ -272,7 +288,20 @@ impl<T: Transport> Device<T> {
     }
 
     fn raw_send(&mut self, words: &[u32]) -> Result<(), DriverError> {
-        self.transport.send(words)?;
+        let lanes = self.config.lanes().get();
+        if lanes == 1 {
+            self.transport.send(words)?;
+            self.stats.beats_sent += words.len() as u64;
+        } else {
+            // whole commands as beats; an incomplete last command waits for its rest
+            let mut beats = std::mem::take(&mut self.beat);
+            beats.clear();
+            self.framer.push(words, &mut beats);
+            let r = if beats.is_empty() { Ok(()) } else { self.transport.send(&beats) };
+            self.stats.beats_sent += (beats.len() / lanes) as u64;
+            self.beat = beats;
+            r?;
+        }
         self.stats.words_sent += words.len() as u64;
         Ok(())
     }
@@ -284,9 +313,36 @@ impl<T: Transport> Device<T> {
     }
 
     fn raw_recv(&mut self, n: usize) -> Result<Vec<u32>, DriverError> {
-        let words = self.transport.recv(n, self.timeout)?;
-        self.stats.words_received += words.len() as u64;
-        Ok(words)
+        let lanes = self.config.lanes().get();
+        if lanes == 1 {
+            let words = self.transport.recv(n, self.timeout)?;
+            self.stats.words_received += words.len() as u64;
+            self.stats.beats_received += words.len() as u64;
+            return Ok(words);
+        }
+        // a beat carries at most LANES of the words still wanted, so asking for ⌈wanted /
+        // LANES⌉ beats never reads past them
+        let mut words = Vec::new();
+        while self.unframed.len() < n {
+            let beats = (n - self.unframed.len()).div_ceil(lanes);
+            let got = self.transport.recv(beats * lanes, self.timeout)?;
+            self.stats.beats_received += beats as u64;
+            for beat in got.chunks(lanes) {
+                words.clear();
+                self.unframer.push(beat, &mut words);
+                self.unframed.extend(&words);
+            }
+        }
+        self.stats.words_received += n as u64;
+        Ok(self.unframed.drain(..n).collect())
+    }
+
+    /// Transport words that `words` response words of `op` with `len` take (framed as beats at
+    /// LANES > 1).
+    fn link_words(&self, op: u8, len: u32) -> usize {
+        let l = self.config.lanes();
+        let beats = 1 + spec::lanes::response_layout(op, len, &self.config).beats(l);
+        beats as usize * l.get()
     }
 
     /// Read the next response, whatever it is (a 0xFF answer is returned as
@@ -540,6 +596,18 @@ impl<T: Transport> Device<T> {
             // the device and its link are reset: the next SYNC is parsed as a command
             self.stats.link_resets += 1;
             echoed = true;
+            self.framer.clear();
+            self.unframer = Unframer::new(Stream::Responses, self.config, self.config.lanes());
+            self.unframed.clear();
+        }
+        if !echoed && self.config.lanes().get() > 1 {
+            // the fill below is a word-level recovery: at LANES > 1 a device inside a payload
+            // counts beats, and only a reset brings it back for certain
+            return Err(DriverError::Resync(format!(
+                "no SYNC echo, and at LANES {} the stream can only be recovered by a link reset, \
+                 which this transport cannot do",
+                self.config.lanes()
+            )));
         }
         // the device is inside a command's payload: fill it
         let max_fill = spec::isa::MAX_LEN as usize + 2;
@@ -778,7 +846,7 @@ impl<T: Transport> Device<T> {
                 Command::Sync { token } => Some(token),
                 _ => None,
             };
-            run.pending_words += 1 + expect.len as usize;
+            run.pending_words += self.link_words(expect.op, expect.len);
             run.pending.push_back(Pending { expect, to, token });
             if run.pending_words > window {
                 self.drain(run)?;
@@ -824,7 +892,7 @@ impl<T: Transport> Device<T> {
     fn drain(&mut self, run: &mut Run) -> Result<(), DriverError> {
         self.flush(run)?;
         while let Some(p) = run.pending.pop_front() {
-            run.pending_words -= 1 + p.expect.len as usize;
+            run.pending_words -= self.link_words(p.expect.op, p.expect.len);
             let response = self.expect(p.expect)?;
             if let (Some(token), Response::Sync { token: got }) = (p.token, &response) {
                 if *got != token {

@@ -18,6 +18,7 @@
 //! * A transport without a wall clock (a cycle simulator) bounds `recv` by a cycle budget of its
 //!   own and reports the same `Timeout` when it runs out.
 
+use spec::lanes::{Framer, Stream, Unframer};
 use spec::{Config, GoldenDevice};
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -108,10 +109,15 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
 /// The functional golden device ([`spec::GoldenDevice`]) behind the transport interface: words
 /// are executed as they are sent, responses are queued. Untimed, so `recv` answers at once:
 /// if fewer than `n` words are queued, nothing more can come and it times out immediately.
+/// At LANES > 1 (the device's `Config::lanes`) the words on the link are beats, flattened:
+/// they are unframed into commands and the responses framed (docs/design.md "A wider link").
 #[derive(Debug, Clone)]
 pub struct GoldenTransport {
     device: GoldenDevice,
     out: VecDeque<u32>,
+    /// LANES > 1: the command beats taken apart and the responses put in beats.
+    lanes: Option<(Unframer, Framer)>,
+    words: Vec<u32>,
 }
 
 impl GoldenTransport {
@@ -122,7 +128,14 @@ impl GoldenTransport {
 
     /// Wrap an existing golden device (with its state).
     pub fn from_device(device: GoldenDevice) -> Self {
-        GoldenTransport { device, out: VecDeque::new() }
+        let cfg = *device.config();
+        let lanes = (cfg.lanes().get() > 1).then(|| {
+            (
+                Unframer::new(Stream::Commands, cfg, cfg.lanes()),
+                Framer::new(Stream::Responses, cfg, cfg.lanes()),
+            )
+        });
+        GoldenTransport { device, out: VecDeque::new(), lanes, words: Vec::new() }
     }
 
     /// The device, to inspect its state.
@@ -138,8 +151,20 @@ impl GoldenTransport {
 
 impl Transport for GoldenTransport {
     fn send(&mut self, words: &[u32]) -> Result<(), TransportError> {
-        self.device.push_all(words.iter().copied());
-        self.out.extend(self.device.take_output());
+        let Some((unframer, framer)) = &mut self.lanes else {
+            self.device.push_all(words.iter().copied());
+            self.out.extend(self.device.take_output());
+            return Ok(());
+        };
+        let l = self.device.config().lanes().get();
+        for beat in words.chunks(l) {
+            self.words.clear();
+            unframer.push(beat, &mut self.words);
+            self.device.push_all(self.words.iter().copied());
+        }
+        self.words.clear();
+        framer.push(&self.device.take_output(), &mut self.words);
+        self.out.extend(&self.words);
         Ok(())
     }
 

@@ -323,3 +323,50 @@ fn double_buffering_alternates_halves_and_interleaves_the_chunks() {
     }
     assert_eq!(run(&cfg, &p).output(), &Output::Int8(y));
 }
+
+/// A wider link (LANES 2..=64, docs/design.md "A wider link"): the same programs give the
+/// golden model's results, the link carries exactly the program's words framed as beats, and
+/// the responses come back unframed.
+mod lanes {
+    use super::*;
+    use spec::lanes::{frame, Lanes, Stream};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn programs_on_a_wide_link_equal_the_golden_model(
+            (cfg, x, layers, kind) in (1usize..=9, 0usize..7)
+                .prop_flat_map(|(d, l)| (config(d), Just(1usize << l), size(d), size(d), size(d), size(d), kind()))
+                .prop_flat_map(|(cfg, l, m, k, h, n, kind)| (
+                    Just(cfg.with_lanes(Lanes::new(l).unwrap())),
+                    mat(m, k),
+                    (layer(k, h), layer(h, n)),
+                    Just(kind),
+                ))
+        ) {
+            let layers = [layers.0, layers.1];
+            let p = match compile_mlp(&cfg, &x, &layers, kind) {
+                Err(CompileError::TooSmall { .. }) => return Ok(()),
+                Err(e) => panic!("{e}"),
+                Ok(p) => p,
+            };
+            let mut dev = Device::open(Recorder::new(GoldenTransport::new(cfg)), &cfg).unwrap();
+            let before = dev.transport().sent.len();
+            let out = dev.run(&p).unwrap();
+            let stats = p.stats();
+            prop_assert_eq!(out.words_sent, stats.words_to_device);
+            prop_assert_eq!(out.words_received, stats.words_from_device);
+            let l = cfg.lanes().get();
+            let link = dev.stats();
+            prop_assert_eq!(dev.transport().sent.len() as u64, link.beats_sent * l as u64);
+            prop_assert_eq!(dev.transport().received.len() as u64, link.beats_received * l as u64);
+            if stats.write_backs == 0 {
+                let words = p.words().unwrap();
+                prop_assert_eq!(&dev.transport().sent[before..], &frame(&words, Stream::Commands, &cfg, cfg.lanes())[..]);
+            }
+            let h = golden_int8(&x, &layers[0]);
+            prop_assert_eq!(out.output(), &golden_layer(&h, &layers[1], kind));
+        }
+    }
+}

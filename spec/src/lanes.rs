@@ -214,6 +214,67 @@ pub fn frame(words: &[u32], stream: Stream, cfg: &Config, lanes: Lanes) -> Vec<u
     out
 }
 
+/// Streaming [`frame`]: words in, in pieces of any size, beats out as soon as they are
+/// whole. It holds back the words of a command (or response) until the whole of it is in, then
+/// frames it, so the beats equal [`frame`] of the words pushed so far, minus an incomplete
+/// last message. A message that never completes is never sent: that is what a device would
+/// see from a host that stopped halfway (it waits for the rest).
+#[derive(Debug, Clone)]
+pub struct Framer {
+    stream: Stream,
+    cfg: Config,
+    lanes: Lanes,
+    /// Words of the incomplete message at the end of the input.
+    held: Vec<u32>,
+}
+
+impl Framer {
+    /// A framer between messages.
+    pub fn new(stream: Stream, cfg: Config, lanes: Lanes) -> Self {
+        Framer { stream, cfg, lanes, held: Vec::new() }
+    }
+
+    /// Words of an incomplete message held back.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Forget a held incomplete message (the link was reset).
+    pub fn clear(&mut self) {
+        self.held.clear();
+    }
+
+    /// Take `words`; append the beats of every message they complete to `out` (flattened,
+    /// `LANES` words a beat).
+    pub fn push(&mut self, words: &[u32], out: &mut Vec<u32>) {
+        if self.held.is_empty() {
+            let i = whole_messages(words);
+            out.extend(frame(&words[..i], self.stream, &self.cfg, self.lanes));
+            self.held.extend_from_slice(&words[i..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.held);
+            buf.extend_from_slice(words);
+            let i = whole_messages(&buf);
+            out.extend(frame(&buf[..i], self.stream, &self.cfg, self.lanes));
+            self.held = buf.split_off(i);
+        }
+    }
+}
+
+/// The length of the longest prefix of `words` made of whole messages (a header and its
+/// length's words each).
+fn whole_messages(words: &[u32]) -> usize {
+    let mut i = 0;
+    while let Some(&head) = words.get(i) {
+        let end = i as u64 + 1 + u64::from(split_header(head).1);
+        if end > words.len() as u64 {
+            break;
+        }
+        i = end as usize;
+    }
+    i
+}
+
 /// Where an [`Unframer`] is in the stream.
 #[derive(Debug, Clone)]
 enum At {
