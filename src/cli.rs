@@ -66,9 +66,9 @@ pub enum Command {
     /// Write the Verilog of protobrain_core for a configuration.
     #[command(
         long_about = "Write the Verilog of protobrain_core for a configuration: one self-contained \
-            file with the ports clk, rst, in_data[31:0], in_valid, in_ready, out_data[31:0], \
-            out_valid, out_ready (docs/design.md). Start from --preset and override any of --dim, \
-            --scratch-rows, --acc-rows.",
+            file with the ports clk, rst, in_data[32*LANES-1:0], in_valid, in_ready, \
+            out_data[32*LANES-1:0], out_valid, out_ready (docs/design.md; LANES 1 unless \
+            --lanes). Start from --preset and override any of --dim, --scratch-rows, --acc-rows.",
         after_help = "Examples:\n  \
             protobrain emit -o core.v\n  \
             protobrain emit --preset ecp5-25k -o core_ecp5.v\n  \
