@@ -10,7 +10,7 @@ fn help_texts_point_to_what_exists() {
     assert_eq!(r.code, Some(2));
     assert!(r.stderr.contains("--gemm") && r.stderr.contains("--model"), "{}", r.stderr);
     let r = protobrain(&["emit", "--help"]);
-    assert!(r.stdout.contains("(docs/design.md)"), "{}", r.stdout);
+    assert!(r.stdout.contains("(docs/design.md;") && r.stdout.contains("--lanes <L>"), "{}", r.stdout);
     let r = protobrain(&["demo", "--help"]);
     assert!(r.stdout.contains("--no-sweep") && !r.stdout.contains("--sweep "), "{}", r.stdout);
     let r = protobrain(&["sweep", "--help"]);
