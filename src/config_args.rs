@@ -36,6 +36,8 @@ impl ConfigArgs {
                 spec::ConfigError::Rows { what: "SCRATCH_ROWS", .. } => "--scratch-rows",
                 spec::ConfigError::Rows { .. } => "--acc-rows",
                 spec::ConfigError::UnknownPreset(_) => "--preset",
+                // `Config::new` does not check LANES (no flag sets it yet): never reached
+                spec::ConfigError::Lanes(_) => "--preset",
             };
             CliError::input(flag, e.to_string())
         })
