@@ -145,7 +145,8 @@ pub(crate) fn untimed(dim: usize, words: &[u32]) -> Vec<Response> {
 }
 
 /// [`random_case`] framed at the config's LANES: the command words and the flattened beats
-/// (the same words at LANES 1).
+/// (the same words at LANES 1). For odd seeds the padding lanes carry random junk instead of
+/// zeros (the contract: the device ignores them).
 pub(crate) fn random_beats(
     cfg: &Config,
     seed: u64,
@@ -153,8 +154,28 @@ pub(crate) fn random_beats(
     max_rows: u16,
 ) -> (Vec<u32>, Vec<u32>, Stalls) {
     let (words, stalls) = random_case(cfg, seed, commands, max_rows);
-    let beats = frame(&words, Stream::Commands, cfg, cfg.lanes());
+    let mut beats = frame(&words, Stream::Commands, cfg, cfg.lanes());
+    if seed % 2 == 1 {
+        junk_padding(cfg, &mut beats, seed);
+    }
     (words, beats, stalls)
+}
+
+/// Random junk in every padding lane of `beats` (the lanes of a beat past the words the
+/// unframer takes from it).
+pub(crate) fn junk_padding(cfg: &Config, beats: &mut [u32], seed: u64) {
+    let l = cfg.lanes().get();
+    let mut rng = Rng::new(seed ^ 0x7a4c);
+    let mut unframer = spec::lanes::Unframer::new(Stream::Commands, *cfg, cfg.lanes());
+    let mut words = Vec::new();
+    for beat in beats.chunks_mut(l) {
+        let before = words.len();
+        unframer.push(beat, &mut words);
+        for w in &mut beat[words.len() - before..] {
+            *w = rng.next_u64() as u32;
+        }
+    }
+    assert_eq!(words, unframe(beats, Stream::Commands, cfg, cfg.lanes()), "junk only in the padding");
 }
 
 /// A random case: a stream of `commands` commands (20% malformed) and stall patterns of
@@ -756,6 +777,31 @@ fn lanes_fast_paths_equal_per_tick() {
             check(&cfg, &beats, &stalls, &format!("tiled GEMM, {cfg}, {stalls:?}"));
         }
     }
+    // and the fast paths are taken at LANES > 1: payload beats (WRITE_ACT rows of 2 beats,
+    // LOAD_BIAS of 4) and read-back beats open windows of more than one cycle
+    let cfg = with_lanes(16, 64, 64, 4);
+    let rows: Vec<Vec<i8>> = (0..8).map(|r| (0..16).map(|c| (r * 16 + c) as i8).collect()).collect();
+    let cmds = [
+        spec::isa::Command::WriteAct { dst: 0, rows },
+        spec::isa::Command::LoadBias { bias: (0..16).collect() },
+        spec::isa::Command::ReadAct { src: 0, n: 8 },
+    ];
+    let beats = frame(&program(&cmds, 16), Stream::Commands, &cfg, cfg.lanes());
+    let (mut sim, none) = (NativeSim::new(&cfg), Stalls::none());
+    sim.reset();
+    let (mut host, mut out) = (Host::with_lanes(&beats, &none, &cfg, 10_000), [0; 4]);
+    let (mut inputs, mut outputs) = (0, 0);
+    loop {
+        inputs += usize::from(sim.input_window() > 1);
+        outputs += usize::from(sim.output_window() > 1);
+        let d = host.drive();
+        let (ready, valid) = sim.tick_beat(d.in_valid, host.beat(), d.out_ready, &mut out);
+        if host.observe_beat(d, ready, valid, &out).is_some() {
+            break;
+        }
+    }
+    assert!(inputs > 0 && outputs > 0, "windows at LANES 4: {inputs} in, {outputs} out");
+
     // idle: half a stream, idle cycles, the rest, port by port
     for seed in 0..60u64 {
         let dim = [1, 2, 3, 4, 8][(seed % 5) as usize];
