@@ -348,7 +348,31 @@ impl VerilatedSim {
         sim.reset();
         Ok(sim)
     }
+}
 
+impl VerilatedSim {
+    /// [`CycleSim::tick`] at LANES > 1, as the native model's: `in_data` on lane 0 and zeros on
+    /// the other lanes, lane 0 of the output beat shown (kept out of the hot path).
+    #[cold]
+    #[inline(never)]
+    fn tick_lane0(&mut self, inputs: HostOut) -> DeviceOut {
+        let (mut beat, mut out) = ([0u32; MAX_LANES], [0u32; MAX_LANES]);
+        beat[0] = inputs.in_data;
+        let l = self.lanes;
+        let (in_ready, out_valid) =
+            self.tick_beat(inputs.in_valid, &beat[..l], inputs.out_ready, &mut out[..l]);
+        DeviceOut { in_ready, out_valid, out_data: out[0] }
+    }
+}
+
+impl Drop for VerilatedSim {
+    fn drop(&mut self) {
+        // SAFETY: created by `api.create`, destroyed exactly once (this also closes the VCD).
+        unsafe { (self.api.destroy)(self.model.as_ptr()) }
+    }
+}
+
+impl CycleSim for VerilatedSim {
     /// One clock cycle on beats (as [`CycleSim::tick`], which moves one word): the host drives
     /// `in_valid` with `in_beat` and `out_ready`; `out_beat` gets `out_data` as seen during the
     /// cycle (meaningful when `out_valid`); returns `(in_ready, out_valid)`. Beats are LANES
@@ -356,7 +380,7 @@ impl VerilatedSim {
     ///
     /// # Panics
     /// If `in_beat` or `out_beat` is not LANES words long.
-    pub fn tick_beat(
+    fn tick_beat(
         &mut self,
         in_valid: bool,
         in_beat: &[u32],
@@ -386,26 +410,7 @@ impl VerilatedSim {
         self.cycle += 1;
         (seen & 1 != 0, seen & 2 != 0)
     }
-}
 
-/// [`CycleSim::tick`] at LANES > 1 (kept out of the hot path).
-#[cold]
-#[inline(never)]
-fn word_tick_at_lanes(cfg: &Config) -> ! {
-    panic!(
-        "VerilatedSim::tick moves one 32-bit word but {cfg} has beats of {} words: use tick_beat (or run_stream on beats)",
-        cfg.lanes()
-    )
-}
-
-impl Drop for VerilatedSim {
-    fn drop(&mut self) {
-        // SAFETY: created by `api.create`, destroyed exactly once (this also closes the VCD).
-        unsafe { (self.api.destroy)(self.model.as_ptr()) }
-    }
-}
-
-impl CycleSim for VerilatedSim {
     fn config(&self) -> &Config {
         &self.cfg
     }
@@ -424,7 +429,7 @@ impl CycleSim for VerilatedSim {
     /// At LANES > 1 (use [`VerilatedSim::tick_beat`]).
     fn tick(&mut self, inputs: HostOut) -> DeviceOut {
         if self.lanes != 1 {
-            word_tick_at_lanes(&self.cfg);
+            return self.tick_lane0(inputs);
         }
         // SAFETY: a live model.
         let seen = unsafe {
