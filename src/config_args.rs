@@ -1,5 +1,6 @@
-//! `--preset NAME | --dim D --scratch-rows S --acc-rows A`: the one way every subcommand picks
-//! a [`Config`]. Start from the preset (`default` unless given) and override any field.
+//! `--preset NAME | --dim D --scratch-rows S --acc-rows A --lanes L`: the one way every
+//! subcommand picks a [`Config`]. Start from the preset (`default` unless given) and override
+//! any field.
 
 use clap::Args;
 use spec::Config;
@@ -21,6 +22,11 @@ pub struct ConfigArgs {
     /// Accumulator rows (power of two, <= 65536); overrides the preset.
     #[arg(long, value_name = "A")]
     pub acc_rows: Option<usize>,
+    /// 32-bit words per beat of the link (a power of two, 1..=64; docs/design.md "A wider
+    /// link: LANES"): a row of DIM int8 moves in one beat once LANES >= DIM/4; overrides the
+    /// preset.
+    #[arg(long, value_name = "L")]
+    pub lanes: Option<usize>,
 }
 
 impl ConfigArgs {
@@ -30,7 +36,11 @@ impl ConfigArgs {
         let dim = self.dim.unwrap_or(base.dim());
         let scratch = self.scratch_rows.unwrap_or(base.scratch_rows());
         let acc = self.acc_rows.unwrap_or(base.acc_rows());
-        Config::new(dim, scratch, acc).map_err(|e| {
+        let lanes = match self.lanes {
+            Some(l) => spec::lanes::Lanes::new(l).map_err(|e| CliError::input("--lanes", e.to_string()))?,
+            None => base.lanes(),
+        };
+        Config::new(dim, scratch, acc).map(|c| c.with_lanes(lanes)).map_err(|e| {
             let flag = match e {
                 spec::ConfigError::Dim(_) => "--dim",
                 spec::ConfigError::Rows { what: "SCRATCH_ROWS", .. } => "--scratch-rows",
@@ -48,7 +58,7 @@ mod tests {
     use super::*;
 
     fn args(preset: &str, dim: Option<usize>, s: Option<usize>, a: Option<usize>) -> ConfigArgs {
-        ConfigArgs { preset: preset.into(), dim, scratch_rows: s, acc_rows: a }
+        ConfigArgs { preset: preset.into(), dim, scratch_rows: s, acc_rows: a, lanes: None }
     }
 
     #[test]
@@ -70,6 +80,10 @@ mod tests {
         assert_eq!(e.subject, "--preset");
         assert_eq!(args("default", Some(0), None, None).config().unwrap_err().subject, "--dim");
         assert_eq!(args("default", None, Some(3), None).config().unwrap_err().subject, "--scratch-rows");
+        let e = ConfigArgs { lanes: Some(3), ..args("default", None, None, None) }.config().unwrap_err();
+        assert_eq!(e.to_string(), "--lanes: LANES must be a power of two in 1..=64, got 3");
+        let wide = ConfigArgs { lanes: Some(4), ..args("default", Some(16), None, None) }.config().unwrap();
+        assert_eq!(wide, Config::new(16, 1024, 512).unwrap().with_lanes(spec::lanes::Lanes::new(4).unwrap()));
         let e = args("default", None, None, Some(100)).config().unwrap_err();
         assert_eq!(e.to_string(), "--acc-rows: ACC_ROWS must be a power of two in 1..=65536, got 100");
     }

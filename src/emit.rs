@@ -14,11 +14,6 @@ pub struct EmitArgs {
     /// The configuration to build.
     #[command(flatten)]
     pub config: ConfigArgs,
-    /// 32-bit words per beat of the link (a power of two, 1..=64): the ports become
-    /// in_data/out_data[32*LANES-1:0], and a row of DIM int8 moves in one beat once
-    /// LANES >= DIM/4 (docs/design.md, "A wider link: LANES").
-    #[arg(long, value_name = "L", default_value_t = 1)]
-    pub lanes: usize,
     /// Where to write the Verilog (one self-contained file, top module protobrain_core).
     #[arg(short, long, value_name = "core.v")]
     pub output: PathBuf,
@@ -26,8 +21,7 @@ pub struct EmitArgs {
 
 /// Emit the Verilog; returns the summary line.
 pub fn run(args: &EmitArgs) -> Result<String, CliError> {
-    let lanes = spec::lanes::Lanes::new(args.lanes).map_err(|e| CliError::input("--lanes", e.to_string()))?;
-    let cfg = args.config.config()?.with_lanes(lanes);
+    let cfg = args.config.config()?;
     crate::backend::check_emit(&cfg)?;
     let verilog = hdl::emit::verilog(&cfg).map_err(|e| CliError::internal("emit", e.to_string()))?;
     write_atomically(&args.output, |w| w.write_all(verilog.as_bytes()))?;

@@ -42,11 +42,20 @@ fn config(args: &ConfigArgs) -> Result<Config, CliError> {
     let untouched = args.preset == "default"
         && args.dim.is_none()
         && args.scratch_rows.is_none()
-        && args.acc_rows.is_none();
+        && args.acc_rows.is_none()
+        && args.lanes.is_none();
     if untouched {
         return Config::new(2, 4, 4).map_err(|e| CliError::internal("verify", e.to_string()));
     }
-    args.config()
+    let cfg = args.config()?;
+    if cfg.lanes().get() > 1 {
+        // the properties are written against the 32-bit ports (hdl/src/formal)
+        return Err(CliError::input(
+            "--lanes",
+            format!("the formal properties cover the 32-bit link only (LANES 1), got LANES {}", cfg.lanes()),
+        ));
+    }
+    Ok(cfg)
 }
 
 /// Runs the checks, printing one line per property as it finishes; an error if any fails.

@@ -456,8 +456,43 @@ fn segment_cost(
     mc: usize,
     tiling: &[LayerTiling],
 ) -> u64 {
+    segment_units(cfg, geoms, layers, m, mc, tiling, Units::words(cfg))
+}
+
+/// What a row costs on the link: words, or beats at LANES > 1 (where the front end takes a
+/// beat a cycle, so beats are its cycles).
+#[derive(Debug, Clone, Copy)]
+struct Units {
+    /// An int8 row (⌈DIM/4⌉ words).
+    row: u128,
+    /// A row of DIM words (bias, quantisation, an int32 row).
+    dim_row: u128,
+}
+
+impl Units {
+    fn words(cfg: &Config) -> Self {
+        Units { row: cfg.words_per_row() as u128, dim_row: cfg.dim() as u128 }
+    }
+
+    fn beats(cfg: &Config) -> Self {
+        let l = cfg.lanes();
+        Units { row: l.beats(cfg.words_per_row() as u64).into(), dim_row: l.beats(cfg.dim() as u64).into() }
+    }
+}
+
+/// [`segment_cost`] in `units` (words or beats).
+fn segment_units(
+    cfg: &Config,
+    geoms: &[Geom],
+    layers: Range<usize>,
+    m: usize,
+    mc: usize,
+    tiling: &[LayerTiling],
+    units: Units,
+) -> u64 {
     let chunks = m.div_ceil(mc) as u128;
-    let (d, wpr) = (cfg.dim() as u128, cfg.words_per_row() as u128);
+    let (d, wpr) = (cfg.dim() as u128, units.row);
+    let dim_row = units.dim_row;
     let mut words = 0u128;
     for (i, (l, t)) in layers.zip(tiling).enumerate() {
         let g = geoms[l];
@@ -465,7 +500,7 @@ fn segment_cost(
         words = words
             .saturating_add(tile_loads(g, chunks).saturating_mul(1 + d * wpr))
             .saturating_add(chunks.saturating_mul(tiles).saturating_mul(3))
-            .saturating_add(chunks.saturating_mul(g.nt as u128).saturating_mul(d + 4));
+            .saturating_add(chunks.saturating_mul(g.nt as u128).saturating_mul(dim_row + 4));
         if i == 0 {
             let rewrites = if t.slab < t.k_tiles { t.n_tiles.div_ceil(t.group) as u128 } else { 1 };
             let per =
@@ -495,13 +530,14 @@ fn segment_cycles(
     double: bool,
 ) -> u128 {
     let rows = m as u128;
-    let per_row = if raw { cfg.dim() } else { cfg.words_per_row() } as u128;
+    let units = Units::beats(cfg);
+    let per_row = if raw { units.dim_row } else { units.row };
     let end = layers.end;
     let (last, last_tiling) = (geoms[end - 1], tiling[tiling.len() - 1]);
-    let sent = u128::from(segment_cost(cfg, geoms, layers.clone(), m, mc, tiling));
-    // the weight words among them: they load into the shadow bank while MATMULs run
+    let sent = u128::from(segment_units(cfg, geoms, layers.clone(), m, mc, tiling, units));
+    // the weight beats among them: they load into the shadow bank while MATMULs run
     let chunks = m.div_ceil(mc.max(1)).max(1) as u128;
-    let tile_words = 1 + cfg.dim() as u128 * cfg.words_per_row() as u128;
+    let tile_words = 1 + cfg.dim() as u128 * units.row;
     let weights = layers
         .clone()
         .map(|l| tile_loads(geoms[l], chunks).saturating_mul(tile_words))
@@ -1374,21 +1410,24 @@ fn interleave(body: Vec<Step>, io: Vec<Step>, out: &mut Vec<Step>, cfg: &Config)
     out.extend(units.flatten());
 }
 
-/// The front end's cycles for a step (docs/architecture.md's cycle table, without waits).
+/// The front end's cycles for a step (docs/architecture.md's cycle table, without waits; a
+/// row's words are beats at LANES > 1).
 fn front_end_cycles(step: &Step, cfg: &Config) -> u64 {
-    let (d, w) = (cfg.dim() as u64, cfg.words_per_row() as u64);
+    let l = cfg.lanes();
+    let (d, w) = (cfg.dim() as u64, l.beats(cfg.words_per_row() as u64));
+    let dim_row = l.beats(d);
     match step {
         Step::Command(cmd) => match cmd {
             Command::WriteAct { rows, .. } => 3 + rows.len() as u64 * w,
             Command::Activate { n, .. } => 4 + u64::from(*n) + spec::timing::ACT_LATENCY as u64 + 2,
-            Command::LoadBias { .. } | Command::LoadQuant { .. } => 1 + d,
+            Command::LoadBias { .. } | Command::LoadQuant { .. } => 1 + dim_row,
             Command::LoadWeights { .. } => 1 + d * w,
             Command::LoadTile { .. } => 3 + d,
             _ => 4,
         },
         Step::WriteBack { from, .. } => 3 + from.rows as u64 * w,
         Step::ReadAct { n, .. } => 5 + u64::from(*n) * w,
-        Step::ReadAcc { n, .. } => 5 + u64::from(*n) * d,
+        Step::ReadAcc { n, .. } => 5 + u64::from(*n) * dim_row,
     }
 }
 

@@ -95,9 +95,9 @@ pub enum EstimateError {
     Stuck {
         /// Cycles simulated.
         cycles: u64,
-        /// Input words taken.
+        /// Input words taken (beats at LANES > 1).
         taken: usize,
-        /// Input words in the stream.
+        /// Input words in the stream (beats at LANES > 1).
         total: usize,
         /// Response words received.
         responses: usize,

@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use spec::isa::{opcode, split_header};
+use spec::lanes::{command_layout, Framer, Stream, Unframer};
 use spec::stream::{HostOut, Stalls};
 use spec::Config;
 
@@ -306,6 +307,22 @@ pub struct Meter<'s> {
     first: Activity,
     /// Each response word's cycle and the activity then, if asked for ([`Meter::record`]).
     outputs: Option<Vec<(u64, Activity)>>,
+    /// LANES > 1 (docs/design.md "A wider link"): the stream goes in as beats and the
+    /// responses come out as beats; the positions above (`fed`, `taken`, `scan`, `starts`)
+    /// count beats, `got` response words.
+    wide: Option<Wide>,
+}
+
+/// The framing of a [`Meter`] on a link of LANES > 1 words per beat.
+struct Wide {
+    cfg: Config,
+    framer: Framer,
+    unframer: Unframer,
+    /// The beats of the piece being fed (kept for its allocation).
+    beats: Vec<u32>,
+    /// The output beat of a cycle and the words it carried.
+    out: Vec<u32>,
+    words: Vec<u32>,
 }
 
 impl<'s> Meter<'s> {
@@ -321,6 +338,16 @@ impl<'s> Meter<'s> {
         let offers_every_cycle = !stalls.input.iter().any(|&s| s);
         let takes_every_cycle = !stalls.output.iter().any(|&s| s);
         let before = sim.activity();
+        let cfg = *sim.config();
+        let lanes = cfg.lanes();
+        let wide = (lanes.get() > 1).then(|| Wide {
+            cfg,
+            framer: Framer::new(Stream::Commands, cfg, lanes),
+            unframer: Unframer::new(Stream::Responses, cfg, lanes),
+            beats: Vec::new(),
+            out: vec![0; lanes.get()],
+            words: Vec::new(),
+        });
         Meter {
             start_cycle: sim.cycle(),
             sim,
@@ -349,6 +376,7 @@ impl<'s> Meter<'s> {
             before,
             first: before,
             outputs: None,
+            wide,
         }
     }
 
@@ -372,15 +400,13 @@ impl<'s> Meter<'s> {
 
     /// Run the next words of the stream, until the core has taken the last of them.
     pub fn feed(&mut self, words: &[u32]) -> Result<(), EstimateError> {
+        if self.wide.is_some() {
+            return self.feed_beats(words);
+        }
         let end = self.fed + words.len() as u64;
         while self.scan < end {
             let (op, len) = split_header(words[(self.scan - self.fed) as usize]);
-            let name = command_name(op);
-            let kind = self.names.iter().position(|&n| n == name).unwrap_or_else(|| {
-                self.names.push(name);
-                self.per_kind.push(CommandCycles::default());
-                self.names.len() - 1
-            });
+            let kind = self.kind(command_name(op));
             self.starts.push_back((self.scan, kind));
             self.scan += 1 + u64::from(len);
         }
@@ -388,9 +414,50 @@ impl<'s> Meter<'s> {
         self.advance(words, None)
     }
 
+    /// [`Meter::feed`] at LANES > 1: the words framed (whole commands; an incomplete last one
+    /// waits for the next piece), each command's start found from its header beat.
+    fn feed_beats(&mut self, words: &[u32]) -> Result<(), EstimateError> {
+        let w = self.wide.as_mut().expect("a wide meter");
+        let mut beats = std::mem::take(&mut w.beats);
+        beats.clear();
+        w.framer.push(words, &mut beats);
+        let (cfg, lanes) = (w.cfg, w.cfg.lanes());
+        let l = lanes.get();
+        let end = self.fed + (beats.len() / l) as u64;
+        while self.scan < end {
+            let b = (self.scan - self.fed) as usize * l;
+            let (op, len) = split_header(beats[b]);
+            let word0 = beats.get(b + l).copied().unwrap_or(0);
+            let kind = self.kind(command_name(op));
+            self.starts.push_back((self.scan, kind));
+            self.scan += 1 + command_layout(op, len, word0, &cfg).beats(lanes);
+        }
+        self.fed = end;
+        let r = self.advance(&beats, None);
+        if let Some(w) = &mut self.wide {
+            w.beats = beats;
+        }
+        r
+    }
+
+    /// The index of a command kind, by name (added on first sight).
+    fn kind(&mut self, name: &'static str) -> usize {
+        self.names.iter().position(|&n| n == name).unwrap_or_else(|| {
+            self.names.push(name);
+            self.per_kind.push(CommandCycles::default());
+            self.names.len() - 1
+        })
+    }
+
     /// The stream is complete: run until `responses` response words have been taken in all,
     /// and measure. (Once only: the command counts move into the [`Timing`].)
     pub fn finish(&mut self, responses: usize) -> Result<Timing, EstimateError> {
+        let held = self.wide.as_ref().map_or(0, |w| w.framer.held());
+        if held > 0 {
+            return Err(EstimateError::Stream(format!(
+                "the last command is incomplete: the stream ends {held} words into it"
+            )));
+        }
         if self.scan != self.fed {
             return Err(EstimateError::Stream(format!(
                 "the last command's payload runs {} words past the end of the stream",
@@ -416,9 +483,12 @@ impl<'s> Meter<'s> {
     /// `responses`, until that many response words came back.
     fn advance(&mut self, words: &[u32], responses: Option<usize>) -> Result<(), EstimateError> {
         let period = self.period;
+        // the stream's units: words, or beats of LANES words
+        let l = self.wide.as_ref().map_or(1, |w| w.cfg.lanes().get());
+        let units = words.len() / l;
         let mut ip = 0usize;
         loop {
-            let more = ip < words.len();
+            let more = ip < units;
             if !more && responses.is_none_or(|r| self.got >= r) {
                 return Ok(());
             }
@@ -429,10 +499,10 @@ impl<'s> Meter<'s> {
                 let mut sent = 0;
                 let stretch = match blind {
                     Some(s) => Some(s),
-                    None if more && self.offers_every_cycle => self.sim.take_run(&words[ip..]),
+                    None if more && self.offers_every_cycle && l == 1 => self.sim.take_run(&words[ip..]),
                     // a read-back row, word by word, where the link takes one every cycle and
                     // no word's cycle is recorded
-                    None if self.takes_every_cycle && self.outputs.is_none() => {
+                    None if self.takes_every_cycle && self.outputs.is_none() && l == 1 => {
                         let want = responses.map_or(u64::MAX, |r| r.saturating_sub(self.got) as u64);
                         self.sim.send_run(want).map(|(s, _)| {
                             sent = s.cycles;
@@ -489,8 +559,22 @@ impl<'s> Meter<'s> {
             let in_stall = self.stalls.input.get(self.phase).copied().unwrap_or(false);
             let out_ready = !self.stalls.output.get(self.phase).copied().unwrap_or(false);
             let in_valid = more && (self.held || !in_stall);
-            let seen =
-                self.sim.tick(HostOut { in_valid, in_data: words.get(ip).copied().unwrap_or(0), out_ready });
+            let (in_ready, out_valid) = match &mut self.wide {
+                None => {
+                    let seen = self.sim.tick(HostOut {
+                        in_valid,
+                        in_data: words.get(ip).copied().unwrap_or(0),
+                        out_ready,
+                    });
+                    (seen.in_ready, seen.out_valid)
+                }
+                Some(w) => {
+                    const IDLE: [u32; spec::lanes::MAX_LANES] = [0; spec::lanes::MAX_LANES];
+                    let beat = if more { &words[ip * l..(ip + 1) * l] } else { &IDLE[..l] };
+                    self.sim.tick_beat(in_valid, beat, out_ready, &mut w.out)
+                }
+            };
+            let seen = spec::stream::DeviceOut { in_ready, out_valid, out_data: 0 };
             let after = self.sim.activity();
             let took = in_valid && seen.in_ready;
             let sent = seen.out_valid && out_ready;
@@ -524,9 +608,18 @@ impl<'s> Meter<'s> {
                 self.taken += 1;
             }
             if sent {
-                self.got += 1;
+                // the response words the beat carried (one at LANES 1)
+                let n = match &mut self.wide {
+                    None => 1,
+                    Some(w) => {
+                        w.words.clear();
+                        w.unframer.push(&w.out, &mut w.words);
+                        w.words.len()
+                    }
+                };
+                self.got += n;
                 if let Some(o) = &mut self.outputs {
-                    o.push((self.cycle, after));
+                    o.extend(std::iter::repeat_n((self.cycle, after), n));
                 }
             }
             self.before = after;

@@ -46,9 +46,10 @@ pub struct Activity {
     pub bias_writes: u64,
     /// Rows through the activation units (each is DIM unit operations, one per column).
     pub act_rows: u64,
-    /// Words taken from the input stream.
+    /// Words taken from the input stream (at LANES > 1 LANES per beat taken, padding
+    /// included: words of the flattened beat stream).
     pub words_in: u64,
-    /// Words sent on the output stream.
+    /// Words sent on the output stream (at LANES > 1 LANES per beat sent).
     pub words_out: u64,
     /// Cycles with at least one row inside the MATMUL pipeline (from its scratchpad read to its
     /// accumulator write, inclusive).

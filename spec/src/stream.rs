@@ -15,7 +15,9 @@
 //! `stalls.input[cycle % len]` is false and is ready for output where `stalls.output[...]` is
 //! false. Cycle 0 is the first cycle after one cycle of reset. A run is over once every input
 //! word was taken and no output appeared for [`quiet_cycles`] cycles; it is stuck if the input
-//! is not consumed within the cycle limit.
+//! is not consumed within the cycle limit. On a link of LANES words per beat
+//! ([`Host::with_lanes`]) the same rules move beats, and the quiet tail is that of the command
+//! words the beats carry.
 
 use thiserror::Error;
 
@@ -64,7 +66,8 @@ pub struct DeviceOut {
 /// What came out of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Trace {
-    /// Every output word with the cycle it was taken on.
+    /// Every output word with the cycle it was taken on (at LANES > 1 every word of each
+    /// output beat, lane 0 first, all with the beat's cycle).
     pub outputs: Vec<(u64, u32)>,
     /// The cycle on which the last input word was taken.
     pub last_input_cycle: u64,
@@ -83,6 +86,7 @@ impl Trace {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("the device took {taken} of {total} input words in {limit} cycles")]
 pub struct Stuck {
+    /// Words taken (whole beats of LANES words at LANES > 1), of `total`.
     pub taken: usize,
     pub total: usize,
     pub limit: u64,
@@ -175,13 +179,19 @@ pub fn cycle_bound(dim: usize, words: &[u32]) -> u64 {
     bound
 }
 
-/// The host of one run (see the module docs).
+/// The host of one run (see the module docs). On a link of LANES words per beat
+/// (docs/design.md "A wider link: LANES", [`Host::with_lanes`]) it sends *beats*: `words` is
+/// then the flattened beat stream (LANES words a beat, lane 0 first, as
+/// [`crate::lanes::frame`] makes it), one beat offered per cycle, and the trace has one entry
+/// per output word, LANES of them per beat, all with the beat's cycle.
 #[derive(Debug, Clone)]
 pub struct Host<'a> {
     words: &'a [u32],
+    lanes: usize,
     stalls: &'a Stalls,
     quiet: u64,
     limit: u64,
+    /// The word index of the beat offered (a multiple of `lanes`).
     ip: usize,
     held: bool,
     idle: u64,
@@ -189,13 +199,40 @@ pub struct Host<'a> {
     trace: Trace,
 }
 
+/// Words of a beat: `lanes` words from `at`, zeros past the end of `words`.
+const ZEROS: [u32; crate::lanes::MAX_LANES] = [0; crate::lanes::MAX_LANES];
+
 impl<'a> Host<'a> {
-    /// A host that will send `words` to a device of array size `dim`.
+    /// A host that will send `words` to a device of array size `dim` (one word per beat).
     pub fn new(words: &'a [u32], stalls: &'a Stalls, dim: usize, limit: u64) -> Self {
+        Self::framed(words, 1, quiet_cycles(dim, words), stalls, limit)
+    }
+
+    /// A host that will send the flattened beat stream `beats` to a core of `cfg` (LANES from
+    /// `cfg.lanes()`): the quiet tail is computed from the command words the beats carry
+    /// ([`crate::lanes::unframe`]). At LANES 1 this is [`Host::new`].
+    ///
+    /// # Panics
+    /// If `beats` is not whole beats.
+    pub fn with_lanes(beats: &'a [u32], stalls: &'a Stalls, cfg: &crate::Config, limit: u64) -> Self {
+        let lanes = cfg.lanes();
+        let l = lanes.get();
+        assert!(beats.len().is_multiple_of(l), "{} words are not whole beats of {l}", beats.len());
+        let quiet = if l == 1 {
+            quiet_cycles(cfg.dim(), beats)
+        } else {
+            let words = crate::lanes::unframe(beats, crate::lanes::Stream::Commands, cfg, lanes);
+            quiet_cycles(cfg.dim(), &words)
+        };
+        Self::framed(beats, l, quiet, stalls, limit)
+    }
+
+    fn framed(words: &'a [u32], lanes: usize, quiet: u64, stalls: &'a Stalls, limit: u64) -> Self {
         Host {
             words,
+            lanes,
             stalls,
-            quiet: quiet_cycles(dim, words),
+            quiet,
             limit,
             ip: 0,
             held: false,
@@ -210,7 +247,7 @@ impl<'a> Host<'a> {
         self.cycle
     }
 
-    /// The inputs the host drives this cycle.
+    /// The inputs the host drives this cycle (`in_data` is lane 0 of [`Host::beat`]).
     pub fn drive(&self) -> HostOut {
         let in_valid = self.ip < self.words.len() && (self.held || !self.stalls.input_at(self.cycle));
         HostOut {
@@ -220,12 +257,32 @@ impl<'a> Host<'a> {
         }
     }
 
+    /// The beat offered this cycle (LANES words, lane 0 first; zeros once all are sent).
+    pub fn beat(&self) -> &'a [u32] {
+        let words: &'a [u32] = self.words;
+        words.get(self.ip..self.ip + self.lanes).unwrap_or(&ZEROS[..self.lanes])
+    }
+
     /// Record what the device showed this cycle (before the edge) and advance to the next
-    /// cycle. Returns the trace once the run is over, or [`Stuck`].
+    /// cycle. Returns the trace once the run is over, or [`Stuck`]. One word per beat: see
+    /// [`Host::observe_beat`] for LANES > 1.
     pub fn observe(&mut self, drove: HostOut, seen: DeviceOut) -> Option<Result<Trace, Stuck>> {
-        let took = drove.in_valid && seen.in_ready;
-        if seen.out_valid && drove.out_ready {
-            self.trace.outputs.push((self.cycle, seen.out_data));
+        self.observe_beat(drove, seen.in_ready, seen.out_valid, &[seen.out_data])
+    }
+
+    /// [`Host::observe`] for a beat: `out_beat` is the device's output beat (LANES words, lane
+    /// 0 first), recorded word by word with this cycle if it is taken.
+    pub fn observe_beat(
+        &mut self,
+        drove: HostOut,
+        in_ready: bool,
+        out_valid: bool,
+        out_beat: &[u32],
+    ) -> Option<Result<Trace, Stuck>> {
+        let took = drove.in_valid && in_ready;
+        if out_valid && drove.out_ready {
+            let cycle = self.cycle;
+            self.trace.outputs.extend(out_beat.iter().map(|&w| (cycle, w)));
             self.idle = 0;
         } else if self.ip >= self.words.len() {
             self.idle += 1;
@@ -233,7 +290,7 @@ impl<'a> Host<'a> {
         self.held = drove.in_valid && !took;
         if took {
             self.trace.last_input_cycle = self.cycle;
-            self.ip += 1;
+            self.ip += self.lanes;
         }
         self.cycle += 1;
         if self.ip >= self.words.len() && self.idle >= self.quiet {
@@ -289,6 +346,45 @@ mod tests {
         assert_eq!(trace.words(), vec![10, 11, 12]);
         assert!(trace.outputs.windows(2).all(|w| w[0].0 < w[1].0));
         assert_eq!(trace.cycles, trace.outputs.last().unwrap().0 + 1 + quiet_cycles(1, &words));
+    }
+
+    /// At LANES 2 the host offers a beat a cycle, moves on a beat at a time, records an output
+    /// beat as LANES entries with its cycle, and takes the quiet tail from the command words
+    /// (the beats carry the MATMUL's row count in a different place).
+    #[test]
+    fn the_host_sends_beats_at_lanes_above_one() {
+        use crate::isa::Command;
+        use crate::lanes::{frame, Lanes, Stream};
+        let cfg = crate::Config::new(2, 16, 8).unwrap().with_lanes(Lanes::new(2).unwrap());
+        let mut words = Vec::new();
+        Command::Matmul { src: 0, n: 300, dst: 0, accumulate: false }.encode_into(2, &mut words).unwrap();
+        let beats = frame(&words, Stream::Commands, &cfg, cfg.lanes());
+        assert_eq!(beats.len(), 4, "a header beat and an argument beat");
+        let stalls = Stalls { input: vec![false, true], output: vec![false] };
+        let mut host = Host::with_lanes(&beats, &stalls, &cfg, 1000);
+        let mut offered = Vec::new();
+        let trace = loop {
+            let d = host.drive();
+            offered.push((d.in_valid, host.beat().to_vec()));
+            let c = host.cycle();
+            // a device ready on even cycles, sending one beat on cycle 0
+            if let Some(r) = host.observe_beat(d, c.is_multiple_of(2), c == 0, &[7, 8]) {
+                break r.unwrap();
+            }
+        };
+        assert_eq!(
+            offered[..4],
+            [
+                (true, beats[..2].to_vec()),
+                (false, beats[2..].to_vec()),
+                (true, beats[2..].to_vec()),
+                (false, vec![0, 0]),
+            ]
+        );
+        assert_eq!(trace.outputs, vec![(0, 7), (0, 8)]);
+        assert_eq!(trace.last_input_cycle, 2);
+        assert_eq!(quiet_cycles(2, &words), 16 + 64 + 300);
+        assert_eq!(trace.cycles, 3 + quiet_cycles(2, &words));
     }
 
     #[test]

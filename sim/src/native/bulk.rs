@@ -37,6 +37,7 @@ use crate::native::pipe::Landing;
 use spec::arith::requantize_v2;
 use spec::config::MAX_DIM;
 use spec::isa::opcode;
+use spec::lanes::MAX_LANES;
 
 /// What a fast-forwarded stretch of cycles did, enough to account for each of its cycles
 /// without stepping them (the estimator's cycle breakdown does).
@@ -65,16 +66,20 @@ impl NativeSim {
     /// Take a prefix of `words`, one on each cycle from now, while the front end takes a
     /// payload word every cycle (`in_ready` high, `out_valid` low): the host must offer a word
     /// on each of these cycles. Returns the stretch (its `cycles` words were taken), or `None`,
-    /// having done nothing, if fewer than two words would go this way.
+    /// having done nothing, if fewer than two words would go this way. At LANES > 1 `words` is
+    /// flattened beats and a beat goes per cycle (`cycles` beats were taken).
     pub fn take_run(&mut self, words: &[u32]) -> Option<Stretch> {
-        let m = self.input_window().min(words.len() as u64);
-        (m > 1).then(|| self.take_words(&words[..m as usize]))
+        let l = self.lanes;
+        let beats = if l == 1 { words.len() } else { words.len() / l };
+        let m = self.input_window().min(beats as u64);
+        (m > 1).then(|| self.take_words(&words[..m as usize * l]))
     }
 
     /// Send the next words of a read-back row, one on each cycle from now, at most `max`: the
     /// host takes one on every one of these cycles (`out_ready` high). Returns the stretch and
     /// the words sent, or `None`, having done nothing, if fewer than two words would go this
-    /// way (see [`NativeSim::output_window`]).
+    /// way (see [`NativeSim::output_window`]). At LANES > 1 a beat goes per cycle, `max`
+    /// counts beats and the words are flattened beats.
     pub fn send_run(&mut self, max: u64) -> Option<(Stretch, &[u32])> {
         let k = self.output_window().min(max);
         (k > 1).then(|| self.send_words(k))
@@ -123,18 +128,27 @@ impl NativeSim {
             let room = if output.len() >= want { input.len() - keep } else { input.len() };
             let (front, _) = input.as_slices();
             if let Some(s) = self.take_run(&front[..room.min(front.len())]) {
-                input.drain(..s.cycles as usize);
+                input.drain(..s.cycles as usize * self.lanes);
                 silent = 0;
                 continue;
             }
             // the device sends a row back to back (the host is always ready); no input moves
-            let max = if input.len() > keep { u64::MAX } else { (want - output.len()) as u64 };
+            let max =
+                if input.len() > keep { u64::MAX } else { (want - output.len()).div_ceil(self.lanes) as u64 };
             if let Some((_, words)) = self.send_run(max) {
                 output.extend(words);
                 silent = 0;
                 continue;
             }
-            let moved = crate::pump_cycle(input, output, |drive| self.step(drive, false));
+            let moved = if self.lanes == 1 {
+                crate::pump_cycle(input, output, |drive| self.step(drive, false))
+            } else {
+                let (mut beat, mut out) = ([0u32; MAX_LANES], [0u32; MAX_LANES]);
+                let l = self.lanes;
+                crate::pump_beat(input, output, &mut beat[..l], &mut out[..l], |i, b, o| {
+                    crate::CycleSim::tick_beat(self, i, b, true, o)
+                })
+            };
             silent = if moved { 0 } else { silent + 1 };
             if silent >= silence {
                 return false;
@@ -255,12 +269,12 @@ impl NativeSim {
         a.act_busy_cycles += k - k.min(u64::from(q.act.cnt));
     }
 
-    /// Payload words the front end would take back to back from now, one per cycle, before
-    /// its state changes (0 outside the payload states, or if a pending row write or the
+    /// Payload words (beats) the front end would take back to back from now, one per cycle,
+    /// before its state changes (0 outside the payload states, or if a pending row write or the
     /// shadow-bank interlock makes the next cycles special).
     pub(super) fn input_window(&self) -> u64 {
         let r = &self.r;
-        let (dim, wpr) = (self.dim as u64, self.wpr as u64);
+        let (dim, wpr) = (self.dim as u64, self.bpr as u64);
         let (row, idx) = (u64::from(r.wl.row), u64::from(r.idx));
         if r.ctr.done_r || r.ctr.err_r {
             return 0; // a counter increment is due on the next cycle
@@ -273,12 +287,21 @@ impl NativeSim {
             {
                 (dim - 1).saturating_sub(row) * wpr + wpr.saturating_sub(idx)
             }
-            State::WriteRows if !r.wl.pending && r.left > 0 => {
+            // (a refused WRITE_ACT's discarded rows at LANES > 1 go one cycle at a time)
+            State::WriteRows if !r.wl.pending && r.left > 0 && !r.discard => {
                 u64::from(r.left - 1) * wpr + wpr.saturating_sub(idx)
             }
             // (LOAD_QUANT's words, also in Bias, go one cycle at a time)
-            State::Bias if !r.wl.pending && !r.sw_pending && !r.is_lq => dim.saturating_sub(idx),
-            State::Skip if !r.wl.pending && !r.sw_pending => u64::from(r.remaining),
+            State::Bias if !r.wl.pending && !r.sw_pending && !r.is_lq => {
+                (self.bdim as u64).saturating_sub(idx)
+            }
+            State::Skip if !r.wl.pending && !r.sw_pending => {
+                if self.lanes == 1 {
+                    u64::from(r.remaining)
+                } else {
+                    u64::from(r.remaining).div_ceil(self.lanes as u64)
+                }
+            }
             _ => 0,
         }
     }
@@ -302,8 +325,8 @@ impl NativeSim {
         {
             return 0;
         }
-        let per_row = self.words_per_row(self.r.op) as u64;
-        // words left: this row's from `idx`, then whole rows; all but the last
+        let per_row = self.beats_per_row(self.r.op) as u64;
+        // words (beats) left: this row's from `idx`, then whole rows; all but the last
         (u64::from(rbk.left) - 1) * per_row + per_row.saturating_sub(u64::from(rbk.idx) + 1)
     }
 
@@ -314,7 +337,8 @@ impl NativeSim {
     pub(super) fn send_words(&mut self, k: u64) -> (Stretch, &[u32]) {
         debug_assert!(k <= self.output_window(), "send_words({k}) past the output window");
         let stretch = self.advance_background(k);
-        let per_row = self.words_per_row(self.r.op);
+        let (l, beats) = (self.lanes, k);
+        let per_row = self.beats_per_row(self.r.op);
         let (op, last) = (self.r.op, per_row as u16 - 1);
         let mut out = std::mem::take(&mut self.sent);
         out.clear();
@@ -322,7 +346,13 @@ impl NativeSim {
         while k > 0 {
             let idx = usize::from(self.r.rbk.idx);
             let n = k.min(per_row - idx);
-            out.extend_from_slice(&self.rowbuf[idx..idx + n]);
+            if l == 1 {
+                out.extend_from_slice(&self.rowbuf[idx..idx + n]);
+            } else {
+                // beats idx .. idx + n of the row buffer, zero past DIM words
+                let rowbuf = &self.rowbuf;
+                out.extend((idx * l..(idx + n) * l).map(|w| rowbuf.get(w).copied().unwrap_or(0)));
+            }
             k -= n;
             if idx + n < per_row {
                 self.r.rbk.idx += n as u16;
@@ -344,15 +374,16 @@ impl NativeSim {
             }
         }
         self.activity.words_out += out.len() as u64;
-        self.now += out.len() as u64;
+        self.now += beats;
         self.sent = out;
         (stretch, &self.sent)
     }
 
     /// Take `words` (at most `input_window()`), one per cycle from now: the host offers one on
-    /// every one of these cycles.
+    /// every one of these cycles. At LANES > 1 `words` is flattened beats, one beat per cycle.
     pub(super) fn take_words(&mut self, words: &[u32]) -> Stretch {
-        let k = words.len() as u64;
+        let l = self.lanes;
+        let k = if l == 1 { words.len() } else { words.len() / l } as u64;
         debug_assert!(k <= self.input_window(), "take_words({k}) past the input window");
         if k == 0 {
             return Stretch { cycles: 0, issued: 0, last_acc_write: None };
@@ -360,7 +391,7 @@ impl NativeSim {
         let q = self.r;
         let stretch = self.advance_background(k);
         let dim = self.dim;
-        let last = self.wpr - 1;
+        let last = self.bpr - 1;
         let mut done = false;
         let r = &mut self.r;
         // the payload states go a row at a time: its words into the row buffer, then the row
@@ -369,7 +400,8 @@ impl NativeSim {
             State::Weights => {
                 let bank = usize::from(!r.wl.cur_bank);
                 let (mut pending, mut idx, mut rest) = (q.wl.pending, usize::from(r.idx), words);
-                while !rest.is_empty() {
+                let mut beats = k as usize;
+                while beats > 0 {
                     if pending {
                         // the row completed on the previous cycle is written on this edge
                         write_weight_row(
@@ -380,9 +412,9 @@ impl NativeSim {
                         );
                         self.activity.weight_row_writes += 1;
                     }
-                    let take = (last + 1 - idx).min(rest.len());
-                    self.rowbuf[idx..idx + take].copy_from_slice(&rest[..take]);
-                    rest = &rest[take..];
+                    let take = (last + 1 - idx).min(beats);
+                    rest = write_beats(&mut self.rowbuf, l, idx, take, rest);
+                    beats -= take;
                     idx += take;
                     pending = idx == last + 1;
                     if pending {
@@ -401,15 +433,16 @@ impl NativeSim {
             }
             State::WriteRows => {
                 let (mut pending, mut idx, mut rest) = (q.sw_pending, usize::from(r.idx), words);
-                while !rest.is_empty() {
+                let mut beats = k as usize;
+                while beats > 0 {
                     if pending {
                         let dst = (usize::from(r.sw_addr) & self.scratch_mask) * dim;
                         NativeSim::unpack_rowbuf(&self.rowbuf, &mut self.scratch[dst..dst + dim]);
                         self.activity.scratch_writes += 1;
                     }
-                    let take = (last + 1 - idx).min(rest.len());
-                    self.rowbuf[idx..idx + take].copy_from_slice(&rest[..take]);
-                    rest = &rest[take..];
+                    let take = (last + 1 - idx).min(beats);
+                    rest = write_beats(&mut self.rowbuf, l, idx, take, rest);
+                    beats -= take;
                     idx += take;
                     pending = idx == last + 1;
                     if pending {
@@ -426,7 +459,7 @@ impl NativeSim {
                 r.idx = idx as u16;
                 r.sw_pending = pending;
             }
-            State::Bias => {
+            State::Bias if l == 1 => {
                 for &w in words {
                     self.bias[usize::from(r.idx)] = w as i32;
                     if usize::from(r.idx) == dim - 1 {
@@ -437,9 +470,33 @@ impl NativeSim {
                 }
                 self.activity.bias_writes += k;
             }
-            State::Skip => {
+            State::Bias => {
+                // column n from word n - idx·LANES of the beats (the padding past DIM dropped)
+                let start = l * usize::from(r.idx);
+                let mut n = 0;
+                for (b, &w) in self.bias.iter_mut().skip(start).zip(words) {
+                    *b = w as i32;
+                    n += 1;
+                }
+                self.activity.bias_writes += n;
+                r.idx += k as u16;
+                if usize::from(r.idx) == self.bdim {
+                    r.state = State::Header;
+                    done = true;
+                }
+            }
+            State::Skip if l == 1 => {
                 r.remaining -= k as u32;
                 if r.remaining == 0 {
+                    r.state = State::ErrHeader;
+                }
+            }
+            State::Skip => {
+                // dense beats: the last one offered with at most LANES words left
+                let l = l as u32;
+                let before_last = r.remaining - (k as u32 - 1) * l;
+                r.remaining = r.remaining.wrapping_sub(k as u32 * l) & super::MASK24;
+                if before_last <= l {
                     r.state = State::ErrHeader;
                 }
             }
@@ -448,7 +505,7 @@ impl NativeSim {
         if done {
             r.ctr.done_r = true; // the counter counts it on the next cycle
         }
-        self.activity.words_in += k;
+        self.activity.words_in += words.len() as u64;
         self.now += k;
         stretch
     }
@@ -523,6 +580,20 @@ impl NativeSim {
         a.act_busy_cycles += k.min(u64::from(q.act.cnt));
         Stretch { cycles: k, issued: s, last_acc_write: last_landing.map(|d| d - now) }
     }
+}
+
+/// `take` beats from beat `idx` of a row (`lanes` words each, the first of `words`) into the
+/// row buffer, words past its DIM dropped; the rest of `words`.
+#[inline]
+fn write_beats<'w>(rowbuf: &mut [u32], lanes: usize, idx: usize, take: usize, words: &'w [u32]) -> &'w [u32] {
+    if lanes == 1 {
+        rowbuf[idx..idx + take].copy_from_slice(&words[..take]);
+        return &words[take..];
+    }
+    let (start, len) = (idx * lanes, take * lanes);
+    let n = len.min(rowbuf.len().saturating_sub(start));
+    rowbuf[start..start + n].copy_from_slice(&words[..n]);
+    &words[len..]
 }
 
 /// Weight row `k` of a bank from the row buffer's int8 row (a write past DIM does nothing, as

@@ -2,13 +2,19 @@
 //! instead of a modulo per cycle, and [`FastHost::skip`] accounts many cycles at once while the
 //! device is blind (neither ready for input nor offering output), which the spec host cannot.
 //! The lockstep tests hold `NativeSim::run_stream` (this host) to the trait's default
-//! `run_stream` (the spec host) on random streams and stall patterns.
+//! `run_stream` (the spec host) on random streams and stall patterns. At LANES > 1 it sends
+//! beats, as [`spec::stream::Host::with_lanes`]: `words` is the flattened beat stream, `ip`
+//! moves a beat (LANES words) at a time, and an output beat is LANES trace entries.
 
+use spec::lanes::{unframe, Stream, MAX_LANES};
 use spec::stream::{quiet_cycles, DeviceOut, HostOut, Stalls, Stuck, Trace};
+use spec::Config;
 
 /// The host of one run (same behaviour as [`spec::stream::Host`]).
 pub(super) struct FastHost<'a> {
+    /// The flattened beats (the words at LANES 1).
     words: &'a [u32],
+    lanes: usize,
     input: &'a [bool],
     output: &'a [bool],
     quiet: u64,
@@ -23,13 +29,21 @@ pub(super) struct FastHost<'a> {
 }
 
 impl<'a> FastHost<'a> {
-    /// A host that will send `words` to a device of array size `dim`.
-    pub fn new(words: &'a [u32], stalls: &'a Stalls, dim: usize, limit: u64) -> Self {
+    /// A host that will send `words` (flattened beats at LANES > 1) to a core of `cfg`.
+    pub fn new(words: &'a [u32], stalls: &'a Stalls, cfg: &Config, limit: u64) -> Self {
+        let lanes = cfg.lanes().get();
+        assert!(words.len().is_multiple_of(lanes), "{} words are not whole beats of {lanes}", words.len());
+        let quiet = if lanes == 1 {
+            quiet_cycles(cfg.dim(), words)
+        } else {
+            quiet_cycles(cfg.dim(), &unframe(words, Stream::Commands, cfg, cfg.lanes()))
+        };
         FastHost {
             words,
+            lanes,
             input: &stalls.input,
             output: &stalls.output,
-            quiet: quiet_cycles(dim, words),
+            quiet,
             limit,
             ip: 0,
             held: false,
@@ -54,8 +68,16 @@ impl<'a> FastHost<'a> {
         }
     }
 
+    /// The beat offered this cycle (LANES words; zeros once all are sent).
+    #[inline]
+    pub fn beat(&self) -> &'a [u32] {
+        static ZEROS: [u32; MAX_LANES] = [0; MAX_LANES];
+        let words: &'a [u32] = self.words;
+        words.get(self.ip..self.ip + self.lanes).unwrap_or(&ZEROS[..self.lanes])
+    }
+
     /// Record what the device showed this cycle and advance one cycle; the trace once the run
-    /// is over, or [`Stuck`].
+    /// is over, or [`Stuck`]. LANES 1.
     #[inline]
     pub fn observe(&mut self, drove: HostOut, seen: DeviceOut) -> Option<Result<Trace, Stuck>> {
         let took = drove.in_valid && seen.in_ready;
@@ -70,6 +92,35 @@ impl<'a> FastHost<'a> {
             self.trace.last_input_cycle = self.cycle;
             self.ip += 1;
         }
+        self.next_cycle()
+    }
+
+    /// [`FastHost::observe`] at LANES > 1: `out_beat` the device's output beat.
+    pub fn observe_beat(
+        &mut self,
+        drove: HostOut,
+        in_ready: bool,
+        out_valid: bool,
+        out_beat: &[u32],
+    ) -> Option<Result<Trace, Stuck>> {
+        let took = drove.in_valid && in_ready;
+        if out_valid && drove.out_ready {
+            let cycle = self.cycle;
+            self.trace.outputs.extend(out_beat.iter().map(|&w| (cycle, w)));
+            self.idle = 0;
+        } else if self.ip >= self.words.len() {
+            self.idle += 1;
+        }
+        self.held = drove.in_valid && !took;
+        if took {
+            self.trace.last_input_cycle = self.cycle;
+            self.ip += self.lanes;
+        }
+        self.next_cycle()
+    }
+
+    #[inline]
+    fn next_cycle(&mut self) -> Option<Result<Trace, Stuck>> {
         self.cycle += 1;
         self.in_phase += 1;
         if self.in_phase >= self.input.len() {
@@ -82,10 +133,10 @@ impl<'a> FastHost<'a> {
         self.verdict()
     }
 
-    /// Consecutive cycles from now on which the host offers a word: at most `max`, and never
-    /// past the end of the stream or the cycle limit.
+    /// Consecutive cycles from now on which the host offers a word (a beat): at most `max`,
+    /// and never past the end of the stream or the cycle limit.
     pub fn input_run(&self, max: u64) -> u64 {
-        let left = self.words.len().saturating_sub(self.ip) as u64;
+        let left = (self.words.len().saturating_sub(self.ip) / self.lanes) as u64;
         if left == 0 {
             return 0;
         }
@@ -103,16 +154,16 @@ impl<'a> FastHost<'a> {
         m
     }
 
-    /// The words not yet taken, the one offered now first.
+    /// The words (flattened beats) not yet taken, the one offered now first.
     pub fn upcoming(&self) -> &'a [u32] {
         &self.words[self.ip..]
     }
 
-    /// Account `m <= input_run(..)` cycles on each of which the device took the word offered
-    /// and sent nothing.
+    /// Account `m <= input_run(..)` cycles on each of which the device took the word (beat)
+    /// offered and sent nothing.
     pub fn took(&mut self, m: u64) -> Option<Result<Trace, Stuck>> {
         self.trace.last_input_cycle = self.cycle + m - 1;
-        self.ip += m as usize;
+        self.ip += m as usize * self.lanes;
         self.held = false;
         self.advance(m);
         self.verdict()
@@ -133,11 +184,17 @@ impl<'a> FastHost<'a> {
         m
     }
 
-    /// Account `sent.len()` cycles (at most `output_run(..)`) on each of which the device sent
-    /// the next of `sent` and took nothing.
+    /// Account `sent.len()` cycles (beats: `sent` is flattened beats at LANES > 1; at most
+    /// `output_run(..)`) on each of which the device sent the next of `sent` and took nothing.
     pub fn sent(&mut self, sent: &[u32]) -> Option<Result<Trace, Stuck>> {
-        let k = sent.len() as u64;
-        self.trace.outputs.extend(sent.iter().enumerate().map(|(i, &w)| (self.cycle + i as u64, w)));
+        let k = (sent.len() / self.lanes) as u64;
+        if self.lanes == 1 {
+            self.trace.outputs.extend(sent.iter().enumerate().map(|(i, &w)| (self.cycle + i as u64, w)));
+        } else {
+            let (cycle, l) = (self.cycle, self.lanes);
+            let beats = sent.chunks(l).enumerate();
+            self.trace.outputs.extend(beats.flat_map(|(i, b)| b.iter().map(move |&w| (cycle + i as u64, w))));
+        }
         if self.ip < self.words.len() {
             // not taken (in_ready is low): offered on any cycle without a stall, then held
             self.hold_through(k);

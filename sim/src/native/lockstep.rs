@@ -20,11 +20,18 @@
 //!
 //! Backends under test are listed once in [`backends`]; adding one (the Verilator model) is one
 //! line there.
+//!
+//! At LANES > 1 the same harness runs on beats: the random streams framed by
+//! `spec::lanes::frame`, every port compared through [`CycleSim::tick_beat`] (every lane of the
+//! output beat, on every cycle), [`RustHdlSim`] driving `in_lanes[j]` and reading
+//! `out_lanes[j]`, whole traces against `hdl::stream::run_icarus_beats`, and the words against
+//! `GoldenDevice::run_lanes`.
 
 use hdl::core::ProtobrainCore;
-use hdl::stream::{run_icarus, run_rust};
+use hdl::stream::{run_icarus, run_icarus_beats, run_rust};
 use rust_hdl::prelude::{simulate, Block, Clock};
 use spec::isa::Response;
+use spec::lanes::{frame, unframe, Lanes, Stream};
 use spec::stimulus::{random_stalls, random_stream, Rng, StreamShape};
 use spec::stream::{DeviceOut, Host, HostOut, Stalls, Trace};
 use spec::{Config, GoldenDevice, Quant};
@@ -35,12 +42,19 @@ use crate::CycleSim;
 /// Every cycle-accurate backend under test, freshly built for `cfg`, with its name (the
 /// Verilator model in builds with the `verilator` feature).
 pub(crate) fn backends(cfg: &Config) -> Vec<(&'static str, Box<dyn CycleSim>)> {
-    vec![
+    #[allow(unused_mut)]
+    let mut sims: Vec<(&'static str, Box<dyn CycleSim>)> = vec![
         ("native", Box::new(NativeSim::new(cfg))),
         ("native, per tick", Box::new(Ticked(NativeSim::new(cfg)))),
-        #[cfg(feature = "verilator")]
-        ("verilator", Box::new(crate::verilated::VerilatedSim::new(cfg).expect("Verilator model"))),
-    ]
+    ];
+    #[cfg(feature = "verilator")]
+    match crate::verilated::VerilatedSim::new(cfg) {
+        Ok(v) => sims.push(("verilator", Box::new(v))),
+        // a harness that does not drive beats yet leaves LANES > 1 to the others
+        Err(crate::verilated::VerilatorError::Lanes { .. }) => {}
+        Err(e) => panic!("Verilator model: {e}"),
+    }
+    sims
 }
 
 use crate::Ticked;
@@ -91,15 +105,32 @@ impl CycleSim for RustHdlSim {
     }
 
     fn tick(&mut self, inputs: HostOut) -> DeviceOut {
-        self.core.in_valid.next = inputs.in_valid;
-        self.core.in_data.next = u64::from(inputs.in_data).into();
-        self.core.out_ready.next = inputs.out_ready;
+        let (mut beat, mut out) = (vec![0; self.cfg.lanes().get()], vec![0; self.cfg.lanes().get()]);
+        beat[0] = inputs.in_data;
+        let (in_ready, out_valid) = self.tick_beat(inputs.in_valid, &beat, inputs.out_ready, &mut out);
+        DeviceOut { in_ready, out_valid, out_data: out[0] }
+    }
+
+    /// Lane 0 on `in_data`/`out_data`, lanes 1.. on the core's `in_lanes`/`out_lanes`.
+    fn tick_beat(
+        &mut self,
+        in_valid: bool,
+        in_beat: &[u32],
+        out_ready: bool,
+        out_beat: &mut [u32],
+    ) -> (bool, bool) {
+        self.core.in_valid.next = in_valid;
+        self.core.in_data.next = u64::from(in_beat[0]).into();
+        for (port, &w) in self.core.in_lanes.iter_mut().zip(&in_beat[1..]) {
+            port.next = u64::from(w).into();
+        }
+        self.core.out_ready.next = out_ready;
         self.settle();
-        let seen = DeviceOut {
-            in_ready: self.core.in_ready.val(),
-            out_valid: self.core.out_valid.val(),
-            out_data: self.core.out_data.val().to_u64() as u32,
-        };
+        let seen = (self.core.in_ready.val(), self.core.out_valid.val());
+        out_beat[0] = self.core.out_data.val().to_u64() as u32;
+        for (w, port) in out_beat[1..].iter_mut().zip(&self.core.out_lanes) {
+            *w = port.val().to_u64() as u32;
+        }
         self.edge();
         self.cycle += 1;
         seen
@@ -111,6 +142,40 @@ impl CycleSim for RustHdlSim {
 pub(crate) fn untimed(dim: usize, words: &[u32]) -> Vec<Response> {
     spec::isa::decode_untimed(dim, words)
         .unwrap_or_else(|e| panic!("undecodable response stream: {e}: {words:x?}"))
+}
+
+/// [`random_case`] framed at the config's LANES: the command words and the flattened beats
+/// (the same words at LANES 1). For odd seeds the padding lanes carry random junk instead of
+/// zeros (the contract: the device ignores them).
+pub(crate) fn random_beats(
+    cfg: &Config,
+    seed: u64,
+    commands: usize,
+    max_rows: u16,
+) -> (Vec<u32>, Vec<u32>, Stalls) {
+    let (words, stalls) = random_case(cfg, seed, commands, max_rows);
+    let mut beats = frame(&words, Stream::Commands, cfg, cfg.lanes());
+    if seed % 2 == 1 {
+        junk_padding(cfg, &mut beats, seed);
+    }
+    (words, beats, stalls)
+}
+
+/// Random junk in every padding lane of `beats` (the lanes of a beat past the words the
+/// unframer takes from it).
+pub(crate) fn junk_padding(cfg: &Config, beats: &mut [u32], seed: u64) {
+    let l = cfg.lanes().get();
+    let mut rng = Rng::new(seed ^ 0x7a4c);
+    let mut unframer = spec::lanes::Unframer::new(Stream::Commands, *cfg, cfg.lanes());
+    let mut words = Vec::new();
+    for beat in beats.chunks_mut(l) {
+        let before = words.len();
+        unframer.push(beat, &mut words);
+        for w in &mut beat[words.len() - before..] {
+            *w = rng.next_u64() as u32;
+        }
+    }
+    assert_eq!(words, unframe(beats, Stream::Commands, cfg, cfg.lanes()), "junk only in the padding");
 }
 
 /// A random case: a stream of `commands` commands (20% malformed) and stall patterns of
@@ -141,7 +206,8 @@ pub(crate) struct Script<'a> {
 }
 
 /// Drive `reference` and every backend with the same host, tick by tick, asserting equal
-/// ports on every cycle. A reset (of all of them) on a cycle of `script.resets` leaves the host
+/// ports on every cycle (at LANES > 1 `words` is flattened beats, and every lane of the output
+/// beat is compared). A reset (of all of them) on a cycle of `script.resets` leaves the host
 /// carrying on with its stream, so the device resumes mid-stream: any word may land as a
 /// header. Returns the reference's trace (`None` if cut short).
 pub(crate) fn lockstep_ticks(
@@ -152,7 +218,8 @@ pub(crate) fn lockstep_ticks(
     script: Script,
     what: &str,
 ) -> Option<Trace> {
-    let dim = reference.config().dim();
+    let cfg = *reference.config();
+    let l = cfg.lanes().get();
     let reset_all = |reference: &mut dyn CycleSim, sims: &mut [(&'static str, Box<dyn CycleSim>)]| {
         reference.reset();
         sims.iter_mut().for_each(|(_, s)| s.reset());
@@ -160,7 +227,8 @@ pub(crate) fn lockstep_ticks(
     if !script.carry_on {
         reset_all(reference, sims);
     }
-    let mut host = Host::new(words, stalls, dim, 200_000);
+    let mut host = Host::with_lanes(words, stalls, &cfg, 200_000);
+    let (mut want, mut got) = (vec![0; l], vec![0; l]);
     loop {
         if script.cut == Some(host.cycle()) {
             return None;
@@ -169,25 +237,83 @@ pub(crate) fn lockstep_ticks(
             reset_all(reference, sims);
         }
         let drive = host.drive();
-        let want = reference.tick(drive);
+        let beat = host.beat();
+        let want_hs = if l == 1 {
+            // LANES 1 through `tick` (what the 32-bit backends implement)
+            let seen = reference.tick(drive);
+            want[0] = seen.out_data;
+            (seen.in_ready, seen.out_valid)
+        } else {
+            reference.tick_beat(drive.in_valid, beat, drive.out_ready, &mut want)
+        };
         for (name, s) in sims.iter_mut() {
-            let got = s.tick(drive);
-            assert_eq!(got, want, "{name} vs RTL on host cycle {} ({what}), inputs {drive:?}", host.cycle());
+            let got_hs = if l == 1 {
+                let seen = s.tick(drive);
+                got[0] = seen.out_data;
+                (seen.in_ready, seen.out_valid)
+            } else {
+                s.tick_beat(drive.in_valid, beat, drive.out_ready, &mut got)
+            };
+            assert_eq!(
+                (got_hs, &got),
+                (want_hs, &want),
+                "{name} vs RTL on host cycle {} ({what}), inputs {drive:?} beat {beat:x?}: (in_ready, out_valid), out beat",
+                host.cycle()
+            );
             assert_eq!(s.cycle(), reference.cycle(), "{name}: cycle() ({what})");
         }
-        if let Some(done) = host.observe(drive, want) {
+        if let Some(done) = host.observe_beat(drive, want_hs.0, want_hs.1, &want) {
             return Some(done.unwrap_or_else(|e| panic!("{what}: {e}")));
         }
     }
 }
 
-/// Every backend's `run_stream` trace equals `want`, and its words equal the golden device's.
+/// Every backend's `run_stream` trace equals `want`, and its words equal the golden device's
+/// (at LANES > 1 `words` is flattened beats, and the output beats equal
+/// `GoldenDevice::run_lanes`'s).
 pub(crate) fn check_traces(cfg: &Config, words: &[u32], stalls: &Stalls, want: &Trace, what: &str) {
-    let golden = GoldenDevice::run(*cfg, words);
-    assert_eq!(untimed(cfg.dim(), &want.words()), untimed(cfg.dim(), &golden), "RTL vs golden ({what})");
+    if cfg.lanes().get() == 1 {
+        let golden = GoldenDevice::run(*cfg, words);
+        assert_eq!(untimed(cfg.dim(), &want.words()), untimed(cfg.dim(), &golden), "RTL vs golden ({what})");
+    } else {
+        assert_beats_match_golden(cfg, words, &want.words(), what);
+    }
     for (name, mut s) in backends(cfg) {
         let got = s.run_stream(words, stalls, 10_000_000).unwrap_or_else(|e| panic!("{name} ({what}): {e}"));
         assert_eq!(&got, want, "{name} trace vs RTL ({what})");
+    }
+}
+
+/// The golden response words with the timed COUNTERS words set to all ones (the golden device
+/// answers them as 0): framing both marks where the timed words sit in the beats.
+fn mark_timed(words: &[u32]) -> Vec<u32> {
+    let mut w = words.to_vec();
+    let mut i = 0;
+    while i < w.len() {
+        let (op, len) = spec::isa::split_header(w[i]);
+        if op == spec::isa::opcode::COUNTERS | spec::isa::RESPONSE_BIT {
+            for t in spec::isa::TIMED_COUNTER_WORDS {
+                w[i + 1 + t] = u32::MAX;
+            }
+        }
+        i += 1 + len as usize;
+    }
+    w
+}
+
+/// Output beats `got` (flattened) equal to `GoldenDevice::run_lanes` of the input beats, every
+/// lane (padding included), except the timed COUNTERS words.
+pub(crate) fn assert_beats_match_golden(cfg: &Config, beats_in: &[u32], got: &[u32], what: &str) {
+    let lanes = cfg.lanes();
+    let want = GoldenDevice::run_lanes(*cfg, lanes, beats_in);
+    let golden_words = GoldenDevice::run(*cfg, &unframe(beats_in, Stream::Commands, cfg, lanes));
+    let timed = frame(&mark_timed(&golden_words), Stream::Responses, cfg, lanes);
+    let l = lanes.get();
+    assert_eq!(got.len(), want.len(), "{what}: {} output words, golden {}", got.len(), want.len());
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        if w == timed[i] {
+            assert_eq!(g, w, "{what}: beat {} lane {}: {g:#x}, golden {w:#x}", i / l, i % l);
+        }
     }
 }
 
@@ -203,7 +329,7 @@ fn rust_hdl_ticks(
 ) -> u64 {
     let mut cycles = 0;
     for seed in seeds {
-        let (words, stalls) = random_case(&cfg, seed, commands, max_rows);
+        let (_, words, stalls) = random_beats(&cfg, seed, commands, max_rows);
         let what = format!("{cfg}, seed {seed}, {commands} commands, {resets} resets");
         let mut rtl = RustHdlSim::new(&cfg);
         let mut sims = backends(&cfg);
@@ -539,5 +665,199 @@ fn fast_run_stream_equals_per_tick() {
             }
         }
         assert!(runs > 0, "no output run at DIM {dim}");
+    }
+}
+
+// ---- LANES > 1: beats ----
+
+fn with_lanes(dim: usize, scratch: usize, acc: usize, lanes: usize) -> Config {
+    Config::new(dim, scratch, acc).unwrap().with_lanes(Lanes::new(lanes).unwrap())
+}
+
+/// Every port (every lane of both beats) on every cycle against rust-hdl at LANES 2 and 4:
+/// rows narrower than a beat (DIM 2, 4), DIM-word rows of several beats with padding in the
+/// last (LOAD_BIAS / LOAD_QUANT / READ_ACC at DIM 3 and 5), malformed commands, random stalls.
+#[test]
+fn lanes_every_port_every_cycle_matches_rust_hdl() {
+    let mut n = 0;
+    for (i, (d, l)) in [(2, 2), (2, 4), (4, 2), (4, 4), (3, 2), (5, 4)].into_iter().enumerate() {
+        let seeds = 3000 + 100 * i as u64..3000 + 100 * i as u64 + [25, 25, 15, 15, 10, 10][i];
+        n += rust_hdl_ticks(with_lanes(d, 16, 8, l), seeds, 25, 4, 0);
+    }
+    eprintln!("LANES 2, 4: {n} cycles in lockstep");
+}
+
+/// Resets at random cycles at LANES 2 and 4: the host carries on with its beats, so any beat
+/// may land as a header (and a refused WRITE_ACT's discarded rows are cut short).
+#[test]
+fn lanes_resets_mid_stream_match_rust_hdl() {
+    let n = rust_hdl_ticks(with_lanes(2, 16, 8, 2), 3700..3715, 25, 4, 2)
+        + rust_hdl_ticks(with_lanes(4, 16, 16, 4), 3715..3725, 25, 6, 3);
+    eprintln!("LANES resets: {n} cycles in lockstep");
+}
+
+/// One random stream at the config's LANES through the emitted Verilog under Icarus: the
+/// whole trace, every backend's and the golden device's beats.
+fn icarus_lanes_case(cfg: Config, verilog: &str, seed: u64, commands: usize, max_rows: u16) -> u64 {
+    let (_, beats, stalls) = random_beats(&cfg, seed, commands, max_rows);
+    let words = unframe(&beats, Stream::Commands, &cfg, cfg.lanes());
+    let what = format!("Icarus, {cfg}, seed {seed}");
+    let trace = run_icarus_beats(verilog, cfg.dim(), cfg.lanes().get(), &words, &beats, &stalls, 2_000_000)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    check_traces(&cfg, &beats, &stalls, &trace, &what);
+    trace.cycles
+}
+
+fn icarus_lanes(dim: usize, cases: &[(usize, std::ops::Range<u64>)], commands: usize, max_rows: u16) -> u64 {
+    let mut n = 0;
+    for (l, seeds) in cases {
+        let cfg = with_lanes(dim, 32, 16, *l);
+        let verilog = hdl::emit::verilog(&cfg).expect("the core emits");
+        for seed in seeds.clone() {
+            n += icarus_lanes_case(cfg, &verilog, seed, commands, max_rows);
+        }
+    }
+    n
+}
+
+#[test]
+fn lanes_traces_match_icarus_dim2_and_dim4() {
+    let n = icarus_lanes(2, &[(2, 4000..4002), (4, 4010..4012), (8, 4020..4021)], 60, 4)
+        + icarus_lanes(4, &[(2, 4030..4032), (4, 4040..4042), (8, 4050..4051)], 50, 6);
+    eprintln!("Icarus LANES, DIM 2, 4: {n} cycles");
+}
+
+#[test]
+fn lanes_traces_match_icarus_dim8() {
+    let n = icarus_lanes(8, &[(2, 4100..4101), (4, 4110..4112), (8, 4120..4121)], 30, 8);
+    eprintln!("Icarus LANES, DIM 8: {n} cycles");
+}
+
+#[test]
+fn lanes_traces_match_icarus_dim16() {
+    let n = icarus_lanes(16, &[(2, 4200..4201), (4, 4210..4211), (8, 4220..4221)], 20, 6);
+    eprintln!("Icarus LANES, DIM 16: {n} cycles");
+}
+
+/// At LANES > 1 the fast `run_stream` (its own host, blind windows, payload beats and
+/// read-back beats fast-forwarded) equals the per-tick path, and `idle` equals idle ticks:
+/// traces, counters, activity and both memories.
+#[test]
+fn lanes_fast_paths_equal_per_tick() {
+    let check = |cfg: &Config, beats: &[u32], stalls: &Stalls, what: &str| {
+        let mut slow = Ticked(NativeSim::new(cfg));
+        let want = slow.run_stream(beats, stalls, 1_000_000).expect("per tick");
+        let slow = slow.0;
+        let mut fast = NativeSim::new(cfg);
+        let got = fast.run_stream(beats, stalls, 1_000_000).expect("fast");
+        assert_eq!(got, want, "{what}");
+        assert_eq!(fast.activity(), slow.activity(), "activity, {what}");
+        assert_eq!(fast.counters(), slow.counters(), "counters, {what}");
+        assert_eq!(fast.scratch, slow.scratch, "scratchpad, {what}");
+        assert_eq!(fast.acc, slow.acc, "accumulators, {what}");
+        assert_eq!(fast.rowbuf, slow.rowbuf, "row buffer, {what}");
+    };
+    for seed in 0..600u64 {
+        let dim = [1, 2, 3, 4, 5, 8, 16][(seed % 7) as usize];
+        let l = [2, 4, 8, 16][(seed / 7 % 4) as usize];
+        let cfg = with_lanes(dim, 64, 64, l);
+        let max_rows = [4, 12, 40][(seed % 3) as usize];
+        let (_, beats, stalls) = random_beats(&cfg, 5000 + seed, 40, max_rows);
+        check(&cfg, &beats, &stalls, &format!("{cfg}, seed {}", 5000 + seed));
+    }
+    for (i, (dim, l)) in [(4usize, 4usize), (8, 2), (16, 4), (16, 8)].into_iter().enumerate() {
+        let cfg = with_lanes(dim, 256, 64, l);
+        let words = program(&super::tests::gemm_program(&cfg, i as u64, 50, 3, 2), dim);
+        let beats = frame(&words, Stream::Commands, &cfg, cfg.lanes());
+        for stalls in [
+            Stalls::none(),
+            Stalls { input: vec![false, false, true], output: vec![true, false] },
+            Stalls { input: vec![true; 5].into_iter().chain([false]).collect(), output: vec![false] },
+        ] {
+            check(&cfg, &beats, &stalls, &format!("tiled GEMM, {cfg}, {stalls:?}"));
+        }
+    }
+    // and the fast paths are taken at LANES > 1: payload beats (WRITE_ACT rows of 2 beats,
+    // LOAD_BIAS of 4) and read-back beats open windows of more than one cycle
+    let cfg = with_lanes(16, 64, 64, 4);
+    let rows: Vec<Vec<i8>> = (0..8).map(|r| (0..16).map(|c| (r * 16 + c) as i8).collect()).collect();
+    let cmds = [
+        spec::isa::Command::WriteAct { dst: 0, rows },
+        spec::isa::Command::LoadBias { bias: (0..16).collect() },
+        spec::isa::Command::ReadAct { src: 0, n: 8 },
+    ];
+    let beats = frame(&program(&cmds, 16), Stream::Commands, &cfg, cfg.lanes());
+    let (mut sim, none) = (NativeSim::new(&cfg), Stalls::none());
+    sim.reset();
+    let (mut host, mut out) = (Host::with_lanes(&beats, &none, &cfg, 10_000), [0; 4]);
+    let (mut inputs, mut outputs) = (0, 0);
+    loop {
+        inputs += usize::from(sim.input_window() > 1);
+        outputs += usize::from(sim.output_window() > 1);
+        let d = host.drive();
+        let (ready, valid) = sim.tick_beat(d.in_valid, host.beat(), d.out_ready, &mut out);
+        if host.observe_beat(d, ready, valid, &out).is_some() {
+            break;
+        }
+    }
+    assert!(inputs > 0 && outputs > 0, "windows at LANES 4: {inputs} in, {outputs} out");
+
+    // idle: half a stream, idle cycles, the rest, port by port
+    for seed in 0..60u64 {
+        let dim = [1, 2, 3, 4, 8][(seed % 5) as usize];
+        let cfg = with_lanes(dim, 32, 16, [2, 4][(seed % 2) as usize]);
+        let (_, beats, stalls) = random_beats(&cfg, 6000 + seed, 20, 12);
+        let l = cfg.lanes().get();
+        let (a, b) = beats.split_at(beats.len() / l / 2 * l);
+        let mut slow: Vec<(&'static str, Box<dyn CycleSim>)> =
+            vec![("per tick", Box::new(Ticked(NativeSim::new(&cfg))))];
+        let mut fast = NativeSim::new(&cfg);
+        let what = format!("{cfg}, seed {}", 6000 + seed);
+        let script = Script { cut: Some((a.len() / l) as u64 / 2 + seed % 7), ..Script::default() };
+        lockstep_ticks(&mut fast, &mut slow, a, &stalls, script, &what);
+        let n = seed * 3 % 50;
+        fast.idle(n);
+        slow[0].1.idle(n);
+        lockstep_ticks(
+            &mut fast,
+            &mut slow,
+            b,
+            &stalls,
+            Script { carry_on: true, ..Script::default() },
+            &what,
+        );
+    }
+}
+
+/// `pump` at LANES > 1 (fast: blind windows, payload and read-back beats) equals the trait's
+/// per-tick pump: a random stream pumped in pieces (random `keep` and `want`), the same beats
+/// out, the same verdicts, cycles, counters, activity and memories.
+#[test]
+fn lanes_fast_pump_equals_per_tick() {
+    use std::collections::VecDeque;
+    for seed in 0..150u64 {
+        let dim = [2, 3, 4, 8, 16][(seed % 5) as usize];
+        let cfg = with_lanes(dim, 64, 64, [2, 4, 8][(seed / 5 % 3) as usize]);
+        let (_, beats, _) = random_beats(&cfg, 7000 + seed, 30, 12);
+        let l = cfg.lanes().get();
+        let what = format!("{cfg}, seed {}", 7000 + seed);
+        let (mut fast, mut slow) = (NativeSim::new(&cfg), Ticked(NativeSim::new(&cfg)));
+        let (mut fi, mut si) = (VecDeque::from(beats.clone()), VecDeque::from(beats));
+        let (mut fo, mut so) = (VecDeque::new(), VecDeque::new());
+        let mut rng = Rng::new(seed);
+        loop {
+            let keep = (fi.len() / l).saturating_sub(1 + rng.below(30) as usize) * l;
+            let want = fo.len() + l * (1 + rng.below(20) as usize);
+            let a = fast.pump(&mut fi, &mut fo, keep, want, 300);
+            let b = slow.pump(&mut si, &mut so, keep, want, 300);
+            assert_eq!((a, &fi, &fo), (b, &si, &so), "{what}");
+            assert_eq!(fast.cycle(), slow.0.cycle(), "{what}");
+            if !a {
+                break;
+            }
+        }
+        assert_eq!(fast.counters(), slow.0.counters(), "{what}");
+        assert_eq!(fast.activity(), slow.0.activity(), "{what}");
+        assert_eq!((&fast.scratch, &fast.acc), (&slow.0.scratch, &slow.0.acc), "{what}");
     }
 }

@@ -54,11 +54,31 @@
 //! Everything observable is checked against the RTL (rust-hdl every port every cycle, Icarus
 //! traces), resets on every cycle of a busy program included, by the tests in `lockstep.rs`.
 //!
+//! # LANES > 1
+//! On a link of LANES words per beat (docs/design.md "A wider link: LANES") the front end is
+//! the RTL's by beats (`hdl::controller`, its `_lanes_lo` blocks): the same states, registers
+//! and cycles, with `idx` counting beats — a row of ⌈DIM/4⌉ words is ⌈⌈DIM/4⌉/LANES⌉ beats
+//! (`bpr`), a unit of DIM words ⌈DIM/LANES⌉ (`bdim`: LOAD_BIAS, LOAD_QUANT, READ_ACC rows),
+//! INFO's and COUNTERS' responses ⌈4/LANES⌉ and ⌈9/LANES⌉ beats; a refused command's payload is
+//! skipped as dense beats (`remaining` falls by LANES a beat). The argument words come in one
+//! beat: Arg0 loads `a1` from lane 1 too, Arg1 takes no beat (`in_ready` low) but still spends
+//! its cycle, and a SET_QUANT with Z finishes in Arg0 (Z from lane 1; a bad shift errors at
+//! once). A WRITE_ACT refused for its range consumes its rows as row units in WriteRows with
+//! `discard` set (nothing written, no scratchpad write) and then errors. The row buffer takes a
+//! whole beat (word `idx·LANES + j` from lane j, those past DIM dropped) and sends one (zeros
+//! past DIM); column n's bias comes from lane n % LANES of beat n / LANES; LOAD_QUANT checks
+//! the shift of every word of a beat but the last beat's padding. Every other lane of the output
+//! beat is 0. `step_with::<true>` is that front end; at LANES 1 `step_with::<false>` compiles
+//! the beat logic out. [`CycleSim::tick_beat`] drives a beat; `run_stream` and `pump` take and
+//! give flattened beats (see the crate docs).
+//!
 //! # Speed
 //! [`CycleSim::tick`] steps one cycle (the sums of an issued row are one vectorised kernel
 //! call, `kernel.rs`). [`CycleSim::run_stream`] and [`CycleSim::idle`] also fast-forward the
 //! cycles where the front end only waits or only takes payload words (`bulk.rs`), which is most
-//! of a GEMM. On a shared 2-core machine (the other core busy), a tiled GEMM program runs at
+//! of a GEMM. The fast paths hold at every LANES: blind windows are the same, input runs take
+//! a payload beat per cycle and output runs send a read-back beat per cycle (a refused
+//! WRITE_ACT's discarded rows, like LOAD_QUANT's words, go one cycle at a time). On a shared 2-core machine (the other core busy), a tiled GEMM program runs at
 //! ~110 M simulated cycles/s at DIM 4, ~90 M at DIM 8 and ~60 M at DIM 16 (~17 GMAC/s
 //! MATMUL-bound); the Verilator model of the same core does 0.2-0.3 M cycles/s at DIM 8-16.
 //! Reproduce: `cargo test --release -p protobrain-sim throughput -- --ignored --nocapture`.
@@ -82,6 +102,7 @@ mod tests;
 
 use spec::arith::{requantize_v2, ColumnScale, MAX_SHIFT};
 use spec::isa::{header, opcode, Counters, COUNTER_WORDS};
+use spec::lanes::MAX_LANES;
 use spec::stream::{DeviceOut, HostOut, Stalls, Stuck, Trace};
 use spec::{Config, VERSION};
 
@@ -132,6 +153,9 @@ struct Regs {
     /// in between), not the row buffer.
     tile_row: bool,
     tile_src: u16,
+    /// LANES > 1: a WRITE_ACT refused for its range consumes its rows (as row units) without
+    /// writing them, then errors.
+    discard: bool,
     /// The parts (as `hdl::controller`'s, in their files of the same names).
     wl: WeightLoader,
     seq: Sequencer,
@@ -162,6 +186,12 @@ pub struct NativeSim {
     cfg: Config,
     dim: usize,
     wpr: usize,
+    /// LANES: words per beat.
+    lanes: usize,
+    /// Beats of a row of ⌈DIM/4⌉ words (LOAD_WEIGHTS, WRITE_ACT, READ_ACT): `wpr` at LANES 1.
+    bpr: usize,
+    /// Beats of a row of DIM words (LOAD_BIAS, LOAD_QUANT, READ_ACC): DIM at LANES 1.
+    bdim: usize,
     scratch_mask: usize,
     acc_mask: usize,
     /// `L + 1`: the array drain count reloaded on every issue.
@@ -193,22 +223,18 @@ pub struct NativeSim {
 
 impl NativeSim {
     /// A core for `cfg` at power-on: every register and memory zero (as the emitted Verilog's
-    /// initial values), ready for a header.
-    ///
-    /// # Panics
-    /// If `cfg` has LANES > 1: the native model implements the 32-bit link only so far
-    /// (docs/design.md "A wider link: LANES"), and must not run such a config as LANES 1.
+    /// initial values), ready for a header; beats of `cfg.lanes()` words.
     pub fn new(cfg: &Config) -> Self {
-        assert!(
-            cfg.lanes().get() == 1,
-            "the native model does not implement LANES > 1 yet ({cfg}): it takes one 32-bit word per cycle"
-        );
         let dim = cfg.dim();
         let lat = array_latency(dim);
+        let lanes = cfg.lanes().get();
         NativeSim {
             cfg: *cfg,
             dim,
             wpr: cfg.words_per_row(),
+            lanes,
+            bpr: cfg.words_per_row().div_ceil(lanes),
+            bdim: dim.div_ceil(lanes),
             scratch_mask: cfg.scratch_rows() - 1,
             acc_mask: cfg.acc_rows() - 1,
             arr_drain: spec::timing::array_drain(dim) as u16,
@@ -328,6 +354,66 @@ impl NativeSim {
         }
     }
 
+    /// LANES > 1: the output beat's lane 0 (given the word logic's `lane0`) and lanes 1..
+    /// (`lanes_out`): INFO's and COUNTERS' words and the rows as beats, 0 elsewhere (the RTL's
+    /// `out_lanes`, and its overrides of `out_data`).
+    #[inline]
+    fn outputs_lanes(&self, q: &Regs, lane0: u32, lanes_out: &mut [u32]) -> u32 {
+        let l = self.lanes;
+        let base = l * usize::from(q.idx);
+        lanes_out.fill(0);
+        let mut fill = |word: &dyn Fn(usize) -> u32| {
+            for (j, w) in lanes_out.iter_mut().enumerate() {
+                *w = word(base + 1 + j);
+            }
+            word(base)
+        };
+        match q.state {
+            State::RespInfo if usize::from(q.idx) < 4usize.div_ceil(l) => {
+                let info =
+                    [VERSION, self.dim as u32, self.cfg.scratch_rows() as u32, self.cfg.acc_rows() as u32];
+                fill(&|i| info.get(i).copied().unwrap_or(0))
+            }
+            State::RespCounters if usize::from(q.idx) < COUNTER_WORDS.div_ceil(l) => {
+                fill(&|i| self.snap.get(i).copied().unwrap_or(0))
+            }
+            State::RowEmit => {
+                let base = l * usize::from(q.rbk.idx);
+                for (j, w) in lanes_out.iter_mut().enumerate() {
+                    *w = self.rowbuf.get(base + 1 + j).copied().unwrap_or(0);
+                }
+                self.rowbuf.get(base).copied().unwrap_or(0)
+            }
+            _ => lane0,
+        }
+    }
+
+    /// LANES > 1: the row buffer's write port: beat `idx` (lane 0 `data`, lanes 1.. `rest`)
+    /// into words `idx·LANES ..`, those past DIM dropped.
+    #[inline]
+    fn write_beat(&mut self, idx: u16, data: u32, rest: &[u32]) {
+        let base = self.lanes * usize::from(idx);
+        if let Some(w) = self.rowbuf.get_mut(base) {
+            *w = data;
+        }
+        for (j, &v) in rest.iter().enumerate() {
+            if let Some(w) = self.rowbuf.get_mut(base + 1 + j) {
+                *w = v;
+            }
+        }
+    }
+
+    /// Beats per row of `op`'s payload or response (words at LANES 1): the read-back's last
+    /// word index plus one.
+    #[inline]
+    fn beats_per_row(&self, op: u8) -> usize {
+        if op == opcode::READ_ACC {
+            self.bdim
+        } else {
+            self.bpr
+        }
+    }
+
     /// `n * w` as the RTL's 16x16 multiplier computes it, `n` the row count of payload word 0.
     #[inline]
     fn row_words(&self, a0: u32, op: u8) -> u32 {
@@ -355,8 +441,29 @@ impl NativeSim {
         range_check::touches(&self.cfg, q.op, q.a0, q.a1)
     }
 
-    /// One clock cycle with `rst` as given (see [`CycleSim::tick`]).
+    /// One clock cycle with `rst` as given (see [`CycleSim::tick`]); at LANES > 1 lanes 1.. of
+    /// the input beat are zero and those of the output beat are dropped.
+    #[inline]
     fn step(&mut self, inp: HostOut, rst: bool) -> DeviceOut {
+        if self.lanes == 1 {
+            self.step_with::<false>(inp, &[], rst, &mut [])
+        } else {
+            let mut out = [0u32; MAX_LANES];
+            let l = self.lanes - 1;
+            self.step_with::<true>(inp, &[0; MAX_LANES][..l], rst, &mut out[..l])
+        }
+    }
+
+    /// One clock cycle on a beat: lane 0 in `inp.in_data`, lanes 1.. in `lanes_in`, the output
+    /// beat's lanes 1.. into `lanes_out` (lane 0 in the result). `WIDE` is LANES > 1 (the
+    /// model at LANES 1 is `step_with::<false>` with empty lanes, the beat logic compiled out).
+    fn step_with<const WIDE: bool>(
+        &mut self,
+        inp: HostOut,
+        lanes_in: &[u32],
+        rst: bool,
+        lanes_out: &mut [u32],
+    ) -> DeviceOut {
         let q = self.r;
         let mut d = q;
         let now = self.now;
@@ -364,12 +471,17 @@ impl NativeSim {
 
         // ---- ports (combinational) ----
         let in_ready = match q.state {
-            State::Header | State::Skip | State::Arg0 | State::Arg1 | State::Bias | State::WriteRows => true,
+            State::Header | State::Skip | State::Arg0 | State::Bias | State::WriteRows => true,
+            // LANES > 1: Arg1 takes its word from Arg0's beat, without a beat
+            State::Arg1 => !WIDE,
             State::Weights => !q.seq.bank_busy(q.wl.shadow()),
             _ => false,
         };
-        let take = in_ready && inp.in_valid;
-        let (out_valid, out_data) = self.outputs(&q);
+        let take = (in_ready && inp.in_valid) || (WIDE && q.state == State::Arg1);
+        let (out_valid, mut out_data) = self.outputs(&q);
+        if WIDE {
+            out_data = self.outputs_lanes(&q, out_data, lanes_out);
+        }
         let sent = out_valid && inp.out_ready;
         let issue = q.seq.issue();
 
@@ -415,7 +527,7 @@ impl NativeSim {
             self.activity.act_rows += 1;
         }
         // READ_ACT / READ_ACC read-back: a row read ahead, the row buffer loaded
-        let last_word = (self.words_per_row(q.op) - 1) as u16;
+        let last_word = (self.beats_per_row(q.op) - 1) as u16;
         let rbk_sent = sent && q.state == State::RowEmit;
         let (rbk, edge) = q.rbk.next(rbk_sent, last_word);
         d.rbk = rbk;
@@ -470,6 +582,9 @@ impl NativeSim {
         let data = inp.in_data;
         match q.state {
             State::Header => {
+                if WIDE {
+                    d.discard = false;
+                }
                 if take {
                     let (op, len) = ((data >> 24) as u8, data & MASK24);
                     d.op = op;
@@ -500,9 +615,18 @@ impl NativeSim {
             }
             State::Skip => {
                 if take {
-                    d.remaining = q.remaining.wrapping_sub(1) & MASK24;
-                    if q.remaining == 1 {
-                        d.state = State::ErrHeader;
+                    if WIDE {
+                        // a refused command's payload as dense beats
+                        let l = self.lanes as u32;
+                        d.remaining = q.remaining.wrapping_sub(l) & MASK24;
+                        if q.remaining <= l {
+                            d.state = State::ErrHeader;
+                        }
+                    } else {
+                        d.remaining = q.remaining.wrapping_sub(1) & MASK24;
+                        if q.remaining == 1 {
+                            d.state = State::ErrHeader;
+                        }
                     }
                 }
             }
@@ -554,11 +678,25 @@ impl NativeSim {
                         opcode::MATMUL | opcode::ACTIVATE => d.state = State::Arg1,
                         _ => d.state = State::Exec,
                     }
+                    if WIDE {
+                        // the argument words in one beat: a1 from lane 1, SET_QUANT's Z too
+                        d.a1 = lanes_in[0];
+                        if q.op == opcode::SET_QUANT && q.sq_two {
+                            if ((data >> 16) & 0x3F) as u8 > MAX_SHIFT {
+                                d.state = State::ErrHeader;
+                            } else {
+                                d.q_zero = lanes_in[0] as u8;
+                                cmd_done = true;
+                                d.state = State::Header;
+                            }
+                        }
+                    }
                 }
             }
             State::Arg1 => {
                 if take {
-                    d.a1 = data;
+                    // LANES > 1: a1 came in Arg0's beat and is held
+                    d.a1 = if WIDE { q.a1 } else { data };
                     if q.op == opcode::SET_QUANT {
                         d.q_zero = data as u8;
                         cmd_done = true;
@@ -577,6 +715,10 @@ impl NativeSim {
                     d.err_code = 3;
                     d.state = if q.remaining == 0 || q.op != opcode::WRITE_ACT {
                         State::ErrHeader
+                    } else if WIDE {
+                        // LANES > 1: its rows consumed as row units, not written
+                        d.discard = true;
+                        State::WriteRows
                     } else {
                         State::Skip
                     };
@@ -648,10 +790,12 @@ impl NativeSim {
             }
             State::Weights => {
                 if take {
-                    if let Some(w) = self.rowbuf.get_mut(usize::from(q.idx)) {
+                    if WIDE {
+                        self.write_beat(q.idx, data, lanes_in);
+                    } else if let Some(w) = self.rowbuf.get_mut(usize::from(q.idx)) {
                         *w = data;
                     }
-                    if usize::from(q.idx) == self.wpr - 1 {
+                    if usize::from(q.idx) == self.bpr - 1 {
                         d.idx = 0;
                         q.wl.row_done(&mut d.wl, dim);
                         if q.wl.last_row(dim) {
@@ -678,7 +822,29 @@ impl NativeSim {
             }
             State::Bias => {
                 if take {
-                    if q.is_lq {
+                    let shift_bad = |w: u32| ((w >> 16) & 0x3F) as u8 > MAX_SHIFT;
+                    let mut bad = shift_bad(data);
+                    if WIDE {
+                        // column n from lane n % LANES of beat n / LANES
+                        let (l, base) = (self.lanes, self.lanes * usize::from(q.idx));
+                        if q.is_lq {
+                            self.write_beat(q.idx, data, lanes_in);
+                        } else if base < dim {
+                            let n = l.min(dim - base);
+                            self.bias[base] = data as i32;
+                            for (b, &w) in self.bias[base + 1..base + n].iter_mut().zip(lanes_in) {
+                                *b = w as i32;
+                            }
+                            self.activity.bias_writes += n as u64;
+                        }
+                        // LOAD_QUANT checks every word of the beat (not the last beat's padding)
+                        let last = usize::from(q.idx) == self.bdim - 1;
+                        for (j, &w) in lanes_in.iter().enumerate() {
+                            if (!last || (self.bdim - 1) * l + j + 1 < dim) && shift_bad(w) {
+                                bad = true;
+                            }
+                        }
+                    } else if q.is_lq {
                         if let Some(w) = self.rowbuf.get_mut(usize::from(q.idx)) {
                             *w = data;
                         }
@@ -686,10 +852,9 @@ impl NativeSim {
                         *b = data as i32;
                         self.activity.bias_writes += 1;
                     }
-                    let bad = ((data >> 16) & 0x3F) as u8 > MAX_SHIFT;
                     d.q_bad = q.q_bad || bad;
                     d.idx = q.idx.wrapping_add(1);
-                    if usize::from(q.idx) == dim - 1 {
+                    if usize::from(q.idx) == if WIDE { self.bdim } else { dim } - 1 {
                         if q.is_lq && d.q_bad {
                             d.err_code = 3;
                             d.state = State::ErrHeader;
@@ -703,18 +868,27 @@ impl NativeSim {
             }
             State::WriteRows => {
                 if take {
-                    if let Some(w) = self.rowbuf.get_mut(usize::from(q.idx)) {
+                    let discard = WIDE && q.discard;
+                    if WIDE {
+                        if !discard {
+                            self.write_beat(q.idx, data, lanes_in);
+                        }
+                    } else if let Some(w) = self.rowbuf.get_mut(usize::from(q.idx)) {
                         *w = data;
                     }
-                    if usize::from(q.idx) == self.wpr - 1 {
+                    if usize::from(q.idx) == self.bpr - 1 {
                         d.idx = 0;
-                        d.sw_pending = true;
+                        d.sw_pending = !discard;
                         d.sw_addr = q.addr;
                         d.addr = q.addr.wrapping_add(1);
                         d.left = q.left.wrapping_sub(1);
                         if q.left == 1 {
-                            cmd_done = true;
-                            d.state = State::Header;
+                            if discard {
+                                d.state = State::ErrHeader;
+                            } else {
+                                cmd_done = true;
+                                d.state = State::Header;
+                            }
                         }
                     } else {
                         d.idx = q.idx.wrapping_add(1);
@@ -750,7 +924,7 @@ impl NativeSim {
             State::RespInfo => {
                 if sent {
                     d.idx = q.idx.wrapping_add(1);
-                    if q.idx == 3 {
+                    if usize::from(q.idx) == if WIDE { 4usize.div_ceil(self.lanes) } else { 4 } - 1 {
                         cmd_done = true;
                         d.state = State::Header;
                     }
@@ -765,7 +939,9 @@ impl NativeSim {
             State::RespCounters => {
                 if sent {
                     d.idx = q.idx.wrapping_add(1);
-                    if usize::from(q.idx) == COUNTER_WORDS - 1 {
+                    if usize::from(q.idx)
+                        == if WIDE { COUNTER_WORDS.div_ceil(self.lanes) } else { COUNTER_WORDS } - 1
+                    {
                         cmd_done = true;
                         d.state = State::Header;
                     }
@@ -809,8 +985,14 @@ impl NativeSim {
         d.ctr = q.ctr.next(events, self.cfg.macs_per_row());
         let a = &mut self.activity;
         a.cycles += 1;
-        a.words_in += u64::from(take);
-        a.words_out += u64::from(sent);
+        if WIDE {
+            // words of the flattened streams: LANES per beat, padding included
+            a.words_in += u64::from(in_ready && inp.in_valid) * self.lanes as u64;
+            a.words_out += u64::from(sent) * self.lanes as u64;
+        } else {
+            a.words_in += u64::from(take);
+            a.words_out += u64::from(sent);
+        }
         a.array_busy_cycles += u64::from(!arr_idle);
         a.act_busy_cycles += u64::from(act_issue || q.act.cnt != 0);
 
@@ -822,6 +1004,7 @@ impl NativeSim {
                 ql_pending: false,
                 sw_pending: false,
                 tile_row: false,
+                discard: false,
                 ctr: counters::Counters::default(),
                 ..d
             };
@@ -881,6 +1064,25 @@ impl CycleSim for NativeSim {
         self.step(inputs, false)
     }
 
+    fn tick_beat(
+        &mut self,
+        in_valid: bool,
+        in_beat: &[u32],
+        out_ready: bool,
+        out_beat: &mut [u32],
+    ) -> (bool, bool) {
+        let l = self.lanes;
+        assert!(in_beat.len() == l && out_beat.len() == l, "beats of {l} words");
+        let inputs = HostOut { in_valid, in_data: in_beat[0], out_ready };
+        let seen = if l == 1 {
+            self.step_with::<false>(inputs, &[], false, &mut [])
+        } else {
+            self.step_with::<true>(inputs, &in_beat[1..], false, &mut out_beat[1..])
+        };
+        out_beat[0] = seen.out_data;
+        (seen.in_ready, seen.out_valid)
+    }
+
     /// The trait's idle cycles, fast through blind windows (see `bulk.rs`).
     fn idle(&mut self, n: u64) {
         let end = self.now + n;
@@ -911,7 +1113,9 @@ impl CycleSim for NativeSim {
     /// otherwise one [`tick`](Self::tick) per cycle. Same result as the per-tick default.
     fn run_stream(&mut self, words: &[u32], stalls: &Stalls, limit: u64) -> Result<Trace, Stuck> {
         self.reset();
-        let mut host = FastHost::new(words, stalls, self.dim, limit);
+        let mut host = FastHost::new(words, stalls, &self.cfg, limit);
+        let l = self.lanes;
+        let mut out = [0u32; MAX_LANES];
         loop {
             let blind = self.blind_window();
             if blind > 1 {
@@ -926,23 +1130,31 @@ impl CycleSim for NativeSim {
             if payload > 1 {
                 let m = host.input_run(payload);
                 if m > 1 {
-                    self.take_words(&host.upcoming()[..m as usize]);
+                    self.take_words(&host.upcoming()[..m as usize * l]);
                     if let Some(done) = host.took(m) {
                         return done;
                     }
                     continue;
                 }
             }
-            let out = host.output_run(self.output_window());
-            if out > 1 {
-                let (_, words) = self.send_words(out);
+            let sending = host.output_run(self.output_window());
+            if sending > 1 {
+                let (_, words) = self.send_words(sending);
                 if let Some(done) = host.sent(words) {
                     return done;
                 }
                 continue;
             }
             let drive = host.drive();
-            let seen = self.step(drive, false);
+            if l > 1 {
+                let seen = self.step_with::<true>(drive, &host.beat()[1..], false, &mut out[1..l]);
+                out[0] = seen.out_data;
+                if let Some(done) = host.observe_beat(drive, seen.in_ready, seen.out_valid, &out[..l]) {
+                    return done;
+                }
+                continue;
+            }
+            let seen = self.step_with::<false>(drive, &[], false, &mut []);
             if let Some(done) = host.observe(drive, seen) {
                 return done;
             }

@@ -426,13 +426,16 @@ fn rows_past_the_end_are_refused_loudly() {
 
 /// Simulated cycles per second of `run_stream` on two large GEMM programs at DIM 4, 8 and 16:
 /// [`gemm_program`] (read-backs after every output tile: a third of the cycles stream words
-/// out) and a MATMUL-bound one (one 256-row activation tile times 512 weight tiles).
+/// out) and a MATMUL-bound one (one 256-row activation tile times 512 weight tiles); at LANES 1
+/// and then at LANES 4 (the same programs framed in beats; "words" counts the flattened beats).
 /// `cargo test --release -p protobrain-sim throughput -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn throughput_on_large_gemm() {
-    for dim in [4usize, 8, 16] {
-        let cfg = Config::new(dim, 16384, 1024).unwrap();
+    for (lanes, dim) in [1usize, 4].into_iter().flat_map(|l| [4usize, 8, 16].map(|d| (l, d))) {
+        let cfg = Config::new(dim, 16384, 1024).unwrap().with_lanes(spec::lanes::Lanes::new(lanes).unwrap());
+        let beats =
+            |words: Vec<u32>| spec::lanes::frame(&words, spec::lanes::Stream::Commands, &cfg, cfg.lanes());
         let m = (4096 / dim) as u16;
         let tiled = program(&gemm_program(&cfg, 1, m, 8, 8), dim);
         let bound = {
@@ -449,7 +452,7 @@ fn throughput_on_large_gemm() {
             cmds.extend(tail);
             program(&cmds, dim)
         };
-        for (name, words) in [("tiled GEMM", tiled), ("MATMUL-bound", bound)] {
+        for (name, words) in [("tiled GEMM", beats(tiled)), ("MATMUL-bound", beats(bound))] {
             let mut sim = NativeSim::new(&cfg);
             let stalls = Stalls::none();
             // best of several runs: the machine is shared
@@ -461,8 +464,9 @@ fn throughput_on_large_gemm() {
                 best = best.min(t.elapsed().as_secs_f64());
             }
             let a = sim.activity();
+            let lanes = if lanes == 1 { String::new() } else { format!(" LANES {lanes}") };
             eprintln!(
-                "DIM {dim:2} {name:12}: {:6} words, {:7} cycles, array utilization {:.2}: {:6.1} M cycles/s, {:5.2} GMAC/s",
+                "DIM {dim:2}{lanes} {name:12}: {:6} words, {:7} cycles, array utilization {:.2}: {:6.1} M cycles/s, {:5.2} GMAC/s",
                 words.len(),
                 cycles,
                 a.array_utilization(dim),
@@ -550,12 +554,4 @@ fn skipping_the_sums_changes_no_cycle_and_no_count() {
         at.zero_operand_macs = ab.zero_operand_macs;
         assert_eq!(at, ab, "{what}");
     }
-}
-
-/// A configuration with LANES > 1 is refused, never run as the 32-bit link.
-#[test]
-#[should_panic(expected = "the native model does not implement LANES > 1 yet")]
-fn lanes_above_one_are_refused() {
-    let cfg = Config::new(8, 16, 8).unwrap().with_lanes(spec::lanes::Lanes::new(4).unwrap());
-    let _ = NativeSim::new(&cfg);
 }

@@ -51,7 +51,8 @@ pub fn cache_dir() -> PathBuf {
 
 /// Loaded libraries, by path; never unloaded (Verilator's thread-locals live in them).
 static LOADED: Mutex<Option<HashMap<PathBuf, &'static PbApi>>> = Mutex::new(None);
-/// A cache entry resolved by this process: (cache root, configuration, traced) -> directory.
+/// A cache entry resolved by this process: (cache root, configuration (LANES included),
+/// traced) -> directory.
 type Resolved = HashMap<(PathBuf, Config, bool), PathBuf>;
 /// Cache entries already resolved by this process.
 static RESOLVED: Mutex<Option<Resolved>> = Mutex::new(None);
@@ -133,11 +134,18 @@ fn by_verilog(root: &Path, cfg: &Config, traced: bool) -> Result<(PathBuf, Model
 /// very executable (same path, size and modification time, hence the same `hdl`) has resolved
 /// the configuration before: `<root>/index/<hash>` names the entry. `None` when the
 /// executable cannot be identified.
-fn index_entry(root: &Path, cfg: &Config, traced: bool) -> Option<PathBuf> {
+pub(super) fn index_entry(root: &Path, cfg: &Config, traced: bool) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let meta = std::fs::metadata(&exe).ok()?;
     let mtime = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
-    let dims = [cfg.dim() as u64, cfg.scratch_rows() as u64, cfg.acc_rows() as u64, u64::from(traced)];
+    // LANES too: the configurations of one DIM and memories but other LANES are other designs
+    let dims = [
+        cfg.dim() as u64,
+        cfg.scratch_rows() as u64,
+        cfg.acc_rows() as u64,
+        cfg.lanes().get() as u64,
+        u64::from(traced),
+    ];
     let dims: Vec<u8> = dims.iter().flat_map(|d| d.to_le_bytes()).collect();
     let key = recipe::key(&[
         exe.as_os_str().as_encoded_bytes(),

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use spec::isa::{decode_responses, Command, Response};
+use spec::lanes::{frame, Lanes, Stream};
 use spec::stimulus::{random_gemm_block, random_stalls, random_stream, Rng, StreamShape};
 use spec::stream::{HostOut, Stalls, Stuck, Trace};
 use spec::{Config, GoldenDevice};
@@ -109,7 +110,7 @@ fn the_linked_tables_match_this_abi() {
     for p in super::PREBUILT {
         // SAFETY: a static table of a linked model.
         let api = unsafe { (p.api)().as_ref() }.unwrap();
-        assert_eq!((api.abi_version, api.traced), (super::ABI_VERSION, 0), "{:?}", p.dims);
+        assert_eq!((api.abi_version, api.traced, api.lanes), (super::ABI_VERSION, 0, 1), "{:?}", p.dims);
     }
 }
 
@@ -403,15 +404,299 @@ fn a_missing_tool_says_how_to_install_it() {
     assert!(std::fs::read_to_string(dir.path().join("log")).unwrap().contains("first"));
 }
 
-/// A configuration with LANES > 1 is refused, never run as the 32-bit link (even when its
-/// DIM and memories are those of a prebuilt model).
+// ---- LANES > 1: beats of LANES words (docs/design.md "A wider link: LANES") ----
+
+fn with_lanes(d: usize, l: usize) -> Config {
+    Config::new(d, 16, 8).unwrap().with_lanes(Lanes::new(l).unwrap())
+}
+
+/// The golden response words with the timed COUNTERS words set to all ones (the golden
+/// device answers them as 0): framing both marks where the timed words sit in the beats (as
+/// hdl/src/core_tests.rs does).
+fn mark_timed(words: &[u32]) -> Vec<u32> {
+    let mut w = words.to_vec();
+    let mut i = 0;
+    while i < w.len() {
+        let (op, len) = spec::isa::split_header(w[i]);
+        if op == spec::isa::opcode::COUNTERS | spec::isa::RESPONSE_BIT {
+            for t in spec::isa::TIMED_COUNTER_WORDS {
+                w[i + 1 + t] = u32::MAX;
+            }
+        }
+        i += 1 + len as usize;
+    }
+    w
+}
+
+/// Every output word (padding lanes included) equal to `GoldenDevice::run_lanes`, except the
+/// timed COUNTERS words.
+fn assert_matches_run_lanes(cfg: &Config, words: &[u32], beats: &[u32], got: &[u32], what: &str) {
+    let lanes = cfg.lanes();
+    let want = GoldenDevice::run_lanes(*cfg, lanes, beats);
+    let timed = frame(&mark_timed(&GoldenDevice::run(*cfg, words)), Stream::Responses, cfg, lanes);
+    assert_eq!(timed.len(), want.len(), "{what}");
+    assert_eq!(got.len(), want.len(), "{what}: {} output words, want {}", got.len(), want.len());
+    let l = lanes.get();
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        if w == timed[i] {
+            assert_eq!(g, w, "{what}: beat {} lane {}: {g:#x}, want {w:#x}", i / l, i % l);
+        }
+    }
+}
+
+/// A random stream (malformed commands included) framed at the config's LANES, and a stall
+/// pattern, from `seed`.
+fn lanes_case_of(cfg: &Config, seed: u64, commands: usize) -> (Vec<u32>, Vec<u32>, Stalls) {
+    let (words, stalls) = case(cfg, seed, commands);
+    let beats = frame(&words, Stream::Commands, cfg, cfg.lanes());
+    (words, beats, stalls)
+}
+
+/// spec::stream::Host's rules on beats, one [`VerilatedSim::tick_beat`] per cycle: what the C++
+/// host loop must equal.
+fn run_beats_by_tick(sim: &mut VerilatedSim, words: &[u32], beats: &[u32], stalls: &Stalls) -> Trace {
+    let l = sim.config().lanes().get();
+    let n = beats.len() / l;
+    let quiet = spec::stream::quiet_cycles(sim.config().dim(), words);
+    sim.reset();
+    let (zero, mut out) = (vec![0u32; l], vec![0u32; l]);
+    let (mut ip, mut idle, mut held) = (0usize, 0u64, false);
+    let mut trace = Trace::default();
+    loop {
+        let cycle = sim.cycle();
+        let more = ip < n;
+        let stall = |p: &[bool]| !p.is_empty() && p[cycle as usize % p.len()];
+        let in_valid = more && (held || !stall(&stalls.input));
+        let out_ready = !stall(&stalls.output);
+        let beat = if more { &beats[ip * l..(ip + 1) * l] } else { &zero[..] };
+        let (in_ready, out_valid) = sim.tick_beat(in_valid, beat, out_ready, &mut out);
+        if out_valid && out_ready {
+            trace.outputs.extend(out.iter().map(|&w| (cycle, w)));
+            idle = 0;
+        } else if !more {
+            idle += 1;
+        }
+        held = in_valid && !in_ready;
+        if in_valid && in_ready {
+            trace.last_input_cycle = cycle;
+            ip += 1;
+        }
+        assert!(sim.cycle() < LIMIT, "stuck");
+        if ip >= n && idle >= quiet {
+            trace.cycles = sim.cycle();
+            return trace;
+        }
+    }
+}
+
+/// Verilator at LANES > 1 against `GoldenDevice::run_lanes` on random streams with stalls,
+/// against Icarus on the same emitted Verilog (identical traces: the same words on the same
+/// cycles) on every `icarus_every`-th seed, and its C++ host loop against a loop over
+/// `tick_beat` on the others.
+fn lanes_lockstep(cfg: Config, seeds: std::ops::Range<u64>, commands: usize, icarus_every: u64) {
+    let l = cfg.lanes().get();
+    let verilog = hdl::emit::verilog(&cfg).unwrap();
+    let (mut beats_out, mut compared) = (0, 0);
+    for seed in seeds {
+        let (words, beats, stalls) = lanes_case_of(&cfg, seed, commands);
+        let what = format!("{cfg}, seed {seed}");
+        // a fresh model each time: reset keeps the memories, the golden device starts at zero
+        let mut sim = VerilatedSim::new(&cfg).unwrap();
+        let trace = sim.run_stream(&beats, &stalls, LIMIT).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(sim.cycle(), trace.cycles);
+        assert_matches_run_lanes(&cfg, &words, &beats, &trace.words(), &what);
+        // LANES words per beat, all on the beat's cycle; one beat per cycle at most
+        assert!(trace.outputs.chunks(l).all(|b| b.iter().all(|o| o.0 == b[0].0)), "{what}");
+        assert!(trace.outputs.chunks(l).collect::<Vec<_>>().windows(2).all(|w| w[0][0].0 < w[1][0].0));
+        beats_out += trace.outputs.len() / l;
+        if seed % icarus_every == 0 {
+            let rtl = hdl::stream::run_icarus_beats(&verilog, cfg.dim(), l, &words, &beats, &stalls, LIMIT)
+                .unwrap_or_else(|e| panic!("Icarus, {what}: {e}"));
+            assert_eq!(trace, rtl, "Verilator vs Icarus, {what}");
+            compared += 1;
+        } else {
+            let mut other = VerilatedSim::new(&cfg).unwrap();
+            assert_eq!(run_beats_by_tick(&mut other, &words, &beats, &stalls), trace, "tick_beat, {what}");
+        }
+    }
+    assert!(beats_out > 50, "{cfg}: the streams produced only {beats_out} output beats");
+    assert!(compared > 0);
+}
+
 #[test]
-fn lanes_above_one_are_refused() {
-    let cfg = Config::preset("ice40-up5k").unwrap().with_lanes(spec::lanes::Lanes::new(2).unwrap());
-    let e = VerilatedSim::new(&cfg).unwrap_err();
+fn lanes_dim2_matches_run_lanes_and_icarus_on_random_streams() {
+    for (l, seeds) in [(2, 0..12), (4, 100..112), (8, 200..212)] {
+        lanes_lockstep(with_lanes(2, l), seeds, 30, 6);
+    }
+}
+
+#[test]
+fn lanes_dim4_matches_run_lanes_and_icarus_on_random_streams() {
+    for (l, seeds) in [(2, 300..312), (4, 400..412), (8, 500..512)] {
+        lanes_lockstep(with_lanes(4, l), seeds, 30, 6);
+    }
+}
+
+#[test]
+fn lanes_dim8_matches_run_lanes_and_icarus_on_random_streams() {
+    for (l, seeds) in [(2, 600..610), (4, 700..710), (8, 800..810)] {
+        lanes_lockstep(with_lanes(8, l), seeds, 25, 5);
+    }
+}
+
+#[test]
+fn lanes_dim16_matches_run_lanes_and_icarus_on_random_streams() {
+    lanes_lockstep(with_lanes(16, 4), 900..908, 20, 4);
+}
+
+/// By hand: INFO at DIM 8, LANES 4 is one response-header beat, then one beat of its four
+/// words.
+#[test]
+fn tick_beat_answers_info_at_lanes_4() {
+    let cfg = with_lanes(8, 4);
+    let mut sim = VerilatedSim::new(&cfg).unwrap();
+    assert_ne!(sim.source(), &ModelSource::Prebuilt);
+    let info = [0x0100_0000, 0, 0, 0];
+    let mut out = [0u32; 4];
+    let mut sent = false;
+    let mut beats = Vec::new();
+    for _ in 0..200 {
+        let (in_ready, out_valid) = sim.tick_beat(!sent, &info, true, &mut out);
+        sent |= in_ready;
+        if out_valid {
+            beats.push(out);
+        }
+    }
+    assert!(sent);
+    assert_eq!(sim.cycle(), 200);
+    assert_eq!(beats, vec![[0x8100_0004, 0, 0, 0], [spec::VERSION, 8, 16, 8]]);
+    // the same through the C++ host loop, and the golden device
+    let trace = sim.run_stream(&info, &Stalls::none(), LIMIT).unwrap();
+    assert_eq!(trace.words(), [0x8100_0004, 0, 0, 0, spec::VERSION, 8, 16, 8]);
+    assert_eq!(trace.words(), GoldenDevice::run_lanes(cfg, cfg.lanes(), &info));
+    sim.idle(3);
+    assert_eq!(sim.cycle(), trace.cycles + 3);
+}
+
+/// At LANES 1 a beat is one word: tick_beat and tick are the same cycle.
+#[test]
+fn tick_beat_at_lanes_1_is_tick() {
+    let cfg = Config::new(2, 16, 8).unwrap();
+    let mut words = Vec::new();
+    Command::Info.encode_into(2, &mut words).unwrap();
+    Command::Sync { token: 9 }.encode_into(2, &mut words).unwrap();
+    let (mut a, mut b) = (VerilatedSim::new(&cfg).unwrap(), VerilatedSim::new(&cfg).unwrap());
+    let (mut sa, mut sb) = (0, 0);
+    let mut out = [0u32];
+    let mut got = Vec::new();
+    for c in 0..100 {
+        let ready = c % 3 != 1;
+        let seen = a.tick(HostOut {
+            in_valid: sa < words.len(),
+            in_data: *words.get(sa).unwrap_or(&0),
+            out_ready: ready,
+        });
+        let beat = [*words.get(sb).unwrap_or(&0)];
+        let (in_ready, out_valid) = b.tick_beat(sb < words.len(), &beat, ready, &mut out);
+        assert_eq!((seen.in_ready, seen.out_valid), (in_ready, out_valid), "cycle {c}");
+        if seen.out_valid {
+            assert_eq!(seen.out_data, out[0], "cycle {c}");
+            if ready {
+                got.push(out[0]);
+            }
+        }
+        sa += usize::from(sa < words.len() && seen.in_ready);
+        sb += usize::from(sb < words.len() && in_ready);
+    }
+    assert_eq!(got, GoldenDevice::run(cfg, &words));
+    assert_eq!(a.cycle(), b.cycle());
+}
+
+/// A beat of the wrong length is refused before it reaches the model.
+#[test]
+#[should_panic(expected = "beats of 4 words, got 3 in and 4 out")]
+fn tick_beat_refuses_a_short_beat() {
+    let mut sim = VerilatedSim::new(&with_lanes(8, 4)).unwrap();
+    sim.tick_beat(true, &[0x0100_0000, 0, 0], true, &mut [0; 4]);
+}
+
+#[test]
+#[should_panic(expected = "beats of 2 words, got 2 in and 1 out")]
+fn tick_beat_refuses_a_short_output_beat() {
+    let mut sim = VerilatedSim::new(&with_lanes(2, 2)).unwrap();
+    sim.tick_beat(true, &[0x0100_0000, 0], true, &mut [0; 1]);
+}
+
+#[test]
+#[should_panic(expected = "are not whole beats of 4")]
+fn run_stream_refuses_a_partial_beat() {
+    let mut sim = VerilatedSim::new(&with_lanes(8, 4)).unwrap();
+    let _ = sim.run_stream(&[0x0100_0000, 0, 0, 0, 0x0100_0000], &Stalls::none(), LIMIT);
+}
+
+/// The word-wide `tick` at LANES > 1 drives lane 0 (zeros on the others) and shows lane 0, as
+/// the native model's does: the same ports on every cycle of an INFO and a SYNC.
+#[test]
+fn word_tick_at_lanes_above_1_is_lane_0_as_in_the_native_model() {
+    let cfg = with_lanes(2, 2);
+    let mut sim = VerilatedSim::new(&cfg).unwrap();
+    let mut native = crate::native::NativeSim::new(&cfg);
+    sim.reset();
+    native.reset();
+    let words = [0x0100_0000, 0x0200_0001, 0x77];
+    let (mut i, mut got) = (0, Vec::new());
+    for c in 0..20 {
+        let drive = HostOut {
+            in_valid: i < words.len(),
+            in_data: words.get(i).copied().unwrap_or(0),
+            out_ready: true,
+        };
+        let (a, b) = (sim.tick(drive), native.tick(drive));
+        assert_eq!(a, b, "cycle {c}");
+        i += usize::from(drive.in_valid && a.in_ready);
+        if a.out_valid {
+            got.push(a.out_data);
+        }
+    }
+    // INFO (a one-beat header, the four words in two beats: lane 0 of each), SYNC
+    assert_eq!(got, [0x8100_0004, 3, 16, 0x8200_0001, 0x77]);
+}
+
+/// LANES 1 and LANES 2, 4 of one DIM and memories are different models (different Verilog,
+/// different cache entries and index keys); the LANES 1 one stays the prebuilt one.
+#[test]
+fn lanes_are_part_of_the_model_cache_keys() {
+    let one = VerilatedSim::new(&with_lanes(4, 1)).unwrap();
+    assert_eq!(one.source(), &ModelSource::Prebuilt);
+    let two = VerilatedSim::new(&with_lanes(4, 2)).unwrap();
+    let four = VerilatedSim::new(&with_lanes(4, 4)).unwrap();
+    let (d2, d4) = (two.source().location(), four.source().location());
+    assert_ne!(d2, d4);
+    assert!(d2.join("libpbmodel.so").is_file() && d4.join("libpbmodel.so").is_file());
+    let root = cache::cache_dir().join("runtime");
+    let keys: Vec<_> = [1, 2, 4]
+        .iter()
+        .map(|&l| {
+            cache::index_entry(
+                &root,
+                &Config::new(4, 8, 8).unwrap().with_lanes(Lanes::new(l).unwrap()),
+                false,
+            )
+        })
+        .collect();
+    assert!(keys[0] != keys[1] && keys[1] != keys[2] && keys[0] != keys[2], "{keys:?}");
+    // a model of another width than the configuration's is refused before it is driven
+    let e = VerilatedSim::start(&with_lanes(4, 4), two.api, two.source().clone(), None).unwrap_err();
+    assert!(e.to_string().contains("the model has 2 lanes, the configuration 4"), "{e}");
+}
+
+/// The UART board's model still moves one word at a time: LANES > 1 is refused, never run as
+/// the 32-bit link.
+#[test]
+fn the_uart_model_refuses_lanes_above_one() {
+    let cfg = Config::preset("ice40-up5k").unwrap().with_lanes(Lanes::new(2).unwrap());
+    let e = super::UartModel::new(&cfg, 16, 16).unwrap_err();
     assert!(matches!(e, VerilatorError::Lanes { .. }), "{e}");
     assert!(e.to_string().contains("does not implement LANES > 1"), "{e}");
     assert!(e.to_string().contains("LANES 2"), "{e}");
-    let e = VerilatedSim::with_trace(&cfg, "/nonexistent/never.vcd").unwrap_err();
-    assert!(matches!(e, VerilatorError::Lanes { .. }), "{e}");
 }
