@@ -156,7 +156,8 @@ impl Logic for Activate {
         self.act_valid.next = self.valid_r.q.val();
         self.wb_valid.next = self.wb_valid_d.dout.val();
         self.wb_dst.next = self.wb_dst_d.dout.val();
-        self.idle.next = (self.left.q.val() == self.c_zero16.val()) && (self.cnt.q.val() == self.c_zero16.val());
+        self.idle.next =
+            (self.left.q.val() == self.c_zero16.val()) && (self.cnt.q.val() == self.c_zero16.val());
         self.sp_clash.next = self.sp_meet.q.val()
             && ((self.left.q.val() != self.c_zero16.val()) || (self.cnt.q.val() != self.c_zero16.val()));
         self.acc_clash.next = self.acc_meet.q.val()
@@ -324,7 +325,8 @@ mod tests {
                 let (ls, ld) = (row(&mut rng), row(&mut rng));
                 let ln = rng.below(10) as u128;
                 let w_lo = row(&mut rng);
-                let w_hi = if w_lo > 60000 { rng.below(65536 - w_lo as u64) as u128 } else { rng.below(12) as u128 };
+                let w_hi =
+                    if w_lo > 60000 { rng.below(65536 - w_lo as u64) as u128 } else { rng.below(12) as u128 };
                 vec![
                     u128::from(rst),
                     u128::from(load),

@@ -636,8 +636,12 @@ impl Logic for Controller {
             State::Skip => self.in_ready.next = true,
             // SET_QUANT, LOAD_BIAS and LOAD_QUANT write the activation registers: not while
             // the ACTIVATE engine uses them
-            State::Arg0 => self.in_ready.next = self.act.idle.val() || (self.op.q.val() != self.c_op_set_quant.val()),
-            State::Arg1 => self.in_ready.next = self.act.idle.val() || (self.op.q.val() != self.c_op_set_quant.val()),
+            State::Arg0 => {
+                self.in_ready.next = self.act.idle.val() || (self.op.q.val() != self.c_op_set_quant.val())
+            }
+            State::Arg1 => {
+                self.in_ready.next = self.act.idle.val() || (self.op.q.val() != self.c_op_set_quant.val())
+            }
             State::Bias => self.in_ready.next = self.act.idle.val(),
             State::WriteRows => self.in_ready.next = true,
             State::Weights => self.in_ready.next = self.wload.shadow_free.val(),
