@@ -334,7 +334,7 @@ fn cycle_table_matches_the_rtl() {
         // ACTIVATE occupies the front end 4 cycles; its engine reads rows 4, 5, 6 and is idle
         // from 7 + LA + 1 (the last row's write has landed)
         let act = Command::Activate { src: 0, n: 3, dst: 0 };
-        assert_eq!(t(&[act.clone()]), 4);
+        assert_eq!(t(std::slice::from_ref(&act)), 4);
         // SYNC waits for it: SyncWait from 6, sees idle on 8 + LA, answers on the next two
         assert_eq!(t(&[act.clone(), Command::Sync { token: 1 }]), 8 + la + 3);
         // a MATMUL reading rows the engine writes waits for it in Exec (from 7) until idle; one
