@@ -1273,6 +1273,10 @@ fn emit<'a>(
                             }
                         }
                     }
+                    // each block's READ_ACT goes after the next block's ACTIVATE: the front end
+                    // reads block j − 1 back while the ACTIVATE engine writes block j (their
+                    // rows differ), instead of waiting for the engine to finish block j
+                    let mut pending_read: Option<Step> = None;
                     for nt in g0..g_end {
                         let acc = ac0 + (nt - g0) * mc;
                         let to = Block {
@@ -1292,9 +1296,14 @@ fn emit<'a>(
                         let dst = out_base + slot * mc;
                         e.push(Command::Activate { src: row(acc), n: row(mc), dst: row(dst) });
                         if out == Out::Int8 {
-                            e.steps.push(Step::ReadAct { src: row(dst), n: row(mc), to });
+                            e.steps.extend(pending_read.replace(Step::ReadAct {
+                                src: row(dst),
+                                n: row(mc),
+                                to,
+                            }));
                         }
                     }
+                    e.steps.extend(pending_read);
                 }
                 in_base = out_base;
             }
