@@ -331,8 +331,25 @@ fn cycle_table_matches_the_rtl() {
             // second Exec at cycle 4 + 6 = 10 (first issues 4..9), issues 11..16, idle from 16 + L + 2
             16 + l + 2 + 3
         );
-        // ACTIVATE: 4 + n + LATENCY + 2 (waits for its last scratchpad write)
-        assert_eq!(t(&[Command::Activate { src: 0, n: 3, dst: 0 }]), 4 + 3 + la + 2);
+        // ACTIVATE occupies the front end 4 cycles; its engine reads rows 4, 5, 6 and is idle
+        // from 7 + LA + 1 (the last row's write has landed)
+        let act = Command::Activate { src: 0, n: 3, dst: 0 };
+        assert_eq!(t(std::slice::from_ref(&act)), 4);
+        // SYNC waits for it: SyncWait from 6, sees idle on 8 + LA, answers on the next two
+        assert_eq!(t(&[act.clone(), Command::Sync { token: 1 }]), 8 + la + 3);
+        // a MATMUL reading rows the engine writes waits for it in Exec (from 7) until idle; one
+        // reading other rows does not
+        let mm = |src: u16, dst: u16| Command::Matmul { src, n: 2, dst, accumulate: false };
+        assert_eq!(t(&[act.clone(), mm(2, 4)]), 8 + la + 1);
+        assert_eq!(t(&[act.clone(), mm(3, 4)]), 8);
+        // ... nor one writing accumulator rows the engine does not read; one that does waits
+        assert_eq!(t(&[act.clone(), mm(3, 2)]), 8 + la + 1);
+        // READ_ACT of rows it writes waits (Exec from 6); of other rows, it does not
+        assert_eq!(t(&[act.clone(), Command::ReadAct { src: 3, n: 1 }]), 4 + 5 + w);
+        assert_eq!(t(&[act.clone(), Command::ReadAct { src: 2, n: 1 }]), 8 + la + 3 + w);
+        // WRITE_ACT and LOAD_BIAS wait for the engine to be idle, whatever the rows
+        assert_eq!(t(&[act.clone(), Command::WriteAct { dst: 8, rows: row(1) }]), 8 + la + 1 + w);
+        assert_eq!(t(&[act, Command::LoadBias { bias: vec![0; d] }]), 8 + la + dd);
         // errors: the header, the payload, then the two response words
         assert_eq!(t(&[]), 0);
     }

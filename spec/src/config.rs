@@ -170,6 +170,14 @@ pub fn banks_touched(first: u32, rows: u32, bank_rows: u32) -> [bool; 2] {
     [rows > 0 && first < bank_rows, rows > 0 && end > u64::from(bank_rows)]
 }
 
+/// Whether rows `a .. a + n` and `b .. b + m` share a row (wide arithmetic, no wrap): the rule
+/// by which a command waits for the ACTIVATE engine while their rows meet
+/// (docs/architecture.md; `hdl::controller::activate` computes it in 16 bits).
+pub fn rows_meet(a: u32, n: u32, b: u32, m: u32) -> bool {
+    let (a, n, b, m) = (u64::from(a), u64::from(n), u64::from(b), u64::from(m));
+    n > 0 && m > 0 && a < b + m && b < a + n
+}
+
 fn check_rows(what: &'static str, got: usize) -> Result<(), ConfigError> {
     if got == 0 || got > MAX_ROWS || !got.is_power_of_two() {
         return Err(ConfigError::Rows { what, got });

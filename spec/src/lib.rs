@@ -19,7 +19,7 @@ pub mod stream;
 pub mod timing;
 
 pub use arith::{requantize, requantize_v2, ColumnScale, LayerQuant, Quant, QuantError};
-pub use config::{banks_touched, Config, ConfigError, VERSION};
+pub use config::{banks_touched, rows_meet, Config, ConfigError, VERSION};
 pub use conv::{Conv2d, ConvError, Padding, Shape, Window};
 pub use device::GoldenDevice;
 pub use golden::ShapeError;

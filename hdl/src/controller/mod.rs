@@ -96,10 +96,6 @@ pub enum State {
     RespCounters,
     /// READ_ACT / READ_ACC: sending the rows' words (the Readback part reads ahead).
     RowEmit,
-    /// ACTIVATE: one accumulator row read per cycle into the activation units.
-    ActRun,
-    /// ACTIVATE: waiting for the last row to be written to the scratchpad.
-    ActDrain,
 }
 
 /// The controller (see the module docs).
@@ -244,7 +240,6 @@ pub struct Controller {
     cmd_done: Signal<Local, Bit>,
     err_done: Signal<Local, Bit>,
     issue: Signal<Local, Bit>,
-    act_issue: Signal<Local, Bit>,
     shift_bad: Signal<Local, Bit>,
     mul_a: Signal<Local, Bits<16>>,
     mul_w: ConstMul,
@@ -398,7 +393,7 @@ impl Controller {
             rc: RangeCheck::new(cfg),
             wload: WeightLoader::new(cfg.dim()),
             seq: Sequencer::new(cfg.dim()),
-            act: Activate::default(),
+            act: Activate::new(cfg.dim()),
             rbk: Readback::new(),
             counters: Counters::new(cfg.dim()),
             snap_index: (0..COUNTER_WORDS as u64).map(k::<16>).collect(),
@@ -407,7 +402,6 @@ impl Controller {
             cmd_done: Default::default(),
             err_done: Default::default(),
             issue: Default::default(),
-            act_issue: Default::default(),
             shift_bad: Default::default(),
             mul_a: Default::default(),
             mul_w: ConstMul::new(w as u16),
@@ -501,12 +495,14 @@ impl Logic for Controller {
         self.rb_load32.next = false;
         self.cmd_done.next = false;
         self.err_done.next = false;
-        self.act_issue.next = false;
         self.sw_pending.d.next = false;
         self.wload.clear.next = false;
         self.wload.row_done.next = false;
         self.wload.swap.next = false;
+        // the ACTIVATE engine (activate.rs): started by Exec, reads its rows in the background
         self.act.load.next = false;
+        self.act.load_src.next = self.a0.q.val().get_bits::<16>(0);
+        self.act.load_n.next = self.a0.q.val().get_bits::<16>(16);
         self.act.load_dst.next = self.a1.q.val().get_bits::<16>(0);
         self.counters.sample.next = false;
 
@@ -583,7 +579,12 @@ impl Logic for Controller {
             self.rb_word_idx.next = self.rbk.word_idx.val();
         }
 
-        // ---- the ACTIVATE pipeline: acc read -> activation units -> scratchpad write ----
+        // ---- the ACTIVATE engine: acc read (port B) -> activation units -> scratchpad write;
+        // READ_ACC, the other user of port B, waits for the engine to be idle ----
+        if self.act.ren.val() {
+            self.acc_ren_b.next = true;
+            self.acc_raddr_b.next = self.act.raddr.val();
+        }
         self.act_valid.next = self.act.act_valid.val();
 
         // ---- weight and scratchpad row writes (the cycle after a row is complete) ----
@@ -633,9 +634,15 @@ impl Logic for Controller {
         match self.state.q.val() {
             State::Header => self.in_ready.next = true,
             State::Skip => self.in_ready.next = true,
-            State::Arg0 => self.in_ready.next = true,
-            State::Arg1 => self.in_ready.next = true,
-            State::Bias => self.in_ready.next = true,
+            // SET_QUANT, LOAD_BIAS and LOAD_QUANT write the activation registers: not while
+            // the ACTIVATE engine uses them
+            State::Arg0 => {
+                self.in_ready.next = self.act.idle.val() || (self.op.q.val() != self.c_op_set_quant.val())
+            }
+            State::Arg1 => {
+                self.in_ready.next = self.act.idle.val() || (self.op.q.val() != self.c_op_set_quant.val())
+            }
+            State::Bias => self.in_ready.next = self.act.idle.val(),
             State::WriteRows => self.in_ready.next = true,
             State::Weights => self.in_ready.next = self.wload.shadow_free.val(),
             _ => {}
@@ -667,6 +674,12 @@ impl Logic for Controller {
         self.rc.take_a.next = self.take.val() && (self.state.q.val() == State::Arg0);
         self.rc.take_b.next = self.take.val() && (self.state.q.val() == State::Arg1);
         self.rc.a_n.next = self.a0.q.val().get_bits::<16>(16);
+        // the ACTIVATE engine checks the same words' ranges against its own
+        self.act.word.next = self.rc.word.val();
+        self.act.take_a.next = self.rc.take_a.val();
+        self.act.take_b.next = self.rc.take_b.val();
+        self.act.a_n.next = self.rc.a_n.val();
+        self.act.tile.next = self.op.q.val() == self.c_op_load_tile.val();
         self.rc.op.next = self.op.q.val();
         self.rc.sp_free0.next = self.seq.sp_free0.val();
         self.rc.sp_free1.next = self.seq.sp_free1.val();
@@ -902,7 +915,9 @@ impl Logic for Controller {
                         self.state.d.next = State::Skip;
                     }
                 } else if self.op.q.val() == self.c_op_matmul.val() {
-                    if self.seq_idle.val() {
+                    // and its rows meet none the ACTIVATE engine writes (scratchpad) or reads
+                    // (accumulators)
+                    if self.seq_idle.val() && !self.act.sp_clash.val() && !self.act.acc_clash.val() {
                         // the shadow bank swaps in if a whole tile was loaded
                         self.seq.start.next = true;
                         self.wload.swap.next = true;
@@ -910,18 +925,16 @@ impl Logic for Controller {
                         self.state.d.next = State::Header;
                     }
                 } else if self.op.q.val() == self.c_op_activate.val() {
-                    // reads accumulator rows (range A), writes scratchpad rows (range B)
-                    if self.rc.acc_ok_a.val() && self.rc.sp_ok_b.val() {
+                    // reads accumulator rows (range A), writes scratchpad rows (range B): the
+                    // engine takes it from here (one ACTIVATE at a time)
+                    if self.rc.acc_ok_a.val() && self.rc.sp_ok_b.val() && self.act.idle.val() {
                         self.act.load.next = true;
-                        if self.a0.q.val().get_bits::<16>(16) == self.c_zero16.val() {
-                            self.cmd_done.next = true;
-                            self.state.d.next = State::Header;
-                        } else {
-                            self.state.d.next = State::ActRun;
-                        }
+                        self.cmd_done.next = true;
+                        self.state.d.next = State::Header;
                     }
                 } else if self.op.q.val() == self.c_op_write_act.val() {
-                    if self.rc.sp_ok_a.val() {
+                    // the scratchpad's write port is the engine's while it runs
+                    if self.rc.sp_ok_a.val() && self.act.idle.val() {
                         if self.a0.q.val().get_bits::<16>(16) == self.c_zero16.val() {
                             self.cmd_done.next = true;
                             self.state.d.next = State::Header;
@@ -930,18 +943,18 @@ impl Logic for Controller {
                         }
                     }
                 } else if self.op.q.val() == self.c_op_load_tile.val() {
-                    if self.rc.sp_ok_t.val() {
+                    if self.rc.sp_ok_t.val() && !self.act.sp_clash.val() {
                         self.state.d.next = State::TileRows;
                     }
                 } else if self.op.q.val() == self.c_op_read_act.val() {
-                    if self.rc.sp_ok_a.val() {
+                    if self.rc.sp_ok_a.val() && !self.act.sp_clash.val() {
                         self.resp_hdr.d.next = self.c_hdr_read_act.val() | self.prod.val();
                         self.rbk.start.next = true;
                         self.state.d.next = State::RespHeader;
                     }
                 } else {
-                    // READ_ACC
-                    if self.rc.acc_ok_a.val() {
+                    // READ_ACC (read port B is the engine's while it runs)
+                    if self.rc.acc_ok_a.val() && self.act.idle.val() {
                         self.resp_hdr.d.next = self.c_hdr_read_acc.val() | self.prod.val();
                         self.rbk.start.next = true;
                         self.state.d.next = State::RespHeader;
@@ -1024,7 +1037,11 @@ impl Logic for Controller {
             }
             State::SyncWait => {
                 self.idx.d.next = self.c_zero16.val();
-                if self.arr_idle.val() && !self.wload.wl_en.val() && !self.sw_pending.q.val() {
+                if self.arr_idle.val()
+                    && !self.wload.wl_en.val()
+                    && !self.sw_pending.q.val()
+                    && self.act.idle.val()
+                {
                     if self.op.q.val() == self.c_op_sync.val() {
                         self.resp_hdr.d.next = self.c_hdr_sync.val();
                     } else {
@@ -1080,27 +1097,10 @@ impl Logic for Controller {
                     self.state.d.next = State::Header;
                 }
             }
-            State::ActRun => {
-                self.act_issue.next = true;
-                self.acc_ren_b.next = true;
-                self.acc_raddr_b.next = self.addr.q.val();
-                self.addr.d.next = self.addr.q.val() + self.c_one16.val();
-                self.left.d.next = self.left.q.val() - self.c_one16.val();
-                if self.left.q.val() == self.c_one16.val() {
-                    self.state.d.next = State::ActDrain;
-                }
-            }
-            State::ActDrain => {
-                if self.act.idle.val() {
-                    self.cmd_done.next = true;
-                    self.state.d.next = State::Header;
-                }
-            }
             _ => {
                 self.state.d.next = State::Header;
             }
         }
-        self.act.issue.next = self.act_issue.val();
 
         // ---- LANES > 1: the front end by beats (what differs from the words above) ----
         for _ll in self._lanes_lo..self._lanes_hi {

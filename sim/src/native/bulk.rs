@@ -182,25 +182,35 @@ impl NativeSim {
                 .max()
                 .unwrap_or(0)
         };
+        // cycles until the ACTIVATE engine is idle (0 if it is), or while a clash holds
+        let act_wait = r.act.busy_for();
+        let clash_wait = |clash: bool| if clash { act_wait } else { 0 };
+        let quiet = !r.wl.pending && !r.sw_pending && !r.ql_pending;
         match r.state {
             State::Exec if self.range_ok(r) => {
                 let (sp_a, acc_a, sp_b, _) = self.touches(r);
                 match r.op {
-                    opcode::MATMUL => seq_wait(!r.seq.busy),
-                    opcode::WRITE_ACT | opcode::READ_ACT | opcode::LOAD_TILE => seq_wait(r.seq.sp_ok(sp_a)),
-                    opcode::READ_ACC => acc_wait(acc_a),
-                    opcode::ACTIVATE => acc_wait(acc_a).max(seq_wait(r.seq.sp_ok(sp_b))),
+                    opcode::MATMUL => {
+                        seq_wait(!r.seq.busy).max(clash_wait(r.act.sp_clash() || r.act.acc_clash()))
+                    }
+                    opcode::READ_ACT | opcode::LOAD_TILE => {
+                        seq_wait(r.seq.sp_ok(sp_a)).max(clash_wait(r.act.sp_clash()))
+                    }
+                    opcode::WRITE_ACT => seq_wait(r.seq.sp_ok(sp_a)).max(act_wait),
+                    opcode::READ_ACC => acc_wait(acc_a).max(act_wait),
+                    opcode::ACTIVATE => acc_wait(acc_a).max(seq_wait(r.seq.sp_ok(sp_b))).max(act_wait),
                     _ => 0,
                 }
             }
-            State::SyncWait if !r.wl.pending && !r.sw_pending => arr_wait,
+            State::SyncWait if !r.wl.pending && !r.sw_pending => arr_wait.max(act_wait),
+            // the activation registers' writers wait for the engine (in_ready low)
+            State::Bias if quiet => act_wait,
+            State::Arg0 if quiet && r.op == opcode::SET_QUANT => act_wait,
+            State::Arg1 if quiet && r.op == opcode::SET_QUANT && self.lanes == 1 => act_wait,
             // shadow-bank interlock: in_ready low while rows using that bank are in flight
             State::Weights if !r.wl.pending && !r.sw_pending && self.shadow_stays_free() => {
                 u64::from(r.seq.bank_cnt[usize::from(!r.wl.cur_bank)])
             }
-            // every cycle but the last (which moves to ActDrain)
-            State::ActRun if !r.sw_pending => u64::from(r.left.saturating_sub(1)),
-            State::ActDrain if !r.sw_pending => u64::from(r.act.cnt),
             _ => 0,
         }
     }
@@ -226,22 +236,24 @@ impl NativeSim {
                 self.r.idx = 0;
             }
             State::SyncWait => self.r.idx = 0,
-            State::ActRun => self.activate_rows(k, &q),
             _ => {}
         }
         self.now += k;
         stretch
     }
 
-    /// ACTIVATE rows read on cycles `now .. now + k` (front end in ActRun throughout).
-    fn activate_rows(&mut self, k: u64, q: &super::Regs) {
+    /// The ACTIVATE engine's rows read on cycles `now .. now + k` (as many as it has left),
+    /// requantised now and written to the scratchpad where they land inside the window, else
+    /// queued; its registers after the window. `now` is left alone.
+    fn engine_rows(&mut self, k: u64, q: &super::Regs) {
         let dim = self.dim;
+        let s = k.min(u64::from(q.act.left));
         let (now, end) = (self.now, self.now + k);
         let (relu, z) = (q.q_relu, q.q_zero as i8);
         let mut y = [0i8; MAX_DIM];
         let y = &mut y[..dim];
-        for i in 0..k {
-            let src = (usize::from(q.addr.wrapping_add(i as u16)) & self.acc_mask) * dim;
+        for i in 0..s {
+            let src = (usize::from(q.act.src.wrapping_add(i as u16)) & self.acc_mask) * dim;
             let row = self.acc[src..src + dim].iter().zip(&self.bias).zip(&self.scales);
             for (y, ((&a, &b), &c)) in y.iter_mut().zip(row) {
                 *y = requantize_v2(a, b, c, relu, z);
@@ -256,17 +268,11 @@ impl NativeSim {
                 self.acts.push(Landing { due, dst: dst16, accumulate: false }).copy_from_slice(y);
             }
         }
-        let k16 = k as u16;
-        let r = &mut self.r;
-        r.addr = q.addr.wrapping_add(k16);
-        r.act.dst = q.act.dst.wrapping_add(k16);
-        r.left = q.left.wrapping_sub(k16);
-        r.act.cnt = spec::timing::ACT_DRAIN as u16;
+        self.r.act = q.act.advance(k);
         let a = &mut self.activity;
-        a.acc_reads += k;
-        a.act_rows += k;
-        // every cycle of the window issues (the background counted the countdown's share)
-        a.act_busy_cycles += k - k.min(u64::from(q.act.cnt));
+        a.acc_reads += s;
+        a.act_rows += s;
+        a.act_busy_cycles += q.act.busy_cycles(k);
     }
 
     /// Payload words (beats) the front end would take back to back from now, one per cycle,
@@ -292,7 +298,7 @@ impl NativeSim {
                 u64::from(r.left - 1) * wpr + wpr.saturating_sub(idx)
             }
             // (LOAD_QUANT's words, also in Bias, go one cycle at a time)
-            State::Bias if !r.wl.pending && !r.sw_pending && !r.is_lq => {
+            State::Bias if !r.wl.pending && !r.sw_pending && !r.is_lq && r.act.idle() => {
                 (self.bdim as u64).saturating_sub(idx)
             }
             State::Skip if !r.wl.pending && !r.sw_pending => {
@@ -561,7 +567,6 @@ impl NativeSim {
 
         let r = &mut self.r;
         r.seq = q.seq.advance(k, s, drain);
-        r.act.cnt = (u64::from(q.act.cnt).saturating_sub(k)) as u16;
         r.ctr.cycles = q.ctr.cycles.wrapping_add(k);
         r.ctr.macs = q.ctr.macs.wrapping_add(s * self.cfg.macs_per_row());
         // cycles with a row issued or in flight: the s issue cycles, then the drain
@@ -577,7 +582,7 @@ impl NativeSim {
         a.zero_operand_macs += zero_macs;
         a.scratch_reads += s;
         a.array_busy_cycles += busy;
-        a.act_busy_cycles += k.min(u64::from(q.act.cnt));
+        self.engine_rows(k, &q);
         Stretch { cycles: k, issued: s, last_acc_write: last_landing.map(|d| d - now) }
     }
 }

@@ -108,7 +108,7 @@ use spec::{Config, VERSION};
 
 use crate::activity::Activity;
 use crate::CycleSim;
-use activate::Activate;
+use activate::{Activate, Taken};
 use counters::Events;
 use host::FastHost;
 use kernel::RowKernel;
@@ -292,7 +292,7 @@ impl NativeSim {
         r.state == State::Header
             && !r.seq.busy
             && r.seq.arr_cnt == 0
-            && r.act.cnt == 0
+            && r.act.idle()
             && !r.wl.pending
             && !r.sw_pending
             && self.rows.len() == 0
@@ -471,9 +471,12 @@ impl NativeSim {
 
         // ---- ports (combinational) ----
         let in_ready = match q.state {
-            State::Header | State::Skip | State::Arg0 | State::Bias | State::WriteRows => true,
+            State::Header | State::Skip | State::WriteRows => true,
+            // SET_QUANT, LOAD_BIAS and LOAD_QUANT set the registers the ACTIVATE engine uses
+            State::Arg0 => q.act.idle() || q.op != opcode::SET_QUANT,
+            State::Bias => q.act.idle(),
             // LANES > 1: Arg1 takes its word from Arg0's beat, without a beat
-            State::Arg1 => !WIDE,
+            State::Arg1 => !WIDE && (q.act.idle() || q.op != opcode::SET_QUANT),
             State::Weights => !q.seq.bank_busy(q.wl.shadow()),
             _ => false,
         };
@@ -515,8 +518,8 @@ impl NativeSim {
             a.zero_operand_macs += zero_macs;
             a.scratch_reads += 1;
         }
-        if q.state == State::ActRun {
-            let src = usize::from(q.addr) & self.acc_mask;
+        if q.act.issue() {
+            let src = usize::from(q.act.src) & self.acc_mask;
             let due = now + spec::timing::ACT_WRITEBACK_DELAY as u64;
             let y = self.acts.push(Landing { due, dst: q.act.dst, accumulate: false });
             let acc = &self.acc[src * dim..(src + 1) * dim];
@@ -577,7 +580,6 @@ impl NativeSim {
         d.ql_pending = false;
         let mut cmd_done = false;
         let mut err_done = false;
-        let mut act_issue = false;
         let mut act_load = None;
         let data = inp.in_data;
         match q.state {
@@ -726,7 +728,8 @@ impl NativeSim {
                     let (sp_a, acc_a, sp_b, acc_b) = self.touches(&q);
                     match q.op {
                         opcode::MATMUL => {
-                            if seq_idle {
+                            // and its rows meet none the ACTIVATE engine writes or reads
+                            if seq_idle && !q.act.sp_clash() && !q.act.acc_clash() {
                                 // the shadow bank swaps in if a whole tile was loaded
                                 let bank = q.wl.next_bank();
                                 if q.wl.swap(&mut d.wl) {
@@ -745,19 +748,17 @@ impl NativeSim {
                             }
                         }
                         opcode::ACTIVATE => {
-                            // reads accumulator rows, writes scratchpad rows
-                            if q.seq.acc_ok(acc_a) && q.seq.sp_ok(sp_b) {
-                                act_load = Some(q.a1 as u16);
-                                if n == 0 {
-                                    cmd_done = true;
-                                    d.state = State::Header;
-                                } else {
-                                    d.state = State::ActRun;
-                                }
+                            // reads accumulator rows, writes scratchpad rows: the engine takes it
+                            // from here (one ACTIVATE at a time)
+                            if q.seq.acc_ok(acc_a) && q.seq.sp_ok(sp_b) && q.act.idle() {
+                                act_load = Some((q.a0 as u16, n, q.a1 as u16));
+                                cmd_done = true;
+                                d.state = State::Header;
                             }
                         }
                         opcode::WRITE_ACT => {
-                            if q.seq.sp_ok(sp_a) {
+                            // the scratchpad's write port is the engine's while it runs
+                            if q.seq.sp_ok(sp_a) && q.act.idle() {
                                 if n == 0 {
                                     cmd_done = true;
                                     d.state = State::Header;
@@ -767,19 +768,20 @@ impl NativeSim {
                             }
                         }
                         opcode::LOAD_TILE => {
-                            if q.seq.sp_ok(sp_a) {
+                            if q.seq.sp_ok(sp_a) && !q.act.sp_clash() {
                                 d.state = State::TileRows;
                             }
                         }
                         opcode::READ_ACT => {
-                            if q.seq.sp_ok(sp_a) {
+                            if q.seq.sp_ok(sp_a) && !q.act.sp_clash() {
                                 d.resp_hdr = header(opcode::READ_ACT | 0x80, 0) | self.row_words(q.a0, q.op);
                                 d.rbk.start(q.a0 as u16, n);
                                 d.state = State::RespHeader;
                             }
                         }
                         _ => {
-                            if q.seq.acc_ok(acc_a) {
+                            // (read port B is the engine's while it runs)
+                            if q.seq.acc_ok(acc_a) && q.act.idle() {
                                 d.resp_hdr = header(opcode::READ_ACC | 0x80, 0) | self.row_words(q.a0, q.op);
                                 d.rbk.start(q.a0 as u16, n);
                                 d.state = State::RespHeader;
@@ -897,7 +899,7 @@ impl NativeSim {
             }
             State::SyncWait => {
                 d.idx = 0;
-                if arr_idle && !q.wl.pending && !q.sw_pending {
+                if arr_idle && !q.wl.pending && !q.sw_pending && q.act.idle() {
                     if q.op == opcode::SYNC {
                         d.resp_hdr = header(opcode::SYNC | 0x80, 1);
                     } else {
@@ -953,23 +955,18 @@ impl NativeSim {
                     d.state = State::Header;
                 }
             }
-            State::ActRun => {
-                act_issue = true;
-                d.addr = q.addr.wrapping_add(1);
-                d.left = q.left.wrapping_sub(1);
-                if q.left == 1 {
-                    d.state = State::ActDrain;
-                }
-            }
-            State::ActDrain => {
-                if q.act.idle() {
-                    cmd_done = true;
-                    d.state = State::Header;
-                }
-            }
         }
 
-        d.act = q.act.next(act_issue, act_load);
+        // the engine checks the argument words' rows against its own as they are taken (the
+        // range check's words: at LANES > 1 Arg1's is the one Arg0's beat brought)
+        let taken = if take && q.state == State::Arg0 {
+            Some(Taken::A { word: data, tile_n: (q.op == opcode::LOAD_TILE).then_some(dim as u16) })
+        } else if take && q.state == State::Arg1 {
+            Some(Taken::B { word: if WIDE { q.a1 } else { data }, a_n: (q.a0 >> 16) as u16 })
+        } else {
+            None
+        };
+        d.act = q.act.next(act_load, taken);
 
         // ---- counters ----
         let events = Events {
@@ -994,7 +991,7 @@ impl NativeSim {
             a.words_out += u64::from(sent);
         }
         a.array_busy_cycles += u64::from(!arr_idle);
-        a.act_busy_cycles += u64::from(act_issue || q.act.cnt != 0);
+        a.act_busy_cycles += u64::from(!q.act.idle());
 
         if rst {
             d = Regs {

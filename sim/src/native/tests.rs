@@ -140,17 +140,15 @@ fn matmul_then_sync_timing_by_hand() {
 /// | cycle | |
 /// |---|---|
 /// | 0, 1, 2 | ACTIVATE header, word 0, word 1 |
-/// | 3 | Exec: array idle |
-/// | 4, 5, 6 | ActRun: row i read at 4 + i, written to the scratchpad on the edge of 4 + i + 1 + A = 11 + i |
-/// | 7..=13 | ActDrain: act_cnt = A + 1 = 7 at 7, 0 at 14 |
-/// | 14 | ActDrain ends |
-/// | 15, 16 | READ_ACT header, word 0 |
-/// | 17 | Exec (sequencer idle): the read-back starts |
-/// | 18 | response header out; row 0 read |
-/// | 19 | RowEmit: row 0 into the row buffer, row 1 read (no word yet) |
-/// | 20, 21, 22 | rows 0, 1, 2 (one word each at DIM 2), each next row loaded as one leaves |
-/// | 23, 24, 25 | SYNC header, token, SyncWait |
-/// | 26, 27 | response header, token |
+/// | 3 | Exec: array idle, engine idle: the engine is loaded, the front end is free |
+/// | 4, 5, 6 | the engine reads row i at 4 + i, written to the scratchpad on the edge of 4 + i + 1 + A = 11 + i; READ_ACT header (4), word 0 (5) |
+/// | 6..=13 | READ_ACT's Exec waits: its rows meet the engine's (act_cnt = A + 1 = 7 at 7, 0 at 14) |
+/// | 14 | Exec (engine idle): the read-back starts |
+/// | 15 | response header out; row 0 read |
+/// | 16 | RowEmit: row 0 into the row buffer, row 1 read (no word yet) |
+/// | 17, 18, 19 | rows 0, 1, 2 (one word each at DIM 2), each next row loaded as one leaves |
+/// | 20, 21, 22 | SYNC header, token, SyncWait |
+/// | 23, 24 | response header, token |
 #[test]
 fn activate_then_read_act_timing_by_hand() {
     let cfg = Config::new(2, 8, 8).unwrap();
@@ -185,15 +183,15 @@ fn activate_then_read_act_timing_by_hand() {
     assert_eq!(
         trace.outputs,
         vec![
-            (18, 0xA100_0003),
-            (20, row(5, -7)),
-            (21, row(127, -128)),
-            (22, row(0, 1)),
-            (26, 0x8200_0001),
-            (27, 5)
+            (15, 0xA100_0003),
+            (17, row(5, -7)),
+            (18, row(127, -128)),
+            (19, row(0, 1)),
+            (23, 0x8200_0001),
+            (24, 5)
         ]
     );
-    assert_eq!(trace.last_input_cycle, 24);
+    assert_eq!(trace.last_input_cycle, 21);
     assert_eq!(sim.activity().act_busy_cycles, 6 + 1 + 3); // rows read 4..=6, last written at 13
 }
 /// The shadow-bank interlock at DIM 2 (L = 3, drain count L + 1 = 4):
