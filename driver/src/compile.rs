@@ -377,7 +377,15 @@ impl Geom {
 }
 
 /// The tiling of one layer for chunks of `mc` rows, if it fits.
-fn plan_layer(a: usize, s: usize, g: Geom, mc: usize, first: bool, out: Out) -> Option<LayerTiling> {
+fn plan_layer(
+    a: usize,
+    s: usize,
+    g: Geom,
+    mc: usize,
+    first: bool,
+    out: Out,
+    apart: bool,
+) -> Option<LayerTiling> {
     let (kt, nt) = (g.kt, g.nt);
     let out_rows = |group: usize| match out {
         Out::Chain => nt.saturating_mul(mc),
@@ -385,7 +393,12 @@ fn plan_layer(a: usize, s: usize, g: Geom, mc: usize, first: bool, out: Out) -> 
         Out::Raw => 0,
     };
     // saturating: hostile sizes (K or N near 2^64) must plan to "does not fit", not wrap
-    if nt.saturating_mul(mc) <= a && kt.saturating_mul(mc).max(out_rows(nt)) <= s {
+    // double buffered, the input and output apart where both fit: the next chunk's X is then
+    // written while this chunk's results are activated and read back (in place, each write
+    // waits for the read-back of the rows it overwrites)
+    let apart =
+        apart && nt.saturating_mul(mc) <= a && kt.saturating_mul(mc).saturating_add(out_rows(nt)) <= s;
+    if !apart && nt.saturating_mul(mc) <= a && kt.saturating_mul(mc).max(out_rows(nt)) <= s {
         return Some(LayerTiling { k_tiles: kt, n_tiles: nt, group: nt, slab: kt, in_place: true });
     }
     // input and output regions side by side: the largest group that fits both memories
@@ -418,6 +431,8 @@ fn plan_layer(a: usize, s: usize, g: Geom, mc: usize, first: bool, out: Out) -> 
     Some(LayerTiling { k_tiles: kt, n_tiles: nt, group, slab, in_place: false })
 }
 
+/// The tilings of layers `layers` for chunks of `mc` rows, if they fit; `apart`: keep each
+/// layer's input and output apart where both fit (double buffering).
 fn plan_segment(
     a: usize,
     s: usize,
@@ -425,12 +440,14 @@ fn plan_segment(
     layers: Range<usize>,
     mc: usize,
     last: Out,
+    apart: bool,
 ) -> Option<Vec<LayerTiling>> {
     let end = layers.end;
     layers
         .clone()
         .map(|l| {
-            plan_layer(a, s, geoms[l], mc, l == layers.start, if l + 1 == end { last } else { Out::Chain })
+            let out = if l + 1 == end { last } else { Out::Chain };
+            plan_layer(a, s, geoms[l], mc, l == layers.start, out, apart)
         })
         .collect()
 }
@@ -696,12 +713,14 @@ fn plan_with(
     let mut segments = Vec::new();
     let mut start = 0;
     while start < count {
-        if plan_segment(a, s, &geoms, start..start + 1, 1, last_out(start)).is_none() {
+        if plan_segment(a, s, &geoms, start..start + 1, 1, last_out(start), double_buffered).is_none() {
             let (k, n) = shapes[start];
             return Err(CompileError::TooSmall { layer: start, k, n, config: *cfg });
         }
         let mut end = start + 1;
-        while end < count && plan_segment(a, s, &geoms, start..end + 1, 1, last_out(end)).is_some() {
+        while end < count
+            && plan_segment(a, s, &geoms, start..end + 1, 1, last_out(end), double_buffered).is_some()
+        {
             end += 1;
         }
         segments.push(plan_chunks(cfg, a, s, &geoms, start..end, m, last_out(end - 1), double_buffered));
@@ -722,7 +741,7 @@ fn plan_chunks(
     last: Out,
     double: bool,
 ) -> Segment {
-    let fits = |mc: usize| plan_segment(a, s, geoms, layers.clone(), mc, last);
+    let fits = |mc: usize| plan_segment(a, s, geoms, layers.clone(), mc, last, double);
     // the largest chunk that fits (feasibility only gets easier as chunks shrink)
     let (mut lo, mut hi) = (1usize, m.clamp(1, MAX_CMD_ROWS));
     while lo < hi {
@@ -1216,7 +1235,9 @@ fn emit<'a>(
             sink(step);
         }
     };
-    let mut out = Hoist { sink: &mut filtered, tail: Vec::new() };
+    // (a pipelined program's weight loads are where `interleave` put them: after the window's
+    // read-backs and writes, which the load would otherwise wait behind the array's drain for)
+    let mut out = Hoist { sink: &mut filtered, tail: Vec::new(), on: !plan.double_buffered };
     let last_segment = plan.segments.len() - 1;
     for (si, seg) in plan.segments.iter().enumerate() {
         let source = if si == 0 { Source::Input(x) } else { Source::Result(si - 1) };
@@ -1356,8 +1377,7 @@ impl Pipeline {
         let head = steps;
         match self.body.take() {
             Some(prev) => {
-                let io = std::mem::take(&mut self.tail_before).into_iter().chain(head).collect();
-                interleave(prev, io, out, cfg);
+                interleave(prev, std::mem::take(&mut self.tail_before), head, out, cfg);
                 self.tail_before = std::mem::take(&mut self.tail);
             }
             None => out.extend(head),
@@ -1376,47 +1396,251 @@ impl Pipeline {
     }
 }
 
-/// `body` with the steps of `io` placed after its MATMULs, about as many front-end cycles of
-/// them after each as the MATMUL has rows (the cycle table's costs), the rest after the body.
-/// `io` moves in units that end with a data step (the bias and quantisation loads before an
-/// ACTIVATE stay with it).
-fn interleave(body: Vec<Step>, io: Vec<Step>, out: &mut Vec<Step>, cfg: &Config) {
-    let mut units = Vec::new();
-    let mut unit = Vec::new();
-    for step in io {
-        let sets_regs = matches!(
-            step,
-            Step::Command(
-                Command::SetQuant(_)
-                    | Command::SetQuantZp { .. }
-                    | Command::LoadQuant { .. }
-                    | Command::LoadBias { .. }
-            )
-        );
-        unit.push(step);
-        if !sets_regs {
-            units.push(std::mem::take(&mut unit));
-        }
-    }
-    if !unit.is_empty() {
-        units.push(unit);
-    }
-    let mut units = units.into_iter();
+/// `body` with the steps of `tail` (the previous chunk's ACTIVATEs and read-backs) and
+/// `head` (the next chunk's writes) placed in the windows its MATMULs leave the front end. A
+/// MATMUL of `n` rows runs `n` cycles in the background; the front end meanwhile takes the
+/// window's weight load (the body's steps up to the next MATMUL) and, before it, units of `io`
+/// worth about `n` minus that load's and the next MATMUL's cycles (the cycle table's costs; the
+/// load waits for the array to drain the shadow bank anyway). Rows of data steps longer than a
+/// window are split into equal pieces that fit one.
+///
+/// The units are chosen by a small model of the front end's time: an ACTIVATE starts once the
+/// engine is idle and its accumulators are quiet, a read-back of rows an ACTIVATE writes once
+/// that ACTIVATE is done (`docs/architecture.md`'s rules), and a unit that would wait is not
+/// placed where it would hold up the next MATMUL. `tail` keeps its order, `head` too, and a
+/// head unit goes before tail units only if none of them touches its rows, so the program's
+/// meaning is that of `tail` then `head`. What does not fit goes after the body.
+fn interleave(body: Vec<Step>, tail: Vec<Step>, head: Vec<Step>, out: &mut Vec<Step>, cfg: &Config) {
+    // How far a unit may run past its window's budget (holding the next MATMUL back by as
+    // many cycles) rather than wait for a later window: enough for an ACTIVATE with its
+    // register loads beside a data piece. Measured, not derived: 11 or more gives 85.4 % on
+    // `estimate --gemm 512,64,64 --dim 16 --lanes 4` against 75.9 % with 10 or less, and 12
+    // was the best of 0..30 there and at DIM 8 (LANES 2) and DIM 4 (LANES 1). A window's first
+    // unit is placed whatever its cost (short MATMULs leave windows smaller than any unit).
+    const OVERFLOW: u64 = 12;
+    // the body as windows: a MATMUL and the steps after it up to the next MATMUL
+    let mut windows: Vec<(Vec<Step>, u64)> = Vec::new();
     for step in body {
         let rows = match &step {
-            Step::Command(Command::Matmul { n, .. }) => u64::from(*n),
-            _ => 0,
+            Step::Command(Command::Matmul { n, .. }) => Some(u64::from(*n)),
+            _ => None,
         };
-        out.push(step);
-        let mut budget = rows;
-        while budget > 0 {
-            let Some(unit) = units.next() else { break };
-            let cost: u64 = unit.iter().map(|s| front_end_cycles(s, cfg)).sum();
-            budget = budget.saturating_sub(cost.max(1));
-            out.extend(unit);
+        match (rows, windows.last_mut()) {
+            (Some(rows), _) => windows.push((vec![step], rows)),
+            (None, Some(w)) => w.0.push(step),
+            (None, None) => out.push(step),
         }
     }
-    out.extend(units.flatten());
+    let matmul_cost =
+        front_end_cycles(&Step::Command(Command::Matmul { src: 0, n: 0, dst: 0, accumulate: false }), cfg);
+    let load = |steps: &[Step]| -> u64 { steps[1..].iter().map(|s| front_end_cycles(s, cfg)).sum() };
+    let budget = |(steps, rows): &(Vec<Step>, u64)| rows.saturating_sub(load(steps) + matmul_cost);
+    // pieces fit the narrowest window that has room (the last one has no load)
+    let piece = windows.iter().map(budget).filter(|&b| b > 0).min().unwrap_or(0);
+    let mut tail = IoQueue::new(tail, piece, cfg);
+    let mut head = IoQueue::new(head, piece, cfg);
+    let dim = cfg.dim() as u64;
+    let engine_rows = |n: u64| n + spec::timing::ACT_LATENCY as u64 + 2;
+    // the model's clock: 0 when the body's first MATMUL is taken; the previous chunk's last
+    // MATMUL drains its accumulators meanwhile
+    let acc_quiet = spec::timing::matmul_depth(dim as usize) as u64;
+    let (mut t, mut seq_free, mut engine_free) = (0u64, 0u64, 0u64);
+    // ACTIVATEs placed: the scratchpad rows they write and when they are done
+    let mut written: Vec<(Range<u64>, u64)> = Vec::new();
+    for w in windows {
+        let rows = w.1;
+        let start = t.max(seq_free);
+        seq_free = start + rows;
+        t = start + matmul_cost;
+        let deadline = (start + budget(&w)).max(t);
+        let (mut steps, _) = w;
+        let rest = steps.split_off(1);
+        out.append(&mut steps);
+        let mut placed = false;
+        loop {
+            // the next tail unit, or a head unit that no tail unit still to come touches
+            let from_head = head.first_clear_of(&tail);
+            let candidates = [tail.front().map(|u| (false, u)), from_head.map(|u| (true, u))];
+            let mut chosen = None;
+            for (is_head, u) in candidates.into_iter().flatten() {
+                let ready = match u.kind {
+                    UnitKind::Activate { .. } => engine_free.max(acc_quiet).saturating_sub(u.regs_cost),
+                    UnitKind::Read(ref r) => {
+                        written.iter().filter(|(w, _)| meets(w, r)).map(|&(_, done)| done).max().unwrap_or(0)
+                    }
+                    UnitKind::Write(_) | UnitKind::Other => 0,
+                };
+                let fits = t + u.cost <= deadline + OVERFLOW || !placed;
+                if ready <= t && fits {
+                    chosen = Some(is_head);
+                    break;
+                }
+            }
+            let Some(is_head) = chosen else { break };
+            let u = if is_head { head.take_first_clear_of(&tail) } else { tail.pop() };
+            if let UnitKind::Activate { ref rows, n } = u.kind {
+                let begin = (t + u.regs_cost).max(engine_free).max(acc_quiet) + matmul_cost;
+                engine_free = begin + engine_rows(n);
+                written.push((rows.clone(), engine_free));
+            }
+            t += u.cost;
+            placed = true;
+            out.extend(u.steps);
+        }
+        t += rest.iter().map(|s| front_end_cycles(s, cfg)).sum::<u64>();
+        out.extend(rest);
+    }
+    out.extend(tail.units.into_iter().flat_map(|u| u.steps));
+    out.extend(head.units.into_iter().flat_map(|u| u.steps));
+}
+
+fn meets(a: &Range<u64>, b: &Range<u64>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+/// What [`interleave`]'s model needs to know of a unit.
+enum UnitKind {
+    /// An ACTIVATE of `n` rows writing scratchpad `rows`.
+    Activate { rows: Range<u64>, n: u64 },
+    /// A read-back of scratchpad `rows`.
+    Read(Range<u64>),
+    /// A write of scratchpad `rows`.
+    Write(Range<u64>),
+    /// Anything else.
+    Other,
+}
+
+/// Steps that move together: register loads and the data step they lead to.
+struct Unit {
+    steps: Vec<Step>,
+    kind: UnitKind,
+    /// Front-end cycles of all of it, and of the register loads before its data step.
+    cost: u64,
+    regs_cost: u64,
+}
+
+impl Unit {
+    fn rows(&self) -> Option<&Range<u64>> {
+        match &self.kind {
+            UnitKind::Activate { rows, .. } | UnitKind::Read(rows) | UnitKind::Write(rows) => Some(rows),
+            UnitKind::Other => None,
+        }
+    }
+}
+
+/// A queue of units, in program order.
+struct IoQueue {
+    units: std::collections::VecDeque<Unit>,
+}
+
+impl IoQueue {
+    /// `steps` as units, data steps split to fit `piece` front-end cycles.
+    fn new(steps: Vec<Step>, piece: u64, cfg: &Config) -> Self {
+        let mut units = std::collections::VecDeque::new();
+        let mut regs = Vec::new();
+        for step in steps {
+            let sets_regs = matches!(
+                step,
+                Step::Command(
+                    Command::SetQuant(_)
+                        | Command::SetQuantZp { .. }
+                        | Command::LoadQuant { .. }
+                        | Command::LoadBias { .. }
+                )
+            );
+            if sets_regs {
+                regs.push(step);
+                continue;
+            }
+            let pieces = if regs.is_empty() { split_rows(step, piece, cfg) } else { vec![step] };
+            for p in pieces {
+                let r = |a: u16, n: usize| u64::from(a)..u64::from(a) + n as u64;
+                let kind = match &p {
+                    Step::Command(Command::Activate { n, dst, .. }) => {
+                        UnitKind::Activate { rows: r(*dst, usize::from(*n)), n: u64::from(*n) }
+                    }
+                    Step::ReadAct { src, n, .. } => UnitKind::Read(r(*src, usize::from(*n))),
+                    Step::Command(Command::ReadAct { src, n }) => UnitKind::Read(r(*src, usize::from(*n))),
+                    Step::Command(Command::WriteAct { dst, rows }) => UnitKind::Write(r(*dst, rows.len())),
+                    Step::WriteBack { dst, from } => UnitKind::Write(r(*dst, from.rows)),
+                    _ => UnitKind::Other,
+                };
+                let regs_cost: u64 = regs.iter().map(|s| front_end_cycles(s, cfg)).sum();
+                let cost = regs_cost + front_end_cycles(&p, cfg);
+                let mut steps = std::mem::take(&mut regs);
+                steps.push(p);
+                units.push_back(Unit { steps, kind, cost, regs_cost });
+            }
+        }
+        if !regs.is_empty() {
+            let cost = regs.iter().map(|s| front_end_cycles(s, cfg)).sum();
+            units.push_back(Unit { steps: regs, kind: UnitKind::Other, cost, regs_cost: cost });
+        }
+        IoQueue { units }
+    }
+
+    fn front(&self) -> Option<&Unit> {
+        self.units.front()
+    }
+
+    fn pop(&mut self) -> Unit {
+        self.units.pop_front().expect("a unit was chosen")
+    }
+
+    /// The first unit, if no unit of `other` touches its rows (and it has rows).
+    fn first_clear_of(&self, other: &IoQueue) -> Option<&Unit> {
+        let u = self.units.front()?;
+        let rows = u.rows()?;
+        other.units.iter().filter_map(Unit::rows).all(|r| !meets(r, rows)).then_some(u)
+    }
+
+    fn take_first_clear_of(&mut self, other: &IoQueue) -> Unit {
+        debug_assert!(self.first_clear_of(other).is_some());
+        self.pop()
+    }
+}
+
+/// `step` as pieces of whole rows whose front-end cycles fit `budget` (WRITE_ACT, READ_ACT
+/// and write-backs of more rows; any other step whole), in about equal pieces, none so short that
+/// its command's fixed cycles are over a fifth of it.
+fn split_rows(step: Step, budget: u64, cfg: &Config) -> Vec<Step> {
+    let w = cfg.lanes().beats(cfg.words_per_row() as u64);
+    let (rows, fixed) = match &step {
+        Step::Command(Command::WriteAct { rows, .. }) => (rows.len() as u64, 3),
+        Step::WriteBack { from, .. } => (from.rows as u64, 3),
+        Step::ReadAct { n, .. } => (u64::from(*n), 5),
+        _ => return vec![step],
+    };
+    // no piece so short that its command's own cycles are more than a fifth of it
+    let per = (budget.saturating_sub(fixed) / w.max(1)).max(4 * fixed / w.max(1));
+    if rows <= per {
+        return vec![step];
+    }
+    // equal pieces, as few as fit
+    let per = rows.div_ceil(rows.div_ceil(per)) as usize;
+    match step {
+        Step::Command(Command::WriteAct { dst, rows }) => rows
+            .chunks(per)
+            .enumerate()
+            .map(|(i, c)| Step::Command(Command::WriteAct { dst: dst + (i * per) as u16, rows: c.to_vec() }))
+            .collect(),
+        Step::WriteBack { dst, from } => (0..from.rows)
+            .step_by(per)
+            .map(|r| Step::WriteBack {
+                dst: dst + r as u16,
+                from: Block { row: from.row + r, rows: per.min(from.rows - r), ..from },
+            })
+            .collect(),
+        Step::ReadAct { src, n, to } => (0..usize::from(n))
+            .step_by(per)
+            .map(|r| Step::ReadAct {
+                src: src + r as u16,
+                n: per.min(usize::from(n) - r) as u16,
+                to: Block { row: to.row + r, rows: per.min(to.rows - r), ..to },
+            })
+            .collect(),
+        other => vec![other],
+    }
 }
 
 /// The front end's cycles for a step (docs/architecture.md's cycle table, without waits; a
@@ -1428,7 +1652,8 @@ fn front_end_cycles(step: &Step, cfg: &Config) -> u64 {
     match step {
         Step::Command(cmd) => match cmd {
             Command::WriteAct { rows, .. } => 3 + rows.len() as u64 * w,
-            Command::Activate { n, .. } => 4 + u64::from(*n) + spec::timing::ACT_LATENCY as u64 + 2,
+            // the engine reads the rows (docs/architecture.md)
+            Command::Activate { .. } => 4,
             Command::LoadBias { .. } | Command::LoadQuant { .. } => 1 + dim_row,
             Command::LoadWeights { .. } => 1 + d * w,
             Command::LoadTile { .. } => 3 + d,
@@ -1509,11 +1734,15 @@ fn is_weight_load(s: &Step) -> bool {
 struct Hoist<'s> {
     sink: &'s mut dyn FnMut(Step),
     tail: Vec<Step>,
+    /// Hoist (else pass every step straight through).
+    on: bool,
 }
 
 impl Hoist<'_> {
     fn push(&mut self, step: Step) {
-        if is_weight_load(&step) {
+        if !self.on {
+            (self.sink)(step);
+        } else if is_weight_load(&step) {
             // right after the last MATMUL or weight load: before everything still waiting
             (self.sink)(step);
         } else if is_weights_or_matmul(&step) {
@@ -1648,7 +1877,7 @@ mod tests {
                 .collect();
             let mut streamed = Vec::new();
             let mut sink = |s| streamed.push(s);
-            let mut h = Hoist { sink: &mut sink, tail: Vec::new() };
+            let mut h = Hoist { sink: &mut sink, tail: Vec::new(), on: true };
             for s in steps.clone() {
                 h.push(s);
             }
@@ -1752,5 +1981,53 @@ mod tests {
         );
         let big = 1usize << 32;
         assert!(Layer::from_row_major(big, big, &[], vec![], Quant::IDENTITY).is_err());
+    }
+
+    /// Pieces of a data step are about equal, whole rows, in order, and together the step: the same
+    /// rows to the same places (WRITE_ACT: the same data; READ_ACT, write-backs: the blocks
+    /// tile the original); nothing shorter than its command's fixed cycles allow.
+    #[test]
+    fn data_steps_split_into_equal_pieces_that_fit() {
+        let c = cfg(4, 256, 64).with_lanes(spec::lanes::Lanes::new(2).unwrap());
+        let rows: Vec<Vec<i8>> = (0..64).map(|r| vec![r as i8; 4]).collect();
+        let write = Step::Command(Command::WriteAct { dst: 10, rows: rows.clone() });
+        // 25 cycles: 3 fixed, 22 rows of one beat -> 3 pieces of 22, 22, 20 rows
+        let pieces = split_rows(write.clone(), 25, &c);
+        let mut dst = 10;
+        let mut got = Vec::new();
+        for p in &pieces {
+            let Step::Command(Command::WriteAct { dst: d, rows }) = p else { panic!("{p:?}") };
+            assert_eq!(*d, dst);
+            assert!(front_end_cycles(p, &c) <= 25 && rows.len() >= 20, "{} rows", rows.len());
+            dst += rows.len() as u16;
+            got.extend(rows.iter().cloned());
+        }
+        assert_eq!((pieces.len(), got), (3, rows));
+        // a budget below the fixed cycles' share: pieces of about 4 x 3 rows, no more of them
+        assert_eq!(split_rows(write.clone(), 4, &c).len(), 64usize.div_ceil(12));
+        assert_eq!(split_rows(write.clone(), 1000, &c), vec![write]);
+        let to = Block { result: 1, row: 5, col: 4, rows: 50, cols: 3 };
+        let read = Step::ReadAct { src: 100, n: 50, to };
+        let pieces = split_rows(read, 30, &c);
+        let (mut src, mut row) = (100, 5);
+        for p in &pieces {
+            let Step::ReadAct { src: s, n, to: b } = p else { panic!("{p:?}") };
+            assert_eq!((*s, b.row, b.rows, b.col, b.cols, b.result), (src, row, usize::from(*n), 4, 3, 1));
+            (src, row) = (src + n, row + usize::from(*n));
+        }
+        assert_eq!((pieces.len(), src, row), (2, 150, 55));
+        let from = Block { result: 0, row: 7, col: 0, rows: 9, cols: 4 };
+        let wb = split_rows(Step::WriteBack { dst: 3, from }, 8, &c);
+        let covered: Vec<(u16, usize, usize)> = wb
+            .iter()
+            .map(|p| match p {
+                Step::WriteBack { dst, from } => (*dst, from.row, from.rows),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(covered.iter().map(|c| c.2).sum::<usize>(), 9);
+        assert!(covered.windows(2).all(|w| w[1].0 == w[0].0 + w[0].2 as u16 && w[1].1 == w[0].1 + w[0].2));
+        let other = Step::Command(Command::Sync { token: 1 });
+        assert_eq!(split_rows(other.clone(), 1, &c), vec![other]);
     }
 }

@@ -92,17 +92,26 @@ fn run(cfg: &Config, p: &Program) -> driver::RunOutput {
     out
 }
 
-/// Every LOAD_WEIGHTS but the first comes right after a MATMUL (it overlaps the array's work),
-/// and every tile's first MATMUL overwrites while the others accumulate.
+/// Every LOAD_WEIGHTS but the first comes after a MATMUL with only data and register steps
+/// between (it overlaps the array's work: right after the MATMUL, or double buffered after the
+/// other chunks' steps placed in its window), and every tile's first MATMUL overwrites while
+/// the others accumulate.
 fn check_order(p: &Program) {
     let mut first = true;
     for (i, s) in p.steps.iter().enumerate() {
         if let Step::Command(Command::LoadWeights { .. }) = s {
             if !first {
+                let before = p.steps[..i].iter().rev().find(|s| {
+                    matches!(
+                        s,
+                        Step::Command(
+                            Command::Matmul { .. } | Command::LoadWeights { .. } | Command::LoadTile { .. }
+                        )
+                    )
+                });
                 assert!(
-                    matches!(p.steps[i - 1], Step::Command(Command::Matmul { .. })),
-                    "step {i}: LOAD_WEIGHTS after {:?}",
-                    p.steps[i - 1]
+                    matches!(before, Some(Step::Command(Command::Matmul { .. }))),
+                    "step {i}: LOAD_WEIGHTS after {before:?}"
                 );
             }
             first = false;

@@ -11,16 +11,19 @@
 //!              │ (valid, dst) delay line of ACT_WRITEBACK_DELAY = 1 + LA ──────────────────┼──► wb_valid, wb_dst
 //!              │ idle: no row left to read and cnt = 0 (the last write has landed) ────────┼──► idle
 //!  q_sp_* ────►│ sp_clash: busy and [q_sp_lo, +q_sp_n) meets the scratchpad rows written ──┼──► sp_clash
-//!  q_acc_* ───►│ acc_clash: busy and [q_acc_lo, +q_acc_n) meets the accumulator rows read ─┼──► acc_clash
+//!  b_acc_lo/hi►│ acc_clash: busy and a MATMUL's accumulator banks meet the banks it reads ─┼──► acc_clash
 //!              └───────────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! While it is busy, the front end holds back every command that would see it (the rules of
 //! docs/architecture.md): those that share its ports or registers (ACTIVATE, READ_ACC, WRITE_ACT,
 //! LOAD_BIAS, LOAD_QUANT, SET_QUANT, SYNC, COUNTERS) until it is idle, and those that read the
-//! scratchpad rows it writes or write the accumulator rows it reads (READ_ACT, LOAD_TILE, MATMUL)
-//! while their ranges meet (`sp_clash`, `acc_clash`: the command's whole range against the
-//! engine's whole one, 17-bit ends, no wrap). The delays come from [`spec::timing`]. The native
+//! scratchpad rows it writes (READ_ACT, LOAD_TILE, MATMUL) while their ranges meet (`sp_clash`:
+//! the command's whole range against the engine's whole one, 17-bit ends, no wrap), and a
+//! MATMUL while its accumulator banks meet the banks the engine reads (`acc_clash`): a bank
+//! has one read port, which the memory gives to port A (the MATMUL's read-modify-write) over
+//! port B (the engine) on an edge both read it, so the two never share a bank — the rule the
+//! front end's READ_ACC already follows. The delays come from [`spec::timing`]. The native
 //! model's part of the same name is `sim::native::activate`.
 
 use crate::primitives::DelayLine;
@@ -42,15 +45,20 @@ pub struct Activate {
     pub load_n: Signal<In, Bits<16>>,
     /// The first scratchpad row to write.
     pub load_dst: Signal<In, Bits<16>>,
+    /// The rows to read touch accumulator bank 0 / 1 (the range check's, at `load`).
+    pub load_acc_lo: Signal<In, Bit>,
+    /// See `load_acc_lo`.
+    pub load_acc_hi: Signal<In, Bit>,
     /// The argument word on the input stream (the range check's).
     pub word: Signal<In, Bits<32>>,
     /// `word` is payload word 0 (`start | n << 16`: READ_ACT's, LOAD_TILE's or a MATMUL's
     /// scratchpad rows), taken on this edge.
     pub take_a: Signal<In, Bit>,
-    /// `word` is payload word 1 (a MATMUL's first accumulator row), taken on this edge.
-    pub take_b: Signal<In, Bit>,
-    /// Payload word 0's row count (registered), the count of word 1's range.
-    pub a_n: Signal<In, Bits<16>>,
+    /// The parsed command's range B touches accumulator bank 0 / 1 (a MATMUL's destination
+    /// rows; the range check's, registered).
+    pub b_acc_lo: Signal<In, Bit>,
+    /// See `b_acc_lo`.
+    pub b_acc_hi: Signal<In, Bit>,
     /// The command is LOAD_TILE: word 0's range is DIM rows.
     pub tile: Signal<In, Bit>,
     /// Read accumulator row `raddr` (port B) this cycle.
@@ -67,25 +75,25 @@ pub struct Activate {
     pub idle: Signal<Out, Bit>,
     /// Not idle, and word 0's scratchpad rows meet the ones the engine writes.
     pub sp_clash: Signal<Out, Bit>,
-    /// Not idle, and word 1's accumulator rows meet the ones the engine reads.
+    /// Not idle, and range B's accumulator banks meet the ones the engine reads.
     pub acc_clash: Signal<Out, Bit>,
 
     src: DFF<Bits<16>>,
     left: DFF<Bits<16>>,
     dst: DFF<Bits<16>>,
     valid_r: DFF<Bit>,
-    // the whole command, for the clash checks
-    r_src: DFF<Bits<16>>,
+    // the whole command, for the clash checks: its scratchpad rows, its accumulator banks
     r_dst: DFF<Bits<16>>,
+    r_acc_lo: DFF<Bit>,
+    r_acc_hi: DFF<Bit>,
     r_n: DFF<Bits<16>>,
     // valid and dst of each activated row, delayed to the scratchpad write
     wb_valid_d: DelayLine<Bit>,
     wb_dst_d: DelayLine<Bits<16>>,
     cnt: DFF<Bits<16>>,
-    // whether the ranges of the command's words meet the engine's (registered as taken: the
+    // whether word 0's range meets the engine's scratchpad rows (registered as taken: the
     // engine's ranges cannot change while a command is parsed, only an ACTIVATE's Exec loads it)
     sp_meet: DFF<Bit>,
-    acc_meet: DFF<Bit>,
     w_lo: Signal<Local, Bits<16>>,
     w_n: Signal<Local, Bits<16>>,
     c_drain: Constant<Bits<16>>,
@@ -104,10 +112,12 @@ impl Activate {
             load_src: Default::default(),
             load_n: Default::default(),
             load_dst: Default::default(),
+            load_acc_lo: Default::default(),
+            load_acc_hi: Default::default(),
             word: Default::default(),
             take_a: Default::default(),
-            take_b: Default::default(),
-            a_n: Default::default(),
+            b_acc_lo: Default::default(),
+            b_acc_hi: Default::default(),
             tile: Default::default(),
             ren: Default::default(),
             raddr: Default::default(),
@@ -121,14 +131,14 @@ impl Activate {
             left: Default::default(),
             dst: Default::default(),
             valid_r: Default::default(),
-            r_src: Default::default(),
             r_dst: Default::default(),
+            r_acc_lo: Default::default(),
+            r_acc_hi: Default::default(),
             r_n: Default::default(),
             wb_valid_d: DelayLine::new(timing::ACT_WRITEBACK_DELAY),
             wb_dst_d: DelayLine::new(timing::ACT_WRITEBACK_DELAY),
             cnt: Default::default(),
             sp_meet: Default::default(),
-            acc_meet: Default::default(),
             w_lo: Default::default(),
             w_n: Default::default(),
             c_drain: Constant::new((timing::ACT_DRAIN as u64).into()),
@@ -142,7 +152,7 @@ impl Activate {
 impl Logic for Activate {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, src, left, dst, valid_r, r_src, r_dst, r_n, cnt, sp_meet, acc_meet);
+        dff_setup!(self, clock, src, left, dst, valid_r, r_dst, r_acc_lo, r_acc_hi, r_n, cnt, sp_meet);
         self.wb_valid_d.clock.next = self.clock.val();
         self.wb_valid_d.rst.next = self.rst.val();
         self.wb_dst_d.clock.next = self.clock.val();
@@ -160,7 +170,8 @@ impl Logic for Activate {
             (self.left.q.val() == self.c_zero16.val()) && (self.cnt.q.val() == self.c_zero16.val());
         self.sp_clash.next = self.sp_meet.q.val()
             && ((self.left.q.val() != self.c_zero16.val()) || (self.cnt.q.val() != self.c_zero16.val()));
-        self.acc_clash.next = self.acc_meet.q.val()
+        self.acc_clash.next = ((self.b_acc_lo.val() && self.r_acc_lo.q.val())
+            || (self.b_acc_hi.val() && self.r_acc_hi.q.val()))
             && ((self.left.q.val() != self.c_zero16.val()) || (self.cnt.q.val() != self.c_zero16.val()));
         // [a, a + n) and [b, b + m) share a row iff n, m > 0 and a − b < m (a ≥ b) or b − a < n
         // (a < b): 16-bit differences, no wrap
@@ -179,15 +190,6 @@ impl Logic for Activate {
                     && ((self.r_dst.q.val() - self.w_lo.val()) < self.w_n.val());
             }
         }
-        if self.take_b.val() {
-            if self.w_lo.val() >= self.r_src.q.val() {
-                self.acc_meet.d.next = (self.a_n.val() != self.c_zero16.val())
-                    && ((self.w_lo.val() - self.r_src.q.val()) < self.r_n.q.val());
-            } else {
-                self.acc_meet.d.next = (self.r_n.q.val() != self.c_zero16.val())
-                    && ((self.r_src.q.val() - self.w_lo.val()) < self.a_n.val());
-            }
-        }
         if self.cnt.q.val() != self.c_zero16.val() {
             self.cnt.d.next = self.cnt.q.val() - self.c_one16.val();
         }
@@ -201,8 +203,9 @@ impl Logic for Activate {
             self.src.d.next = self.load_src.val();
             self.left.d.next = self.load_n.val();
             self.dst.d.next = self.load_dst.val();
-            self.r_src.d.next = self.load_src.val();
             self.r_dst.d.next = self.load_dst.val();
+            self.r_acc_lo.d.next = self.load_acc_lo.val();
+            self.r_acc_hi.d.next = self.load_acc_hi.val();
             self.r_n.d.next = self.load_n.val();
         }
         self.valid_r.d.next = self.left.q.val() != self.c_zero16.val();
@@ -222,7 +225,7 @@ mod tests {
     use crate::replay::{replay, simulate, Port};
 
     const DIM: usize = 4;
-    const INPUTS: [(&str, usize); 10] = [
+    const INPUTS: [(&str, usize); 12] = [
         ("rst", 1),
         ("load", 1),
         ("load_src", 16),
@@ -230,9 +233,11 @@ mod tests {
         ("load_dst", 16),
         ("word", 32),
         ("take_a", 1),
-        ("take_b", 1),
-        ("a_n", 16),
+        ("b_acc_lo", 1),
+        ("b_acc_hi", 1),
         ("tile", 1),
+        ("load_acc_lo", 1),
+        ("load_acc_hi", 1),
     ];
     const OUTPUTS: [(&str, usize); 8] = [
         ("ren", 1),
@@ -251,12 +256,13 @@ mod tests {
     }
 
     /// A reference model by events: rows read one per cycle from a load on, each landing
-    /// ACT_WRITEBACK_DELAY cycles after its read; the clash flags from the words' ranges.
+    /// ACT_WRITEBACK_DELAY cycles after its read; the scratchpad clash from word 0's range, the
+    /// accumulator clash from range B's banks against the loaded ones.
     fn reference(stim: &[Vec<u128>]) -> Vec<Vec<u128>> {
         let delay = timing::ACT_WRITEBACK_DELAY;
         let (mut src, mut left, mut dst, mut valid, mut cnt) = (0u128, 0u128, 0u128, false, 0usize);
-        let (mut r_src, mut r_dst, mut r_n) = (0u128, 0u128, 0u128);
-        let (mut sp_meet, mut acc_meet) = (false, false);
+        let (mut r_dst, mut r_n) = (0u128, 0u128);
+        let (mut r_acc, mut sp_meet) = ([false; 2], false);
         let mut flight: Vec<(usize, u128)> = Vec::new();
         let mut out = Vec::new();
         for (c, s) in stim.iter().enumerate() {
@@ -271,7 +277,7 @@ mod tests {
                 wb.map_or(0, |r| r.1),
                 u128::from(!busy),
                 u128::from(busy && sp_meet),
-                u128::from(busy && acc_meet),
+                u128::from(busy && ((s[7] != 0 && r_acc[0]) || (s[8] != 0 && r_acc[1]))),
             ]);
             flight.retain(|r| r.0 + delay > c);
             cnt = cnt.saturating_sub(1);
@@ -280,9 +286,6 @@ mod tests {
             if s[6] != 0 {
                 let n = if s[9] != 0 { DIM as u128 } else { w_hi };
                 sp_meet = meets(w_lo, n, r_dst, r_n);
-            }
-            if s[7] != 0 {
-                acc_meet = meets(w_lo, s[8], r_src, r_n);
             }
             if issue {
                 flight.push((c, dst));
@@ -293,7 +296,8 @@ mod tests {
             }
             if s[1] != 0 {
                 (src, left, dst) = (s[2], s[3], s[4]);
-                (r_src, r_n, r_dst) = (s[2], s[3], s[4]);
+                (r_n, r_dst) = (s[3], s[4]);
+                r_acc = [s[10] != 0, s[11] != 0];
             }
             valid = issue;
             if s[0] != 0 {
@@ -335,9 +339,11 @@ mod tests {
                     ld,
                     (w_hi << 16) | w_lo,
                     u128::from(rng.chance(0.3)),
-                    u128::from(rng.chance(0.3)),
-                    rng.below(12) as u128,
+                    u128::from(rng.chance(0.5)),
+                    u128::from(rng.chance(0.5)),
                     u128::from(rng.chance(0.2)),
+                    u128::from(rng.chance(0.6)),
+                    u128::from(rng.chance(0.6)),
                 ]
             })
             .collect()
@@ -377,9 +383,11 @@ mod tests {
                     u.load_dst.next = (s[4] as u64).into();
                     u.word.next = (s[5] as u64).into();
                     u.take_a.next = s[6] != 0;
-                    u.take_b.next = s[7] != 0;
-                    u.a_n.next = (s[8] as u64).into();
+                    u.b_acc_lo.next = s[7] != 0;
+                    u.b_acc_hi.next = s[8] != 0;
                     u.tile.next = s[9] != 0;
+                    u.load_acc_lo.next = s[10] != 0;
+                    u.load_acc_hi.next = s[11] != 0;
                 },
                 |u| {
                     vec![

@@ -504,6 +504,8 @@ impl Logic for Controller {
         self.act.load_src.next = self.a0.q.val().get_bits::<16>(0);
         self.act.load_n.next = self.a0.q.val().get_bits::<16>(16);
         self.act.load_dst.next = self.a1.q.val().get_bits::<16>(0);
+        self.act.load_acc_lo.next = self.rc.a_acc_lo.val();
+        self.act.load_acc_hi.next = self.rc.a_acc_hi.val();
         self.counters.sample.next = false;
 
         // ---- header classification (combinational, from in_data): every opcode and every
@@ -674,11 +676,12 @@ impl Logic for Controller {
         self.rc.take_a.next = self.take.val() && (self.state.q.val() == State::Arg0);
         self.rc.take_b.next = self.take.val() && (self.state.q.val() == State::Arg1);
         self.rc.a_n.next = self.a0.q.val().get_bits::<16>(16);
-        // the ACTIVATE engine checks the same words' ranges against its own
+        // the ACTIVATE engine checks word 0's range against its scratchpad rows, and range B's
+        // accumulator banks against its own
         self.act.word.next = self.rc.word.val();
         self.act.take_a.next = self.rc.take_a.val();
-        self.act.take_b.next = self.rc.take_b.val();
-        self.act.a_n.next = self.rc.a_n.val();
+        self.act.b_acc_lo.next = self.rc.b_acc_lo.val();
+        self.act.b_acc_hi.next = self.rc.b_acc_hi.val();
         self.act.tile.next = self.op.q.val() == self.c_op_load_tile.val();
         self.rc.op.next = self.op.q.val();
         self.rc.sp_free0.next = self.seq.sp_free0.val();
@@ -915,8 +918,8 @@ impl Logic for Controller {
                         self.state.d.next = State::Skip;
                     }
                 } else if self.op.q.val() == self.c_op_matmul.val() {
-                    // and its rows meet none the ACTIVATE engine writes (scratchpad) or reads
-                    // (accumulators)
+                    // and its rows meet none the ACTIVATE engine writes (scratchpad) and its
+                    // banks none it reads (accumulators: a bank has one read port)
                     if self.seq_idle.val() && !self.act.sp_clash.val() && !self.act.acc_clash.val() {
                         // the shadow bank swaps in if a whole tile was loaded
                         self.seq.start.next = true;

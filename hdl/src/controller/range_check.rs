@@ -64,6 +64,10 @@ pub struct RangeCheck {
     pub a_sp_lo: Signal<Out, Bit>,
     /// See `a_sp_lo`.
     pub a_sp_hi: Signal<Out, Bit>,
+    /// Range A touches accumulator bank 0 / 1 (an ACTIVATE's source rows).
+    pub a_acc_lo: Signal<Out, Bit>,
+    /// See `a_acc_lo`.
+    pub a_acc_hi: Signal<Out, Bit>,
     /// Range B touches accumulator bank 0 / 1 (a MATMUL's destination rows).
     pub b_acc_lo: Signal<Out, Bit>,
     /// See `b_acc_lo`.
@@ -78,8 +82,8 @@ pub struct RangeCheck {
     // range, range B likewise
     a_sp_lo_r: DFF<Bit>,
     a_sp_hi_r: DFF<Bit>,
-    a_acc_lo: DFF<Bit>,
-    a_acc_hi: DFF<Bit>,
+    a_acc_lo_r: DFF<Bit>,
+    a_acc_hi_r: DFF<Bit>,
     t_sp_lo: DFF<Bit>,
     t_sp_hi: DFF<Bit>,
     b_sp_lo: DFF<Bit>,
@@ -137,6 +141,8 @@ impl RangeCheck {
             acc_ok_a: Default::default(),
             a_sp_lo: Default::default(),
             a_sp_hi: Default::default(),
+            a_acc_lo: Default::default(),
+            a_acc_hi: Default::default(),
             b_acc_lo: Default::default(),
             b_acc_hi: Default::default(),
             a_fits_scratch: Default::default(),
@@ -146,8 +152,8 @@ impl RangeCheck {
             t_fits: Default::default(),
             a_sp_lo_r: Default::default(),
             a_sp_hi_r: Default::default(),
-            a_acc_lo: Default::default(),
-            a_acc_hi: Default::default(),
+            a_acc_lo_r: Default::default(),
+            a_acc_hi_r: Default::default(),
             t_sp_lo: Default::default(),
             t_sp_hi: Default::default(),
             b_sp_lo: Default::default(),
@@ -194,8 +200,8 @@ impl Logic for RangeCheck {
             t_fits,
             a_sp_lo_r,
             a_sp_hi_r,
-            a_acc_lo,
-            a_acc_hi,
+            a_acc_lo_r,
+            a_acc_hi_r,
             t_sp_lo,
             t_sp_hi,
             b_sp_lo,
@@ -230,8 +236,8 @@ impl Logic for RangeCheck {
             self.a_sp_lo_r.d.next = self.a_nonzero.val() && (self.start.val() < self.c_sp_half.val());
             self.a_sp_hi_r.d.next =
                 self.a_nonzero.val() && (self.carry_a.val() || (self.sum_a.val() > self.c_sp_half.val()));
-            self.a_acc_lo.d.next = self.a_nonzero.val() && (self.start.val() < self.c_acc_half.val());
-            self.a_acc_hi.d.next =
+            self.a_acc_lo_r.d.next = self.a_nonzero.val() && (self.start.val() < self.c_acc_half.val());
+            self.a_acc_hi_r.d.next =
                 self.a_nonzero.val() && (self.carry_a.val() || (self.sum_a.val() > self.c_acc_half.val()));
             self.t_sp_lo.d.next = self.start.val() < self.c_sp_half.val();
             self.t_sp_hi.d.next = self.carry_t.val() || (self.sum_t.val() > self.c_sp_half.val());
@@ -257,6 +263,8 @@ impl Logic for RangeCheck {
         }
         self.a_sp_lo.next = self.a_sp_lo_r.q.val();
         self.a_sp_hi.next = self.a_sp_hi_r.q.val();
+        self.a_acc_lo.next = self.a_acc_lo_r.q.val();
+        self.a_acc_hi.next = self.a_acc_hi_r.q.val();
         self.b_acc_lo.next = self.b_acc_lo_r.q.val();
         self.b_acc_hi.next = self.b_acc_hi_r.q.val();
         self.sp_ok_a.next = (!self.a_sp_lo_r.q.val() || self.sp_free0.val())
@@ -265,8 +273,8 @@ impl Logic for RangeCheck {
             (!self.t_sp_lo.q.val() || self.sp_free0.val()) && (!self.t_sp_hi.q.val() || self.sp_free1.val());
         self.sp_ok_b.next =
             (!self.b_sp_lo.q.val() || self.sp_free0.val()) && (!self.b_sp_hi.q.val() || self.sp_free1.val());
-        self.acc_ok_a.next = (!self.a_acc_lo.q.val() || self.acc_quiet0.val())
-            && (!self.a_acc_hi.q.val() || self.acc_quiet1.val());
+        self.acc_ok_a.next = (!self.a_acc_lo_r.q.val() || self.acc_quiet0.val())
+            && (!self.a_acc_hi_r.q.val() || self.acc_quiet1.val());
         self.range_ok.next = true;
         if self.op.val() == self.c_op_write_act.val() || self.op.val() == self.c_op_read_act.val() {
             self.range_ok.next = self.a_fits_scratch.q.val();
@@ -300,8 +308,9 @@ mod tests {
         ("acc_quiet0", 1),
         ("acc_quiet1", 1),
     ];
-    const OUTPUTS: [&str; 9] = [
-        "range_ok", "sp_ok_a", "sp_ok_t", "sp_ok_b", "acc_ok_a", "a_sp_lo", "a_sp_hi", "b_acc_lo", "b_acc_hi",
+    const OUTPUTS: [&str; 11] = [
+        "range_ok", "sp_ok_a", "sp_ok_t", "sp_ok_b", "acc_ok_a", "a_sp_lo", "a_sp_hi", "a_acc_lo",
+        "a_acc_hi", "b_acc_lo", "b_acc_hi",
     ];
 
     /// The reference: the registered verdicts from `spec` (wide arithmetic, `banks_touched`).
@@ -336,6 +345,8 @@ mod tests {
                     ok(ta_acc, quiet),
                     ta_sp[0],
                     ta_sp[1],
+                    ta_acc[0],
+                    ta_acc[1],
                     tb_acc[0],
                     tb_acc[1],
                 ]
@@ -436,6 +447,8 @@ mod tests {
                         u.acc_ok_a.val(),
                         u.a_sp_lo.val(),
                         u.a_sp_hi.val(),
+                        u.a_acc_lo.val(),
+                        u.a_acc_hi.val(),
                         u.b_acc_lo.val(),
                         u.b_acc_hi.val(),
                     ]

@@ -1,7 +1,9 @@
 //! ACTIVATE's engine (`hdl::controller::activate`): it reads the command's accumulator rows one
 //! per cycle beside the front end. The rows are requantised at their read and land through the
 //! `acts` pipe `ACT_WRITEBACK_DELAY` cycles later (`mod.rs`, `bulk.rs`). The registers are the
-//! RTL's, and so are the rules by which commands wait for it (`idle`, `sp_clash`, `acc_clash`).
+//! RTL's, and so are the rules by which commands wait for it (`idle`, `sp_clash`, `acc_clash`:
+//! a MATMUL waits while its accumulator banks meet the ones the engine reads, since a bank has
+//! one read port).
 
 use spec::timing::ACT_DRAIN;
 
@@ -14,23 +16,31 @@ pub(super) struct Activate {
     pub dst: u16,
     /// Countdown to the last row's write.
     pub cnt: u16,
-    /// The whole command (its first rows and count), for the clash checks.
-    pub r_src: u16,
+    /// The whole command, for the clash checks: its scratchpad rows, its accumulator banks.
     pub r_dst: u16,
     pub r_n: u16,
-    /// The command being parsed: its word 0's scratchpad rows meet `[r_dst, + r_n)`, its word
-    /// 1's accumulator rows meet `[r_src, + r_n)` (registered as the words are taken).
+    pub r_acc: [bool; 2],
+    /// The command being parsed: its word 0's scratchpad rows meet `[r_dst, + r_n)`
+    /// (registered as the word is taken).
     pub sp_meet: bool,
-    pub acc_meet: bool,
 }
 
-/// An argument word taken this cycle, for the clash checks.
+/// Payload word 0 taken this cycle (`start | n << 16`; `n` is DIM for LOAD_TILE: `tile_n`),
+/// for the scratchpad clash check.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Taken {
-    /// Payload word 0 (`start | n << 16`; `n` is DIM for LOAD_TILE: `tile_n`).
-    A { word: u32, tile_n: Option<u16> },
-    /// Payload word 1 (a MATMUL's first accumulator row), its count word 0's `n`.
-    B { word: u32, a_n: u16 },
+pub(super) struct Taken {
+    pub word: u32,
+    pub tile_n: Option<u16>,
+}
+
+/// An ACTIVATE as the front end starts it: its rows, count, destination, and the accumulator
+/// banks its rows touch ([`spec::banks_touched`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Load {
+    pub src: u16,
+    pub n: u16,
+    pub dst: u16,
+    pub acc: [bool; 2],
 }
 
 impl Activate {
@@ -52,10 +62,10 @@ impl Activate {
         !self.idle() && self.sp_meet
     }
 
-    /// Busy, and the parsed command's accumulator rows meet the ones it reads.
+    /// Busy, and accumulator banks `acc` (a MATMUL's destination) meet the ones it reads.
     #[inline]
-    pub fn acc_clash(&self) -> bool {
-        !self.idle() && self.acc_meet
+    pub fn acc_clash(&self, acc: [bool; 2]) -> bool {
+        !self.idle() && ((acc[0] && self.r_acc[0]) || (acc[1] && self.r_acc[1]))
     }
 
     /// Cycles from now until it is idle (0 if it is).
@@ -68,10 +78,9 @@ impl Activate {
         }
     }
 
-    /// The registers after this cycle's edge: `load` an ACTIVATE `(src, n, dst)`, an argument
-    /// word `taken`.
+    /// The registers after this cycle's edge: `load` an ACTIVATE, payload word 0 `taken`.
     #[inline]
-    pub fn next(&self, load: Option<(u16, u16, u16)>, taken: Option<Taken>) -> Activate {
+    pub fn next(&self, load: Option<Load>, taken: Option<Taken>) -> Activate {
         let mut d = *self;
         d.cnt = self.cnt.saturating_sub(1);
         if self.issue() {
@@ -80,20 +89,13 @@ impl Activate {
             d.dst = self.dst.wrapping_add(1);
             d.cnt = ACT_DRAIN as u16;
         }
-        if let Some((src, n, dst)) = load {
-            (d.src, d.left, d.dst) = (src, n, dst);
-            (d.r_src, d.r_n, d.r_dst) = (src, n, dst);
+        if let Some(l) = load {
+            (d.src, d.left, d.dst) = (l.src, l.n, l.dst);
+            (d.r_n, d.r_dst, d.r_acc) = (l.n, l.dst, l.acc);
         }
-        let (r_dst, r_src, r_n) = (u32::from(self.r_dst), u32::from(self.r_src), u32::from(self.r_n));
-        match taken {
-            Some(Taken::A { word, tile_n }) => {
-                let n = tile_n.map_or(word >> 16, u32::from);
-                d.sp_meet = spec::rows_meet(word & 0xFFFF, n, r_dst, r_n);
-            }
-            Some(Taken::B { word, a_n }) => {
-                d.acc_meet = spec::rows_meet(word & 0xFFFF, u32::from(a_n), r_src, r_n);
-            }
-            None => {}
+        if let Some(Taken { word, tile_n }) = taken {
+            let n = tile_n.map_or(word >> 16, u32::from);
+            d.sp_meet = spec::rows_meet(word & 0xFFFF, n, u32::from(self.r_dst), u32::from(self.r_n));
         }
         d
     }

@@ -188,10 +188,10 @@ impl NativeSim {
         let quiet = !r.wl.pending && !r.sw_pending && !r.ql_pending;
         match r.state {
             State::Exec if self.range_ok(r) => {
-                let (sp_a, acc_a, sp_b, _) = self.touches(r);
+                let (sp_a, acc_a, sp_b, acc_b) = self.touches(r);
                 match r.op {
                     opcode::MATMUL => {
-                        seq_wait(!r.seq.busy).max(clash_wait(r.act.sp_clash() || r.act.acc_clash()))
+                        seq_wait(!r.seq.busy).max(clash_wait(r.act.sp_clash() || r.act.acc_clash(acc_b)))
                     }
                     opcode::READ_ACT | opcode::LOAD_TILE => {
                         seq_wait(r.seq.sp_ok(sp_a)).max(clash_wait(r.act.sp_clash()))

@@ -108,7 +108,7 @@ use spec::{Config, VERSION};
 
 use crate::activity::Activity;
 use crate::CycleSim;
-use activate::{Activate, Taken};
+use activate::{Activate, Load, Taken};
 use counters::Events;
 use host::FastHost;
 use kernel::RowKernel;
@@ -728,8 +728,9 @@ impl NativeSim {
                     let (sp_a, acc_a, sp_b, acc_b) = self.touches(&q);
                     match q.op {
                         opcode::MATMUL => {
-                            // and its rows meet none the ACTIVATE engine writes or reads
-                            if seq_idle && !q.act.sp_clash() && !q.act.acc_clash() {
+                            // and its rows meet none the ACTIVATE engine writes, its banks none
+                            // it reads
+                            if seq_idle && !q.act.sp_clash() && !q.act.acc_clash(acc_b) {
                                 // the shadow bank swaps in if a whole tile was loaded
                                 let bank = q.wl.next_bank();
                                 if q.wl.swap(&mut d.wl) {
@@ -751,7 +752,7 @@ impl NativeSim {
                             // reads accumulator rows, writes scratchpad rows: the engine takes it
                             // from here (one ACTIVATE at a time)
                             if q.seq.acc_ok(acc_a) && q.seq.sp_ok(sp_b) && q.act.idle() {
-                                act_load = Some((q.a0 as u16, n, q.a1 as u16));
+                                act_load = Some(Load { src: q.a0 as u16, n, dst: q.a1 as u16, acc: acc_a });
                                 cmd_done = true;
                                 d.state = State::Header;
                             }
@@ -957,15 +958,9 @@ impl NativeSim {
             }
         }
 
-        // the engine checks the argument words' rows against its own as they are taken (the
-        // range check's words: at LANES > 1 Arg1's is the one Arg0's beat brought)
-        let taken = if take && q.state == State::Arg0 {
-            Some(Taken::A { word: data, tile_n: (q.op == opcode::LOAD_TILE).then_some(dim as u16) })
-        } else if take && q.state == State::Arg1 {
-            Some(Taken::B { word: if WIDE { q.a1 } else { data }, a_n: (q.a0 >> 16) as u16 })
-        } else {
-            None
-        };
+        // the engine checks word 0's rows against its scratchpad rows as it is taken
+        let taken = (take && q.state == State::Arg0)
+            .then(|| Taken { word: data, tile_n: (q.op == opcode::LOAD_TILE).then_some(dim as u16) });
         d.act = q.act.next(act_load, taken);
 
         // ---- counters ----
