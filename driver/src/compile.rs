@@ -32,7 +32,7 @@
 //!   the input of the next chain.
 //! * **Overlap**: the core runs a MATMUL in the background while its front end takes the next
 //!   command (DESIGN.md, `hdl::controller`): LOAD_WEIGHTS fills the shadow bank and the next
-//!   MATMUL's arguments are parsed meanwhile; ACTIVATE, READ_* and SYNC wait for the array. So
+//!   MATMUL's arguments are parsed meanwhile; SYNC waits for the array, ACTIVATE and READ_* for the banks they touch. So
 //!   every LOAD_WEIGHTS is placed right after the previous MATMUL (hoisted above ACTIVATEs,
 //!   bias loads and reads, which do not touch the weights), and a weight tile or bias already
 //!   on the device is not sent again.
@@ -42,6 +42,10 @@
 //!   halves and odd chunks the high ones, and the steps are software pipelined: chunk `c`'s
 //!   MATMULs are interleaved with chunk `c − 1`'s last ACTIVATEs and read-backs and chunk
 //!   `c + 1`'s WRITE_ACTs ([`Pipeline`]), so the link moves data while the array computes.
+//!   Each MATMUL's window gets its share by a model of the front end's time ([`interleave`]:
+//!   the ACTIVATE engine and the read-backs that wait for it, weight loads after the window's
+//!   data, long data steps in pieces), the weight loads stay where it puts them, and a chunk's
+//!   input and output are kept apart where both fit a half.
 //! * Padding: partial tiles are padded with zeros (weights, X columns, bias), so padded
 //!   columns compute `act(0) = 0` and padded K rows contribute nothing.
 
