@@ -32,10 +32,10 @@
 //!   the input of the next chain.
 //! * **Overlap**: the core runs a MATMUL in the background while its front end takes the next
 //!   command (DESIGN.md, `hdl::controller`): LOAD_WEIGHTS fills the shadow bank and the next
-//!   MATMUL's arguments are parsed meanwhile; SYNC waits for the array, ACTIVATE and READ_* for the banks they touch. So
-//!   every LOAD_WEIGHTS is placed right after the previous MATMUL (hoisted above ACTIVATEs,
-//!   bias loads and reads, which do not touch the weights), and a weight tile or bias already
-//!   on the device is not sent again.
+//!   MATMUL's arguments are parsed meanwhile; SYNC waits for the array, ACTIVATE and READ_*
+//!   for the banks they touch. So every LOAD_WEIGHTS is placed right after the previous
+//!   MATMUL (hoisted above ACTIVATEs, bias loads and reads, which do not touch the weights),
+//!   and a weight tile or bias already on the device is not sent again.
 //! * **Double buffering**: the core's memories are two banks each (the halves), and a command
 //!   waits only for a MATMUL in the banks it touches. Where a chain fits in half of each
 //!   memory and that is estimated faster ([`Plan::double_buffered`]), even chunks use the low
