@@ -101,8 +101,8 @@ fn a_three_layer_mlp_equals_the_golden_model_layer_by_layer() {
 /// of the RTL, with equal cycle counts on both; double buffering (chunks on alternating halves,
 /// the next chunk's WRITE_ACTs and the last one's ACTIVATE/READ_ACT between the MATMULs) takes
 /// fewer cycles than the whole-memory schedule where the halves hold big chunks (the
-/// `ecp5-25k` memories: 4751 against 6078 cycles; the `default` memories at DIM 8: 8072
-/// against 8664, the whole-memory schedule overlapping its read-back with the ACTIVATE engine
+/// `ecp5-25k` memories: 4528 against 6084 cycles; the `default` memories at DIM 8: 7894
+/// against 8670, the whole-memory schedule overlapping its read-back with the ACTIVATE engine
 /// too; on 8-row halves the extra chunks cost more weight loads than they save, which is why
 /// `Buffering::Auto` estimates before it chooses).
 #[test]

@@ -1340,7 +1340,7 @@ fn emit<'a>(
             e.steps.drain(..).for_each(|step| out.push(step));
         }
         // the next chain reads this one's results: nothing may overlap across
-        pipe.finish(&mut e.steps);
+        pipe.finish(&mut e.steps, &cfg);
         e.steps.drain(..).for_each(|step| out.push(step));
     }
     e.push(Command::Sync { token: END_TOKEN });
@@ -1390,11 +1390,10 @@ impl Pipeline {
         self.tail = tail;
     }
 
-    /// No more chunks: the last body beside the tail before it, then the last tail.
-    fn finish(&mut self, out: &mut Vec<Step>) {
+    /// No more chunks: the last body interleaved with the tail before it, then the last tail.
+    fn finish(&mut self, out: &mut Vec<Step>, cfg: &Config) {
         if let Some(body) = self.body.take() {
-            out.extend(body);
-            out.append(&mut self.tail_before);
+            interleave(body, std::mem::take(&mut self.tail_before), Vec::new(), out, cfg);
             out.append(&mut self.tail);
         }
     }
