@@ -101,11 +101,10 @@ fn a_three_layer_mlp_equals_the_golden_model_layer_by_layer() {
 /// of the RTL, with equal cycle counts on both; double buffering (chunks on alternating halves,
 /// the next chunk's WRITE_ACTs and the last one's ACTIVATE/READ_ACT between the MATMULs) takes
 /// fewer cycles than the whole-memory schedule where the halves hold big chunks (the
-/// `ecp5-25k` memories: 4772 against 6078 cycles; on 8-row halves the extra chunks cost more
-/// weight loads than they save, which is why `Buffering::Auto` estimates before it chooses).
-/// On the `default` memories at DIM 8 the two are now within a few percent (8892 against 8664
-/// cycles): since ACTIVATE runs in its engine and each block is read back while the next one
-/// is activated, the whole-memory schedule overlaps its read-back too.
+/// `ecp5-25k` memories: 4528 against 6084 cycles; the `default` memories at DIM 8: 7894
+/// against 8670, the whole-memory schedule overlapping its read-back with the ACTIVATE engine
+/// too; on 8-row halves the extra chunks cost more weight loads than they save, which is why
+/// `Buffering::Auto` estimates before it chooses).
 #[test]
 fn double_buffered_gemms_overlap_and_agree_on_both_simulators() {
     use driver::{compile_mlp_buffered, Buffering};
@@ -137,11 +136,8 @@ fn double_buffered_gemms_overlap_and_agree_on_both_simulators() {
             cycles.push(ca);
         }
         eprintln!("{cfg}: {m}x{k}x{n} double buffered {} cycles, whole {} cycles", cycles[0], cycles[1]);
-        if cfg.scratch_rows() >= 2048 {
+        if cfg.scratch_rows() >= 1024 {
             assert!(cycles[0] < cycles[1], "{cfg}: double {} !< whole {}", cycles[0], cycles[1]);
-        } else if cfg.scratch_rows() >= 1024 {
-            // within 5 % (a double-buffered schedule that lost its overlap would be far slower)
-            assert!(cycles[0] * 100 <= cycles[1] * 105, "{cfg}: double {} vs whole {}", cycles[0], cycles[1]);
         }
     }
 }

@@ -32,16 +32,20 @@
 //!   the input of the next chain.
 //! * **Overlap**: the core runs a MATMUL in the background while its front end takes the next
 //!   command (DESIGN.md, `hdl::controller`): LOAD_WEIGHTS fills the shadow bank and the next
-//!   MATMUL's arguments are parsed meanwhile; ACTIVATE, READ_* and SYNC wait for the array. So
-//!   every LOAD_WEIGHTS is placed right after the previous MATMUL (hoisted above ACTIVATEs,
-//!   bias loads and reads, which do not touch the weights), and a weight tile or bias already
-//!   on the device is not sent again.
+//!   MATMUL's arguments are parsed meanwhile; SYNC waits for the array, ACTIVATE and READ_*
+//!   for the banks they touch. So every LOAD_WEIGHTS is placed right after the previous
+//!   MATMUL (hoisted above ACTIVATEs, bias loads and reads, which do not touch the weights),
+//!   and a weight tile or bias already on the device is not sent again.
 //! * **Double buffering**: the core's memories are two banks each (the halves), and a command
 //!   waits only for a MATMUL in the banks it touches. Where a chain fits in half of each
 //!   memory and that is estimated faster ([`Plan::double_buffered`]), even chunks use the low
 //!   halves and odd chunks the high ones, and the steps are software pipelined: chunk `c`'s
 //!   MATMULs are interleaved with chunk `c − 1`'s last ACTIVATEs and read-backs and chunk
 //!   `c + 1`'s WRITE_ACTs ([`Pipeline`]), so the link moves data while the array computes.
+//!   Each MATMUL's window gets its share by a model of the front end's time ([`interleave`]:
+//!   the ACTIVATE engine and the read-backs that wait for it, weight loads after the window's
+//!   data, long data steps in pieces), the weight loads stay where it puts them, and a chunk's
+//!   input and output are kept apart where both fit a half.
 //! * Padding: partial tiles are padded with zeros (weights, X columns, bias), so padded
 //!   columns compute `act(0) = 0` and padded K rows contribute nothing.
 
@@ -1336,7 +1340,7 @@ fn emit<'a>(
             e.steps.drain(..).for_each(|step| out.push(step));
         }
         // the next chain reads this one's results: nothing may overlap across
-        pipe.finish(&mut e.steps);
+        pipe.finish(&mut e.steps, &cfg);
         e.steps.drain(..).for_each(|step| out.push(step));
     }
     e.push(Command::Sync { token: END_TOKEN });
@@ -1386,11 +1390,10 @@ impl Pipeline {
         self.tail = tail;
     }
 
-    /// No more chunks: the last body beside the tail before it, then the last tail.
-    fn finish(&mut self, out: &mut Vec<Step>) {
+    /// No more chunks: the last body interleaved with the tail before it, then the last tail.
+    fn finish(&mut self, out: &mut Vec<Step>, cfg: &Config) {
         if let Some(body) = self.body.take() {
-            out.extend(body);
-            out.append(&mut self.tail_before);
+            interleave(body, std::mem::take(&mut self.tail_before), Vec::new(), out, cfg);
             out.append(&mut self.tail);
         }
     }

@@ -1012,8 +1012,10 @@ impl fmt::Display for Estimate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let w = &self.workload;
         writeln!(f, "{} on {}, {} input, M = {}", w.name, self.config, w.input, w.m)?;
+        let lanes = self.config.lanes().get();
         let link = match (self.link_words_per_cycle, self.link_words_per_cycle_simulated) {
             (Some(a), Some(s)) => format!("host link {a:.6} words/cycle (simulated {s:.6})"),
+            _ if lanes > 1 => format!("host link unlimited (a beat of {lanes} words each way per cycle)"),
             _ => "host link unlimited (a word each way per cycle)".into(),
         };
         writeln!(f, "clock {} MHz, {link}, {}", self.clock_mhz, self.tech)?;
@@ -1049,7 +1051,9 @@ impl fmt::Display for Estimate {
             row(f, "link bound (words / bandwidth)", l, format!("roofline bound {}", self.roofline_cycles))?;
         }
         writeln!(f, "  {:<34} {:>14}  issued {} (padding included)", "MACs", self.macs, self.macs_issued)?;
-        writeln!(f, "  {:<34} {:>14}  out {}", "words in", self.words_in, self.words_out)?;
+        // at LANES > 1 the streams are beats: LANES words each, padding included
+        let words = if lanes > 1 { format!("words in ({lanes}-word beats)") } else { "words in".into() };
+        writeln!(f, "  {:<34} {:>14}  out {}", words, self.words_in, self.words_out)?;
         if let Some(u) = &self.upload {
             row(
                 f,

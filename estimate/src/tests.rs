@@ -483,3 +483,18 @@ fn one_layer_programs_measure_the_same_without_the_sums() {
     }
     assert!(ran >= 30, "only {ran} of 40 compiled");
 }
+
+/// At LANES > 1 the report says the unlimited link moves a beat each way per cycle and counts
+/// its words as whole beats (padding included); at LANES 1, words.
+#[test]
+fn the_report_names_beats_on_a_wide_link() {
+    let w = Workload::gemm(64, 16, 16, random(1)).unwrap();
+    let wide = cfg(8, 256, 128).with_lanes(spec::lanes::Lanes::new(4).unwrap());
+    let e = estimate(&wide, &w, &Options::at_clock(1e8)).unwrap();
+    assert_eq!((e.words_in % 4, e.words_out % 4), (0, 0));
+    let text = e.to_string();
+    assert!(text.contains("(a beat of 4 words each way per cycle)"), "{text}");
+    assert!(text.contains("words in (4-word beats)"), "{text}");
+    let narrow = estimate(&cfg(8, 256, 128), &w, &Options::at_clock(1e8)).unwrap().to_string();
+    assert!(narrow.contains("(a word each way per cycle)") && !narrow.contains("beat"), "{narrow}");
+}
