@@ -1416,10 +1416,11 @@ impl Pipeline {
 fn interleave(body: Vec<Step>, tail: Vec<Step>, head: Vec<Step>, out: &mut Vec<Step>, cfg: &Config) {
     // How far a unit may run past its window's budget (holding the next MATMUL back by as
     // many cycles) rather than wait for a later window: enough for an ACTIVATE with its
-    // register loads beside a data piece. Measured, not derived: 11 or more gives 85.4 % on
-    // `estimate --gemm 512,64,64 --dim 16 --lanes 4` against 75.9 % with 10 or less, and 12
-    // was the best of 0..30 there and at DIM 8 (LANES 2) and DIM 4 (LANES 1). A window's first
-    // unit is placed whatever its cost (short MATMULs leave windows smaller than any unit).
+    // register loads beside a data piece. Measured, not derived, and a cliff: on `estimate
+    // --gemm 512,64,64 --dim 16 --lanes 4` 10 gives 78.0 %, 12 and 20 give 88.1 %; 20 loses at
+    // DIM 8 LANES 2 (256x32x32: 85.0 -> 83.9 %) and DIM 4 (128x16x16: 78.2 -> 75.0 %). A
+    // window's first unit is placed whatever its cost (short MATMULs leave windows smaller
+    // than any unit).
     const OVERFLOW: u64 = 12;
     // the body as windows: a MATMUL and the steps after it up to the next MATMUL
     let mut windows: Vec<(Vec<Step>, u64)> = Vec::new();
