@@ -73,6 +73,27 @@ impl GoldenDevice {
         frame(&GoldenDevice::run(cfg, &words), Stream::Responses, &cfg, lanes)
     }
 
+    /// [`GoldenDevice::run_lanes`] for comparing with a timed device: every output word
+    /// (padding lanes included), `None` where it is a timed COUNTERS word
+    /// ([`crate::isa::TIMED_COUNTER_WORDS`]), which the untimed golden device answers as 0.
+    pub fn run_lanes_untimed(cfg: Config, lanes: Lanes, beats: &[u32]) -> Vec<Option<u32>> {
+        let mut words = GoldenDevice::run(cfg, &unframe(beats, Stream::Commands, &cfg, lanes));
+        let want = frame(&words, Stream::Responses, &cfg, lanes);
+        // mark the timed words (all ones) and frame again: the marks show where they sit
+        let mut i = 0;
+        while i < words.len() {
+            let (op, len) = crate::isa::split_header(words[i]);
+            if op == crate::isa::opcode::COUNTERS | crate::isa::RESPONSE_BIT {
+                for t in crate::isa::TIMED_COUNTER_WORDS {
+                    words[i + 1 + t] = u32::MAX;
+                }
+            }
+            i += 1 + len as usize;
+        }
+        let marked = frame(&words, Stream::Responses, &cfg, lanes);
+        want.into_iter().zip(marked).map(|(w, m)| (w == m).then_some(w)).collect()
+    }
+
     /// A reset (the `rst` pin, or a BREAK on a board's UART): back to the state after reset —
     /// no command half parsed, weights, bias, quantisation and counters zero, no answer
     /// pending — with the memories' contents kept, as in hardware.
@@ -270,6 +291,30 @@ impl GoldenDevice {
 mod tests {
     use super::*;
     use crate::isa::{header, opcode};
+
+    /// `run_lanes_untimed` is `run_lanes` with exactly the timed COUNTERS words left out,
+    /// wherever the framing puts them (INFO first, so the counters' response starts mid-beat).
+    #[test]
+    fn run_lanes_untimed_leaves_out_exactly_the_timed_counter_words() {
+        let cfg = Config::new(2, 8, 4).unwrap();
+        for l in [1, 2, 4, 8] {
+            let lanes = Lanes::new(l).unwrap();
+            let words = [Command::Info.encode(2).unwrap(), Command::Counters.encode(2).unwrap()].concat();
+            let beats = frame(&words, Stream::Commands, &cfg, lanes);
+            let want = GoldenDevice::run_lanes(cfg, lanes, &beats);
+            let got = GoldenDevice::run_lanes_untimed(cfg, lanes, &beats);
+            assert_eq!(got.len(), want.len());
+            assert!(got.iter().zip(&want).all(|(g, w)| g.is_none() || *g == Some(*w)), "LANES {l}");
+            assert_eq!(got.iter().filter(|g| g.is_none()).count(), crate::isa::TIMED_COUNTER_WORDS.len());
+            if l == 1 {
+                // unframed: the response's last COUNTER_WORDS words are the counters
+                let first = want.len() - crate::isa::COUNTER_WORDS;
+                let left_out: Vec<usize> = (0..got.len()).filter(|&i| got[i].is_none()).collect();
+                let timed: Vec<usize> = crate::isa::TIMED_COUNTER_WORDS.iter().map(|t| first + t).collect();
+                assert_eq!(left_out, timed);
+            }
+        }
+    }
 
     /// A reset (a BREAK on a board) drops a half-parsed command and the loaded state but keeps
     /// the memories.
