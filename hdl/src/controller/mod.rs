@@ -680,6 +680,8 @@ impl Logic for Controller {
         // accumulator banks against its own
         self.act.word.next = self.rc.word.val();
         self.act.take_a.next = self.rc.take_a.val();
+        self.seq.word.next = self.rc.word.val();
+        self.seq.take_a.next = self.rc.take_a.val();
         self.act.b_acc_lo.next = self.rc.b_acc_lo.val();
         self.act.b_acc_hi.next = self.rc.b_acc_hi.val();
         self.act.tile.next = self.op.q.val() == self.c_op_load_tile.val();
@@ -936,8 +938,9 @@ impl Logic for Controller {
                         self.state.d.next = State::Header;
                     }
                 } else if self.op.q.val() == self.c_op_write_act.val() {
-                    // the scratchpad's write port is the engine's while it runs
-                    if self.rc.sp_ok_a.val() && self.act.idle.val() {
+                    // the scratchpad's write port is the engine's while it runs; a MATMUL
+                    // reading other rows (the bank's read port) does not matter
+                    if self.seq.rows_free.val() && self.act.idle.val() {
                         if self.a0.q.val().get_bits::<16>(16) == self.c_zero16.val() {
                             self.cmd_done.next = true;
                             self.state.d.next = State::Header;

@@ -94,6 +94,14 @@ pub struct Sequencer {
     pub acc_quiet0: Signal<Out, Bit>,
     /// The same for accumulator bank 1.
     pub acc_quiet1: Signal<Out, Bit>,
+    /// The argument word on the input stream (the range check's): `start | n << 16`, a
+    /// WRITE_ACT's scratchpad rows when it is one.
+    pub word: Signal<In, Bits<32>>,
+    /// `word` is payload word 0, taken on this edge.
+    pub take_a: Signal<In, Bit>,
+    /// The running MATMUL reads none of the rows of the last payload word 0 taken (its whole
+    /// range `[start_addr, + start_rows)` until its last row issues): WRITE_ACT may write them.
+    pub rows_free: Signal<Out, Bit>,
 
     busy: DFF<Bit>,
     addr: DFF<Bits<16>>,
@@ -127,6 +135,13 @@ pub struct Sequencer {
     acc_touch1: DFF<Bit>,
     acc0_cnt: DFF<Bits<16>>,
     acc1_cnt: DFF<Bits<16>>,
+    // the MATMUL's scratchpad rows (set at start), and whether the rows of the last payload
+    // word 0 meet them (registered as the word is taken: no 16-bit compare on the Exec path)
+    m_src: DFF<Bits<16>>,
+    m_n: DFF<Bits<16>>,
+    w_meet: DFF<Bit>,
+    w_lo: Signal<Local, Bits<16>>,
+    w_n: Signal<Local, Bits<16>>,
     c_drain: Constant<Bits<16>>,
     c_zero16: Constant<Bits<16>>,
     c_one16: Constant<Bits<16>>,
@@ -195,6 +210,14 @@ impl Sequencer {
             acc_touch1: Default::default(),
             acc0_cnt: Default::default(),
             acc1_cnt: Default::default(),
+            word: Default::default(),
+            take_a: Default::default(),
+            rows_free: Default::default(),
+            m_src: Default::default(),
+            m_n: Default::default(),
+            w_meet: Default::default(),
+            w_lo: Default::default(),
+            w_n: Default::default(),
             c_drain: Constant::new((timing::array_drain(dim) as u64).into()),
             c_zero16: Constant::new(0u64.into()),
             c_one16: Constant::new(1u64.into()),
@@ -229,7 +252,10 @@ impl Logic for Sequencer {
             acc_touch0,
             acc_touch1,
             acc0_cnt,
-            acc1_cnt
+            acc1_cnt,
+            m_src,
+            m_n,
+            w_meet
         );
         self.rmw_valid.clock.next = self.clock.val();
         self.rmw_valid.rst.next = self.rst.val();
@@ -250,6 +276,20 @@ impl Logic for Sequencer {
             !(self.busy.q.val() && self.acc_touch0.q.val()) && (self.acc0_cnt.q.val() == self.c_zero16.val());
         self.acc_quiet1.next =
             !(self.busy.q.val() && self.acc_touch1.q.val()) && (self.acc1_cnt.q.val() == self.c_zero16.val());
+        self.rows_free.next = !(self.busy.q.val() && self.w_meet.q.val());
+        // [a, a + n) and [b, b + m) share a row iff n, m > 0 and a − b < m (a ≥ b) or b − a < n
+        // (a < b): 16-bit differences, no wrap (as the ACTIVATE engine's clash)
+        self.w_lo.next = self.word.val().get_bits::<16>(0);
+        self.w_n.next = self.word.val().get_bits::<16>(16);
+        if self.take_a.val() {
+            if self.w_lo.val() >= self.m_src.q.val() {
+                self.w_meet.d.next = (self.w_n.val() != self.c_zero16.val())
+                    && ((self.w_lo.val() - self.m_src.q.val()) < self.m_n.q.val());
+            } else {
+                self.w_meet.d.next = (self.m_n.q.val() != self.c_zero16.val())
+                    && ((self.m_src.q.val() - self.w_lo.val()) < self.w_n.val());
+            }
+        }
         if self.acc0_cnt.q.val() != self.c_zero16.val() {
             self.acc0_cnt.d.next = self.acc0_cnt.q.val() - self.c_one16.val();
         }
@@ -298,6 +338,8 @@ impl Logic for Sequencer {
             self.addr.d.next = self.start_addr.val();
             self.left.d.next = self.start_rows.val();
             self.dst.d.next = self.start_dst.val();
+            self.m_src.d.next = self.start_addr.val();
+            self.m_n.d.next = self.start_rows.val();
             self.acc.d.next = self.start_acc.val();
             self.sp_touch0.d.next = self.start_sp_touch0.val();
             self.sp_touch1.d.next = self.start_sp_touch1.val();
@@ -341,7 +383,7 @@ mod tests {
     use crate::replay::{replay, simulate, Port};
 
     /// Stimulus columns: rst, start, start_addr, start_rows, start_dst, start_acc, start_bank,
-    /// start_sp_touch0/1, start_acc_touch0/1.
+    /// start_sp_touch0/1, start_acc_touch0/1, word, take_a.
     fn inputs() -> Vec<Port> {
         vec![
             Port::new("rst", 1),
@@ -355,10 +397,12 @@ mod tests {
             Port::new("start_sp_touch1", 1),
             Port::new("start_acc_touch0", 1),
             Port::new("start_acc_touch1", 1),
+            Port::new("word", 32),
+            Port::new("take_a", 1),
         ]
     }
 
-    const OUTPUTS: [(&str, usize); 17] = [
+    const OUTPUTS: [(&str, usize); 18] = [
         ("issue", 1),
         ("sp_raddr", 16),
         ("arr_valid", 1),
@@ -376,6 +420,7 @@ mod tests {
         ("sp_free1", 1),
         ("acc_quiet0", 1),
         ("acc_quiet1", 1),
+        ("rows_free", 1),
     ];
 
     /// A reference model by events: each issued row is scheduled for its accumulator read
@@ -392,6 +437,8 @@ mod tests {
         let (mut sp_touch, mut acc_touch) = ([false; 2], [false; 2]);
         // issue cycle of the last row headed to each accumulator bank
         let mut acc_last: [Option<usize>; 2] = [None; 2];
+        // the MATMUL's rows (kept through resets), and whether the last word 0's rows meet them
+        let (mut m_src, mut m_n, mut meet) = (0u16, 0u16, false);
         let mut out = Vec::new();
         for (c, s) in stim.iter().enumerate() {
             let rmw = flight.iter().find(|r| r.0 + l == c).copied();
@@ -419,8 +466,13 @@ mod tests {
                 u128::from(!(busy && sp_touch[1])),
                 u128::from(acc_quiet(0)),
                 u128::from(acc_quiet(1)),
+                u128::from(!(busy && meet)),
             ];
             out.push(row);
+            if s[12] != 0 {
+                let (lo, n) = (s[11] as u32 & 0xFFFF, (s[11] >> 16) as u32 & 0xFFFF);
+                meet = spec::rows_meet(lo, n, m_src.into(), m_n.into());
+            }
             flight.retain(|r| r.0 + l + 1 > c);
             (arr_valid, arr_sel) = (busy, bank);
             for n in &mut cnt {
@@ -443,6 +495,7 @@ mod tests {
             if s[1] != 0 {
                 (addr, left, dst, acc, bank) = (s[2] as u16, s[3] as u16, s[4] as u16, s[5] != 0, s[6] != 0);
                 (sp_touch, acc_touch) = ([s[7] != 0, s[8] != 0], [s[9] != 0, s[10] != 0]);
+                (m_src, m_n) = (addr, left);
                 busy = left != 0;
             }
             if s[0] != 0 {
@@ -472,10 +525,20 @@ mod tests {
                 if rst {
                     busy_until = c + 1;
                 }
+                // addresses mostly near each other, so that word 0's rows meet the MATMUL's
+                let near = |rng: &mut spec::rng::SplitMix64, r: u64| {
+                    if rng.chance(0.8) {
+                        rng.below(r)
+                    } else {
+                        rng.below(1 << 16)
+                    }
+                };
+                let addr = near(&mut rng, 48);
+                let word = near(&mut rng, 48) | near(&mut rng, 24) << 16;
                 vec![
                     u128::from(rst),
                     u128::from(start),
-                    u128::from(rng.below(1 << 16)),
+                    u128::from(addr),
                     u128::from(rows),
                     u128::from(rng.below(1 << 16)),
                     u128::from(rng.chance(0.5)),
@@ -484,6 +547,8 @@ mod tests {
                     u128::from(rng.chance(0.5)),
                     u128::from(rng.chance(0.5)),
                     u128::from(rng.chance(0.5)),
+                    u128::from(word),
+                    u128::from(rng.chance(0.3)),
                 ]
             })
             .collect()
@@ -511,6 +576,8 @@ mod tests {
                     u.start_sp_touch1.next = s[8] != 0;
                     u.start_acc_touch0.next = s[9] != 0;
                     u.start_acc_touch1.next = s[10] != 0;
+                    u.word.next = (s[11] as u64).into();
+                    u.take_a.next = s[12] != 0;
                 },
                 |u| {
                     let b = |x: bool| u128::from(x);
@@ -532,6 +599,7 @@ mod tests {
                         b(u.sp_free1.val()),
                         b(u.acc_quiet0.val()),
                         b(u.acc_quiet1.val()),
+                        b(u.rows_free.val()),
                     ]
                 },
             )

@@ -196,7 +196,9 @@ impl NativeSim {
                     opcode::READ_ACT | opcode::LOAD_TILE => {
                         seq_wait(r.seq.sp_ok(sp_a)).max(clash_wait(r.act.sp_clash()))
                     }
-                    opcode::WRITE_ACT => seq_wait(r.seq.sp_ok(sp_a)).max(act_wait),
+                    opcode::WRITE_ACT => {
+                        seq_wait(r.seq.rows_free(r.a0 as u16, (r.a0 >> 16) as u16)).max(act_wait)
+                    }
                     opcode::READ_ACC => acc_wait(acc_a).max(act_wait),
                     opcode::ACTIVATE => acc_wait(acc_a).max(seq_wait(r.seq.sp_ok(sp_b))).max(act_wait),
                     _ => 0,

@@ -454,6 +454,45 @@ fn a_matmul_waits_for_the_activate_engine_only_on_its_bank() {
     assert!(cycles[0] > cycles[1], "SYNC answered on cycles {cycles:?}: the same bank should wait");
 }
 
+/// A MATMUL reading scratchpad rows 0..24 (bank 0) as a WRITE_ACT is parsed: one that writes
+/// rows 8..10 (rows the MATMUL reads) waits until its last row has issued; one writing rows
+/// 24..26 (the same bank, other rows: the bank's write port is free) does not, and the MATMUL
+/// still reads the old rows. Every port every cycle as in rust-hdl, and the results the golden
+/// device's.
+#[test]
+fn a_write_act_waits_only_for_the_rows_a_matmul_reads() {
+    use spec::isa::Command;
+    let cfg = Config::new(2, 64, 32).unwrap();
+    let rows: Vec<Vec<i8>> = (0..26).map(|i| vec![i as i8 - 12, 3 - i as i8]).collect();
+    let mut cycles = Vec::new();
+    for dst in [8, 24] {
+        let cmds = [
+            Command::WriteAct { dst: 0, rows: rows.clone() },
+            Command::LoadWeights { weights: vec![3, -1, 2, 5] },
+            Command::Matmul { src: 0, n: 24, dst: 0, accumulate: false },
+            Command::WriteAct { dst, rows: vec![vec![100, -100], vec![-7, 9]] },
+            Command::Info,
+            Command::Sync { token: 1 },
+            Command::ReadAcc { src: 0, n: 24 },
+            Command::ReadAct { src: 0, n: 26 },
+        ];
+        let words = program(&cmds, 2);
+        let what = format!("WRITE_ACT to rows {dst}..");
+        let mut rtl = RustHdlSim::new(&cfg);
+        let mut sims = backends(&cfg);
+        let stalls = Stalls::none();
+        let trace =
+            lockstep_ticks(&mut rtl, &mut sims, &words, &stalls, Script::default(), &what).expect("not cut");
+        check_traces(&cfg, &words, &stalls, &trace, &what);
+        // INFO answers once the WRITE_ACT is done
+        cycles.push(trace.outputs[0].0);
+    }
+    assert!(
+        cycles[0] > cycles[1] + 10,
+        "INFO answered on cycles {cycles:?}: rows the MATMUL reads should wait"
+    );
+}
+
 /// Resets at random cycles: rows in flight are lost, memories keep their contents, the host's
 /// words carry on (so the next word taken is parsed as a header, whatever it is).
 #[test]

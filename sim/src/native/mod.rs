@@ -759,7 +759,7 @@ impl NativeSim {
                         }
                         opcode::WRITE_ACT => {
                             // the scratchpad's write port is the engine's while it runs
-                            if q.seq.sp_ok(sp_a) && q.act.idle() {
+                            if q.seq.rows_free(q.a0 as u16, n) && q.act.idle() {
                                 if n == 0 {
                                     cmd_done = true;
                                     d.state = State::Header;

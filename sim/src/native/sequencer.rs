@@ -22,6 +22,10 @@ pub(super) struct Sequencer {
     /// Countdown from `array_drain` after each issue into an accumulator bank the MATMUL
     /// touches: 0 when no row headed there is in the array.
     pub acc_cnt: [u16; 2],
+    /// The running MATMUL's scratchpad rows, `[src, src + rows)` (set at start).
+    pub src: u16,
+    /// See `src`.
+    pub rows: u16,
 }
 
 impl Sequencer {
@@ -68,6 +72,13 @@ impl Sequencer {
         (!t[0] || self.sp_free(0)) && (!t[1] || self.sp_free(1))
     }
 
+    /// No MATMUL is issuing rows from scratchpad rows `[lo, lo + n)` (its whole range, until
+    /// its last row issues): WRITE_ACT may write them.
+    #[inline]
+    pub fn rows_free(&self, lo: u16, n: u16) -> bool {
+        !(self.busy && spec::rows_meet(lo.into(), n.into(), self.src.into(), self.rows.into()))
+    }
+
     /// Every accumulator bank marked in `t` is quiet.
     #[inline]
     pub fn acc_ok(&self, t: [bool; 2]) -> bool {
@@ -107,6 +118,7 @@ impl Sequencer {
     #[inline]
     pub fn start(&mut self, addr: u16, rows: u16, dst: u16, acc: bool, bank: bool, touch: [[bool; 2]; 2]) {
         (self.addr, self.left, self.dst, self.acc, self.bank) = (addr, rows, dst, acc, bank);
+        (self.src, self.rows) = (addr, rows);
         (self.sp_touch, self.acc_touch) = (touch[0], touch[1]);
         self.busy = rows != 0;
     }
