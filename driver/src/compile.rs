@@ -1256,6 +1256,9 @@ fn emit<'a>(
                 (0, 0)
             };
             let first_step = e.steps.len();
+            // the steps (from `first_step`) activating and reading back the last chunk's
+            // earlier N-tiles, each run beside the next N-tiles' MATMULs
+            let mut mids: Vec<Range<usize>> = Vec::new();
             let mut in_base = sp0;
             for (i, (l, t)) in seg.layers.clone().zip(&seg.tiling).enumerate() {
                 let layer = &layers[l];
@@ -1280,61 +1283,97 @@ fn emit<'a>(
                 };
                 let out_base = if t.in_place || in_base != sp0 { sp0 } else { sp0 + s_rows - out_rows };
                 debug_assert!(t.in_place || in_base + in_rows <= out_base || out_base + out_rows <= in_base);
+                // the last chunk's last N-tile (of a last layer read back) computes into the
+                // other halves' accumulators, and its group's outputs go to the other
+                // scratchpad half, free by now: the group's other N-tiles are then activated
+                // and read back while it computes ([`Pipeline::finish`]), and only the one
+                // N-tile is left to drain after the last MATMUL
+                let last_tile_apart =
+                    plan.double_buffered && c + 1 == seg.chunks && out != Out::Chain && !slabbed;
+                let (other_sp0, other_ac0) =
+                    if sp0 == 0 { (cfg.scratch_bank_rows(), cfg.acc_bank_rows()) } else { (0, 0) };
                 for g0 in (0..t.n_tiles).step_by(t.group) {
                     let g_end = (g0 + t.group).min(t.n_tiles);
-                    for s0 in (0..t.k_tiles).step_by(t.slab) {
-                        let s_end = (s0 + t.slab).min(t.k_tiles);
-                        if slabbed {
-                            for kt in s0..s_end {
-                                e.write_x(source, k, kt, r0, mc, in_base + (kt - s0) * mc);
+                    let apart_here = last_tile_apart && g_end == t.n_tiles && g_end - g0 >= 2;
+                    // phases: N-tiles whose MATMULs run while the previous phase is activated;
+                    // consecutive phases in different accumulator banks (the last in the
+                    // chunk's own, free again once the first phase is activated)
+                    let phases: Vec<Range<usize>> = match (apart_here, g_end - g0) {
+                        (false, _) => std::iter::once(g0..g_end).collect(),
+                        (true, 2) => vec![g0..g0 + 1, g0 + 1..g_end],
+                        (true, _) => vec![g0..g_end - 2, g_end - 2..g_end - 1, g_end - 1..g_end],
+                    };
+                    let other_tile = if apart_here { Some(phases[1].start) } else { None };
+                    let acc_of = |nt: usize| {
+                        let base = if other_tile == Some(nt) { other_ac0 } else { ac0 };
+                        base + (nt - g0) * mc
+                    };
+                    let group_out = if apart_here { other_sp0 + s_rows - out_rows } else { out_base };
+                    let last_phase = phases.len() - 1;
+                    for (pi, phase) in phases.into_iter().enumerate() {
+                        for s0 in (0..t.k_tiles).step_by(t.slab) {
+                            let s_end = (s0 + t.slab).min(t.k_tiles);
+                            if slabbed {
+                                for kt in s0..s_end {
+                                    e.write_x(source, k, kt, r0, mc, in_base + (kt - s0) * mc);
+                                }
+                            }
+                            let x_block = |kt: usize| {
+                                if slabbed {
+                                    in_base + (kt - s0) * mc
+                                } else {
+                                    in_base + kt * mc
+                                }
+                            };
+                            for nt in phase.clone() {
+                                for kt in s0..s_end {
+                                    e.load_weights((l, kt, nt));
+                                    e.matmul(x_block(kt), mc, acc_of(nt), kt > 0);
+                                }
                             }
                         }
-                        let x_block =
-                            |kt: usize| if slabbed { in_base + (kt - s0) * mc } else { in_base + kt * mc };
-                        for nt in g0..g_end {
-                            for kt in s0..s_end {
-                                e.load_weights((l, kt, nt));
-                                e.matmul(x_block(kt), mc, ac0 + (nt - g0) * mc, kt > 0);
+                        let acts_from = e.steps.len() - first_step;
+                        // each block's READ_ACT goes after the next block's ACTIVATE: the front end
+                        // reads block j − 1 back while the ACTIVATE engine writes block j (their
+                        // rows differ), instead of waiting for the engine to finish block j
+                        let mut pending_read: Option<Step> = None;
+                        for nt in phase {
+                            let acc = acc_of(nt);
+                            let to = Block {
+                                result,
+                                row: r0,
+                                col: nt * d,
+                                rows: mc,
+                                cols: d.min(n.saturating_sub(nt * d)),
+                            };
+                            if out == Out::Raw {
+                                e.steps.push(Step::ReadAcc { src: row(acc), n: row(mc), to });
+                                continue;
+                            }
+                            e.set_quant(l, nt);
+                            e.load_bias(l, nt);
+                            let slot = if out == Out::Chain || t.in_place { nt } else { nt - g0 };
+                            let dst = group_out + slot * mc;
+                            e.push(Command::Activate { src: row(acc), n: row(mc), dst: row(dst) });
+                            if out == Out::Int8 {
+                                e.steps.extend(pending_read.replace(Step::ReadAct {
+                                    src: row(dst),
+                                    n: row(mc),
+                                    to,
+                                }));
                             }
                         }
-                    }
-                    // each block's READ_ACT goes after the next block's ACTIVATE: the front end
-                    // reads block j − 1 back while the ACTIVATE engine writes block j (their
-                    // rows differ), instead of waiting for the engine to finish block j
-                    let mut pending_read: Option<Step> = None;
-                    for nt in g0..g_end {
-                        let acc = ac0 + (nt - g0) * mc;
-                        let to = Block {
-                            result,
-                            row: r0,
-                            col: nt * d,
-                            rows: mc,
-                            cols: d.min(n.saturating_sub(nt * d)),
-                        };
-                        if out == Out::Raw {
-                            e.steps.push(Step::ReadAcc { src: row(acc), n: row(mc), to });
-                            continue;
-                        }
-                        e.set_quant(l, nt);
-                        e.load_bias(l, nt);
-                        let slot = if out == Out::Chain || t.in_place { nt } else { nt - g0 };
-                        let dst = out_base + slot * mc;
-                        e.push(Command::Activate { src: row(acc), n: row(mc), dst: row(dst) });
-                        if out == Out::Int8 {
-                            e.steps.extend(pending_read.replace(Step::ReadAct {
-                                src: row(dst),
-                                n: row(mc),
-                                to,
-                            }));
+                        e.steps.extend(pending_read);
+                        if pi < last_phase {
+                            mids.push(acts_from..e.steps.len() - first_step);
                         }
                     }
-                    e.steps.extend(pending_read);
                 }
                 in_base = out_base;
             }
             if plan.double_buffered {
                 let chunk = e.steps.split_off(first_step);
-                pipe.push(chunk, &mut e.steps, &cfg);
+                pipe.push(chunk, mids, &mut e.steps, &cfg);
             }
             // what is in `e.steps` now is final: on its way
             e.steps.drain(..).for_each(|step| out.push(step));
@@ -1360,6 +1399,9 @@ fn emit<'a>(
 struct Pipeline {
     /// The body of the last chunk, not emitted yet (it needs the next chunk's head).
     body: Option<Vec<Step>>,
+    /// The steps of that body that activate and read back its own earlier N-tiles (the last
+    /// chunk's: see [`emit`]), as index ranges into it, in order.
+    mids: Vec<Range<usize>>,
     /// The tail of the chunk before it, to run beside that body.
     tail_before: Vec<Step>,
     /// The last chunk's tail, to run beside the next body.
@@ -1369,7 +1411,7 @@ struct Pipeline {
 impl Pipeline {
     /// Chunk `c + 1`'s steps (in program order) arrive: emit chunk `c`'s body interleaved with
     /// chunk `c − 1`'s tail and chunk `c + 1`'s head.
-    fn push(&mut self, mut steps: Vec<Step>, out: &mut Vec<Step>, cfg: &Config) {
+    fn push(&mut self, mut steps: Vec<Step>, mids: Vec<Range<usize>>, out: &mut Vec<Step>, cfg: &Config) {
         let head_len = steps.iter().position(|s| !is_write(s)).unwrap_or(steps.len());
         let tail_at = steps
             .iter()
@@ -1381,20 +1423,49 @@ impl Pipeline {
         let head = steps;
         match self.body.take() {
             Some(prev) => {
-                interleave(prev, std::mem::take(&mut self.tail_before), head, out, cfg);
+                debug_assert!(self.mids.is_empty(), "only a chunk's last body has its own activations");
+                let rest = interleave(prev, std::mem::take(&mut self.tail_before), head, out, cfg);
+                out.extend(rest);
                 self.tail_before = std::mem::take(&mut self.tail);
             }
-            None => out.extend(head),
+            None => {
+                // the first chunk: its first write now, the others beside its first MATMULs (a
+                // WRITE_ACT waits only for a MATMUL that reads its rows; `interleave` places
+                // each before the MATMUL that reads it)
+                let mut head = head.into_iter();
+                out.extend(head.next());
+                self.tail_before = head.collect();
+            }
         }
+        self.mids = mids.into_iter().map(|r| r.start - head_len..r.end - head_len).collect();
         self.body = Some(body);
         self.tail = tail;
     }
 
     /// No more chunks: the last body interleaved with the tail before it, then the last tail.
+    /// A body with activations of its own runs them beside its MATMULs after them.
     fn finish(&mut self, out: &mut Vec<Step>, cfg: &Config) {
         if let Some(body) = self.body.take() {
-            interleave(body, std::mem::take(&mut self.tail_before), Vec::new(), out, cfg);
-            out.append(&mut self.tail);
+            // the body in pieces, each interleaved with the activations before it
+            let mut before = std::mem::take(&mut self.tail_before);
+            let mut pieces = Vec::new();
+            let mut cut = 0;
+            let mids = std::mem::take(&mut self.mids);
+            let mut rest = body;
+            for mid in &mids {
+                let after = rest.split_off(mid.end - cut);
+                let acts = rest.split_off(mid.start - cut);
+                pieces.push((std::mem::replace(&mut rest, after), acts));
+                cut = mid.end;
+            }
+            // (what does not fit a piece goes on beside the next, before that piece's own)
+            for (piece, acts) in pieces {
+                before = interleave(piece, before, Vec::new(), out, cfg);
+                before.extend(acts);
+            }
+            let mut left = interleave(rest, before, Vec::new(), out, cfg);
+            left.append(&mut self.tail);
+            out.extend(activate_early(left, cfg));
         }
     }
 }
@@ -1412,8 +1483,15 @@ impl Pipeline {
 /// that ACTIVATE is done (`docs/architecture.md`'s rules), and a unit that would wait is not
 /// placed where it would hold up the next MATMUL. `tail` keeps its order, `head` too, and a
 /// head unit goes before tail units only if none of them touches its rows, so the program's
-/// meaning is that of `tail` then `head`. What does not fit goes after the body.
-fn interleave(body: Vec<Step>, tail: Vec<Step>, head: Vec<Step>, out: &mut Vec<Step>, cfg: &Config) {
+/// meaning is that of `tail` then `head`. What does not fit is returned (to go after the body).
+#[must_use = "the steps that did not fit go after the body"]
+fn interleave(
+    body: Vec<Step>,
+    tail: Vec<Step>,
+    head: Vec<Step>,
+    out: &mut Vec<Step>,
+    cfg: &Config,
+) -> Vec<Step> {
     // How far a unit may run past its window's budget (holding the next MATMUL back by as
     // many cycles) rather than wait for a later window: enough for an ACTIVATE with its
     // register loads beside a data piece. Measured, not derived, and a cliff: on `estimate
@@ -1451,8 +1529,31 @@ fn interleave(body: Vec<Step>, tail: Vec<Step>, head: Vec<Step>, out: &mut Vec<S
     let (mut t, mut seq_free, mut engine_free) = (0u64, 0u64, 0u64);
     // ACTIVATEs placed: the scratchpad rows they write and when they are done
     let mut written: Vec<(Range<u64>, u64)> = Vec::new();
+    // the model's clock after placing `u` (an ACTIVATE also occupies the engine)
+    let place = |u: &Unit, t: &mut u64, engine_free: &mut u64, written: &mut Vec<(Range<u64>, u64)>| {
+        if let UnitKind::Activate { ref rows, n, .. } = u.kind {
+            let begin = (*t + u.regs_cost).max(*engine_free).max(acc_quiet) + matmul_cost;
+            *engine_free = begin + engine_rows(n);
+            written.push((rows.clone(), *engine_free));
+        }
+        *t += u.cost;
+    };
     for w in windows {
         let rows = w.1;
+        // units that must reach the memories before this MATMUL does go before it, with the
+        // units before them: those writing scratchpad rows it reads (the first chunk's later
+        // K-tiles) or reading accumulator rows it writes (the last chunk computing into rows
+        // the chunk before it left)
+        if let Step::Command(Command::Matmul { src, n, dst, .. }) = &w.0[0] {
+            let (reads, writes) = (span(*src, usize::from(*n)), span(*dst, usize::from(*n)));
+            for q in [&mut tail, &mut head] {
+                while q.units.iter().any(|u| u.before_matmul(&reads, &writes)) {
+                    let u = q.pop();
+                    place(&u, &mut t, &mut engine_free, &mut written);
+                    out.extend(u.steps);
+                }
+            }
+        }
         let start = t.max(seq_free);
         seq_free = start + rows;
         t = start + matmul_cost;
@@ -1462,50 +1563,83 @@ fn interleave(body: Vec<Step>, tail: Vec<Step>, head: Vec<Step>, out: &mut Vec<S
         out.append(&mut steps);
         let mut placed = false;
         loop {
-            // the next tail unit, or a head unit that no tail unit still to come touches
+            // an ACTIVATE ready to go ahead of read-backs of other rows (the engine starts
+            // sooner), the next tail unit, or a head unit that no tail unit still to come touches
             let from_head = head.first_clear_of(&tail);
-            let candidates = [tail.front().map(|u| (false, u)), from_head.map(|u| (true, u))];
+            let ahead = tail.activate_ahead();
+            let candidates = [
+                ahead.map(|i| (Pick::Tail(i), &tail.units[i])),
+                tail.front().map(|u| (Pick::Tail(0), u)),
+                from_head.map(|u| (Pick::Head, u)),
+            ];
             let mut chosen = None;
-            for (is_head, u) in candidates.into_iter().flatten() {
+            for (pick, u) in candidates.into_iter().flatten() {
                 let ready = match u.kind {
                     UnitKind::Activate { .. } => engine_free.max(acc_quiet).saturating_sub(u.regs_cost),
                     UnitKind::Read(ref r) => {
                         written.iter().filter(|(w, _)| meets(w, r)).map(|&(_, done)| done).max().unwrap_or(0)
                     }
-                    UnitKind::Write(_) | UnitKind::Other => 0,
+                    UnitKind::Write(_) | UnitKind::ReadAcc(_) | UnitKind::Other => 0,
                 };
+                // (an ACTIVATE goes ahead of read-backs only if it is ready now, as any unit)
                 let fits = t + u.cost <= deadline + OVERFLOW || !placed;
                 if ready <= t && fits {
-                    chosen = Some(is_head);
+                    chosen = Some(pick);
                     break;
                 }
             }
-            let Some(is_head) = chosen else { break };
-            let u = if is_head { head.take_first_clear_of(&tail) } else { tail.pop() };
-            if let UnitKind::Activate { ref rows, n } = u.kind {
-                let begin = (t + u.regs_cost).max(engine_free).max(acc_quiet) + matmul_cost;
-                engine_free = begin + engine_rows(n);
-                written.push((rows.clone(), engine_free));
-            }
-            t += u.cost;
+            let Some(pick) = chosen else { break };
+            let u = match pick {
+                Pick::Head => head.take_first_clear_of(&tail),
+                Pick::Tail(i) => tail.units.remove(i).expect("a unit was chosen"),
+            };
+            place(&u, &mut t, &mut engine_free, &mut written);
             placed = true;
             out.extend(u.steps);
         }
         t += rest.iter().map(|s| front_end_cycles(s, cfg)).sum::<u64>();
         out.extend(rest);
     }
-    out.extend(tail.units.into_iter().flat_map(|u| u.steps));
-    out.extend(head.units.into_iter().flat_map(|u| u.steps));
+    tail.units.into_iter().chain(head.units).flat_map(|u| u.steps).collect()
+}
+
+/// Rows `[a, a + n)`.
+fn span(a: u16, n: usize) -> Range<u64> {
+    u64::from(a)..u64::from(a) + n as u64
 }
 
 fn meets(a: &Range<u64>, b: &Range<u64>) -> bool {
     a.start < b.end && b.start < a.end
 }
 
+/// Where [`interleave`] takes its next unit from.
+#[derive(Clone, Copy)]
+enum Pick {
+    /// The tail's unit at this index.
+    Tail(usize),
+    /// The head's first unit.
+    Head,
+}
+
+/// `steps` (activations and read-backs, in program order) with each ACTIVATE moved ahead of
+/// the read-backs before it that do not touch its rows: the engine starts sooner, and the
+/// reads go on while it works.
+fn activate_early(steps: Vec<Step>, cfg: &Config) -> Vec<Step> {
+    let mut q = IoQueue::new(steps, u64::MAX, cfg);
+    let mut out = Vec::new();
+    while !q.units.is_empty() {
+        let i = q.activate_ahead().unwrap_or(0);
+        out.extend(q.units.remove(i).expect("a unit").steps);
+    }
+    out
+}
+
 /// What [`interleave`]'s model needs to know of a unit.
 enum UnitKind {
     /// An ACTIVATE of `n` rows writing scratchpad `rows`.
-    Activate { rows: Range<u64>, n: u64 },
+    Activate { rows: Range<u64>, n: u64, acc: Range<u64> },
+    /// A read-back of accumulator rows (READ_ACC).
+    ReadAcc(Range<u64>),
     /// A read-back of scratchpad `rows`.
     Read(Range<u64>),
     /// A write of scratchpad `rows`.
@@ -1524,10 +1658,21 @@ struct Unit {
 }
 
 impl Unit {
+    /// Whether a MATMUL reading scratchpad rows `reads` and writing accumulator rows `writes`
+    /// would change what this unit sees or overwrite what it writes.
+    fn before_matmul(&self, reads: &Range<u64>, writes: &Range<u64>) -> bool {
+        match &self.kind {
+            UnitKind::Activate { rows, acc, .. } => meets(rows, reads) || meets(acc, writes),
+            UnitKind::ReadAcc(acc) => meets(acc, writes),
+            UnitKind::Write(rows) => meets(rows, reads),
+            UnitKind::Read(_) | UnitKind::Other => false,
+        }
+    }
+
     fn rows(&self) -> Option<&Range<u64>> {
         match &self.kind {
             UnitKind::Activate { rows, .. } | UnitKind::Read(rows) | UnitKind::Write(rows) => Some(rows),
-            UnitKind::Other => None,
+            UnitKind::ReadAcc(_) | UnitKind::Other => None,
         }
     }
 }
@@ -1558,11 +1703,14 @@ impl IoQueue {
             }
             let pieces = if regs.is_empty() { split_rows(step, piece, cfg) } else { vec![step] };
             for p in pieces {
-                let r = |a: u16, n: usize| u64::from(a)..u64::from(a) + n as u64;
+                let r = span;
                 let kind = match &p {
-                    Step::Command(Command::Activate { n, dst, .. }) => {
-                        UnitKind::Activate { rows: r(*dst, usize::from(*n)), n: u64::from(*n) }
-                    }
+                    Step::Command(Command::Activate { src, n, dst }) => UnitKind::Activate {
+                        rows: r(*dst, usize::from(*n)),
+                        n: u64::from(*n),
+                        acc: r(*src, usize::from(*n)),
+                    },
+                    Step::ReadAcc { src, n, .. } => UnitKind::ReadAcc(r(*src, usize::from(*n))),
                     Step::ReadAct { src, n, .. } => UnitKind::Read(r(*src, usize::from(*n))),
                     Step::Command(Command::ReadAct { src, n }) => UnitKind::Read(r(*src, usize::from(*n))),
                     Step::Command(Command::WriteAct { dst, rows }) => UnitKind::Write(r(*dst, rows.len())),
@@ -1596,6 +1744,14 @@ impl IoQueue {
         let u = self.units.front()?;
         let rows = u.rows()?;
         other.units.iter().filter_map(Unit::rows).all(|r| !meets(r, rows)).then_some(u)
+    }
+
+    /// The first ACTIVATE that only read-backs of other rows precede (their order against it
+    /// does not matter: no registers, no shared rows), if it is not the first unit.
+    fn activate_ahead(&self) -> Option<usize> {
+        let i = self.units.iter().position(|u| !matches!(u.kind, UnitKind::Read(_)))?;
+        let UnitKind::Activate { ref rows, .. } = self.units[i].kind else { return None };
+        (i > 0 && self.units.iter().take(i).filter_map(Unit::rows).all(|r| !meets(r, rows))).then_some(i)
     }
 
     fn take_first_clear_of(&mut self, other: &IoQueue) -> Unit {
@@ -1888,6 +2044,57 @@ mod tests {
             h.finish();
             assert_eq!(streamed, hoist_weight_loads(steps));
         }
+    }
+
+    #[test]
+    fn the_last_chunk_activates_its_n_tiles_beside_its_own_matmuls() {
+        // DIM 4, halves of 32 scratch and accumulator rows: 4 K- and 4 N-tiles, all N-tiles of
+        // a chunk in one accumulator group; the last chunk (odd: the high halves) puts its
+        // third N-tile's accumulators and all its outputs in the low halves
+        let c = cfg(4, 64, 64);
+        let (m, k, n) = (32, 16, 16);
+        let x = DMatrix::from_fn(m, k, |r, c| ((r * 5 + c * 3) % 17) as i8 - 8);
+        let w: Vec<i8> = (0..k * n).map(|i| (i % 7) as i8 - 3).collect();
+        let layer = Layer::from_row_major(k, n, &w, vec![1; n], Quant::new(1, 2, true).unwrap()).unwrap();
+        let pl = plan_buffered(&c, m, &[(k, n)], OutputKind::Int8, Buffering::Double).unwrap();
+        let seg = &pl.segments[0];
+        assert!(pl.double_buffered && seg.chunks.is_multiple_of(2) && seg.tiling[0].group == 4, "{pl}");
+        let p =
+            compile_mlp_buffered(&c, &x, std::slice::from_ref(&layer), OutputKind::Int8, Buffering::Double)
+                .unwrap();
+        let (sp_half, acc_half) = (c.scratch_bank_rows() as u16, c.acc_bank_rows() as u16);
+        let cmds: Vec<Command> = p.steps.iter().filter_map(Step::command).collect();
+        let matmuls: Vec<(usize, u16)> = cmds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match c {
+                Command::Matmul { dst, .. } => Some((i, *dst)),
+                _ => None,
+            })
+            .collect();
+        // the last chunk's 16 MATMULs: N-tiles 0, 1 and 3 into the high accumulator half,
+        // N-tile 2 into the low one
+        let last: Vec<bool> = matmuls[matmuls.len() - 16..].iter().map(|&(_, dst)| dst >= acc_half).collect();
+        assert_eq!(last, [vec![true; 8], vec![false; 4], vec![true; 4]].concat());
+        // its 4 ACTIVATEs write the low scratchpad half, and only the last N-tile's comes after
+        // its last MATMUL
+        let acts: Vec<(usize, u16)> = cmds
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match c {
+                Command::Activate { dst, .. } => Some((i, *dst)),
+                _ => None,
+            })
+            .collect();
+        let last_acts = &acts[acts.len() - 4..];
+        assert!(last_acts.iter().all(|&(_, dst)| dst < sp_half), "{last_acts:?}");
+        let final_matmul = matmuls.last().unwrap().0;
+        assert_eq!(last_acts.iter().filter(|&&(i, _)| i > final_matmul).count(), 1);
+        // and the program computes the layer (the equivalence tests check this broadly)
+        let mut dev = crate::Device::open(crate::GoldenTransport::new(c), &c).unwrap();
+        let out = dev.run(&p).unwrap();
+        let want = spec::golden::layer_v2(&x, layer.weights(), layer.bias(), layer.layer_quant()).unwrap();
+        assert_eq!(out.output().as_int8(), Some(&want));
     }
 
     #[test]
