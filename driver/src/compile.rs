@@ -45,7 +45,12 @@
 //!   Each MATMUL's window gets its share by a model of the front end's time ([`interleave`]:
 //!   the ACTIVATE engine and the read-backs that wait for it, weight loads after the window's
 //!   data, long data steps in pieces), the weight loads stay where it puts them, and a chunk's
-//!   input and output are kept apart where both fit a half.
+//!   input and output are kept apart where both fit a half. The pipeline's fill and drain:
+//!   the first chunk writes only its first K-tile of X before its first MATMUL, the others
+//!   beside its MATMULs (WRITE_ACT waits only for a MATMUL reading its rows); the last chunk's
+//!   second-last N-tile computes into the other accumulator half and its outputs go to the
+//!   other scratchpad half, so its earlier N-tiles are activated and read back beside its own
+//!   later MATMULs and only the last N-tile drains after the last MATMUL.
 //! * Padding: partial tiles are padded with zeros (weights, X columns, bias), so padded
 //!   columns compute `act(0) = 0` and padded K rows contribute nothing.
 
@@ -1495,8 +1500,8 @@ fn interleave(
     // How far a unit may run past its window's budget (holding the next MATMUL back by as
     // many cycles) rather than wait for a later window: enough for an ACTIVATE with its
     // register loads beside a data piece. Measured, not derived, and a cliff: on `estimate
-    // --gemm 512,64,64 --dim 16 --lanes 4` 10 gives 78.0 %, 12 and 20 give 88.1 %; 20 loses at
-    // DIM 8 LANES 2 (256x32x32: 85.0 -> 83.9 %) and DIM 4 (128x16x16: 78.2 -> 75.0 %). A
+    // --gemm 512,64,64 --dim 16 --lanes 4` 10 gives 79.6 %, 12 gives 91.6 % and 20 91.0 %; 20
+    // loses at DIM 8 (256x32x32: 53.1 -> 52.5 %) and DIM 4 (128x16x16: 86.9 -> 81.3 %). A
     // window's first unit is placed whatever its cost (short MATMULs leave windows smaller
     // than any unit).
     const OVERFLOW: u64 = 12;
