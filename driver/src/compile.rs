@@ -1288,11 +1288,11 @@ fn emit<'a>(
                 };
                 let out_base = if t.in_place || in_base != sp0 { sp0 } else { sp0 + s_rows - out_rows };
                 debug_assert!(t.in_place || in_base + in_rows <= out_base || out_base + out_rows <= in_base);
-                // the last chunk's last N-tile (of a last layer read back) computes into the
-                // other halves' accumulators, and its group's outputs go to the other
-                // scratchpad half, free by now: the group's other N-tiles are then activated
-                // and read back while it computes ([`Pipeline::finish`]), and only the one
-                // N-tile is left to drain after the last MATMUL
+                // in the last chunk (of a last layer read back) the last group's second-last
+                // N-tile computes into the other halves' accumulators and the group's outputs
+                // go to the other scratchpad half, free by now: the N-tiles before it are
+                // activated and read back while it computes, it while the last one computes
+                // ([`Pipeline::finish`]), and only the last N-tile drains after the last MATMUL
                 let last_tile_apart =
                     plan.double_buffered && c + 1 == seg.chunks && out != Out::Chain && !slabbed;
                 let (other_sp0, other_ac0) =
