@@ -1526,23 +1526,7 @@ fn interleave(
     let piece = windows.iter().map(budget).filter(|&b| b > 0).min().unwrap_or(0);
     let mut tail = IoQueue::new(tail, piece, cfg);
     let mut head = IoQueue::new(head, piece, cfg);
-    let dim = cfg.dim() as u64;
-    let engine_rows = |n: u64| n + spec::timing::ACT_LATENCY as u64 + 2;
-    // the model's clock: 0 when the body's first MATMUL is taken; the previous chunk's last
-    // MATMUL drains its accumulators meanwhile
-    let acc_quiet = spec::timing::matmul_depth(dim as usize) as u64;
-    let (mut t, mut seq_free, mut engine_free) = (0u64, 0u64, 0u64);
-    // ACTIVATEs placed: the scratchpad rows they write and when they are done
-    let mut written: Vec<(Range<u64>, u64)> = Vec::new();
-    // the model's clock after placing `u` (an ACTIVATE also occupies the engine)
-    let place = |u: &Unit, t: &mut u64, engine_free: &mut u64, written: &mut Vec<(Range<u64>, u64)>| {
-        if let UnitKind::Activate { ref rows, n, .. } = u.kind {
-            let begin = (*t + u.regs_cost).max(*engine_free).max(acc_quiet) + matmul_cost;
-            *engine_free = begin + engine_rows(n);
-            written.push((rows.clone(), *engine_free));
-        }
-        *t += u.cost;
-    };
+    let mut fe = FrontEnd::new(cfg, matmul_cost);
     for w in windows {
         let rows = w.1;
         // units that must reach the memories before this MATMUL does go before it, with the
@@ -1554,15 +1538,15 @@ fn interleave(
             for q in [&mut tail, &mut head] {
                 while q.units.iter().any(|u| u.before_matmul(&reads, &writes)) {
                     let u = q.pop();
-                    place(&u, &mut t, &mut engine_free, &mut written);
+                    fe.place(&u);
                     out.extend(u.steps);
                 }
             }
         }
-        let start = t.max(seq_free);
-        seq_free = start + rows;
-        t = start + matmul_cost;
-        let deadline = (start + budget(&w)).max(t);
+        let start = fe.t.max(fe.seq_free);
+        fe.seq_free = start + rows;
+        fe.t = start + matmul_cost;
+        let deadline = (start + budget(&w)).max(fe.t);
         let (mut steps, _) = w;
         let rest = steps.split_off(1);
         out.append(&mut steps);
@@ -1579,16 +1563,9 @@ fn interleave(
             ];
             let mut chosen = None;
             for (pick, u) in candidates.into_iter().flatten() {
-                let ready = match u.kind {
-                    UnitKind::Activate { .. } => engine_free.max(acc_quiet).saturating_sub(u.regs_cost),
-                    UnitKind::Read(ref r) => {
-                        written.iter().filter(|(w, _)| meets(w, r)).map(|&(_, done)| done).max().unwrap_or(0)
-                    }
-                    UnitKind::Write(_) | UnitKind::ReadAcc(_) | UnitKind::Other => 0,
-                };
                 // (an ACTIVATE goes ahead of read-backs only if it is ready now, as any unit)
-                let fits = t + u.cost <= deadline + OVERFLOW || !placed;
-                if ready <= t && fits {
+                let fits = fe.t + u.cost <= deadline + OVERFLOW || !placed;
+                if fe.ready(u) <= fe.t && fits {
                     chosen = Some(pick);
                     break;
                 }
@@ -1598,14 +1575,58 @@ fn interleave(
                 Pick::Head => head.take_first_clear_of(&tail),
                 Pick::Tail(i) => tail.units.remove(i).expect("a unit was chosen"),
             };
-            place(&u, &mut t, &mut engine_free, &mut written);
+            fe.place(&u);
             placed = true;
             out.extend(u.steps);
         }
-        t += rest.iter().map(|s| front_end_cycles(s, cfg)).sum::<u64>();
+        fe.t += rest.iter().map(|s| front_end_cycles(s, cfg)).sum::<u64>();
         out.extend(rest);
     }
     tail.units.into_iter().chain(head.units).flat_map(|u| u.steps).collect()
+}
+
+/// [`interleave`]'s model of the front end's time: its clock `t` (0 when the body's first
+/// MATMUL is taken), when the sequencer is free, when the ACTIVATE engine is idle, and the
+/// scratchpad rows of the ACTIVATEs placed with the cycle each is done.
+struct FrontEnd {
+    t: u64,
+    seq_free: u64,
+    engine_free: u64,
+    written: Vec<(Range<u64>, u64)>,
+    /// When the previous chunk's last MATMUL has drained its accumulators.
+    acc_quiet: u64,
+    /// A MATMUL command's own front-end cycles.
+    matmul_cost: u64,
+}
+
+impl FrontEnd {
+    fn new(cfg: &Config, matmul_cost: u64) -> Self {
+        let acc_quiet = spec::timing::matmul_depth(cfg.dim()) as u64;
+        FrontEnd { t: 0, seq_free: 0, engine_free: 0, written: Vec::new(), acc_quiet, matmul_cost }
+    }
+
+    /// The earliest cycle `u` can start without waiting: an ACTIVATE once the engine is idle
+    /// and the accumulators quiet (its register loads go first), a read-back once the
+    /// ACTIVATEs writing its rows are done.
+    fn ready(&self, u: &Unit) -> u64 {
+        match u.kind {
+            UnitKind::Activate { .. } => self.engine_free.max(self.acc_quiet).saturating_sub(u.regs_cost),
+            UnitKind::Read(ref r) => {
+                self.written.iter().filter(|(w, _)| meets(w, r)).map(|&(_, done)| done).max().unwrap_or(0)
+            }
+            UnitKind::Write(_) | UnitKind::ReadAcc(_) | UnitKind::Other => 0,
+        }
+    }
+
+    /// `u` is taken now: the clock moves on by its cycles, and an ACTIVATE occupies the engine.
+    fn place(&mut self, u: &Unit) {
+        if let UnitKind::Activate { ref rows, n, .. } = u.kind {
+            let begin = (self.t + u.regs_cost).max(self.engine_free).max(self.acc_quiet) + self.matmul_cost;
+            self.engine_free = begin + n + spec::timing::ACT_LATENCY as u64 + 2;
+            self.written.push((rows.clone(), self.engine_free));
+        }
+        self.t += u.cost;
+    }
 }
 
 /// Rows `[a, a + n)`.
@@ -2069,28 +2090,24 @@ mod tests {
                 .unwrap();
         let (sp_half, acc_half) = (c.scratch_bank_rows() as u16, c.acc_bank_rows() as u16);
         let cmds: Vec<Command> = p.steps.iter().filter_map(Step::command).collect();
-        let matmuls: Vec<(usize, u16)> = cmds
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| match c {
-                Command::Matmul { dst, .. } => Some((i, *dst)),
+        // (position in the program, destination row) of each MATMUL / ACTIVATE
+        let find = |matmul: bool| -> Vec<(usize, u16)> {
+            let at = |(i, c): (usize, &Command)| match (matmul, c) {
+                (true, Command::Matmul { dst, .. }) | (false, Command::Activate { dst, .. }) => {
+                    Some((i, *dst))
+                }
                 _ => None,
-            })
-            .collect();
+            };
+            cmds.iter().enumerate().filter_map(at).collect()
+        };
+        let matmuls = find(true);
         // the last chunk's 16 MATMULs: N-tiles 0, 1 and 3 into the high accumulator half,
         // N-tile 2 into the low one
         let last: Vec<bool> = matmuls[matmuls.len() - 16..].iter().map(|&(_, dst)| dst >= acc_half).collect();
         assert_eq!(last, [vec![true; 8], vec![false; 4], vec![true; 4]].concat());
         // its 4 ACTIVATEs write the low scratchpad half, and only the last N-tile's comes after
         // its last MATMUL
-        let acts: Vec<(usize, u16)> = cmds
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| match c {
-                Command::Activate { dst, .. } => Some((i, *dst)),
-                _ => None,
-            })
-            .collect();
+        let acts = find(false);
         let last_acts = &acts[acts.len() - 4..];
         assert!(last_acts.iter().all(|&(_, dst)| dst < sp_half), "{last_acts:?}");
         let final_matmul = matmuls.last().unwrap().0;
