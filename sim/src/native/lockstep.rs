@@ -418,6 +418,20 @@ fn gemm_heavy_streams_match_rust_hdl() {
     eprintln!("GEMM-heavy: {n} cycles in lockstep");
 }
 
+/// `cmds` (LANES 1) on rust-hdl and every backend in lockstep (every port every
+/// cycle, no stalls), the results checked against the golden device; the cycle of the first
+/// response word.
+fn first_answer_in_lockstep(cfg: &Config, cmds: &[spec::isa::Command], what: &str) -> u64 {
+    let words = program(cmds, cfg.dim());
+    let mut rtl = RustHdlSim::new(cfg);
+    let mut sims = backends(cfg);
+    let stalls = Stalls::none();
+    let trace =
+        lockstep_ticks(&mut rtl, &mut sims, &words, &stalls, Script::default(), what).expect("not cut");
+    check_traces(cfg, &words, &stalls, &trace, what);
+    trace.outputs[0].0
+}
+
 /// ACTIVATE's engine reading accumulator rows 0..12 (bank 0) as a MATMUL is parsed: one that
 /// accumulates into rows 12..24 (bank 0 too) waits for the engine, a bank's read port being
 /// the MATMUL's on every edge both read; one into rows 16..28 (bank 1) does not. Every port
@@ -440,16 +454,8 @@ fn a_matmul_waits_for_the_activate_engine_only_on_its_bank() {
             Command::ReadAct { src: 32, n: 12 },
             Command::ReadAcc { src: dst, n: 12 },
         ];
-        let words = program(&cmds, 2);
-        let what = format!("MATMUL into rows {dst}..");
-        let mut rtl = RustHdlSim::new(&cfg);
-        let mut sims = backends(&cfg);
-        let stalls = Stalls::none();
-        let trace =
-            lockstep_ticks(&mut rtl, &mut sims, &words, &stalls, Script::default(), &what).expect("not cut");
-        check_traces(&cfg, &words, &stalls, &trace, &what);
         // the SYNC answers once the second MATMUL is done
-        cycles.push(trace.outputs[0].0);
+        cycles.push(first_answer_in_lockstep(&cfg, &cmds, &format!("MATMUL into rows {dst}..")));
     }
     assert!(cycles[0] > cycles[1], "SYNC answered on cycles {cycles:?}: the same bank should wait");
 }
@@ -476,16 +482,8 @@ fn a_write_act_waits_only_for_the_rows_a_matmul_reads() {
             Command::ReadAcc { src: 0, n: 24 },
             Command::ReadAct { src: 0, n: 26 },
         ];
-        let words = program(&cmds, 2);
-        let what = format!("WRITE_ACT to rows {dst}..");
-        let mut rtl = RustHdlSim::new(&cfg);
-        let mut sims = backends(&cfg);
-        let stalls = Stalls::none();
-        let trace =
-            lockstep_ticks(&mut rtl, &mut sims, &words, &stalls, Script::default(), &what).expect("not cut");
-        check_traces(&cfg, &words, &stalls, &trace, &what);
         // INFO answers once the WRITE_ACT is done
-        cycles.push(trace.outputs[0].0);
+        cycles.push(first_answer_in_lockstep(&cfg, &cmds, &format!("WRITE_ACT to rows {dst}..")));
     }
     assert!(
         cycles[0] > cycles[1] + 10,
